@@ -1,0 +1,71 @@
+"""dlib's face detector and 68-point shape predictor, loaded once per thread.
+
+The models ship inside the `face_recognition_models` PyPI package. Its folder is located
+with importlib rather than by importing it: its import needs `pkg_resources`, which new
+setuptools no longer ship.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from pathlib import Path
+
+import dlib
+import numpy as np
+
+# Inner-lip top and bottom centre of dlib's 68 points: their gap is the mouth opening.
+INNER_TOP, INNER_BOTTOM = 62, 66
+LEFT_EYE, RIGHT_EYE = slice(36, 42), slice(42, 48)
+
+_local = threading.local()
+
+
+def models_dir() -> Path:
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the face_recognition_models package is not installed (make setup installs it)")
+    return Path(next(iter(spec.submodule_search_locations))) / "models"
+
+
+def detector() -> dlib.fhog_object_detector:
+    if not hasattr(_local, "detector"):
+        _local.detector = dlib.get_frontal_face_detector()
+    return _local.detector
+
+
+def predictor() -> dlib.shape_predictor:
+    if not hasattr(_local, "predictor"):
+        path = models_dir() / "shape_predictor_68_face_landmarks.dat"
+        if not path.exists():
+            raise RuntimeError(f"{path}: dlib's 68-point model is missing")
+        _local.predictor = dlib.shape_predictor(str(path))
+    return _local.predictor
+
+
+def detect(image: np.ndarray, upsample: int = 0) -> list[dlib.rectangle]:
+    """Face rectangles in an RGB or grey uint8 image, largest first."""
+    rects = list(detector()(image, upsample))
+    return sorted(rects, key=lambda r: r.width() * r.height(), reverse=True)
+
+
+def shape(image: np.ndarray, rect: dlib.rectangle) -> np.ndarray:
+    """The 68 (x, y) landmarks of the face in `rect`, float32 of shape (68, 2)."""
+    points = predictor()(image, rect)
+    return np.array([(p.x, p.y) for p in points.parts()], dtype=np.float32)
+
+
+def find_landmarks(image: np.ndarray, upsample: int = 0) -> np.ndarray | None:
+    """Landmarks of the largest face, or None when there is no face."""
+    rects = detect(image, upsample)
+    return shape(image, rects[0]) if rects else None
+
+
+def inter_ocular(landmarks: np.ndarray) -> float:
+    """Distance between the eye centres, the scale that landmark errors are measured against."""
+    return float(np.linalg.norm(landmarks[LEFT_EYE].mean(0) - landmarks[RIGHT_EYE].mean(0)))
+
+
+def mouth_opening(landmarks: np.ndarray) -> float:
+    """Inner-lip gap (point 62 to 66) in the landmarks' own pixels."""
+    return float(np.linalg.norm(landmarks[INNER_BOTTOM] - landmarks[INNER_TOP]))
