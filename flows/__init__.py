@@ -1,0 +1,8 @@
+"""Prefect flows and the `reenact` CLI."""
+
+import os
+
+# Offline platform: nothing phones home (DESIGN.md, known traps). Set before Prefect reads settings.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+os.environ.setdefault("DO_NOT_TRACK", "1")

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from tasks.params import Params, load_params
-
-# Offline platform: never phone home (DESIGN.md, known traps).
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
 
 def resolve_params(params_file: str | Path = "params.yaml", overrides: dict[str, Any] | None = None) -> Params:

@@ -1,0 +1,138 @@
+"""Stage `ingest`: sources -> data/raw/videos/<video_id>.mp4 and data/raw/manifest.parquet.
+
+`data.source: demo` makes the offline demo corpus; `data.source: sources` fetches every line
+of `data.sources_file` (URLs through yt-dlp, or local paths), one Prefect task per source,
+retried with backoff. A source that fails is a `failed` row; the flow still finishes.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task, unmapped
+from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.tasks import exponential_backoff
+
+from flows.common import publish_markdown, publish_table, resolve_params
+from tasks import demo
+from tasks.download import (
+    SourceError,
+    check_source,
+    failed_row,
+    fetch,
+    media_row,
+    read_manifest,
+    read_sources,
+    write_manifest,
+)
+from tasks.files import sha256_file
+from tasks.params import DataParams, DemoParams, digest
+
+
+@task(name="fetch-source", task_run_name="fetch {source}")
+def fetch_source(source: str, videos_dir: Path, params: DataParams, archive: Path) -> dict[str, Any]:
+    return fetch(source, videos_dir, params, archive)
+
+
+@task(name="make-demo-corpus")
+def make_demo(videos_dir: Path, params: DemoParams, previous: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The demo clips, remade only when missing, changed on disk, or made with other demo params."""
+    tag = f"demo:{digest(params)}"
+    known = {row["url"]: row for row in previous if row["status"] in ("ok", "skipped")}
+    names = [f"demo_{i:02d}" for i in range(params.clips)]
+    current = all(
+        (videos_dir / f"{name}.mp4").exists()
+        and f"{tag}/{name}" in known
+        and known[f"{tag}/{name}"]["sha256"] == sha256_file(videos_dir / f"{name}.mp4")
+        for name in names
+    )
+    if not current:
+        demo.make_demo_corpus(videos_dir, params)
+    status = "skipped" if current else "ok"
+    return [media_row(name, f"{tag}/{name}", videos_dir / f"{name}.mp4", status) for name in names]
+
+
+def _fetch_all(sources: list[str], videos_dir: Path, params: DataParams, archive: Path) -> list[dict[str, Any]]:
+    rows: dict[int, dict[str, Any]] = {}
+    accepted = []
+    for index, source in enumerate(sources):
+        try:
+            check_source(source)
+            accepted.append(index)
+        except SourceError as exc:
+            rows[index] = failed_row(source, str(exc))
+    fetcher = fetch_source.with_options(
+        retries=params.retries,
+        retry_delay_seconds=exponential_backoff(backoff_factor=params.retry_delay_s) if params.retry_delay_s else 0,
+        retry_condition_fn=lambda _task, _run, state: not isinstance(_exception(state), SourceError),
+    )
+    futures = fetcher.map([sources[i] for i in accepted], unmapped(videos_dir), unmapped(params), unmapped(archive))
+    for index, future in zip(accepted, futures):
+        result = future.result(raise_on_failure=False)
+        rows[index] = failed_row(sources[index], str(result)) if isinstance(result, BaseException) else result
+    ordered = [rows[i] for i in range(len(sources))]
+    seen: dict[str, str] = {}
+    for row in ordered:
+        if row["status"] != "failed" and row["video_id"] in seen:
+            row.update({key: None for key in row if key not in ("video_id", "url")})
+            row.update(status="failed", error=f"{row['url']}: same video_id as {seen[row['video_id']]}, kept that one")
+        seen.setdefault(row["video_id"], row["url"])
+    return ordered
+
+
+def _exception(state) -> BaseException | None:
+    try:
+        state.result()
+    except BaseException as exc:  # noqa: BLE001 - the state's own exception, inspected
+        return exc
+    return None
+
+
+def _summary(rows: list[dict[str, Any]], seconds: float) -> str:
+    counts = {status: sum(r["status"] == status for r in rows) for status in ("ok", "skipped", "failed")}
+    size = sum(r["bytes"] or 0 for r in rows if r["status"] == "ok")
+    lines = [
+        "# Ingest",
+        f"{len(rows)} sources: {counts['ok']} ok, {counts['skipped']} skipped, {counts['failed']} failed, "
+        f"in {seconds:.1f} s ({size / 1e6 / max(seconds, 1e-9):.1f} MB/s fetched).",
+    ]
+    failures = [r for r in rows if r["status"] == "failed"]
+    if failures:
+        lines += ["", "## Failures", "", "| source | error |", "| --- | --- |"]
+        lines += [f"| {r['url']} | {str(r['error']).replace('|', '/')} |" for r in failures]
+    return "\n".join(lines)
+
+
+@flow(name="ingest", task_runner=ThreadPoolTaskRunner(max_workers=4))
+def ingest(params_file: str = "params.yaml", overrides: dict[str, Any] | None = None,
+           raw_dir: str = "data/raw") -> dict[str, int]:
+    """Fetch every source (or make the demo corpus) into raw_dir and write its manifest."""
+    logger = get_run_logger()
+    params = resolve_params(params_file, overrides)
+    logger.info("params: %s", params.model_dump(include={"data", "demo"}))
+    raw = Path(raw_dir)
+    videos_dir, manifest_path = raw / "videos", raw / "manifest.parquet"
+    videos_dir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    if params.data.source == "demo":
+        rows = make_demo(videos_dir, params.demo, read_manifest(manifest_path))
+    else:
+        sources = read_sources(params.data.sources_file, params.data.limit)
+        logger.info("%d sources from %s", len(sources), params.data.sources_file)
+        rows = _fetch_all(sources, videos_dir, params.data, raw / "download_archive.txt")
+    write_manifest(manifest_path, rows)
+    seconds = time.perf_counter() - start
+    summary = _summary(rows, seconds)
+    publish_table("ingest-manifest", rows, f"{len(rows)} sources -> {videos_dir}")
+    publish_markdown("ingest-summary", summary, "ingest counts and failures")
+    for row in rows:
+        if row["status"] == "failed":
+            logger.warning("failed: %s", row["error"])
+    logger.info(summary.splitlines()[1])
+    return {status: sum(r["status"] == status for r in rows) for status in ("ok", "skipped", "failed")}
+
+
+if __name__ == "__main__":
+    ingest()
