@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
 app = typer.Typer(help="reenact: speech -> talking-head video. Build the dataset with Prefect, train and render with DVC.",
@@ -23,6 +26,20 @@ def version() -> None:
     for name in ("reenact", "prefect", "dvc", "yt-dlp", "dlib-bin", "torch", "pyarrow"):
         typer.echo(f"{name} {v(name)}")
     typer.echo(ffmpeg_version())
+
+
+@app.command()
+def inspect(
+    shards_dir: Annotated[Path, typer.Argument(help="the frame table folder")] = Path("data/shards"),
+    sheet: Annotated[Path | None, typer.Option(help="write a contact sheet of sample crops and lips")] = None,
+) -> None:
+    """Videos, frames, the share with a face, bytes on disk, and the schema with its metadata."""
+    from tasks.inspect import report, write_sheet
+
+    if not report(shards_dir):
+        raise typer.Exit(1)
+    if sheet is not None:
+        typer.echo(f"contact sheet: {write_sheet(shards_dir, sheet)}")
 
 
 if __name__ == "__main__":

@@ -95,8 +95,8 @@ def _summary(rows: list[dict[str, Any]], seconds: float) -> str:
     size = sum(r["bytes"] or 0 for r in rows if r["status"] == "ok")
     lines = [
         "# Ingest",
-        f"{len(rows)} sources: {counts['ok']} ok, {counts['skipped']} skipped, {counts['failed']} failed, "
-        f"in {seconds:.1f} s ({size / 1e6 / max(seconds, 1e-9):.1f} MB/s fetched).",
+        (f"{len(rows)} sources: {counts['ok']} ok, {counts['skipped']} skipped, {counts['failed']} failed, "
+         f"in {seconds:.1f} s ({size / 1e6 / max(seconds, 1e-9):.1f} MB/s fetched)."),
     ]
     failures = [r for r in rows if r["status"] == "failed"]
     if failures:

@@ -1,0 +1,117 @@
+"""The `preprocess` flow: every raw video -> its partition of the frame table in data/shards.
+
+One task run per video (tasks/video.py), mapped over the task runner that
+`preprocess.task_runner` names: threads, processes, or a Dask cluster (an existing one at
+`preprocess.dask_address`, else a local one). A video whose shard was made from the same
+file with the same params is skipped; a bad video is a `failed` row, never a failed run.
+
+    python -m flows.preprocess            # the DVC stage: params.yaml, data/raw -> data/shards
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+from prefect import flow, get_run_logger, unmapped
+from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
+
+from flows.common import publish_markdown, publish_table, resolve_params
+from tasks.params import PreprocessParams
+from tasks.shards import clean_temporaries, remove_stale, write_videos_table
+from tasks.video import preprocess_video
+
+USABLE_SOURCES = ("ok", "skipped")
+
+
+def task_runner_for(params: PreprocessParams) -> TaskRunner:
+    if params.task_runner == "threads":
+        return ThreadPoolTaskRunner(max_workers=params.workers)
+    if params.task_runner == "processes":
+        return ProcessPoolTaskRunner(max_workers=params.workers)
+    from prefect_dask import DaskTaskRunner
+
+    if params.dask_address:
+        return DaskTaskRunner(address=params.dask_address)
+    # One thread per worker process: dlib and the JPEG encoder hold the GIL for most of a frame.
+    return DaskTaskRunner(cluster_kwargs={"n_workers": params.workers, "threads_per_worker": 1, "processes": True})
+
+
+def find_videos(raw_dir: Path, video_ids: list[str] | None = None) -> list[Path]:
+    """The videos ingest delivered: the manifest's usable rows, or every mp4 when there is no manifest."""
+    videos = raw_dir / "videos"
+    manifest = raw_dir / "manifest.parquet"
+    if manifest.exists():
+        rows = pq.read_table(manifest, columns=["video_id", "status"]).to_pylist()
+        paths = [videos / f"{row['video_id']}.mp4" for row in rows if row["status"] in USABLE_SOURCES]
+    else:
+        paths = sorted(videos.glob("*.mp4"))
+    if video_ids is not None:
+        wanted = set(video_ids)
+        paths = [path for path in paths if path.stem in wanted]
+    return paths
+
+
+def summary_markdown(rows: list[dict[str, Any]], wall_seconds: float) -> str:
+    counts = {status: sum(row["status"] == status for row in rows) for status in ("ok", "skipped", "failed")}
+    written = [row for row in rows if row["status"] == "ok"]
+    frames = sum(row["frames"] for row in written)
+    busy = sum(row["seconds"] for row in written)
+    lines = [
+        "# preprocess",
+        "",
+        (f"- videos: {len(rows)} ({counts['ok']} written, {counts['skipped']} skipped as current, "
+         f"{counts['failed']} failed)"),
+        f"- frames written: {frames}, with a face: {sum(row['frames_with_face'] for row in written)}",
+        (f"- time: {wall_seconds:.1f} s wall, {busy:.1f} s in tasks, "
+         f"{frames / busy if busy else 0.0:.1f} frames/s per task"),
+    ]
+    failures = [row for row in rows if row["status"] == "failed"]
+    if failures:
+        lines += ["", "## failures", "", "| video | error |", "| --- | --- |"]
+        lines += [f"| {row['video_id']} | {row['error'].replace('|', '/')} |" for row in failures]
+    return "\n".join(lines) + "\n"
+
+
+@flow(name="preprocess")
+def preprocess(params_file: str = "params.yaml", overrides: dict[str, Any] | None = None,
+               raw_dir: str = "data/raw", shards_dir: str = "data/shards",
+               video_ids: list[str] | None = None) -> list[dict[str, Any]]:
+    """Build data/shards from data/raw/videos and return one stats row per video."""
+    started = time.perf_counter()
+    logger = get_run_logger()
+    params = resolve_params(params_file, overrides).preprocess
+    shards_root = Path(shards_dir)
+    shards_root.mkdir(parents=True, exist_ok=True)
+    for leftover in clean_temporaries(shards_root):
+        logger.info("removed %s, left by an interrupted run", leftover)
+
+    paths = find_videos(Path(raw_dir), video_ids)
+    logger.info("%d videos, task runner %s with %d workers", len(paths), params.task_runner, params.workers)
+    # The runner comes from params, so it is opened here rather than fixed on the decorator:
+    # a deployment run and `python -m flows.preprocess` both honour preprocess.task_runner.
+    with task_runner_for(params) as runner:
+        futures = runner.map(preprocess_video, {"path": paths, "shards_root": unmapped(shards_root),
+                                                "params": unmapped(params)})
+        rows = [future.result() for future in futures]
+
+    write_videos_table(shards_root, rows)
+    if video_ids is None:
+        for video_id in remove_stale(shards_root, {row["video_id"] for row in rows}):
+            logger.info("removed the partition of %s: no longer among the raw videos", video_id)
+    for row in rows:
+        if row["status"] == "failed":
+            logger.warning("%s failed: %s", row["video_id"], row["error"])
+        else:
+            logger.info("%s %s: %d frames, %d with a face, %.1f s", row["video_id"], row["status"],
+                        row["frames"], row["frames_with_face"], row["seconds"])
+    publish_table("preprocess-videos", rows, "One row per video: status, frames, frames with a face, seconds")
+    publish_markdown("preprocess-summary", summary_markdown(rows, time.perf_counter() - started),
+                     "What the preprocess run wrote, skipped and failed")
+    return rows
+
+
+if __name__ == "__main__":
+    preprocess()

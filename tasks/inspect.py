@@ -1,0 +1,122 @@
+"""What is in a shards folder: videos, frames, faces, bytes, the schema and its metadata.
+
+Reads only Parquet footers and the `face_found` column, so it is quick on any size of
+dataset; `sample_faces` reads and decodes just the handful of crops a contact sheet shows.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import simplejpeg
+from rich.console import Console
+from rich.table import Table
+
+from tasks.shards import METADATA_KEY, PARTITION, VIDEOS_TABLE, part_files, partition_counts, video_ids
+from tasks.sheet import contact_sheet
+
+
+@dataclass
+class VideoSummary:
+    video_id: str
+    frames: int
+    frames_with_face: int
+    parts: int
+    bytes: int
+
+
+def summarize(shards_root: Path) -> list[VideoSummary]:
+    summaries = []
+    for video_id in video_ids(shards_root):
+        parts = part_files(shards_root, video_id)
+        frames, with_face = partition_counts(shards_root, video_id)
+        size = sum(part.stat().st_size for part in parts)
+        summaries.append(VideoSummary(video_id, frames, with_face, len(parts), size))
+    return summaries
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "kB", "MB"):
+        if n < 1024:
+            return f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
+
+
+def report(shards_root: Path, console: Console | None = None) -> list[VideoSummary]:
+    """Print the per-video table, the totals, the last run's failures and the schema; return the summaries."""
+    console = console or Console()
+    shards_root = Path(shards_root)
+    summaries = summarize(shards_root)
+    if not summaries:
+        console.print(f"[red]{shards_root}: no {PARTITION}=<id> partitions[/red]")
+        return summaries
+
+    videos = Table(title=f"{shards_root}: {len(summaries)} videos")
+    for column in ("video", "frames", "with a face", "share", "parts", "on disk"):
+        videos.add_column(column, justify="left" if column == "video" else "right")
+    for s in summaries:
+        videos.add_row(s.video_id, str(s.frames), str(s.frames_with_face),
+                       f"{s.frames_with_face / max(s.frames, 1):.1%}", str(s.parts), _size(s.bytes))
+    frames = sum(s.frames for s in summaries)
+    with_face = sum(s.frames_with_face for s in summaries)
+    videos.add_section()
+    videos.add_row("total", str(frames), str(with_face), f"{with_face / max(frames, 1):.1%}",
+                   str(sum(s.parts for s in summaries)), _size(sum(s.bytes for s in summaries)))
+    console.print(videos)
+
+    runs = shards_root / VIDEOS_TABLE
+    if runs.exists():
+        failed = [row for row in pq.read_table(runs).to_pylist() if row["status"] == "failed"]
+        if failed:
+            table = Table(title=f"failed in the last run ({VIDEOS_TABLE})")
+            table.add_column("video")
+            table.add_column("error", overflow="fold")
+            for row in failed:
+                table.add_row(row["video_id"], row["error"])
+            console.print(table)
+
+    first = part_files(shards_root, summaries[0].video_id)[0]
+    schema = pq.read_schema(first)
+    columns = Table(title=f"schema ({PARTITION} is the hive partition, a string)")
+    columns.add_column("column")
+    columns.add_column("type")
+    for field in schema:
+        columns.add_row(field.name, str(field.type))
+    console.print(columns)
+    meta = json.loads((schema.metadata or {}).get(METADATA_KEY, b"{}"))
+    metadata = Table(title=f"metadata '{METADATA_KEY.decode()}' of {first.relative_to(shards_root)}")
+    metadata.add_column("key")
+    metadata.add_column("value", overflow="fold")
+    for key, value in meta.items():
+        metadata.add_row(key, value if isinstance(value, str) else json.dumps(value))
+    console.print(metadata)
+    return summaries
+
+
+def sample_faces(shards_root: Path, count: int = 32) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Up to `count` decoded crops with a face and their lips, spread evenly over videos and time."""
+    ids = video_ids(shards_root)
+    per_video = -(-count // max(len(ids), 1))
+    faces, lips = [], []
+    for video_id in ids:
+        frames = ds.dataset([str(p) for p in part_files(shards_root, video_id)], format="parquet")
+        face_found = frames.to_table(columns=["face_found"]).column("face_found")
+        found = np.flatnonzero(face_found.to_numpy(zero_copy_only=False))
+        picked = found[np.linspace(0, len(found) - 1, min(per_video, len(found))).astype(int)]
+        rows = frames.take(picked, columns=["face", "lips"])
+        faces += [simplejpeg.decode_jpeg(jpeg, colorspace="RGB") for jpeg in rows.column("face").to_pylist()]
+        lips += [np.asarray(points, np.float32) for points in rows.column("lips").to_pylist()]
+    return faces[:count], lips[:count]
+
+
+def write_sheet(shards_root: Path, out_png: Path, count: int = 32) -> Path:
+    faces, lips = sample_faces(shards_root, count)
+    if not faces:
+        raise ValueError(f"{shards_root}: no frame with a face to put on a sheet")
+    return contact_sheet(faces, lips, out_png, columns=8)

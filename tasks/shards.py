@@ -1,0 +1,243 @@
+"""The frame table on disk: hive-partitioned Parquet, one partition per video, written atomically.
+
+    data/shards/video_id=<id>/part-0000.parquet ...   one row per frame (DESIGN.md, frame table)
+    data/shards/_videos.parquet                       one row per video of the last run
+
+A partition is written into `.video_id=<id>.tmp-<uuid>/` beside it and renamed into place
+only once every part is closed, so a reader sees a video whole or not at all. Names that
+start with `.` or `_` are skipped by pyarrow, pandas and Polars dataset readers, so the
+temporary folders and `_videos.parquet` never mix into a read of the folder. DuckDB's
+glob does not skip them: read `data/shards/video_id=*/*.parquet` with hive_partitioning.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any, Self
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from tasks.features import feature_dim, feature_layout
+from tasks.params import PreprocessParams, digest
+
+FORMAT_VERSION = 1
+METADATA_KEY = b"reenact"
+PARTITION = "video_id"
+VIDEOS_TABLE = "_videos.parquet"
+# A part file holds this many row groups (~9 min of 30 fps video at 1024 rows a group):
+# big enough to be efficient, small enough to copy and inspect one at a time.
+ROW_GROUPS_PER_PART = 16
+
+VIDEOS_SCHEMA = pa.schema([
+    ("video_id", pa.string()),
+    ("status", pa.string()),
+    ("error", pa.string()),
+    ("frames", pa.int64()),
+    ("frames_with_face", pa.int64()),
+    ("seconds", pa.float64()),
+    ("fps", pa.float64()),
+    ("source", pa.string()),
+    ("sha256", pa.string()),
+])
+
+
+def frame_schema(params: PreprocessParams) -> pa.Schema:
+    """Columns of a part file; `video_id` is not among them, it lives in the folder name."""
+    return pa.schema([
+        ("frame", pa.int32()),
+        ("time", pa.float64()),
+        ("face_found", pa.bool_()),
+        ("landmarks", pa.list_(pa.float32(), 136)),
+        ("lips", pa.list_(pa.float32(), 16)),
+        ("audio", pa.list_(pa.float32(), feature_dim(params))),
+        ("face", pa.binary()),
+        ("crop", pa.list_(pa.float32(), 6)),
+    ])
+
+
+def shard_metadata(params: PreprocessParams, sha256: str) -> dict[str, Any]:
+    return {
+        "format_version": FORMAT_VERSION,
+        "fps": params.fps,
+        "sample_rate": params.sample_rate,
+        "face_size": params.face_size,
+        "lip_indices": list(params.lip_indices),
+        "feature_layout": feature_layout(params.n_mfcc),
+        "params_digest": digest(params),
+        "source_sha256": sha256,
+    }
+
+
+def partition_dir(shards_root: Path, video_id: str) -> Path:
+    return Path(shards_root) / f"{PARTITION}={video_id}"
+
+
+def video_ids(shards_root: Path) -> list[str]:
+    """Ids of the complete partitions; temporary folders start with '.' and are not matched."""
+    folders = Path(shards_root).glob(f"{PARTITION}=*")
+    return sorted(path.name.partition("=")[2] for path in folders if path.is_dir())
+
+
+def remove_stale(shards_root: Path, keep: set[str]) -> list[str]:
+    """Delete the partitions of videos that are no longer sources, so readers never see them."""
+    stale = [video_id for video_id in video_ids(shards_root) if video_id not in keep]
+    for video_id in stale:
+        shutil.rmtree(partition_dir(shards_root, video_id))
+    return stale
+
+
+def part_files(shards_root: Path, video_id: str) -> list[Path]:
+    return sorted(partition_dir(shards_root, video_id).glob("part-*.parquet"))
+
+
+def read_metadata(path: Path) -> dict[str, Any]:
+    """The `reenact` metadata of one part file (an empty dict when it has none)."""
+    raw = (pq.read_schema(path).metadata or {}).get(METADATA_KEY)
+    return json.loads(raw) if raw else {}
+
+
+def is_current(shards_root: Path, video_id: str, params_digest: str, sha256: str) -> bool:
+    """True when the video's partition exists and was made from this source with these params."""
+    parts = part_files(shards_root, video_id)
+    if not parts:
+        return False
+    try:
+        meta = read_metadata(parts[0])
+    except (OSError, pa.ArrowInvalid, json.JSONDecodeError):
+        return False
+    return (meta.get("format_version") == FORMAT_VERSION and meta.get("params_digest") == params_digest
+            and meta.get("source_sha256") == sha256)
+
+
+def clean_temporaries(shards_root: Path) -> list[Path]:
+    """Remove what a killed run left behind; call it before a run starts writing, never during."""
+    shards_root = Path(shards_root)
+    removed = []
+    for path in [*shards_root.glob(f".{PARTITION}=*"), *shards_root.glob(f".{VIDEOS_TABLE}.*")]:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
+
+
+class ShardWriter:
+    """Streams one video's rows into row groups and publishes its partition on `commit()`.
+
+    Use as a context manager: leaving the block by an exception, or without commit(),
+    deletes the temporary folder and leaves any earlier partition of the video untouched.
+    """
+
+    def __init__(self, shards_root: Path, video_id: str, params: PreprocessParams, sha256: str):
+        self.final = partition_dir(shards_root, video_id)
+        self.final.parent.mkdir(parents=True, exist_ok=True)
+        self.temp = self.final.parent / f".{self.final.name}.tmp-{uuid.uuid4().hex[:12]}"
+        self.temp.mkdir()
+        metadata = {METADATA_KEY: json.dumps(shard_metadata(params, sha256)).encode()}
+        self.schema = frame_schema(params).with_metadata(metadata)
+        self.row_group_size = params.row_group_size
+        self.rows = 0
+        self._buffer: dict[str, list] = {name: [] for name in self.schema.names}
+        self._writer: pq.ParquetWriter | None = None
+        self._parts = 0
+        self._groups_in_part = 0
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.abort()
+
+    def add(self, frame: int, time: float, face_found: bool, landmarks: np.ndarray, lips: np.ndarray,
+            audio: np.ndarray, face: bytes, crop: np.ndarray) -> None:
+        row = (frame, time, face_found, landmarks, lips, audio, face, crop)
+        for name, value in zip(self.schema.names, row):
+            self._buffer[name].append(value)
+        self.rows += 1
+        if len(self._buffer["frame"]) >= self.row_group_size:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._buffer["frame"]:
+            return
+        columns = []
+        for field in self.schema:
+            values = self._buffer[field.name]
+            if pa.types.is_fixed_size_list(field.type):
+                flat = np.stack([np.asarray(v, np.float32).reshape(-1) for v in values]).reshape(-1)
+                columns.append(pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.float32()),
+                                                                 field.type.list_size))
+            else:
+                columns.append(pa.array(values, field.type))
+        if self._writer is None or self._groups_in_part >= ROW_GROUPS_PER_PART:
+            self._close_part()
+            path = self.temp / f"part-{self._parts:04d}.parquet"
+            self._writer = pq.ParquetWriter(path, self.schema, compression="zstd")
+            self._parts += 1
+        self._writer.write_table(pa.Table.from_arrays(columns, schema=self.schema),
+                                 row_group_size=self.row_group_size)
+        self._groups_in_part += 1
+        self._buffer = {name: [] for name in self.schema.names}
+
+    def _close_part(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        self._groups_in_part = 0
+
+    def commit(self) -> None:
+        """Close the last part and swap the finished partition in for the old one."""
+        self._flush()
+        self._close_part()
+        if self._parts == 0:
+            raise ValueError(f"{self.final.name}: no rows to write")
+        # rename(2) cannot replace a non-empty folder: move the old one aside first. Between
+        # the two renames a reader misses this video; it never sees a half-written one.
+        old = None
+        if self.final.exists():
+            old = self.final.parent / f".{self.final.name}.old-{uuid.uuid4().hex[:12]}"
+            os.replace(self.final, old)
+        os.replace(self.temp, self.final)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        if self.temp.exists():
+            shutil.rmtree(self.temp, ignore_errors=True)
+
+
+def partition_counts(shards_root: Path, video_id: str) -> tuple[int, int]:
+    """(frames, frames with a face) of a written partition, read from its `face_found` column."""
+    frames = with_face = 0
+    for path in part_files(shards_root, video_id):
+        column = pq.read_table(path, columns=["face_found"]).column("face_found")
+        frames += len(column)
+        with_face += int(pc.sum(column).as_py() or 0)
+    return frames, with_face
+
+
+def write_videos_table(shards_root: Path, rows: list[dict[str, Any]]) -> Path:
+    """`_videos.parquet`: one row per video of the run, replaced atomically."""
+    shards_root = Path(shards_root)
+    shards_root.mkdir(parents=True, exist_ok=True)
+    clean = [{name: row.get(name) for name in VIDEOS_SCHEMA.names} for row in rows]
+    table = pa.Table.from_pylist(clean, schema=VIDEOS_SCHEMA)
+    final = shards_root / VIDEOS_TABLE
+    temp = shards_root / f".{VIDEOS_TABLE}.{uuid.uuid4().hex[:12]}"
+    try:
+        pq.write_table(table, temp, compression="zstd")
+        os.replace(temp, final)
+    finally:
+        temp.unlink(missing_ok=True)
+    return final

@@ -1,0 +1,165 @@
+"""The per-frame face stage on real dlib and real decoding: no mocks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import skimage.data
+from PIL import Image
+
+from tasks import landmarks as lm
+from tasks.align import AlignedFrame, FaceTracker, anchors, apply
+from tasks.decode import iter_frames
+from tasks.params import PreprocessParams
+from tasks.sheet import contact_sheet
+
+REAL_CLIP = Path(__file__).resolve().parents[2] / "shared/fixtures/real/WDA_AlexandriaOcasioCortez_000.mp4"
+PARAMS = PreprocessParams()
+
+
+def _run(
+    tracker: FaceTracker, frames: list[np.ndarray]
+) -> tuple[list[AlignedFrame], list[np.ndarray | None]]:
+    aligned, source = [], []
+    for frame in frames:
+        aligned.append(tracker(frame))
+        source.append(tracker.source_landmarks)
+    return aligned, source
+
+
+@pytest.fixture(scope="module")
+def real_frames() -> list[np.ndarray]:
+    if not REAL_CLIP.is_file():
+        pytest.skip(f"{REAL_CLIP} is absent")
+    return list(iter_frames(REAL_CLIP, 30))
+
+
+@pytest.fixture(scope="module")
+def tracked(real_frames):
+    tracker = FaceTracker(PARAMS)
+    return tracker, *_run(tracker, real_frames)
+
+
+@pytest.fixture(scope="module")
+def detected_every_frame(real_frames):
+    tracker = FaceTracker(PARAMS, detect_every=1)
+    return tracker, *_run(tracker, real_frames)
+
+
+@pytest.mark.real_media
+def test_real_clip_has_a_face_in_nearly_every_frame(real_frames, tracked):
+    _, aligned, _ = tracked
+    assert abs(len(real_frames) - 240) <= 1  # 8 s at 25 fps, resampled to 30 fps
+    assert sum(a.face_found for a in aligned) >= 0.95 * len(aligned)
+
+
+@pytest.mark.real_media
+def test_aligned_frame_contract(tracked):
+    _, aligned, source = tracked
+    size = PARAMS.face_size
+    for a, points in zip(aligned[:: len(aligned) // 10], source[:: len(aligned) // 10]):
+        assert a.face.shape == (size, size, 3) and a.face.dtype == np.uint8
+        assert a.landmarks.shape == (68, 2) and a.landmarks.dtype == np.float32
+        assert a.lips.shape == (16,) and a.lips.dtype == np.float32
+        assert a.crop.shape == (2, 3) and a.crop.dtype == np.float32
+        np.testing.assert_allclose(apply(a.crop, points), a.landmarks, atol=1e-3)
+        np.testing.assert_allclose(a.lips.reshape(8, 2), a.landmarks[PARAMS.lip_indices] / size, atol=1e-6)
+        # The whole face, chin and brows included, lies inside the crop.
+        assert a.landmarks.min() > 0.03 * size and a.landmarks.max() < 0.97 * size
+
+
+@pytest.mark.real_media
+def test_tracking_costs_no_accuracy(tracked, detected_every_frame):
+    tracker, _, source = tracked
+    full_tracker, _, full_source = detected_every_frame
+    errors = [
+        np.linalg.norm(a[PARAMS.lip_indices] - b[PARAMS.lip_indices], axis=1).mean() / lm.inter_ocular(b)
+        for a, b in zip(source, full_source)
+        if a is not None and b is not None
+    ]
+    assert len(errors) >= 0.95 * len(source)
+    assert np.mean(errors) <= 0.02
+    assert full_tracker.detections >= len(source)
+    assert tracker.detections <= len(source) / 5
+
+
+@pytest.mark.real_media
+def test_crop_is_stable(tracked):
+    _, aligned, _ = tracked
+    crops = np.array([a.crop for a in aligned if a.face_found], np.float64)
+    faces = np.array([anchors(a.landmarks) for a in aligned if a.face_found])
+    # The crop follows the head, so its translation changes; what must stay small is
+    # jitter (its frame-to-frame acceleration) and the face's drift inside the crop.
+    jitter = np.linalg.norm(np.diff(crops[:, :, 2], n=2, axis=0), axis=1).mean()
+    drift = np.linalg.norm(np.diff(faces, axis=0), axis=2).mean()
+    assert jitter < 1.0
+    assert drift < 1.0
+
+
+@pytest.mark.real_media
+def test_a_face_that_disappears_is_dropped_at_once_and_found_again(real_frames):
+    grey = np.full_like(real_frames[0], 128)
+    noise = np.random.default_rng(0).integers(0, 256, real_frames[0].shape, dtype=np.uint8)
+    frames = real_frames[:15] + [grey] * 3 + [noise] * 3 + real_frames[15:30]
+    aligned, _ = _run(FaceTracker(PARAMS), frames)
+    assert [a.face_found for a in aligned] == [True] * 15 + [False] * 6 + [True] * 15
+
+
+def test_video_without_a_face():
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (240, 320, 3), dtype=np.uint8) for _ in range(5)]
+    frames += [np.full((240, 320, 3), (40, 90, 160), np.uint8) for _ in range(5)]
+    tracker = FaceTracker(PARAMS)
+    for frame in frames:
+        a = tracker(frame)
+        assert not a.face_found
+        assert np.isnan(a.landmarks).all() and a.landmarks.shape == (68, 2)
+        assert np.isnan(a.lips).all() and a.lips.shape == (16,)
+        assert a.face.shape == (PARAMS.face_size, PARAMS.face_size, 3) and a.face.dtype == np.uint8
+        assert np.isfinite(a.crop).all()
+        assert tracker.source_landmarks is None
+    # With no face seen yet the crop is the centred square of the frame.
+    np.testing.assert_allclose(
+        apply(a.crop, np.array([[40.0, 0.0], [280.0, 240.0]])), [[0, 0], [128, 128]], atol=1e-3
+    )
+    np.testing.assert_array_equal(a.face, np.full_like(a.face, (40, 90, 160)))
+
+
+def _two_faces(left: int, right: int) -> np.ndarray:
+    head = skimage.data.astronaut()[30:290, 100:360]
+    frame = np.full((420, 720, 3), 90, np.uint8)
+    frame[:left, :left] = cv2.resize(head, (left, left), interpolation=cv2.INTER_AREA)
+    frame[:right, 720 - right :] = cv2.resize(head, (right, right), interpolation=cv2.INTER_AREA)
+    return frame
+
+
+def test_largest_face_is_picked_and_kept():
+    # Both faces are big enough for HOG only without downscaling.
+    params = PreprocessParams(detect_width=720)
+    tracker = FaceTracker(params, detect_every=2)
+    aligned, source = _run(tracker, [_two_faces(400, 260)] * 3)
+    assert all(a.face_found for a in aligned)
+    assert all(points[:, 0].max() < 360 for points in source)  # the big face, on the left
+    # The faces swap sizes: the tracked face is followed, not the one now largest.
+    aligned, source = _run(tracker, [_two_faces(260, 400)] * 3)
+    assert all(a.face_found for a in aligned)
+    assert all(points[:, 0].max() < 360 for points in source)
+
+
+def test_contact_sheet(tmp_path):
+    faces = [np.full((32, 32, 3), shade, np.uint8) for shade in (0, 60, 120)]
+    lips = [
+        np.full(16, 0.5, np.float32),
+        np.full(16, np.nan, np.float32),
+        np.linspace(0.1, 0.9, 16, dtype=np.float32),
+    ]
+    out = contact_sheet(faces, lips, tmp_path / "sheets" / "sheet.png", columns=2)
+    sheet = np.asarray(Image.open(out).convert("RGB"))
+    assert sheet.shape == (64, 64, 3)
+    first, second = sheet[:32, :32], sheet[:32, 32:]
+    assert (first[..., 1] > 200).any()  # lip points drawn in green
+    np.testing.assert_array_equal(second, faces[1])  # NaN lips draw nothing
+    np.testing.assert_array_equal(sheet[32:, 32:], 0)  # the unused cell stays blank

@@ -1,0 +1,239 @@
+"""The per-video unit (tasks/video.py) and the preprocess flow, on real files made by ffmpeg."""
+
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import simplejpeg
+
+from tasks import shards
+from tasks.decode import DecodeError, iter_frames
+from tasks.features import FEATURE_LAYOUT
+from tasks.params import PreprocessParams, digest
+from tasks.video import VideoError, preprocess_video, process_video
+
+PARAMS = PreprocessParams()
+LOG_ENERGY = FEATURE_LAYOUT.index("log_energy")
+BURST_AT = 1.0  # seconds: a 10 ms 1 kHz burst centred here, silence elsewhere
+
+
+def ffmpeg(*args: str) -> None:
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", *args], check=True)
+
+
+def make_video(path: Path, seconds: float = 2.0, fps: int = 25, audio: bool = True, size: str = "160x120",
+               faststart: bool = False) -> Path:
+    """testsrc (no face) with silence and one short burst at BURST_AT."""
+    args = ["-f", "lavfi", "-i", f"testsrc=size={size}:rate={fps}:duration={seconds}"]
+    if audio:
+        burst = rf"if(between(t\,{BURST_AT - 0.005}\,{BURST_AT + 0.005})\,sin(2*PI*1000*t)\,0)"
+        args += ["-f", "lavfi", "-i", f"aevalsrc={burst}:s=16000:d={seconds}", "-c:a", "aac"]
+    args += ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-g", str(fps)]
+    if faststart:
+        args += ["-movflags", "+faststart"]
+    ffmpeg(*args, str(path))
+    return path
+
+
+def make_truncated(path: Path) -> Path:
+    """An mp4 cut in the middle of its media data, as an interrupted download leaves it."""
+    whole = make_video(path.with_name("whole.mp4"), seconds=3.0, faststart=True)
+    data = whole.read_bytes()
+    path.write_bytes(data[: len(data) * 6 // 10])
+    whole.unlink()
+    return path
+
+
+def make_audio_only(path: Path) -> Path:
+    ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:duration=1", "-c:a", "aac", str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("media")
+    make_video(folder / "tone.mp4")
+    make_video(folder / "tone30.mp4", fps=30)
+    make_video(folder / "silent.mp4", audio=False)
+    make_truncated(folder / "truncated.mp4")
+    make_audio_only(folder / "audio_only.mp4")
+    (folder / "notes.mp4").write_text("these are not the frames you are looking for\n")
+    return folder
+
+
+def read_partition(root: Path, video_id: str) -> pd.DataFrame:
+    return pq.ParquetDataset(shards.partition_dir(root, video_id)).read().to_pandas()
+
+
+@pytest.mark.parametrize(("source", "fps"), [("tone.mp4", 30.0), ("tone30.mp4", 25.0), ("tone.mp4", 25.0)])
+def test_one_row_per_frame_at_the_pipeline_fps(media, tmp_path, source, fps):
+    params = PARAMS.model_copy(update={"fps": fps})
+    row = process_video(media / source, tmp_path, params)
+    frames = read_partition(tmp_path, Path(source).stem)
+    decoded = sum(1 for _ in iter_frames(media / source, fps))
+    assert row["status"] == "ok" and row["frames"] == len(frames) == decoded == round(2.0 * fps)
+    assert frames["frame"].tolist() == list(range(decoded))
+    assert np.allclose(frames["time"], frames["frame"] / fps) and (np.diff(frames["time"]) > 0).all()
+    # Audio is aligned by timestamps through decoding: the burst lands in the frame showing its time.
+    energy = np.stack(frames["audio"])[:, LOG_ENERGY]
+    assert int(np.argmax(energy)) == round(BURST_AT * fps)
+
+
+def test_video_without_a_face_keeps_every_frame(media, tmp_path):
+    row = process_video(media / "tone.mp4", tmp_path, PARAMS)
+    frames = read_partition(tmp_path, "tone")
+    assert row["frames_with_face"] == 0 and len(frames) == row["frames"] == 60
+    assert not frames["face_found"].any()
+    assert np.isnan(np.stack(frames["landmarks"])).all() and np.isnan(np.stack(frames["lips"])).all()
+    assert np.isfinite(np.stack(frames["audio"])).all() and np.isfinite(np.stack(frames["crop"])).all()
+    face = simplejpeg.decode_jpeg(frames["face"].iloc[0])
+    assert face.shape == (128, 128, 3)
+
+
+@pytest.mark.parametrize(("name", "error", "message"), [
+    ("truncated.mp4", DecodeError, "video decoding failed"),
+    ("silent.mp4", VideoError, "has no audio stream"),
+    ("audio_only.mp4", VideoError, "has no video stream"),
+    ("notes.mp4", DecodeError, "not a readable media file"),
+])
+def test_bad_inputs_raise_naming_the_file(media, tmp_path, name, error, message):
+    with pytest.raises(error, match=message) as raised:
+        process_video(media / name, tmp_path, PARAMS)
+    assert str(media / name) in str(raised.value)
+    # Nothing of it under a name a reader would find, and no temporary left behind.
+    assert list(tmp_path.iterdir()) == []
+    row = preprocess_video.fn(media / name, tmp_path, PARAMS)
+    assert row["status"] == "failed" and message in row["error"] and row["video_id"] == Path(name).stem
+
+
+def test_skip_when_current_rebuild_when_not(media, tmp_path):
+    first = process_video(media / "tone.mp4", tmp_path, PARAMS)
+    written = shards.part_files(tmp_path, "tone")[0].stat().st_mtime_ns
+    again = process_video(media / "tone.mp4", tmp_path, PARAMS)
+    assert again["status"] == "skipped"
+    assert (again["frames"], again["sha256"]) == (first["frames"], first["sha256"])
+    assert shards.part_files(tmp_path, "tone")[0].stat().st_mtime_ns == written
+    changed = PARAMS.model_copy(update={"jpeg_quality": 70})
+    rebuilt = process_video(media / "tone.mp4", tmp_path, changed)
+    assert rebuilt["status"] == "ok"
+    meta = shards.read_metadata(shards.part_files(tmp_path, "tone")[0])
+    assert meta["params_digest"] == digest(changed) and meta["source_sha256"] == first["sha256"]
+
+
+@pytest.mark.real_media
+def test_real_clip(tmp_path, real_clip):
+    row = process_video(real_clip, tmp_path, PARAMS)
+    frames = read_partition(tmp_path, real_clip.stem)
+    assert abs(len(frames) - 240) <= 1 and row["frames"] == len(frames)
+    assert frames["face_found"].mean() >= 0.95
+    found = frames[frames["face_found"]]
+    lips = np.stack(found["lips"])
+    assert np.isfinite(lips).all() and (lips > 0).all() and (lips < 1).all()
+    assert simplejpeg.decode_jpeg(found["face"].iloc[0]).shape == (128, 128, 3)
+
+
+# --- the flow -------------------------------------------------------------------------------
+
+@pytest.fixture
+def raw_dir(media, tmp_path) -> Path:
+    videos = tmp_path / "raw" / "videos"
+    videos.mkdir(parents=True)
+    for name in ("tone.mp4", "silent.mp4", "truncated.mp4", "audio_only.mp4", "notes.mp4"):
+        shutil.copy(media / name, videos / name)
+    return videos.parent
+
+
+def run_flow(raw_dir: Path, shards_dir: Path, **overrides) -> list[dict]:
+    from flows.preprocess import preprocess
+
+    params_file = Path(__file__).resolve().parents[1] / "params.yaml"
+    return preprocess(params_file=str(params_file), overrides=overrides or None, raw_dir=str(raw_dir),
+                      shards_dir=str(shards_dir))
+
+
+def test_find_videos_reads_the_manifest(tmp_path):
+    from flows.preprocess import find_videos
+
+    (tmp_path / "videos").mkdir()
+    for name in ("a", "b", "c"):
+        (tmp_path / "videos" / f"{name}.mp4").touch()
+    assert [p.stem for p in find_videos(tmp_path)] == ["a", "b", "c"]
+    pd.DataFrame({"video_id": ["a", "b", "c"], "status": ["ok", "failed", "skipped"]}).to_parquet(
+        tmp_path / "manifest.parquet")
+    assert [p.stem for p in find_videos(tmp_path)] == ["a", "c"]
+    assert [p.stem for p in find_videos(tmp_path, ["c"])] == ["c"]
+
+
+def test_flow_writes_good_videos_and_reports_bad_ones(prefect_server, raw_dir, tmp_path):
+    shards_dir = tmp_path / "shards"
+    rows = run_flow(raw_dir, shards_dir)
+    status = {row["video_id"]: row["status"] for row in rows}
+    assert status == {"tone": "ok", "silent": "failed", "truncated": "failed", "audio_only": "failed",
+                      "notes": "failed"}
+    videos = pd.read_parquet(shards_dir / "_videos.parquet").set_index("video_id")
+    assert videos.loc["tone", "frames"] == 60 and videos.loc["tone", "frames_with_face"] == 0
+    assert "has no audio stream" in videos.loc["silent", "error"]
+    assert "truncated.mp4" in videos.loc["truncated", "error"]
+    assert [p.name for p in shards_dir.iterdir() if p.is_dir()] == ["video_id=tone"]
+
+    frames = pd.read_parquet(shards_dir)
+    assert len(frames) == 60 and set(frames["video_id"]) == {"tone"}
+    counts = duckdb.sql(f"select video_id, count(*) from read_parquet('{shards_dir}/video_id=*/*.parquet', "
+                        "hive_partitioning=true) group by video_id").fetchall()
+    assert counts == [("tone", 60)]
+
+    again = run_flow(raw_dir, shards_dir)
+    assert {row["video_id"]: row["status"] for row in again}["tone"] == "skipped"
+
+
+def test_killed_run_leaves_nothing_half_written(prefect_server, media, tmp_path):
+    raw_dir = tmp_path / "raw"
+    (raw_dir / "videos").mkdir(parents=True)
+    long_video = make_video(raw_dir / "videos" / "long.mp4", seconds=20.0)
+    shards_dir = tmp_path / "shards"
+    runner = ("import sys; from pathlib import Path; from tasks.params import PreprocessParams; "
+              "from tasks.video import process_video; "
+              "process_video(Path(sys.argv[1]), Path(sys.argv[2]), PreprocessParams(row_group_size=16))")
+    process = subprocess.Popen([sys.executable, "-c", runner, str(long_video), str(shards_dir)])
+    try:
+        deadline = time.monotonic() + 60
+        while not list(shards_dir.glob(".video_id=long.tmp-*/part-*.parquet")):
+            assert process.poll() is None, "the run ended before it could be killed"
+            assert time.monotonic() < deadline, "no temporary shard appeared"
+            time.sleep(0.02)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait()
+    assert not shards.partition_dir(shards_dir, "long").exists()
+    assert list(shards_dir.glob(".video_id=long.tmp-*"))
+
+    rows = run_flow(raw_dir, shards_dir)
+    assert rows[0]["status"] == "ok" and rows[0]["frames"] == 600
+    assert sorted(p.name for p in shards_dir.iterdir()) == ["_videos.parquet", "video_id=long"]
+    assert len(pd.read_parquet(shards_dir)) == 600
+
+
+@pytest.mark.parametrize("runner", ["processes", "dask"])
+def test_parallel_task_runners(prefect_server, raw_dir, tmp_path, runner):
+    overrides = {"preprocess.task_runner": runner, "preprocess.workers": 2}
+    cluster = None
+    if runner == "dask":
+        from distributed import LocalCluster
+
+        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0")
+        overrides["preprocess.dask_address"] = cluster.scheduler_address
+    try:
+        rows = run_flow(raw_dir, tmp_path / "shards", **overrides)
+    finally:
+        if cluster is not None:
+            cluster.close()
+    assert sorted(row["status"] for row in rows) == ["failed"] * 4 + ["ok"]
+    assert len(pd.read_parquet(tmp_path / "shards")) == 60

@@ -1,0 +1,168 @@
+import json
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+import simplejpeg
+from PIL import Image
+from typer.testing import CliRunner
+
+from flows.cli import app
+from tasks import shards
+from tasks.params import PreprocessParams, digest
+
+PARAMS = PreprocessParams(row_group_size=16)
+SHA = "ab" * 32
+
+
+def _write(root, video_id, rows, params=PARAMS, sha=SHA, commit=True, face=b"\xff\xd8jpeg\xff\xd9"):
+    writer = shards.ShardWriter(root, video_id, params, sha)
+    with writer:
+        for i in range(rows):
+            face_found = i % 3 != 0
+            landmarks = np.full((68, 2), i if face_found else np.nan, np.float32)
+            writer.add(frame=i, time=i / params.fps, face_found=face_found, landmarks=landmarks,
+                       lips=np.full(16, 0.5, np.float32), audio=np.full(28, i, np.float32),
+                       face=face, crop=np.eye(2, 3, dtype=np.float32))
+        if commit:
+            writer.commit()
+    return writer
+
+
+def test_schema_and_metadata(tmp_path):
+    _write(tmp_path, "v1", 20)
+    (part,) = shards.part_files(tmp_path, "v1")
+    schema = pq.read_schema(part)
+    expected = {
+        "frame": pa.int32(), "time": pa.float64(), "face_found": pa.bool_(),
+        "landmarks": pa.list_(pa.float32(), 136), "lips": pa.list_(pa.float32(), 16),
+        "audio": pa.list_(pa.float32(), 28), "face": pa.binary(), "crop": pa.list_(pa.float32(), 6),
+    }
+    assert {field.name: field.type for field in schema} == expected
+    assert schema.names == list(expected)
+    meta = json.loads(schema.metadata[b"reenact"])
+    assert meta == shards.read_metadata(part)
+    assert meta["format_version"] == shards.FORMAT_VERSION and meta["fps"] == 30.0
+    assert meta["sample_rate"] == 16000 and meta["face_size"] == 128
+    assert meta["lip_indices"] == PARAMS.lip_indices and len(meta["feature_layout"]) == 28
+    assert meta["params_digest"] == digest(PARAMS) and meta["source_sha256"] == SHA
+    assert pq.ParquetFile(part).metadata.row_group(0).column(0).compression == "ZSTD"
+
+
+def test_row_groups_and_parts(tmp_path):
+    rows = 16 * shards.ROW_GROUPS_PER_PART + 5
+    _write(tmp_path, "long", rows)
+    parts = shards.part_files(tmp_path, "long")
+    assert [p.name for p in parts] == ["part-0000.parquet", "part-0001.parquet"]
+    first = pq.ParquetFile(parts[0]).metadata
+    assert first.num_row_groups == shards.ROW_GROUPS_PER_PART and first.row_group(0).num_rows == 16
+    table = pq.ParquetDataset(shards.partition_dir(tmp_path, "long")).read()
+    assert table.column("frame").to_pylist() == list(range(rows))
+    assert shards.partition_counts(tmp_path, "long") == (rows, rows - len(range(0, rows, 3)))
+    landmarks = np.stack(table.column("landmarks").to_numpy(zero_copy_only=False))
+    assert np.isnan(landmarks[0]).all() and (landmarks[1] == 1).all()
+
+
+def test_partition_appears_only_on_commit(tmp_path):
+    _write(tmp_path, "done", 20)
+    writer = shards.ShardWriter(tmp_path, "half", PARAMS, SHA)
+    with writer:
+        for i in range(40):
+            writer.add(i, i / 30, False, np.full((68, 2), np.nan), np.full(16, np.nan), np.zeros(28),
+                       b"", np.zeros(6))
+        # Two row groups are on disk in the temporary folder; readers must not see them.
+        assert writer.temp.name.startswith(".") and any(writer.temp.iterdir())
+        assert not shards.partition_dir(tmp_path, "half").exists()
+        assert set(pd.read_parquet(tmp_path)["video_id"]) == {"done"}
+        assert ds.dataset(tmp_path, partitioning="hive").to_table().num_rows == 20
+    assert list(tmp_path.iterdir()) == [shards.partition_dir(tmp_path, "done")]
+
+
+def test_failure_keeps_the_previous_partition(tmp_path):
+    _write(tmp_path, "v", 20)
+    writer = shards.ShardWriter(tmp_path, "v", PARAMS, "cd" * 32)
+    with pytest.raises(RuntimeError, match="decoder died"), writer:
+        writer.add(0, 0.0, False, np.zeros((68, 2)), np.zeros(16), np.zeros(28), b"", np.zeros(6))
+        raise RuntimeError("decoder died")
+    assert shards.read_metadata(shards.part_files(tmp_path, "v")[0])["source_sha256"] == SHA
+    assert shards.partition_counts(tmp_path, "v")[0] == 20
+    assert [p.name for p in tmp_path.iterdir()] == ["video_id=v"]
+
+
+def test_commit_replaces_the_old_partition(tmp_path):
+    _write(tmp_path, "v", 16 * shards.ROW_GROUPS_PER_PART + 1)
+    _write(tmp_path, "v", 10, sha="cd" * 32)
+    assert [p.name for p in shards.part_files(tmp_path, "v")] == ["part-0000.parquet"]
+    assert shards.partition_counts(tmp_path, "v")[0] == 10
+    assert [p.name for p in tmp_path.iterdir()] == ["video_id=v"]
+
+
+def test_is_current(tmp_path):
+    assert not shards.is_current(tmp_path, "v", digest(PARAMS), SHA)
+    _write(tmp_path, "v", 5)
+    assert shards.is_current(tmp_path, "v", digest(PARAMS), SHA)
+    assert not shards.is_current(tmp_path, "v", digest(PARAMS), "cd" * 32)
+    assert not shards.is_current(tmp_path, "v", digest(PARAMS.model_copy(update={"jpeg_quality": 80})), SHA)
+
+
+def test_clean_temporaries(tmp_path):
+    _write(tmp_path, "keep", 5)
+    killed = _write(tmp_path, "killed", 20, commit=False)
+    assert not killed.temp.exists()
+    # What SIGKILL leaves: a temporary folder with a part file, and a half-written table.
+    leftover = tmp_path / ".video_id=killed.tmp-123456"
+    leftover.mkdir()
+    (leftover / "part-0000.parquet").write_bytes(b"PAR1 half")
+    (tmp_path / "._videos.parquet.123456").write_bytes(b"PAR1")
+    assert sorted(p.name for p in shards.clean_temporaries(tmp_path)) == [
+        "._videos.parquet.123456", ".video_id=killed.tmp-123456"]
+    assert [p.name for p in tmp_path.iterdir()] == ["video_id=keep"]
+
+
+def test_videos_table_and_hive_reads(tmp_path):
+    _write(tmp_path, "a", 20)
+    _write(tmp_path, "b-2", 7)
+    (tmp_path / ".video_id=c.tmp-1").mkdir()
+    (tmp_path / ".video_id=c.tmp-1" / "part-0000.parquet").write_bytes(b"half")
+    rows = [{"video_id": "a", "status": "ok", "error": "", "frames": 20, "frames_with_face": 13,
+             "seconds": 1.5, "fps": 30.0, "source": "a.mp4", "sha256": SHA},
+            {"video_id": "bad", "status": "failed", "error": "bad.mp4: no audio stream"}]
+    path = shards.write_videos_table(tmp_path, rows)
+    videos = pq.read_table(path)
+    assert videos.schema == shards.VIDEOS_SCHEMA
+    assert videos.column("status").to_pylist() == ["ok", "failed"]
+    assert videos.column("frames").to_pylist() == [20, None]
+    assert not list(tmp_path.glob("._videos*"))
+
+    frames = pd.read_parquet(tmp_path)
+    assert frames.groupby("video_id", observed=True).size().to_dict() == {"a": 20, "b-2": 7}
+    # DuckDB's glob does not skip dot-folders: the pattern names the partition key.
+    counts = duckdb.sql(
+        f"select video_id, count(*) from read_parquet('{tmp_path}/video_id=*/*.parquet', "
+        "hive_partitioning=true) group by video_id order by video_id").fetchall()
+    assert counts == [("a", 20), ("b-2", 7)]
+
+
+def test_inspect_prints_the_dataset_and_writes_a_sheet(tmp_path):
+    face = simplejpeg.encode_jpeg(np.full((128, 128, 3), 120, np.uint8), colorspace="RGB")
+    _write(tmp_path / "shards", "a", 30, face=face)
+    _write(tmp_path / "shards", "b", 10, face=face)
+    failed = {"video_id": "c", "status": "failed", "error": "c.mp4: truncated"}
+    shards.write_videos_table(tmp_path / "shards", [failed])
+    command = ["inspect", str(tmp_path / "shards"), "--sheet", str(tmp_path / "sheet.png")]
+    result = CliRunner().invoke(app, command, env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    for text in ("2 videos", "40", "26", "65.0%", "c.mp4: truncated", "fixed_size_list", "params_digest",
+                 digest(PARAMS), "feature_layout"):
+        assert text in result.output
+    sheet = Image.open(tmp_path / "sheet.png")
+    assert sheet.size == (8 * 128, 3 * 128)  # 16 of the 20 faces of a, all 6 of b
+
+
+def test_inspect_an_empty_folder_fails(tmp_path):
+    result = CliRunner().invoke(app, ["inspect", str(tmp_path)])
+    assert result.exit_code == 1 and "no video_id=<id>" in result.output
