@@ -193,6 +193,11 @@ def test_flow_writes_good_videos_and_reports_bad_ones(prefect_server, raw_dir, t
     again = run_flow(raw_dir, shards_dir)
     assert {row["video_id"]: row["status"] for row in again}["tone"] == "skipped"
 
+    # A video that is no longer among the raw videos loses its partition: readers never see it.
+    (raw_dir / "videos" / "tone.mp4").unlink()
+    run_flow(raw_dir, shards_dir)
+    assert not [p for p in shards_dir.iterdir() if p.is_dir()]
+
 
 def test_killed_run_leaves_nothing_half_written(prefect_server, media, tmp_path):
     raw_dir = tmp_path / "raw"
