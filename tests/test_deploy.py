@@ -1,0 +1,173 @@
+"""Prefect deployments for real: a `prefect server start` on 127.0.0.1, a process work pool,
+`prefect deploy --all`, a worker, and flow runs triggered through the API."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pandas as pd
+import psutil
+import pytest
+
+from tasks.demo import make_clip
+from tasks.params import load_params
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def copy_project(dest: Path) -> Path:
+    """The project's code and config in a folder of its own, with a tiny demo corpus in params."""
+    for name in ("dvc.yaml", "params.yaml", "prefect.yaml", "bin", "flows", "tasks", "data/sources"):
+        src = ROOT / name
+        (dest / name).parent.mkdir(parents=True, exist_ok=True)
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, dest / name,
+                                                          **({"ignore": shutil.ignore_patterns("__pycache__")}
+                                                             if src.is_dir() else {}))
+    params = (dest / "params.yaml").read_text()
+    (dest / "params.yaml").write_text(params.replace("clips: 6", "clips: 2").replace("seconds: 10.0", "seconds: 2.0"))
+    return dest
+
+
+def stop(process: subprocess.Popen) -> None:
+    """SIGTERM the process group, then SIGKILL what is left of it."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def prefect_stack(tmp_path_factory):
+    """A Prefect server with its own PREFECT_HOME, a process pool, the project deployed, one worker."""
+    project = copy_project(tmp_path_factory.mktemp("project"))
+    home = tmp_path_factory.mktemp("prefect-home")
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_URL": api,
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1", "DVC_NO_ANALYTICS": "1",
+           "PREFECT_SERVER_API_HOST": "127.0.0.1", "PREFECT_SERVER_API_PORT": str(port),
+           "PATH": f"{BIN}:{os.environ['PATH']}",
+           # prefect.yaml's pull step reads {{ $PWD }} at deploy time, as a shell in the project sets it.
+           "PWD": str(project)}
+    logs = home / "logs"
+    logs.mkdir()
+    started: list[subprocess.Popen] = []
+
+    def launch(name: str, *args: str) -> subprocess.Popen:
+        process = subprocess.Popen([str(BIN / "prefect"), *args], cwd=project, env=env, start_new_session=True,
+                                   stdout=open(logs / f"{name}.log", "w"), stderr=subprocess.STDOUT)
+        started.append(process)
+        return process
+
+    def cli(*args: str) -> str:
+        done = subprocess.run([str(BIN / "prefect"), *args], cwd=project, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, f"prefect {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
+        return done.stdout
+
+    server = launch("server", "server", "start", "--host", "127.0.0.1", "--port", str(port))
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert server.poll() is None, (logs / "server.log").read_text()
+            try:
+                with urllib.request.urlopen(f"{api}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "the Prefect server did not start in 120 s"
+            time.sleep(0.5)
+        cli("work-pool", "create", "reenact", "--type", "process")
+        cli("--no-prompt", "deploy", "--all")
+        launch("worker", "worker", "start", "--pool", "reenact", "--limit", "1")
+        yield {"project": project, "env": env, "api": api, "logs": logs, "processes": started}
+    finally:
+        pids = [p.pid for p in started]
+        for process in reversed(started):
+            stop(process)
+        leftovers = [pid for pid in pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"]
+        assert not leftovers, f"processes left behind: {leftovers}"
+
+
+def run_deployment(stack: dict, name: str, parameters: dict, timeout: float = 300) -> tuple[str, str, list]:
+    """Trigger a deployment through the API and wait for its final state; returns (state, id, artifact keys)."""
+    script = f"""
+import asyncio, json
+from prefect.deployments import run_deployment
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+run = run_deployment({name!r}, parameters=json.loads({json.dumps(json.dumps(parameters))}), timeout={timeout})
+
+async def artifacts():
+    async with get_client() as client:
+        found = await client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id])))
+        return [{{"key": a.key, "type": a.type, "data": a.data}} for a in found]
+
+print(json.dumps({{"state": run.state.type.value, "id": str(run.id), "artifacts": asyncio.run(artifacts())}}))
+"""
+    done = subprocess.run([sys.executable, "-c", script], cwd=stack["project"], env=stack["env"],
+                          capture_output=True, text=True, timeout=timeout + 60)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    if result["state"] != "COMPLETED":
+        worker_log = (stack["logs"] / "worker.log").read_text()[-4000:]
+        pytest.fail(f"{name} ended {result['state']}; worker log:\n{worker_log}")
+    return result["state"], result["id"], result["artifacts"]
+
+
+def test_preprocess_deployment_on_two_demo_videos(prefect_stack):
+    project = prefect_stack["project"]
+    demo = load_params(project / "params.yaml").demo
+    videos = project / "data" / "raw" / "videos"
+    videos.mkdir(parents=True)
+    for index in range(2):
+        make_clip(videos / f"demo_{index:02d}.mp4", seconds=2.0, seed=index, params=demo)
+
+    _state, _run_id, artifacts = run_deployment(
+        prefect_stack, "preprocess/default", {"overrides": {"preprocess.detect_every": 5}})
+
+    frames = pd.read_parquet(project / "data" / "shards")
+    assert sorted(frames["video_id"].unique()) == ["demo_00", "demo_01"]
+    assert len(frames) == 120 and frames["face_found"].mean() >= 0.95
+    keys = {a["key"]: a for a in artifacts}
+    assert {"preprocess-videos", "preprocess-summary"} <= set(keys)
+    table = keys["preprocess-videos"]["data"]
+    table = json.loads(table) if isinstance(table, str) else table
+    assert sorted(row["video_id"] for row in table) == ["demo_00", "demo_01"]
+    assert "2 written" in keys["preprocess-summary"]["data"]
+
+
+def test_pipeline_deployment_runs_dvc_repro(prefect_stack):
+    project = prefect_stack["project"]
+    env = prefect_stack["env"]
+    for command in (["git", "init", "-q"], [str(BIN / "dvc"), "init", "-q"]):
+        subprocess.run(command, cwd=project, env=env, check=True)
+
+    _state, _run_id, artifacts = run_deployment(prefect_stack, "pipeline/default", {"stages": ["ingest"]})
+
+    manifest = pd.read_parquet(project / "data" / "raw" / "manifest.parquet")
+    assert list(manifest["video_id"]) == ["demo_00", "demo_01"]
+    assert (project / "dvc.lock").exists()
+    keys = {a["key"] for a in artifacts}
+    assert {"pipeline-metrics", "pipeline-summary"} <= keys
