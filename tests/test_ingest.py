@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -177,7 +178,8 @@ def test_demo_stage_under_dvc_runs_once(tmp_path):
     params = (repo / "params.yaml").read_text().replace("clips: 6", "clips: 1").replace("seconds: 10.0", "seconds: 3.0")
     (repo / "params.yaml").write_text(params)
     env_bin = Path(sys.executable).parent
-    run = lambda *args: subprocess.run(args, cwd=repo, capture_output=True, text=True, check=True)
+    env = {**os.environ, "VIRTUAL_ENV": sys.prefix}  # the copy has no .venv: bin/python takes the active one
+    run = lambda *args: subprocess.run(args, cwd=repo, env=env, capture_output=True, text=True, check=True)
     run("git", "init", "-q")
     run(str(env_bin / "dvc"), "init", "-q")
     first = run(str(env_bin / "dvc"), "repro", "ingest")
