@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 DEFAULT_PATH = Path("params.yaml")
 
@@ -87,6 +87,7 @@ class LstmParams(_Section):
     epochs: int = Field(30, ge=1)
     batch_size: int = Field(256, ge=1)
     lr: float = Field(1e-3, gt=0.0, le=1.0)
+    amp: bool = True
 
 
 class CganParams(_Section):
@@ -103,6 +104,14 @@ class CganParams(_Section):
     real_label: float = Field(0.9, gt=0.5, le=1.0)
     l1_weight: float = Field(0.0, ge=0.0)
     num_workers: int = Field(1, ge=0, le=64)
+    val_frames: int = Field(256, ge=1)
+    amp: bool = True
+
+    @model_validator(mode="after")
+    def _finetune_within_epochs(self) -> CganParams:
+        if self.finetune_epochs > self.epochs:
+            raise ValueError(f"finetune_epochs ({self.finetune_epochs}) exceeds epochs ({self.epochs})")
+        return self
 
 
 class Params(_Section):

@@ -74,13 +74,14 @@ def prefect_stack(tmp_path_factory):
     started: list[subprocess.Popen] = []
 
     def launch(name: str, *args: str) -> subprocess.Popen:
-        process = subprocess.Popen([str(BIN / "prefect"), *args], cwd=project, env=env, start_new_session=True,
-                                   stdout=open(logs / f"{name}.log", "w"), stderr=subprocess.STDOUT)
+        with open(logs / f"{name}.log", "w") as log:
+            process = subprocess.Popen([str(BIN / "prefect"), *args], cwd=project, env=env, start_new_session=True,
+                                       stdout=log, stderr=subprocess.STDOUT)
         started.append(process)
         return process
 
     def cli(*args: str) -> str:
-        done = subprocess.run([str(BIN / "prefect"), *args], cwd=project, env=env, capture_output=True, text=True)
+        done = subprocess.run([str(BIN / "prefect"), *args], cwd=project, env=env, capture_output=True, text=True, check=False)
         assert done.returncode == 0, f"prefect {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
         return done.stdout
 
@@ -127,7 +128,7 @@ async def artifacts():
 print(json.dumps({{"state": run.state.type.value, "id": str(run.id), "artifacts": asyncio.run(artifacts())}}))
 """
     done = subprocess.run([sys.executable, "-c", script], cwd=stack["project"], env=stack["env"],
-                          capture_output=True, text=True, timeout=timeout + 60)
+                          capture_output=True, text=True, timeout=timeout + 60, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     if result["state"] != "COMPLETED":
