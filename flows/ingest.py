@@ -15,7 +15,7 @@ from prefect import flow, get_run_logger, task, unmapped
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.tasks import exponential_backoff
 
-from flows.common import publish_markdown, publish_table, resolve_params
+from flows.common import publish_markdown, publish_table, record_params, resolve_params, run_stage
 from tasks import demo
 from tasks.download import (
     SourceError,
@@ -111,7 +111,7 @@ def ingest(params_file: str = "params.yaml", overrides: dict[str, Any] | None = 
     """Fetch every source (or make the demo corpus) into raw_dir and write its manifest."""
     logger = get_run_logger()
     params = resolve_params(params_file, overrides)
-    logger.info("params: %s", params.model_dump(include={"data", "demo"}))
+    record_params("ingest", params, overrides, {"data", "demo"})
     raw = Path(raw_dir)
     videos_dir, manifest_path = raw / "videos", raw / "manifest.parquet"
     videos_dir.mkdir(parents=True, exist_ok=True)
@@ -135,4 +135,4 @@ def ingest(params_file: str = "params.yaml", overrides: dict[str, Any] | None = 
 
 
 if __name__ == "__main__":
-    ingest()
+    run_stage(ingest)

@@ -18,9 +18,9 @@ import pyarrow.parquet as pq
 from prefect import flow, get_run_logger, unmapped
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
 
-from flows.common import publish_markdown, publish_table, resolve_params
+from flows.common import publish_markdown, publish_table, record_params, resolve_params, run_stage
 from tasks.params import PreprocessParams
-from tasks.shards import clean_temporaries, remove_stale, write_videos_table
+from tasks.shards import clean_temporaries, read_videos_table, remove_stale, write_videos_table
 from tasks.video import preprocess_video
 
 USABLE_SOURCES = ("ok", "skipped")
@@ -54,6 +54,12 @@ def find_videos(raw_dir: Path, video_ids: list[str] | None = None) -> list[Path]
     return paths
 
 
+def merge_rows(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    updated = {row["video_id"]: row for row in new}
+    kept = [row for row in old if row["video_id"] not in updated]
+    return sorted(kept + new, key=lambda row: row["video_id"])
+
+
 def summary_markdown(rows: list[dict[str, Any]], wall_seconds: float) -> str:
     counts = {status: sum(row["status"] == status for row in rows) for status in ("ok", "skipped", "failed")}
     written = [row for row in rows if row["status"] == "ok"]
@@ -82,7 +88,9 @@ def preprocess(params_file: str = "params.yaml", overrides: dict[str, Any] | Non
     """Build data/shards from data/raw/videos and return one stats row per video."""
     started = time.perf_counter()
     logger = get_run_logger()
-    params = resolve_params(params_file, overrides).preprocess
+    all_params = resolve_params(params_file, overrides)
+    record_params("preprocess", all_params, overrides, {"preprocess"})
+    params = all_params.preprocess
     shards_root = Path(shards_dir)
     shards_root.mkdir(parents=True, exist_ok=True)
     for leftover in clean_temporaries(shards_root):
@@ -97,7 +105,8 @@ def preprocess(params_file: str = "params.yaml", overrides: dict[str, Any] | Non
                                                 "params": unmapped(params)})
         rows = [future.result() for future in futures]
 
-    write_videos_table(shards_root, rows)
+    # A run over some videos updates their rows and keeps the others'.
+    write_videos_table(shards_root, rows if video_ids is None else merge_rows(read_videos_table(shards_root), rows))
     if video_ids is None:
         for video_id in remove_stale(shards_root, {row["video_id"] for row in rows}):
             logger.info("removed the partition of %s: no longer among the raw videos", video_id)
@@ -114,4 +123,4 @@ def preprocess(params_file: str = "params.yaml", overrides: dict[str, Any] | Non
 
 
 if __name__ == "__main__":
-    preprocess()
+    run_stage(preprocess)

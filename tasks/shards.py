@@ -227,6 +227,11 @@ def partition_counts(shards_root: Path, video_id: str) -> tuple[int, int]:
     return frames, with_face
 
 
+def read_videos_table(shards_root: Path) -> list[dict[str, Any]]:
+    path = Path(shards_root) / VIDEOS_TABLE
+    return pq.read_table(path).to_pylist() if path.exists() else []
+
+
 def write_videos_table(shards_root: Path, rows: list[dict[str, Any]]) -> Path:
     """`_videos.parquet`: one row per video of the run, replaced atomically."""
     shards_root = Path(shards_root)

@@ -152,7 +152,8 @@ def test_preprocess_deployment_on_two_demo_videos(prefect_stack):
     assert sorted(frames["video_id"].unique()) == ["demo_00", "demo_01"]
     assert len(frames) == 120 and frames["face_found"].mean() >= 0.95
     keys = {a["key"]: a for a in artifacts}
-    assert {"preprocess-videos", "preprocess-summary"} <= set(keys)
+    assert {"preprocess-videos", "preprocess-summary", "preprocess-params"} <= set(keys)
+    assert "detect_every: 5" in keys["preprocess-params"]["data"], "the run records the params it used"
     table = keys["preprocess-videos"]["data"]
     table = json.loads(table) if isinstance(table, str) else table
     assert sorted(row["video_id"] for row in table) == ["demo_00", "demo_01"]
