@@ -13,6 +13,7 @@ move) to a fixed template, exponentially smoothed over time so it streams withou
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -95,7 +96,8 @@ def apply(transform: np.ndarray, points: np.ndarray) -> np.ndarray:
 def _frame_of(points: np.ndarray) -> tuple[np.ndarray, float]:
     """Centre and spread (RMS distance from the centre) of the anchors: where and how big the face is."""
     centre = points.mean(0)
-    return centre, float(np.sqrt(((points - centre) ** 2).sum(1).mean()))
+    offsets = points - centre
+    return centre, math.sqrt(float(np.vdot(offsets, offsets)) / len(points))
 
 
 def _small_grey(face: np.ndarray) -> np.ndarray:
@@ -109,7 +111,13 @@ def _small_grey(face: np.ndarray) -> np.ndarray:
 
 
 class FaceTracker:
-    """Call once per frame, in order: RGB uint8 (H, W, 3) in, AlignedFrame out."""
+    """Call once per frame, in order: a uint8 frame in, AlignedFrame out.
+
+    A frame is RGB (H, W, 3) or I420 (H * 3 // 2, W), as tasks.decode.iter_frames yields it
+    with pix_fmt "yuv420p". I420 saves the decoder's colour conversion: detection and the
+    shape predictor read its Y plane (grey, at no cost), and only the crop is turned into
+    RGB, after warping each plane at its own resolution.
+    """
 
     def __init__(self, params: PreprocessParams, detect_every: int | None = None):
         self.size = params.face_size
@@ -134,24 +142,25 @@ class FaceTracker:
         self._transform: np.ndarray | None = None
 
     def __call__(self, frame: np.ndarray) -> AlignedFrame:
+        # What HOG and the shape predictor read: the RGB frame, or the Y plane of an I420 one.
+        image = frame if frame.ndim == 3 else frame[: frame.shape[0] * 2 // 3]
         self._since_detect += 1
         box = self._tracked_box()
         scheduled = box is None or self._since_detect >= self.detect_every
-        found = self._detect(frame, around=box) if scheduled else None
+        found = self._detect(frame, image, around=box) if scheduled else None
         if found is None and box is not None:
-            found = self._track(frame, box)
+            found = self._track(frame, image, box)
             if found is not None and scheduled:
                 self._misses += 1
                 if self._misses > MAX_MISSES:
                     found = None
             if found is None:
-                found = self._detect(frame, around=None)
+                found = self._detect(frame, image, around=None)
         if found is None:
-            return self._no_face(frame)
-        landmarks, transform, face = found
+            return self._no_face(frame, image)
+        landmarks, self._centre, self._spread, transform, face = found
         self._transform = transform
         self.source_landmarks = landmarks
-        self._centre, self._spread = _frame_of(anchors(landmarks))
         crop_landmarks = apply(transform, landmarks)
         return AlignedFrame(
             face_found=True,
@@ -171,8 +180,9 @@ class FaceTracker:
             *(round(v) for v in (centre[0] - half, centre[1] - half, centre[0] + half, centre[1] + half))
         )
 
-    def _detect(self, frame: np.ndarray, around: dlib.rectangle | None):
-        """Landmarks, transform and crop from a HOG detection; None when no (suitable) face.
+    def _detect(self, frame: np.ndarray, image: np.ndarray, around: dlib.rectangle | None):
+        """Landmarks, their centre and spread, transform and crop from a HOG detection; None
+        when no (suitable) face.
 
         With `around`, only a window of ROI_SIDE boxes around the tracked face is searched,
         scaled so the face is ROI_FACE px wide: HOG's pyramid then covers just the scales a
@@ -182,10 +192,10 @@ class FaceTracker:
         """
         self._since_detect = 0
         self.detections += 1
-        height, width = frame.shape[:2]
+        height, width = image.shape[:2]
         if around is None:
             left = top = 0
-            region = frame
+            region = image
             scale = min(1.0, self.detect_width / width)
         else:
             half = around.width() * ROI_SIDE / 2
@@ -194,25 +204,27 @@ class FaceTracker:
             right, bottom = min(width, round(centre.x + half)), min(height, round(centre.y + half))
             if right - left < around.width() or bottom - top < around.height():
                 return None  # the face has left the frame
-            region = frame[top:bottom, left:right]
+            region = image[top:bottom, left:right]
             scale = min(1.0, ROI_FACE / around.width())
         if scale < 1.0:
             size = (round(region.shape[1] * scale), round(region.shape[0] * scale))
             region = cv2.resize(region, size, interpolation=cv2.INTER_AREA)
-        rects = [_to_frame(r, scale, left, top) for r in lm.detect(cv2.cvtColor(region, cv2.COLOR_RGB2GRAY))]
+        grey = cv2.cvtColor(region, cv2.COLOR_RGB2GRAY) if region.ndim == 3 else np.ascontiguousarray(region)
+        rects = [_to_frame(r, scale, left, top) for r in lm.detect(grey)]
         box = self._choose(rects)
         if box is None:
             return None
         self._misses = 0
-        landmarks = lm.shape(frame, box)
-        centre, spread = _frame_of(anchors(landmarks))
+        landmarks = lm.shape(image, box)
+        points = anchors(landmarks)
+        centre, spread = _frame_of(points)
         self._box_offset = (
             np.array([(box.left() + box.right()) / 2, (box.top() + box.bottom()) / 2]) - centre
         ) / spread
         self._box_half = box.width() / 2 / spread
-        transform, face = self._align(frame, landmarks)
+        transform, face = self._align(frame, points)
         self._likeness = _small_grey(face)
-        return landmarks, transform, face
+        return landmarks, centre, spread, transform, face
 
     def _choose(self, rects: list[dlib.rectangle]) -> dlib.rectangle | None:
         """The largest face at first, later the one nearest the face followed so far."""
@@ -220,23 +232,24 @@ class FaceTracker:
             return rects[0] if rects else None
         return min(rects, key=lambda r: np.hypot(*(np.array([r.center().x, r.center().y]) - self._centre)))
 
-    def _track(self, frame: np.ndarray, box: dlib.rectangle):
-        """Landmarks, transform and crop from the tracked box; None when implausible."""
-        landmarks = lm.shape(frame, box)
-        centre, spread = _frame_of(anchors(landmarks))
+    def _track(self, frame: np.ndarray, image: np.ndarray, box: dlib.rectangle):
+        """As _detect, from the tracked box; None when implausible."""
+        landmarks = lm.shape(image, box)
+        points = anchors(landmarks)
+        centre, spread = _frame_of(points)
         if not 1 / MAX_SCALE_STEP < spread / self._spread < MAX_SCALE_STEP:
             return None
         if np.linalg.norm(centre - self._centre) > MAX_JUMP * self._spread:
             return None
-        transform, face = self._align(frame, landmarks)
+        transform, face = self._align(frame, points)
         likeness = _small_grey(face)
         if float((likeness * self._likeness).sum()) < MIN_LIKENESS:
             return None
         self._likeness = likeness
-        return landmarks, transform, face
+        return landmarks, centre, spread, transform, face
 
-    def _align(self, frame: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        points = anchors(landmarks)
+    def _align(self, frame: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Transform from the anchors `points` to the template, smoothed over time, and the crop."""
         transform = similarity(points, self.template)
         previous = self._transform
         if (
@@ -247,16 +260,27 @@ class FaceTracker:
         return transform, self._warp(frame, transform)
 
     def _warp(self, frame: np.ndarray, transform: np.ndarray) -> np.ndarray:
-        return cv2.warpAffine(
-            frame, transform, (self.size, self.size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
-        )
+        if frame.ndim == 3:
+            return _warp_plane(frame, transform, self.size)
+        # I420 needs an even side; an odd face_size takes the top-left of one a pixel larger.
+        side = self.size + self.size % 2
+        height, width = frame.shape[0] * 2 // 3, frame.shape[1]
+        luma = _warp_plane(frame[:height], transform, side)
+        # A chroma sample sits at the centre of its 2x2 luma block (luma = 2 * chroma + 0.5)
+        # in the frame and in the crop alike: same rotation and scale, shifted translation.
+        chroma = transform.copy()
+        chroma[:, 2] = (transform[:, 2] + 0.5 * transform[:, :2].sum(1) - 0.5) / 2
+        u, v = (_warp_plane(plane, chroma, side // 2) for plane in frame[height:].reshape(2, height // 2, width // 2))
+        i420 = np.concatenate([luma.ravel(), u.ravel(), v.ravel()]).reshape(side * 3 // 2, side)
+        face = cv2.cvtColor(i420, cv2.COLOR_YUV2RGB_I420)
+        return face if side == self.size else np.ascontiguousarray(face[: self.size, : self.size])
 
-    def _no_face(self, frame: np.ndarray) -> AlignedFrame:
+    def _no_face(self, frame: np.ndarray, image: np.ndarray) -> AlignedFrame:
         self.source_landmarks = None
         transform = self._transform
         if transform is None:
             # A centred square of the frame until a face has been seen.
-            height, width = frame.shape[:2]
+            height, width = image.shape[:2]
             side = min(height, width)
             scale = self.size / side
             transform = np.array(
@@ -270,6 +294,10 @@ class FaceTracker:
             face=self._warp(frame, transform),
             crop=transform.astype(np.float32),
         )
+
+
+def _warp_plane(plane: np.ndarray, transform: np.ndarray, side: int) -> np.ndarray:
+    return cv2.warpAffine(plane, transform, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def _to_frame(rect: dlib.rectangle, scale: float, left: int, top: int) -> dlib.rectangle:

@@ -11,6 +11,7 @@ import importlib.util
 import threading
 from pathlib import Path
 
+import cv2
 import dlib
 import numpy as np
 
@@ -69,3 +70,17 @@ def inter_ocular(landmarks: np.ndarray) -> float:
 def mouth_opening(landmarks: np.ndarray) -> float:
     """Inner-lip gap (point 62 to 66) in the landmarks' own pixels."""
     return float(np.linalg.norm(landmarks[INNER_BOTTOM] - landmarks[INNER_TOP]))
+
+
+def landmarks_in_crops(faces: np.ndarray, lip_indices: list[int], upscale: int = 2) -> np.ndarray:
+    """dlib run again on aligned face crops (N, S, S, 3): the lips it finds, (N, 16) in [0, 1]
+    of the crop, NaN where it finds no face. Crops are upscaled first: at 128 px a face is
+    near the smallest HOG detects."""
+    size = faces.shape[1]
+    lips = np.full((len(faces), 2 * len(lip_indices)), np.nan, np.float32)
+    for i, face in enumerate(faces):
+        big = cv2.resize(face, (size * upscale, size * upscale), interpolation=cv2.INTER_LINEAR)
+        found = find_landmarks(big, upsample=0)
+        if found is not None:
+            lips[i] = (found[lip_indices] / (size * upscale)).reshape(-1)
+    return lips

@@ -92,18 +92,18 @@ class LstmParams(_Section):
 
 class CganParams(_Section):
     noise_dim: int = Field(50, ge=1, le=1024)
-    ngf: int = Field(32, ge=4, le=512)
-    ndf: int = Field(32, ge=4, le=512)
-    epochs: int = Field(8, ge=1)
-    finetune_epochs: int = Field(2, ge=0)
+    ngf: int = Field(16, ge=4, le=512)
+    ndf: int = Field(16, ge=4, le=512)
+    epochs: int = Field(4, ge=1)
+    finetune_epochs: int = Field(1, ge=0)
     target_video: str = ""
-    batch_size: int = Field(64, ge=1)
-    lr_g: float = Field(2e-4, gt=0.0, le=1.0)
+    batch_size: int = Field(16, ge=1)
+    lr_g: float = Field(5e-4, gt=0.0, le=1.0)
     lr_d: float = Field(2e-4, gt=0.0, le=1.0)
     beta1: float = Field(0.5, ge=0.0, lt=1.0)
     real_label: float = Field(0.9, gt=0.5, le=1.0)
-    l1_weight: float = Field(0.0, ge=0.0)
-    num_workers: int = Field(1, ge=0, le=64)
+    l1_weight: float = Field(50.0, ge=0.0)
+    num_workers: int = Field(0, ge=0, le=64)
     val_frames: int = Field(256, ge=1)
     amp: bool = True
 

@@ -67,13 +67,15 @@ def process_video(path: Path, shards_root: Path, params: PreprocessParams) -> di
         return _row(path, params, "skipped", frames=frames, frames_with_face=with_face,
                     seconds=time.perf_counter() - started, sha256=sha256)
 
-    samples = read_audio(path, params.sample_rate)
+    samples = read_audio(path, params.sample_rate, info=info)
     seconds = max(info.duration, len(samples) / params.sample_rate)
     features = _frame_features(samples, seconds, params)
     tracker = FaceTracker(params)
+    # I420 skips ffmpeg's colour conversion and halves the pipe's bytes; it needs even sides.
+    pix_fmt = "rgb24" if info.width % 2 or info.height % 2 else "yuv420p"
     with_face = 0
     with ShardWriter(shards_root, video_id, params, sha256) as writer:
-        for index, image in enumerate(iter_frames(path, params.fps)):
+        for index, image in enumerate(iter_frames(path, params.fps, pix_fmt=pix_fmt, info=info)):
             if index >= len(features):
                 # The container understated its duration; every decoded frame still gets a row.
                 seconds *= 2

@@ -128,6 +128,33 @@ def test_video_without_a_face():
     np.testing.assert_array_equal(a.face, np.full_like(a.face, (40, 90, 160)))
 
 
+@pytest.mark.real_media
+def test_i420_frames_track_like_rgb_frames(real_clip, tracked):
+    _, rgb, _ = tracked
+    tracker = FaceTracker(PARAMS)
+    i420 = [tracker(frame) for frame in iter_frames(real_clip, 30, pix_fmt="yuv420p")]
+    assert [a.face_found for a in i420] == [a.face_found for a in rgb]
+    found = [(a, b) for a, b in zip(i420, rgb) if b.face_found]
+    # The shape predictor reads the Y plane instead of dlib's own grey of RGB: a shade apart.
+    lips = [
+        np.linalg.norm(a.landmarks[PARAMS.lip_indices] - b.landmarks[PARAMS.lip_indices], axis=1).mean()
+        / lm.inter_ocular(b.landmarks)
+        for a, b in found
+    ]
+    assert np.mean(lips) <= 0.01
+    # Chroma stays at half resolution and OpenCV converts it, not ffmpeg: a few grey levels.
+    assert np.mean([np.abs(a.face.astype(int) - b.face).mean() for a, b in found]) < 4
+
+
+@pytest.mark.parametrize("face_size", [128, 65])
+def test_i420_crop_of_a_plain_frame_keeps_its_colour(face_size):
+    rgb = np.full((240, 320, 3), (40, 90, 160), np.uint8)
+    i420 = cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420)
+    a = FaceTracker(PARAMS.model_copy(update={"face_size": face_size}))(i420)
+    assert not a.face_found and a.face.shape == (face_size, face_size, 3) and a.face.dtype == np.uint8
+    np.testing.assert_allclose(a.face, cv2.cvtColor(i420, cv2.COLOR_YUV2RGB_I420)[:face_size, :face_size], atol=1)
+
+
 def _two_faces(left: int, right: int) -> np.ndarray:
     head = skimage.data.astronaut()[30:290, 100:360]
     frame = np.full((420, 720, 3), 90, np.uint8)

@@ -1,0 +1,175 @@
+"""Training throughput on the present device, printed as one JSON object.
+
+    python benchmarks/train.py [--shards data/shards] [--seconds 10] [--override cgan.batch_size=128 ...]
+
+lstm_samples_per_s: training frames per second of the LSTM (forward, backward, Adam) with the
+whole dataset on the device and batches gathered in one index, as models.train_lstm does.
+cgan_images_per_s: real images per second through a full D step and G step, JPEG decoding
+and the DataLoader included, with AMP and channels_last on CUDA, as models.train_cgan does.
+The *_naive figures are the same work done the obvious way, measured in the same run: the
+LSTM fed by a DataLoader of single items, the cGAN one image at a time in fp32 NCHW with
+decoding in the main process. Without shards, a synthetic corpus the size of the demo one is made in a temp folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from models.cgan import Discriminator, Generator
+from models.common import autocast, pick_device, seed_everything
+from models.data import (
+    FacesWithLips,
+    LipsWindows,
+    audio_stats,
+    lips_stats,
+    load_corpus,
+    split_corpus,
+    synthetic_shards,
+)
+from models.lstm import AudioToLips
+from tasks.params import load_params, parse_override
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def rate(step, batches, seconds: float, device: torch.device) -> float:
+    """Items per second of `step` over `batches` (cycled), after two warm-up steps."""
+    iterator = iter(batches())
+    for _ in range(2):
+        step(next(iterator))
+    sync(device)
+    items, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            iterator = iter(batches())
+            continue
+        items += step(batch)
+        sync(device)
+    return items / (time.perf_counter() - start)
+
+
+def lstm_rate(params, corpus, split, device, seconds: float, naive: bool) -> float:
+    p = params.lstm
+    stats = (*audio_stats(corpus, split.train), *lips_stats(corpus, split.train))
+    dataset = LipsWindows(corpus, split.train, p.context, *stats)
+    model = AudioToLips(**AudioToLips.hparams(p, dataset.audio.shape[1])).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=p.lr)
+    use_amp = p.amp and not naive and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    if naive:
+        def batches():
+            return DataLoader(dataset, batch_size=p.batch_size, shuffle=True)
+    else:
+        dataset.to(device)
+
+        def batches():
+            return (dataset[index] for index in torch.randperm(len(dataset), device=device).split(p.batch_size))
+
+    def step(batch) -> int:
+        audio, lips = (t.to(device) for t in batch)
+        with autocast(device, use_amp):
+            loss = F.mse_loss(model(audio).float(), lips)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        return len(lips)
+    return rate(step, batches, seconds, device)
+
+
+def cgan_rate(params, corpus, split, device, seconds: float, naive: bool) -> float:
+    p = params.cgan
+    dataset = FacesWithLips(corpus, split.train, *lips_stats(corpus, split.train))
+    use_amp = p.amp and not naive and device.type == "cuda"
+    fmt = torch.channels_last if device.type == "cuda" and not naive else torch.contiguous_format
+    netG = Generator(p.noise_dim, 16, p.ngf).to(device, memory_format=fmt)
+    netD = Discriminator(16, p.ndf).to(device, memory_format=fmt)
+    optG = torch.optim.Adam(netG.parameters(), lr=p.lr_g, betas=(p.beta1, 0.999))
+    optD = torch.optim.Adam(netD.parameters(), lr=p.lr_d, betas=(p.beta1, 0.999))
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    workers = 0 if naive else p.num_workers
+
+    def batches():
+        return DataLoader(dataset, batch_size=1 if naive else p.batch_size, shuffle=True, drop_last=True, num_workers=workers,
+                          pin_memory=device.type == "cuda" and not naive)
+
+    def step(batch) -> int:
+        real, lips = batch
+        real = real.to(device, non_blocking=True).contiguous(memory_format=fmt)
+        lips = lips.to(device, non_blocking=True)
+        z = torch.randn(len(real), p.noise_dim, device=device)
+        with autocast(device, use_amp):
+            fake = netG(z, lips)
+            logit_real, logit_fake = netD(real, lips), netD(fake.detach(), lips)
+            loss_d = (F.binary_cross_entropy_with_logits(logit_real, torch.full_like(logit_real, p.real_label))
+                      + F.binary_cross_entropy_with_logits(logit_fake, torch.zeros_like(logit_fake)))
+        optD.zero_grad(set_to_none=True)
+        scaler.scale(loss_d).backward()
+        scaler.step(optD)
+        with autocast(device, use_amp):
+            logit_fake = netD(fake, lips)
+            loss_g = (F.binary_cross_entropy_with_logits(logit_fake, torch.ones_like(logit_fake))
+                      + p.l1_weight * (fake.float() - real).abs().mean())
+        optG.zero_grad(set_to_none=True)
+        scaler.scale(loss_g).backward()
+        scaler.step(optG)
+        scaler.update()
+        return len(real)
+    return rate(step, batches, seconds, device)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--shards", default="data/shards")
+    parser.add_argument("--seconds", type=float, default=10.0, help="per measurement")
+    parser.add_argument("--skip-naive", action="store_true")
+    args = parser.parse_args()
+    params = load_params(args.params, dict(parse_override(text) for text in args.override))
+    device = pick_device(params.device)
+    seed_everything(params.seed)
+    with tempfile.TemporaryDirectory() as temp:
+        shards = Path(args.shards)
+        if not any(shards.glob("video_id=*")):
+            shards = synthetic_shards(Path(temp) / "shards", videos=6, frames=300)
+        corpus = load_corpus(shards, faces=True)
+        split = split_corpus(corpus, params)
+        result = {
+            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else
+            f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
+            "shards": str(args.shards if shards == Path(args.shards) else "synthetic (6 videos x 300 frames)"),
+            "lstm_batch_size": params.lstm.batch_size,
+            "cgan_batch_size": params.cgan.batch_size,
+            "cgan_ngf_ndf": [params.cgan.ngf, params.cgan.ndf],
+            "amp": device.type == "cuda" and params.cgan.amp,
+            "lstm_samples_per_s": round(lstm_rate(params, corpus, split, device, args.seconds, False), 1),
+            "cgan_images_per_s": round(cgan_rate(params, corpus, split, device, args.seconds, False), 2),
+        }
+        if not args.skip_naive:
+            result["lstm_samples_per_s_naive"] = round(lstm_rate(params, corpus, split, device, args.seconds, True), 1)
+            result["cgan_images_per_s_naive"] = round(cgan_rate(params, corpus, split, device, args.seconds, True), 2)
+            result["naive"] = (
+                "lstm: DataLoader of single items; cgan: batch 1, fp32 NCHW, decoding in the main process")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""Lips -> face: a conditional DCGAN at 128x128 (paper, 4.3 and Fig. 3).
+
+The generator maps 50-D noise + 16-D lips (66-D) to a 3x128x128 image in [-1, 1]; the
+discriminator sees the image with the lips broadcast as 16 more channels (19x128x128). Both
+take lips z-scored with the training set's stats, which travel in the checkpoint;
+`generate_faces` does the round trip from lips in [0, 1] of the crop to uint8 images.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from models.common import load_checkpoint
+
+IMAGE_SIZE = 128
+
+
+def init_weights(module: nn.Module) -> None:
+    """DCGAN's initialisation: N(0, 0.02) convolutions, N(1, 0.02) batch-norm scales."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+    elif isinstance(module, nn.BatchNorm2d):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+
+
+class Generator(nn.Module):
+    def __init__(self, noise_dim: int = 50, lips: int = 16, ngf: int = 32):
+        super().__init__()
+        self.noise_dim = noise_dim
+        self.main = nn.Sequential(
+            # input is Z and the lips, going into a convolution: (noise_dim + lips) x 1 x 1
+            nn.ConvTranspose2d(noise_dim + lips, ngf * 16, 4, 1, 0, bias=False),
+            nn.BatchNorm2d(ngf * 16),
+            nn.ReLU(True),
+            # (ngf*16) x 4 x 4
+            nn.ConvTranspose2d(ngf * 16, ngf * 8, 4, 2, 1, bias=False),
+            nn.BatchNorm2d(ngf * 8),
+            nn.ReLU(True),
+            # (ngf*8) x 8 x 8
+            nn.ConvTranspose2d(ngf * 8, ngf * 4, 4, 2, 1, bias=False),
+            nn.BatchNorm2d(ngf * 4),
+            nn.ReLU(True),
+            # (ngf*4) x 16 x 16
+            nn.ConvTranspose2d(ngf * 4, ngf * 2, 4, 2, 1, bias=False),
+            nn.BatchNorm2d(ngf * 2),
+            nn.ReLU(True),
+            # (ngf*2) x 32 x 32
+            nn.ConvTranspose2d(ngf * 2, ngf, 4, 2, 1, bias=False),
+            nn.BatchNorm2d(ngf),
+            nn.ReLU(True),
+            # ngf x 64 x 64
+            nn.ConvTranspose2d(ngf, 3, 4, 2, 1, bias=False),
+            nn.Tanh(),
+            # 3 x 128 x 128
+        )
+        self.apply(init_weights)
+
+    def forward(self, noise: torch.Tensor, lips: torch.Tensor) -> torch.Tensor:
+        # noise: (B, noise_dim), lips: (B, 16) z-scored -> (B, 3, 128, 128) in [-1, 1]
+        return self.main(torch.cat([noise, lips], 1)[:, :, None, None])
+
+
+class Discriminator(nn.Module):
+    def __init__(self, lips: int = 16, ndf: int = 32):
+        super().__init__()
+        self.main = nn.Sequential(
+            # input is the image and the lips broadcast over it: (3 + lips) x 128 x 128
+            nn.Conv2d(3 + lips, ndf, 4, 2, 1, bias=False),
+            nn.LeakyReLU(0.2, inplace=True),
+            # ndf x 64 x 64
+            nn.Conv2d(ndf, ndf * 2, 4, 2, 1, bias=False),
+            nn.BatchNorm2d(ndf * 2),
+            nn.LeakyReLU(0.2, inplace=True),
+            # (ndf*2) x 32 x 32
+            nn.Conv2d(ndf * 2, ndf * 4, 4, 2, 1, bias=False),
+            nn.BatchNorm2d(ndf * 4),
+            nn.LeakyReLU(0.2, inplace=True),
+            # (ndf*4) x 16 x 16
+            nn.Conv2d(ndf * 4, ndf * 8, 4, 2, 1, bias=False),
+            nn.BatchNorm2d(ndf * 8),
+            nn.LeakyReLU(0.2, inplace=True),
+            # (ndf*8) x 8 x 8
+            nn.Conv2d(ndf * 8, ndf * 16, 4, 2, 1, bias=False),
+            nn.BatchNorm2d(ndf * 16),
+            nn.LeakyReLU(0.2, inplace=True),
+            # (ndf*16) x 4 x 4
+            nn.Conv2d(ndf * 16, 1, 4, 1, 0, bias=False),
+            # 1 x 1 x 1: a logit, the sigmoid lives in the loss (BCEWithLogits, safe under autocast)
+        )
+        self.apply(init_weights)
+
+    def forward(self, image: torch.Tensor, lips: torch.Tensor) -> torch.Tensor:
+        # image: (B, 3, 128, 128), lips: (B, 16) z-scored -> (B,) logits of "real, and matching these lips"
+        b, _, h, w = image.shape
+        lips = lips[:, :, None, None].expand(b, lips.size(1), h, w).to(image.dtype)
+        x = torch.cat([image, lips], 1)
+        if image.is_contiguous(memory_format=torch.channels_last):
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.main(x).view(-1)
+
+
+def load_generator(path: str | Path = "artifacts/cgan.pt", device: str | torch.device = "cpu"):
+    """(generator in eval mode, checkpoint dict) from a file written by models.train_cgan."""
+    checkpoint = load_checkpoint(path)
+    if checkpoint is None:
+        raise FileNotFoundError(f"{path}: no such checkpoint (run `dvc repro train_cgan`)")
+    generator = Generator(**checkpoint["hparams"])
+    generator.load_state_dict(checkpoint["state_dict"])
+    return generator.to(device).eval(), checkpoint
+
+
+@torch.no_grad()
+def generate_faces(generator: Generator, checkpoint: dict, lips: np.ndarray, noise: torch.Tensor | None = None,
+                   batch_size: int = 256) -> np.ndarray:
+    """(frames, 16) lips in [0, 1] of the crop -> (frames, 128, 128, 3) uint8 faces, one noise vector
+    for all frames (default: the checkpoint's), so that only the lips change from frame to frame."""
+    device = next(generator.parameters()).device
+    noise = checkpoint["noise"] if noise is None else noise
+    lips = (torch.as_tensor(lips, dtype=torch.float32) - checkpoint["lips_mean"]) / checkpoint["lips_std"]
+    faces = []
+    for batch in lips.split(batch_size):
+        images = generator(noise.expand(len(batch), -1).to(device), batch.to(device)).float()
+        faces.append(((images + 1) * 127.5).round().clamp(0, 255).byte().permute(0, 2, 3, 1).cpu())
+    return torch.cat(faces).numpy() if faces else np.zeros((0, IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)

@@ -1,0 +1,98 @@
+"""What both training scripts share: the command line, device and seeding, checkpoints, DDP."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import os
+import random
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from tasks.params import Params, load_params, parse_override
+
+# Offline platform: never phone home (DESIGN.md, known traps). DVCLive imports DVC.
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+
+
+def training_args(stage: str, description: str, argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line of a training stage; every default is the DVC layout of DESIGN.md."""
+    parser = argparse.ArgumentParser(prog=f"python -m models.train_{stage}", description=description)
+    parser.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
+    parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                        help="dotted-key override, e.g. lstm.epochs=3 (repeatable)")
+    parser.add_argument("--shards", default="data/shards", help="frame table (default: %(default)s)")
+    parser.add_argument("--out", default=f"artifacts/{stage}.pt", help="final weights (default: %(default)s)")
+    parser.add_argument("--checkpoints", default=f"checkpoints/{stage}",
+                        help="resumable state, kept across runs (default: %(default)s)")
+    parser.add_argument("--live", default=f"dvclive/{stage}", help="DVCLive folder (default: %(default)s)")
+    return parser.parse_args(argv)
+
+
+def stage_params(args: argparse.Namespace) -> Params:
+    return load_params(args.params, dict(parse_override(text) for text in args.override))
+
+
+def pick_device(name: str) -> torch.device:
+    """params.device: 'auto' takes CUDA when present."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def autocast(device: torch.device, enabled: bool):
+    """fp16 autocast on CUDA (paired with a GradScaler); a no-op elsewhere."""
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.float16)
+    return contextlib.nullcontext()
+
+
+def run_key(*parts: Any) -> str:
+    """What a checkpoint must match to be resumed: the params that shape it and the data it saw."""
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
+    """Write to a temporary name beside `path`, then rename: a killed run never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.parent / f".{path.name}.{uuid.uuid4().hex[:12]}"
+    try:
+        torch.save(state, temp)
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any] | None:
+    """A checkpoint read with weights_only=True (tensors, dicts, lists, numbers, strings), or None."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def init_distributed(device: torch.device) -> tuple[torch.device, int, int]:
+    """(device, rank, world size). Under torchrun, joins the process group (NCCL on CUDA, gloo on
+    CPU) and takes the local rank's GPU."""
+    if "RANK" not in os.environ:
+        return device, 0, 1
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return device, dist.get_rank(), dist.get_world_size()

@@ -1,0 +1,304 @@
+"""Datasets over the frame table (data/shards): audio windows -> lips for the LSTM, lips -> face for the GAN.
+
+Only the columns a stage needs are read. Faces stay JPEG bytes in one Arrow array and are
+decoded per item, so a corpus of hours fits in memory and DataLoader workers share it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import simplejpeg
+import torch
+from torch.utils.data import Dataset
+
+from tasks.params import Params, PreprocessParams
+from tasks.shards import METADATA_KEY, PARTITION, ShardWriter
+
+# Inner-lip top and bottom centre among dlib's 68 points: their gap is the mouth opening.
+INNER_TOP, INNER_BOTTOM = 62, 66
+
+
+@dataclass
+class Video:
+    video_id: str
+    audio: np.ndarray  # (frames, features) float32
+    lips: np.ndarray  # (frames, 16) float32, (x, y) of 8 points in [0, 1] of the crop; NaN without a face
+    face_found: np.ndarray  # (frames,) bool
+    faces: pa.Array | None  # JPEG per frame (large_binary), when asked for
+
+    def __len__(self) -> int:
+        return len(self.face_found)
+
+
+@dataclass
+class Corpus:
+    videos: list[Video]  # sorted by video_id
+    meta: dict  # the shards' `reenact` metadata: fps, face_size, lip_indices, feature_layout, ...
+
+    def video(self, video_id: str) -> Video:
+        return next(v for v in self.videos if v.video_id == video_id)
+
+    def fingerprint(self) -> str:
+        """Changes when the data a model was trained on changes: videos, their lengths, how they were made."""
+        rows = [(v.video_id, len(v), int(v.face_found.sum())) for v in self.videos]
+        text = json.dumps([rows, self.meta.get("params_digest"), self.meta.get("format_version")])
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _fixed_lists(column: pa.ChunkedArray) -> np.ndarray:
+    width = column.type.list_size
+    flat = [chunk.flatten().to_numpy(zero_copy_only=False) for chunk in column.chunks]
+    return np.concatenate(flat).astype(np.float32).reshape(-1, width)
+
+
+def load_corpus(shards: str | Path, faces: bool = False) -> Corpus:
+    """Every video partition under `shards`, frames in order; `faces` also keeps the JPEG bytes."""
+    shards = Path(shards)
+    columns = ["frame", "face_found", "lips", "audio"] + (["face"] if faces else [])
+    videos, meta = [], None
+    # Folders starting with '.' are a writer's temporaries, never data (tasks/shards.py).
+    for folder in sorted(shards.glob(f"{PARTITION}=*")):
+        parts = sorted(folder.glob("part-*.parquet"))
+        if not parts:
+            continue
+        if meta is None:
+            meta = json.loads(pq.read_schema(parts[0]).metadata[METADATA_KEY])
+        table = pa.concat_tables([pq.read_table(p, columns=columns) for p in parts])
+        table = table.sort_by("frame")
+        frame = table.column("frame").to_numpy()
+        if not np.array_equal(frame, np.arange(len(frame))):
+            raise ValueError(f"{folder}: frames are not 0..{len(frame) - 1} without gaps")
+        video_id = folder.name.split("=", 1)[1]
+        videos.append(Video(
+            video_id=video_id,
+            audio=_fixed_lists(table.column("audio")),
+            lips=_fixed_lists(table.column("lips")),
+            face_found=table.column("face_found").to_numpy(zero_copy_only=False).astype(bool),
+            faces=table.column("face").combine_chunks().cast(pa.large_binary()) if faces else None,
+        ))
+    if not videos:
+        raise FileNotFoundError(f"{shards}: no {PARTITION}=<id>/part-*.parquet (run `dvc repro preprocess`)")
+    return Corpus(videos, meta)
+
+
+def target_video(corpus: Corpus, name: str) -> str:
+    """cgan.target_video, or the longest video when it is empty."""
+    if not name:
+        return max(corpus.videos, key=lambda v: (int(v.face_found.sum()), v.video_id)).video_id
+    if name not in {v.video_id for v in corpus.videos}:
+        raise ValueError(f"cgan.target_video: no video {name!r} in the shards")
+    return name
+
+
+@dataclass
+class Split:
+    """Per video, which frames belong to train and to val (bool masks over all its frames)."""
+
+    by: str
+    train: dict[str, np.ndarray]
+    val: dict[str, np.ndarray]
+
+    def val_videos(self) -> list[str]:
+        return [video_id for video_id, mask in self.val.items() if mask.any()]
+
+
+def split_corpus(corpus: Corpus, params: Params) -> Split:
+    """The train/val split, the same for every stage: a function of the data and params only.
+
+    By video: a `val_fraction` share of the videos, picked by a hash of their id (stable
+    when videos are added), never the GAN's target video. By time (or `auto` with fewer
+    than 3 videos): the last `val_fraction` of each video, with a gap of 2n+1 frames so that
+    no LSTM window of a train frame overlaps one of a val frame.
+    """
+    by = params.split.by
+    if by == "auto":
+        by = "video" if len(corpus.videos) >= 3 else "time"
+    train, val = {}, {}
+    if by == "video":
+        keep = target_video(corpus, params.cgan.target_video)
+        candidates = sorted((v.video_id for v in corpus.videos if v.video_id != keep),
+                            key=lambda i: hashlib.sha256(i.encode()).hexdigest())
+        n_val = min(len(candidates), max(1, round(params.split.val_fraction * len(corpus.videos))))
+        if n_val == 0:
+            raise ValueError("split.by: video needs at least 2 videos; use split.by: time")
+        held_out = set(candidates[:n_val])
+        for v in corpus.videos:
+            is_val = v.video_id in held_out
+            train[v.video_id] = np.full(len(v), not is_val)
+            val[v.video_id] = np.full(len(v), is_val)
+    else:
+        gap = 2 * params.lstm.context + 1
+        for v in corpus.videos:
+            frames = np.arange(len(v))
+            cut = len(v) - math.ceil(params.split.val_fraction * len(v))
+            train[v.video_id] = frames < cut - gap
+            val[v.video_id] = frames >= cut
+    return Split(by, train, val)
+
+
+def audio_stats(corpus: Corpus, rows: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std of the audio features over the given rows (faces or not: all are context)."""
+    audio = np.concatenate([v.audio[rows[v.video_id]] for v in corpus.videos]).astype(np.float64)
+    return audio.mean(0).astype(np.float32), np.maximum(audio.std(0), 1e-6).astype(np.float32)
+
+
+def lips_stats(corpus: Corpus, rows: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std of the lips over the given rows that have a face: what targets are z-scored with."""
+    lips = np.concatenate([v.lips[rows[v.video_id] & v.face_found] for v in corpus.videos]).astype(np.float64)
+    return lips.mean(0).astype(np.float32), np.maximum(lips.std(0), 1e-6).astype(np.float32)
+
+
+def video_lips_stats(corpus: Corpus) -> dict[str, dict]:
+    """Per video: mean, std and covariance of its lips, for aligning one speaker's lips to another's."""
+    stats = {}
+    for v in corpus.videos:
+        lips = v.lips[v.face_found].astype(np.float64)
+        if len(lips) < 2:
+            continue
+        stats[v.video_id] = {
+            "mean": torch.tensor(lips.mean(0), dtype=torch.float32),
+            "std": torch.tensor(lips.std(0), dtype=torch.float32),
+            "cov": torch.tensor(np.cov(lips, rowvar=False), dtype=torch.float32),
+            "frames": len(lips),
+        }
+    return stats
+
+
+def window_index(frames: int, context: int) -> np.ndarray:
+    """(frames, 2n+1) indices of the window centred on each frame, edge-padded at both ends."""
+    offsets = np.arange(-context, context + 1)
+    return np.clip(np.arange(frames)[:, None] + offsets, 0, frames - 1)
+
+
+class LipsWindows(Dataset):
+    """For each frame with a face in `rows`: its window of 2n+1 normalised audio features and its
+    z-scored lips. Frames without a face are no target but stay in their neighbours' windows.
+
+    Indexing takes an int or a LongTensor of indices, so a training loop can fetch a whole
+    batch in one gather: `audio, lips = dataset[idx]`.
+    """
+
+    def __init__(self, corpus: Corpus, rows: dict[str, np.ndarray], context: int,
+                 audio_mean: np.ndarray, audio_std: np.ndarray, lips_mean: np.ndarray, lips_std: np.ndarray):
+        audio, windows, lips, offset = [], [], [], 0
+        for v in corpus.videos:
+            audio.append((v.audio - audio_mean) / audio_std)
+            targets = np.flatnonzero(rows[v.video_id] & v.face_found)
+            windows.append(window_index(len(v), context)[targets] + offset)
+            lips.append((v.lips[targets] - lips_mean) / lips_std)
+            offset += len(v)
+        self.audio = torch.from_numpy(np.concatenate(audio).astype(np.float32))
+        self.windows = torch.from_numpy(np.concatenate(windows).astype(np.int64))
+        self.lips = torch.from_numpy(np.concatenate(lips).astype(np.float32))
+
+    def __len__(self) -> int:
+        return len(self.lips)
+
+    def __getitem__(self, index):
+        return self.audio[self.windows[index]], self.lips[index]
+
+    def to(self, device: torch.device) -> LipsWindows:
+        """Move the whole dataset (a few MB even for hours of video) to the device once."""
+        self.audio, self.windows, self.lips = (t.to(device) for t in (self.audio, self.windows, self.lips))
+        return self
+
+
+def decode_face(jpeg: bytes) -> torch.Tensor:
+    """JPEG bytes -> (3, H, W) float in [-1, 1]."""
+    image = simplejpeg.decode_jpeg(jpeg, colorspace="RGB")
+    return torch.from_numpy(image).permute(2, 0, 1).float().div_(127.5).sub_(1.0)
+
+
+class FacesWithLips(Dataset):
+    """For each frame with a face in `rows`: (face in [-1, 1], z-scored lips); faces decoded per item."""
+
+    def __init__(self, corpus: Corpus, rows: dict[str, np.ndarray], lips_mean: np.ndarray,
+                 lips_std: np.ndarray):
+        faces, lips, video_ids = [], [], []
+        for v in corpus.videos:
+            if v.video_id not in rows:
+                continue
+            targets = np.flatnonzero(rows[v.video_id] & v.face_found)
+            faces.append(v.faces.take(pa.array(targets)))
+            lips.append((v.lips[targets] - lips_mean) / lips_std)
+            video_ids += [v.video_id] * len(targets)
+        self.faces = pa.concat_arrays(faces) if faces else pa.array([], pa.large_binary())
+        self.lips = torch.from_numpy(np.concatenate(lips).astype(np.float32)) if lips else torch.empty(0, 16)
+        self.video_ids = video_ids
+
+    def __len__(self) -> int:
+        return len(self.lips)
+
+    def __getitem__(self, index: int):
+        return decode_face(self.faces[index].as_py()), self.lips[index]
+
+
+def mouth_opening(lips: np.ndarray, lip_indices: list[int]) -> np.ndarray:
+    """Inner-lip gap (point 62 to 66) over crop height, per frame, from (frames, 16) lips in [0, 1]."""
+    points = lips.reshape(len(lips), 8, 2)
+    top, bottom = lip_indices.index(INNER_TOP), lip_indices.index(INNER_BOTTOM)
+    return np.linalg.norm(points[:, bottom] - points[:, top], axis=1)
+
+
+def lip_metrics(predicted: np.ndarray, true: np.ndarray, face_size: int, lip_indices: list[int]) -> dict:
+    """lmd_px (mean distance of the 8 points, crop pixels) and mouth_open_r (DESIGN.md, Metrics)."""
+    distance = np.linalg.norm((predicted - true).reshape(len(true), 8, 2), axis=2) * face_size
+    opening_p, opening_t = mouth_opening(predicted, lip_indices), mouth_opening(true, lip_indices)
+    p, t = opening_p.astype(np.float64) - opening_p.mean(), opening_t.astype(np.float64) - opening_t.mean()
+    scale = np.sqrt((p * p).sum() * (t * t).sum())
+    r = float((p * t).sum() / scale) if scale > 0 else float("nan")  # undefined for a constant opening
+    return {"lmd_px": float(distance.mean()), "mouth_open_r": r}
+
+
+def synthetic_shards(shards: str | Path, videos: int = 3, frames: int = 200, seed: int = 0,
+                     params: PreprocessParams | None = None) -> Path:
+    """A small corpus in the frame-table format, for tests and benchmarks where no real one exists.
+
+    A smooth random "loudness" per video drives the lips (mouth opening and width) and the
+    audio features (a fixed random mix of it and its neighbours, plus noise); each face is a
+    128x128 JPEG of a head whose dark mouth follows the lips. Every 25th frame has no face.
+    """
+    params = params or PreprocessParams()
+    size = params.face_size
+    rng = np.random.default_rng(seed)
+    dim = 2 * params.n_mfcc + 2
+    mix = rng.normal(size=(5, dim)).astype(np.float32)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    closed = np.array([[0.35, 0.72], [0.44, 0.69], [0.56, 0.69], [0.65, 0.72],
+                       [0.56, 0.76], [0.44, 0.76], [0.5, 0.71], [0.5, 0.73]], np.float32)
+    for index in range(videos):
+        t = np.arange(frames) / params.fps
+        phases = rng.uniform(0, 2 * np.pi, 3)
+        drive = (np.sin(2 * np.pi * 2.1 * t + phases[0]) + 0.6 * np.sin(2 * np.pi * 3.7 * t + phases[1])
+                 + 0.3 * np.sin(2 * np.pi * 0.7 * t + phases[2]))
+        drive = ((drive - drive.min()) / (np.ptp(drive) + 1e-9)).astype(np.float32)
+        shifted = np.stack([np.roll(drive, s) for s in (-2, -1, 0, 1, 2)], axis=1)
+        audio = shifted @ mix + 0.05 * rng.normal(size=(frames, dim)).astype(np.float32)
+        tone = rng.uniform(0.6, 0.9)
+        with ShardWriter(shards, f"synthetic_{index}", params, sha256=f"synthetic-{seed}-{index}") as writer:
+            for i in range(frames):
+                face_found = i % 25 != 24
+                lips = closed.copy()
+                lips[[4, 5, 7], 1] += 0.12 * drive[i]  # lower lip drops as the mouth opens
+                lips[[0, 3], 0] += np.array([-1, 1]) * 0.03 * drive[i]
+                head = ((xx - 0.5) / 0.38) ** 2 + ((yy - 0.5) / 0.48) ** 2 < 1
+                mouth = (((xx - 0.5) / (lips[3, 0] - lips[0, 0]) * 2) ** 2
+                         + ((yy - (lips[6, 1] + lips[7, 1]) / 2) / (0.01 + (lips[7, 1] - lips[6, 1]) / 2)) ** 2 < 1)
+                image = np.full((size, size, 3), 40, np.uint8)
+                image[head] = (np.array([230, 180, 150]) * tone).astype(np.uint8)
+                image[mouth] = (90, 20, 30)
+                jpeg = simplejpeg.encode_jpeg(image, quality=params.jpeg_quality, colorspace="RGB")
+                landmarks = np.full(136, np.nan if not face_found else 0.5, np.float32)
+                writer.add(i, i / params.fps, face_found, landmarks,
+                           lips.reshape(-1) if face_found else np.full(16, np.nan, np.float32),
+                           audio[i], jpeg, np.zeros(6, np.float32))
+            writer.commit()
+    return Path(shards)

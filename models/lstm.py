@@ -1,0 +1,71 @@
+"""Audio -> lips: a (bidirectional) LSTM over the window of 2n+1 feature vectors centred on a frame,
+then two hidden fully connected layers to the 16-D lips of that frame (paper, 4.2 and 5.1).
+
+The network works in normalised units: audio features standardised and lips z-scored with
+the training set's stats, which travel in the checkpoint. `predict_lips` does the
+round trip from raw features to lips in [0, 1] of the crop.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from models.common import load_checkpoint
+from models.data import window_index
+from tasks.params import LstmParams
+
+
+class AudioToLips(nn.Module):
+    def __init__(self, features: int = 28, hidden: int = 128, layers: int = 1, bidirectional: bool = True,
+                 dropout: float = 0.0, fc_hidden: int = 128, lips: int = 16):
+        super().__init__()
+        # nn.LSTM applies its dropout between stacked layers only; the head gets its own below.
+        self.lstm = nn.LSTM(features, hidden, num_layers=layers, batch_first=True,
+                            bidirectional=bidirectional, dropout=dropout if layers > 1 else 0.0)
+        width = hidden * (2 if bidirectional else 1)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Sequential(
+            nn.Linear(width, fc_hidden), nn.ReLU(),
+            nn.Linear(fc_hidden, fc_hidden), nn.ReLU(),
+            nn.Linear(fc_hidden, lips),
+        )
+
+    @staticmethod
+    def hparams(params: LstmParams, features: int) -> dict:
+        """The constructor's arguments, as saved in a checkpoint."""
+        return {"features": features, "hidden": params.hidden, "layers": params.layers,
+                "bidirectional": params.bidirectional, "dropout": params.dropout,
+                "fc_hidden": params.fc_hidden, "lips": 16}
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        # audio: (B, 2n+1, features), normalised
+        out, _ = self.lstm(audio)  # (B, 2n+1, hidden * directions)
+        centre = out[:, out.size(1) // 2]  # (B, hidden * directions): the frame the window is centred on
+        return self.head(self.dropout(centre))  # (B, 16), z-scored lips
+
+
+def load_lstm(path: str | Path = "artifacts/lstm.pt", device: str | torch.device = "cpu"):
+    """(model in eval mode, checkpoint dict) from a file written by models.train_lstm."""
+    checkpoint = load_checkpoint(path)
+    if checkpoint is None:
+        raise FileNotFoundError(f"{path}: no such checkpoint (run `dvc repro train_lstm`)")
+    model = AudioToLips(**checkpoint["hparams"])
+    model.load_state_dict(checkpoint["state_dict"])
+    return model.to(device).eval(), checkpoint
+
+
+@torch.no_grad()
+def predict_lips(model: AudioToLips, checkpoint: dict, audio: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+    """(frames, features) raw audio features of one clip -> (frames, 16) lips in [0, 1] of the crop."""
+    device = next(model.parameters()).device
+    features = (torch.as_tensor(audio, dtype=torch.float32) - checkpoint["audio_mean"]) / checkpoint["audio_std"]
+    windows = torch.from_numpy(window_index(len(features), checkpoint["context"]))
+    lips = []
+    for index in windows.split(batch_size):
+        lips.append(model(features[index].to(device)).float().cpu())
+    lips = torch.cat(lips) if lips else torch.empty(0, 16)
+    return (lips * checkpoint["lips_std"] + checkpoint["lips_mean"]).numpy()

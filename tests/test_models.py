@@ -1,0 +1,197 @@
+"""The datasets over the frame table and the two networks: shapes, splits, overfitting, checkpoints."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from models.cgan import Discriminator, Generator, generate_faces, load_generator
+from models.common import load_checkpoint, save_checkpoint
+from models.data import (
+    FacesWithLips,
+    LipsWindows,
+    audio_stats,
+    lip_metrics,
+    lips_stats,
+    load_corpus,
+    split_corpus,
+    synthetic_shards,
+    target_video,
+    window_index,
+)
+from models.lstm import AudioToLips, load_lstm, predict_lips
+from tasks.params import Params, load_params
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    return synthetic_shards(tmp_path_factory.mktemp("shards"), videos=3, frames=120)
+
+
+@pytest.fixture
+def params(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("{}\n")
+    return lambda **overrides: load_params(path, overrides)
+
+
+def test_corpus_reads_the_frame_table(shards):
+    corpus = load_corpus(shards, faces=True)
+    assert [v.video_id for v in corpus.videos] == ["synthetic_0", "synthetic_1", "synthetic_2"]
+    video = corpus.videos[0]
+    assert video.audio.shape == (120, 28) and video.lips.shape == (120, 16)
+    assert not video.face_found[24] and np.isnan(video.lips[24]).all()
+    assert len(video.faces) == 120
+    assert corpus.meta["face_size"] == 128 and len(corpus.meta["lip_indices"]) == 8
+    assert corpus.fingerprint() == load_corpus(shards).fingerprint()
+
+
+def test_split_by_video_keeps_the_target_in_train(shards, params):
+    corpus = load_corpus(shards)
+    split = split_corpus(corpus, params(**{"split.by": "auto"}))
+    assert split.by == "video" and len(split.val_videos()) == 1
+    assert target_video(corpus, "") not in split.val_videos()
+    for v in corpus.videos:
+        assert not (split.train[v.video_id] & split.val[v.video_id]).any()
+    again = split_corpus(corpus, params(**{"split.by": "video"}))
+    assert again.val_videos() == split.val_videos()
+
+
+def test_split_by_time_leaves_a_gap_wider_than_a_window(shards, params):
+    corpus = load_corpus(shards)
+    split = split_corpus(corpus, params(**{"split.by": "time", "split.val_fraction": 0.25, "lstm.context": 3}))
+    for v in corpus.videos:
+        train, val = np.flatnonzero(split.train[v.video_id]), np.flatnonzero(split.val[v.video_id])
+        assert val.min() == 90 and val.max() == 119
+        assert val.min() - train.max() >= 2 * 3 + 1
+        # no window of a train frame reaches a window of a val frame
+        assert window_index(len(v), 3)[train].max() < window_index(len(v), 3)[val].min()
+
+
+def test_lstm_dataset_windows_skip_faceless_targets_but_keep_their_audio(shards, params):
+    corpus = load_corpus(shards)
+    split = split_corpus(corpus, params(**{"split.by": "time"}))
+    stats = (*audio_stats(corpus, split.train), *lips_stats(corpus, split.train))
+    dataset = LipsWindows(corpus, split.train, 2, *stats)
+    expected = sum(int((split.train[v.video_id] & v.face_found).sum()) for v in corpus.videos)
+    assert len(dataset) == expected
+    audio, lips = dataset[torch.arange(4)]
+    assert audio.shape == (4, 5, 28) and lips.shape == (4, 16)
+    # the first frame's window is edge-padded: its two left neighbours are copies of it
+    assert torch.equal(audio[0, 0], audio[0, 2]) and torch.equal(audio[0, 1], audio[0, 2])
+    # frame 24 has no face: not a target, yet frame 23's window holds its audio
+    first = corpus.videos[0]
+    normalised = (first.audio[24] - stats[0]) / stats[1]
+    assert torch.allclose(dataset[23][0][3], torch.from_numpy(normalised))
+    # z-scored on these very rows: mean 0, std 1 (or 0 where a synthetic point never moves)
+    assert dataset.lips.mean(0).abs().max() < 1e-4
+    std = dataset.lips.std(0)
+    assert (((std - 1).abs() < 0.02) | (std < 1e-3)).all()
+
+
+def test_gan_dataset_decodes_faces_per_item(shards, params):
+    corpus = load_corpus(shards, faces=True)
+    split = split_corpus(corpus, params())
+    dataset = FacesWithLips(corpus, split.train, *lips_stats(corpus, split.train))
+    face, lips = dataset[0]
+    assert face.shape == (3, 128, 128) and face.dtype == torch.float32
+    assert -1.0 <= float(face.min()) and float(face.max()) <= 1.0 and lips.shape == (16,)
+    assert isinstance(dataset.faces[0].as_py(), bytes)
+
+
+def test_lip_metrics():
+    rng = np.random.default_rng(0)
+    true = rng.uniform(0.3, 0.7, size=(50, 16)).astype(np.float32)
+    perfect = lip_metrics(true, true, 128, [48, 50, 52, 54, 56, 58, 62, 66])
+    assert perfect["lmd_px"] == 0 and perfect["mouth_open_r"] == pytest.approx(1.0)
+    shifted = lip_metrics(true + np.float32(1 / 128), true, 128, [48, 50, 52, 54, 56, 58, 62, 66])
+    assert shifted["lmd_px"] == pytest.approx(np.sqrt(2), rel=1e-3)
+
+
+@pytest.mark.parametrize("bidirectional,layers", [(True, 1), (False, 1), (True, 2)])
+def test_lstm_shapes(bidirectional, layers):
+    model = AudioToLips(features=28, hidden=16, layers=layers, bidirectional=bidirectional, dropout=0.3,
+                        fc_hidden=8)
+    assert model(torch.randn(5, 11, 28)).shape == (5, 16)
+
+
+def test_gan_shapes():
+    netG, netD = Generator(noise_dim=50, ngf=4), Discriminator(ndf=4)
+    image = netG(torch.randn(2, 50), torch.randn(2, 16))
+    assert image.shape == (2, 3, 128, 128)
+    assert float(image.detach().abs().max()) <= 1.0
+    assert netD(image, torch.randn(2, 16)).shape == (2,)
+
+
+def _fit(model_loss, parameters, steps, lr):
+    optimizer = torch.optim.Adam(parameters, lr=lr)
+    first = None
+    for _ in range(steps):
+        loss = model_loss()
+        first = first if first is not None else loss.item()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return first, model_loss().item()
+
+
+def test_lstm_overfits_a_tiny_batch():
+    torch.manual_seed(0)
+    model = AudioToLips(features=28, hidden=32, fc_hidden=32)
+    audio, lips = torch.randn(16, 7, 28), torch.randn(16, 16)
+    first, last = _fit(lambda: F.mse_loss(model(audio), lips), model.parameters(), 150, 3e-3)
+    assert last < first / 10
+
+
+def test_generator_overfits_a_tiny_batch():
+    torch.manual_seed(0)
+    netG = Generator(noise_dim=8, ngf=8)
+    noise, lips = torch.randn(4, 8), torch.randn(4, 16)
+    # blocky targets a small generator can reach
+    faces = F.interpolate(torch.rand(4, 3, 4, 4) * 1.6 - 0.8, size=128, mode="nearest")
+    first, last = _fit(lambda: F.mse_loss(netG(noise, lips), faces), netG.parameters(), 100, 2e-3)
+    assert last < first / 10
+
+
+def test_discriminator_overfits_a_tiny_batch():
+    torch.manual_seed(0)
+    netD = Discriminator(ndf=4)
+    images, lips = torch.rand(8, 3, 128, 128) * 2 - 1, torch.randn(8, 16)
+    labels = torch.tensor([1.0, 0.0] * 4)
+    first, last = _fit(lambda: F.binary_cross_entropy_with_logits(netD(images, lips), labels),
+                       netD.parameters(), 40, 2e-3)
+    assert last < first / 10
+
+
+def test_checkpoints_round_trip_with_weights_only(tmp_path):
+    model = AudioToLips(features=28, hidden=8, fc_hidden=8).eval()
+    save_checkpoint({"state_dict": model.state_dict(), "hparams": {"features": 28, "hidden": 8, "fc_hidden": 8},
+                     "context": 2, "audio_mean": torch.zeros(28), "audio_std": torch.ones(28),
+                     "lips_mean": torch.full((16,), 0.5), "lips_std": torch.full((16,), 0.1),
+                     "lip_indices": [48, 50, 52, 54, 56, 58, 62, 66], "fps": 30.0}, tmp_path / "lstm.pt")
+    assert not list(tmp_path.glob(".*")), "no temporary file left behind"
+    loaded, checkpoint = load_lstm(tmp_path / "lstm.pt")
+    audio = np.random.default_rng(0).normal(size=(10, 28)).astype(np.float32)
+    lips = predict_lips(loaded, checkpoint, audio)
+    assert lips.shape == (10, 16)
+    windows = torch.from_numpy(audio[window_index(10, 2)])
+    with torch.no_grad():
+        assert np.allclose(lips, model(windows).numpy() * 0.1 + 0.5, atol=1e-6)
+
+    netG = Generator(noise_dim=8, ngf=4).eval()
+    save_checkpoint({"state_dict": netG.state_dict(), "hparams": {"noise_dim": 8, "lips": 16, "ngf": 4},
+                     "noise": torch.randn(8), "lips_mean": torch.zeros(16), "lips_std": torch.ones(16),
+                     "lips_stats": {"a": {"mean": torch.zeros(16), "cov": torch.eye(16), "frames": 3}}},
+                    tmp_path / "cgan.pt")
+    loaded_g, checkpoint = load_generator(tmp_path / "cgan.pt")
+    faces = generate_faces(loaded_g, checkpoint, np.zeros((3, 16), np.float32))
+    assert faces.shape == (3, 128, 128, 3) and faces.dtype == np.uint8
+    assert load_checkpoint(tmp_path / "missing.pt") is None
+
+
+def test_params_defaults_are_valid():
+    params = Params()
+    assert params.cgan.finetune_epochs <= params.cgan.epochs
+    assert load_params("params.yaml").lstm.context >= 0

@@ -1,0 +1,136 @@
+"""The training stages end to end on a tiny synthetic corpus: artifacts, metrics, resuming, DDP."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from models import train_cgan, train_lstm
+from models.cgan import load_generator
+from models.common import load_checkpoint
+from models.data import synthetic_shards
+from models.lstm import load_lstm
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_LSTM = ["lstm.hidden=16", "lstm.fc_hidden=16", "lstm.context=2", "lstm.batch_size=32", "lstm.lr=0.003"]
+TINY_CGAN = ["cgan.ngf=4", "cgan.ndf=4", "cgan.batch_size=16", "cgan.num_workers=0", "cgan.val_frames=16"]
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    return synthetic_shards(tmp_path_factory.mktemp("shards"), videos=3, frames=80)
+
+
+@pytest.fixture
+def stage(tmp_path, shards):
+    """Arguments that point a training script at the tiny corpus and at folders under tmp_path."""
+    (tmp_path / "params.yaml").write_text("seed: 0\ndevice: cpu\n")
+
+    def args(name: str, *overrides: str) -> list[str]:
+        argv = ["--params", str(tmp_path / "params.yaml"), "--shards", str(shards),
+                "--out", str(tmp_path / f"{name}.pt"), "--checkpoints", str(tmp_path / "checkpoints" / name),
+                "--live", str(tmp_path / "dvclive" / name)]
+        for override in overrides:
+            argv += ["--override", override]
+        return argv
+    return args
+
+
+def metrics(tmp_path: Path, name: str) -> dict:
+    return json.loads((tmp_path / "dvclive" / name / "metrics.json").read_text())
+
+
+def test_train_lstm_writes_a_usable_artifact_and_metrics(tmp_path, stage):
+    train_lstm.main(stage("lstm", *TINY_LSTM, "lstm.epochs=8"))
+    logged = metrics(tmp_path, "lstm")
+    assert {"train_loss", "val_loss", "lmd_px", "mouth_open_r", "baseline_val_loss"} <= logged.keys()
+    assert logged["step"] == 7
+    assert logged["best_val_loss"] < logged["baseline_val_loss"] / 2
+    assert (tmp_path / "dvclive" / "lstm" / "plots" / "metrics" / "val_loss.tsv").exists()
+
+    checkpoint = torch.load(tmp_path / "lstm.pt", weights_only=True)
+    assert {"state_dict", "hparams", "audio_mean", "audio_std", "lips_mean", "lips_std", "lip_indices", "fps",
+            "context", "params_digest"} <= checkpoint.keys()
+    _, checkpoint = load_lstm(tmp_path / "lstm.pt")
+    assert checkpoint["hparams"]["hidden"] == 16
+
+
+def test_train_lstm_resumes_and_extends(tmp_path, stage, capsys):
+    train_lstm.main(stage("lstm", *TINY_LSTM, "lstm.epochs=2"))
+    assert load_checkpoint(tmp_path / "checkpoints" / "lstm" / "last.pt")["epoch"] == 2
+    capsys.readouterr()
+    train_lstm.main(stage("lstm", *TINY_LSTM, "lstm.epochs=4"))
+    assert "resuming from" in capsys.readouterr().out
+    assert metrics(tmp_path, "lstm")["step"] == 3
+    steps = (tmp_path / "dvclive" / "lstm" / "plots" / "metrics" / "val_loss.tsv").read_text().split("\n")[1:]
+    assert [line.split("\t")[0] for line in steps if line] == ["0", "1", "2", "3"]
+
+    capsys.readouterr()
+    train_lstm.main(stage("lstm", *TINY_LSTM, "lstm.epochs=4", "lstm.hidden=8"))
+    assert "starting afresh" in capsys.readouterr().out
+
+
+def test_train_cgan_writes_generator_samples_and_metrics(tmp_path, stage):
+    train_cgan.main(stage("cgan", *TINY_CGAN, "cgan.epochs=2", "cgan.finetune_epochs=1", "cgan.l1_weight=10"))
+    logged = metrics(tmp_path, "cgan")
+    assert {"loss_d", "loss_g", "l1_val"} <= logged.keys() and logged["step"] == 1
+    assert (tmp_path / "dvclive" / "cgan" / "plots" / "images" / "samples.png").exists()
+
+    checkpoint = torch.load(tmp_path / "cgan.pt", weights_only=True)
+    assert checkpoint["target_video"] in checkpoint["lips_stats"]
+    assert checkpoint["lips_stats"]["synthetic_0"]["cov"].shape == (16, 16)
+    _, checkpoint = load_generator(tmp_path / "cgan.pt")
+    assert checkpoint["hparams"]["ngf"] == 4
+
+
+def _env() -> dict:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+
+
+def test_killed_cgan_run_resumes_and_finishes(tmp_path, stage):
+    argv = stage("cgan", *TINY_CGAN, "cgan.epochs=40", "cgan.finetune_epochs=1")
+    last = tmp_path / "checkpoints" / "cgan" / "last.pt"
+    process = subprocess.Popen([sys.executable, "-m", "models.train_cgan", *argv], cwd=ROOT, env=_env(),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not last.exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    done = load_checkpoint(last)["epoch"]
+    assert 1 <= done < 40, "killed after its first epoch, well before the last"
+    assert not (tmp_path / "cgan.pt").exists()
+
+    # the epochs are left out of the checkpoint's key: a shorter run picks up where it stopped
+    argv = stage("cgan", *TINY_CGAN, f"cgan.epochs={done + 1}", "cgan.finetune_epochs=1")
+    result = subprocess.run([sys.executable, "-m", "models.train_cgan", *argv], cwd=ROOT, env=_env(),
+                            capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"resuming from {last} after epoch {done}" in result.stdout
+    assert f"epoch {done + 1}/{done + 1} (target only)" in result.stdout
+    assert metrics(tmp_path, "cgan")["step"] == done
+    assert torch.load(tmp_path / "cgan.pt", weights_only=True)["epoch"] == done + 1
+
+
+@pytest.mark.skipif(shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None,
+                    reason="torchrun not installed beside the interpreter")
+def test_torchrun_two_processes_with_gloo(tmp_path, stage):
+    torchrun = str(Path(sys.executable).parent / "torchrun")
+    argv = stage("cgan", *TINY_CGAN, "cgan.epochs=2", "cgan.finetune_epochs=1")
+    result = subprocess.run([torchrun, "--standalone", "--nproc_per_node=2", "-m", "models.train_cgan", *argv],
+                            cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "2 process(es)" in result.stdout
+    assert result.stdout.count("cgan: epoch 2/2") == 1, "only rank 0 logs"
+    assert torch.load(tmp_path / "cgan.pt", weights_only=True)["epoch"] == 2
