@@ -36,6 +36,19 @@ def run_stage(stage: Callable[..., Any]) -> None:
     stage()
 
 
+def count_statuses(rows: list[dict[str, Any]]) -> dict[str, int]:
+    return {status: sum(row["status"] == status for row in rows) for status in ("ok", "skipped", "failed")}
+
+
+def failures_markdown(rows: list[dict[str, Any]], name: str, column: str) -> list[str]:
+    """Markdown lines of a table of the failed rows and their errors (none when nothing failed)."""
+    failures = [row for row in rows if row["status"] == "failed"]
+    if not failures:
+        return []
+    lines = ["", "## Failures", "", f"| {name} | error |", "| --- | --- |"]
+    return lines + [f"| {row[column]} | {str(row['error']).replace('|', '/')} |" for row in failures]
+
+
 def artifact_key(text: str) -> str:
     """Prefect artifact keys allow lowercase letters, digits and dashes only."""
     return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")

@@ -15,7 +15,15 @@ from prefect import flow, get_run_logger, task, unmapped
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.tasks import exponential_backoff
 
-from flows.common import publish_markdown, publish_table, record_params, resolve_params, run_stage
+from flows.common import (
+    count_statuses,
+    failures_markdown,
+    publish_markdown,
+    publish_table,
+    record_params,
+    resolve_params,
+    run_stage,
+)
 from tasks import demo
 from tasks.download import (
     SourceError,
@@ -91,18 +99,14 @@ def _exception(state) -> BaseException | None:
 
 
 def _summary(rows: list[dict[str, Any]], seconds: float) -> str:
-    counts = {status: sum(r["status"] == status for r in rows) for status in ("ok", "skipped", "failed")}
+    counts = count_statuses(rows)
     size = sum(r["bytes"] or 0 for r in rows if r["status"] == "ok")
     lines = [
         "# Ingest",
         (f"{len(rows)} sources: {counts['ok']} ok, {counts['skipped']} skipped, {counts['failed']} failed, "
          f"in {seconds:.1f} s ({size / 1e6 / max(seconds, 1e-9):.1f} MB/s fetched)."),
     ]
-    failures = [r for r in rows if r["status"] == "failed"]
-    if failures:
-        lines += ["", "## Failures", "", "| source | error |", "| --- | --- |"]
-        lines += [f"| {r['url']} | {str(r['error']).replace('|', '/')} |" for r in failures]
-    return "\n".join(lines)
+    return "\n".join(lines + failures_markdown(rows, "source", "url"))
 
 
 @flow(name="ingest", task_runner=ThreadPoolTaskRunner(max_workers=4))
@@ -131,7 +135,7 @@ def ingest(params_file: str = "params.yaml", overrides: dict[str, Any] | None = 
         if row["status"] == "failed":
             logger.warning("failed: %s", row["error"])
     logger.info(summary.splitlines()[1])
-    return {status: sum(r["status"] == status for r in rows) for status in ("ok", "skipped", "failed")}
+    return count_statuses(rows)
 
 
 if __name__ == "__main__":

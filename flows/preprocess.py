@@ -18,7 +18,15 @@ import pyarrow.parquet as pq
 from prefect import flow, get_run_logger, unmapped
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
 
-from flows.common import publish_markdown, publish_table, record_params, resolve_params, run_stage
+from flows.common import (
+    count_statuses,
+    failures_markdown,
+    publish_markdown,
+    publish_table,
+    record_params,
+    resolve_params,
+    run_stage,
+)
 from tasks.params import PreprocessParams
 from tasks.shards import clean_temporaries, read_videos_table, remove_stale, write_videos_table
 from tasks.video import preprocess_video
@@ -61,7 +69,7 @@ def merge_rows(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dic
 
 
 def summary_markdown(rows: list[dict[str, Any]], wall_seconds: float) -> str:
-    counts = {status: sum(row["status"] == status for row in rows) for status in ("ok", "skipped", "failed")}
+    counts = count_statuses(rows)
     written = [row for row in rows if row["status"] == "ok"]
     frames = sum(row["frames"] for row in written)
     busy = sum(row["seconds"] for row in written)
@@ -74,11 +82,7 @@ def summary_markdown(rows: list[dict[str, Any]], wall_seconds: float) -> str:
         (f"- time: {wall_seconds:.1f} s wall, {busy:.1f} s in tasks, "
          f"{frames / busy if busy else 0.0:.1f} frames/s per task"),
     ]
-    failures = [row for row in rows if row["status"] == "failed"]
-    if failures:
-        lines += ["", "## failures", "", "| video | error |", "| --- | --- |"]
-        lines += [f"| {row['video_id']} | {row['error'].replace('|', '/')} |" for row in failures]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + failures_markdown(rows, "video", "video_id")) + "\n"
 
 
 @flow(name="preprocess")

@@ -251,8 +251,10 @@ def mouth_opening(lips: np.ndarray, lip_indices: list[int]) -> np.ndarray:
 def lip_metrics(predicted: np.ndarray, true: np.ndarray, face_size: int, lip_indices: list[int]) -> dict:
     """lmd_px (mean distance of the 8 points, crop pixels) and mouth_open_r (DESIGN.md, Metrics)."""
     distance = np.linalg.norm((predicted - true).reshape(len(true), 8, 2), axis=2) * face_size
-    opening_p, opening_t = mouth_opening(predicted, lip_indices), mouth_opening(true, lip_indices)
-    p, t = opening_p.astype(np.float64) - opening_p.mean(), opening_t.astype(np.float64) - opening_t.mean()
+    # float64 before the mean: a constant prediction must come out exactly constant (r undefined).
+    opening_p = mouth_opening(predicted, lip_indices).astype(np.float64)
+    opening_t = mouth_opening(true, lip_indices).astype(np.float64)
+    p, t = opening_p - opening_p.mean(), opening_t - opening_t.mean()
     scale = np.sqrt((p * p).sum() * (t * t).sum())
     r = float((p * t).sum() / scale) if scale > 0 else float("nan")  # undefined for a constant opening
     return {"lmd_px": float(distance.mean()), "mouth_open_r": r}
