@@ -22,13 +22,12 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from models.cgan import Discriminator, Generator
-from models.common import autocast, pick_device, seed_everything
+from models.common import pick_device, seed_everything
 from models.data import (
     FacesWithLips,
     LipsWindows,
@@ -39,6 +38,8 @@ from models.data import (
     synthetic_shards,
 )
 from models.lstm import AudioToLips
+from models.train_cgan import gan_step
+from models.train_lstm import lstm_step
 from tasks.params import load_params, parse_override
 
 
@@ -84,12 +85,7 @@ def lstm_rate(params, corpus, split, device, seconds: float, naive: bool) -> flo
 
     def step(batch) -> int:
         audio, lips = (t.to(device) for t in batch)
-        with autocast(device, use_amp):
-            loss = F.mse_loss(model(audio).float(), lips)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
+        lstm_step(model, optimizer, scaler, audio, lips, device, use_amp)
         return len(lips)
     return rate(step, batches, seconds, device)
 
@@ -114,23 +110,7 @@ def cgan_rate(params, corpus, split, device, seconds: float, naive: bool) -> flo
         real, lips = batch
         real = real.to(device, non_blocking=True).contiguous(memory_format=fmt)
         lips = lips.to(device, non_blocking=True)
-        z = torch.randn(len(real), p.noise_dim, device=device)
-        with autocast(device, use_amp):
-            fake = netG(z, lips)
-            logit_real, logit_fake = netD(real, lips), netD(fake.detach(), lips)
-            loss_d = (F.binary_cross_entropy_with_logits(logit_real, torch.full_like(logit_real, p.real_label))
-                      + F.binary_cross_entropy_with_logits(logit_fake, torch.zeros_like(logit_fake)))
-        optD.zero_grad(set_to_none=True)
-        scaler.scale(loss_d).backward()
-        scaler.step(optD)
-        with autocast(device, use_amp):
-            logit_fake = netD(fake, lips)
-            loss_g = (F.binary_cross_entropy_with_logits(logit_fake, torch.ones_like(logit_fake))
-                      + p.l1_weight * (fake.float() - real).abs().mean())
-        optG.zero_grad(set_to_none=True)
-        scaler.scale(loss_g).backward()
-        scaler.step(optG)
-        scaler.update()
+        gan_step(netG, netD, optG, optD, scaler, real, lips, p, device, use_amp)
         return len(real)
     return rate(step, batches, seconds, device)
 

@@ -38,10 +38,40 @@ from models.common import (
     training_args,
 )
 from models.data import FacesWithLips, lips_stats, load_corpus, split_corpus, target_video, video_lips_stats
+from models.metrics import redetected_lmd
 from tasks.landmarks import landmarks_in_crops
 from tasks.params import digest
 
 SAMPLES = 8  # columns of the sample grid
+
+
+def gan_step(netG, netD, optG, optD, scaler, real: torch.Tensor, lips: torch.Tensor, p, device: torch.device,
+             use_amp: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """One C-GAN training step on a batch of real faces and their z-scored lips: (loss_d, loss_g)."""
+    z = torch.randn(len(real), p.noise_dim, device=device)
+
+    # (1) Update D: maximise log D(x|y) + log(1 - D(G(z|y)|y))
+    with autocast(device, use_amp):
+        fake = netG(z, lips)
+        logit_real = netD(real, lips)
+        logit_fake = netD(fake.detach(), lips)
+        loss_d = (F.binary_cross_entropy_with_logits(logit_real, torch.full_like(logit_real, p.real_label))
+                  + F.binary_cross_entropy_with_logits(logit_fake, torch.zeros_like(logit_fake)))
+    optD.zero_grad(set_to_none=True)
+    scaler.scale(loss_d).backward()
+    scaler.step(optD)
+
+    # (2) Update G: maximise log D(G(z|y)|y), plus L1 towards the real frame when asked
+    with autocast(device, use_amp):
+        logit_fake = netD(fake, lips)
+        loss_g = F.binary_cross_entropy_with_logits(logit_fake, torch.ones_like(logit_fake))
+        if p.l1_weight > 0:
+            loss_g = loss_g + p.l1_weight * (fake.float() - real).abs().mean()
+    optG.zero_grad(set_to_none=True)
+    scaler.scale(loss_g).backward()
+    scaler.step(optG)
+    scaler.update()
+    return loss_d, loss_g
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -60,12 +90,7 @@ def condition_metrics(generator, noise, val_real, val_lips, lips_mean, lips_std,
     asked = val_lips.numpy() * lips_std + lips_mean
 
     def distance(images: torch.Tensor) -> tuple[float, float]:
-        found = landmarks_in_crops(to_uint8(images), lip_indices)
-        ok = ~np.isnan(found[:, 0])
-        if not ok.any():
-            return float("nan"), 0.0
-        px = np.linalg.norm((found[ok] - asked[ok]).reshape(ok.sum(), -1, 2), axis=2).mean() * IMAGE_SIZE
-        return float(px), float(ok.mean())
+        return redetected_lmd(landmarks_in_crops(to_uint8(images), lip_indices), asked, IMAGE_SIZE)
 
     gen_px, gen_found = distance(fakes)
     real_px, _ = distance(val_real)
@@ -163,29 +188,7 @@ def main(argv: list[str] | None = None) -> None:
         for real, lips in loader(target_set if finetune else train_set, epoch):
             real = real.to(device, non_blocking=True).contiguous(memory_format=memory_format)
             lips = lips.to(device, non_blocking=True)
-            z = torch.randn(len(real), p.noise_dim, device=device)
-
-            # (1) Update D: maximise log D(x|y) + log(1 - D(G(z|y)|y))
-            with autocast(device, use_amp):
-                fake = netG(z, lips)
-                logit_real = netD(real, lips)
-                logit_fake = netD(fake.detach(), lips)
-                loss_d = (F.binary_cross_entropy_with_logits(logit_real, torch.full_like(logit_real, p.real_label))
-                          + F.binary_cross_entropy_with_logits(logit_fake, torch.zeros_like(logit_fake)))
-            optD.zero_grad(set_to_none=True)
-            scaler.scale(loss_d).backward()
-            scaler.step(optD)
-
-            # (2) Update G: maximise log D(G(z|y)|y), plus L1 towards the real frame when asked
-            with autocast(device, use_amp):
-                logit_fake = netD(fake, lips)
-                loss_g = F.binary_cross_entropy_with_logits(logit_fake, torch.ones_like(logit_fake))
-                if p.l1_weight > 0:
-                    loss_g = loss_g + p.l1_weight * (fake.float() - real).abs().mean()
-            optG.zero_grad(set_to_none=True)
-            scaler.scale(loss_g).backward()
-            scaler.step(optG)
-            scaler.update()
+            loss_d, loss_g = gan_step(netG, netD, optG, optD, scaler, real, lips, p, device, use_amp)
             sums["loss_d"] += loss_d.item()
             sums["loss_g"] += loss_g.item()
             steps += 1

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from dvclive import Live
 
+from dvclive import Live
 from models.common import (
     autocast,
     load_checkpoint,
@@ -32,6 +32,18 @@ from models.common import (
 from models.data import LipsWindows, audio_stats, lip_metrics, lips_stats, load_corpus, split_corpus
 from models.lstm import AudioToLips
 from tasks.params import digest
+
+
+def lstm_step(model, optimizer, scaler, audio: torch.Tensor, lips: torch.Tensor, device: torch.device,
+              use_amp: bool) -> torch.Tensor:
+    """One Adam step on the MSE of z-scored lips; returns the batch loss."""
+    with autocast(device, use_amp):
+        loss = F.mse_loss(model(audio).float(), lips)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return loss
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -106,12 +118,7 @@ def main(argv: list[str] | None = None) -> None:
         total, count = 0.0, 0
         for index in torch.randperm(len(train_set), device=device).split(p.batch_size):
             audio, lips = train_set[index]
-            with autocast(device, use_amp):
-                loss = F.mse_loss(model(audio).float(), lips)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
+            loss = lstm_step(model, optimizer, scaler, audio, lips, device, use_amp)
             total, count = total + loss.item() * len(index), count + len(index)
 
         metrics = {"train_loss": total / max(count, 1), **evaluate(val_set)}
