@@ -114,6 +114,37 @@ class CganParams(_Section):
         return self
 
 
+class EvaluateParams(_Section):
+    max_frames: int = Field(300, ge=1)
+    sync_seconds: float = Field(20.0, gt=0)
+
+
+class RenderParams(_Section):
+    size: int = Field(256, ge=64, le=1024)
+    target_video: str = ""
+    align: Literal["clip", "corpus", "none"] = "clip"
+    smooth_window: int = Field(3, ge=1, le=31)
+    chunk_seconds: float = Field(10.0, ge=1.0, le=600.0)
+    batch_size: int = Field(128, ge=1, le=4096)
+    preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow"] = "veryfast"
+    crf: int = Field(18, ge=0, le=51)
+    audio_kbps: int = Field(128, ge=16, le=512)
+
+    @field_validator("size")
+    @classmethod
+    def _even_size(cls, value: int) -> int:
+        if value % 2:
+            raise ValueError("must be even (H.264 in yuv420p needs even sides)")
+        return value
+
+    @field_validator("smooth_window")
+    @classmethod
+    def _odd_window(cls, value: int) -> int:
+        if value % 2 == 0:
+            raise ValueError("must be odd: a centred window")
+        return value
+
+
 class Params(_Section):
     seed: int = 0
     device: str = "auto"
@@ -123,6 +154,8 @@ class Params(_Section):
     split: SplitParams = SplitParams()
     lstm: LstmParams = LstmParams()
     cgan: CganParams = CganParams()
+    render: RenderParams = RenderParams()
+    evaluate: EvaluateParams = EvaluateParams()
 
     @field_validator("device")
     @classmethod

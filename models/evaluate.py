@@ -1,0 +1,280 @@
+"""Evaluate both models on the validation split. The DVC stage `evaluate`:
+
+    python -m models.evaluate [--params params.yaml] [--override evaluate.max_frames=100 ...]
+
+Every metric of DESIGN.md ("Metrics") on the split that training used, each beside two
+yardsticks: `baseline_mean` (the train mean lips for every frame, fed to the generator for
+its metrics) and `baseline_random` (lips of a random training frame; for sync_r the true lips
+shifted by a random offset). `mean_face/*` adds a harder reference for the image metrics, the
+mean training face shown for every frame; it is reported, not counted as a baseline. Writes reports/metrics.json (flat, so `dvc metrics show`
+reads the DESIGN.md names), reports/mouth_opening.csv and .png (the sync clip: true,
+predicted and re-detected mouth opening) and reports/eval_grid.png (real over generated
+validation frames, then the generator given random lips), and prints a table and which
+model metrics beat their baselines. A metric that is undefined (a constant's r, no face
+found, no raw video to take speech from) is written as null.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import simplejpeg
+from PIL import Image
+
+from models import render
+from models.cgan import generate_faces
+from models.common import seed_everything, stage_params
+from models.data import Corpus, Split, load_corpus, mouth_opening, split_corpus
+from models.lstm import predict_lips
+from models.metrics import (
+    beats_baselines,
+    finite_or_none,
+    generator_obedience,
+    image_metrics,
+    lstm_metrics,
+    redetected_lmd,
+    sync_metric,
+)
+from tasks.decode import read_audio
+from tasks.landmarks import landmarks_in_crops
+
+BASELINES = ("baseline_mean", "baseline_random")
+GRID_COLUMNS = 8
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m models.evaluate", description="Evaluate both models.")
+    parser.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
+    parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                        help="dotted-key override, e.g. evaluate.max_frames=100 (repeatable)")
+    parser.add_argument("--shards", default="data/shards", help="frame table (default: %(default)s)")
+    parser.add_argument("--lstm", default="artifacts/lstm.pt", help="audio -> lips (default: %(default)s)")
+    parser.add_argument("--cgan", default="artifacts/cgan.pt", help="lips -> face (default: %(default)s)")
+    parser.add_argument("--videos", default="data/raw/videos",
+                        help="raw videos, <video_id>.*, whose speech drives the sync clip (default: %(default)s)")
+    parser.add_argument("--out", default="reports", help="metrics and plots (default: %(default)s)")
+    return parser.parse_args(argv)
+
+
+def rows_with_face(corpus: Corpus, rows: dict[str, np.ndarray]) -> list[tuple[str, np.ndarray]]:
+    return [(v.video_id, np.flatnonzero(rows[v.video_id] & v.face_found)) for v in corpus.videos]
+
+
+def random_train_lips(corpus: Corpus, split: Split, count: int, rng: np.random.Generator) -> np.ndarray:
+    """Lips of `count` training frames drawn at random: a model that ignores the audio but moves."""
+    lips = np.concatenate([corpus.video(i).lips[f] for i, f in rows_with_face(corpus, split.train)])
+    return lips[rng.integers(0, len(lips), count)]
+
+
+def evaluate_lstm(corpus: Corpus, split: Split, models, rng: np.random.Generator) -> dict:
+    """LSTM metrics over every validation frame with a face, computed as train_lstm does (its stats)."""
+    ckpt = models.lstm_ckpt
+    predicted, true = [], []
+    for video_id, frames in rows_with_face(corpus, split.val):
+        if len(frames):
+            video = corpus.video(video_id)
+            predicted.append(predict_lips(models.lstm, ckpt, video.audio)[frames])
+            true.append(video.lips[frames])
+    predicted, true = np.concatenate(predicted), np.concatenate(true)
+    face_size, lip_indices = ckpt["face_size"], ckpt["lip_indices"]
+
+    def score(lips: np.ndarray) -> dict:
+        return lstm_metrics(lips, true, ckpt["lips_std"].numpy(), face_size, lip_indices)
+
+    metrics = score(predicted)
+    mean = np.broadcast_to(ckpt["lips_mean"].numpy(), true.shape)
+    metrics.update({f"baseline_mean/{k}": v for k, v in score(mean).items()})
+    random = random_train_lips(corpus, split, len(true), rng)
+    metrics.update({f"baseline_random/{k}": v for k, v in score(random).items()})
+    return metrics
+
+
+def decode_faces(corpus: Corpus, picks: list[tuple[str, int]]) -> np.ndarray:
+    return np.stack([simplejpeg.decode_jpeg(corpus.video(i).faces[f].as_py(), colorspace="RGB") for i, f in picks])
+
+
+def evenly_spaced(rows: list[tuple[str, np.ndarray]], count: int) -> list[tuple[str, int]]:
+    frames = [(video_id, int(f)) for video_id, fs in rows for f in fs]
+    index = np.unique(np.linspace(0, len(frames) - 1, min(count, len(frames))).astype(int))
+    return [frames[i] for i in index]
+
+
+def evaluate_generator(corpus: Corpus, split: Split, models, max_frames: int,
+                       rng: np.random.Generator) -> tuple[dict, np.ndarray]:
+    """Generator metrics on up to max_frames evenly spaced validation frames; also the eval grid."""
+    ckpt, lip_indices = models.cgan_ckpt, models.cgan_ckpt["lip_indices"]
+    picks = evenly_spaced(rows_with_face(corpus, split.val), max_frames)
+    real = decode_faces(corpus, picks)
+    lips = np.stack([corpus.video(i).lips[f] for i, f in picks])
+    generated = generate_faces(models.generator, ckpt, lips)
+    metrics = {**image_metrics(generated, real), **generator_obedience(generated, lips, lip_indices)}
+    # dlib's own floor: the shards' lips came from dlib on the full frame; re-detected on the crop they move this much
+    floor = generator_obedience(real, lips, lip_indices)
+    metrics.update({"real_lmd_px": floor["gen_lmd_px"], "real_face_found": floor["gen_face_found"]})
+
+    # The baselines drive the same generator with lips that ignore the frame: the mean, or a random frame's.
+    mean_lips = np.broadcast_to(models.lstm_ckpt["lips_mean"].numpy(), lips.shape)
+    random = generate_faces(models.generator, ckpt, random_train_lips(corpus, split, len(lips), rng))
+    for name, faces in (("baseline_mean", generate_faces(models.generator, ckpt, mean_lips)),
+                        ("baseline_random", random)):
+        metrics.update({f"{name}/{k}": v for k, v in
+                        {**image_metrics(faces, real), **generator_obedience(faces, lips, lip_indices)}.items()})
+
+    train_picks = evenly_spaced(rows_with_face(corpus, split.train), max_frames)
+    mean_face = decode_faces(corpus, train_picks).mean(0).round().astype(np.uint8)
+    found = np.broadcast_to(landmarks_in_crops(mean_face[None], lip_indices), lips.shape)
+    metrics.update({f"mean_face/{k}": v for k, v in image_metrics(np.broadcast_to(mean_face, real.shape), real).items()})
+    metrics["mean_face/gen_lmd_px"] = redetected_lmd(found, lips, mean_face.shape[0])[0]
+
+    columns = np.unique(np.linspace(0, len(real) - 1, min(GRID_COLUMNS, len(real))).astype(int))
+    grid = np.concatenate([np.concatenate(list(rows[columns]), axis=1) for rows in (real, generated, random)])
+    return metrics, grid
+
+
+def as_rendered(models, params, lips: np.ndarray) -> np.ndarray:
+    """What models.render.render does to raw lips before the generator, on a whole clip at once:
+    aligned to the target's lip statistics as render.align says, then smoothed. The model's lips and
+    the yardsticks' take this same path (tests/test_evaluate.py holds it equal to render()'s)."""
+    r, stats = params.render, models.cgan_ckpt["lips_stats"]
+    if r.align != "none":
+        corpus = render.pooled_stats(stats)
+        source, prior = (corpus, None) if r.align == "corpus" else (render.lips_moments(lips), corpus)
+        lips = render.align_lips(lips, stats[r.target_video or models.cgan_ckpt["target_video"]], source, prior)
+    return render.smooth_lips(lips, r.smooth_window)
+
+
+def speech_file(videos: Path, video_id: str) -> Path | None:
+    return next(iter(sorted(Path(videos).glob(f"{video_id}.*"))), None)
+
+
+def evaluate_sync(corpus: Corpus, split: Split, models, params, videos: Path,
+                  rng: np.random.Generator) -> tuple[dict, dict | None]:
+    """sync_r on the first validation video with speech under `videos`: its audio rendered on the
+    target face, the mouth opening dlib finds there against that video's true one. Returns the
+    metrics and the clip's openings for the plots (None when no validation video has speech)."""
+    found_speech = [(i, speech_file(videos, i)) for i in split.val_videos()]
+    found_speech = [(i, path) for i, path in found_speech if path is not None]
+    if not found_speech:
+        print(f"evaluate: no speech for the validation videos {split.val_videos()} under {videos}: "
+              "sync_r is null")
+        return {"sync_video": None, "sync_r": None, **{f"{b}/sync_r": None for b in BASELINES}}, None
+    video_id, path = found_speech[0]
+    pp = params.preprocess
+    # The clip starts at the video's first validation frame (frame 0 unless split by time).
+    start = int(np.flatnonzero(split.val[video_id])[0])
+    end = min(start + round(params.evaluate.sync_seconds * pp.fps), len(corpus.video(video_id)))
+    # A second past the end keeps the last frames' audio windows whole.
+    samples = read_audio(path, pp.sample_rate)[:round((end / pp.fps + 1) * pp.sample_rate)]
+    predicted = render.speech_lips(models, samples, pp.sample_rate, pp.fps, pp)[start:end]
+    video = corpus.video(video_id)
+    frames = len(predicted)
+    true, has_face = video.lips[start:start + frames], video.face_found[start:start + frames]
+
+    # The yardsticks go down the same path as the model's lips: aligned, smoothed, generated, re-detected.
+    lstm_ckpt, cgan_ckpt = models.lstm_ckpt, models.cgan_ckpt
+    filled = np.where(has_face[:, None], true, np.nanmean(true[has_face], axis=0))
+    shift = int(rng.integers(frames // 4, max(frames // 4 + 1, 3 * frames // 4)))
+    candidates = {"sync_r": predicted,
+                  "baseline_mean/sync_r": np.broadcast_to(lstm_ckpt["lips_mean"].numpy(), predicted.shape),
+                  "baseline_random/sync_r": np.roll(filled, shift, axis=0)}
+    metrics, generated_opening = {"sync_video": video_id}, None
+    for name, lips in candidates.items():
+        asked = as_rendered(models, params, lips)
+        found = landmarks_in_crops(generate_faces(models.generator, cgan_ckpt, asked), cgan_ckpt["lip_indices"])
+        metrics[name] = sync_metric(found[has_face], true[has_face], cgan_ckpt["face_size"],
+                                    cgan_ckpt["lip_indices"])
+        if name == "sync_r":
+            generated_opening = np.full(frames, np.nan)
+            ok = ~np.isnan(found[:, 0])
+            generated_opening[ok] = mouth_opening(found[ok], cgan_ckpt["lip_indices"])
+    lip_indices = lstm_ckpt["lip_indices"]
+    true_opening = np.where(has_face, mouth_opening(np.nan_to_num(true), lip_indices), np.nan)
+    clip = {"video_id": video_id, "true": true_opening, "predicted": mouth_opening(predicted, lip_indices),
+            "generated": generated_opening}
+    return metrics, clip
+
+
+def write_plots(out: Path, grid: np.ndarray, clip: dict | None) -> None:
+    Image.fromarray(grid).save(out / "eval_grid.png")
+    if clip is None:
+        return
+    columns = ("true", "predicted", "generated")
+    with open(out / "mouth_opening.csv", "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(("frame", *columns))
+        for frame in range(len(clip["true"])):
+            writer.writerow((frame, *("" if np.isnan(clip[c][frame]) else f"{clip[c][frame]:.5f}" for c in columns)))
+
+    import matplotlib
+    matplotlib.use("Agg")  # no display on a CI runner or a DVC stage
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(10, 3.5))
+    for column in columns:
+        axis.plot(clip[column], label=column, linewidth=1.2)
+    axis.set_xlabel("frame")
+    axis.set_ylabel("mouth opening / crop height")
+    axis.set_title(f"sync clip: speech of {clip['video_id']} on the target face")
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(out / "mouth_opening.png", dpi=100)
+    plt.close(figure)
+
+
+def print_table(metrics: dict, verdict: dict[str, bool]) -> None:
+    def cell(value) -> str:
+        return "null" if value is None else f"{value:.4f}"
+
+    names = ["lstm/val_loss", "lmd_px", "mouth_open_r", "gen_ssim", "gen_psnr", "gen_lmd_px", "gen_face_found",
+             "sync_r"]
+    print(f"{'metric':<16}{'model':>10}{'mean':>10}{'random':>10}  beats baselines")
+    for name in names:
+        wins = [f"{b.split('_')[1]}: {'yes' if verdict[f'{b}/{name}'] else 'NO'}"
+                for b in BASELINES if f"{b}/{name}" in verdict]
+        print(f"{name:<16}{cell(metrics.get(name)):>10}"
+              + "".join(f"{cell(metrics.get(f'{b}/{name}')):>10}" for b in BASELINES) + "  " + ", ".join(wins))
+    print(f"dlib's floor on real frames: real_lmd_px {cell(metrics['real_lmd_px'])}, "
+          f"face found {cell(metrics['real_face_found'])}")
+    print("the mean training face for every frame (a reference, not a baseline): "
+          + ", ".join(f"{k.split('/')[1]} {cell(metrics.get(k))}" for k in
+                      ("mean_face/gen_ssim", "mean_face/gen_psnr", "mean_face/gen_lmd_px")))
+    lost = [key for key, won in verdict.items() if not won]
+    print("beats_baselines: " + ("every model metric beats its baselines" if not lost
+                                 else f"{len(lost)} of {len(verdict)} comparisons lost: {', '.join(lost)}"))
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    params = stage_params(args)
+    seed_everything(params.seed)
+    rng = np.random.default_rng(params.seed)
+    models = render.load_models(args.lstm, args.cgan, params.device)
+    corpus = load_corpus(args.shards, faces=True)
+    split = split_corpus(corpus, params)
+    trained_on = models.lstm_ckpt["split"]["val_videos"]
+    if split.val_videos() != trained_on:
+        raise ValueError(f"the validation videos {split.val_videos()} are not those the LSTM held out "
+                         f"({trained_on}): params or shards changed since training")
+
+    metrics = evaluate_lstm(corpus, split, models, rng)
+    generator_metrics, grid = evaluate_generator(corpus, split, models, params.evaluate.max_frames, rng)
+    metrics.update(generator_metrics)
+    sync, clip = evaluate_sync(corpus, split, models, params, Path(args.videos), rng)
+    metrics.update(sync)
+    metrics = {k: v if isinstance(v, str) else finite_or_none(v) for k, v in metrics.items()}
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_plots(out, grid, clip)
+    print_table(metrics, beats_baselines(metrics, BASELINES))
+    print(f"evaluate: wrote {out / 'metrics.json'}")
+    return metrics
+
+
+if __name__ == "__main__":
+    main()

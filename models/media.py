@@ -1,0 +1,99 @@
+"""The two ffmpeg pipes of rendering: audio out of any file as float32 mono, and raw RGB frames into an
+H.264 + AAC mp4 written atomically. Argument lists, never a shell; stderr goes to a temporary file,
+because a pipe nobody reads can fill up and stall ffmpeg."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Self
+
+import numpy as np
+
+from tasks.params import RenderParams
+
+
+class RenderError(RuntimeError):
+    """Audio that cannot become a video; the message names the file and the problem."""
+
+
+def _last_line(log: IO[bytes], code: int | None) -> str:
+    log.seek(0)
+    lines = log.read().decode(errors="replace").strip().splitlines()
+    return lines[-1] if lines else f"ffmpeg exit {code}"
+
+
+class AudioReader:
+    """The first audio stream of `path` as float32 mono blocks of `block` samples at `sample_rate`.
+    `samples` counts what has been read so far."""
+
+    def __init__(self, path: Path, sample_rate: int, block: int):
+        self.path, self.sample_rate, self.block, self.samples = path, sample_rate, block, 0
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        command = ["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(self.path), "-map", "0:a:0", "-vn",
+                   "-f", "f32le", "-acodec", "pcm_f32le", "-ac", "1", "-ar", str(self.sample_rate), "pipe:1"]
+        with tempfile.TemporaryFile() as log, subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log) as process:
+            try:
+                while data := process.stdout.read(4 * self.block):
+                    block = np.frombuffer(data[:len(data) // 4 * 4], np.float32)
+                    self.samples += len(block)
+                    yield block
+            finally:
+                process.stdout.close()
+                code = process.wait()
+            if code != 0:
+                raise RenderError(f"{self.path}: audio decoding failed: {_last_line(log, code)}")
+
+
+class Encoder:
+    """ffmpeg reading (n, height, width, 3) uint8 frames from `write`, muxing the first `seconds` of
+    the audio of `audio`, scaling to `size` squared (lanczos) when given. `out` appears only when
+    the block ends without an exception and ffmpeg succeeds; a temporary name beside it until then."""
+
+    def __init__(self, out: Path, audio: Path, seconds: float, width: int, height: int, fps: float,
+                 size: int | None, params: RenderParams):
+        self.out = out
+        self.temp = out.parent / f".{out.name}.{uuid.uuid4().hex[:12]}.mp4"
+        scale = ["-vf", f"scale={size}:{size}:flags=lanczos"] if size else []
+        self.command = [
+            "ffmpeg", "-nostdin", "-y", "-loglevel", "error",
+            "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-framerate", str(fps), "-i", "pipe:0",
+            # -t: exactly the audio that was decoded into frames; an AAC source's last frame of padding
+            # would otherwise come along and outlast the video.
+            "-t", f"{seconds:.6f}", "-i", str(audio), "-map", "0:v:0", "-map", "1:a:0", *scale,
+            "-c:v", "libx264", "-preset", params.preset, "-crf", str(params.crf), "-pix_fmt", "yuv420p",
+            "-c:a", "aac", "-b:a", f"{params.audio_kbps}k", "-movflags", "+faststart", "-f", "mp4", str(self.temp),
+        ]
+
+    def __enter__(self) -> Self:
+        self.log = tempfile.TemporaryFile()
+        self.process = subprocess.Popen(self.command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                        stderr=self.log)
+        return self
+
+    def write(self, frames: np.ndarray) -> None:
+        try:
+            self.process.stdin.write(np.ascontiguousarray(frames, np.uint8).tobytes())
+        except BrokenPipeError:
+            raise RenderError(f"{self.out}: encoding failed: {_last_line(self.log, self.process.wait())}") from None
+
+    def __exit__(self, exc_type, *exc_info) -> None:
+        try:
+            if exc_type is not None:
+                self.process.kill()
+            with contextlib.suppress(BrokenPipeError):
+                self.process.stdin.close()
+            code = self.process.wait()
+            if exc_type is None:
+                if code != 0:
+                    raise RenderError(f"{self.out}: encoding failed: {_last_line(self.log, code)}")
+                os.replace(self.temp, self.out)
+        finally:
+            self.log.close()
+            self.temp.unlink(missing_ok=True)

@@ -1,0 +1,169 @@
+"""models.evaluate end to end on tiny models trained on a synthetic corpus, and the metric functions
+on inputs whose answer is known."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import soundfile
+
+from models import evaluate, render, train_cgan, train_lstm
+from models.data import load_corpus, split_corpus, synthetic_shards
+from models.metrics import (
+    beats_baselines,
+    finite_or_none,
+    image_metrics,
+    lstm_metrics,
+    redetected_lmd,
+    sync_metric,
+)
+from tasks.params import load_params
+
+DESIGN_KEYS = {"lstm/val_loss", "lmd_px", "mouth_open_r", "gen_ssim", "gen_psnr", "gen_lmd_px", "sync_r"}
+LIP_INDICES = [48, 50, 52, 54, 56, 58, 62, 66]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Synthetic shards, a tiny LSTM and cGAN from the real training entry points, a params file."""
+    root = tmp_path_factory.mktemp("evaluate")
+    shards = synthetic_shards(root / "shards", videos=3, frames=120)
+    params = root / "params.yaml"
+    params.write_text("seed: 0\ndevice: cpu\nevaluate:\n  max_frames: 24\n  sync_seconds: 2.0\n")
+    for name, main, overrides in (
+        ("lstm", train_lstm.main, ["lstm.hidden=16", "lstm.fc_hidden=16", "lstm.context=2", "lstm.epochs=4"]),
+        ("cgan", train_cgan.main, ["cgan.ngf=4", "cgan.ndf=4", "cgan.epochs=1", "cgan.finetune_epochs=0",
+                                   "cgan.val_frames=8"]),
+    ):
+        main(["--params", str(params), "--shards", str(shards), "--out", str(root / f"{name}.pt"),
+              "--checkpoints", str(root / "checkpoints" / name), "--live", str(root / "dvclive" / name),
+              *[arg for override in overrides for arg in ("--override", override)]])
+    return root
+
+
+def run(root, out, videos) -> dict:
+    evaluate.main(["--params", str(root / "params.yaml"), "--shards", str(root / "shards"),
+                   "--lstm", str(root / "lstm.pt"), "--cgan", str(root / "cgan.pt"),
+                   "--videos", str(videos), "--out", str(out)])
+    return json.loads((out / "metrics.json").read_text())
+
+
+def test_metrics_json_has_every_design_metric_and_baseline(trained, tmp_path, capsys):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    # Speech for the held-out video: synthetic shards carry features, not audio, so any sound does.
+    corpus = load_corpus(trained / "shards")
+    val_video = split_corpus(corpus, load_params(trained / "params.yaml")).val_videos()[0]
+    t = np.arange(4 * 16000) / 16000
+    soundfile.write(videos / f"{val_video}.wav", 0.3 * np.sin(2 * np.pi * 220 * t) * (t % 0.5 < 0.25), 16000)
+    metrics = run(trained, tmp_path / "reports", videos)
+
+    assert DESIGN_KEYS <= metrics.keys()
+    for baseline in evaluate.BASELINES:
+        assert {f"{baseline}/{k}" for k in DESIGN_KEYS - {"gen_lmd_px"}} <= metrics.keys()
+    for key in ("lstm/val_loss", "lmd_px", "gen_ssim", "gen_psnr", "mean_face/gen_ssim", "baseline_mean/lstm/val_loss",
+                "baseline_random/lmd_px", "baseline_mean/gen_ssim", "baseline_random/gen_psnr"):
+        assert math.isfinite(metrics[key]), key
+    # the number training logged for its best epoch: same split, same stats (not to the last digit:
+    # the synthetic lips have constant coordinates, z-scored with a std of 1e-6, and the round trip
+    # to lips in [0, 1] costs float32 precision there; on the demo corpus they agree to 1e-6)
+    logged = json.loads((trained / "dvclive" / "lstm" / "metrics.json").read_text())
+    assert metrics["lstm/val_loss"] == pytest.approx(logged["best_val_loss"], rel=1e-2)
+    assert metrics["baseline_mean/lstm/val_loss"] == pytest.approx(logged["baseline_val_loss"], rel=1e-2)
+    assert metrics["baseline_mean/mouth_open_r"] is None, "a constant has no correlation"
+    assert metrics["sync_video"] == val_video
+    assert 0.0 <= metrics["gen_face_found"] <= 1.0
+
+    reports = tmp_path / "reports"
+    assert {"metrics.json", "eval_grid.png", "mouth_opening.csv", "mouth_opening.png"} <= {
+        p.name for p in reports.iterdir()}
+    rows = (reports / "mouth_opening.csv").read_text().splitlines()
+    assert rows[0] == "frame,true,predicted,generated" and len(rows) == 1 + 60
+    assert "beats_baselines:" in capsys.readouterr().out
+
+
+def test_sync_lips_take_the_path_render_takes(trained, tmp_path):
+    """evaluate puts the model's and the yardsticks' lips through as_rendered; it must equal render()."""
+    params = load_params(trained / "params.yaml", {"render.size": 128})
+    t = np.arange(16000 * 3 // 2) / 16000
+    speech = (0.3 * np.sin(2 * np.pi * 180 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+    soundfile.write(tmp_path / "speech.wav", speech, 16000, subtype="FLOAT")
+    models = render.load_models(trained / "lstm.pt", trained / "cgan.pt", "cpu")
+    render.render(tmp_path / "speech.wav", tmp_path / "speech.mp4", models, params, shards=trained / "shards",
+                  lips_out=tmp_path / "lips.npy")
+    pp = params.preprocess
+    raw = render.speech_lips(models, speech, pp.sample_rate, pp.fps, pp)
+    np.testing.assert_allclose(evaluate.as_rendered(models, params, raw), np.load(tmp_path / "lips.npy"), atol=1e-4)
+
+
+def test_sync_r_is_null_without_speech(trained, tmp_path, capsys):
+    metrics = run(trained, tmp_path / "reports", tmp_path / "no-videos")
+    assert metrics["sync_r"] is None and metrics["sync_video"] is None
+    assert metrics["baseline_random/sync_r"] is None
+    assert math.isfinite(metrics["gen_ssim"])
+    assert not (tmp_path / "reports" / "mouth_opening.csv").exists()
+    assert "sync_r is null" in capsys.readouterr().out
+
+
+def lips(frames: int, seed: int = 0) -> np.ndarray:
+    """Lips that jitter a little, with an inner gap (points 62 and 66, the last two) that varies more."""
+    rng = np.random.default_rng(seed)
+    base = np.array([0.35, 0.72, 0.44, 0.69, 0.56, 0.69, 0.65, 0.72,
+                     0.56, 0.76, 0.44, 0.76, 0.5, 0.71, 0.5, 0.73], np.float32)
+    jittered = base + rng.normal(0, 0.005, (frames, 16)).astype(np.float32)
+    jittered[:, 15] += rng.uniform(0, 0.1, frames).astype(np.float32)
+    return jittered
+
+
+def test_perfect_prediction_scores_zero_distance_and_r_one():
+    true = lips(50)
+    metrics = lstm_metrics(true.copy(), true, np.full(16, 0.05, np.float32), 128, LIP_INDICES)
+    assert metrics["lstm/val_loss"] == 0 and metrics["lmd_px"] == 0
+    assert metrics["mouth_open_r"] == pytest.approx(1.0)
+    assert sync_metric(true.copy(), true, 128, LIP_INDICES) == pytest.approx(1.0)
+
+
+def test_constant_prediction_has_no_r_and_the_mean_distance():
+    true = lips(50)
+    mean = np.broadcast_to(true.mean(0), true.shape)
+    metrics = lstm_metrics(mean, true, true.std(0) + 1e-6, 128, LIP_INDICES)
+    assert math.isnan(metrics["mouth_open_r"]) and finite_or_none(metrics["mouth_open_r"]) is None
+    # z-scored with the true std, predicting the mean costs 1 per coordinate (up to the epsilon)
+    assert metrics["lstm/val_loss"] == pytest.approx(1.0, rel=1e-3)
+    assert metrics["lmd_px"] > 0
+    assert math.isnan(sync_metric(mean.copy(), true, 128, LIP_INDICES))
+
+
+def test_redetected_lmd_counts_only_frames_with_a_face():
+    asked = lips(4)
+    found = asked.copy()
+    found[0] += 1 / 128  # one frame off by a pixel in x and y
+    found[1] = np.nan
+    px, share = redetected_lmd(found, asked, 128)
+    assert px == pytest.approx(math.sqrt(2) / 3, rel=1e-4) and share == 0.75
+    px, share = redetected_lmd(np.full_like(asked, np.nan), asked, 128)
+    assert math.isnan(px) and share == 0.0
+
+
+def test_image_metrics_rank_a_close_image_above_a_far_one():
+    rng = np.random.default_rng(0)
+    real = rng.integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
+    close = np.clip(real.astype(int) + rng.integers(-3, 4, real.shape), 0, 255).astype(np.uint8)
+    far = np.full_like(real, 128)
+    near, away = image_metrics(close, real), image_metrics(far, real)
+    assert near["gen_ssim"] > 0.9 > away["gen_ssim"]
+    assert near["gen_psnr"] > 35 > away["gen_psnr"]
+
+
+def test_beats_baselines_knows_which_way_is_better():
+    metrics = {"lmd_px": 1.0, "baseline_mean/lmd_px": 2.0, "baseline_random/lmd_px": 0.5,
+               "mouth_open_r": 0.4, "baseline_mean/mouth_open_r": None, "baseline_random/mouth_open_r": 0.6,
+               "sync_r": None, "baseline_random/sync_r": -0.1}
+    assert beats_baselines(metrics, evaluate.BASELINES) == {
+        "baseline_mean/lmd_px": True, "baseline_random/lmd_px": False,
+        "baseline_mean/mouth_open_r": True, "baseline_random/mouth_open_r": False,
+        "baseline_random/sync_r": False,
+    }

@@ -1,0 +1,347 @@
+"""Rendering end to end with real ffmpeg and real models: speech in any container -> an H.264 + AAC mp4.
+
+The models are artifacts/*.pt when both exist; otherwise (a fresh clone, or REENACT_TINY_MODELS=1)
+tiny ones trained here by the real training entry points on synthetic shards whose audio column
+holds real features of a synthetic voice that opens as the mouth does, so that loudness drives
+the lips as it does in speech.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import soundfile
+
+from models import render as render_module
+from models import train_cgan, train_lstm
+from models.data import mouth_opening, synthetic_shards
+from models.render import (
+    RenderError,
+    align_lips,
+    frame_count,
+    lips_moments,
+    load_models,
+    pooled_stats,
+    render,
+    smooth_lips,
+    speech_lips,
+    stream_lips,
+)
+from tasks.decode import read_audio
+from tasks.features import audio_features
+from tasks.params import load_params
+from tasks.shards import part_files
+
+ROOT = Path(__file__).resolve().parents[1]
+SR = 16000
+
+
+def voice(seconds: float, sample_rate: int = SR, seed: int = 0, envelope: np.ndarray | None = None,
+          fps: float = 30.0) -> np.ndarray:
+    """A buzzy vowel-like voice whose loudness follows `envelope` (per frame at fps) or random syllables."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(round(seconds * sample_rate)) / sample_rate
+    if envelope is None:
+        syllables = np.clip(np.sin(2 * np.pi * rng.uniform(2.5, 4.5) * t + rng.uniform(0, 6)), 0, None)
+        envelope_t = syllables * (np.sin(2 * np.pi * 0.4 * t + rng.uniform(0, 6)) > -0.5)
+    else:
+        envelope_t = np.interp(t, np.arange(len(envelope)) / fps, envelope)
+    f0 = 130 * (1 + 0.1 * np.sin(2 * np.pi * 0.7 * t))
+    phase = 2 * np.pi * np.cumsum(f0) / sample_rate
+    buzz = sum(np.sin(k * phase) / k for k in range(1, 12))
+    return (0.25 * envelope_t * (buzz + 0.3 * rng.normal(size=len(t)))).astype(np.float32)
+
+
+def ffmpeg(*args: str) -> None:
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", *args], check=True)
+
+
+def probe(path: Path) -> dict:
+    out = subprocess.run(["ffprobe", "-v", "error", "-show_format", "-show_streams", "-of", "json", str(path)],
+                         capture_output=True, text=True, check=True).stdout
+    return json.loads(out)
+
+
+def _speech_audio(shards: Path, videos: int, params) -> None:
+    """Replace the synthetic audio column by real features of a voice as loud as the mouth is open."""
+    for index in range(videos):
+        for path in part_files(shards, f"synthetic_{index}"):
+            table = pq.read_table(path)
+            lips = np.asarray(table.column("lips").to_pylist(), np.float32).reshape(-1, 16)
+            opening = np.nan_to_num(mouth_opening(lips, params.lip_indices))
+            envelope = np.clip(opening / max(opening.max(), 1e-6), 0, 1) ** 1.5
+            samples = voice(len(lips) / params.fps, envelope=envelope, seed=index)
+            features = audio_features(samples, SR, table.column("time").to_numpy(), params)
+            column = pa.FixedSizeListArray.from_arrays(pa.array(features.reshape(-1), pa.float32()), features.shape[1])
+            table = table.set_column(table.schema.get_field_index("audio"), "audio", column)
+            pq.write_table(table, path)
+
+
+@pytest.fixture(scope="session")
+def kit(tmp_path_factory):
+    """Models, params (CPU, 128 px output), synthetic shards with their 'raw videos', and a scratch dir."""
+    root = tmp_path_factory.mktemp("render")
+    params_file = root / "params.yaml"
+    params_file.write_text((ROOT / "params.yaml").read_text())
+    overrides = {"device": "cpu", "render.size": 128}
+    params = load_params(params_file, overrides)
+    shards = synthetic_shards(root / "shards", videos=3, frames=120)
+    _speech_audio(shards, 3, params.preprocess)
+    videos = root / "raw" / "videos"
+    videos.mkdir(parents=True)
+    for index in range(3):
+        soundfile.write(root / f"voice_{index}.wav", voice(4.0, seed=10 + index), SR)
+        ffmpeg("-i", str(root / f"voice_{index}.wav"), "-c:a", "aac", str(videos / f"synthetic_{index}.mp4"))
+
+    lstm_path, cgan_path = ROOT / "artifacts" / "lstm.pt", ROOT / "artifacts" / "cgan.pt"
+    if os.environ.get("REENACT_TINY_MODELS") == "1" or not (lstm_path.exists() and cgan_path.exists()):
+        lstm_path, cgan_path = root / "lstm.pt", root / "cgan.pt"
+
+        def argv(name: str, out: Path, *extra: str) -> list[str]:
+            args = ["--params", str(params_file), "--shards", str(shards), "--out", str(out),
+                    "--checkpoints", str(root / "checkpoints" / name), "--live", str(root / "dvclive" / name)]
+            for override in ("device=cpu", *extra):
+                args += ["--override", override]
+            return args
+
+        train_lstm.main(argv("lstm", lstm_path, "lstm.epochs=12", "lstm.hidden=16", "lstm.fc_hidden=16",
+                             "lstm.context=2", "lstm.batch_size=32", "lstm.lr=0.003"))
+        train_cgan.main(argv("cgan", cgan_path, "cgan.epochs=1", "cgan.finetune_epochs=0", "cgan.ngf=4",
+                             "cgan.ndf=4", "cgan.batch_size=16", "cgan.val_frames=8"))
+    models = load_models(lstm_path, cgan_path, "cpu")
+    return SimpleNamespace(models=models, params=params, params_file=params_file, overrides=overrides,
+                           shards=shards, videos=videos, root=root, lstm_path=lstm_path, cgan_path=cgan_path)
+
+
+def check_video(path: Path, audio_seconds: float, size: tuple[int, int] = (128, 128), fps: float = 30.0) -> dict:
+    """H.264 yuv420p at fps and AAC, the video as long as the audio to one frame."""
+    info = probe(path)
+    video = next(s for s in info["streams"] if s["codec_type"] == "video")
+    audio = next(s for s in info["streams"] if s["codec_type"] == "audio")
+    assert (video["codec_name"], video["pix_fmt"], audio["codec_name"]) == ("h264", "yuv420p", "aac")
+    assert (video["width"], video["height"]) == size
+    num, den = map(int, video["r_frame_rate"].split("/"))
+    assert num / den == pytest.approx(fps)
+    assert float(video["duration"]) == pytest.approx(audio_seconds, abs=1 / fps + 1e-3)
+    assert float(audio["duration"]) == pytest.approx(audio_seconds, abs=0.03)
+    return info
+
+
+def seconds_of(path: Path) -> float:
+    """What decodes, not the container's estimate (an mp3's counts the encoder's padding)."""
+    return len(read_audio(path, SR)) / SR
+
+
+def test_render_wav_gives_h264_aac_as_long_as_the_audio(kit, tmp_path):
+    soundfile.write(tmp_path / "speech.wav", voice(2.5, seed=1), SR)
+    params = load_params(kit.params_file, {**kit.overrides, "render.size": 256})
+    result = render(tmp_path / "speech.wav", tmp_path / "talk.mp4", kit.models, params)
+    check_video(tmp_path / "talk.mp4", 2.5, size=(256, 256))
+    assert result["frames"] == 75 and result["audio_seconds"] == pytest.approx(2.5)
+    assert result["target"] == kit.models.cgan_ckpt["target_video"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["speech.wav", "talk.mp4"]
+
+
+@pytest.mark.parametrize("suffix, codec", [(".mp3", "libmp3lame"), (".m4a", "aac")])
+def test_render_stereo_44k_compressed_audio(kit, tmp_path, suffix, codec):
+    stereo = np.stack([voice(1.7, 44100, seed=2), voice(1.7, 44100, seed=3)], axis=1)
+    soundfile.write(tmp_path / "stereo.wav", stereo, 44100)
+    source = tmp_path / f"speech{suffix}"
+    ffmpeg("-i", str(tmp_path / "stereo.wav"), "-c:a", codec, "-b:a", "128k", str(source))
+    render(source, tmp_path / "talk.mp4", kit.models, kit.params)
+    info = check_video(tmp_path / "talk.mp4", seconds_of(source))
+    audio = next(s for s in info["streams"] if s["codec_type"] == "audio")
+    assert (audio["channels"], audio["sample_rate"]) == (2, "44100")
+
+
+def test_chunked_lips_equal_whole_file_lips(kit):
+    samples = voice(4.3, seed=4)
+    p = kit.params.preprocess
+    whole = speech_lips(kit.models, samples, SR, p.fps, p)
+    assert whole.shape == (frame_count(len(samples), SR, p.fps), 16) == (129, 16)
+    cuts = np.cumsum([0, 1000, 7919, 3, 20000, 12345])
+    blocks = [samples[a:b] for a, b in zip(cuts, [*cuts[1:], len(samples)])]
+    for chunk in (17, 40, 1000):
+        pieces = list(stream_lips(kit.models, iter(blocks), SR, p.fps, p, chunk_frames=chunk))
+        chunked = np.concatenate([lips for lips, _ in pieces])
+        assert chunked.shape == whole.shape
+        np.testing.assert_allclose(chunked, whole, atol=1e-5)
+
+
+def test_render_lips_do_not_depend_on_the_chunk_size(kit, tmp_path):
+    soundfile.write(tmp_path / "speech.wav", voice(3.4, seed=5), SR)
+    lips = {}
+    for seconds in (1.0, 10.0):
+        params = load_params(kit.params_file, {**kit.overrides, "render.chunk_seconds": seconds,
+                                               "render.smooth_window": 5})
+        render(tmp_path / "speech.wav", tmp_path / "talk.mp4", kit.models, params, lips_out=tmp_path / f"{seconds}.npy")
+        lips[seconds] = np.load(tmp_path / f"{seconds}.npy")
+    assert lips[1.0].shape == (102, 16)
+    np.testing.assert_allclose(lips[1.0], lips[10.0], atol=1e-5)
+
+
+def random_stats(rng, frames: int = 4000) -> tuple[np.ndarray, dict]:
+    """Lips of a well-conditioned random Gaussian (every direction moves) and their statistics."""
+    rotation, _ = np.linalg.qr(rng.normal(size=(16, 16)))
+    basis = rotation * rng.uniform(0.005, 0.015, 16)
+    lips = 0.5 + rng.normal(size=(frames, 16)) @ basis
+    return lips, lips_moments(lips)
+
+
+def test_align_lips_matches_the_target_statistics():
+    rng = np.random.default_rng(0)
+    lips, _ = random_stats(rng)
+    _, target = random_stats(rng)
+    aligned = align_lips(lips, target).astype(np.float64)
+    np.testing.assert_allclose(aligned.mean(0), target["mean"], atol=1e-5)
+    cov = np.cov(aligned, rowvar=False)
+    assert np.linalg.norm(cov - target["cov"]) < 0.03 * np.linalg.norm(target["cov"])
+    # the optimal transport map: the identity when source and target agree
+    np.testing.assert_allclose(align_lips(lips, lips_moments(lips)), lips, atol=1e-3)
+
+
+def test_align_lips_keeps_silence_finite():
+    rng = np.random.default_rng(1)
+    _, target = random_stats(rng)
+    prior_lips, prior = random_stats(rng)
+    constant = np.tile(prior_lips[0], (50, 1))
+    aligned = align_lips(constant, target)
+    assert np.isfinite(aligned).all()
+    np.testing.assert_allclose(aligned, np.tile(target["mean"], (50, 1)), atol=1e-6)
+    with_prior = align_lips(constant, target, prior=prior)
+    assert np.isfinite(with_prior).all() and np.ptp(with_prior, axis=0).max() == 0
+    assert np.isfinite(align_lips(prior_lips[:1], target)).all()
+
+
+def test_pooled_stats_and_smoothing():
+    rng = np.random.default_rng(2)
+    lips, whole = random_stats(rng, 300)
+    pooled = pooled_stats({"a": lips_moments(lips[:100]), "b": lips_moments(lips[100:])})
+    np.testing.assert_allclose(pooled["mean"], whole["mean"])
+    np.testing.assert_allclose(pooled["cov"], whole["cov"], atol=1e-12)
+    np.testing.assert_array_equal(smooth_lips(lips, 1), lips.astype(np.float32))
+    ramp = np.repeat(np.arange(10, dtype=np.float32)[:, None], 16, 1)
+    smoothed = smooth_lips(ramp, 5)
+    np.testing.assert_allclose(smoothed[2:-2], ramp[2:-2], atol=1e-6)
+    np.testing.assert_allclose(smoothed[0], 1.0)  # the mean of frames 0..2
+    with pytest.raises(ValueError):
+        smooth_lips(ramp, 4)
+
+
+@pytest.mark.parametrize("kind", ["empty", "text", "video_only", "missing"])
+def test_bad_input_is_a_render_error_and_leaves_no_file(kit, tmp_path, kind):
+    source = tmp_path / {"empty": "empty.wav", "text": "notes.txt", "video_only": "silent_film.mp4",
+                         "missing": "nowhere.wav"}[kind]
+    if kind == "empty":
+        source.write_bytes(b"")
+    elif kind == "text":
+        source.write_text("this is not audio\n" * 20)
+    elif kind == "video_only":
+        ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x64:rate=30", "-t", "1", str(source))
+    before = sorted(tmp_path.iterdir())
+    with pytest.raises(RenderError, match=source.name):
+        render(source, tmp_path / "talk.mp4", kit.models, kit.params)
+    assert sorted(tmp_path.iterdir()) == before
+
+
+def test_a_failure_midway_leaves_no_broken_mp4(kit, tmp_path, monkeypatch):
+    soundfile.write(tmp_path / "speech.wav", voice(2.0), SR)
+    calls = []
+
+    def failing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > 1:
+            raise MemoryError("out of memory")
+        return real_generate(*args, **kwargs)
+
+    real_generate = render_module.generate_faces
+    monkeypatch.setattr(render_module, "generate_faces", failing)
+    params = load_params(kit.params_file, {**kit.overrides, "render.batch_size": 16})
+    with pytest.raises(MemoryError):
+        render(tmp_path / "speech.wav", tmp_path / "talk.mp4", kit.models, params)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["speech.wav"]
+
+
+def test_a_tenth_of_a_second_gives_three_frames(kit, tmp_path):
+    soundfile.write(tmp_path / "blip.wav", voice(0.1), SR)
+    result = render(tmp_path / "blip.wav", tmp_path / "blip.mp4", kit.models, kit.params)
+    assert result["frames"] == 3
+    info = check_video(tmp_path / "blip.mp4", 0.1)
+    assert int(next(s for s in info["streams"] if s["codec_type"] == "video")["nb_frames"]) == 3
+
+
+def test_silence_gives_a_still_closed_mouth(kit, tmp_path):
+    soundfile.write(tmp_path / "silence.wav", np.zeros(2 * SR, np.float32), SR)
+    render(tmp_path / "silence.wav", tmp_path / "silence.mp4", kit.models, kit.params, lips_out=tmp_path / "lips.npy")
+    check_video(tmp_path / "silence.mp4", 2.0)
+    lips = np.load(tmp_path / "lips.npy")
+    assert np.isfinite(lips).all() and np.ptp(lips, axis=0).max() < 1e-6
+    target = kit.models.cgan_ckpt["lips_stats"][kit.models.cgan_ckpt["target_video"]]
+    indices = kit.models.cgan_ckpt["lip_indices"]
+    assert mouth_opening(lips[:1], indices)[0] < mouth_opening(target["mean"].numpy()[None], indices)[0]
+
+
+def test_panel_shows_the_real_frames_of_a_corpus_video(kit, tmp_path):
+    source = kit.videos / "synthetic_1.mp4"  # <shards>/../raw/videos/<id>.mp4: found by its path
+    render(source, tmp_path / "panel.mp4", kit.models, kit.params, panel=True, shards=kit.shards)
+    check_video(tmp_path / "panel.mp4", seconds_of(source), size=(3 * 128, 128 + 64))
+    soundfile.write(tmp_path / "speech.wav", voice(1.0), SR)
+    render(tmp_path / "speech.wav", tmp_path / "alone.mp4", kit.models, kit.params, panel=True, shards=kit.shards)
+    check_video(tmp_path / "alone.mp4", 1.0, size=(2 * 128, 128 + 64))
+    render(tmp_path / "speech.wav", tmp_path / "named.mp4", kit.models, kit.params, panel=True, shards=kit.shards,
+           real="synthetic_0")
+    check_video(tmp_path / "named.mp4", 1.0, size=(3 * 128, 128 + 64))
+
+
+def test_dvc_stage_renders_the_demo_and_its_panel(kit, tmp_path, capsys):
+    render_module.main(["--params", str(kit.params_file), "--shards", str(kit.shards), "--videos", str(kit.videos),
+                        "--lstm", str(kit.lstm_path), "--cgan", str(kit.cgan_path), "--out-dir", str(tmp_path),
+                        "--override", "device=cpu"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo.mp4", "demo_panel.mp4"]
+    assert capsys.readouterr().out.count("render: ") == 2
+    val_audio = next(kit.videos.glob("*.mp4"))  # every 'raw video' holds 4 s of AAC
+    check_video(tmp_path / "demo_panel.mp4", seconds_of(val_audio), size=(3 * 256, 256 + 128))
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "flows.cli", "render", *args], check=False, cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_cli_renders_and_reports_bad_input_in_one_line(kit, tmp_path):
+    soundfile.write(tmp_path / "speech.wav", voice(1.5), SR)
+    common = ["--params", str(kit.params_file), "--override", "device=cpu", "--override", "render.size=128",
+              "--lstm", str(kit.lstm_path), "--cgan", str(kit.cgan_path)]
+    done = cli("--audio", str(tmp_path / "speech.wav"), "--out", str(tmp_path / "talk.mp4"), *common)
+    assert done.returncode == 0, done.stderr
+    check_video(tmp_path / "talk.mp4", 1.5)
+    (tmp_path / "notes.txt").write_text("not audio")
+    failed = cli("--audio", str(tmp_path / "notes.txt"), "--out", str(tmp_path / "bad.mp4"), *common)
+    assert failed.returncode == 1
+    assert failed.stderr.strip().count("\n") == 0 and "notes.txt" in failed.stderr
+    assert "Traceback" not in failed.stderr + failed.stdout
+    assert not (tmp_path / "bad.mp4").exists()
+
+
+@pytest.mark.real_media
+def test_real_speech_from_another_speaker_moves_the_mouth_with_loudness(kit, tmp_path, real_speech):
+    result = render(real_speech, tmp_path / "talk.mp4", kit.models, kit.params, lips_out=tmp_path / "lips.npy")
+    check_video(tmp_path / "talk.mp4", seconds_of(real_speech))
+    lips = np.load(tmp_path / "lips.npy")
+    opening = mouth_opening(lips, kit.models.cgan_ckpt["lip_indices"])
+    assert len(opening) == result["frames"] and opening.std() > 0
+    samples = read_audio(real_speech, SR)
+    window = round(0.04 * SR)
+    centres = (np.arange(len(opening)) / 30 * SR).astype(int)
+    padded = np.pad(samples, window)
+    loudness = np.array([np.sqrt(np.mean(padded[c + window // 2:c + window + window // 2] ** 2)) for c in centres])
+    assert np.corrcoef(opening, loudness)[0, 1] > 0.2
