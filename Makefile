@@ -45,7 +45,7 @@ lstm-grid: setup
 	dvc queue start -j 1 && \
 	while dvc queue status | grep -qE 'Queued|Running'; do sleep 5; done; \
 	dvc exp show --no-pager --md --drop '.*' \
-		--keep 'Experiment|lstm.bidirectional|lstm.layers|lstm.dropout|best_val_loss|baseline_val_loss|mouth_open_r' \
+		--keep 'Experiment|lstm.bidirectional|lstm.layers|lstm.dropout|best_val_loss|baseline_val_loss|dvclive/lstm/metrics.json:mouth_open_r' \
 		--sort-by best_val_loss --sort-order asc
 
 test: setup
