@@ -121,7 +121,7 @@ def generate_faces(generator: Generator, checkpoint: dict, lips: np.ndarray, noi
     for all frames (default: the checkpoint's), so that only the lips change from frame to frame."""
     device = next(generator.parameters()).device
     noise = checkpoint["noise"] if noise is None else noise
-    lips = (torch.as_tensor(lips, dtype=torch.float32) - checkpoint["lips_mean"]) / checkpoint["lips_std"]
+    lips = (torch.tensor(np.asarray(lips, np.float32)) - checkpoint["lips_mean"]) / checkpoint["lips_std"]
     faces = []
     for batch in lips.split(batch_size):
         images = generator(noise.expand(len(batch), -1).to(device), batch.to(device)).float()
