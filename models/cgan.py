@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.common import load_checkpoint
+from models.common import load_model
 
 IMAGE_SIZE = 128
 
@@ -106,12 +106,7 @@ class Discriminator(nn.Module):
 
 def load_generator(path: str | Path = "artifacts/cgan.pt", device: str | torch.device = "cpu"):
     """(generator in eval mode, checkpoint dict) from a file written by models.train_cgan."""
-    checkpoint = load_checkpoint(path)
-    if checkpoint is None:
-        raise FileNotFoundError(f"{path}: no such checkpoint (run `dvc repro train_cgan`)")
-    generator = Generator(**checkpoint["hparams"])
-    generator.load_state_dict(checkpoint["state_dict"])
-    return generator.to(device).eval(), checkpoint
+    return load_model(Generator, path, "train_cgan", device)
 
 
 @torch.no_grad()

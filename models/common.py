@@ -86,6 +86,16 @@ def load_checkpoint(path: str | Path) -> dict[str, Any] | None:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def load_model(cls: type[torch.nn.Module], path: str | Path, stage: str, device: str | torch.device = "cpu"):
+    """(model of `cls` in eval mode on `device`, checkpoint dict) from a file written by the `stage` stage."""
+    checkpoint = load_checkpoint(path)
+    if checkpoint is None:
+        raise FileNotFoundError(f"{path}: no such checkpoint (run `dvc repro {stage}`)")
+    model = cls(**checkpoint["hparams"])
+    model.load_state_dict(checkpoint["state_dict"])
+    return model.to(device).eval(), checkpoint
+
+
 def init_distributed(device: torch.device) -> tuple[torch.device, int, int]:
     """(device, rank, world size). Under torchrun, joins the process group (NCCL on CUDA, gloo on
     CPU) and takes the local rank's GPU."""

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.common import load_checkpoint
+from models.common import load_model
 from models.data import window_index
 from tasks.params import LstmParams
 
@@ -50,12 +50,7 @@ class AudioToLips(nn.Module):
 
 def load_lstm(path: str | Path = "artifacts/lstm.pt", device: str | torch.device = "cpu"):
     """(model in eval mode, checkpoint dict) from a file written by models.train_lstm."""
-    checkpoint = load_checkpoint(path)
-    if checkpoint is None:
-        raise FileNotFoundError(f"{path}: no such checkpoint (run `dvc repro train_lstm`)")
-    model = AudioToLips(**checkpoint["hparams"])
-    model.load_state_dict(checkpoint["state_dict"])
-    return model.to(device).eval(), checkpoint
+    return load_model(AudioToLips, path, "train_lstm", device)
 
 
 @torch.no_grad()
