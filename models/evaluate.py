@@ -135,18 +135,6 @@ def evaluate_generator(corpus: Corpus, split: Split, models, max_frames: int,
     return metrics, grid
 
 
-def as_rendered(models, params, lips: np.ndarray) -> np.ndarray:
-    """What models.render.render does to raw lips before the generator, on a whole clip at once:
-    aligned to the target's lip statistics as render.align says, then smoothed. The model's lips and
-    the yardsticks' take this same path (tests/test_evaluate.py holds it equal to render()'s)."""
-    r, stats = params.render, models.cgan_ckpt["lips_stats"]
-    if r.align != "none":
-        corpus = render.pooled_stats(stats)
-        source, prior = (corpus, None) if r.align == "corpus" else (render.lips_moments(lips), corpus)
-        lips = render.align_lips(lips, stats[r.target_video or models.cgan_ckpt["target_video"]], source, prior)
-    return render.smooth_lips(lips, r.smooth_window)
-
-
 def speech_file(videos: Path, video_id: str) -> Path | None:
     return next(iter(sorted(Path(videos).glob(f"{video_id}.*"))), None)
 
@@ -183,7 +171,7 @@ def evaluate_sync(corpus: Corpus, split: Split, models, params, videos: Path,
                   "baseline_random/sync_r": np.roll(filled, shift, axis=0)}
     metrics, generated_opening = {"sync_video": video_id}, None
     for name, lips in candidates.items():
-        asked = as_rendered(models, params, lips)
+        asked = render.clip_lips(models, params, lips)
         found = landmarks_in_crops(generate_faces(models.generator, cgan_ckpt, asked), cgan_ckpt["lip_indices"])
         metrics[name] = sync_metric(found[has_face], true[has_face], cgan_ckpt["face_size"],
                                     cgan_ckpt["lip_indices"])

@@ -197,15 +197,25 @@ def smooth_lips(lips: np.ndarray, window: int) -> np.ndarray:
     return ((totals[hi] - totals[lo]) / (hi - lo)[:, None]).astype(np.float32)
 
 
-def _source_stats(mode: str, sums: np.ndarray, squares: np.ndarray, frames: int,
-                  stats: dict[str, dict]) -> tuple[dict | None, dict | None]:
-    """(source, prior) for align_lips from render.align and the clip's sums of x and of x x^T."""
+def _source_stats(mode: str, clip: dict, stats: dict[str, dict]) -> tuple[dict | None, dict | None]:
+    """(source, prior) for align_lips from render.align and the clip's own lip moments."""
     corpus = pooled_stats(stats)
-    if mode == "corpus":
-        return corpus, None
-    mean = sums / frames
-    cov = (squares - frames * np.outer(mean, mean)) / max(frames - 1, 1)
-    return {"mean": mean, "cov": cov, "frames": frames}, corpus
+    return (corpus, None) if mode == "corpus" else (clip, corpus)
+
+
+def target_of(models: Models, params: Params, target: str | None = None) -> str:
+    """The video whose face speaks: `target`, else render.target_video, else the generator's target."""
+    return target or params.render.target_video or models.cgan_ckpt["target_video"]
+
+
+def clip_lips(models: Models, params: Params, lips: np.ndarray, target: str | None = None) -> np.ndarray:
+    """What render() does to a clip's raw lips before the generator, on a whole clip in memory:
+    aligned to the target's lip statistics as render.align says, then smoothed."""
+    r, stats = params.render, models.cgan_ckpt["lips_stats"]
+    if r.align != "none":
+        source, prior = _source_stats(r.align, lips_moments(lips), stats)
+        lips = align_lips(lips, stats[target_of(models, params, target)], source, prior)
+    return smooth_lips(lips, r.smooth_window)
 
 
 def render(audio: str | Path, out: str | Path, models: Models, params: Params, target: str | None = None,
@@ -239,7 +249,7 @@ def render(audio: str | Path, out: str | Path, models: Models, params: Params, t
     if abs(models.lstm_ckpt["fps"] - fps) > 1e-6:
         raise RenderError(f"the LSTM was trained at {models.lstm_ckpt['fps']} fps; preprocess.fps is {fps}")
     stats = models.cgan_ckpt["lips_stats"]
-    target = target or r.target_video or models.cgan_ckpt["target_video"]
+    target = target_of(models, params, target)
     if target not in stats:
         raise RenderError(f"target {target!r}: not a video the generator knows ({', '.join(sorted(stats))})")
     real = real or real_video(audio, shards)
@@ -266,7 +276,9 @@ def render(audio: str | Path, out: str | Path, models: Models, params: Params, t
         raw = np.memmap(Path(scratch) / "raw.f32", np.float32, "r", shape=(frames, 17))
 
         # 2. raw -> final lips: aligned to the target, smoothed, chunk by chunk with the window's margin
-        source, prior = _source_stats(r.align, sums, squares, frames, stats)
+        mean = sums / frames
+        clip = {"mean": mean, "cov": (squares - frames * np.outer(mean, mean)) / max(frames - 1, 1), "frames": frames}
+        source, prior = _source_stats(r.align, clip, stats)
         final = np.memmap(Path(scratch) / "final.f32", np.float32, "w+", shape=(frames, 16))
         half = r.smooth_window // 2
         for start in range(0, frames, chunk):

@@ -86,7 +86,7 @@ def test_metrics_json_has_every_design_metric_and_baseline(trained, tmp_path, ca
 
 
 def test_sync_lips_take_the_path_render_takes(trained, tmp_path):
-    """evaluate puts the model's and the yardsticks' lips through as_rendered; it must equal render()."""
+    """evaluate puts the model's and the yardsticks' lips through render.clip_lips; it must equal render()."""
     params = load_params(trained / "params.yaml", {"render.size": 128})
     t = np.arange(16000 * 3 // 2) / 16000
     speech = (0.3 * np.sin(2 * np.pi * 180 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32)
@@ -96,7 +96,7 @@ def test_sync_lips_take_the_path_render_takes(trained, tmp_path):
                   lips_out=tmp_path / "lips.npy")
     pp = params.preprocess
     raw = render.speech_lips(models, speech, pp.sample_rate, pp.fps, pp)
-    np.testing.assert_allclose(evaluate.as_rendered(models, params, raw), np.load(tmp_path / "lips.npy"), atol=1e-4)
+    np.testing.assert_allclose(render.clip_lips(models, params, raw), np.load(tmp_path / "lips.npy"), atol=1e-4)
 
 
 def test_sync_r_is_null_without_speech(trained, tmp_path, capsys):
