@@ -1,5 +1,5 @@
-"""The two ffmpeg pipes of rendering: audio out of any file as float32 mono, and raw RGB frames into an
-H.264 + AAC mp4 written atomically. Argument lists, never a shell; stderr goes to a temporary file,
+"""The encoding end of rendering: raw RGB frames into an H.264 + AAC mp4, written atomically (audio is
+read by tasks.decode.iter_audio). An argument list, never a shell; stderr goes to a temporary file,
 because a pipe nobody reads can fill up and stall ffmpeg."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import os
 import subprocess
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Self
 
@@ -19,7 +19,7 @@ from tasks.params import RenderParams
 
 
 class RenderError(RuntimeError):
-    """Audio that cannot become a video; the message names the file and the problem."""
+    """Input (speech, target, models) that cannot become a video; the message names the file and the problem."""
 
 
 def _last_line(log: IO[bytes], code: int | None) -> str:
@@ -28,39 +28,23 @@ def _last_line(log: IO[bytes], code: int | None) -> str:
     return lines[-1] if lines else f"ffmpeg exit {code}"
 
 
-class AudioReader:
-    """The first audio stream of `path` as float32 mono blocks of `block` samples at `sample_rate`.
-    `samples` counts what has been read so far."""
-
-    def __init__(self, path: Path, sample_rate: int, block: int):
-        self.path, self.sample_rate, self.block, self.samples = path, sample_rate, block, 0
-
-    def __iter__(self) -> Iterator[np.ndarray]:
-        command = ["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(self.path), "-map", "0:a:0", "-vn",
-                   "-f", "f32le", "-acodec", "pcm_f32le", "-ac", "1", "-ar", str(self.sample_rate), "pipe:1"]
-        with tempfile.TemporaryFile() as log, subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log) as process:
-            try:
-                while data := process.stdout.read(4 * self.block):
-                    block = np.frombuffer(data[:len(data) // 4 * 4], np.float32)
-                    self.samples += len(block)
-                    yield block
-            finally:
-                process.stdout.close()
-                code = process.wait()
-            if code != 0:
-                raise RenderError(f"{self.path}: audio decoding failed: {_last_line(log, code)}")
-
-
 class Encoder:
     """ffmpeg reading (n, height, width, 3) uint8 frames from `write`, muxing the first `seconds` of
-    the audio of `audio`, scaling to `size` squared (lanczos) when given. `out` appears only when
-    the block ends without an exception and ffmpeg succeeds; a temporary name beside it until then."""
+    the audio of `audio`, scaling to `size` squared (lanczos) when given; an odd side loses its last
+    pixel (H.264 in yuv420p needs even sides). `out` appears only when the block ends without an
+    exception and ffmpeg succeeds, after `finish(temp, out)` (default: a rename) when given; a
+    temporary name beside it until then."""
 
     def __init__(self, out: Path, audio: Path, seconds: float, width: int, height: int, fps: float,
-                 size: int | None, params: RenderParams):
-        self.out = out
+                 size: int | None, params: RenderParams, finish: Callable[[Path, Path], None] | None = None):
+        self.out, self.finish = out, finish
         self.temp = out.parent / f".{out.name}.{uuid.uuid4().hex[:12]}.mp4"
-        scale = ["-vf", f"scale={size}:{size}:flags=lanczos"] if size else []
+        if size:
+            scale = ["-vf", f"scale={size}:{size}:flags=lanczos"]
+        elif width % 2 or height % 2:
+            scale = ["-vf", f"crop={width - width % 2}:{height - height % 2}:0:0"]
+        else:
+            scale = []
         self.command = [
             "ffmpeg", "-nostdin", "-y", "-loglevel", "error",
             "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-framerate", str(fps), "-i", "pipe:0",
@@ -93,7 +77,10 @@ class Encoder:
             if exc_type is None:
                 if code != 0:
                     raise RenderError(f"{self.out}: encoding failed: {_last_line(self.log, code)}")
-                os.replace(self.temp, self.out)
+                if self.finish is None:
+                    os.replace(self.temp, self.out)
+                else:
+                    self.finish(self.temp, self.out)
         finally:
             self.log.close()
             self.temp.unlink(missing_ok=True)

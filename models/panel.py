@@ -1,11 +1,12 @@
-"""The paper's Fig. 6 as a video frame: the real face (when the speech comes from a corpus video), the
-generated face, the lips asked for, and a strip with the mouth opening and loudness over time.
+"""Side-by-side views for judging a render by eye, each over a strip of traces (the mouth opening
+asked for, the real one when the speech comes from a corpus video, and loudness, over +-2 s):
 
-    +-----------+-----------+-----------+
-    |   real    | generated |   lips    |   each render.size square
-    +-----------+-----------+-----------+
-    |  mouth opening and loudness, +-2 s |   a strip half as high, the cursor in the middle
-    +-----------------------------------+
+    output "panel" (FramePanel)              output "face_panel" (Panel: the paper's Fig. 6)
+    +---------------+---------------+        +-----------+-----------+-----------+
+    | target frame  |   composite   |        |   real    | generated |   lips    |
+    +---------------+---------------+        +-----------+-----------+-----------+
+    |            traces             |        |              traces               |
+    +-------------------------------+        +-----------------------------------+
 
 Drawn with cv2 (a few hundred microseconds a frame); the real crops are read from the shards
 part by part, in frame order, so memory holds one batch of JPEGs.
@@ -21,7 +22,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import simplejpeg
 
-from models.data import mouth_opening
+from tasks.landmarks import lips_opening
 from tasks.shards import part_files, partition_dir
 
 # The strip shows this many seconds either side of the current frame.
@@ -60,27 +61,69 @@ def _real_lips(shards: Path, video_id: str) -> np.ndarray:
     return lips
 
 
-class Panel:
-    """Composes panel frames. `lips` (T, 16) are the lips the generator was given, `loudness` (T,) the
-    log-energy feature; both may be memmaps: only a window around the current frame is read."""
+class Traces:
+    """The strip under a panel. `lips` (T, LIPS_DIM) are the lips the generator was given, `loudness`
+    (T,) the log-energy feature; both may be memmaps: only a window around the current frame is read.
+    `real_lips`: the true lips of the video the speech comes from, NaN where it has no face."""
 
-    def __init__(self, size: int, lips: np.ndarray, loudness: np.ndarray, lip_indices: list[int], fps: float,
-                 target: dict, shards: str | Path, real: str | None = None):
-        self.size, self.lips, self.loudness, self.lip_indices = size, lips, loudness, list(lip_indices)
+    def __init__(self, lips: np.ndarray, loudness: np.ndarray, lip_indices: list[int], fps: float,
+                 target: dict, height: int, real_lips: np.ndarray | None = None):
+        self.lips, self.loudness, self.lip_indices = lips, loudness, list(lip_indices)
+        self.real_lips, self.height = real_lips, height
         self.half = max(1, round(TRACE_SECONDS * fps))
-        self.strip = size // 4 * 2
-        self.real_rows = _real_rows(Path(shards), real) if real else None
-        self.real_lips = _real_lips(Path(shards), real) if real else None
-        self.tiles = 3 if real else 2
-        self.shape = (self.tiles * size, size + self.strip)  # (width, height)
         mean = np.asarray(target["mean"], np.float32)
-        self.centre = mean.reshape(8, 2).mean(0)
-        self.open_top = 2.5 * float(mouth_opening(mean[None], self.lip_indices)[0]) + 1e-3
+        self.open_top = 2.5 * float(lips_opening(mean[None], self.lip_indices)[0]) + 1e-3
         low, high = np.percentile(np.asarray(loudness), [5, 99.5]) if len(loudness) else (0.0, 1.0)
         self.loud_range = (float(low), float(max(high, low + 1e-3)))
 
+    def _points(self, values: np.ndarray, lo: int, index: int, low: float, high: float,
+                width: int) -> np.ndarray | None:
+        x = (np.arange(lo, lo + len(values)) - index + self.half) / (2 * self.half) * (width - 1)
+        y = (self.height - 4) - np.clip((values - low) / (high - low), 0, 1) * (self.height - 8)
+        keep = np.isfinite(y)
+        if keep.sum() < 2:
+            return None
+        return np.round(np.stack([x[keep], y[keep]], 1) * 16).astype(np.int32)
+
+    def draw(self, index: int, width: int) -> np.ndarray:
+        strip = np.full((self.height, width, 3), 24, np.uint8)
+        lo, hi = max(0, index - self.half), min(len(self.lips), index + self.half + 1)
+        opening = lips_opening(np.asarray(self.lips[lo:hi]), self.lip_indices)
+        traces = [(np.asarray(self.loudness[lo:hi], np.float64), *self.loud_range, LOUDNESS, lo),
+                  (opening, 0.0, self.open_top, PREDICTED, lo)]
+        if self.real_lips is not None:
+            rlo, rhi = min(lo, len(self.real_lips)), min(hi, len(self.real_lips))
+            real = lips_opening(self.real_lips[rlo:rhi], self.lip_indices)
+            traces.insert(1, (real, 0.0, self.open_top, REAL, rlo))
+        for values, low, high, colour, start in traces:
+            points = self._points(values, start, index, low, high, width)
+            if points is not None:
+                cv2.polylines(strip, [points], False, colour, 1, cv2.LINE_AA, shift=4)
+        cv2.line(strip, (width // 2, 0), (width // 2, self.height - 1), (255, 255, 255), 1)
+        legend = "mouth opening: asked (red)" + (", real (green)" if self.real_lips is not None else "")
+        cv2.putText(strip, legend + "; loudness (grey)", (6, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
+                    (220, 220, 220), 1, cv2.LINE_AA)
+        return strip
+
+
+def _label(tile: np.ndarray, text: str) -> np.ndarray:
+    cv2.putText(tile, text, (6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+    return tile
+
+
+class Panel:
+    """Composes face-only panel frames (the paper's Fig. 6) from generated faces."""
+
+    def __init__(self, size: int, traces: Traces, lip_indices: list[int], target: dict, shards: str | Path,
+                 real: str | None = None):
+        self.size, self.traces, self.lip_indices = size, traces, list(lip_indices)
+        self.real_rows = _real_rows(Path(shards), real) if real else None
+        self.tiles = 3 if real else 2
+        self.shape = (self.tiles * size, size + traces.height)  # (width, height)
+        self.centre = np.asarray(target["mean"], np.float32).reshape(-1, 2).mean(0)
+
     def compose(self, start: int, faces: np.ndarray) -> np.ndarray:
-        """(n, 128, 128, 3) generated faces of frames start.. -> (n, height, width, 3) panel frames."""
+        """(n, S, S, 3) generated faces of frames start.. -> (n, height, width, 3) panel frames."""
         frames = np.empty((len(faces), self.shape[1], self.shape[0], 3), np.uint8)
         for k, face in enumerate(faces):
             frames[k] = self._frame(start + k, face)
@@ -95,19 +138,19 @@ class Panel:
             tile = cv2.resize(image, (self.size, self.size), interpolation=cv2.INTER_LANCZOS4)
         else:
             tile = image.copy()
-        cv2.putText(tile, label, (6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
-        return tile
+        return _label(tile, label)
 
     def _points(self, lips: np.ndarray) -> np.ndarray:
         scale = self.size / (2 * LIPS_VIEW)
-        xy = (lips.reshape(8, 2) - self.centre + LIPS_VIEW) * scale
+        xy = (lips.reshape(-1, 2) - self.centre + LIPS_VIEW) * scale
         return np.round(xy * 16).astype(np.int32)  # 4 fractional bits: sub-pixel lines
 
     def _lips_tile(self, index: int) -> np.ndarray:
         tile = np.full((self.size, self.size, 3), 250, np.uint8)
-        shapes = [(self.lips[index], PREDICTED)]
-        if self.real_lips is not None and index < len(self.real_lips) and not np.isnan(self.real_lips[index]).any():
-            shapes.insert(0, (self.real_lips[index], REAL))
+        shapes = [(self.traces.lips[index], PREDICTED)]
+        real = self.traces.real_lips
+        if real is not None and index < len(real) and not np.isnan(real[index]).any():
+            shapes.insert(0, (real[index], REAL))
         for lips, colour in shapes:
             points = self._points(np.asarray(lips))
             cv2.polylines(tile, [points[OUTER]], True, colour, 2, cv2.LINE_AA, shift=4)
@@ -117,34 +160,6 @@ class Panel:
         cv2.putText(tile, "lips", (6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
         return tile
 
-    def _trace(self, values: np.ndarray, lo: int, index: int, low: float, high: float, colour) -> np.ndarray | None:
-        width, height = self.shape[0], self.strip
-        x = (np.arange(lo, lo + len(values)) - index + self.half) / (2 * self.half) * (width - 1)
-        y = (height - 4) - np.clip((values - low) / (high - low), 0, 1) * (height - 8)
-        keep = np.isfinite(y)
-        if keep.sum() < 2:
-            return None
-        return np.round(np.stack([x[keep], y[keep]], 1) * 16).astype(np.int32)
-
-    def _strip(self, index: int) -> np.ndarray:
-        strip = np.full((self.strip, self.shape[0], 3), 24, np.uint8)
-        lo, hi = max(0, index - self.half), min(len(self.lips), index + self.half + 1)
-        traces = [(np.asarray(self.loudness[lo:hi], np.float64), *self.loud_range, LOUDNESS, lo),
-                  (mouth_opening(np.asarray(self.lips[lo:hi]), self.lip_indices), 0.0, self.open_top, PREDICTED, lo)]
-        if self.real_lips is not None:
-            rlo, rhi = min(lo, len(self.real_lips)), min(hi, len(self.real_lips))
-            traces.insert(1, (mouth_opening(self.real_lips[rlo:rhi], self.lip_indices), 0.0, self.open_top, REAL, rlo))
-        for values, low, high, colour, start in traces:
-            points = self._trace(values, start, index, low, high, colour)
-            if points is not None:
-                cv2.polylines(strip, [points], False, colour, 1, cv2.LINE_AA, shift=4)
-        centre = self.shape[0] // 2
-        cv2.line(strip, (centre, 0), (centre, self.strip - 1), (255, 255, 255), 1)
-        legend = "mouth opening: predicted (red)" + (", real (green)" if self.real_lips is not None else "")
-        cv2.putText(strip, legend + "; loudness (grey)", (6, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
-                    (220, 220, 220), 1, cv2.LINE_AA)
-        return strip
-
     def _frame(self, index: int, face: np.ndarray) -> np.ndarray:
         tiles = []
         if self.real_rows is not None:
@@ -152,4 +167,27 @@ class Panel:
             image = simplejpeg.decode_jpeg(jpeg, colorspace="RGB") if jpeg and found else None
             tiles.append(self._tile(image, "real"))
         tiles += [self._tile(face, "generated"), self._lips_tile(index)]
-        return np.vstack([np.hstack(tiles), self._strip(index)])
+        return np.vstack([np.hstack(tiles), self.traces.draw(index, self.shape[0])])
+
+
+class FramePanel:
+    """Composes full-frame panel frames: the target's frame beside the composite, traces below.
+    Tiles are scaled to at most `height` pixels high (even sides, for H.264)."""
+
+    def __init__(self, frame_size: tuple[int, int], height: int, traces: Traces):
+        width, frame_height = frame_size
+        self.tile_height = min(frame_height, height) // 2 * 2
+        self.tile_width = round(width * self.tile_height / frame_height) // 2 * 2
+        self.traces = traces
+        self.shape = (2 * self.tile_width, self.tile_height + traces.height)  # (width, height)
+
+    def _tile(self, image: np.ndarray, label: str) -> np.ndarray:
+        if image.shape[:2] != (self.tile_height, self.tile_width):
+            image = cv2.resize(image, (self.tile_width, self.tile_height), interpolation=cv2.INTER_AREA)
+        else:
+            image = image.copy()  # decoded frames are read-only views of ffmpeg's buffer
+        return _label(image, label)
+
+    def compose(self, index: int, source: np.ndarray, composite: np.ndarray) -> np.ndarray:
+        top = np.hstack([self._tile(source, "target"), self._tile(composite, "composite")])
+        return np.vstack([top, self.traces.draw(index, self.shape[0])])

@@ -1,206 +1,46 @@
-"""Speech -> talking-head mp4: audio features -> lips (LSTM) -> aligned, smoothed lips -> faces (cGAN).
-The DVC stage `render`:
+"""Speech -> a talking-head mp4 (ARCHITECTURE.md, Rendering). The DVC stage `render`:
 
     python -m models.render [--params params.yaml] [--shards data/shards] [--videos data/raw/videos]
 
-renders renders/demo.mp4 (a held-out video's speech on the target face) and renders/demo_panel.mp4
-(the same beside the real frames, the lips and the mouth-opening trace: the paper's Fig. 6).
+writes renders/demo.mp4 (a held-out video's speech on the target's own full frames) and
+renders/demo_panel.mp4 (the target frame beside the composite, with the lip traces).
 `reenact render --audio speech.wav --out talk.mp4` is the same `render()` for any audio ffmpeg reads.
 
-Memory stays flat however long the audio: it is decoded through an ffmpeg pipe and turned into
-lips `render.chunk_seconds` at a time, with enough overlap that every MFCC window, delta and LSTM
-window is the one a whole-file run computes; the lips (64 bytes a frame) wait on disk while
-their statistics are gathered for the alignment, and frames stream into ffmpeg's stdin.
+The steps, each in its own module: speech -> raw lips (models/speech.py, streamed), raw -> final
+lips (models/lips.py: aligned to the target, smoothed, bounded to what the generator saw), final
+lips -> faces (models/cgan.py), faces -> the target's frames (models/target.py, models/composite.py),
+frames -> mp4 (models/media.py). Memory stays flat however long the speech: audio arrives through an
+ffmpeg pipe, lips wait on disk (64 bytes a frame), frames stream into ffmpeg's stdin.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from models.cgan import IMAGE_SIZE, generate_faces, load_generator
-from models.common import pick_device
-from models.lstm import load_lstm, predict_lips
-from models.media import AudioReader, Encoder, RenderError
-from models.panel import Panel, real_video
-from tasks.decode import DecodeError, probe
-from tasks.features import DELTA_WIDTH, audio_features
-from tasks.params import Params, PreprocessParams, load_params, parse_override
+from models.cgan import generate_faces
+from models.composite import composite
+from models.lips import MomentSums, align_lips, bound_lips, lips_moments, pooled_stats, smooth_lips, source_stats
+from models.loading import Models, load_models
+from models.media import Encoder, RenderError
+from models.panel import FramePanel, Panel, Traces, real_video
+from models.speech import frame_count, stream_lips
+from models.target import TargetFrames, read_target_rows, target_video_file
+from tasks.decode import DecodeError, iter_audio, probe
+from tasks.features import feature_layout
+from tasks.params import Params, load_params, parse_override
 from tasks.shards import partition_dir
 
-# Lips directions in which a clip varies less than this share of the target's mean variance are
-# noise, not speech: whitening must not blow them up to the target's scale.
-RIDGE = 0.01
-# A clip whose lips vary less than this share of the corpus's variance is mostly silence: its
-# statistics lean on the corpus's, so a silent clip keeps a closed mouth instead of the mean one.
-SHRINK = 0.05
-
 Progress = Callable[[str, int, int], None]
+OUTPUTS = ("full", "panel", "face", "face_panel")
 
-
-@dataclass
-class Models:
-    """What rendering needs, loaded once: the LSTM and the generator with their checkpoints."""
-
-    lstm: torch.nn.Module
-    lstm_ckpt: dict
-    generator: torch.nn.Module
-    cgan_ckpt: dict
-    device: torch.device
-
-
-def load_models(lstm_path: str | Path = "artifacts/lstm.pt", cgan_path: str | Path = "artifacts/cgan.pt",
-                device: str = "auto") -> Models:
-    """Both networks in eval mode on `device` ("auto": CUDA when present). FileNotFoundError if absent."""
-    device = pick_device(device)
-    lstm, lstm_ckpt = load_lstm(lstm_path, device)
-    generator, cgan_ckpt = load_generator(cgan_path, device)
-    # NHWC activations: oneDNN's transposed convolutions run ~1.5x faster on CPU, and the faces come
-    # out in the (T, H, W, 3) layout ffmpeg wants without a copy.
-    generator = generator.to(memory_format=torch.channels_last)
-    if list(lstm_ckpt["lip_indices"]) != list(cgan_ckpt["lip_indices"]):
-        raise RenderError(f"{lstm_path} and {cgan_path} were trained on different lip points")
-    return Models(lstm, lstm_ckpt, generator, cgan_ckpt, device)
-
-
-def frame_count(samples: int, sample_rate: int, fps: float) -> int:
-    """Frames at times i / fps that cover `samples`: ceil(seconds * fps), immune to 8.0 * 30 = 240.00000000000003."""
-    return math.ceil(samples * fps / sample_rate - 1e-9)
-
-
-def speech_lips(models: Models, samples: np.ndarray, sample_rate: int, fps: float,
-                params: PreprocessParams) -> np.ndarray:
-    """(T, 16) raw LSTM lips in [0, 1] for the whole of `samples` (mono float32), frames at times i / fps,
-    T = ceil(len(samples) / sample_rate * fps). The features are tasks.features.audio_features, as in
-    preprocessing. Holds the whole clip: `stream_lips` is the same in constant memory."""
-    times = np.arange(frame_count(len(samples), sample_rate, fps)) / fps
-    features = audio_features(samples, sample_rate, times, params)
-    return predict_lips(models.lstm, models.lstm_ckpt, features)
-
-
-def stream_lips(models: Models, blocks: Iterable[np.ndarray], sample_rate: int, fps: float,
-                params: PreprocessParams, chunk_frames: int = 300) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """`speech_lips` over audio arriving in blocks of any size: yields (lips (n, 16), features (n, 28))
-    for consecutive frames, `chunk_frames` at a time, equal to the whole-file result.
-
-    Each chunk is computed over its frames plus a margin on both sides, wide enough for the deltas
-    (DELTA_WIDTH frames) and the LSTM's window (2 * context + 1 frames) to see the same neighbours as
-    in a whole-file run; the margin frames are thrown away. Samples are kept from the first one the
-    next chunk's earliest window needs.
-    """
-    margin = models.lstm_ckpt["context"] + DELTA_WIDTH
-    # Half of the feature window, rounded up, and one sample of slack for the rounding of centres.
-    pad = round(params.window_ms / 1000 * sample_rate) + 1
-    blocks = iter(blocks)
-    buffer, offset = np.zeros(0, np.float32), 0  # offset: global index of buffer[0]
-    done, total = 0, None
-    while total is None or done < total:
-        if total is None:
-            needed = math.ceil((done + chunk_frames + margin - 1) / fps * sample_rate) + pad
-            pieces = [buffer]
-            have = offset + len(buffer)
-            while have < needed:
-                block = next(blocks, None)
-                if block is None:
-                    total = frame_count(have, sample_rate, fps)
-                    break
-                pieces.append(np.asarray(block, np.float32).reshape(-1))
-                have += len(pieces[-1])
-            buffer = np.concatenate(pieces)
-            if total is not None and done >= total:
-                break
-        end = done + chunk_frames if total is None else min(done + chunk_frames, total)
-        first = max(0, done - margin)
-        last = end + margin if total is None else min(end + margin, total)
-        # Times relative to the buffer's start: the same window centres as over the whole file.
-        times = np.arange(first, last) / fps - offset / sample_rate
-        features = audio_features(buffer, sample_rate, times, params)
-        lips = predict_lips(models.lstm, models.lstm_ckpt, features)
-        yield lips[done - first:end - first], features[done - first:end - first]
-        done = end
-        keep = max(0, math.floor((done - margin) / fps * sample_rate) - pad)
-        if keep > offset:
-            buffer, offset = buffer[keep - offset:], keep
-
-
-def lips_moments(lips: np.ndarray) -> dict:
-    """{"mean", "cov", "frames"} of (T, 16) lips, in the form of cgan_ckpt["lips_stats"][video_id]."""
-    lips = np.asarray(lips, np.float64)
-    cov = np.cov(lips, rowvar=False) if len(lips) > 1 else np.zeros((lips.shape[1], lips.shape[1]))
-    return {"mean": lips.mean(0), "cov": cov, "frames": len(lips)}
-
-
-def pooled_stats(stats: dict[str, dict]) -> dict:
-    """The lip statistics of several videos together (cgan_ckpt["lips_stats"]): the corpus's."""
-    parts = [(np.asarray(s["mean"], np.float64), np.asarray(s["cov"], np.float64), int(s["frames"]))
-             for s in stats.values()]
-    n = sum(frames for _, _, frames in parts)
-    mean = sum(frames * m for m, _, frames in parts) / n
-    scatter = sum((frames - 1) * c + frames * np.outer(m - mean, m - mean) for m, c, frames in parts)
-    return {"mean": mean, "cov": scatter / max(n - 1, 1), "frames": n}
-
-
-def _sqrtm(matrix: np.ndarray) -> np.ndarray:
-    values, vectors = np.linalg.eigh((matrix + matrix.T) / 2)
-    return (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
-
-
-def align_lips(lips: np.ndarray, target: dict, source: dict | None = None, prior: dict | None = None) -> np.ndarray:
-    """(T, 16) lips -> the same motion in the target video's lip statistics (the paper's affine alignment).
-
-    `target`, `source` and `prior` are {"mean", "cov"[, "frames"]} (cgan_ckpt["lips_stats"][video_id],
-    `lips_moments`, `pooled_stats`). The map x -> mu_t + A (x - mu_s) takes a Gaussian of the source's
-    mean and covariance onto the target's with the least displacement (A symmetric: the optimal
-    transport map), so opening stays opening and width stays width. `source` defaults to the lips'
-    own statistics; with `prior` (the corpus's), a clip that barely moves borrows its statistics from
-    the prior in proportion. A small ridge keeps directions in which the source does not move from
-    being amplified. Never NaN; a constant input maps to the target mean (without a prior) or to the
-    target's counterpart of the prior's shape at that point (with one); output clipped to [0, 1].
-    """
-    lips = np.asarray(lips, np.float64)
-    source = lips_moments(lips) if source is None else source
-    mean_s, cov_s = np.asarray(source["mean"], np.float64), np.asarray(source["cov"], np.float64)
-    if prior is not None:
-        mean_p, cov_p = np.asarray(prior["mean"], np.float64), np.asarray(prior["cov"], np.float64)
-        weight = np.trace(cov_s) / (np.trace(cov_s) + SHRINK * np.trace(cov_p) + 1e-30)
-        mean_s = weight * mean_s + (1 - weight) * mean_p
-        cov_s = weight * cov_s + (1 - weight) * cov_p
-    mean_t, cov_t = np.asarray(target["mean"], np.float64), np.asarray(target["cov"], np.float64)
-    cov_s = cov_s + RIDGE * np.trace(cov_t) / len(cov_t) * np.eye(len(cov_t))
-    root = _sqrtm(cov_s)
-    inverse_root = np.linalg.pinv(root, hermitian=True)
-    transport = inverse_root @ _sqrtm(root @ cov_t @ root) @ inverse_root
-    aligned = mean_t + (lips - mean_s) @ transport.T
-    return np.clip(np.nan_to_num(aligned, nan=0.5), 0.0, 1.0).astype(np.float32)
-
-
-def smooth_lips(lips: np.ndarray, window: int) -> np.ndarray:
-    """Centred moving average over `window` frames (odd; 1 = off). At the ends it averages the frames
-    there are, so the first and last frames are not pulled towards zero."""
-    if window % 2 == 0:
-        raise ValueError(f"smooth window must be odd, got {window}")
-    lips = np.asarray(lips, np.float32)
-    if window == 1 or len(lips) < 2:
-        return lips.copy()
-    half = window // 2
-    totals = np.concatenate([np.zeros((1, lips.shape[1])), np.cumsum(lips, 0, dtype=np.float64)])
-    index = np.arange(len(lips))
-    lo, hi = np.maximum(index - half, 0), np.minimum(index + half + 1, len(lips))
-    return ((totals[hi] - totals[lo]) / (hi - lo)[:, None]).astype(np.float32)
-
-
-def _source_stats(mode: str, clip: dict, stats: dict[str, dict]) -> tuple[dict | None, dict | None]:
-    """(source, prior) for align_lips from render.align and the clip's own lip moments."""
-    corpus = pooled_stats(stats)
-    return (corpus, None) if mode == "corpus" else (clip, corpus)
+__all__ = ["OUTPUTS", "Models", "RenderError", "clip_lips", "load_models", "render", "target_of"]
 
 
 def target_of(models: Models, params: Params, target: str | None = None) -> str:
@@ -208,103 +48,201 @@ def target_of(models: Models, params: Params, target: str | None = None) -> str:
     return target or params.render.target_video or models.cgan_ckpt["target_video"]
 
 
-def clip_lips(models: Models, params: Params, lips: np.ndarray, target: str | None = None) -> np.ndarray:
-    """What render() does to a clip's raw lips before the generator, on a whole clip in memory:
-    aligned to the target's lip statistics as render.align says, then smoothed."""
-    r, stats = params.render, models.cgan_ckpt["lips_stats"]
+def target_stats(models: Models, target: str, rows_lips: np.ndarray | None) -> dict:
+    """The target's lip statistics: the generator's record of them, else its rows' (a video the
+    generator was not trained on can still be a target)."""
+    stats = models.cgan_ckpt["lips_stats"]
+    if target in stats:
+        return stats[target]
+    if rows_lips is None or (~np.isnan(rows_lips).any(1)).sum() < 2:
+        raise RenderError(f"target {target!r}: not a video the generator knows ({', '.join(sorted(stats))}) "
+                          "and no frames with a face in the frame table")
+    return lips_moments(rows_lips[~np.isnan(rows_lips).any(1)])
+
+
+def final_lips(lips: np.ndarray, params: Params, target: dict, source: dict | None, prior: dict | None,
+               corpus: dict) -> np.ndarray:
+    """Raw LSTM lips -> what the generator is given: aligned, smoothed, bounded (models/lips.py)."""
+    r = params.render
     if r.align != "none":
-        source, prior = _source_stats(r.align, lips_moments(lips), stats)
-        lips = align_lips(lips, stats[target_of(models, params, target)], source, prior)
-    return smooth_lips(lips, r.smooth_window)
+        lips = align_lips(lips, target, source, prior)
+    return bound_lips(smooth_lips(lips, r.smooth_window), corpus, r.max_lips_distance)
 
 
-def render(audio: str | Path, out: str | Path, models: Models, params: Params, target: str | None = None,
-           panel: bool = False, progress: Progress | None = None, *, real: str | None = None,
-           shards: str | Path = "data/shards", lips_out: str | Path | None = None) -> dict:
+def clip_lips(models: Models, params: Params, lips: np.ndarray, target: str | None = None) -> np.ndarray:
+    """What render() does to a whole clip's raw lips in memory, before the generator."""
+    stats = models.cgan_ckpt["lips_stats"]
+    source, prior = source_stats(params.render.align, lips_moments(lips), stats)
+    return final_lips(lips, params, stats[target_of(models, params, target)], source, prior, pooled_stats(stats))
+
+
+def _speech_to_disk(models: Models, audio: Path, params: Params, scratch: Path, estimate: int,
+                    report: Progress) -> tuple[np.memmap, dict, float]:
+    """Step 1: (raw lips + loudness (T, LIPS_DIM + 1) on disk, the lips' moments, seconds of audio)."""
+    p, r = params.preprocess, params.render
+    loudness = feature_layout(p.n_mfcc).index("log_energy")
+    blocks = iter_audio(audio, p.sample_rate, round(r.chunk_seconds * p.sample_rate))
+    counted = _Counted(blocks)
+    sums, chunk = None, max(1, round(r.chunk_seconds * p.fps))
+    try:
+        with open(scratch / "raw.f32", "wb") as file:
+            for lips, features in stream_lips(models, counted, p.sample_rate, p.fps, p, chunk):
+                file.write(np.hstack([lips, features[:, loudness:loudness + 1]]).astype(np.float32).tobytes())
+                sums = sums or MomentSums(lips.shape[1])
+                sums.add(lips)
+                report("lips", sums.frames, max(estimate, sums.frames))
+    except DecodeError as exc:
+        raise RenderError(str(exc)) from None
+    if sums is None:
+        raise RenderError(f"{audio}: no audio samples decoded")
+    raw = np.memmap(scratch / "raw.f32", np.float32, "r", shape=(sums.frames, sums.sums.shape[0] + 1))
+    return raw, sums.moments(), counted.samples / p.sample_rate
+
+
+class _Counted:
+    """Blocks passed through, their samples counted: the length of the speech once read."""
+
+    def __init__(self, blocks):
+        self.blocks, self.samples = blocks, 0
+
+    def __iter__(self):
+        for block in self.blocks:
+            self.samples += len(block)
+            yield block
+
+
+def _lips_to_disk(raw: np.memmap, clip: dict, params: Params, stats: dict, target: dict, scratch: Path) -> np.memmap:
+    """Step 2: raw -> final lips chunk by chunk, each with the smoothing window's margin."""
+    r = params.render
+    frames, dim = raw.shape[0], raw.shape[1] - 1
+    source, prior = source_stats(r.align, clip, stats)
+    corpus = pooled_stats(stats)
+    final = np.memmap(scratch / "final.f32", np.float32, "w+", shape=(frames, dim))
+    chunk, half = max(1, round(r.chunk_seconds * params.preprocess.fps)), r.smooth_window // 2
+    for start in range(0, frames, chunk):
+        lo, hi = max(0, start - half), min(frames, start + chunk + half)
+        lips = final_lips(np.asarray(raw[lo:hi, :dim]), params, target, source, prior, corpus)
+        final[start:start + chunk] = lips[start - lo:start - lo + chunk]
+    final.flush()
+    return final
+
+
+def _faces(models: Models, final: np.ndarray, batch: int) -> Iterator[tuple[int, np.ndarray]]:
+    """(first frame, faces) batch by batch, one noise vector for every frame."""
+    with torch.inference_mode():
+        for start in range(0, len(final), batch):
+            yield start, generate_faces(models.generator, models.cgan_ckpt, np.asarray(final[start:start + batch]),
+                                        batch_size=batch)
+
+
+class _Job:
+    """What one render needs besides the lips: the output mode, the target, its rows and footage."""
+
+    def __init__(self, models: Models, params: Params, output: str, target: str, shards: Path, videos: Path,
+                 real: str | None):
+        self.output, self.target, self.real = output, target, real
+        self.rows = read_target_rows(shards, target) if output in ("full", "panel") else None
+        self.stats = target_stats(models, target, self.rows.lips if self.rows else None)
+        self.footage = None
+        if self.rows is not None:
+            self.footage = TargetFrames(target_video_file(videos, target), params.preprocess.fps, len(self.rows))
+
+    def frames(self, models: Models, params: Params, final: np.ndarray, raw: np.memmap,
+               shards: Path) -> tuple[tuple[int, int], int | None, Iterator[tuple[int, np.ndarray]]]:
+        """((width, height), scale side or None, iterator of (first frame, frames to encode))."""
+        r, fps = params.render, params.preprocess.fps
+        indices = models.cgan_ckpt["lip_indices"]
+        faces = _faces(models, final, r.batch_size)
+        traces = Traces(final, raw[:, -1], indices, fps, self.stats, r.size // 4 * 2,
+                        _real_lips(shards, self.real))
+        if self.output == "face":
+            size = models.cgan_ckpt["face_size"]
+            return (size, size), (r.size if r.size != size else None), faces
+        if self.output == "face_panel":
+            view = Panel(r.size, traces, indices, self.stats, shards, self.real)
+            return view.shape, None, ((start, view.compose(start, batch)) for start, batch in faces)
+        if self.output == "panel":
+            view = FramePanel((self.footage.width, self.footage.height), 2 * r.size, traces)
+            return view.shape, None, self._composited(faces, len(final), view)
+        return (self.footage.width, self.footage.height), None, self._composited(faces, len(final), None)
+
+    def _composited(self, faces, count: int, view: FramePanel | None) -> Iterator[tuple[int, np.ndarray]]:
+        footage = self.footage(count)
+        rows = self.rows
+        for start, batch in faces:
+            out = []
+            for k, face in enumerate(batch):
+                index, frame = next(footage)
+                mixed, _ = composite(frame, face, rows.crop[index], rows.landmarks[index], rows.face_found[index])
+                out.append(view.compose(start + k, frame, mixed) if view else mixed)
+            yield start, np.stack(out)
+
+
+def _real_lips(shards: Path, real: str | None) -> np.ndarray | None:
+    if not real:
+        return None
+    return read_target_rows(shards, real).lips
+
+
+def render(audio: str | Path, out: str | Path, models: Models, params: Params, target: str | None = None, *,
+           output: str | None = None, progress: Progress | None = None, shards: str | Path = "data/shards",
+           videos: str | Path = "data/raw/videos", real: str | None = None,
+           lips_out: str | Path | None = None, finish: Callable[[Path, Path], None] | None = None) -> dict:
     """Render `audio` (any file ffmpeg reads with an audio stream) as `out`, an H.264 + AAC mp4 at
-    preprocess.fps with the original audio, exactly as many frames as cover the audio (T = ceil(seconds
-    * fps): the video is at most one frame longer than the audio).
+    preprocess.fps with the original audio, T = ceil(seconds * fps) frames (at most one frame longer
+    than the audio).
 
-    target: the video id whose face speaks (default render.target_video, else the generator's target).
-    panel: the paper's Fig. 6 layout (models/panel.py), with the real frames when the audio is
-    <shards>/../raw/videos/<video_id>.mp4 of a video in `shards`, or `real` names a video there.
-    progress(phase, done, total): called as frames are done; phase "lips" (total estimated from the
-    container's duration) then "frames". lips_out: also save the final (T, 16) lips as .npy.
-    A clip of any length down to one frame is rendered (0.1 s -> 3 frames); pure silence gives a
-    closed mouth. Raises RenderError, naming the file, for no audio stream, an unreadable file or
-    no audio samples; `out` is then untouched (written under a temporary name, then renamed).
-    Returns {"frames", "audio_seconds", "video_seconds", "wall_seconds", "target", "out"}.
+    output (default render.output): "full", the target's own frames at their resolution with the lower
+    face replaced (frames ping-pong when the speech outlasts the target); "panel", the target frame
+    beside the composite over the lip traces; "face", the generated crop at render.size; "face_panel",
+    the paper's Fig. 6. target: the video id whose face speaks (default render.target_video, else the
+    generator's target). real: the corpus video the speech comes from, for the traces' real mouth
+    opening (found by path for <shards>/../raw/videos/<id>.mp4). progress(phase, done, total): phases
+    "lips" then "frames". lips_out: also save the final lips as .npy. finish(temp, out): how the
+    finished temporary file becomes `out` (signing, say); default a rename.
+    Raises RenderError naming the file for unreadable speech or an unusable target; `out` is then
+    untouched. Returns {"frames", "audio_seconds", "video_seconds", "wall_seconds", "target", "output", "out"}.
     """
     started = time.perf_counter()
-    audio, out, shards = Path(audio), Path(out), Path(shards)
-    p, r = params.preprocess, params.render
-    fps, sample_rate = p.fps, p.sample_rate
+    audio, out, shards, videos = Path(audio), Path(out), Path(shards), Path(videos)
+    output = output or params.render.output
+    if output not in OUTPUTS:
+        raise RenderError(f"output {output!r}: not one of {', '.join(OUTPUTS)}")
     report = progress or (lambda phase, done, total: None)
+    info = _check_speech(audio, models, params)
+    target = target_of(models, params, target)
+    real = real or real_video(audio, shards)
+    if output == "face_panel" and real and not partition_dir(shards, real).is_dir():
+        raise RenderError(f"real frames {real!r}: no such video in {shards}")
+    job = _Job(models, params, output, target, shards, videos, real)
+    p = params.preprocess
+    estimate = frame_count(round(info.duration * p.sample_rate), p.sample_rate, p.fps)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="reenact-render-") as scratch:
+        raw, clip, seconds = _speech_to_disk(models, audio, params, Path(scratch), estimate, report)
+        final = _lips_to_disk(raw, clip, params, models.cgan_ckpt["lips_stats"], job.stats, Path(scratch))
+        if lips_out is not None:
+            np.save(lips_out, np.asarray(final))
+        (width, height), size, frames = job.frames(models, params, final, raw, shards)
+        with Encoder(out, audio, seconds, width, height, p.fps, size, params.render, finish) as encoder:
+            for start, batch in frames:
+                encoder.write(batch)
+                report("frames", start + len(batch), len(final))
+    return {"frames": len(final), "audio_seconds": seconds, "video_seconds": len(final) / p.fps,
+            "wall_seconds": time.perf_counter() - started, "target": target, "output": output, "out": str(out)}
+
+
+def _check_speech(audio: Path, models: Models, params: Params):
     try:
         info = probe(audio)
     except DecodeError as exc:
         raise RenderError(str(exc)) from None
     if not info.has_audio:
         raise RenderError(f"{audio}: has no audio stream")
-    if abs(models.lstm_ckpt["fps"] - fps) > 1e-6:
-        raise RenderError(f"the LSTM was trained at {models.lstm_ckpt['fps']} fps; preprocess.fps is {fps}")
-    stats = models.cgan_ckpt["lips_stats"]
-    target = target_of(models, params, target)
-    if target not in stats:
-        raise RenderError(f"target {target!r}: not a video the generator knows ({', '.join(sorted(stats))})")
-    real = real or real_video(audio, shards)
-    if panel and real and not partition_dir(shards, real).is_dir():
-        raise RenderError(f"real frames {real!r}: no such video in {shards}")
-    chunk = max(1, round(r.chunk_seconds * fps))
-    estimate = frame_count(round(info.duration * sample_rate), sample_rate, fps)
-    out.parent.mkdir(parents=True, exist_ok=True)
-
-    with tempfile.TemporaryDirectory(prefix="reenact-render-") as scratch:
-        # 1. audio -> raw lips on disk, with the sums the alignment needs
-        reader = AudioReader(audio, sample_rate, block=round(r.chunk_seconds * sample_rate))
-        sums, squares, frames = np.zeros(16), np.zeros((16, 16)), 0
-        with open(Path(scratch) / "raw.f32", "wb") as file:
-            for lips, features in stream_lips(models, reader, sample_rate, fps, p, chunk):
-                file.write(np.hstack([lips, features[:, -2:-1]]).astype(np.float32).tobytes())
-                x = lips.astype(np.float64)
-                sums += x.sum(0)
-                squares += x.T @ x
-                frames += len(lips)
-                report("lips", frames, max(estimate, frames))
-        if frames == 0:
-            raise RenderError(f"{audio}: no audio samples decoded")
-        raw = np.memmap(Path(scratch) / "raw.f32", np.float32, "r", shape=(frames, 17))
-
-        # 2. raw -> final lips: aligned to the target, smoothed, chunk by chunk with the window's margin
-        mean = sums / frames
-        clip = {"mean": mean, "cov": (squares - frames * np.outer(mean, mean)) / max(frames - 1, 1), "frames": frames}
-        source, prior = _source_stats(r.align, clip, stats)
-        final = np.memmap(Path(scratch) / "final.f32", np.float32, "w+", shape=(frames, 16))
-        half = r.smooth_window // 2
-        for start in range(0, frames, chunk):
-            lo, hi = max(0, start - half), min(frames, start + chunk + half)
-            lips = np.asarray(raw[lo:hi, :16])
-            if r.align != "none":
-                lips = align_lips(lips, stats[target], source, prior)
-            final[start:start + chunk] = smooth_lips(lips, r.smooth_window)[start - lo:start - lo + chunk]
-        final.flush()
-        if lips_out is not None:
-            np.save(lips_out, np.asarray(final))
-
-        # 3. final lips -> faces -> ffmpeg, one noise vector for every frame
-        view = Panel(r.size, final, raw[:, 16], models.cgan_ckpt["lip_indices"], fps, stats[target],
-                     shards, real) if panel else None
-        width, height = view.shape if view else (IMAGE_SIZE, IMAGE_SIZE)
-        scale = r.size if not view and r.size != IMAGE_SIZE else None
-        seconds = reader.samples / sample_rate
-        with Encoder(out, audio, seconds, width, height, fps, scale, r) as encoder, torch.inference_mode():
-            for start in range(0, frames, r.batch_size):
-                faces = generate_faces(models.generator, models.cgan_ckpt, np.asarray(final[start:start + r.batch_size]),
-                                       batch_size=r.batch_size)
-                encoder.write(view.compose(start, faces) if view else faces)
-                report("frames", start + len(faces), frames)
-    return {"frames": frames, "audio_seconds": seconds, "video_seconds": frames / fps,
-            "wall_seconds": time.perf_counter() - started, "target": target, "out": str(out)}
+    if abs(models.lstm_ckpt["fps"] - params.preprocess.fps) > 1e-6:
+        raise RenderError(f"the LSTM was trained at {models.lstm_ckpt['fps']} fps; "
+                          f"preprocess.fps is {params.preprocess.fps}")
+    return info
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -328,12 +266,11 @@ def main(argv: list[str] | None = None) -> None:
     video_id = val_videos[0]
     audio = Path(args.videos) / f"{video_id}.mp4"
     models = load_models(args.lstm, args.cgan, params.device)
-    out_dir = Path(args.out_dir)
-    for name, panel in (("demo.mp4", False), ("demo_panel.mp4", True)):
-        result = render(audio, out_dir / name, models, params, panel=panel, real=video_id if panel else None,
-                        shards=args.shards)
-        print(f"render: {result['out']}: {video_id}'s speech on {result['target']}, {result['frames']} frames "
-              f"({result['audio_seconds']:.2f} s of audio) in {result['wall_seconds']:.1f} s")
+    for name, output in (("demo.mp4", "full"), ("demo_panel.mp4", "panel")):
+        result = render(audio, Path(args.out_dir) / name, models, params, output=output, real=video_id,
+                        shards=args.shards, videos=args.videos)
+        print(f"render: {result['out']}: {video_id}'s speech on {result['target']} ({output}), "
+              f"{result['frames']} frames ({result['audio_seconds']:.2f} s of audio) in {result['wall_seconds']:.1f} s")
 
 
 if __name__ == "__main__":

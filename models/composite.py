@@ -1,0 +1,169 @@
+"""Compositing: a generated 128x128 face put back into the target's own frame (ARCHITECTURE.md, Rendering).
+
+Per frame, from that frame's row of the frame table (its crop transform and 68 landmarks):
+
+1. a soft mask of the lower face in crop pixels: the jaw line from cheek to cheek, closed along the
+   base of the nose, the jaw pushed outwards so that a generated chin lower than the real one is
+   still inside, feathered by a Gaussian whose width is a share of the face (the crop is scaled
+   to the face, so a fixed width in crop pixels is proportional to the face in the frame);
+2. the generated face shifted to the real frame's colour in the band where the mask fades;
+3. face and mask warped back with the inverse of the crop transform, onto the face's region of
+   the frame only, at the frame's own resolution, and alpha-blended there.
+
+Everything outside the region is the source frame's pixels. A frame without a face passes through.
+`hard_paste` is the yardstick: the whole crop's box pasted back, as Wav2Lip does.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+# Lower face: dlib's jaw points 2..14 (cheek, chin, cheek), then back along the nose base 35..31.
+JAW = list(range(2, 15))
+NOSE_BASE = [35, 34, 33, 32, 31]
+# The jaw is pushed this share of the face size away from the mouth: an opened generated mouth
+# drops its chin below the real one, which must not show as a second chin.
+JAW_MARGIN = 0.06
+# Feathering: Gaussian sigma as a share of the face size (5 px at 128: MuseTalk feathers ~10%).
+FEATHER = 0.04
+# The mask is forced to 0 over this many crop pixels at the crop's edge, so the warped mask never
+# ends in a step where the crop ends.
+EDGE = 3
+
+
+def _blur_sigma(size: int) -> float:
+    return FEATHER * size
+
+
+def lower_face_polygon(landmarks: np.ndarray, size: int) -> np.ndarray:
+    """(18, 2) float32 polygon of the lower face in crop pixels, the jaw pushed out by JAW_MARGIN."""
+    landmarks = np.asarray(landmarks, np.float32).reshape(-1, 2)
+    jaw, nose = landmarks[JAW], landmarks[NOSE_BASE]
+    centre = landmarks[48:68].mean(0)  # the mouth
+    away = jaw - centre
+    away /= np.linalg.norm(away, axis=1, keepdims=True) + 1e-6
+    return np.vstack([jaw + JAW_MARGIN * size * away, nose]).astype(np.float32)
+
+
+def lower_face_mask(landmarks: np.ndarray, size: int) -> np.ndarray:
+    """(size, size) float32 alpha in [0, 1]: 1 inside the lower face, feathered at its border,
+    0 at the crop's edge. `landmarks` are the frame table's (68, 2) (or 136) crop pixels."""
+    polygon = lower_face_polygon(landmarks, size)
+    mask = np.zeros((size, size), np.float32)
+    cv2.fillPoly(mask, [np.round(polygon * 16).astype(np.int32)], 1.0, cv2.LINE_AA, shift=4)
+    sigma = _blur_sigma(size)
+    mask = cv2.GaussianBlur(mask, (0, 0), sigma, borderType=cv2.BORDER_CONSTANT)
+    ramp = np.clip(np.minimum(np.arange(size), np.arange(size)[::-1]) / EDGE, 0, 1).astype(np.float32)
+    return mask * ramp[:, None] * ramp[None, :]
+
+
+def match_colour(face: np.ndarray, real: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """`face` (uint8 RGB crop) shifted per channel so that its mean in the mask's fading band equals
+    the real crop's there: lighting that changed since training does not show as a seam."""
+    band = (mask > 0.05) & (mask < 0.95)
+    if band.sum() < 16:
+        return face
+    shift = real[band].mean(0, dtype=np.float64) - face[band].mean(0, dtype=np.float64)
+    return np.clip(face.astype(np.float32) + shift.astype(np.float32), 0, 255).astype(np.uint8)
+
+
+def _region(crop: np.ndarray, size: int, frame_shape: tuple[int, ...]) -> tuple[int, int, int, int] | None:
+    """(x0, y0, x1, y1): the frame pixels the crop's square covers, clipped to the frame; None if none."""
+    inverse = cv2.invertAffineTransform(np.asarray(crop, np.float64))
+    corners = np.array([[0, 0], [size, 0], [0, size], [size, size]], np.float64) @ inverse[:, :2].T + inverse[:, 2]
+    height, width = frame_shape[:2]
+    x0, y0 = np.floor(corners.min(0)).astype(int)
+    x1, y1 = np.ceil(corners.max(0)).astype(int) + 1
+    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
+    return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
+
+
+def warp_back(image: np.ndarray, crop: np.ndarray, region: tuple[int, int, int, int], interpolation: int,
+              border: int = cv2.BORDER_CONSTANT) -> np.ndarray:
+    """A crop-space image (face or mask) in the frame's `region`: the inverse of the crop transform."""
+    x0, y0, x1, y1 = region
+    inverse = cv2.invertAffineTransform(np.asarray(crop, np.float64))
+    inverse[:, 2] -= (x0, y0)
+    return cv2.warpAffine(image, inverse, (x1 - x0, y1 - y0), flags=interpolation, borderMode=border)
+
+
+def blend(frame: np.ndarray, face: np.ndarray, alpha: np.ndarray, region: tuple[int, int, int, int]) -> np.ndarray:
+    """A copy of `frame` with `face` alpha-blended into `region` (face and alpha already in frame pixels)."""
+    x0, y0, x1, y1 = region
+    out = frame.copy()
+    real = frame[y0:y1, x0:x1].astype(np.float32)
+    mixed = real + (face.astype(np.float32) - real) * alpha[..., None]
+    out[y0:y1, x0:x1] = np.clip(mixed + 0.5, 0, 255).astype(np.uint8)
+    return out
+
+
+def composite(frame: np.ndarray, face: np.ndarray, crop: np.ndarray, landmarks: np.ndarray,
+              face_found: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    """(frame with the generated lower face blended in, alpha over the frame or None).
+
+    frame: (H, W, 3) uint8 RGB source frame; face: (S, S, 3) uint8 generated crop; crop: the row's
+    (2, 3) transform source pixels -> crop pixels; landmarks: the row's 68 points in crop pixels.
+    Without a face (or with NaN landmarks) the frame comes back unchanged and the alpha is None.
+    """
+    size = face.shape[0]
+    landmarks = np.asarray(landmarks, np.float32).reshape(-1, 2)
+    crop = np.asarray(crop, np.float64).reshape(2, 3)
+    if not face_found or not np.isfinite(landmarks).all():
+        return frame, None
+    region = _region(crop, size, frame.shape)
+    if region is None:
+        return frame, None
+    mask = lower_face_mask(landmarks, size)
+    real = cv2.warpAffine(frame, crop, (size, size), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
+    face = match_colour(face, real, mask)
+    alpha = warp_back(mask, crop, region, cv2.INTER_LINEAR)
+    warped = warp_back(face, crop, region, cv2.INTER_CUBIC, cv2.BORDER_REPLICATE)
+    full_alpha = np.zeros(frame.shape[:2], np.float32)
+    x0, y0, x1, y1 = region
+    full_alpha[y0:y1, x0:x1] = alpha
+    return blend(frame, warped, alpha, region), full_alpha
+
+
+def hard_paste(frame: np.ndarray, face: np.ndarray, crop: np.ndarray,
+               face_found: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    """The baseline: the crop's whole box warped back and pasted without a mask or colour match."""
+    size = face.shape[0]
+    crop = np.asarray(crop, np.float64).reshape(2, 3)
+    region = _region(crop, size, frame.shape) if face_found else None
+    if region is None:
+        return frame, None
+    box = warp_back(np.ones((size, size), np.float32), crop, region, cv2.INTER_NEAREST)
+    warped = warp_back(face, crop, region, cv2.INTER_CUBIC, cv2.BORDER_REPLICATE)
+    full_alpha = np.zeros(frame.shape[:2], np.float32)
+    x0, y0, x1, y1 = region
+    full_alpha[y0:y1, x0:x1] = box
+    return blend(frame, warped, box, region), full_alpha
+
+
+def _gradient(image: np.ndarray) -> np.ndarray:
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    return cv2.magnitude(cv2.Sobel(grey, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(grey, cv2.CV_32F, 0, 1, ksize=3))
+
+
+def boundary(alpha: np.ndarray) -> np.ndarray:
+    """Pixels on the mask's border (where alpha crosses 0.5), one pixel wide, as a bool image."""
+    inside = (alpha >= 0.5).astype(np.uint8)
+    edge = cv2.morphologyEx(inside, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)) > 0
+    return edge & (cv2.erode(inside, np.ones((3, 3), np.uint8)) == 0)
+
+
+def seam_gradients(composite_frame: np.ndarray, source: np.ndarray, alpha: np.ndarray) -> tuple[float, float, int]:
+    """(sum of gradient magnitude on the mask's border in the composite, the same in the source,
+    border pixels): summed over frames, their ratio is the `seam` metric (1.0: invisible)."""
+    edge = boundary(alpha)
+    if not edge.any():
+        return 0.0, 0.0, 0
+    return (float(_gradient(composite_frame)[edge].sum()), float(_gradient(source)[edge].sum()), int(edge.sum()))
+
+
+def outside_error(composite_frame: np.ndarray, source: np.ndarray, alpha: np.ndarray | None) -> tuple[float, int]:
+    """(sum of squared differences, values) over the pixels the mask does not touch: for outside_psnr."""
+    outside = np.ones(source.shape[:2], bool) if alpha is None else alpha <= 1e-3
+    diff = composite_frame[outside].astype(np.float64) - source[outside].astype(np.float64)
+    return float((diff * diff).sum()), int(diff.size)

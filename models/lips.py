@@ -1,0 +1,137 @@
+"""Lip statistics and what rendering does to predicted lips before the generator (ARCHITECTURE.md, Rendering):
+map them onto the target speaker's lip statistics (the paper's affine alignment across speakers),
+smooth them over time, and pull lips unlike any the generator saw back onto its training
+distribution (the paper's Fig. 7 failure: such lips give broken faces).
+
+Statistics are {"mean", "cov", "frames"} dicts, the form of cgan_ckpt["lips_stats"][video_id].
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# Lips directions in which a clip varies less than this share of the target's mean variance are
+# noise, not speech: whitening must not blow them up to the target's scale.
+RIDGE = 0.01
+# A clip whose lips vary less than this share of the corpus's variance is mostly silence: its
+# statistics lean on the corpus's, so a silent clip keeps a closed mouth instead of the mean one.
+SHRINK = 0.05
+
+
+def lips_moments(lips: np.ndarray) -> dict:
+    """{"mean", "cov", "frames"} of (T, LIPS_DIM) lips."""
+    lips = np.asarray(lips, np.float64)
+    cov = np.cov(lips, rowvar=False) if len(lips) > 1 else np.zeros((lips.shape[1], lips.shape[1]))
+    return {"mean": lips.mean(0), "cov": cov, "frames": len(lips)}
+
+
+class MomentSums:
+    """lips_moments over lips that arrive in chunks: sums and cross products, nothing else kept."""
+
+    def __init__(self, dim: int):
+        self.sums, self.squares, self.frames = np.zeros(dim), np.zeros((dim, dim)), 0
+
+    def add(self, lips: np.ndarray) -> None:
+        x = np.asarray(lips, np.float64)
+        self.sums += x.sum(0)
+        self.squares += x.T @ x
+        self.frames += len(x)
+
+    def moments(self) -> dict:
+        n = self.frames
+        mean = self.sums / max(n, 1)
+        return {"mean": mean, "cov": (self.squares - n * np.outer(mean, mean)) / max(n - 1, 1), "frames": n}
+
+
+def pooled_stats(stats: dict[str, dict]) -> dict:
+    """The lip statistics of several videos together (cgan_ckpt["lips_stats"]): the corpus's."""
+    parts = [(np.asarray(s["mean"], np.float64), np.asarray(s["cov"], np.float64), int(s["frames"]))
+             for s in stats.values()]
+    n = sum(frames for _, _, frames in parts)
+    mean = sum(frames * m for m, _, frames in parts) / n
+    scatter = sum((frames - 1) * c + frames * np.outer(m - mean, m - mean) for m, c, frames in parts)
+    return {"mean": mean, "cov": scatter / max(n - 1, 1), "frames": n}
+
+
+def _sqrtm(matrix: np.ndarray) -> np.ndarray:
+    values, vectors = np.linalg.eigh((matrix + matrix.T) / 2)
+    return (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
+
+
+def align_lips(lips: np.ndarray, target: dict, source: dict | None = None, prior: dict | None = None) -> np.ndarray:
+    """(T, LIPS_DIM) lips -> the same motion in the target video's lip statistics.
+
+    The map x -> mu_t + A (x - mu_s) takes a Gaussian of the source's mean and covariance onto the
+    target's with the least displacement (A symmetric: the optimal transport map), so opening stays
+    opening and width stays width. `source` defaults to the lips' own statistics; with `prior` (the
+    corpus's), a clip that barely moves borrows its statistics from the prior in proportion. A small
+    ridge keeps directions in which the source does not move from being amplified. Never NaN; a
+    constant input maps to the target mean (without a prior) or to the target's counterpart of the
+    prior's shape at that point (with one); output clipped to [0, 1].
+    """
+    lips = np.asarray(lips, np.float64)
+    source = lips_moments(lips) if source is None else source
+    mean_s, cov_s = np.asarray(source["mean"], np.float64), np.asarray(source["cov"], np.float64)
+    if prior is not None:
+        mean_p, cov_p = np.asarray(prior["mean"], np.float64), np.asarray(prior["cov"], np.float64)
+        weight = np.trace(cov_s) / (np.trace(cov_s) + SHRINK * np.trace(cov_p) + 1e-30)
+        mean_s = weight * mean_s + (1 - weight) * mean_p
+        cov_s = weight * cov_s + (1 - weight) * cov_p
+    mean_t, cov_t = np.asarray(target["mean"], np.float64), np.asarray(target["cov"], np.float64)
+    cov_s = cov_s + RIDGE * np.trace(cov_t) / len(cov_t) * np.eye(len(cov_t))
+    root = _sqrtm(cov_s)
+    inverse_root = np.linalg.pinv(root, hermitian=True)
+    transport = inverse_root @ _sqrtm(root @ cov_t @ root) @ inverse_root
+    aligned = mean_t + (lips - mean_s) @ transport.T
+    return np.clip(np.nan_to_num(aligned, nan=0.5), 0.0, 1.0).astype(np.float32)
+
+
+def smooth_lips(lips: np.ndarray, window: int) -> np.ndarray:
+    """Centred moving average over `window` frames (odd; 1 = off). At the ends it averages the frames
+    there are, so the first and last frames are not pulled towards zero."""
+    if window % 2 == 0:
+        raise ValueError(f"smooth window must be odd, got {window}")
+    lips = np.asarray(lips, np.float32)
+    if window == 1 or len(lips) < 2:
+        return lips.copy()
+    half = window // 2
+    totals = np.concatenate([np.zeros((1, lips.shape[1])), np.cumsum(lips, 0, dtype=np.float64)])
+    index = np.arange(len(lips))
+    lo, hi = np.maximum(index - half, 0), np.minimum(index + half + 1, len(lips))
+    return ((totals[hi] - totals[lo]) / (hi - lo)[:, None]).astype(np.float32)
+
+
+def _whitener(stats: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, W) with |W (x - mean)| the Mahalanobis distance under a ridged covariance."""
+    mean, cov = np.asarray(stats["mean"], np.float64), np.asarray(stats["cov"], np.float64)
+    cov = cov + RIDGE * np.trace(cov) / len(cov) * np.eye(len(cov))
+    values, vectors = np.linalg.eigh((cov + cov.T) / 2)
+    return mean, (vectors / np.sqrt(np.clip(values, 1e-12, None))).T
+
+
+def lips_distance(lips: np.ndarray, stats: dict) -> np.ndarray:
+    """(T,) Mahalanobis distance of each frame's lips from a distribution's mean."""
+    mean, whiten = _whitener(stats)
+    return np.linalg.norm((np.asarray(lips, np.float64) - mean) @ whiten.T, axis=1)
+
+
+def bound_lips(lips: np.ndarray, stats: dict, bound: float) -> np.ndarray:
+    """Lips further than `bound` (Mahalanobis) from the training lips pulled in along the line to
+    their mean, onto the bound; the rest untouched. `bound` 0 turns the guard off."""
+    lips = np.asarray(lips, np.float32)
+    if bound <= 0 or not len(lips):
+        return lips
+    distance = lips_distance(lips, stats)
+    far = distance > bound
+    if not far.any():
+        return lips
+    mean = np.asarray(stats["mean"], np.float64)
+    pulled = lips.copy()
+    pulled[far] = (mean + (lips[far] - mean) * (bound / distance[far])[:, None]).astype(np.float32)
+    return pulled
+
+
+def source_stats(mode: str, clip: dict, stats: dict[str, dict]) -> tuple[dict | None, dict | None]:
+    """(source, prior) for align_lips from render.align and the clip's own lip moments."""
+    corpus = pooled_stats(stats)
+    return (corpus, None) if mode == "corpus" else (clip, corpus)
