@@ -30,6 +30,15 @@ class MediaInfo:
     width: int = 0
     height: int = 0
     sample_rate: int = 0
+    sample_aspect: float = 1.0  # width / height of a pixel as displayed (anamorphic video: not 1)
+
+    def square_pixel_size(self) -> tuple[int, int]:
+        """(width, height) at which the frames look as displayed, with square pixels: the width
+        scaled by the sample aspect ratio, both sides even for I420 (a rescaled frame might as
+        well be). Faces in anamorphic video decoded at the stored size are squashed: HOG misses them."""
+        if abs(self.sample_aspect - 1.0) < 0.01:
+            return self.width, self.height
+        return max(2, 2 * round(self.width * self.sample_aspect / 2)), max(2, 2 * round(self.height / 2))
 
 
 def _ratio(text: str | None) -> float:
@@ -48,9 +57,13 @@ def probe(path: str | Path) -> MediaInfo:
         info = ffmpeg.probe(str(path))
     except ffmpeg.Error as exc:
         message = exc.stderr.decode(errors="replace").strip().splitlines()
-        raise DecodeError(f"{path}: not a readable media file ({message[-1] if message else 'ffprobe failed'})") from None
+        reason = message[-1] if message else "ffprobe failed"
+        raise DecodeError(f"{path}: not a readable media file ({reason})") from None
     streams = info.get("streams", [])
-    video = next((s for s in streams if s.get("codec_type") == "video" and not s.get("disposition", {}).get("attached_pic")), None)
+    # A cover picture is a video stream too; it is not the video.
+    moving = [s for s in streams
+              if s.get("codec_type") == "video" and not s.get("disposition", {}).get("attached_pic")]
+    video = next(iter(moving), None)
     audio = next((s for s in streams if s.get("codec_type") == "audio"), None)
     if video is None and audio is None:
         raise DecodeError(f"{path}: not a media file (no audio or video stream)")
@@ -64,17 +77,19 @@ def probe(path: str | Path) -> MediaInfo:
         width=int(video.get("width", 0)) if video else 0,
         height=int(video.get("height", 0)) if video else 0,
         sample_rate=int(audio.get("sample_rate", 0)) if audio else 0,
+        sample_aspect=_ratio((video or {}).get("sample_aspect_ratio", "").replace(":", "/")) or 1.0,
     )
 
 
 def iter_frames(path: str | Path, fps: float, width: int = 0, height: int = 0, pix_fmt: str = "rgb24",
-                info: MediaInfo | None = None) -> Iterator[np.ndarray]:
+                info: MediaInfo | None = None, start: int = 0) -> Iterator[np.ndarray]:
     """Frames at `fps`, streamed from one ffmpeg process: RGB uint8 (H, W, 3) for pix_fmt "rgb24",
     I420 uint8 (H * 3 // 2, W) for "yuv420p" (OpenCV's layout for COLOR_YUV2RGB_I420: the Y
     plane is the first H rows, then U and V at half resolution; H and W must be even).
 
     I420 is what most videos hold, so ffmpeg hands it over without a colour conversion and
     the pipe carries half the bytes of RGB. Pass `info` (from probe) to save an ffprobe run.
+    `start`: the first frame to yield (frame `start` of a run from 0), reached by seeking.
     Memory holds one frame at a time. Raises DecodeError if ffmpeg fails before the end,
     after yielding what it decoded (a truncated file yields its readable frames, then fails).
     """
@@ -86,7 +101,10 @@ def iter_frames(path: str | Path, fps: float, width: int = 0, height: int = 0, p
     width, height = width or info.width, height or info.height
     if pix_fmt == "yuv420p" and (width % 2 or height % 2):
         raise ValueError(f"{path}: yuv420p frames need an even width and height, got {width}x{height}")
-    stream = ffmpeg.input(str(path)).video.filter("fps", fps=fps)
+    # Seeking lands on frame `start` when it is aimed a third of a frame early: the decoder drops
+    # what lies before the seek point, and the fps filter's grid restarts at the first frame kept.
+    seek = {"ss": f"{max(0.0, (start - 1 / 3) / fps):.6f}"} if start else {}
+    stream = ffmpeg.input(str(path), **seek).video.filter("fps", fps=fps)
     if (width, height) != (info.width, info.height):
         stream = stream.filter("scale", width, height)
     process = (
@@ -108,7 +126,8 @@ def iter_frames(path: str | Path, fps: float, width: int = 0, height: int = 0, p
         process.stderr.close()
         code = process.wait()
     if code != 0:
-        raise DecodeError(f"{path}: video decoding failed: {stderr.splitlines()[-1] if stderr else f'ffmpeg exit {code}'}")
+        reason = stderr.splitlines()[-1] if stderr else f"ffmpeg exit {code}"
+        raise DecodeError(f"{path}: video decoding failed: {reason}")
 
 
 def read_audio(path: str | Path, sample_rate: int = 16000, info: MediaInfo | None = None) -> np.ndarray:
@@ -128,8 +147,34 @@ def read_audio(path: str | Path, sample_rate: int = 16000, info: MediaInfo | Non
         )
     except ffmpeg.Error as exc:
         message = exc.stderr.decode(errors="replace").strip().splitlines()
-        raise DecodeError(f"{path}: audio decoding failed: {message[-1] if message else 'ffmpeg failed'}") from None
+        reason = message[-1] if message else "ffmpeg failed"
+        raise DecodeError(f"{path}: audio decoding failed: {reason}") from None
     return np.frombuffer(out, np.float32).copy()
+
+
+def iter_audio(path: str | Path, sample_rate: int, block: int, info: MediaInfo | None = None) -> Iterator[np.ndarray]:
+    """The first audio stream as float32 mono blocks of `block` samples (the last may be shorter),
+    streamed from one ffmpeg process: `read_audio` in constant memory, for hour-long speech."""
+    info = info or probe(path)
+    if not info.has_audio:
+        raise DecodeError(f"{path}: has no audio stream")
+    process = (
+        ffmpeg.input(str(path))
+        .audio.output("pipe:", format="f32le", acodec="pcm_f32le", ac=1, ar=sample_rate)
+        .global_args("-nostdin", "-loglevel", "error")
+        .run_async(pipe_stdout=True, pipe_stderr=True)
+    )
+    # stderr is read only at the end: ffmpeg's -loglevel error keeps it far below a pipe's buffer.
+    try:
+        while data := process.stdout.read(4 * block):
+            yield np.frombuffer(data[: len(data) // 4 * 4], np.float32)
+    finally:
+        process.stdout.close()
+        stderr = process.stderr.read().decode(errors="replace").strip()
+        process.stderr.close()
+        code = process.wait()
+    if code != 0:
+        raise DecodeError(f"{path}: audio decoding failed: {stderr.splitlines()[-1] if stderr else f'ffmpeg exit {code}'}")
 
 
 def ffmpeg_version() -> str:
