@@ -1,11 +1,17 @@
 """The per-frame face stage: find one face per video, follow it, and align it to a fixed crop.
 
-HOG detection of a whole frame costs ~10x the 68-point shape predictor, so it runs (on a
-frame downscaled to detect_width) only for the first face and when tracking looks lost;
-every `detect_every` frames a cheaper detection in a window around the tracked face
-confirms it. In between, the predictor starts from a box derived from the previous frame's
-landmarks, placed the way the last detection placed its box relative to its landmarks, so
-the predictor sees the boxes the detector would have given it: tracking costs no accuracy.
+HOG detection of a whole frame costs ~10x the 68-point shape predictor, so it runs only
+for the first face and when tracking looks lost; every `detect_every` frames a cheaper
+detection in a window around the tracked face confirms it. In between, the predictor starts
+from a box derived from the previous frame's landmarks, placed the way the last detection
+placed its box relative to its landmarks, so the predictor sees the boxes the detector
+would have given it: tracking costs no accuracy.
+
+Faces of any size: HOG's window is 80 px, so a whole-frame search climbs a ladder of scales
+when it finds nothing (the frame downscaled to detect_width, the full frame, the frame
+upsampled 2x: faces down to ~40 px) and keeps the rung that found a face for the rest of
+the video. Windows around a face are scaled so the face is ROI_FACE px, up or down. A face
+that is lost is looked for first in a window around where it was.
 
 The crop is a similarity transform from the eyes and nose (points that speech does not
 move) to a fixed template, exponentially smoothed over time so it streams without jitter.
@@ -21,6 +27,7 @@ import dlib
 import numpy as np
 
 from tasks import landmarks as lm
+from tasks.crop import apply, similarity, warp
 from tasks.params import PreprocessParams
 
 # Eye centres, nose bridge and nose base, placed in units of face_size so that brows, jaw
@@ -40,6 +47,15 @@ _LIKENESS_SIZE = 16
 # ROI_FACE px: the detector's window is 80 px and its pyramid steps by 5/6.
 ROI_SIDE = 1.6
 ROI_FACE = 100
+# The top of the ladder of whole-frame search scales, and the most a window around a small
+# face is enlarged: HOG then finds faces of about 80 / UPSAMPLE px.
+UPSAMPLE = 2.0
+# A face lost since the last frame is looked for in a window this many face boxes wide
+# around where it was, before the whole frame is searched.
+LOST_SIDE = 3.0
+# dlib's face box is 2.1-2.6 eye distances wide (the steps of HOG's pyramid): faces are
+# reported at this width.
+BOX_PER_EYES = 2.3
 # Scheduled detections that may miss in a row (HOG misses turned faces) before a face that
 # still tracks plausibly is dropped anyway.
 MAX_MISSES = 2
@@ -72,25 +88,6 @@ _ANCHOR_WEIGHTS = _averaging([lm.LEFT_EYE, lm.RIGHT_EYE, slice(27, 31), slice(31
 def anchors(landmarks: np.ndarray) -> np.ndarray:
     """Eye centres, nose bridge centre and nose base centre, (4, 2)."""
     return _ANCHOR_WEIGHTS @ landmarks
-
-
-def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Least-squares rotation + uniform scale + translation taking src to dst, as a (2, 3) affine.
-
-    Closed form in 2-D (Umeyama without reflection): deterministic, unlike cv2's robust
-    estimators, so a still face gives the same transform on every frame.
-    """
-    src_mean, dst_mean = src.mean(0), dst.mean(0)
-    s, d = src - src_mean, dst - dst_mean
-    norm = float((s**2).sum())
-    a = float((s * d).sum()) / norm
-    b = float((s[:, 0] * d[:, 1] - s[:, 1] * d[:, 0]).sum()) / norm
-    linear = np.array([[a, -b], [b, a]])
-    return np.hstack([linear, (dst_mean - linear @ src_mean)[:, None]])
-
-
-def apply(transform: np.ndarray, points: np.ndarray) -> np.ndarray:
-    return (points @ transform[:, :2].T + transform[:, 2]).astype(np.float32)
 
 
 def _frame_of(points: np.ndarray) -> tuple[np.ndarray, float]:
@@ -130,34 +127,49 @@ class FaceTracker:
         self.source_landmarks: np.ndarray | None = None
         self._since_detect = 0
         self._misses = 0
+        # Whole-frame search scales (set by the first frame's width), the rung kept, and how
+        # many more faceless frames pass before the rungs above it are tried again.
+        self._ladder: list[float] = []
+        self._rung = 0
+        self._climb_wait = 0
         # The last detection's box relative to its own landmarks' anchors: offset of its
         # centre and its half side, in anchor spreads.
         self._box_offset = np.zeros(2)
         self._box_half = 1.0
         # Centre and spread of the last face seen (kept while it is lost, to prefer the
-        # face nearest it on re-detection).
+        # face nearest it on re-detection and to search around it first).
         self._centre: np.ndarray | None = None
         self._spread = 0.0
+        self._lost_for = 0
         self._likeness: np.ndarray | None = None
         self._transform: np.ndarray | None = None
+
+    @property
+    def scale(self) -> float:
+        """The whole-frame search scale kept so far (1: full resolution, 2: upsampled)."""
+        return self._ladder[self._rung] if self._ladder else 0.0
 
     def __call__(self, frame: np.ndarray) -> AlignedFrame:
         # What HOG and the shape predictor read: the RGB frame, or the Y plane of an I420 one.
         image = frame if frame.ndim == 3 else frame[: frame.shape[0] * 2 // 3]
+        if not self._ladder:
+            self._ladder = ladder(image.shape[1], self.detect_width)
         self._since_detect += 1
         box = self._tracked_box()
-        scheduled = box is None or self._since_detect >= self.detect_every
-        found = self._detect(frame, image, around=box) if scheduled else None
+        scheduled = box is not None and self._since_detect >= self.detect_every
+        found = self._adopt(frame, image, self._search_near(image, box, ROI_SIDE)) if scheduled else None
         if found is None and box is not None:
             found = self._track(frame, image, box)
             if found is not None and scheduled:
                 self._misses += 1
                 if self._misses > MAX_MISSES:
                     found = None
-            if found is None:
-                found = self._detect(frame, image, around=None)
         if found is None:
+            found = self._find(frame, image)
+        if found is None:
+            self._lost_for += 1
             return self._no_face(frame, image)
+        self._lost_for = 0
         landmarks, self._centre, self._spread, transform, face = found
         self._transform = transform
         self.source_landmarks = landmarks
@@ -170,47 +182,72 @@ class FaceTracker:
             crop=transform.astype(np.float32),
         )
 
-    def _tracked_box(self) -> dlib.rectangle | None:
-        """Where the last detector would put its box around the previous frame's face."""
-        if self.source_landmarks is None:
-            return None
-        centre = self._centre + self._box_offset * self._spread
+    def _box_around(self, centre: np.ndarray) -> dlib.rectangle:
+        """Where the last detector would put its box around a face whose anchors centre on `centre`."""
+        centre = centre + self._box_offset * self._spread
         half = self._box_half * self._spread
         return dlib.rectangle(
             *(round(v) for v in (centre[0] - half, centre[1] - half, centre[0] + half, centre[1] + half))
         )
 
-    def _detect(self, frame: np.ndarray, image: np.ndarray, around: dlib.rectangle | None):
-        """Landmarks, their centre and spread, transform and crop from a HOG detection; None
-        when no (suitable) face.
+    def _tracked_box(self) -> dlib.rectangle | None:
+        """The detector's box around the previous frame's face; None when it had none."""
+        return None if self.source_landmarks is None else self._box_around(self._centre)
 
-        With `around`, only a window of ROI_SIDE boxes around the tracked face is searched,
-        scaled so the face is ROI_FACE px wide: HOG's pyramid then covers just the scales a
-        face that moved for detect_every frames can have, at a fraction of a whole frame's
-        cost, and a larger face elsewhere cannot take over. Without it, the whole frame is
-        searched at detect_width.
+    def _find(self, frame: np.ndarray, image: np.ndarray):
+        """A face where none is tracked: around the last face first while it is freshly lost,
+        then in the whole frame."""
+        if self._centre is not None and self._lost_for < self.detect_every:
+            near = self._search_near(image, self._box_around(self._centre), LOST_SIDE)
+            found = self._adopt(frame, image, near)
+            if found is not None:
+                return found
+        return self._adopt(frame, image, self._search_frame(image))
+
+    def _search_frame(self, image: np.ndarray) -> list[dlib.rectangle]:
+        """Faces in the whole frame, at the kept rung of the ladder, then the rungs above it.
+
+        A rung up costs 4x the one below, so on a run of faceless frames the rungs above the
+        kept one are tried once every detect_every frames: a face too small for the kept rung
+        is still found within detect_every frames, and a video without faces stays cheap.
         """
+        climb = self._climb_wait <= 0
+        top = len(self._ladder) if climb else self._rung + 1
+        for rung in range(self._rung, top):
+            rects = self._hog(image, self._ladder[rung], 0, 0)
+            if rects:
+                self._rung, self._climb_wait = rung, 0
+                return rects
+        self._climb_wait = self.detect_every if climb else self._climb_wait - 1
+        return []
+
+    def _search_near(self, image: np.ndarray, around: dlib.rectangle, side: float) -> list[dlib.rectangle]:
+        """Faces in a window `side` boxes wide around `around`, scaled so a face of its size is
+        ROI_FACE px: HOG's pyramid then covers just the scales a face that moved for a few
+        frames can have, at a fraction of a whole frame's cost, and a larger face elsewhere
+        cannot take over. Nothing when the face has left the frame."""
+        height, width = image.shape[:2]
+        half = around.width() * side / 2
+        centre = around.center()
+        left, top = max(0, round(centre.x - half)), max(0, round(centre.y - half))
+        right, bottom = min(width, round(centre.x + half)), min(height, round(centre.y + half))
+        if right - left < around.width() or bottom - top < around.height():
+            return []
+        return self._hog(image[top:bottom, left:right], min(UPSAMPLE, ROI_FACE / around.width()), left, top)
+
+    def _hog(self, region: np.ndarray, scale: float, left: int, top: int) -> list[dlib.rectangle]:
+        """HOG's faces in `region` resized by `scale`, in frame pixels (region at left, top)."""
         self._since_detect = 0
         self.detections += 1
-        height, width = image.shape[:2]
-        if around is None:
-            left = top = 0
-            region = image
-            scale = min(1.0, self.detect_width / width)
-        else:
-            half = around.width() * ROI_SIDE / 2
-            centre = around.center()
-            left, top = max(0, round(centre.x - half)), max(0, round(centre.y - half))
-            right, bottom = min(width, round(centre.x + half)), min(height, round(centre.y + half))
-            if right - left < around.width() or bottom - top < around.height():
-                return None  # the face has left the frame
-            region = image[top:bottom, left:right]
-            scale = min(1.0, ROI_FACE / around.width())
-        if scale < 1.0:
+        if scale != 1.0:
             size = (round(region.shape[1] * scale), round(region.shape[0] * scale))
-            region = cv2.resize(region, size, interpolation=cv2.INTER_AREA)
+            region = cv2.resize(region, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
         grey = cv2.cvtColor(region, cv2.COLOR_RGB2GRAY) if region.ndim == 3 else np.ascontiguousarray(region)
-        rects = [_to_frame(r, scale, left, top) for r in lm.detect(grey)]
+        return [_to_frame(r, scale, left, top) for r in lm.detect(grey)]
+
+    def _adopt(self, frame: np.ndarray, image: np.ndarray, rects: list[dlib.rectangle]):
+        """Landmarks, their centre and spread, transform and crop of the face chosen among
+        detections; None when there is none."""
         box = self._choose(rects)
         if box is None:
             return None
@@ -257,23 +294,7 @@ class FaceTracker:
             and np.abs(apply(previous, points) - self.template).max() < RESET_DISTANCE * self.size
         ):
             transform = self.smoothing * previous + (1 - self.smoothing) * transform
-        return transform, self._warp(frame, transform)
-
-    def _warp(self, frame: np.ndarray, transform: np.ndarray) -> np.ndarray:
-        if frame.ndim == 3:
-            return _warp_plane(frame, transform, self.size)
-        # I420 needs an even side; an odd face_size takes the top-left of one a pixel larger.
-        side = self.size + self.size % 2
-        height, width = frame.shape[0] * 2 // 3, frame.shape[1]
-        luma = _warp_plane(frame[:height], transform, side)
-        # A chroma sample sits at the centre of its 2x2 luma block (luma = 2 * chroma + 0.5)
-        # in the frame and in the crop alike: same rotation and scale, shifted translation.
-        chroma = transform.copy()
-        chroma[:, 2] = (transform[:, 2] + 0.5 * transform[:, :2].sum(1) - 0.5) / 2
-        u, v = (_warp_plane(plane, chroma, side // 2) for plane in frame[height:].reshape(2, height // 2, width // 2))
-        i420 = np.concatenate([luma.ravel(), u.ravel(), v.ravel()]).reshape(side * 3 // 2, side)
-        face = cv2.cvtColor(i420, cv2.COLOR_YUV2RGB_I420)
-        return face if side == self.size else np.ascontiguousarray(face[: self.size, : self.size])
+        return transform, warp(frame, transform, self.size)
 
     def _no_face(self, frame: np.ndarray, image: np.ndarray) -> AlignedFrame:
         self.source_landmarks = None
@@ -291,13 +312,9 @@ class FaceTracker:
             face_found=False,
             landmarks=np.full((68, 2), nan, np.float32),
             lips=np.full(16, nan, np.float32),
-            face=self._warp(frame, transform),
+            face=warp(frame, transform, self.size),
             crop=transform.astype(np.float32),
         )
-
-
-def _warp_plane(plane: np.ndarray, transform: np.ndarray, side: int) -> np.ndarray:
-    return cv2.warpAffine(plane, transform, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def _to_frame(rect: dlib.rectangle, scale: float, left: int, top: int) -> dlib.rectangle:
@@ -308,3 +325,19 @@ def _to_frame(rect: dlib.rectangle, scale: float, left: int, top: int) -> dlib.r
         round(rect.right() / scale) + left,
         round(rect.bottom() / scale) + top,
     )
+
+
+def ladder(width: int, detect_width: int) -> list[float]:
+    """Whole-frame search scales for frames `width` px wide: detect_width, the full frame, then
+    UPSAMPLE x. Each rung finds faces half the size of the one below (HOG's window is 80 px)."""
+    first = min(1.0, detect_width / width)
+    return [first, 1.0, UPSAMPLE] if first < 1.0 else [1.0, UPSAMPLE]
+
+
+def face_width(crops: np.ndarray, face_size: int) -> np.ndarray:
+    """Width in frame pixels of the face box (as dlib's detector draws it, ~BOX_PER_EYES eye
+    distances) of faces cut by (N, 2, 3) crop transforms: the crop puts the eyes a fixed
+    distance apart, so its scale says how big the face was in the frame."""
+    crops = np.asarray(crops, np.float64).reshape(-1, 2, 3)
+    eyes = (TEMPLATE[1, 0] - TEMPLATE[0, 0]) * face_size / np.hypot(crops[:, 0, 0], crops[:, 0, 1])
+    return BOX_PER_EYES * eyes

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import cv2
@@ -11,7 +12,7 @@ import skimage.data
 from PIL import Image
 
 from tasks import landmarks as lm
-from tasks.align import AlignedFrame, FaceTracker, anchors, apply
+from tasks.align import UPSAMPLE, AlignedFrame, FaceTracker, anchors, apply, face_width, ladder
 from tasks.decode import iter_frames
 from tasks.params import PreprocessParams
 from tasks.sheet import contact_sheet
@@ -152,7 +153,8 @@ def test_i420_crop_of_a_plain_frame_keeps_its_colour(face_size):
     i420 = cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420)
     a = FaceTracker(PARAMS.model_copy(update={"face_size": face_size}))(i420)
     assert not a.face_found and a.face.shape == (face_size, face_size, 3) and a.face.dtype == np.uint8
-    np.testing.assert_allclose(a.face, cv2.cvtColor(i420, cv2.COLOR_YUV2RGB_I420)[:face_size, :face_size], atol=1)
+    rgb = cv2.cvtColor(i420, cv2.COLOR_YUV2RGB_I420)
+    np.testing.assert_allclose(a.face, rgb[:face_size, :face_size], atol=1)
 
 
 def _two_faces(left: int, right: int) -> np.ndarray:
@@ -190,3 +192,40 @@ def test_contact_sheet(tmp_path):
     assert (first[..., 1] > 200).any()  # lip points drawn in green
     np.testing.assert_array_equal(second, faces[1])  # NaN lips draw nothing
     np.testing.assert_array_equal(sheet[32:, 32:], 0)  # the unused cell stays blank
+
+
+def _shrunk(source: Path, out: Path, side: int) -> Path:
+    """`source` scaled to side x side and padded to a 640x360 grey frame: a speaker far away."""
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", str(source),
+                    "-vf", f"scale={side}:{side},pad=640:360:300:80:color=gray",
+                    "-c:v", "libx264", "-pix_fmt", "yuv420p", "-an", str(out)], check=True)
+    return out
+
+
+@pytest.mark.real_media
+def test_small_faces_are_found_by_upsampling(real_clip, tmp_path):
+    # 512 px scaled to 80: a face box of about 40 px, under HOG's 80 px window even at full
+    # resolution; only the ladder's top rung (2x) finds it.
+    frames = list(iter_frames(_shrunk(real_clip, tmp_path / "wide.mp4", 80), 30, pix_fmt="yuv420p"))
+    assert not lm.detect(frames[0][:360]) and lm.detect(cv2.resize(frames[0][:360], (1280, 720)))
+    tracker = FaceTracker(PARAMS)
+    aligned = [tracker(frame) for frame in frames]
+    assert sum(a.face_found for a in aligned) >= 0.9 * len(frames)
+    assert tracker.scale == UPSAMPLE  # the rung that worked is kept
+    assert tracker.detections <= len(frames) / 4  # tracked in between, not searched every frame
+    widths = face_width(np.array([a.crop for a in aligned if a.face_found]), PARAMS.face_size)
+    assert 30 < np.median(widths) < 55
+
+
+@pytest.mark.real_media
+def test_a_lost_small_face_is_found_again_near_where_it_was(real_clip, tmp_path):
+    frames = list(iter_frames(_shrunk(real_clip, tmp_path / "wide.mp4", 80), 30, pix_fmt="yuv420p"))[:40]
+    blank = np.full_like(frames[0], 128)
+    tracker = FaceTracker(PARAMS)
+    aligned = [tracker(frame) for frame in frames[:20] + [blank] * 2 + frames[20:]]
+    assert [a.face_found for a in aligned] == [True] * 20 + [False] * 2 + [True] * 20
+
+
+def test_ladder_of_scales():
+    assert ladder(1280, 320) == [0.25, 1.0, UPSAMPLE]
+    assert ladder(320, 320) == ladder(160, 320) == [1.0, UPSAMPLE]
