@@ -99,8 +99,8 @@ def blend(frame: np.ndarray, face: np.ndarray, alpha: np.ndarray, region: tuple[
 
 
 def composite(frame: np.ndarray, face: np.ndarray, crop: np.ndarray, landmarks: np.ndarray,
-              face_found: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
-    """(frame with the generated lower face blended in, alpha over the frame or None).
+              face_found: bool = True, with_alpha: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """(frame with the generated lower face blended in, the mask over the whole frame when `with_alpha`).
 
     frame: (H, W, 3) uint8 RGB source frame; face: (S, S, 3) uint8 generated crop; crop: the row's
     (2, 3) transform source pixels -> crop pixels; landmarks: the row's 68 points in crop pixels.
@@ -119,15 +119,20 @@ def composite(frame: np.ndarray, face: np.ndarray, crop: np.ndarray, landmarks: 
     face = match_colour(face, real, mask)
     alpha = warp_back(mask, crop, region, cv2.INTER_LINEAR)
     warped = warp_back(face, crop, region, cv2.INTER_CUBIC, cv2.BORDER_REPLICATE)
-    full_alpha = np.zeros(frame.shape[:2], np.float32)
+    return blend(frame, warped, alpha, region), (_whole(alpha, region, frame.shape) if with_alpha else None)
+
+
+def _whole(alpha: np.ndarray, region: tuple[int, int, int, int], shape: tuple[int, ...]) -> np.ndarray:
+    full = np.zeros(shape[:2], np.float32)
     x0, y0, x1, y1 = region
-    full_alpha[y0:y1, x0:x1] = alpha
-    return blend(frame, warped, alpha, region), full_alpha
+    full[y0:y1, x0:x1] = alpha
+    return full
 
 
 def hard_paste(frame: np.ndarray, face: np.ndarray, crop: np.ndarray,
                face_found: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
-    """The baseline: the crop's whole box warped back and pasted without a mask or colour match."""
+    """The baseline: the crop's whole box warped back and pasted without a mask or colour match;
+    (frame, the box over the whole frame or None)."""
     size = face.shape[0]
     crop = np.asarray(crop, np.float64).reshape(2, 3)
     region = _region(crop, size, frame.shape) if face_found else None
@@ -135,10 +140,7 @@ def hard_paste(frame: np.ndarray, face: np.ndarray, crop: np.ndarray,
         return frame, None
     box = warp_back(np.ones((size, size), np.float32), crop, region, cv2.INTER_NEAREST)
     warped = warp_back(face, crop, region, cv2.INTER_CUBIC, cv2.BORDER_REPLICATE)
-    full_alpha = np.zeros(frame.shape[:2], np.float32)
-    x0, y0, x1, y1 = region
-    full_alpha[y0:y1, x0:x1] = box
-    return blend(frame, warped, box, region), full_alpha
+    return blend(frame, warped, box, region), _whole(box, region, frame.shape)
 
 
 def _gradient(image: np.ndarray) -> np.ndarray:

@@ -29,7 +29,9 @@ from models import render
 from models.cgan import generate_faces
 from models.common import seed_everything, stage_params
 from models.data import Corpus, Split, load_corpus, mouth_opening, split_corpus
+from models.composite_metrics import composite_metrics
 from models.lstm import predict_lips
+from models.speech import speech_lips
 from models.metrics import (
     beats_baselines,
     finite_or_none,
@@ -42,7 +44,7 @@ from models.metrics import (
 from tasks.decode import read_audio
 from tasks.landmarks import landmarks_in_crops
 
-BASELINES = ("baseline_mean", "baseline_random")
+BASELINES = ("baseline_mean", "baseline_random", "baseline_paste")
 GRID_COLUMNS = 8
 
 
@@ -157,7 +159,7 @@ def evaluate_sync(corpus: Corpus, split: Split, models, params, videos: Path,
     end = min(start + round(params.evaluate.sync_seconds * pp.fps), len(corpus.video(video_id)))
     # A second past the end keeps the last frames' audio windows whole.
     samples = read_audio(path, pp.sample_rate)[:round((end / pp.fps + 1) * pp.sample_rate)]
-    predicted = render.speech_lips(models, samples, pp.sample_rate, pp.fps, pp)[start:end]
+    predicted = speech_lips(models, samples, pp.sample_rate, pp.fps, pp)[start:end]
     video = corpus.video(video_id)
     frames = len(predicted)
     true, has_face = video.lips[start:start + frames], video.face_found[start:start + frames]
@@ -184,6 +186,24 @@ def evaluate_sync(corpus: Corpus, split: Split, models, params, videos: Path,
     clip = {"video_id": video_id, "true": true_opening, "predicted": mouth_opening(predicted, lip_indices),
             "generated": generated_opening}
     return metrics, clip
+
+
+def counted(verdict: dict[str, bool]) -> dict[str, bool]:
+    """The comparisons that say something: against the pasted box only `seam` does. Its outside_psnr is
+    over other pixels (outside the box, not the mask) and its full_lmd_px reads a whole generated face;
+    both are reported beside the composite's, as references."""
+    return {key: won for key, won in verdict.items()
+            if not key.startswith("baseline_paste/") or key == "baseline_paste/seam"}
+
+
+def evaluate_composite(models, params, shards: Path, videos: Path) -> dict:
+    """The compositing metrics (models/composite_metrics.py), null when the target's footage is absent."""
+    try:
+        return composite_metrics(models, params, shards, videos)
+    except render.RenderError as exc:
+        print(f"evaluate: {exc}: the compositing metrics are null")
+        names = ("full_lmd_px", "full_face_found", "seam", "outside_psnr")
+        return {f"{prefix}{name}": None for name in names for prefix in ("", "baseline_paste/")}
 
 
 def write_plots(out: Path, grid: np.ndarray, clip: dict | None) -> None:
@@ -218,8 +238,8 @@ def print_table(metrics: dict, verdict: dict[str, bool]) -> None:
         return "null" if value is None else f"{value:.4f}"
 
     names = ["lstm/val_loss", "lmd_px", "mouth_open_r", "gen_ssim", "gen_psnr", "gen_lmd_px", "gen_face_found",
-             "sync_r"]
-    print(f"{'metric':<16}{'model':>10}{'mean':>10}{'random':>10}  beats baselines")
+             "sync_r", "full_lmd_px", "full_face_found", "seam", "outside_psnr"]
+    print(f"{'metric':<16}{'model':>10}{'mean':>10}{'random':>10}{'paste':>10}  beats baselines")
     for name in names:
         wins = [f"{b.split('_')[1]}: {'yes' if verdict[f'{b}/{name}'] else 'NO'}"
                 for b in BASELINES if f"{b}/{name}" in verdict]
@@ -253,13 +273,14 @@ def main(argv: list[str] | None = None) -> dict:
     metrics.update(generator_metrics)
     sync, clip = evaluate_sync(corpus, split, models, params, Path(args.videos), rng)
     metrics.update(sync)
+    metrics.update(evaluate_composite(models, params, Path(args.shards), Path(args.videos)))
     metrics = {k: v if isinstance(v, str) else finite_or_none(v) for k, v in metrics.items()}
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     write_plots(out, grid, clip)
-    print_table(metrics, beats_baselines(metrics, BASELINES))
+    print_table(metrics, counted(beats_baselines(metrics, BASELINES)))
     print(f"evaluate: wrote {out / 'metrics.json'}")
     return metrics
 

@@ -63,7 +63,7 @@ class Encoder:
 
     def write(self, frames: np.ndarray) -> None:
         try:
-            self.process.stdin.write(np.ascontiguousarray(frames, np.uint8).tobytes())
+            self.process.stdin.write(memoryview(np.ascontiguousarray(frames, np.uint8)).cast("B"))
         except BrokenPipeError:
             raise RenderError(f"{self.out}: encoding failed: {_last_line(self.log, self.process.wait())}") from None
 

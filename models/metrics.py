@@ -1,4 +1,4 @@
-"""The pinned metrics of DESIGN.md ("Metrics") as functions of arrays, shared by training and evaluation.
+"""The pinned metrics of ARCHITECTURE.md ("Metrics") as functions of arrays, shared by training and evaluation.
 
 Lips are (frames, 16) in [0, 1] of the crop; faces are (frames, S, S, 3) uint8.
 """
@@ -15,8 +15,9 @@ from models.data import lip_metrics
 from tasks.landmarks import landmarks_in_crops
 
 # Which way is better, per metric name: compared against each baseline by `beats_baselines`.
-HIGHER_IS_BETTER = {"mouth_open_r", "gen_ssim", "gen_psnr", "sync_r"}
-LOWER_IS_BETTER = {"lstm/val_loss", "lmd_px", "gen_lmd_px"}
+HIGHER_IS_BETTER = {"mouth_open_r", "gen_ssim", "gen_psnr", "sync_r", "outside_psnr"}
+LOWER_IS_BETTER = {"lstm/val_loss", "lmd_px", "gen_lmd_px", "full_lmd_px"}
+CLOSER_TO_ONE_IS_BETTER = {"seam"}  # a ratio to the source: 1.0 is a border nobody can see
 
 
 def lstm_metrics(predicted: np.ndarray, true: np.ndarray, lips_std: np.ndarray, face_size: int,
@@ -74,7 +75,7 @@ def beats_baselines(metrics: dict, baselines: tuple[str, ...]) -> dict[str, bool
     """For each model metric and baseline present: does the model do better? An undefined r (a
     constant predictor's) counts as 0, no correlation; an undefined model metric never wins."""
     verdict = {}
-    for name in sorted(HIGHER_IS_BETTER | LOWER_IS_BETTER):
+    for name in sorted(HIGHER_IS_BETTER | LOWER_IS_BETTER | CLOSER_TO_ONE_IS_BETTER):
         model = metrics.get(name)
         for baseline in baselines:
             key = f"{baseline}/{name}"
@@ -86,5 +87,8 @@ def beats_baselines(metrics: dict, baselines: tuple[str, ...]) -> dict[str, bool
             if model is None or other is None:
                 verdict[key] = model is not None
                 continue
-            verdict[key] = model > other if name in HIGHER_IS_BETTER else model < other
+            if name in CLOSER_TO_ONE_IS_BETTER:
+                verdict[key] = abs(math.log(max(model, 1e-9))) < abs(math.log(max(other, 1e-9)))
+            else:
+                verdict[key] = model > other if name in HIGHER_IS_BETTER else model < other
     return verdict

@@ -149,7 +149,8 @@ class _Job:
 
     def frames(self, models: Models, params: Params, final: np.ndarray, raw: np.memmap,
                shards: Path) -> tuple[tuple[int, int], int | None, Iterator[tuple[int, np.ndarray]]]:
-        """((width, height), scale side or None, iterator of (first frame, frames to encode))."""
+        """((width, height), scale side or None, iterator of (first frame, frames to encode: an array
+        or a list of frames)."""
         r, fps = params.render, params.preprocess.fps
         indices = models.cgan_ckpt["lip_indices"]
         faces = _faces(models, final, r.batch_size)
@@ -175,7 +176,7 @@ class _Job:
                 index, frame = next(footage)
                 mixed, _ = composite(frame, face, rows.crop[index], rows.landmarks[index], rows.face_found[index])
                 out.append(view.compose(start + k, frame, mixed) if view else mixed)
-            yield start, np.stack(out)
+            yield start, out
 
 
 def _real_lips(shards: Path, real: str | None) -> np.ndarray | None:
@@ -226,7 +227,8 @@ def render(audio: str | Path, out: str | Path, models: Models, params: Params, t
         (width, height), size, frames = job.frames(models, params, final, raw, shards)
         with Encoder(out, audio, seconds, width, height, p.fps, size, params.render, finish) as encoder:
             for start, batch in frames:
-                encoder.write(batch)
+                for frame in batch:  # one at a time: no copy of a batch of full frames
+                    encoder.write(frame)
                 report("frames", start + len(batch), len(final))
     return {"frames": len(final), "audio_seconds": seconds, "video_seconds": len(final) / p.fps,
             "wall_seconds": time.perf_counter() - started, "target": target, "output": output, "out": str(out)}

@@ -15,6 +15,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 DEFAULT_PATH = Path("params.yaml")
+# The side of the aligned face crop. The generator (models/cgan.py) makes this size only, so
+# preprocess.face_size is held to it here rather than found wrong after hours of preprocessing.
+FACE_SIZE = 128
 
 
 class ParamsError(ValueError):
@@ -46,7 +49,7 @@ class DemoParams(_Section):
 class PreprocessParams(_Section):
     fps: float = Field(30.0, gt=0, le=120)
     sample_rate: int = Field(16000, ge=8000, le=48000)
-    face_size: int = Field(128, ge=32, le=512)
+    face_size: int = FACE_SIZE
     detect_every: int = Field(10, ge=1)
     detect_width: int = Field(320, ge=64, le=2048)
     crop_smoothing: float = Field(0.6, ge=0.0, lt=1.0)
@@ -59,6 +62,13 @@ class PreprocessParams(_Section):
     task_runner: Literal["threads", "processes", "dask"] = "threads"
     workers: int = Field(2, ge=1, le=256)
     dask_address: str = ""
+
+    @field_validator("face_size")
+    @classmethod
+    def _generator_size(cls, value: int) -> int:
+        if value != FACE_SIZE:
+            raise ValueError(f"must be {FACE_SIZE}: the generator makes {FACE_SIZE}x{FACE_SIZE} faces only")
+        return value
 
     @field_validator("lip_indices")
     @classmethod
@@ -117,13 +127,16 @@ class CganParams(_Section):
 class EvaluateParams(_Section):
     max_frames: int = Field(300, ge=1)
     sync_seconds: float = Field(20.0, gt=0)
+    composite_seconds: float = Field(5.0, gt=0)
 
 
 class RenderParams(_Section):
+    output: Literal["full", "panel", "face", "face_panel"] = "full"
     size: int = Field(256, ge=64, le=1024)
     target_video: str = ""
     align: Literal["clip", "corpus", "none"] = "clip"
     smooth_window: int = Field(3, ge=1, le=31)
+    max_lips_distance: float = Field(6.0, ge=0.0)
     chunk_seconds: float = Field(10.0, ge=1.0, le=600.0)
     batch_size: int = Field(128, ge=1, le=4096)
     preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow"] = "veryfast"
@@ -145,6 +158,12 @@ class RenderParams(_Section):
         return value
 
 
+class ProvenanceParams(_Section):
+    key_dir: str = ""
+    label: bool = False
+    label_text: str = Field("AI-generated", min_length=1, max_length=40)
+
+
 class Params(_Section):
     seed: int = 0
     device: str = "auto"
@@ -156,6 +175,7 @@ class Params(_Section):
     cgan: CganParams = CganParams()
     render: RenderParams = RenderParams()
     evaluate: EvaluateParams = EvaluateParams()
+    provenance: ProvenanceParams = ProvenanceParams()
 
     @field_validator("device")
     @classmethod
@@ -214,7 +234,18 @@ def load_params(path: str | Path = DEFAULT_PATH, overrides: dict[str, Any] | Non
         raise ParamsError(f"{path}: {_describe(exc)}") from None
 
 
-def digest(section: BaseModel) -> str:
-    """A short stable hash of a params section: outputs made with other params are rebuilt."""
-    text = json.dumps(section.model_dump(mode="json"), sort_keys=True)
+def digest(section: BaseModel, exclude: frozenset[str] = frozenset()) -> str:
+    """A short stable hash of a params section (less the `exclude` keys): outputs made with
+    other params are rebuilt."""
+    text = json.dumps(section.model_dump(mode="json", exclude=set(exclude)), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# How preprocessing runs, not what it writes: shards made with other runner settings are the
+# same shards, so these are left out of their key.
+RUNNER_SETTINGS = frozenset({"task_runner", "workers", "dask_address"})
+
+
+def rows_digest(params: PreprocessParams) -> str:
+    """The digest of the preprocess params that shape the frame table: all but RUNNER_SETTINGS."""
+    return digest(params, exclude=RUNNER_SETTINGS)
