@@ -44,32 +44,35 @@ def inspect(
 
 @app.command()
 def render(
-    audio: Annotated[Path, typer.Option(help="speech: any file ffmpeg reads (wav, mp3, m4a, a video's audio)")],
+    audio: Annotated[str, typer.Option(
+        help="speech: any file ffmpeg reads (wav, mp3, m4a, a video's audio), or an http(s) URL")],
     out: Annotated[Path, typer.Option(help="the mp4 to write")],
     target: Annotated[str | None, typer.Option(
-        help="video id whose face speaks (default: render.target_video, else the generator's target)")] = None,
-    panel: Annotated[bool, typer.Option(help="the paper's Fig. 6: real | generated | lips, and traces")] = False,
-    real: Annotated[str | None, typer.Option(
-        help="corpus video whose real frames the panel shows (found by path for data/raw/videos/<id>.mp4)")] = None,
+        help="video id whose footage speaks (default: render.target_video, else the generator's target)")] = None,
+    face_only: Annotated[bool, typer.Option(
+        "--face-only", help="the generated 128 px face crop instead of the target's full frames")] = False,
+    panel: Annotated[bool, typer.Option(
+        help="target frame | composite over the lip traces (with --face-only: the paper's Fig. 6)")] = False,
     params_file: Annotated[Path, typer.Option("--params", help="params file")] = Path("params.yaml"),
     override: Annotated[list[str] | None, typer.Option(help="KEY=VALUE, e.g. render.size=128 (repeatable)")] = None,
     lstm: Annotated[Path, typer.Option(help="audio -> lips weights")] = Path("artifacts/lstm.pt"),
     cgan: Annotated[Path, typer.Option(help="lips -> face weights")] = Path("artifacts/cgan.pt"),
-    shards: Annotated[Path, typer.Option(help="the frame table, for --panel's real frames")] = Path("data/shards"),
+    shards: Annotated[Path, typer.Option(help="the frame table: the target's crops and landmarks")] = Path("data/shards"),
+    videos: Annotated[Path, typer.Option(help="the target's footage, <video_id>.mp4")] = Path("data/raw/videos"),
 ) -> None:
-    """Make a talking-head video from any speech: audio -> lips -> faces, with the audio muxed in."""
+    """Make a talking-head video from any speech: the target's own footage with its lower face speaking,
+    the audio muxed in, signed as synthetic (C2PA). Without --face-only or --panel, render.output decides."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from models.render import RenderError, load_models
-    from models.render import render as render_video
-    from tasks.params import ParamsError, load_params, parse_override
+    from flows.render import render_file
+    from models.render import RenderError
+    from tasks.params import ParamsError, parse_override
 
+    output = {(False, False): None, (True, False): "face", (False, True): "panel", (True, True): "face_panel"}
+    columns = (TextColumn("{task.description:>6}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    console = Console(stderr=True)
     try:
-        params = load_params(params_file, dict(parse_override(text) for text in override or []))
-        models = load_models(lstm, cgan, params.device)
-        columns = (TextColumn("{task.description:>6}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-        console = Console(stderr=True)
         with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as bar:
             tasks = {}
 
@@ -78,14 +81,73 @@ def render(
                     tasks[phase] = bar.add_task(phase, total=total)
                 bar.update(tasks[phase], completed=done, total=total)
 
-            result = render_video(audio, out, models, params, target=target, panel=panel, progress=progress,
-                                  real=real, shards=shards)
+            result = render_file(audio, out, target=target, output=output[face_only, panel],
+                                 params_file=params_file, overrides=dict(parse_override(t) for t in override or []),
+                                 lstm=lstm, cgan=cgan, shards=shards, videos=videos, progress=progress)
     except (RenderError, ParamsError, FileNotFoundError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
-    speed = result["audio_seconds"] / max(result["wall_seconds"], 1e-9)
     typer.echo(f"{result['out']}: {result['frames']} frames, {result['audio_seconds']:.2f} s of audio on "
-               f"{result['target']}'s face, in {result['wall_seconds']:.1f} s ({speed:.1f}x real time)")
+               f"{result['target']} ({result['output']}), in {result['wall_seconds']:.1f} s "
+               f"({result['realtime_factor']:.1f}x real time); {result['provenance'].describe()}")
+
+
+@app.command()
+def verify(
+    file: Annotated[Path, typer.Argument(help="an mp4 (any file c2pa reads)")],
+) -> None:
+    """What a video's C2PA manifest says and whether the file still matches it (exit 0: signed and intact;
+    1: unsigned or no such file; 3: the file no longer matches its manifest)."""
+    from tasks.provenance import verify_mp4
+
+    verdict = verify_mp4(file)
+    if not verdict.signed:
+        typer.echo(f"{file}: {verdict.error}")
+        raise typer.Exit(1)
+    typer.echo(f"{file}: {verdict.describe()}")
+    typer.echo(f"  digital source type  {verdict.source_type or '(none)'}")
+    for key, value in verdict.facts.items():
+        typer.echo(f"  {key:<20} {value}")
+    typer.echo(f"  {'signer':<20} {verdict.signer}{'' if verdict.trusted else ' (not on a trust list)'}")
+    typer.echo(f"  {'manifest':<20} {verdict.manifest}")
+    typer.echo(f"  {'content sha256':<20} {verdict.digest}")
+    if not verdict.ok:
+        raise typer.Exit(3)
+
+
+@app.command(name="app")
+def web_app(
+    host: Annotated[str, typer.Option(help="address to listen on; not loopback: needs --allow-remote")]
+    = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 7860,
+    allow_remote: Annotated[bool, typer.Option(help="allow a --host beyond loopback (the app has no login)")]
+    = False,
+    max_seconds: Annotated[float, typer.Option(help="longest speech an upload may be, in seconds")] = 300.0,
+    params_file: Annotated[Path, typer.Option("--params", help="params file")] = Path("params.yaml"),
+    lstm: Annotated[Path, typer.Option(help="audio -> lips weights")] = Path("artifacts/lstm.pt"),
+    cgan: Annotated[Path, typer.Option(help="lips -> face weights")] = Path("artifacts/cgan.pt"),
+    shards: Annotated[Path, typer.Option(help="the frame table")] = Path("data/shards"),
+    videos: Annotated[Path, typer.Option(help="the corpus videos")] = Path("data/raw/videos"),
+    out_dir: Annotated[Path, typer.Option(help="where the app writes its renders")] = Path("renders/app"),
+) -> None:
+    """The web app: speech -> a signed talking-head video in the browser, and the dataset at a glance."""
+    from flows.app import LOOPBACK, AppConfig, create_app, launch
+    from models.render import RenderError
+    from tasks.params import ParamsError
+
+    if host not in LOOPBACK and not allow_remote:
+        typer.echo(f"error: --host {host} exposes the app beyond this machine; add --allow-remote to mean it",
+                   err=True)
+        raise typer.Exit(2)
+    config = AppConfig(params_file=params_file, lstm=lstm, cgan=cgan, shards=shards, videos=videos,
+                       out_dir=out_dir, max_seconds=max_seconds)
+    try:
+        web = create_app(config)
+    except (RenderError, ParamsError, FileNotFoundError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"reenact app on http://{'[' + host + ']' if ':' in host else host}:{port}/ (Ctrl-C stops it)")
+    launch(web, config, host, port)
 
 
 if __name__ == "__main__":

@@ -15,13 +15,16 @@ from models.media import RenderError
 
 @dataclass
 class Models:
-    """The LSTM and the generator in eval mode, with their checkpoint dicts."""
+    """The LSTM and the generator in eval mode, with their checkpoint dicts and files (hashed into a
+    render's provenance manifest)."""
 
     lstm: torch.nn.Module
     lstm_ckpt: dict
     generator: torch.nn.Module
     cgan_ckpt: dict
     device: torch.device
+    lstm_path: Path
+    cgan_path: Path
 
 
 def load_models(lstm_path: str | Path = "artifacts/lstm.pt", cgan_path: str | Path = "artifacts/cgan.pt",
@@ -35,4 +38,4 @@ def load_models(lstm_path: str | Path = "artifacts/lstm.pt", cgan_path: str | Pa
     generator = generator.to(memory_format=torch.channels_last)
     if list(lstm_ckpt["lip_indices"]) != list(cgan_ckpt["lip_indices"]):
         raise RenderError(f"{lstm_path} and {cgan_path} were trained on different lip points")
-    return Models(lstm, lstm_ckpt, generator, cgan_ckpt, device)
+    return Models(lstm, lstm_ckpt, generator, cgan_ckpt, device, Path(lstm_path), Path(cgan_path))

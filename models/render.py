@@ -34,7 +34,8 @@ from models.speech import frame_count, stream_lips
 from models.target import TargetFrames, read_target_rows, target_video_file
 from tasks.decode import DecodeError, iter_audio, probe
 from tasks.features import feature_layout
-from tasks.params import Params, load_params, parse_override
+from tasks.params import Params, digest, load_params, parse_override
+from tasks.provenance import draw_label, render_facts, sign_mp4
 from tasks.shards import partition_dir
 
 Progress = Callable[[str, int, int], None]
@@ -188,7 +189,7 @@ def _real_lips(shards: Path, real: str | None) -> np.ndarray | None:
 def render(audio: str | Path, out: str | Path, models: Models, params: Params, target: str | None = None, *,
            output: str | None = None, progress: Progress | None = None, shards: str | Path = "data/shards",
            videos: str | Path = "data/raw/videos", real: str | None = None,
-           lips_out: str | Path | None = None, finish: Callable[[Path, Path], None] | None = None) -> dict:
+           lips_out: str | Path | None = None, provenance: dict | None = None) -> dict:
     """Render `audio` (any file ffmpeg reads with an audio stream) as `out`, an H.264 + AAC mp4 at
     preprocess.fps with the original audio, T = ceil(seconds * fps) frames (at most one frame longer
     than the audio).
@@ -199,10 +200,13 @@ def render(audio: str | Path, out: str | Path, models: Models, params: Params, t
     the paper's Fig. 6. target: the video id whose face speaks (default render.target_video, else the
     generator's target). real: the corpus video the speech comes from, for the traces' real mouth
     opening (found by path for <shards>/../raw/videos/<id>.mp4). progress(phase, done, total): phases
-    "lips" then "frames". lips_out: also save the final lips as .npy. finish(temp, out): how the
-    finished temporary file becomes `out` (signing, say); default a rename.
+    "lips" then "frames". lips_out: also save the final lips as .npy.
+    The mp4 carries a signed C2PA manifest declaring it synthetic (tasks/provenance.py), with the
+    facts of tasks.provenance.render_facts; `provenance` adds or overrides facts (e.g. "speech_name"
+    for speech downloaded from a URL). provenance.label also draws a visible label in the corner.
     Raises RenderError naming the file for unreadable speech or an unusable target; `out` is then
-    untouched. Returns {"frames", "audio_seconds", "video_seconds", "wall_seconds", "target", "output", "out"}.
+    untouched. Returns {"frames", "audio_seconds", "video_seconds", "wall_seconds", "target", "output",
+    "out", "manifest" (what sign_mp4 returned)}.
     """
     started = time.perf_counter()
     audio, out, shards, videos = Path(audio), Path(out), Path(shards), Path(videos)
@@ -216,6 +220,14 @@ def render(audio: str | Path, out: str | Path, models: Models, params: Params, t
     if output == "face_panel" and real and not partition_dir(shards, real).is_dir():
         raise RenderError(f"real frames {real!r}: no such video in {shards}")
     job = _Job(models, params, output, target, shards, videos, real)
+    facts = render_facts(speech=audio, target_video=target, params_digest=digest(params), lstm=models.lstm_path,
+                         cgan=models.cgan_path, **(provenance or {}))
+    signed = {}
+
+    def sign(temp: Path, final: Path) -> None:
+        signed.update(sign_mp4(temp, final, facts, params.provenance.key_dir or None))
+
+    label = params.provenance.label_text if params.provenance.label else None
     p = params.preprocess
     estimate = frame_count(round(info.duration * p.sample_rate), p.sample_rate, p.fps)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -225,13 +237,14 @@ def render(audio: str | Path, out: str | Path, models: Models, params: Params, t
         if lips_out is not None:
             np.save(lips_out, np.asarray(final))
         (width, height), size, frames = job.frames(models, params, final, raw, shards)
-        with Encoder(out, audio, seconds, width, height, p.fps, size, params.render, finish) as encoder:
+        with Encoder(out, audio, seconds, width, height, p.fps, size, params.render, sign) as encoder:
             for start, batch in frames:
                 for frame in batch:  # one at a time: no copy of a batch of full frames
-                    encoder.write(frame)
+                    encoder.write(draw_label(frame, label) if label else frame)
                 report("frames", start + len(batch), len(final))
     return {"frames": len(final), "audio_seconds": seconds, "video_seconds": len(final) / p.fps,
-            "wall_seconds": time.perf_counter() - started, "target": target, "output": output, "out": str(out)}
+            "wall_seconds": time.perf_counter() - started, "target": target, "output": output, "out": str(out),
+            "manifest": signed}
 
 
 def _check_speech(audio: Path, models: Models, params: Params):
