@@ -16,11 +16,13 @@ export NUMBA_CACHE_DIR ?= $(CURDIR)/.cache/numba
 setup: system-packages $(STAMP)
 
 # ffmpeg (with ffprobe) and espeak-ng come from Debian; installed only when missing (needs root).
+# chromium: the headless browser the web app's test drives (Playwright's own download needs the internet).
 system-packages:
-	@if ! command -v ffmpeg >/dev/null || ! command -v ffprobe >/dev/null || ! command -v espeak-ng >/dev/null; then \
-		echo "installing ffmpeg and espeak-ng from Debian"; \
-		if [ "$$(id -u)" != 0 ]; then echo "need root (or sudo) to apt-get install ffmpeg espeak-ng" >&2; exit 1; fi; \
-		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ffmpeg espeak-ng; \
+	@if ! command -v ffmpeg >/dev/null || ! command -v ffprobe >/dev/null || ! command -v espeak-ng >/dev/null \
+		|| ! command -v chromium >/dev/null; then \
+		echo "installing ffmpeg, espeak-ng and chromium from Debian"; \
+		if [ "$$(id -u)" != 0 ]; then echo "need root (or sudo) to apt-get install ffmpeg espeak-ng chromium" >&2; exit 1; fi; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ffmpeg espeak-ng chromium; \
 	fi
 
 $(STAMP): pyproject.toml constraints.txt

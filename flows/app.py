@@ -1,0 +1,211 @@
+"""The web app, `reenact app`: speech in a browser -> a signed talking-head mp4; the dataset at a glance.
+
+Tab "Render": upload or record speech, pick a target video (with a thumbnail), choose full frame /
+face / panel; progress while it renders, then the video to play and download, with what its C2PA
+manifest says. Tab "Dataset": the contact sheet, `reenact inspect`'s table and reports/metrics.json.
+
+The models are loaded once per process and renders run one at a time through Gradio's queue
+(concurrency_limit=1), so two users cannot both hold a render's memory. Bad input is a message in
+the page, never a stack trace. It listens on loopback unless told otherwise (flows/cli.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# Before gradio is imported: no usage reports or update checks from an offline tool.
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import gradio as gr  # noqa: E402
+import pyarrow.dataset as ds  # noqa: E402
+
+from flows.render import default_out, render_file  # noqa: E402
+from models.render import RenderError, load_models  # noqa: E402
+from tasks.decode import DecodeError, probe  # noqa: E402
+from tasks.inspect import summarize, write_sheet  # noqa: E402
+from tasks.params import ParamsError, load_params  # noqa: E402
+from tasks.shards import part_files  # noqa: E402
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+OUTPUT_LABELS = {"full": "Full frame", "face": "Face", "panel": "Panel (target | composite, lip traces)"}
+
+
+@dataclass
+class AppConfig:
+    params_file: Path = Path("params.yaml")
+    lstm: Path = Path("artifacts/lstm.pt")
+    cgan: Path = Path("artifacts/cgan.pt")
+    shards: Path = Path("data/shards")
+    videos: Path = Path("data/raw/videos")
+    metrics: Path = Path("reports/metrics.json")
+    out_dir: Path = Path("renders/app")
+    max_seconds: float = 300.0
+
+
+class BadUpload(ValueError):
+    """Speech the app refuses; the message is shown in the page as it is."""
+
+
+def check_speech(path: str | None, max_seconds: float) -> float:
+    """The upload's duration in seconds, or BadUpload saying why it cannot be rendered."""
+    if not path:
+        raise BadUpload("No speech yet: upload an audio file or record some.")
+    name = Path(path).name
+    if Path(path).stat().st_size == 0:
+        raise BadUpload(f"{name} is empty.")
+    try:
+        info = probe(path)
+    except DecodeError:
+        raise BadUpload(f"{name} is not an audio file ffmpeg can read.") from None
+    if not info.has_audio:
+        raise BadUpload(f"{name} has no audio track.")
+    if info.duration <= 0:
+        raise BadUpload(f"{name} holds no sound.")
+    if info.duration > max_seconds:
+        raise BadUpload(f"{name} is {info.duration:.0f} s long; this app renders at most "
+                        f"{max_seconds:.0f} s.")
+    return info.duration
+
+
+def thumbnail(video_id: str, config: AppConfig, cache: Path) -> str | None:
+    """A frame of the target: from its video when there is one, else its first face crop in the shards."""
+    png = cache / f"{video_id}.png"
+    if png.exists():
+        return str(png)
+    source = config.videos / f"{video_id}.mp4"
+    if source.exists():
+        command = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-ss", "0.5", "-i", str(source),
+                   "-frames:v", "1", "-vf", "scale=256:-2", str(png)]
+        done = subprocess.run(command, capture_output=True, check=False)
+        if done.returncode == 0 and png.exists():
+            return str(png)
+    parts = part_files(config.shards, video_id)
+    if not parts:
+        return None
+    frames = ds.dataset([str(p) for p in parts], format="parquet")
+    table = frames.to_table(columns=["face"], filter=ds.field("face_found"))
+    if table.num_rows == 0:
+        return None
+    png.with_suffix(".jpg").write_bytes(table.column("face")[0].as_py())
+    return str(png.with_suffix(".jpg"))
+
+
+def dataset_view(config: AppConfig, cache: Path) -> tuple[str | None, list[list[Any]], Any]:
+    """(contact sheet PNG, inspect rows, metrics) as the Dataset tab shows them; absent parts are empty."""
+    summaries = summarize(config.shards) if config.shards.is_dir() else []
+    rows = [[s.video_id, s.frames, s.frames_with_face, f"{s.frames_with_face / max(s.frames, 1):.1%}",
+             s.parts, f"{s.bytes / 1e6:.1f} MB"] for s in summaries]
+    sheet = None
+    if rows:
+        try:
+            sheet = str(write_sheet(config.shards, cache / "contact_sheet.png"))
+        except ValueError:
+            sheet = None
+    metrics = {str(config.metrics): "none yet"}
+    if config.metrics.exists():
+        metrics = json.loads(config.metrics.read_text())
+    return sheet, rows, metrics
+
+
+def provenance_markdown(result: dict[str, Any]) -> str:
+    verdict = result["provenance"]
+    lines = [f"**{verdict.describe()}**", "",
+             f"{result['video_seconds']:.1f} s of video on `{result['target']}` in "
+             f"{result['wall_seconds']:.1f} s ({result['realtime_factor']:.1f}x real time)", "",
+             "| manifest says | |", "| --- | --- |",
+             f"| digital source type | `{verdict.source_type.rsplit('/', 1)[-1]}` |",
+             *[f"| {key} | `{value}` |" for key, value in verdict.facts.items()],
+             f"| manifest | `{verdict.manifest}` |", f"| content sha256 | `{verdict.digest}` |"]
+    return "\n".join(lines)
+
+
+def _render_handler(models: Any, config: AppConfig):
+    def render(speech: str | None, target: str, output: str, progress=gr.Progress()):  # noqa: B008
+        try:
+            check_speech(speech, config.max_seconds)
+            out = default_out(Path(speech).name, target, output, config.out_dir)
+            result = render_file(speech, out, target=target, output=output, params_file=config.params_file,
+                                 models=models, shards=config.shards, videos=config.videos,
+                                 progress=lambda phase, done, total: progress((done, total), desc=phase))
+        except (BadUpload, RenderError, ParamsError, FileNotFoundError) as exc:
+            return None, None, f"**Cannot render:** {exc}"
+        except Exception as exc:  # the page gets one line; the console keeps the traceback
+            import traceback
+
+            traceback.print_exc()
+            return None, None, f"**Render failed:** {type(exc).__name__}: {exc}"
+        return result["out"], result["out"], provenance_markdown(result)
+    return render
+
+
+def _render_tab(models: Any, config: AppConfig, targets: list[str], default: str, cache: Path) -> None:
+    with gr.Row():
+        with gr.Column():
+            speech = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Speech",
+                              elem_id="speech")
+            target = gr.Dropdown(targets, value=default, label="Target video (whose face speaks)",
+                                 elem_id="target")
+            preview = gr.Image(thumbnail(default, config, cache), label="Target", interactive=False,
+                               height=200, elem_id="thumbnail")
+            output = gr.Radio([(label, o) for o, label in OUTPUT_LABELS.items()], value="full",
+                              label="Output", elem_id="output")
+            button = gr.Button("Render", variant="primary", elem_id="render")
+        with gr.Column():
+            video = gr.Video(label="Result", interactive=False, elem_id="result")
+            download = gr.File(label="Download the mp4", interactive=False, elem_id="download")
+            status = gr.Markdown("Every render is signed (C2PA) as AI-generated; `reenact verify FILE` "
+                                 "checks one.", elem_id="status")
+    target.change(lambda video_id: thumbnail(video_id, config, cache), target, preview)
+    button.click(_render_handler(models, config), [speech, target, output], [video, download, status],
+                 concurrency_limit=1, concurrency_id="render")
+
+
+def _dataset_tab(config: AppConfig, cache: Path) -> None:
+    sheet, rows, metrics = dataset_view(config, cache)
+    gr.Markdown(f"`reenact inspect {config.shards}`")
+    table = gr.Dataframe(rows, headers=["video", "frames", "with a face", "share", "parts", "on disk"],
+                         interactive=False, elem_id="inspect")
+    image = gr.Image(sheet, label="Contact sheet: sample crops and their lips", interactive=False,
+                     elem_id="sheet")
+    gr.Markdown(f"Latest `{config.metrics}`")
+    report = gr.JSON(metrics, elem_id="metrics")
+    refresh = gr.Button("Refresh")
+
+    def reload() -> tuple[list[list[Any]], str | None, Any]:
+        sheet, rows, metrics = dataset_view(config, cache)
+        return rows, sheet, metrics
+
+    refresh.click(reload, None, [table, image, report])
+
+
+def create_app(config: AppConfig) -> gr.Blocks:
+    """The Blocks app, with the models loaded. Raises FileNotFoundError / ParamsError / RenderError."""
+    params = load_params(config.params_file)
+    models = load_models(config.lstm, config.cgan, params.device)
+    targets = sorted(models.cgan_ckpt["lips_stats"])
+    default = params.render.target_video or models.cgan_ckpt["target_video"]
+    cache = Path(tempfile.mkdtemp(prefix="reenact-app-"))
+    config.out_dir.mkdir(parents=True, exist_ok=True)
+    with gr.Blocks(title="reenact", analytics_enabled=False) as app:
+        gr.Markdown("# reenact\nSpeech in, talking head out. Every video is signed as AI-generated.")
+        with gr.Tab("Render"):
+            _render_tab(models, config, targets, default, cache)
+        with gr.Tab("Dataset"):
+            _dataset_tab(config, cache)
+    app.queue(default_concurrency_limit=1)
+    return app
+
+
+def launch(app: gr.Blocks, config: AppConfig, host: str = "127.0.0.1", port: int = 7860) -> None:
+    """Serve until interrupted; only the render folder and the app's cache are served as files."""
+    # System fonts: the default theme's web fonts would be fetched from the internet.
+    theme = gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
+    app.launch(server_name=host, server_port=port, share=False, ssr_mode=False, show_error=False,
+               allowed_paths=[str(config.out_dir.resolve())], max_file_size="200mb", theme=theme,
+               footer_links=[])

@@ -1,0 +1,151 @@
+"""The `render` flow (deployment `render/default`) and `render_file`, the one render call that the
+flow, the web app (flows/app.py) and the CLI share.
+
+Speech comes from a local path or an http(s) URL (downloaded to a temporary file; every other
+scheme is refused, as for ingest sources). The mp4 carries a signed C2PA manifest (written by
+models.render.render through tasks/provenance.py); `render_file` reads it back, so every caller
+can show what the file says about itself.
+"""
+
+from __future__ import annotations
+
+import datetime
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import unquote, urlparse
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_link_artifact
+
+from flows.common import artifact_key, publish_markdown, record_params
+from models.render import OUTPUTS, RenderError, load_models
+from models.render import render as render_video
+from tasks.download import SourceError, check_source
+from tasks.files import safe_id
+from tasks.params import load_params
+from tasks.provenance import Verdict, verify_mp4
+
+if TYPE_CHECKING:
+    from models.render import Models
+
+Output = Literal["full", "panel", "face", "face_panel"]  # models.render.OUTPUTS
+Progress = Callable[[str, int, int], None]
+MAX_DOWNLOAD_BYTES = 512 << 20
+DOWNLOAD_TIMEOUT_S = 60
+
+
+def fetch_speech(audio: str | Path, scratch: Path, max_bytes: int = MAX_DOWNLOAD_BYTES) -> tuple[Path, str]:
+    """(local file, name for the manifest): a path as it is; an http(s) URL downloaded into `scratch`
+    and named by its URL. Any other scheme (file://, ftp://, data:, ...) raises RenderError."""
+    text = str(audio)
+    try:
+        kind = check_source(text)
+    except SourceError as exc:
+        raise RenderError(str(exc)) from None
+    if kind == "path":
+        return Path(text), Path(text).name
+    name = safe_id(Path(unquote(urlparse(text).path)).stem or "speech")
+    target = scratch / f"{name}{Path(urlparse(text).path).suffix[:8] or '.audio'}"
+    try:
+        with urllib.request.urlopen(text, timeout=DOWNLOAD_TIMEOUT_S) as response, open(target, "wb") as file:
+            copied = 0
+            while block := response.read(1 << 20):
+                copied += len(block)
+                if copied > max_bytes:
+                    raise RenderError(f"{text}: larger than {max_bytes >> 20} MB")
+                file.write(block)
+    except OSError as exc:  # URLError and HTTPError are OSErrors
+        raise RenderError(f"{text}: download failed ({exc})") from None
+    return target, text
+
+
+def default_out(speech_name: str, target: str | None, output: str,
+                folder: str | Path = "renders/runs") -> Path:
+    """renders/runs/<speech>_<target>_<output>_<UTC time>.mp4: a new file per run, never a stage's output."""
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
+    stem = safe_id(Path(urlparse(speech_name).path).stem or "speech", 40)
+    return Path(folder) / f"{stem}_{target or 'default'}_{output}_{stamp}.mp4"
+
+
+def render_file(audio: str | Path, out: str | Path | None = None, *, target: str | None = None,
+                output: Output | None = None, params_file: str | Path = "params.yaml",
+                overrides: dict[str, Any] | None = None, models: Models | None = None,
+                lstm: str | Path = "artifacts/lstm.pt", cgan: str | Path = "artifacts/cgan.pt",
+                shards: str | Path = "data/shards", videos: str | Path = "data/raw/videos",
+                progress: Progress | None = None) -> dict[str, Any]:
+    """Render speech (a path or an http(s) URL) to a signed mp4 and read its manifest back.
+
+    Returns models.render.render's dict plus "realtime_factor" (audio seconds per wall second),
+    "speech" (the name the manifest records) and "provenance" (a tasks.provenance.Verdict).
+    Raises RenderError (bad speech, unknown target, refused URL), ParamsError, FileNotFoundError.
+    """
+    params = load_params(params_file, overrides)
+    output = output or params.render.output
+    if output not in OUTPUTS:
+        raise RenderError(f"output {output!r}: must be one of {', '.join(OUTPUTS)}")
+    models = models or load_models(lstm, cgan, params.device)
+    with tempfile.TemporaryDirectory(prefix="reenact-speech-") as scratch:
+        speech, name = fetch_speech(audio, Path(scratch))
+        out = Path(out) if out else default_out(name, target, output)
+        # The manifest names the speech as the user gave it (a URL, not the temporary download).
+        facts = {"speech_name": name} if name != speech.name else None
+        result = render_video(speech, out, models, params, target, output=output, progress=progress,
+                              shards=shards, videos=videos, provenance=facts)
+    result["realtime_factor"] = result["audio_seconds"] / max(result["wall_seconds"], 1e-9)
+    result["speech"] = name
+    result["provenance"] = verify_mp4(out)
+    return result
+
+
+def summary_markdown(result: dict[str, Any], output: str) -> str:
+    verdict: Verdict = result["provenance"]
+    rows = [("video", f"`{result['out']}`"), ("speech", f"`{result['speech']}`"),
+            ("target", f"`{result['target']}`"), ("output", output),
+            ("length", f"{result['video_seconds']:.2f} s ({result['frames']} frames)"),
+            ("render time", f"{result['wall_seconds']:.1f} s"),
+            ("real-time factor", f"{result['realtime_factor']:.2f}x"),
+            ("provenance", verdict.describe()), ("manifest", f"`{verdict.manifest}`"),
+            ("provenance digest", f"`sha256:{verdict.digest}`")]
+    lines = ["# Render", "", "| | |", "| --- | --- |", *[f"| {key} | {value} |" for key, value in rows]]
+    return "\n".join(lines)
+
+
+@flow(name="render")
+def render_flow(audio: str, target: str | None = None, output: Output | None = None, out: str | None = None,
+                overrides: dict[str, Any] | None = None, project_dir: str = ".") -> dict[str, Any]:
+    """Speech (a path or an http(s) URL) -> a signed talking-head mp4; publishes a link and a summary."""
+    logger = get_run_logger()
+    root = Path(project_dir).resolve()
+    params = load_params(root / "params.yaml", overrides)  # fail fast, naming the bad key
+    record_params("render", params, overrides, {"device", "render", "provenance"})
+    output = output or params.render.output
+    out_path = root / (out or default_out(str(audio), target, output))
+    last = {"logged": 0.0}
+
+    def progress(phase: str, done: int, total: int) -> None:
+        if done == total or time.monotonic() - last["logged"] > 5:
+            last["logged"] = time.monotonic()
+            logger.info("%s: %d / %d", phase, done, total)
+
+    result = render_file(audio, out_path, target=target, output=output, params_file=root / "params.yaml",
+                         overrides=overrides, lstm=root / "artifacts" / "lstm.pt",
+                         cgan=root / "artifacts" / "cgan.pt", shards=root / "data" / "shards",
+                         videos=root / "data" / "raw" / "videos", progress=progress)
+    verdict: Verdict = result["provenance"]
+    logger.info("%s: %s", out_path, verdict.describe())
+    create_link_artifact(key=artifact_key("render-video"), link=out_path.as_uri(), link_text=out_path.name,
+                         description="the rendered mp4")
+    publish_markdown("render-summary", summary_markdown(result, output), "length, speed, target, provenance")
+    return {"out": str(out_path), "frames": result["frames"], "audio_seconds": result["audio_seconds"],
+            "realtime_factor": result["realtime_factor"], "target": result["target"],
+            "signed": verdict.ok, "provenance_digest": verdict.digest}
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(render_flow(audio=sys.argv[1], target=sys.argv[2] if len(sys.argv) > 2 else None))
