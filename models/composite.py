@@ -55,7 +55,7 @@ def lower_face_mask(landmarks: np.ndarray, size: int) -> np.ndarray:
     sigma = _blur_sigma(size)
     mask = cv2.GaussianBlur(mask, (0, 0), sigma, borderType=cv2.BORDER_CONSTANT)
     ramp = np.clip(np.minimum(np.arange(size), np.arange(size)[::-1]) / EDGE, 0, 1).astype(np.float32)
-    return mask * ramp[:, None] * ramp[None, :]
+    return np.clip(mask, 0.0, 1.0) * ramp[:, None] * ramp[None, :]  # the blur's rounding overshoots 1
 
 
 def match_colour(face: np.ndarray, real: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -23,19 +23,11 @@ import soundfile
 
 from models import render as render_module
 from models import train_cgan, train_lstm
-from models.data import mouth_opening, synthetic_shards
-from models.render import (
-    RenderError,
-    align_lips,
-    frame_count,
-    lips_moments,
-    load_models,
-    pooled_stats,
-    render,
-    smooth_lips,
-    speech_lips,
-    stream_lips,
-)
+from helpers import synthetic_shards
+from models.data import mouth_opening
+from models.lips import align_lips, lips_moments, pooled_stats, smooth_lips
+from models.render import RenderError, load_models, render
+from models.speech import frame_count, speech_lips, stream_lips
 from tasks.decode import read_audio
 from tasks.features import audio_features
 from tasks.params import load_params
@@ -92,7 +84,9 @@ def kit(tmp_path_factory):
     root = tmp_path_factory.mktemp("render")
     params_file = root / "params.yaml"
     params_file.write_text((ROOT / "params.yaml").read_text())
-    overrides = {"device": "cpu", "render.size": 128}
+    # The face crop: these shards are drawings with no footage behind them (tests/test_fullframe.py
+    # renders onto real frames).
+    overrides = {"device": "cpu", "render.size": 128, "render.output": "face"}
     params = load_params(params_file, overrides)
     shards = synthetic_shards(root / "shards", videos=3, frames=120)
     _speech_audio(shards, 3, params.preprocess)
@@ -292,24 +286,15 @@ def test_silence_gives_a_still_closed_mouth(kit, tmp_path):
 
 def test_panel_shows_the_real_frames_of_a_corpus_video(kit, tmp_path):
     source = kit.videos / "synthetic_1.mp4"  # <shards>/../raw/videos/<id>.mp4: found by its path
-    render(source, tmp_path / "panel.mp4", kit.models, kit.params, panel=True, shards=kit.shards)
+    render(source, tmp_path / "panel.mp4", kit.models, kit.params, output="face_panel", shards=kit.shards)
     check_video(tmp_path / "panel.mp4", seconds_of(source), size=(3 * 128, 128 + 64))
     soundfile.write(tmp_path / "speech.wav", voice(1.0), SR)
-    render(tmp_path / "speech.wav", tmp_path / "alone.mp4", kit.models, kit.params, panel=True, shards=kit.shards)
+    render(tmp_path / "speech.wav", tmp_path / "alone.mp4", kit.models, kit.params, output="face_panel",
+           shards=kit.shards)
     check_video(tmp_path / "alone.mp4", 1.0, size=(2 * 128, 128 + 64))
-    render(tmp_path / "speech.wav", tmp_path / "named.mp4", kit.models, kit.params, panel=True, shards=kit.shards,
-           real="synthetic_0")
+    render(tmp_path / "speech.wav", tmp_path / "named.mp4", kit.models, kit.params, output="face_panel",
+           shards=kit.shards, real="synthetic_0")
     check_video(tmp_path / "named.mp4", 1.0, size=(3 * 128, 128 + 64))
-
-
-def test_dvc_stage_renders_the_demo_and_its_panel(kit, tmp_path, capsys):
-    render_module.main(["--params", str(kit.params_file), "--shards", str(kit.shards), "--videos", str(kit.videos),
-                        "--lstm", str(kit.lstm_path), "--cgan", str(kit.cgan_path), "--out-dir", str(tmp_path),
-                        "--override", "device=cpu"])
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo.mp4", "demo_panel.mp4"]
-    assert capsys.readouterr().out.count("render: ") == 2
-    val_audio = next(kit.videos.glob("*.mp4"))  # every 'raw video' holds 4 s of AAC
-    check_video(tmp_path / "demo_panel.mp4", seconds_of(val_audio), size=(3 * 256, 256 + 128))
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
