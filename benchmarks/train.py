@@ -25,6 +25,7 @@ import torch
 from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(1, str(Path(__file__).resolve().parents[1] / "tests"))  # helpers.synthetic_shards
 
 from models.cgan import Discriminator, Generator
 from models.common import pick_device, seed_everything
@@ -35,11 +36,11 @@ from models.data import (
     lips_stats,
     load_corpus,
     split_corpus,
-    synthetic_shards,
 )
 from models.lstm import AudioToLips
 from models.train_cgan import gan_step
 from models.train_lstm import lstm_step
+from helpers import synthetic_shards
 from tasks.params import load_params, parse_override
 
 

@@ -14,25 +14,32 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from tasks.params import Params, ParamsError, load_params
 
 
-def resolve_params(params_file: str | Path = "params.yaml", overrides: dict[str, Any] | None = None) -> Params:
+def resolve_params(params_file: str | Path = "params.yaml",
+                   overrides: dict[str, Any] | None = None) -> Params:
     """params.yaml with dotted-key overrides applied, validated by the one typed loader."""
     return load_params(params_file, overrides)
 
 
-def record_params(flow_name: str, params: Params, overrides: dict[str, Any] | None, sections: set[str]) -> None:
+def record_params(flow_name: str, params: Params, overrides: dict[str, Any] | None,
+                  sections: set[str]) -> None:
     """Log and publish the params a run used, so a deployment run with overrides is reproducible."""
     used = yaml.safe_dump(params.model_dump(mode="json", include=sections), sort_keys=False)
     get_run_logger().info("params used (overrides: %s):\n%s", overrides or "none", used)
-    publish_markdown(f"{flow_name}-params", f"# params used\n\noverrides: `{overrides or {}}`\n\n```yaml\n{used}```",
-                     f"the params this {flow_name} run used")
+    markdown = f"# params used\n\noverrides: `{overrides or {}}`\n\n```yaml\n{used}```"
+    publish_markdown(f"{flow_name}-params", markdown, f"the params this {flow_name} run used")
 
 
-def run_stage(stage: Callable[..., Any]) -> None:
-    """A DVC stage's entry point: a bad params.yaml stops with one line naming the key, before Prefect starts."""
+def run_stage(stage: Callable[..., Any], preflight: Callable[[Params], str | None] | None = None) -> None:
+    """A DVC stage's entry point. What stops a stage for a known reason stops it with one line,
+    before Prefect starts (a flow that raises logs a traceback): a bad params.yaml, naming the
+    key, or the problem `preflight` finds in the params (e.g. a sources file that is not there)."""
     try:
-        resolve_params()
+        params = resolve_params()
     except ParamsError as exc:
         sys.exit(f"error: {exc}")
+    problem = preflight(params) if preflight else None
+    if problem:
+        sys.exit(f"error: {problem}")
     stage()
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task, unmapped
+from prefect.runtime import task_run
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.tasks import exponential_backoff
 
@@ -27,6 +28,7 @@ from flows.common import (
 from tasks import demo
 from tasks.download import (
     SourceError,
+    TransientError,
     check_source,
     failed_row,
     fetch,
@@ -36,12 +38,22 @@ from tasks.download import (
     write_manifest,
 )
 from tasks.files import sha256_file
-from tasks.params import DataParams, DemoParams, digest
+from tasks.params import DataParams, DemoParams, Params, digest
 
 
 @task(name="fetch-source", task_run_name="fetch {source}")
 def fetch_source(source: str, videos_dir: Path, params: DataParams, archive: Path) -> dict[str, Any]:
-    return fetch(source, videos_dir, params, archive)
+    """fetch() as a task: a known failure (SourceError) is a `failed` row, one line in the log;
+    a transient one raises so that Prefect retries it (one line per retry), and is a `failed`
+    row once the retries are spent. Only a bug leaves a traceback."""
+    try:
+        return fetch(source, videos_dir, params, archive)
+    except SourceError as exc:
+        return failed_row(source, str(exc))
+    except TransientError as exc:
+        if task_run.run_count > params.retries:
+            return failed_row(source, str(exc))
+        raise
 
 
 @task(name="make-demo-corpus")
@@ -62,40 +74,44 @@ def make_demo(videos_dir: Path, params: DemoParams, previous: list[dict[str, Any
     return [media_row(name, f"{tag}/{name}", videos_dir / f"{name}.mp4", status) for name in names]
 
 
-def _fetch_all(sources: list[str], videos_dir: Path, params: DataParams, archive: Path) -> list[dict[str, Any]]:
+def _fetch_all(sources: list[str], videos_dir: Path, params: DataParams,
+               archive: Path) -> list[dict[str, Any]]:
     rows: dict[int, dict[str, Any]] = {}
     accepted = []
     for index, source in enumerate(sources):
         try:
             check_source(source)
-            accepted.append(index)
         except SourceError as exc:
-            rows[index] = failed_row(source, str(exc))
-    fetcher = fetch_source.with_options(
-        retries=params.retries,
-        retry_delay_seconds=exponential_backoff(backoff_factor=params.retry_delay_s) if params.retry_delay_s else 0,
-        retry_condition_fn=lambda _task, _run, state: not isinstance(_exception(state), SourceError),
-    )
-    futures = fetcher.map([sources[i] for i in accepted], unmapped(videos_dir), unmapped(params), unmapped(archive))
+            # Refused, never fetched: it claims no video id, so a valid source of the same name keeps it.
+            rows[index] = {**failed_row(source, str(exc)), "video_id": None}
+            continue
+        accepted.append(index)
+    delay = exponential_backoff(backoff_factor=params.retry_delay_s) if params.retry_delay_s else 0
+    fetcher = fetch_source.with_options(retries=params.retries, retry_delay_seconds=delay)
+    futures = fetcher.map([sources[i] for i in accepted], unmapped(videos_dir), unmapped(params),
+                          unmapped(archive))
     for index, future in zip(accepted, futures):
         result = future.result(raise_on_failure=False)
-        rows[index] = failed_row(sources[index], str(result)) if isinstance(result, BaseException) else result
-    ordered = [rows[i] for i in range(len(sources))]
+        if isinstance(result, BaseException):  # a bug: Prefect logged its traceback
+            result = failed_row(sources[index], f"{sources[index]}: {type(result).__name__}: {result}")
+        rows[index] = result
+    return one_source_per_id([rows[i] for i in range(len(sources))])
+
+
+def one_source_per_id(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The first source that delivered a video keeps its id; a later one with the same id fails.
+    Failed sources claim nothing."""
     seen: dict[str, str] = {}
-    for row in ordered:
-        if row["status"] != "failed" and row["video_id"] in seen:
+    for row in rows:
+        if row["status"] == "failed":
+            continue
+        if row["video_id"] in seen:
             row.update({key: None for key in row if key not in ("video_id", "url")})
-            row.update(status="failed", error=f"{row['url']}: same video_id as {seen[row['video_id']]}, kept that one")
-        seen.setdefault(row["video_id"], row["url"])
-    return ordered
-
-
-def _exception(state) -> BaseException | None:
-    try:
-        state.result()
-    except BaseException as exc:  # noqa: BLE001 - the state's own exception, inspected
-        return exc
-    return None
+            kept = seen[row["video_id"]]
+            row.update(status="failed", error=f"{row['url']}: same video_id as {kept}, kept that one")
+        else:
+            seen[row["video_id"]] = row["url"]
+    return rows
 
 
 def _summary(rows: list[dict[str, Any]], seconds: float) -> str:
@@ -138,5 +154,15 @@ def ingest(params_file: str = "params.yaml", overrides: dict[str, Any] | None = 
     return count_statuses(rows)
 
 
+def sources_problem(params: Params) -> str | None:
+    """What stops the stage before it starts (one line), or None: a sources file that is not there."""
+    if params.data.source == "sources":
+        try:
+            read_sources(params.data.sources_file)
+        except SourceError as exc:
+            return str(exc)
+    return None
+
+
 if __name__ == "__main__":
-    run_stage(ingest)
+    run_stage(ingest, preflight=sources_problem)

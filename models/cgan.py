@@ -1,7 +1,8 @@
 """Lips -> face: a conditional DCGAN at 128x128 (paper, 4.3 and Fig. 3).
 
-The generator maps 50-D noise + 16-D lips (66-D) to a 3x128x128 image in [-1, 1]; the
-discriminator sees the image with the lips broadcast as 16 more channels (19x128x128). Both
+The generator maps 50-D noise + 16-D lips (66-D) to a 3x128x128 image in [-1, 1] (FACE_SIZE, the one
+size it makes); the discriminator sees the image with the lips broadcast as 16 more channels
+(19x128x128). Both
 take lips z-scored with the training set's stats, which travel in the checkpoint;
 `generate_faces` does the round trip from lips in [0, 1] of the crop to uint8 images.
 """
@@ -15,8 +16,8 @@ import torch
 from torch import nn
 
 from models.common import load_model
-
-IMAGE_SIZE = 128
+from tasks.params import FACE_SIZE, CganParams
+from tasks.shards import LIPS_DIM
 
 
 def init_weights(module: nn.Module) -> None:
@@ -29,7 +30,7 @@ def init_weights(module: nn.Module) -> None:
 
 
 class Generator(nn.Module):
-    def __init__(self, noise_dim: int = 50, lips: int = 16, ngf: int = 32):
+    def __init__(self, noise_dim: int = 50, lips: int = LIPS_DIM, ngf: int = 32):
         super().__init__()
         self.noise_dim = noise_dim
         self.main = nn.Sequential(
@@ -60,13 +61,18 @@ class Generator(nn.Module):
         )
         self.apply(init_weights)
 
+    @staticmethod
+    def hparams(params: CganParams) -> dict:
+        """The constructor's arguments, as saved in a checkpoint."""
+        return {"noise_dim": params.noise_dim, "lips": LIPS_DIM, "ngf": params.ngf}
+
     def forward(self, noise: torch.Tensor, lips: torch.Tensor) -> torch.Tensor:
-        # noise: (B, noise_dim), lips: (B, 16) z-scored -> (B, 3, 128, 128) in [-1, 1]
+        # noise: (B, noise_dim), lips: (B, LIPS_DIM) z-scored -> (B, 3, FACE_SIZE, FACE_SIZE) in [-1, 1]
         return self.main(torch.cat([noise, lips], 1)[:, :, None, None])
 
 
 class Discriminator(nn.Module):
-    def __init__(self, lips: int = 16, ndf: int = 32):
+    def __init__(self, lips: int = LIPS_DIM, ndf: int = 32):
         super().__init__()
         self.main = nn.Sequential(
             # input is the image and the lips broadcast over it: (3 + lips) x 128 x 128
@@ -95,7 +101,8 @@ class Discriminator(nn.Module):
         self.apply(init_weights)
 
     def forward(self, image: torch.Tensor, lips: torch.Tensor) -> torch.Tensor:
-        # image: (B, 3, 128, 128), lips: (B, 16) z-scored -> (B,) logits of "real, and matching these lips"
+        # image: (B, 3, FACE_SIZE, FACE_SIZE), lips: (B, LIPS_DIM) z-scored
+        # -> (B,) logits of "real, and matching these lips"
         b, _, h, w = image.shape
         lips = lips[:, :, None, None].expand(b, lips.size(1), h, w).to(image.dtype)
         x = torch.cat([image, lips], 1)
@@ -104,21 +111,26 @@ class Discriminator(nn.Module):
         return self.main(x).view(-1)
 
 
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) in [-1, 1], as the generator makes them -> (N, H, W, 3) uint8 images."""
+    return ((images + 1) * 127.5).round().clamp(0, 255).byte().permute(0, 2, 3, 1)
+
+
 def load_generator(path: str | Path = "artifacts/cgan.pt", device: str | torch.device = "cpu"):
     """(generator in eval mode, checkpoint dict) from a file written by models.train_cgan."""
     return load_model(Generator, path, "train_cgan", device)
 
 
 @torch.no_grad()
-def generate_faces(generator: Generator, checkpoint: dict, lips: np.ndarray, noise: torch.Tensor | None = None,
-                   batch_size: int = 256) -> np.ndarray:
-    """(frames, 16) lips in [0, 1] of the crop -> (frames, 128, 128, 3) uint8 faces, one noise vector
-    for all frames (default: the checkpoint's), so that only the lips change from frame to frame."""
+def generate_faces(generator: Generator, checkpoint: dict, lips: np.ndarray,
+                   noise: torch.Tensor | None = None, batch_size: int = 256) -> np.ndarray:
+    """(frames, LIPS_DIM) lips in [0, 1] of the crop -> (frames, FACE_SIZE, FACE_SIZE, 3) uint8 faces,
+    one noise vector for all frames (default: the checkpoint's), so that only the lips change."""
     device = next(generator.parameters()).device
     noise = checkpoint["noise"] if noise is None else noise
     lips = (torch.tensor(np.asarray(lips, np.float32)) - checkpoint["lips_mean"]) / checkpoint["lips_std"]
     faces = []
     for batch in lips.split(batch_size):
         images = generator(noise.expand(len(batch), -1).to(device), batch.to(device)).float()
-        faces.append(((images + 1) * 127.5).round().clamp(0, 255).byte().permute(0, 2, 3, 1).cpu())
-    return torch.cat(faces).numpy() if faces else np.zeros((0, IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
+        faces.append(to_uint8(images).cpu())
+    return torch.cat(faces).numpy() if faces else np.zeros((0, FACE_SIZE, FACE_SIZE, 3), np.uint8)

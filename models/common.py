@@ -1,8 +1,7 @@
-"""What both training scripts share: the command line, device and seeding, checkpoints, DDP."""
+"""What the model stages share: device and seeding, checkpoints, DDP."""
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import hashlib
 import json
@@ -10,34 +9,24 @@ import os
 import random
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 
-from tasks.params import Params, load_params, parse_override
+from tasks import entry
+from tasks.params import Params
 
-# Offline platform: never phone home (DESIGN.md, known traps). DVCLive imports DVC.
+# Offline platform: never phone home (ARCHITECTURE.md, rules). DVCLive imports DVC.
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
 
-def training_args(stage: str, description: str, argv: list[str] | None = None) -> argparse.Namespace:
-    """The command line of a training stage; every default is the DVC layout of DESIGN.md."""
-    parser = argparse.ArgumentParser(prog=f"python -m models.train_{stage}", description=description)
-    parser.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
-    parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
-                        help="dotted-key override, e.g. lstm.epochs=3 (repeatable)")
-    parser.add_argument("--shards", default="data/shards", help="frame table (default: %(default)s)")
-    parser.add_argument("--out", default=f"artifacts/{stage}.pt", help="final weights (default: %(default)s)")
-    parser.add_argument("--checkpoints", default=f"checkpoints/{stage}",
-                        help="resumable state, kept across runs (default: %(default)s)")
-    parser.add_argument("--live", default=f"dvclive/{stage}", help="DVCLive folder (default: %(default)s)")
-    return parser.parse_args(argv)
-
-
-def stage_params(args: argparse.Namespace) -> Params:
-    return load_params(args.params, dict(parse_override(text) for text in args.override))
+def stage_params(args: Any) -> Params:
+    """tasks.entry.stage_params for a stage still parsing with argparse (`args.params`, `args.override`);
+    goes once models/evaluate.py runs through tasks.entry."""
+    return entry.stage_params(args.params, args.override)
 
 
 def pick_device(name: str) -> torch.device:
@@ -96,13 +85,36 @@ def load_model(cls: type[torch.nn.Module], path: str | Path, stage: str, device:
     return model.to(device).eval(), checkpoint
 
 
-def init_distributed(device: torch.device) -> tuple[torch.device, int, int]:
-    """(device, rank, world size). Under torchrun, joins the process group (NCCL on CUDA, gloo on
-    CPU) and takes the local rank's GPU."""
+class Process(NamedTuple):
+    """This process's place in a (possibly distributed) run."""
+
+    device: torch.device
+    rank: int
+    world: int
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the one process that logs and writes."""
+        return self.rank == 0
+
+
+def init_distributed(device: torch.device) -> Process:
+    """Under torchrun, joins the process group (NCCL on CUDA, gloo on CPU) and takes the local
+    rank's GPU; otherwise the one process of rank 0 in a world of 1."""
     if "RANK" not in os.environ:
-        return device, 0, 1
+        return Process(device, 0, 1)
     if device.type == "cuda":
         device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
         torch.cuda.set_device(device)
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return device, dist.get_rank(), dist.get_world_size()
+    return Process(device, dist.get_rank(), dist.get_world_size())
+
+
+def distributed(model: torch.nn.Module, process: Process) -> torch.nn.Module:
+    """`model` wrapped for DDP when there are several processes, else `model` itself. Each rank
+    keeps its own batch-norm statistics: broadcasting them on every one of the discriminator's
+    three calls per step would overwrite tensors that autograd saved."""
+    if process.world == 1:
+        return model
+    ids = [process.device.index] if process.device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)

@@ -14,23 +14,32 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import simplejpeg
 import torch
 from torch.utils.data import Dataset
 
-from tasks.params import Params, PreprocessParams
-from tasks.shards import METADATA_KEY, PARTITION, ShardWriter
+from tasks.landmarks import LIP_POINTS, lips_opening
+from tasks.params import Params
+from tasks.shards import (
+    LIPS_DIM,
+    PARTITION,
+    list_column_as_array,
+    part_files,
+    read_frames,
+    video_ids,
+    video_metadata,
+)
 
-# Inner-lip top and bottom centre among dlib's 68 points: their gap is the mouth opening.
-INNER_TOP, INNER_BOTTOM = 62, 66
+# The old name of tasks.landmarks.lips_opening, until models/panel.py, models/evaluate.py and
+# tests/test_render.py import that instead.
+mouth_opening = lips_opening
 
 
 @dataclass
 class Video:
     video_id: str
     audio: np.ndarray  # (frames, features) float32
-    lips: np.ndarray  # (frames, 16) float32, (x, y) of 8 points in [0, 1] of the crop; NaN without a face
+    lips: np.ndarray  # (frames, LIPS_DIM) float32: lip points (x, y) in [0, 1] of the crop, NaN if no face
     face_found: np.ndarray  # (frames,) bool
     faces: pa.Array | None  # JPEG per frame (large_binary), when asked for
 
@@ -53,40 +62,22 @@ class Corpus:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _fixed_lists(column: pa.ChunkedArray) -> np.ndarray:
-    width = column.type.list_size
-    flat = [chunk.flatten().to_numpy(zero_copy_only=False) for chunk in column.chunks]
-    return np.concatenate(flat).astype(np.float32).reshape(-1, width)
-
-
 def load_corpus(shards: str | Path, faces: bool = False) -> Corpus:
     """Every video partition under `shards`, frames in order; `faces` also keeps the JPEG bytes."""
-    shards = Path(shards)
-    columns = ["frame", "face_found", "lips", "audio"] + (["face"] if faces else [])
-    videos, meta = [], None
-    # Folders starting with '.' are a writer's temporaries, never data (tasks/shards.py).
-    for folder in sorted(shards.glob(f"{PARTITION}=*")):
-        parts = sorted(folder.glob("part-*.parquet"))
-        if not parts:
-            continue
-        if meta is None:
-            meta = json.loads(pq.read_schema(parts[0]).metadata[METADATA_KEY])
-        table = pa.concat_tables([pq.read_table(p, columns=columns) for p in parts])
-        table = table.sort_by("frame")
-        frame = table.column("frame").to_numpy()
-        if not np.array_equal(frame, np.arange(len(frame))):
-            raise ValueError(f"{folder}: frames are not 0..{len(frame) - 1} without gaps")
-        video_id = folder.name.split("=", 1)[1]
+    columns = ["face_found", "lips", "audio"] + (["face"] if faces else [])
+    videos = []
+    for video_id in (v for v in video_ids(shards) if part_files(shards, v)):
+        table = read_frames(shards, video_id, columns)
         videos.append(Video(
             video_id=video_id,
-            audio=_fixed_lists(table.column("audio")),
-            lips=_fixed_lists(table.column("lips")),
+            audio=list_column_as_array(table, "audio"),
+            lips=list_column_as_array(table, "lips"),
             face_found=table.column("face_found").to_numpy(zero_copy_only=False).astype(bool),
             faces=table.column("face").combine_chunks().cast(pa.large_binary()) if faces else None,
         ))
     if not videos:
         raise FileNotFoundError(f"{shards}: no {PARTITION}=<id>/part-*.parquet (run `dvc repro preprocess`)")
-    return Corpus(videos, meta)
+    return Corpus(videos, video_metadata(shards, videos[0].video_id))
 
 
 def target_video(corpus: Corpus, name: str) -> str:
@@ -157,7 +148,7 @@ def lips_stats(corpus: Corpus, rows: dict[str, np.ndarray]) -> tuple[np.ndarray,
 
 
 def video_lips_stats(corpus: Corpus) -> dict[str, dict]:
-    """Per video: mean, std and covariance of its lips, for aligning one speaker's lips to another's."""
+    """Per video: mean and covariance of its lips, for aligning one speaker's lips to another's."""
     stats = {}
     for v in corpus.videos:
         lips = v.lips[v.face_found].astype(np.float64)
@@ -165,7 +156,6 @@ def video_lips_stats(corpus: Corpus) -> dict[str, dict]:
             continue
         stats[v.video_id] = {
             "mean": torch.tensor(lips.mean(0), dtype=torch.float32),
-            "std": torch.tensor(lips.std(0), dtype=torch.float32),
             "cov": torch.tensor(np.cov(lips, rowvar=False), dtype=torch.float32),
             "frames": len(lips),
         }
@@ -222,17 +212,16 @@ class FacesWithLips(Dataset):
 
     def __init__(self, corpus: Corpus, rows: dict[str, np.ndarray], lips_mean: np.ndarray,
                  lips_std: np.ndarray):
-        faces, lips, video_ids = [], [], []
+        faces, lips = [], []
         for v in corpus.videos:
             if v.video_id not in rows:
                 continue
             targets = np.flatnonzero(rows[v.video_id] & v.face_found)
             faces.append(v.faces.take(pa.array(targets)))
             lips.append((v.lips[targets] - lips_mean) / lips_std)
-            video_ids += [v.video_id] * len(targets)
         self.faces = pa.concat_arrays(faces) if faces else pa.array([], pa.large_binary())
-        self.lips = torch.from_numpy(np.concatenate(lips).astype(np.float32)) if lips else torch.empty(0, 16)
-        self.video_ids = video_ids
+        self.lips = (torch.from_numpy(np.concatenate(lips).astype(np.float32)) if lips
+                     else torch.empty(0, LIPS_DIM))
 
     def __len__(self) -> int:
         return len(self.lips)
@@ -241,66 +230,14 @@ class FacesWithLips(Dataset):
         return decode_face(self.faces[index].as_py()), self.lips[index]
 
 
-def mouth_opening(lips: np.ndarray, lip_indices: list[int]) -> np.ndarray:
-    """Inner-lip gap (point 62 to 66) over crop height, per frame, from (frames, 16) lips in [0, 1]."""
-    points = lips.reshape(len(lips), 8, 2)
-    top, bottom = lip_indices.index(INNER_TOP), lip_indices.index(INNER_BOTTOM)
-    return np.linalg.norm(points[:, bottom] - points[:, top], axis=1)
-
-
 def lip_metrics(predicted: np.ndarray, true: np.ndarray, face_size: int, lip_indices: list[int]) -> dict:
-    """lmd_px (mean distance of the 8 points, crop pixels) and mouth_open_r (DESIGN.md, Metrics)."""
-    distance = np.linalg.norm((predicted - true).reshape(len(true), 8, 2), axis=2) * face_size
+    """lmd_px (mean distance of the lip points, crop pixels) and mouth_open_r (ARCHITECTURE.md, metrics)."""
+    distance = np.linalg.norm((predicted - true).reshape(len(true), LIP_POINTS, 2), axis=2) * face_size
     # float64 before the mean: a constant prediction must come out exactly constant (r undefined).
-    opening_p = mouth_opening(predicted, lip_indices).astype(np.float64)
-    opening_t = mouth_opening(true, lip_indices).astype(np.float64)
+    opening_p = lips_opening(predicted, lip_indices).astype(np.float64)
+    opening_t = lips_opening(true, lip_indices).astype(np.float64)
     p, t = opening_p - opening_p.mean(), opening_t - opening_t.mean()
     scale = np.sqrt((p * p).sum() * (t * t).sum())
     r = float((p * t).sum() / scale) if scale > 0 else float("nan")  # undefined for a constant opening
     return {"lmd_px": float(distance.mean()), "mouth_open_r": r}
 
-
-def synthetic_shards(shards: str | Path, videos: int = 3, frames: int = 200, seed: int = 0,
-                     params: PreprocessParams | None = None) -> Path:
-    """A small corpus in the frame-table format, for tests and benchmarks where no real one exists.
-
-    A smooth random "loudness" per video drives the lips (mouth opening and width) and the
-    audio features (a fixed random mix of it and its neighbours, plus noise); each face is a
-    128x128 JPEG of a head whose dark mouth follows the lips. Every 25th frame has no face.
-    """
-    params = params or PreprocessParams()
-    size = params.face_size
-    rng = np.random.default_rng(seed)
-    dim = 2 * params.n_mfcc + 2
-    mix = rng.normal(size=(5, dim)).astype(np.float32)
-    yy, xx = np.mgrid[0:size, 0:size] / size
-    closed = np.array([[0.35, 0.72], [0.44, 0.69], [0.56, 0.69], [0.65, 0.72],
-                       [0.56, 0.76], [0.44, 0.76], [0.5, 0.71], [0.5, 0.73]], np.float32)
-    for index in range(videos):
-        t = np.arange(frames) / params.fps
-        phases = rng.uniform(0, 2 * np.pi, 3)
-        drive = (np.sin(2 * np.pi * 2.1 * t + phases[0]) + 0.6 * np.sin(2 * np.pi * 3.7 * t + phases[1])
-                 + 0.3 * np.sin(2 * np.pi * 0.7 * t + phases[2]))
-        drive = ((drive - drive.min()) / (np.ptp(drive) + 1e-9)).astype(np.float32)
-        shifted = np.stack([np.roll(drive, s) for s in (-2, -1, 0, 1, 2)], axis=1)
-        audio = shifted @ mix + 0.05 * rng.normal(size=(frames, dim)).astype(np.float32)
-        tone = rng.uniform(0.6, 0.9)
-        with ShardWriter(shards, f"synthetic_{index}", params, sha256=f"synthetic-{seed}-{index}") as writer:
-            for i in range(frames):
-                face_found = i % 25 != 24
-                lips = closed.copy()
-                lips[[4, 5, 7], 1] += 0.12 * drive[i]  # lower lip drops as the mouth opens
-                lips[[0, 3], 0] += np.array([-1, 1]) * 0.03 * drive[i]
-                head = ((xx - 0.5) / 0.38) ** 2 + ((yy - 0.5) / 0.48) ** 2 < 1
-                mouth = (((xx - 0.5) / (lips[3, 0] - lips[0, 0]) * 2) ** 2
-                         + ((yy - (lips[6, 1] + lips[7, 1]) / 2) / (0.01 + (lips[7, 1] - lips[6, 1]) / 2)) ** 2 < 1)
-                image = np.full((size, size, 3), 40, np.uint8)
-                image[head] = (np.array([230, 180, 150]) * tone).astype(np.uint8)
-                image[mouth] = (90, 20, 30)
-                jpeg = simplejpeg.encode_jpeg(image, quality=params.jpeg_quality, colorspace="RGB")
-                landmarks = np.full(136, np.nan if not face_found else 0.5, np.float32)
-                writer.add(i, i / params.fps, face_found, landmarks,
-                           lips.reshape(-1) if face_found else np.full(16, np.nan, np.float32),
-                           audio[i], jpeg, np.zeros(6, np.float32))
-            writer.commit()
-    return Path(shards)

@@ -1,5 +1,5 @@
 """Audio -> lips: a (bidirectional) LSTM over the window of 2n+1 feature vectors centred on a frame,
-then two hidden fully connected layers to the 16-D lips of that frame (paper, 4.2 and 5.1).
+then two hidden fully connected layers to the lips of that frame, (x, y) of 8 points (paper, 4.2 and 5.1).
 
 The network works in normalised units: audio features standardised and lips z-scored with
 the training set's stats, which travel in the checkpoint. `predict_lips` does the
@@ -16,12 +16,15 @@ from torch import nn
 
 from models.common import load_model
 from models.data import window_index
+from tasks.features import FEATURE_DIM
 from tasks.params import LstmParams
+from tasks.shards import LIPS_DIM
 
 
 class AudioToLips(nn.Module):
-    def __init__(self, features: int = 28, hidden: int = 128, layers: int = 1, bidirectional: bool = True,
-                 dropout: float = 0.0, fc_hidden: int = 128, lips: int = 16):
+    def __init__(self, features: int = FEATURE_DIM, hidden: int = 128, layers: int = 1,
+                 bidirectional: bool = True, dropout: float = 0.0, fc_hidden: int = 128,
+                 lips: int = LIPS_DIM):
         super().__init__()
         # nn.LSTM applies its dropout between stacked layers only; the head gets its own below.
         self.lstm = nn.LSTM(features, hidden, num_layers=layers, batch_first=True,
@@ -39,13 +42,13 @@ class AudioToLips(nn.Module):
         """The constructor's arguments, as saved in a checkpoint."""
         return {"features": features, "hidden": params.hidden, "layers": params.layers,
                 "bidirectional": params.bidirectional, "dropout": params.dropout,
-                "fc_hidden": params.fc_hidden, "lips": 16}
+                "fc_hidden": params.fc_hidden, "lips": LIPS_DIM}
 
-    def forward(self, audio: torch.Tensor) -> torch.Tensor:
-        # audio: (B, 2n+1, features), normalised
-        out, _ = self.lstm(audio)  # (B, 2n+1, hidden * directions)
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        # features: (B, 2n+1, features), normalised
+        out, _ = self.lstm(features)  # (B, 2n+1, hidden * directions)
         centre = out[:, out.size(1) // 2]  # (B, hidden * directions): the frame the window is centred on
-        return self.head(self.dropout(centre))  # (B, 16), z-scored lips
+        return self.head(self.dropout(centre))  # (B, LIPS_DIM), z-scored lips
 
 
 def load_lstm(path: str | Path = "artifacts/lstm.pt", device: str | torch.device = "cpu"):
@@ -54,13 +57,15 @@ def load_lstm(path: str | Path = "artifacts/lstm.pt", device: str | torch.device
 
 
 @torch.no_grad()
-def predict_lips(model: AudioToLips, checkpoint: dict, audio: np.ndarray, batch_size: int = 1024) -> np.ndarray:
-    """(frames, features) raw audio features of one clip -> (frames, 16) lips in [0, 1] of the crop."""
+def predict_lips(model: AudioToLips, checkpoint: dict, features: np.ndarray,
+                 batch_size: int = 1024) -> np.ndarray:
+    """(frames, FEATURE_DIM) raw audio features of a clip -> (frames, LIPS_DIM) lips in [0, 1] of the crop."""
     device = next(model.parameters()).device
-    features = (torch.as_tensor(audio, dtype=torch.float32) - checkpoint["audio_mean"]) / checkpoint["audio_std"]
-    windows = torch.from_numpy(window_index(len(features), checkpoint["context"]))
+    features = torch.as_tensor(features, dtype=torch.float32)
+    normalised = (features - checkpoint["audio_mean"]) / checkpoint["audio_std"]
+    windows = torch.from_numpy(window_index(len(normalised), checkpoint["context"]))
     lips = []
     for index in windows.split(batch_size):
-        lips.append(model(features[index].to(device)).float().cpu())
-    lips = torch.cat(lips) if lips else torch.empty(0, 16)
+        lips.append(model(normalised[index].to(device)).float().cpu())
+    lips = torch.cat(lips) if lips else torch.empty(0, LIPS_DIM)
     return (lips * checkpoint["lips_std"] + checkpoint["lips_mean"]).numpy()

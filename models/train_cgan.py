@@ -15,6 +15,7 @@ logs and saves; cgan.batch_size is per process.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,35 +23,92 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from PIL import Image
-from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader, DistributedSampler
 
-from models.cgan import IMAGE_SIZE, Discriminator, Generator
+from models.cgan import FACE_SIZE, Discriminator, Generator, to_uint8
 from models.common import (
+    Process,
     autocast,
+    distributed,
     init_distributed,
-    load_checkpoint,
     pick_device,
     run_key,
-    save_checkpoint,
     seed_everything,
-    stage_params,
-    training_args,
 )
-from models.data import FacesWithLips, lips_stats, load_corpus, split_corpus, target_video, video_lips_stats
+from models.data import (
+    Corpus,
+    FacesWithLips,
+    Split,
+    lips_stats,
+    load_corpus,
+    split_corpus,
+    target_video,
+    video_lips_stats,
+)
 from models.metrics import redetected_lmd
+from models.training import Checkpoints, LiveDir, Out, TrainingRun, epoch_line, made_from, on_cpu
+from tasks.entry import DEFAULT_PARAMS, DEFAULT_SHARDS, Overrides, ParamsFile, Shards, run, stage_params
 from tasks.landmarks import landmarks_in_crops
-from tasks.params import digest
+from tasks.params import CganParams, Params
+from tasks.shards import evenly_spaced
 
 SAMPLES = 8  # columns of the sample grid
 
 
-def gan_step(netG, netD, optG, optD, scaler, real: torch.Tensor, lips: torch.Tensor, p, device: torch.device,
-             use_amp: bool) -> tuple[torch.Tensor, torch.Tensor]:
+@dataclass
+class FaceData:
+    """The splits as (face, z-scored lips) datasets, and the fixed validation frames every epoch shows."""
+
+    corpus: Corpus
+    split: Split
+    target: str  # the video the last epochs train on alone
+    lips_mean: np.ndarray
+    lips_std: np.ndarray
+    train: FacesWithLips
+    target_train: FacesWithLips
+    val: FacesWithLips
+    val_real: torch.Tensor | None  # evenly spaced validation faces: the same every epoch and every run
+    val_lips: torch.Tensor | None  # their z-scored lips
+    samples: np.ndarray  # which of them the sample grid shows
+
+
+def face_data(shards: Path, params: Params) -> FaceData:
+    """Faces stay JPEG until a batch needs them; lips are z-scored with the train split's stats."""
+    corpus = load_corpus(shards, faces=True)
+    split = split_corpus(corpus, params)
+    target = target_video(corpus, params.cgan.target_video)
+    lips_mean, lips_std = lips_stats(corpus, split.train)
+    val = FacesWithLips(corpus, split.val, lips_mean, lips_std)
+    val_index = evenly_spaced(len(val), params.cgan.val_frames)
+    return FaceData(
+        corpus, split, target, lips_mean, lips_std,
+        train=FacesWithLips(corpus, split.train, lips_mean, lips_std),
+        target_train=FacesWithLips(corpus, {target: split.train[target]}, lips_mean, lips_std),
+        val=val,
+        val_real=torch.stack([val[i][0] for i in val_index]) if len(val) else None,
+        val_lips=val.lips[val_index] if len(val) else None,
+        samples=evenly_spaced(len(val_index), SAMPLES),
+    )
+
+
+def batches(dataset: FacesWithLips, epoch: int, p: CganParams, process: Process, seed: int) -> DataLoader:
+    """One epoch's batches; under DDP each process draws its own share of a shuffle common to all."""
+    sampler = None
+    if process.world > 1:
+        sampler = DistributedSampler(dataset, process.world, process.rank, shuffle=True, seed=seed,
+                                     drop_last=True)
+        sampler.set_epoch(epoch)
+    return DataLoader(dataset, batch_size=p.batch_size, shuffle=sampler is None, sampler=sampler,
+                      num_workers=p.num_workers, pin_memory=process.device.type == "cuda",
+                      drop_last=len(dataset) >= p.batch_size * process.world)
+
+
+def gan_step(netG, netD, optG, optD, scaler, real: torch.Tensor, lips: torch.Tensor, p: CganParams,
+             device: torch.device, use_amp: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """One C-GAN training step on a batch of real faces and their z-scored lips: (loss_d, loss_g)."""
     z = torch.randn(len(real), p.noise_dim, device=device)
 
-    # (1) Update D: maximise log D(x|y) + log(1 - D(G(z|y)|y))
+    # (1) Update D network: maximize log(D(x|y)) + log(1 - D(G(z|y)|y))
     with autocast(device, use_amp):
         fake = netG(z, lips)
         logit_real = netD(real, lips)
@@ -61,7 +119,7 @@ def gan_step(netG, netD, optG, optD, scaler, real: torch.Tensor, lips: torch.Ten
     scaler.scale(loss_d).backward()
     scaler.step(optD)
 
-    # (2) Update G: maximise log D(G(z|y)|y), plus L1 towards the real frame when asked
+    # (2) Update G network: maximize log(D(G(z|y)|y)), plus L1 towards the real frame when asked
     with autocast(device, use_amp):
         logit_fake = netD(fake, lips)
         loss_g = F.binary_cross_entropy_with_logits(logit_fake, torch.ones_like(logit_fake))
@@ -74,174 +132,138 @@ def gan_step(netG, netD, optG, optD, scaler, real: torch.Tensor, lips: torch.Ten
     return loss_d, loss_g
 
 
-def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """(N, 3, H, W) in [-1, 1] -> (N, H, W, 3) uint8."""
-    return ((images + 1) * 127.5).round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
+def train_epoch(netG, netD, optG, optD, scaler, loader: DataLoader, p: CganParams, device: torch.device,
+                use_amp: bool, memory_format: torch.memory_format) -> dict[str, float]:
+    """One pass over `loader`: the mean loss_d and loss_g per step."""
+    netG.train()
+    netD.train()
+    sums, steps = {"loss_d": 0.0, "loss_g": 0.0}, 0
+    for real, lips in loader:
+        real = real.to(device, non_blocking=True).contiguous(memory_format=memory_format)
+        lips = lips.to(device, non_blocking=True)
+        loss_d, loss_g = gan_step(netG, netD, optG, optD, scaler, real, lips, p, device, use_amp)
+        sums["loss_d"] += loss_d.item()
+        sums["loss_g"] += loss_g.item()
+        steps += 1
+    return {name: total / max(steps, 1) for name, total in sums.items()}
+
+
+def generate(generator: Generator, noise: torch.Tensor, lips: torch.Tensor, batch_size: int,
+             device: torch.device) -> torch.Tensor:
+    """Faces for z-scored lips, all from one noise vector, as float on the CPU."""
+    generator.eval()
+    return torch.cat([generator(noise.expand(len(y), -1).to(device), y.to(device)).float().cpu()
+                      for y in lips.split(batch_size)])
 
 
 @torch.no_grad()
-def condition_metrics(generator, noise, val_real, val_lips, lips_mean, lips_std, lip_indices, device) -> dict:
+def validate(generator: Generator, noise: torch.Tensor, data: FaceData, p: CganParams, device: torch.device,
+             use_amp: bool, live) -> dict[str, float]:
+    """l1_val on the fixed validation frames; the sample grid, real row over generated row, to DVCLive."""
+    if data.val_real is None:
+        return {}
+    with autocast(device, use_amp):
+        fakes = generate(generator, noise, data.val_lips, p.batch_size, device)
+    real_row = torch.cat(list(data.val_real[data.samples]), 2)
+    fake_row = torch.cat(list(fakes[data.samples]), 2)
+    grid = to_uint8(torch.cat([real_row, fake_row], 1)[None])[0]
+    live.log_image("samples.png", Image.fromarray(grid.numpy()))
+    return {"l1_val": (fakes - data.val_real).abs().mean().item()}
+
+
+@torch.no_grad()
+def condition_metrics(generator: Generator, noise: torch.Tensor, data: FaceData,
+                      device: torch.device) -> dict:
     """Does the generator obey its condition? dlib is run again on generated validation frames and
-    the lips it finds are compared with the lips asked for (gen_lmd_px, pixels of the 128 crop);
+    the lips it finds are compared with the lips asked for (gen_lmd_px, pixels of the face crop);
     real_lmd_px is the same measurement on the real frames: dlib's own floor."""
-    generator.eval()
-    fakes = torch.cat([generator(noise.expand(len(y), -1).to(device), y.to(device)).float().cpu()
-                       for y in val_lips.split(64)])
-    asked = val_lips.numpy() * lips_std + lips_mean
+    fakes = generate(generator, noise, data.val_lips, 64, device)
+    asked = data.val_lips.numpy() * data.lips_std + data.lips_mean
+    lip_indices = list(data.corpus.meta["lip_indices"])
 
     def distance(images: torch.Tensor) -> tuple[float, float]:
-        return redetected_lmd(landmarks_in_crops(to_uint8(images), lip_indices), asked, IMAGE_SIZE)
+        return redetected_lmd(landmarks_in_crops(to_uint8(images).numpy(), lip_indices), asked, FACE_SIZE)
 
     gen_px, gen_found = distance(fakes)
-    real_px, _ = distance(val_real)
+    real_px, _ = distance(data.val_real)
     return {"gen_lmd_px": gen_px, "gen_face_found": gen_found, "real_lmd_px": real_px}
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = training_args("cgan", "Train lips -> face.", argv)
-    params = stage_params(args)
+def train(params_file: ParamsFile = DEFAULT_PARAMS, override: Overrides = None,
+          shards: Shards = DEFAULT_SHARDS, out: Out = Path("artifacts/cgan.pt"),
+          checkpoints: Checkpoints = Path("checkpoints/cgan"), live: LiveDir = Path("dvclive/cgan")) -> None:
+    """Train lips -> face (models/cgan.py) on the frame table: the DVC stage train_cgan (torchrun: DDP)."""
+    params = stage_params(params_file, override)
     p = params.cgan
-    device, rank, world = init_distributed(pick_device(params.device))
-    is_main = rank == 0
+    process = init_distributed(pick_device(params.device))
+    device = process.device
     use_amp = p.amp and device.type == "cuda"
     # channels_last lets cuDNN pick its NHWC (tensor core) kernels; on CPU it buys nothing here.
     memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
     seed_everything(params.seed)
 
-    # -- data: faces stay JPEG until a batch needs them
-    corpus = load_corpus(args.shards, faces=True)
-    if corpus.meta["face_size"] != IMAGE_SIZE:
-        raise ValueError(f"the cGAN makes {IMAGE_SIZE}x{IMAGE_SIZE} faces; the shards hold "
-                         f"preprocess.face_size {corpus.meta['face_size']}")
-    split = split_corpus(corpus, params)
-    target = target_video(corpus, p.target_video)
-    lips_mean, lips_std = lips_stats(corpus, split.train)
-    train_set = FacesWithLips(corpus, split.train, lips_mean, lips_std)
-    target_set = FacesWithLips(corpus, {target: split.train[target]}, lips_mean, lips_std)
-    val_set = FacesWithLips(corpus, split.val, lips_mean, lips_std)
-    if is_main:
-        print(f"cgan: {len(train_set)} train / {len(val_set)} val frames, target {target} "
-              f"({len(target_set)} train frames), {world} process(es) on {device}")
-
-    def loader(dataset: FacesWithLips, epoch: int) -> DataLoader:
-        sampler = None
-        if world > 1:
-            sampler = DistributedSampler(dataset, world, rank, shuffle=True, seed=params.seed, drop_last=True)
-            sampler.set_epoch(epoch)
-        return DataLoader(dataset, batch_size=p.batch_size, shuffle=sampler is None, sampler=sampler,
-                          num_workers=p.num_workers, pin_memory=device.type == "cuda",
-                          drop_last=len(dataset) >= p.batch_size * world)
-
-    # Fixed validation frames: evenly spaced, the same every epoch and every run.
-    val_index = np.unique(np.linspace(0, len(val_set) - 1, min(p.val_frames, len(val_set))).astype(int))
-    val_real = torch.stack([val_set[i][0] for i in val_index]) if len(val_set) else None
-    val_lips = val_set.lips[val_index] if len(val_set) else None
-    sample_index = np.unique(np.linspace(0, len(val_index) - 1, min(SAMPLES, len(val_index))).astype(int))
+    data = face_data(shards, params)
+    if process.is_main:
+        print(f"cgan: {len(data.train)} train / {len(data.val)} val frames, target {data.target} "
+              f"({len(data.target_train)} train frames), {process.world} process(es) on {device}")
     # One noise vector for all samples (and for rendering): only the lips change across the grid.
     noise = torch.randn(p.noise_dim, generator=torch.Generator().manual_seed(params.seed))
 
-    # -- models and optimisers, resumed when the checkpoint was made from the same params and data
-    hparams = {"noise_dim": p.noise_dim, "lips": 16, "ngf": p.ngf}
-    netG = Generator(**hparams).to(device, memory_format=memory_format)
-    netD = Discriminator(lips=16, ndf=p.ndf).to(device, memory_format=memory_format)
-    optG = torch.optim.Adam(netG.parameters(), lr=p.lr_g, betas=(p.beta1, 0.999))
-    optD = torch.optim.Adam(netD.parameters(), lr=p.lr_d, betas=(p.beta1, 0.999))
+    raw_netG = Generator(**Generator.hparams(p)).to(device, memory_format=memory_format)
+    raw_netD = Discriminator(ndf=p.ndf).to(device, memory_format=memory_format)
+    optG = torch.optim.Adam(raw_netG.parameters(), lr=p.lr_g, betas=(p.beta1, 0.999))
+    optD = torch.optim.Adam(raw_netD.parameters(), lr=p.lr_d, betas=(p.beta1, 0.999))
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    # Epochs and how the data is fed are left out of the key: a longer or shorter run resumes.
     key = run_key(p.model_dump(exclude={"epochs", "finetune_epochs", "num_workers", "val_frames"}),
-                  params.split.model_dump(), params.seed, corpus.fingerprint())
-    last_path = Path(args.checkpoints) / "last.pt"
-    checkpoint = load_checkpoint(last_path)
-    start_epoch = 0
-    if checkpoint is not None and checkpoint["run_key"] == key:
-        netG.load_state_dict(checkpoint["netG"])
-        netD.load_state_dict(checkpoint["netD"])
-        optG.load_state_dict(checkpoint["optG"])
-        optD.load_state_dict(checkpoint["optD"])
-        if checkpoint["scaler"]:  # empty when saved by a disabled (CPU) scaler
-            scaler.load_state_dict(checkpoint["scaler"])
-        start_epoch = checkpoint["epoch"]
-        if is_main:
-            print(f"cgan: resuming from {last_path} after epoch {start_epoch}")
-    elif checkpoint is not None and is_main:
-        print(f"cgan: {last_path} was made with other params or data; starting afresh")
-    generator, discriminator = netG, netD
-    if world > 1:
-        # Each rank keeps its own batch-norm statistics: broadcasting them on every one of the
-        # three discriminator calls per step would overwrite tensors that autograd saved.
-        ids = [device.index] if device.type == "cuda" else None
-        netG = DDP(netG, device_ids=ids, broadcast_buffers=False)
-        netD = DDP(netD, device_ids=ids, broadcast_buffers=False)
+                  params.split.model_dump(), params.seed, data.corpus.fingerprint())
+    state = {"netG": raw_netG, "netD": raw_netD, "optG": optG, "optD": optD, "scaler": scaler}
+    training = TrainingRun("cgan", key, state, checkpoints, live, process.is_main)
+    netG, netD = distributed(raw_netG, process), distributed(raw_netD, process)
 
-    live = None
-    if is_main:
-        from dvclive import Live
-        live = Live(args.live, resume=start_epoch > 0, report=None, dvcyaml=False, save_dvc_exp=False)
-
-    for epoch in range(start_epoch, p.epochs):
-        t0 = time.perf_counter()
+    for epoch in range(training.start_epoch, p.epochs):
+        started = time.perf_counter()
         # A seed per epoch and rank: a resumed run draws the same noise as an uninterrupted one.
-        torch.manual_seed(params.seed + 1000 * epoch + rank)
+        torch.manual_seed(params.seed + 1000 * epoch + process.rank)
         finetune = epoch >= p.epochs - p.finetune_epochs
-        netG.train()
-        netD.train()
-        sums, steps = {"loss_d": 0.0, "loss_g": 0.0}, 0
-        for real, lips in loader(target_set if finetune else train_set, epoch):
-            real = real.to(device, non_blocking=True).contiguous(memory_format=memory_format)
-            lips = lips.to(device, non_blocking=True)
-            loss_d, loss_g = gan_step(netG, netD, optG, optD, scaler, real, lips, p, device, use_amp)
-            sums["loss_d"] += loss_d.item()
-            sums["loss_g"] += loss_g.item()
-            steps += 1
-
-        if not is_main:
+        loader = batches(data.target_train if finetune else data.train, epoch, p, process, params.seed)
+        metrics = train_epoch(netG, netD, optG, optD, scaler, loader, p, device, use_amp, memory_format)
+        if not process.is_main:
             continue
-        metrics = {name: total / max(steps, 1) for name, total in sums.items()}
-        if val_real is not None:
-            generator.eval()
-            with torch.no_grad(), autocast(device, use_amp):
-                fakes = torch.cat([generator(noise.expand(len(y), -1).to(device), y.to(device)).float().cpu()
-                                   for y in val_lips.split(p.batch_size)])
-            metrics["l1_val"] = (fakes - val_real).abs().mean().item()
-            grid = torch.cat([torch.cat(list(val_real[sample_index]), 2), torch.cat(list(fakes[sample_index]), 2)], 1)
-            image = ((grid + 1) * 127.5).round().clamp(0, 255).byte().permute(1, 2, 0).numpy()
-            live.log_image("samples.png", Image.fromarray(image))
-        live.step = epoch
-        for name, value in metrics.items():
-            live.log_metric(name, value)
-        live.next_step()
-        save_checkpoint({"run_key": key, "epoch": epoch + 1, "netG": generator.state_dict(),
-                         "netD": discriminator.state_dict(), "optG": optG.state_dict(), "optD": optD.state_dict(),
-                         "scaler": scaler.state_dict()}, last_path)
-        print(f"cgan: epoch {epoch + 1}/{p.epochs}{' (target only)' if finetune else ''} "
-              + " ".join(f"{k} {v:.4f}" for k, v in metrics.items()) + f" ({time.perf_counter() - t0:.1f}s)")
+        metrics.update(validate(raw_netG, noise, data, p, device, use_amp, training.live))
+        training.log(epoch, metrics)
+        training.save(epoch)
+        print(epoch_line("cgan", epoch, p.epochs, metrics, started, " (target only)" if finetune else ""))
 
-    if is_main:
-        if val_real is not None:
-            obedience = condition_metrics(generator, noise, val_real, val_lips, lips_mean, lips_std,
-                                          list(corpus.meta["lip_indices"]), device)
-            for name, value in obedience.items():
-                live.summary[name] = value
+    if process.is_main:
+        if data.val_real is not None:
+            obedience = condition_metrics(raw_netG, noise, data, device)
+            training.summarise(obedience)
             print("cgan: " + " ".join(f"{k} {v:.4f}" for k, v in obedience.items()))
-        live.end()
-        save_checkpoint({
-            "state_dict": {k: v.cpu() for k, v in generator.state_dict().items()},
-            "hparams": hparams,
-            "noise": noise,
-            "lips_mean": torch.from_numpy(lips_mean), "lips_std": torch.from_numpy(lips_std),
-            "lips_stats": video_lips_stats(corpus),
-            "target_video": target,
-            "lip_indices": list(corpus.meta["lip_indices"]),
-            "fps": float(corpus.meta["fps"]),
-            "face_size": IMAGE_SIZE,
-            "epoch": p.epochs,
-            "split": {"by": split.by, "val_videos": split.val_videos()},
-            "params": p.model_dump(mode="json"),
-            "params_digest": digest(p),
-            "data_fingerprint": corpus.fingerprint(),
-        }, args.out)
-        print(f"cgan: wrote {args.out}")
-    if world > 1:
+        training.finish(cgan_artifact(raw_netG, noise, data, p), out)
+        print(f"cgan: wrote {out}")
+    if process.world > 1:
         dist.destroy_process_group()
+
+
+def cgan_artifact(generator: Generator, noise: torch.Tensor, data: FaceData, p: CganParams) -> dict:
+    """The generator and everything needed to use it (models/cgan.py: generate_faces; rendering's
+    alignment of one speaker's lips to the target's uses every video's lips stats)."""
+    return {
+        "state_dict": on_cpu(generator.state_dict()),
+        "hparams": Generator.hparams(p),
+        "noise": noise,
+        "lips_mean": torch.from_numpy(data.lips_mean), "lips_std": torch.from_numpy(data.lips_std),
+        "lips_stats": video_lips_stats(data.corpus),
+        "target_video": data.target,
+        "face_size": FACE_SIZE,
+        "epoch": p.epochs,
+        **made_from(p, data.corpus, data.split),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    run(train, argv)
 
 
 if __name__ == "__main__":

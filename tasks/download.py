@@ -24,7 +24,8 @@ from tasks.decode import DecodeError, probe
 from tasks.files import safe_id, sha256_file
 from tasks.params import DataParams
 
-MANIFEST_COLUMNS = ["video_id", "url", "status", "error", "duration", "fps", "width", "height", "bytes", "sha256"]
+MANIFEST_COLUMNS = ["video_id", "url", "status", "error", "duration", "fps", "width", "height", "bytes",
+                    "sha256"]
 YOUTUBE_WATCH = "https://www.youtube.com/watch?v="
 
 
@@ -37,7 +38,8 @@ class TransientError(RuntimeError):
 
 
 def read_sources(path: str | Path, limit: int = 0) -> list[str]:
-    """One URL or local path per line ('#' comments, blank lines ignored), or a TSV with a youtube_id column."""
+    """One URL or local path per line ('#' comments, blank lines ignored), or a TSV with a
+    youtube_id column."""
     path = Path(path)
     if not path.is_file():
         raise SourceError(f"{path}: sources file not found")
@@ -60,7 +62,8 @@ def check_source(source: str) -> str:
         return "url"
     # A one-letter "scheme" is a Windows drive, not a URL.
     if parsed.scheme and len(parsed.scheme) > 1:
-        raise SourceError(f"{source!r}: scheme '{parsed.scheme}' refused; only http, https and local paths are accepted")
+        raise SourceError(f"{source!r}: scheme '{parsed.scheme}' refused; "
+                          "only http, https and local paths are accepted")
     return "path"
 
 
@@ -207,7 +210,8 @@ MANIFEST_SCHEMA = pa.schema([
 
 def write_manifest(path: Path, rows: list[dict[str, Any]]) -> None:
     """One row per source, written atomically."""
-    table = pa.Table.from_pylist([{k: row.get(k) for k in MANIFEST_COLUMNS} for row in rows], schema=MANIFEST_SCHEMA)
+    clean = [{k: row.get(k) for k in MANIFEST_COLUMNS} for row in rows]
+    table = pa.Table.from_pylist(clean, schema=MANIFEST_SCHEMA)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     pq.write_table(table, tmp)

@@ -35,6 +35,10 @@ def feature_layout(n_mfcc: int = 13) -> list[str]:
 
 
 FEATURE_LAYOUT = feature_layout()
+# The width of a feature vector with the default preprocess.n_mfcc (13): 28.
+FEATURE_DIM = len(FEATURE_LAYOUT)
+# Columns of a feature vector whatever n_mfcc: the loudness (log energy) and its delta come last.
+LOG_ENERGY, DELTA_LOG_ENERGY = -2, -1
 
 
 def feature_dim(params: PreprocessParams) -> int:

@@ -17,7 +17,16 @@ import simplejpeg
 from rich.console import Console
 from rich.table import Table
 
-from tasks.shards import METADATA_KEY, PARTITION, VIDEOS_TABLE, part_files, partition_counts, video_ids
+from tasks.shards import (
+    METADATA_KEY,
+    PARTITION,
+    VIDEOS_TABLE,
+    evenly_spaced,
+    part_files,
+    partition_counts,
+    read_metadata,
+    video_ids,
+)
 from tasks.sheet import contact_sheet
 
 
@@ -30,11 +39,11 @@ class VideoSummary:
     bytes: int
 
 
-def summarize(shards_root: Path) -> list[VideoSummary]:
+def summarize(shards: Path) -> list[VideoSummary]:
     summaries = []
-    for video_id in video_ids(shards_root):
-        parts = part_files(shards_root, video_id)
-        frames, with_face = partition_counts(shards_root, video_id)
+    for video_id in video_ids(shards):
+        parts = part_files(shards, video_id)
+        frames, with_face = partition_counts(shards, video_id)
         size = sum(part.stat().st_size for part in parts)
         summaries.append(VideoSummary(video_id, frames, with_face, len(parts), size))
     return summaries
@@ -48,16 +57,16 @@ def _size(n: float) -> str:
     return f"{n:.1f} GB"
 
 
-def report(shards_root: Path, console: Console | None = None) -> list[VideoSummary]:
+def report(shards: Path, console: Console | None = None) -> list[VideoSummary]:
     """Print the per-video table, the totals, the last run's failures and the schema; return the summaries."""
     console = console or Console()
-    shards_root = Path(shards_root)
-    summaries = summarize(shards_root)
+    shards = Path(shards)
+    summaries = summarize(shards)
     if not summaries:
-        console.print(f"[red]{shards_root}: no {PARTITION}=<id> partitions[/red]")
+        console.print(f"[red]{shards}: no {PARTITION}=<id> partitions[/red]")
         return summaries
 
-    videos = Table(title=f"{shards_root}: {len(summaries)} videos")
+    videos = Table(title=f"{shards}: {len(summaries)} videos")
     for column in ("video", "frames", "with a face", "share", "parts", "on disk"):
         videos.add_column(column, justify="left" if column == "video" else "right")
     for s in summaries:
@@ -70,7 +79,7 @@ def report(shards_root: Path, console: Console | None = None) -> list[VideoSumma
                    str(sum(s.parts for s in summaries)), _size(sum(s.bytes for s in summaries)))
     console.print(videos)
 
-    runs = shards_root / VIDEOS_TABLE
+    runs = shards / VIDEOS_TABLE
     if runs.exists():
         failed = [row for row in pq.read_table(runs).to_pylist() if row["status"] == "failed"]
         if failed:
@@ -81,7 +90,7 @@ def report(shards_root: Path, console: Console | None = None) -> list[VideoSumma
                 table.add_row(row["video_id"], row["error"])
             console.print(table)
 
-    first = part_files(shards_root, summaries[0].video_id)[0]
+    first = part_files(shards, summaries[0].video_id)[0]
     schema = pq.read_schema(first)
     columns = Table(title=f"schema ({PARTITION} is the hive partition, a string)")
     columns.add_column("column")
@@ -89,8 +98,8 @@ def report(shards_root: Path, console: Console | None = None) -> list[VideoSumma
     for field in schema:
         columns.add_row(field.name, str(field.type))
     console.print(columns)
-    meta = json.loads((schema.metadata or {}).get(METADATA_KEY, b"{}"))
-    metadata = Table(title=f"metadata '{METADATA_KEY.decode()}' of {first.relative_to(shards_root)}")
+    meta = read_metadata(first)
+    metadata = Table(title=f"metadata '{METADATA_KEY.decode()}' of {first.relative_to(shards)}")
     metadata.add_column("key")
     metadata.add_column("value", overflow="fold")
     for key, value in meta.items():
@@ -99,24 +108,24 @@ def report(shards_root: Path, console: Console | None = None) -> list[VideoSumma
     return summaries
 
 
-def sample_faces(shards_root: Path, count: int = 32) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def sample_faces(shards: Path, count: int = 32) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Up to `count` decoded crops with a face and their lips, spread evenly over videos and time."""
-    ids = video_ids(shards_root)
+    ids = video_ids(shards)
     per_video = -(-count // max(len(ids), 1))
     faces, lips = [], []
     for video_id in ids:
-        frames = ds.dataset([str(p) for p in part_files(shards_root, video_id)], format="parquet")
+        frames = ds.dataset([str(p) for p in part_files(shards, video_id)], format="parquet")
         face_found = frames.to_table(columns=["face_found"]).column("face_found")
         found = np.flatnonzero(face_found.to_numpy(zero_copy_only=False))
-        picked = found[np.linspace(0, len(found) - 1, min(per_video, len(found))).astype(int)]
+        picked = found[evenly_spaced(len(found), per_video)]
         rows = frames.take(picked, columns=["face", "lips"])
         faces += [simplejpeg.decode_jpeg(jpeg, colorspace="RGB") for jpeg in rows.column("face").to_pylist()]
         lips += [np.asarray(points, np.float32) for points in rows.column("lips").to_pylist()]
     return faces[:count], lips[:count]
 
 
-def write_sheet(shards_root: Path, out_png: Path, count: int = 32) -> Path:
-    faces, lips = sample_faces(shards_root, count)
+def write_sheet(shards: Path, out_png: Path, count: int = 32) -> Path:
+    faces, lips = sample_faces(shards, count)
     if not faces:
-        raise ValueError(f"{shards_root}: no frame with a face to put on a sheet")
+        raise ValueError(f"{shards}: no frame with a face to put on a sheet")
     return contact_sheet(faces, lips, out_png, columns=8)

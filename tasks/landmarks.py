@@ -15,6 +15,9 @@ import cv2
 import dlib
 import numpy as np
 
+# dlib's shape predictor finds this many (x, y) landmarks; preprocess.lip_indices keeps LIP_POINTS of them.
+POINTS = 68
+LIP_POINTS = 8
 # Inner-lip top and bottom centre of dlib's 68 points: their gap is the mouth opening.
 INNER_TOP, INNER_BOTTOM = 62, 66
 LEFT_EYE, RIGHT_EYE = slice(36, 42), slice(42, 48)
@@ -62,16 +65,6 @@ def find_landmarks(image: np.ndarray, upsample: int = 0) -> np.ndarray | None:
     return shape(image, rects[0]) if rects else None
 
 
-def inter_ocular(landmarks: np.ndarray) -> float:
-    """Distance between the eye centres, the scale that landmark errors are measured against."""
-    return float(np.linalg.norm(landmarks[LEFT_EYE].mean(0) - landmarks[RIGHT_EYE].mean(0)))
-
-
-def mouth_opening(landmarks: np.ndarray) -> float:
-    """Inner-lip gap (point 62 to 66) in the landmarks' own pixels."""
-    return float(np.linalg.norm(landmarks[INNER_BOTTOM] - landmarks[INNER_TOP]))
-
-
 def landmarks_in_crops(faces: np.ndarray, lip_indices: list[int], upscale: int = 2) -> np.ndarray:
     """dlib run again on aligned face crops (N, S, S, 3): the lips it finds, (N, 16) in [0, 1]
     of the crop, NaN where it finds no face. Crops are upscaled first: at 128 px a face is
@@ -84,3 +77,11 @@ def landmarks_in_crops(faces: np.ndarray, lip_indices: list[int], upscale: int =
         if found is not None:
             lips[i] = (found[lip_indices] / (size * upscale)).reshape(-1)
     return lips
+
+
+def lips_opening(lips: np.ndarray, lip_indices: list[int]) -> np.ndarray:
+    """The mouth opening per frame: the inner-lip gap (point INNER_TOP to INNER_BOTTOM) of (frames, 16)
+    or (frames, 8, 2) lips, in the lips' own units ([0, 1] of the crop for the frame table's lips)."""
+    points = np.asarray(lips).reshape(len(lips), LIP_POINTS, 2)
+    top, bottom = list(lip_indices).index(INNER_TOP), list(lip_indices).index(INNER_BOTTOM)
+    return np.linalg.norm(points[:, bottom] - points[:, top], axis=1)

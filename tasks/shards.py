@@ -1,6 +1,6 @@
 """The frame table on disk: hive-partitioned Parquet, one partition per video, written atomically.
 
-    data/shards/video_id=<id>/part-0000.parquet ...   one row per frame (DESIGN.md, frame table)
+    data/shards/video_id=<id>/part-0000.parquet ...   one row per frame (ARCHITECTURE.md, the frame table)
     data/shards/_videos.parquet                       one row per video of the last run
 
 A partition is written into `.video_id=<id>.tmp-<uuid>/` beside it and renamed into place
@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Self
 
@@ -25,6 +26,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from tasks.features import feature_dim, feature_layout
+from tasks.landmarks import LIP_POINTS, POINTS
 from tasks.params import PreprocessParams, digest
 
 FORMAT_VERSION = 1
@@ -34,6 +36,10 @@ VIDEOS_TABLE = "_videos.parquet"
 # A part file holds this many row groups (~9 min of 30 fps video at 1024 rows a group):
 # big enough to be efficient, small enough to copy and inspect one at a time.
 ROW_GROUPS_PER_PART = 16
+# Widths of the fixed-size list columns: every landmark, the kept lip points, a 2x3 affine.
+LANDMARKS_DIM = 2 * POINTS
+LIPS_DIM = 2 * LIP_POINTS
+CROP_DIM = 6
 
 VIDEOS_SCHEMA = pa.schema([
     ("video_id", pa.string()),
@@ -54,11 +60,11 @@ def frame_schema(params: PreprocessParams) -> pa.Schema:
         ("frame", pa.int32()),
         ("time", pa.float64()),
         ("face_found", pa.bool_()),
-        ("landmarks", pa.list_(pa.float32(), 136)),
-        ("lips", pa.list_(pa.float32(), 16)),
+        ("landmarks", pa.list_(pa.float32(), LANDMARKS_DIM)),
+        ("lips", pa.list_(pa.float32(), LIPS_DIM)),
         ("audio", pa.list_(pa.float32(), feature_dim(params))),
         ("face", pa.binary()),
-        ("crop", pa.list_(pa.float32(), 6)),
+        ("crop", pa.list_(pa.float32(), CROP_DIM)),
     ])
 
 
@@ -75,26 +81,26 @@ def shard_metadata(params: PreprocessParams, sha256: str) -> dict[str, Any]:
     }
 
 
-def partition_dir(shards_root: Path, video_id: str) -> Path:
-    return Path(shards_root) / f"{PARTITION}={video_id}"
+def partition_dir(shards: Path, video_id: str) -> Path:
+    return Path(shards) / f"{PARTITION}={video_id}"
 
 
-def video_ids(shards_root: Path) -> list[str]:
+def video_ids(shards: Path) -> list[str]:
     """Ids of the complete partitions; temporary folders start with '.' and are not matched."""
-    folders = Path(shards_root).glob(f"{PARTITION}=*")
+    folders = Path(shards).glob(f"{PARTITION}=*")
     return sorted(path.name.partition("=")[2] for path in folders if path.is_dir())
 
 
-def remove_stale(shards_root: Path, keep: set[str]) -> list[str]:
+def remove_stale(shards: Path, keep: set[str]) -> list[str]:
     """Delete the partitions of videos that are no longer sources, so readers never see them."""
-    stale = [video_id for video_id in video_ids(shards_root) if video_id not in keep]
+    stale = [video_id for video_id in video_ids(shards) if video_id not in keep]
     for video_id in stale:
-        shutil.rmtree(partition_dir(shards_root, video_id))
+        shutil.rmtree(partition_dir(shards, video_id))
     return stale
 
 
-def part_files(shards_root: Path, video_id: str) -> list[Path]:
-    return sorted(partition_dir(shards_root, video_id).glob("part-*.parquet"))
+def part_files(shards: Path, video_id: str) -> list[Path]:
+    return sorted(partition_dir(shards, video_id).glob("part-*.parquet"))
 
 
 def read_metadata(path: Path) -> dict[str, Any]:
@@ -103,9 +109,9 @@ def read_metadata(path: Path) -> dict[str, Any]:
     return json.loads(raw) if raw else {}
 
 
-def is_current(shards_root: Path, video_id: str, params_digest: str, sha256: str) -> bool:
+def is_current(shards: Path, video_id: str, params_digest: str, sha256: str) -> bool:
     """True when the video's partition exists and was made from this source with these params."""
-    parts = part_files(shards_root, video_id)
+    parts = part_files(shards, video_id)
     if not parts:
         return False
     try:
@@ -116,11 +122,11 @@ def is_current(shards_root: Path, video_id: str, params_digest: str, sha256: str
             and meta.get("source_sha256") == sha256)
 
 
-def clean_temporaries(shards_root: Path) -> list[Path]:
+def clean_temporaries(shards: Path) -> list[Path]:
     """Remove what a killed run left behind; call it before a run starts writing, never during."""
-    shards_root = Path(shards_root)
+    shards = Path(shards)
     removed = []
-    for path in [*shards_root.glob(f".{PARTITION}=*"), *shards_root.glob(f".{VIDEOS_TABLE}.*")]:
+    for path in [*shards.glob(f".{PARTITION}=*"), *shards.glob(f".{VIDEOS_TABLE}.*")]:
         if path.is_dir():
             shutil.rmtree(path, ignore_errors=True)
         else:
@@ -136,8 +142,8 @@ class ShardWriter:
     deletes the temporary folder and leaves any earlier partition of the video untouched.
     """
 
-    def __init__(self, shards_root: Path, video_id: str, params: PreprocessParams, sha256: str):
-        self.final = partition_dir(shards_root, video_id)
+    def __init__(self, shards: Path, video_id: str, params: PreprocessParams, sha256: str):
+        self.final = partition_dir(shards, video_id)
         self.final.parent.mkdir(parents=True, exist_ok=True)
         self.temp = self.final.parent / f".{self.final.name}.tmp-{uuid.uuid4().hex[:12]}"
         self.temp.mkdir()
@@ -156,7 +162,7 @@ class ShardWriter:
     def __exit__(self, *exc_info) -> None:
         self.abort()
 
-    def add(self, frame: int, time: float, face_found: bool, landmarks: np.ndarray, lips: np.ndarray,
+    def add(self, *, frame: int, time: float, face_found: bool, landmarks: np.ndarray, lips: np.ndarray,
             audio: np.ndarray, face: bytes, crop: np.ndarray) -> None:
         row = (frame, time, face_found, landmarks, lips, audio, face, crop)
         for name, value in zip(self.schema.names, row):
@@ -217,32 +223,80 @@ class ShardWriter:
             shutil.rmtree(self.temp, ignore_errors=True)
 
 
-def partition_counts(shards_root: Path, video_id: str) -> tuple[int, int]:
+def partition_counts(shards: Path, video_id: str) -> tuple[int, int]:
     """(frames, frames with a face) of a written partition, read from its `face_found` column."""
     frames = with_face = 0
-    for path in part_files(shards_root, video_id):
+    for path in part_files(shards, video_id):
         column = pq.read_table(path, columns=["face_found"]).column("face_found")
         frames += len(column)
         with_face += int(pc.sum(column).as_py() or 0)
     return frames, with_face
 
 
-def read_videos_table(shards_root: Path) -> list[dict[str, Any]]:
-    path = Path(shards_root) / VIDEOS_TABLE
+def read_videos_table(shards: Path) -> list[dict[str, Any]]:
+    path = Path(shards) / VIDEOS_TABLE
     return pq.read_table(path).to_pylist() if path.exists() else []
 
 
-def write_videos_table(shards_root: Path, rows: list[dict[str, Any]]) -> Path:
+def write_videos_table(shards: Path, rows: list[dict[str, Any]]) -> Path:
     """`_videos.parquet`: one row per video of the run, replaced atomically."""
-    shards_root = Path(shards_root)
-    shards_root.mkdir(parents=True, exist_ok=True)
+    shards = Path(shards)
+    shards.mkdir(parents=True, exist_ok=True)
     clean = [{name: row.get(name) for name in VIDEOS_SCHEMA.names} for row in rows]
     table = pa.Table.from_pylist(clean, schema=VIDEOS_SCHEMA)
-    final = shards_root / VIDEOS_TABLE
-    temp = shards_root / f".{VIDEOS_TABLE}.{uuid.uuid4().hex[:12]}"
+    final = shards / VIDEOS_TABLE
+    temp = shards / f".{VIDEOS_TABLE}.{uuid.uuid4().hex[:12]}"
     try:
         pq.write_table(table, temp, compression="zstd")
         os.replace(temp, final)
     finally:
         temp.unlink(missing_ok=True)
     return final
+
+
+# -- Reading: the one place that knows how the frame table lies on disk ----------------------
+
+
+def read_frames(shards: Path, video_id: str, columns: list[str]) -> pa.Table:
+    """One video's rows, `frame` and the given columns, in frame order. No frame is ever dropped
+    (ARCHITECTURE.md), so frames must be 0..n-1 without gaps: anything else is a ValueError."""
+    parts = part_files(shards, video_id)
+    if not parts:
+        raise FileNotFoundError(f"{partition_dir(shards, video_id)}: no part-*.parquet")
+    wanted = ["frame", *(name for name in columns if name != "frame")]
+    table = pa.concat_tables([pq.read_table(path, columns=wanted) for path in parts]).sort_by("frame")
+    frame = table.column("frame").to_numpy()
+    if not np.array_equal(frame, np.arange(len(frame))):
+        folder = partition_dir(shards, video_id)
+        raise ValueError(f"{folder}: frames are not 0..{len(frame) - 1} without gaps")
+    return table
+
+
+def iter_batches(shards: Path, video_id: str, columns: list[str],
+                 batch_size: int = 256) -> Iterator[pa.RecordBatch]:
+    """One video's rows in frame order, a batch at a time: memory holds one batch, not the video.
+    Parts and their row groups are written in frame order, so reading them in turn is that order."""
+    for path in part_files(shards, video_id):
+        yield from pq.ParquetFile(path).iter_batches(batch_size=batch_size, columns=columns)
+
+
+def video_metadata(shards: Path, video_id: str) -> dict[str, Any]:
+    """The `reenact` metadata of a video's partition (fps, face_size, lip_indices, ...)."""
+    parts = part_files(shards, video_id)
+    if not parts:
+        raise FileNotFoundError(f"{partition_dir(shards, video_id)}: no part-*.parquet")
+    return read_metadata(parts[0])
+
+
+def list_column_as_array(table: pa.Table, name: str) -> np.ndarray:
+    """A fixed-size list column (`lips`, `audio`, `landmarks`, `crop`) as a (rows, width) float32 array."""
+    column = table.column(name)
+    width = column.type.list_size
+    flat = [chunk.flatten().to_numpy(zero_copy_only=False) for chunk in column.chunks]
+    return np.concatenate(flat or [np.zeros(0, np.float32)]).astype(np.float32).reshape(-1, width)
+
+
+def evenly_spaced(n: int, count: int) -> np.ndarray:
+    """Up to `count` distinct indices into n rows, spread evenly with the first and last included:
+    the same picks every call, for samples that must not change between epochs or runs."""
+    return np.unique(np.linspace(0, n - 1, min(count, n)).astype(int))

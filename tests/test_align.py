@@ -11,6 +11,7 @@ import pytest
 import skimage.data
 from PIL import Image
 
+from helpers import inter_ocular
 from tasks import landmarks as lm
 from tasks.align import UPSAMPLE, AlignedFrame, FaceTracker, anchors, apply, face_width, ladder
 from tasks.decode import iter_frames
@@ -77,7 +78,7 @@ def test_tracking_costs_no_accuracy(tracked, detected_every_frame):
     tracker, _, source = tracked
     full_tracker, _, full_source = detected_every_frame
     errors = [
-        np.linalg.norm(a[PARAMS.lip_indices] - b[PARAMS.lip_indices], axis=1).mean() / lm.inter_ocular(b)
+        np.linalg.norm(a[PARAMS.lip_indices] - b[PARAMS.lip_indices], axis=1).mean() / inter_ocular(b)
         for a, b in zip(source, full_source)
         if a is not None and b is not None
     ]
@@ -139,7 +140,7 @@ def test_i420_frames_track_like_rgb_frames(real_clip, tracked):
     # The shape predictor reads the Y plane instead of dlib's own grey of RGB: a shade apart.
     lips = [
         np.linalg.norm(a.landmarks[PARAMS.lip_indices] - b.landmarks[PARAMS.lip_indices], axis=1).mean()
-        / lm.inter_ocular(b.landmarks)
+        / inter_ocular(b.landmarks)
         for a, b in found
     ]
     assert np.mean(lips) <= 0.01

@@ -10,11 +10,12 @@ import pytest
 
 from tasks.decode import iter_frames, probe, read_audio
 from tasks.demo import DemoError, make_clip, make_demo_corpus, mouth_drive
-from tasks.landmarks import find_landmarks, mouth_opening
-from tasks.params import DemoParams
+from tasks.landmarks import find_landmarks, lips_opening
+from tasks.params import DemoParams, PreprocessParams
 
 SECONDS = 4.0
 SAMPLE_RATE = 16000
+LIP_INDICES = PreprocessParams().lip_indices
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +51,7 @@ def test_dlib_finds_the_face_and_its_mouth_follows_the_loudness(clip):
         if landmarks is None:
             continue
         start = round(i * SAMPLE_RATE / 30)  # window centred on the frame's time
-        openings.append(mouth_opening(landmarks))
+        openings.append(lips_opening(landmarks[None, LIP_INDICES], LIP_INDICES)[0])
         loudness.append(np.sqrt(np.mean(padded[start : start + 2 * half] ** 2)))
     assert len(openings) >= 0.95 * frames
     assert np.corrcoef(openings, loudness)[0, 1] >= 0.5

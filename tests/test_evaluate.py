@@ -11,7 +11,8 @@ import pytest
 import soundfile
 
 from models import evaluate, render, train_cgan, train_lstm
-from models.data import load_corpus, split_corpus, synthetic_shards
+from helpers import synthetic_shards
+from models.data import load_corpus, split_corpus
 from models.metrics import (
     beats_baselines,
     finite_or_none,

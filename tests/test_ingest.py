@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import socket
@@ -46,7 +47,8 @@ def http_server(tmp_path_factory):
     (root / "index.html").write_text("<html><body>no video here</body></html>")
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
-                               "--directory", str(root)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                               "--directory", str(root)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 10
     while time.time() < deadline:
         try:
@@ -115,7 +117,8 @@ def test_good_sources_succeed_and_bad_ones_fail_with_readable_errors(http_server
     assert "no such file" in error(str(tmp_path / "no_such_file.mp4"))
     assert "Connection refused" in error(f"http://127.0.0.1:{closed_port}/talk.mp4")
     # Nothing half-written is left beside the videos.
-    assert sorted(p.name for p in (raw / "videos").iterdir()) == ["local_talk_1.mp4", "talk_a.mp4", "talk_b.mp4"]
+    fetched = sorted(p.name for p in (raw / "videos").iterdir())
+    assert fetched == ["local_talk_1.mp4", "talk_a.mp4", "talk_b.mp4"]
 
 
 def test_max_height_limits_what_is_accepted(http_server, tmp_path):
@@ -175,11 +178,15 @@ def test_demo_stage_under_dvc_runs_once(tmp_path):
         src = ROOT / name
         (repo / name).parent.mkdir(parents=True, exist_ok=True)
         (shutil.copytree if src.is_dir() else shutil.copy)(src, repo / name)
-    params = (repo / "params.yaml").read_text().replace("clips: 6", "clips: 1").replace("seconds: 10.0", "seconds: 3.0")
+    params = (repo / "params.yaml").read_text()
+    params = params.replace("clips: 6", "clips: 1").replace("seconds: 10.0", "seconds: 3.0")
     (repo / "params.yaml").write_text(params)
     env_bin = Path(sys.executable).parent
     env = {**os.environ, "VIRTUAL_ENV": sys.prefix}  # the copy has no .venv: bin/python takes the active one
-    run = lambda *args: subprocess.run(args, cwd=repo, env=env, capture_output=True, text=True, check=True)
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(args, cwd=repo, env=env, capture_output=True, text=True, check=True)
+
     run("git", "init", "-q")
     run(str(env_bin / "dvc"), "init", "-q")
     first = run(str(env_bin / "dvc"), "repro", "ingest")
@@ -189,3 +196,66 @@ def test_demo_stage_under_dvc_runs_once(tmp_path):
     assert rows[0]["duration"] == pytest.approx(3.0, abs=0.1)
     second = run(str(env_bin / "dvc"), "repro", "ingest")
     assert "Running stage" not in second.stdout and "didn't change" in second.stdout
+
+
+def test_a_refused_source_claims_no_id(tmp_path):
+    local = make_clip(tmp_path / "clip.mp4")
+    sources = [f"file://{local}", str(local)]
+    raw = tmp_path / "raw"
+    assert run_ingest(sources, tmp_path, raw) == {"ok": 1, "skipped": 0, "failed": 1}
+    rows = manifest(raw)
+    assert rows[sources[0]]["status"] == "failed" and "scheme 'file' refused" in rows[sources[0]]["error"]
+    assert rows[sources[0]]["video_id"] is None
+    assert rows[str(local)]["status"] == "ok" and rows[str(local)]["video_id"] == "clip"
+    # Two sources that do deliver the same id: the first keeps it.
+    other = tmp_path / "other"
+    other.mkdir()
+    twin = make_clip(other / "clip.mp4", seconds=1.0)
+    assert run_ingest([str(local), str(twin)], tmp_path, tmp_path / "raw2")["failed"] == 1
+    assert "same video_id" in manifest(tmp_path / "raw2")[str(twin)]["error"]
+
+
+class LogLines(logging.Handler):
+    """Every record as a handler prints it: message, and the traceback when it carries one."""
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+        self._records: dict[int, logging.LogRecord] = {}  # held, so that their ids stay unique
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if id(record) not in self._records:  # once, whether it came through `prefect` or the root
+            self._records[id(record)] = record
+            self.lines.append(self.format(record))
+
+
+def test_expected_failures_log_one_line_each(http_server, tmp_path):
+    log = LogLines()
+    loggers = [logging.getLogger("prefect"), logging.getLogger()]
+    for logger in loggers:
+        logger.addHandler(log)
+    missing_file = str(tmp_path / "no_such_file.mp4")
+    closed = f"http://127.0.0.1:{free_port()}/talk.mp4"  # transient: retried, then failed
+    sources = [f"{http_server}/missing.mp4", missing_file, "file:///x/clip.mp4", f"{http_server}/notes.txt",
+               closed]
+    try:
+        counts = run_ingest(sources, tmp_path, tmp_path / "raw")
+    finally:
+        for logger in loggers:
+            logger.removeHandler(log)
+    assert counts == {"ok": 0, "skipped": 0, "failed": 5}
+    text = "\n".join(log.lines)
+    assert "Traceback" not in text
+    failures = [line for line in log.lines if line.startswith("failed: ")]
+    assert len(failures) == 5 and all("\n" not in line for line in failures)
+    for expected in ("404", "no such file", "scheme 'file' refused", "not a video", "Connection refused"):
+        assert sum(expected in line for line in failures) == 1, expected
+
+
+def test_a_missing_sources_file_stops_the_stage_with_one_line(tmp_path):
+    (tmp_path / "params.yaml").write_text("data:\n  source: sources\n  sources_file: nowhere.txt\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-m", "flows.ingest"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert done.stderr.strip() == "error: nowhere.txt: sources file not found"

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import synthetic_shards
 
 from models.cgan import Discriminator, Generator, generate_faces, load_generator
 from models.common import load_checkpoint, save_checkpoint
@@ -17,7 +18,6 @@ from models.data import (
     lips_stats,
     load_corpus,
     split_corpus,
-    synthetic_shards,
     target_video,
     window_index,
 )

@@ -72,8 +72,8 @@ def test_partition_appears_only_on_commit(tmp_path):
     writer = shards.ShardWriter(tmp_path, "half", PARAMS, SHA)
     with writer:
         for i in range(40):
-            writer.add(i, i / 30, False, np.full((68, 2), np.nan), np.full(16, np.nan), np.zeros(28),
-                       b"", np.zeros(6))
+            writer.add(frame=i, time=i / 30, face_found=False, landmarks=np.full((68, 2), np.nan),
+                       lips=np.full(16, np.nan), audio=np.zeros(28), face=b"", crop=np.zeros(6))
         # Two row groups are on disk in the temporary folder; readers must not see them.
         assert writer.temp.name.startswith(".") and any(writer.temp.iterdir())
         assert not shards.partition_dir(tmp_path, "half").exists()
@@ -86,7 +86,8 @@ def test_failure_keeps_the_previous_partition(tmp_path):
     _write(tmp_path, "v", 20)
     writer = shards.ShardWriter(tmp_path, "v", PARAMS, "cd" * 32)
     with pytest.raises(RuntimeError, match="decoder died"), writer:
-        writer.add(0, 0.0, False, np.zeros((68, 2)), np.zeros(16), np.zeros(28), b"", np.zeros(6))
+        writer.add(frame=0, time=0.0, face_found=False, landmarks=np.zeros((68, 2)), lips=np.zeros(16),
+                   audio=np.zeros(28), face=b"", crop=np.zeros(6))
         raise RuntimeError("decoder died")
     assert shards.read_metadata(shards.part_files(tmp_path, "v")[0])["source_sha256"] == SHA
     assert shards.partition_counts(tmp_path, "v")[0] == 20
@@ -99,6 +100,42 @@ def test_commit_replaces_the_old_partition(tmp_path):
     assert [p.name for p in shards.part_files(tmp_path, "v")] == ["part-0000.parquet"]
     assert shards.partition_counts(tmp_path, "v")[0] == 10
     assert [p.name for p in tmp_path.iterdir()] == ["video_id=v"]
+
+
+def test_add_takes_keywords_only(tmp_path):
+    with shards.ShardWriter(tmp_path, "v", PARAMS, SHA) as writer, pytest.raises(TypeError):
+        writer.add(0, 0.0, False, np.zeros((68, 2)), np.zeros(16), np.zeros(28), b"", np.zeros(6))
+
+
+def test_reader_returns_one_video_in_frame_order(tmp_path):
+    rows = 16 * shards.ROW_GROUPS_PER_PART + 5  # two part files
+    _write(tmp_path, "v", rows)
+    table = shards.read_frames(tmp_path, "v", ["audio", "face_found"])
+    assert table.column_names == ["frame", "audio", "face_found"]
+    assert table.column("frame").to_pylist() == list(range(rows))
+    audio = shards.list_column_as_array(table, "audio")
+    assert audio.shape == (rows, 28) and audio.dtype == np.float32 and (audio[:, 0] == np.arange(rows)).all()
+    batches = list(shards.iter_batches(tmp_path, "v", ["frame"], batch_size=100))
+    assert np.concatenate([b.column("frame").to_numpy() for b in batches]).tolist() == list(range(rows))
+    assert shards.video_metadata(tmp_path, "v") == shards.read_metadata(shards.part_files(tmp_path, "v")[0])
+    with pytest.raises(FileNotFoundError):
+        shards.read_frames(tmp_path, "missing", ["lips"])
+
+
+def test_reader_refuses_a_gap_in_the_frames(tmp_path):
+    with shards.ShardWriter(tmp_path, "gap", PARAMS, SHA) as writer:
+        for i in (0, 1, 3):
+            writer.add(frame=i, time=i / 30, face_found=False, landmarks=np.zeros((68, 2)), lips=np.zeros(16),
+                       audio=np.zeros(28), face=b"", crop=np.zeros(6))
+        writer.commit()
+    with pytest.raises(ValueError, match="without gaps"):
+        shards.read_frames(tmp_path, "gap", ["lips"])
+
+
+def test_evenly_spaced():
+    assert shards.evenly_spaced(10, 3).tolist() == [0, 4, 9]
+    assert shards.evenly_spaced(3, 8).tolist() == [0, 1, 2]
+    assert shards.evenly_spaced(0, 8).tolist() == []
 
 
 def test_is_current(tmp_path):

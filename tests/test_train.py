@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import synthetic_shards
 
 from models import train_cgan, train_lstm
 from models.cgan import load_generator
 from models.common import load_checkpoint
-from models.data import synthetic_shards
 from models.lstm import load_lstm
 
 ROOT = Path(__file__).resolve().parents[1]

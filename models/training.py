@@ -1,0 +1,107 @@
+"""The plumbing both training stages share, so that each stage's `train` reads as its loop:
+the options they add to the shared ones, the resumable checkpoint, DVCLive, and the artifact.
+
+Only the main process (rank 0 under torchrun) logs to DVCLive and writes files; every process
+resumes from the same checkpoint.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import torch
+import typer
+
+from models.common import load_checkpoint, save_checkpoint
+from models.data import Corpus, Split
+from tasks.params import digest
+
+Out = Annotated[Path, typer.Option(help="the final weights, with what is needed to use them")]
+Checkpoints = Annotated[Path, typer.Option(help="resumable state, kept across runs")]
+LiveDir = Annotated[Path, typer.Option("--live", help="DVCLive folder")]
+
+
+class TrainingRun:
+    """One training stage's run: resumed from `<checkpoints>/last.pt` when that was made with the
+    same run key, logged to DVCLive, checkpointed every epoch, finished with an artifact.
+
+    `state` names the objects whose `state_dict()` the checkpoint keeps (models, optimisers, the
+    GradScaler), by the keys the checkpoint stores them under.
+    """
+
+    def __init__(self, stage: str, key: str, state: dict[str, Any], checkpoints: Path, live: Path,
+                 is_main: bool = True):
+        self.stage, self.key, self.state, self.is_main = stage, key, state, is_main
+        self.last = Path(checkpoints) / "last.pt"
+        self.resumed = self._resume()
+        self.start_epoch = self.resumed.get("epoch", 0)
+        self.live = None
+        if is_main:
+            from dvclive import Live  # imports DVC: only the process that logs pays for it
+
+            self.live = Live(str(live), resume=self.start_epoch > 0, report=None, dvcyaml=False,
+                             save_dvc_exp=False)
+
+    def say(self, text: str) -> None:
+        if self.is_main:
+            print(f"{self.stage}: {text}")
+
+    def _resume(self) -> dict[str, Any]:
+        """The last checkpoint, loaded into `state`, when it belongs to this run; else {}."""
+        checkpoint = load_checkpoint(self.last)
+        if checkpoint is None:
+            return {}
+        if checkpoint["run_key"] != self.key:
+            self.say(f"{self.last} was made with other params or data; starting afresh")
+            return {}
+        for name, obj in self.state.items():
+            if checkpoint[name]:  # empty when saved by a disabled (CPU) GradScaler
+                obj.load_state_dict(checkpoint[name])
+        self.say(f"resuming from {self.last} after epoch {checkpoint['epoch']}")
+        return checkpoint
+
+    def summarise(self, values: dict[str, Any]) -> None:
+        for name, value in values.items():
+            self.live.summary[name] = value
+
+    def log(self, epoch: int, metrics: dict[str, float], summary: dict[str, Any] | None = None) -> None:
+        """One epoch's metrics (and summary values) as DVCLive step `epoch`."""
+        self.live.step = epoch
+        for name, value in metrics.items():
+            self.live.log_metric(name, value)
+        self.summarise(summary or {})
+        self.live.next_step()
+
+    def save(self, epoch: int, **extra: Any) -> None:
+        """The resumable checkpoint after `epoch` (counted from 0): every state object, and `extra`."""
+        state = {name: obj.state_dict() for name, obj in self.state.items()}
+        save_checkpoint({"run_key": self.key, "epoch": epoch + 1, **state, **extra}, self.last)
+
+    def finish(self, artifact: dict[str, Any], out: Path) -> None:
+        self.live.end()
+        save_checkpoint(artifact, out)
+
+
+def epoch_line(stage: str, epoch: int, epochs: int, metrics: dict[str, float], started: float,
+               note: str = "") -> str:
+    """`lstm: epoch 3/30 train_loss 0.4123 ... (1.2s)`: what a stage prints after each epoch."""
+    values = " ".join(f"{name} {value:.4f}" for name, value in metrics.items())
+    return f"{stage}: epoch {epoch + 1}/{epochs}{note} {values} ({time.perf_counter() - started:.1f}s)"
+
+
+def on_cpu(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {name: tensor.detach().cpu() for name, tensor in state_dict.items()}
+
+
+def made_from(section: Any, corpus: Corpus, split: Split) -> dict[str, Any]:
+    """What every artifact records of how it was made: the data, the split and the stage's params."""
+    return {
+        "lip_indices": list(corpus.meta["lip_indices"]),
+        "fps": float(corpus.meta["fps"]),
+        "split": {"by": split.by, "val_videos": split.val_videos()},
+        "params": section.model_dump(mode="json"),
+        "params_digest": digest(section),
+        "data_fingerprint": corpus.fingerprint(),
+    }
