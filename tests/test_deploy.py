@@ -17,9 +17,13 @@ from pathlib import Path
 import pandas as pd
 import psutil
 import pytest
+import soundfile
+from test_render import SR, kit, voice  # noqa: F401  (kit: the shared session fixture)
 
 from tasks.demo import make_clip
+from tasks.files import sha256_file
 from tasks.params import load_params
+from tasks.provenance import verify_mp4
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -34,7 +38,8 @@ def free_port() -> int:
 
 def copy_project(dest: Path) -> Path:
     """The project's code and config in a folder of its own, with a tiny demo corpus in params."""
-    for name in ("dvc.yaml", "params.yaml", "prefect.yaml", "bin", "flows", "tasks", "data/sources"):
+    for name in ("dvc.yaml", "params.yaml", "prefect.yaml", "bin", "flows", "tasks", "models",
+                 "data/sources"):
         src = ROOT / name
         (dest / name).parent.mkdir(parents=True, exist_ok=True)
         (shutil.copytree if src.is_dir() else shutil.copy)(src, dest / name,
@@ -173,3 +178,40 @@ def test_pipeline_deployment_runs_dvc_repro(prefect_stack):
     assert (project / "dvc.lock").exists()
     keys = {a["key"] for a in artifacts}
     assert {"pipeline-metrics", "pipeline-summary"} <= keys
+
+
+def test_render_deployment_signs_the_mp4_and_publishes_it(prefect_stack, kit, tmp_path):  # noqa: F811
+    project = prefect_stack["project"]
+    (project / "artifacts").mkdir(exist_ok=True)
+    shutil.copy(kit.lstm_path, project / "artifacts" / "lstm.pt")
+    shutil.copy(kit.cgan_path, project / "artifacts" / "cgan.pt")
+    soundfile.write(tmp_path / "speech.wav", voice(2.0, seed=21), SR)
+    port = free_port()
+    command = [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(tmp_path)]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{port}/speech.wav"
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(url, timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        overrides = {"device": "cpu", "render.size": 128, "provenance.key_dir": str(tmp_path / "keys")}
+        _state, _run_id, artifacts = run_deployment(prefect_stack, "render/default", {
+            "audio": url, "output": "face", "out": "renders/deployed.mp4", "overrides": overrides})
+    finally:
+        stop(server)
+
+    video = project / "renders" / "deployed.mp4"
+    verdict = verify_mp4(video)
+    assert verdict.ok and verdict.synthetic
+    assert verdict.facts["speech_name"] == url, "the manifest names the URL, not the temporary download"
+    assert verdict.facts["speech_sha256"] == sha256_file(tmp_path / "speech.wav")
+    keys = {a["key"]: a for a in artifacts}
+    assert {"render-video", "render-summary", "render-params"} <= set(keys)
+    assert keys["render-video"]["data"] == f"[deployed.mp4]({video.as_uri()})", "a link artifact (Prefect: markdown)"
+    summary = keys["render-summary"]["data"]
+    for text in ("real-time factor", "2.00 s (60 frames)", verdict.facts["target_video"], verdict.digest,
+                 "signed and intact"):
+        assert text in summary, (text, summary)

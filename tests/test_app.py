@@ -1,0 +1,178 @@
+"""The web app: what it refuses (fast), and the whole thing in a real headless Chromium (slow).
+
+The browser is Debian's `chromium`, driven by Playwright's Python package (its own browser download
+needs the internet); the app is `reenact app` in a process of its own, on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import soundfile
+import yaml
+from test_render import SR, ffmpeg, kit, probe, voice  # noqa: F401  (kit: the shared session fixture)
+from typer.testing import CliRunner
+
+from flows.app import BadUpload, check_speech
+from flows.cli import app
+from flows.render import fetch_speech
+from models.render import RenderError
+from tasks.provenance import ENV_DIR, verify_mp4
+
+BIN = Path(sys.executable).parent
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+def test_bad_speech_gets_a_message(tmp_path):
+    (tmp_path / "empty.wav").write_bytes(b"")
+    (tmp_path / "notes.wav").write_text("these are notes, not sound\n")
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x64:rate=10", "-t", "1", str(tmp_path / "silent_film.mp4"))
+    soundfile.write(tmp_path / "long.wav", voice(3.0), SR)
+    soundfile.write(tmp_path / "ok.wav", voice(1.0), SR)
+    expected = {None: "No speech yet", "empty.wav": "is empty", "notes.wav": "not an audio file",
+                "silent_film.mp4": "has no audio track", "long.wav": "renders at most 2 s"}
+    for name, message in expected.items():
+        with pytest.raises(BadUpload, match=message):
+            check_speech(str(tmp_path / name) if name else None, max_seconds=2.0)
+    assert check_speech(str(tmp_path / "ok.wav"), max_seconds=2.0) == pytest.approx(1.0, abs=0.01)
+
+
+def test_speech_urls_other_than_http_are_refused(tmp_path):
+    for url in ("file:///etc/passwd", "ftp://example.org/speech.wav", "data:audio/wav;base64,AAAA"):
+        with pytest.raises(RenderError, match="refused"):
+            fetch_speech(url, tmp_path)
+    assert fetch_speech("speech.wav", tmp_path) == (Path("speech.wav"), "speech.wav")
+
+
+def test_app_listens_beyond_loopback_only_when_told_to():
+    result = CliRunner().invoke(app, ["app", "--host", "0.0.0.0"])
+    assert result.exit_code == 2 and "--allow-remote" in result.output
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def app_project(root: Path, kit) -> Path:  # noqa: F811
+    """What `reenact app` reads from its working folder: params, weights, frame table, videos, metrics."""
+    params = yaml.safe_load(kit.params_file.read_text())
+    params["device"] = "cpu"
+    params["render"]["size"] = 128
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    (root / "artifacts").mkdir()
+    shutil.copy(kit.lstm_path, root / "artifacts" / "lstm.pt")
+    shutil.copy(kit.cgan_path, root / "artifacts" / "cgan.pt")
+    shutil.copytree(kit.shards, root / "data" / "shards")
+    shutil.copytree(kit.videos, root / "data" / "raw" / "videos")
+    (root / "reports").mkdir()
+    (root / "reports" / "metrics.json").write_text(json.dumps({"model": {"sync_r": 0.955}}))
+    return root
+
+
+@pytest.fixture
+def running_app(tmp_path, kit):  # noqa: F811
+    (tmp_path / "project").mkdir()
+    project = app_project(tmp_path / "project", kit)
+    port = free_port()
+    env = {**os.environ, ENV_DIR: str(tmp_path / "keys"), "GRADIO_ANALYTICS_ENABLED": "False"}
+    log = open(tmp_path / "app.log", "w")
+    command = [str(BIN / "reenact"), "app", "--port", str(port), "--max-seconds", "10"]
+    process = subprocess.Popen(command, cwd=project, env=env, stdout=log, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert process.poll() is None, (tmp_path / "app.log").read_text()
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "the app did not start in 120 s"
+            time.sleep(0.5)
+        yield url, project
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+        log.close()
+
+
+def wait_for_status(page, text: str, timeout_s: float = 60) -> str:
+    page.wait_for_function("t => document.querySelector('#status').innerText.includes(t)", arg=text,
+                           timeout=timeout_s * 1000)
+    return page.locator("#status").inner_text()
+
+
+def upload(page, path: Path) -> None:
+    page.locator("#speech input[type=file]").set_input_files(str(path))
+
+
+@pytest.mark.slow
+def test_app_renders_an_upload_in_a_real_browser(running_app, tmp_path, kit):  # noqa: F811
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (make system-packages)")
+    from playwright.sync_api import sync_playwright
+
+    url, _project = running_app
+    (tmp_path / "notes.wav").write_text("not sound\n")
+    soundfile.write(tmp_path / "long.wav", voice(12.0, seed=5), SR)
+    soundfile.write(tmp_path / "speech.wav", voice(2.5, seed=6), SR)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(url)
+            page.wait_for_selector("#render")
+            bad_uploads = {"notes.wav": "not an audio file", "long.wav": "at most 10 s"}
+            for bad, message in bad_uploads.items():
+                upload(page, tmp_path / bad)
+                page.wait_for_selector("#speech audio[src]", state="attached", timeout=30_000)
+                page.locator("#render").click()
+                status = wait_for_status(page, message)
+                assert "Cannot render" in status and "Traceback" not in page.content()
+                page.reload()
+                page.wait_for_selector("#render")
+
+            upload(page, tmp_path / "speech.wav")
+            page.wait_for_selector("#speech audio[src]", state="attached", timeout=30_000)
+            page.get_by_label("Face", exact=True).check()
+            page.locator("#render").click()
+            page.wait_for_selector("#result video[src]", timeout=180_000)
+            status = wait_for_status(page, "signed and intact")
+            assert "trainedAlgorithmicMedia" in status and "speech.wav" in status
+            page.screenshot(path=str(tmp_path / "app.png"), full_page=True)
+            served = page.request.get(page.locator("#result video").get_attribute("src"))
+            assert served.ok
+            (tmp_path / "served.mp4").write_bytes(served.body())
+
+            page.get_by_role("tab", name="Dataset").click()
+            page.wait_for_selector("#inspect")
+            assert "synthetic_0" in page.locator("#inspect").inner_text()
+            assert "sync_r" in page.locator("#metrics").inner_text()
+        finally:
+            browser.close()
+
+    verdict = verify_mp4(tmp_path / "served.mp4")
+    assert verdict.ok and verdict.synthetic and verdict.facts["speech_name"] == "speech.wav"
+    streams = {s["codec_type"]: s["codec_name"] for s in probe(tmp_path / "served.mp4")["streams"]}
+    assert streams == {"video": "h264", "audio": "aac"}
