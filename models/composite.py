@@ -27,6 +27,8 @@ NOSE_BASE = [35, 34, 33, 32, 31]
 JAW_MARGIN = 0.06
 # Feathering: Gaussian sigma as a share of the face size (5 px at 128: MuseTalk feathers ~10%).
 FEATHER = 0.04
+# Fewer pixels than this in the fading band (a face mostly off the crop): no colour to match.
+MIN_BAND = 16
 # The mask is forced to 0 over this many crop pixels at the crop's edge, so the warped mask never
 # ends in a step where the crop ends.
 EDGE = 3
@@ -48,10 +50,10 @@ def lower_face_polygon(landmarks: np.ndarray, size: int) -> np.ndarray:
 
 def lower_face_mask(landmarks: np.ndarray, size: int) -> np.ndarray:
     """(size, size) float32 alpha in [0, 1]: 1 inside the lower face, feathered at its border,
-    0 at the crop's edge. `landmarks` are the frame table's (68, 2) (or 136) crop pixels."""
+    0 at the crop's edge. `landmarks` are the frame table's, in crop pixels."""
     polygon = lower_face_polygon(landmarks, size)
     mask = np.zeros((size, size), np.float32)
-    cv2.fillPoly(mask, [np.round(polygon * 16).astype(np.int32)], 1.0, cv2.LINE_AA, shift=4)
+    cv2.fillPoly(mask, [np.round(polygon * 16).astype(np.int32)], 1.0, cv2.LINE_AA, shift=4)  # 4 fraction bits
     sigma = _blur_sigma(size)
     mask = cv2.GaussianBlur(mask, (0, 0), sigma, borderType=cv2.BORDER_CONSTANT)
     ramp = np.clip(np.minimum(np.arange(size), np.arange(size)[::-1]) / EDGE, 0, 1).astype(np.float32)
@@ -62,7 +64,7 @@ def match_colour(face: np.ndarray, real: np.ndarray, mask: np.ndarray) -> np.nda
     """`face` (uint8 RGB crop) shifted per channel so that its mean in the mask's fading band equals
     the real crop's there: lighting that changed since training does not show as a seam."""
     band = (mask > 0.05) & (mask < 0.95)
-    if band.sum() < 16:
+    if band.sum() < MIN_BAND:
         return face
     shift = real[band].mean(0, dtype=np.float64) - face[band].mean(0, dtype=np.float64)
     return np.clip(face.astype(np.float32) + shift.astype(np.float32), 0, 255).astype(np.uint8)

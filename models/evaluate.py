@@ -16,22 +16,22 @@ found, no raw video to take speech from) is written as null.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import simplejpeg
+import typer
 from PIL import Image
 
 from models import render
 from models.cgan import generate_faces
-from models.common import seed_everything, stage_params
-from models.data import Corpus, Split, load_corpus, mouth_opening, split_corpus
+from models.common import seed_everything
+from models.data import Corpus, Split, load_corpus, split_corpus
 from models.composite_metrics import composite_metrics
 from models.lstm import predict_lips
-from models.speech import speech_lips
 from models.metrics import (
     beats_baselines,
     finite_or_none,
@@ -41,25 +41,14 @@ from models.metrics import (
     redetected_lmd,
     sync_metric,
 )
+from models.speech import speech_lips
 from tasks.decode import read_audio
-from tasks.landmarks import landmarks_in_crops
+from tasks.entry import DEFAULT_PARAMS, DEFAULT_SHARDS, Overrides, ParamsFile, Shards, run, stage_params
+from tasks.landmarks import landmarks_in_crops, lips_opening
+from tasks.shards import evenly_spaced
 
 BASELINES = ("baseline_mean", "baseline_random", "baseline_paste")
 GRID_COLUMNS = 8
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m models.evaluate", description="Evaluate both models.")
-    parser.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
-    parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
-                        help="dotted-key override, e.g. evaluate.max_frames=100 (repeatable)")
-    parser.add_argument("--shards", default="data/shards", help="frame table (default: %(default)s)")
-    parser.add_argument("--lstm", default="artifacts/lstm.pt", help="audio -> lips (default: %(default)s)")
-    parser.add_argument("--cgan", default="artifacts/cgan.pt", help="lips -> face (default: %(default)s)")
-    parser.add_argument("--videos", default="data/raw/videos",
-                        help="raw videos, <video_id>.*, whose speech drives the sync clip (default: %(default)s)")
-    parser.add_argument("--out", default="reports", help="metrics and plots (default: %(default)s)")
-    return parser.parse_args(argv)
 
 
 def rows_with_face(corpus: Corpus, rows: dict[str, np.ndarray]) -> list[tuple[str, np.ndarray]]:
@@ -99,17 +88,16 @@ def decode_faces(corpus: Corpus, picks: list[tuple[str, int]]) -> np.ndarray:
     return np.stack([simplejpeg.decode_jpeg(corpus.video(i).faces[f].as_py(), colorspace="RGB") for i, f in picks])
 
 
-def evenly_spaced(rows: list[tuple[str, np.ndarray]], count: int) -> list[tuple[str, int]]:
+def spaced_frames(rows: list[tuple[str, np.ndarray]], count: int) -> list[tuple[str, int]]:
     frames = [(video_id, int(f)) for video_id, fs in rows for f in fs]
-    index = np.unique(np.linspace(0, len(frames) - 1, min(count, len(frames))).astype(int))
-    return [frames[i] for i in index]
+    return [frames[i] for i in evenly_spaced(len(frames), count)]
 
 
 def evaluate_generator(corpus: Corpus, split: Split, models, max_frames: int,
                        rng: np.random.Generator) -> tuple[dict, np.ndarray]:
     """Generator metrics on up to max_frames evenly spaced validation frames; also the eval grid."""
     ckpt, lip_indices = models.cgan_ckpt, models.cgan_ckpt["lip_indices"]
-    picks = evenly_spaced(rows_with_face(corpus, split.val), max_frames)
+    picks = spaced_frames(rows_with_face(corpus, split.val), max_frames)
     real = decode_faces(corpus, picks)
     lips = np.stack([corpus.video(i).lips[f] for i, f in picks])
     generated = generate_faces(models.generator, ckpt, lips)
@@ -126,13 +114,13 @@ def evaluate_generator(corpus: Corpus, split: Split, models, max_frames: int,
         metrics.update({f"{name}/{k}": v for k, v in
                         {**image_metrics(faces, real), **generator_obedience(faces, lips, lip_indices)}.items()})
 
-    train_picks = evenly_spaced(rows_with_face(corpus, split.train), max_frames)
+    train_picks = spaced_frames(rows_with_face(corpus, split.train), max_frames)
     mean_face = decode_faces(corpus, train_picks).mean(0).round().astype(np.uint8)
     found = np.broadcast_to(landmarks_in_crops(mean_face[None], lip_indices), lips.shape)
     metrics.update({f"mean_face/{k}": v for k, v in image_metrics(np.broadcast_to(mean_face, real.shape), real).items()})
     metrics["mean_face/gen_lmd_px"] = redetected_lmd(found, lips, mean_face.shape[0])[0]
 
-    columns = np.unique(np.linspace(0, len(real) - 1, min(GRID_COLUMNS, len(real))).astype(int))
+    columns = evenly_spaced(len(real), GRID_COLUMNS)
     grid = np.concatenate([np.concatenate(list(rows[columns]), axis=1) for rows in (real, generated, random)])
     return metrics, grid
 
@@ -180,10 +168,10 @@ def evaluate_sync(corpus: Corpus, split: Split, models, params, videos: Path,
         if name == "sync_r":
             generated_opening = np.full(frames, np.nan)
             ok = ~np.isnan(found[:, 0])
-            generated_opening[ok] = mouth_opening(found[ok], cgan_ckpt["lip_indices"])
+            generated_opening[ok] = lips_opening(found[ok], cgan_ckpt["lip_indices"])
     lip_indices = lstm_ckpt["lip_indices"]
-    true_opening = np.where(has_face, mouth_opening(np.nan_to_num(true), lip_indices), np.nan)
-    clip = {"video_id": video_id, "true": true_opening, "predicted": mouth_opening(predicted, lip_indices),
+    true_opening = np.where(has_face, lips_opening(np.nan_to_num(true), lip_indices), np.nan)
+    clip = {"video_id": video_id, "true": true_opening, "predicted": lips_opening(predicted, lip_indices),
             "generated": generated_opening}
     return metrics, clip
 
@@ -255,13 +243,21 @@ def print_table(metrics: dict, verdict: dict[str, bool]) -> None:
                                  else f"{len(lost)} of {len(verdict)} comparisons lost: {', '.join(lost)}"))
 
 
-def main(argv: list[str] | None = None) -> dict:
-    args = parse_args(argv)
-    params = stage_params(args)
+Weights = Annotated[Path, typer.Option(help="trained weights")]
+
+
+def evaluate(params_file: ParamsFile = DEFAULT_PARAMS, override: Overrides = None, shards: Shards = DEFAULT_SHARDS,
+             lstm: Weights = Path("artifacts/lstm.pt"), cgan: Weights = Path("artifacts/cgan.pt"),
+             videos: Annotated[Path, typer.Option(
+                 help="raw videos, <video_id>.*: the sync clip's speech and the target's footage")] = Path(
+                 "data/raw/videos"),
+             out: Annotated[Path, typer.Option(help="metrics and plots")] = Path("reports")) -> dict:
+    """Evaluate both models on the validation split, and the compositing: the DVC stage evaluate."""
+    params = stage_params(params_file, override)
     seed_everything(params.seed)
     rng = np.random.default_rng(params.seed)
-    models = render.load_models(args.lstm, args.cgan, params.device)
-    corpus = load_corpus(args.shards, faces=True)
+    models = render.load_models(lstm, cgan, params.device)
+    corpus = load_corpus(shards, faces=True)
     split = split_corpus(corpus, params)
     trained_on = models.lstm_ckpt["split"]["val_videos"]
     if split.val_videos() != trained_on:
@@ -271,18 +267,22 @@ def main(argv: list[str] | None = None) -> dict:
     metrics = evaluate_lstm(corpus, split, models, rng)
     generator_metrics, grid = evaluate_generator(corpus, split, models, params.evaluate.max_frames, rng)
     metrics.update(generator_metrics)
-    sync, clip = evaluate_sync(corpus, split, models, params, Path(args.videos), rng)
+    sync, clip = evaluate_sync(corpus, split, models, params, videos, rng)
     metrics.update(sync)
-    metrics.update(evaluate_composite(models, params, Path(args.shards), Path(args.videos)))
+    metrics.update(evaluate_composite(models, params, shards, videos))
     metrics = {k: v if isinstance(v, str) else finite_or_none(v) for k, v in metrics.items()}
 
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     write_plots(out, grid, clip)
     print_table(metrics, counted(beats_baselines(metrics, BASELINES)))
     print(f"evaluate: wrote {out / 'metrics.json'}")
     return metrics
+
+
+
+def main(argv: list[str] | None = None) -> dict:
+    return run(evaluate, argv)
 
 
 if __name__ == "__main__":

@@ -19,16 +19,17 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pyarrow.parquet as pq
 import simplejpeg
 
 from tasks.landmarks import lips_opening
-from tasks.shards import part_files, partition_dir
+from tasks.shards import iter_batches, partition_dir
 
 # The strip shows this many seconds either side of the current frame.
 TRACE_SECONDS = 2.0
 # The lips tile shows a square of this half-width (in crop units) around the target's mouth.
 LIPS_VIEW = 0.2
+# cv2 draws with 4 fractional bits (shift=4): coordinates times SUBPIXEL, for sub-pixel lines.
+SUBPIXEL = 16
 PREDICTED, REAL, LOUDNESS = (235, 64, 52), (60, 200, 90), (150, 150, 150)  # RGB
 OUTER = [0, 1, 2, 3, 4, 5]  # 48, 50, 52, 54, 56, 58: around the outer lip
 
@@ -44,21 +45,10 @@ def real_video(audio: Path, shards: Path) -> str | None:
 
 def _real_rows(shards: Path, video_id: str) -> Iterator[tuple[bytes | None, bool]]:
     """(JPEG, face_found) per frame of a video in frame order, then (None, False) forever."""
-    for path in part_files(shards, video_id):
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=256, columns=["face", "face_found"]):
-            yield from zip(batch.column("face").to_pylist(), batch.column("face_found").to_pylist())
+    for batch in iter_batches(shards, video_id, ["face", "face_found"]):
+        yield from zip(batch.column("face").to_pylist(), batch.column("face_found").to_pylist())
     while True:
         yield None, False
-
-
-def _real_lips(shards: Path, video_id: str) -> np.ndarray:
-    """(frames, 16) lips of a corpus video, NaN where no face (64 bytes a frame: the whole video)."""
-    parts = [pq.read_table(p, columns=["lips", "face_found"]) for p in part_files(shards, video_id)]
-    lips = [np.asarray(t.column("lips").to_pylist(), np.float32).reshape(-1, 16) for t in parts]
-    found = [t.column("face_found").to_numpy(zero_copy_only=False) for t in parts]
-    lips, found = np.concatenate(lips), np.concatenate(found).astype(bool)
-    lips[~found] = np.nan
-    return lips
 
 
 class Traces:
@@ -83,7 +73,7 @@ class Traces:
         keep = np.isfinite(y)
         if keep.sum() < 2:
             return None
-        return np.round(np.stack([x[keep], y[keep]], 1) * 16).astype(np.int32)
+        return np.round(np.stack([x[keep], y[keep]], 1) * SUBPIXEL).astype(np.int32)
 
     def draw(self, index: int, width: int) -> np.ndarray:
         strip = np.full((self.height, width, 3), 24, np.uint8)
@@ -143,7 +133,7 @@ class Panel:
     def _points(self, lips: np.ndarray) -> np.ndarray:
         scale = self.size / (2 * LIPS_VIEW)
         xy = (lips.reshape(-1, 2) - self.centre + LIPS_VIEW) * scale
-        return np.round(xy * 16).astype(np.int32)  # 4 fractional bits: sub-pixel lines
+        return np.round(xy * SUBPIXEL).astype(np.int32)
 
     def _lips_tile(self, index: int) -> np.ndarray:
         tile = np.full((self.size, self.size, 3), 250, np.uint8)
@@ -156,7 +146,7 @@ class Panel:
             cv2.polylines(tile, [points[OUTER]], True, colour, 2, cv2.LINE_AA, shift=4)
             cv2.line(tile, tuple(points[6]), tuple(points[7]), colour, 1, cv2.LINE_AA, shift=4)
             for point in points:
-                cv2.circle(tile, tuple(point), 3 * 16, colour, -1, cv2.LINE_AA, shift=4)
+                cv2.circle(tile, tuple(point), 3 * SUBPIXEL, colour, -1, cv2.LINE_AA, shift=4)
         cv2.putText(tile, "lips", (6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
         return tile
 

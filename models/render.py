@@ -1,6 +1,6 @@
 """Speech -> a talking-head mp4 (ARCHITECTURE.md, Rendering). The DVC stage `render`:
 
-    python -m models.render [--params params.yaml] [--shards data/shards] [--videos data/raw/videos]
+    python -m models.render [--params params.yaml] [--override KEY=VALUE] [--shards data/shards] [--videos ...]
 
 writes renders/demo.mp4 (a held-out video's speech on the target's own full frames) and
 renders/demo_panel.mp4 (the target frame beside the composite, with the lip traces).
@@ -15,14 +15,15 @@ ffmpeg pipe, lips wait on disk (64 bytes a frame), frames stream into ffmpeg's s
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import torch
+import typer
 
 from models.cgan import generate_faces
 from models.composite import composite
@@ -34,7 +35,8 @@ from models.speech import frame_count, stream_lips
 from models.target import TargetFrames, read_target_rows, target_video_file
 from tasks.decode import DecodeError, iter_audio, probe
 from tasks.features import feature_layout
-from tasks.params import Params, digest, load_params, parse_override
+from tasks.entry import DEFAULT_PARAMS, DEFAULT_SHARDS, Overrides, ParamsFile, Shards, run, stage_params
+from tasks.params import Params, digest
 from tasks.provenance import draw_label, render_facts, sign_mp4
 from tasks.shards import partition_dir
 
@@ -260,32 +262,34 @@ def _check_speech(audio: Path, models: Models, params: Params):
     return info
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m models.render", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
-    parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
-                        help="dotted-key override, e.g. render.size=128 (repeatable)")
-    parser.add_argument("--shards", default="data/shards", help="frame table (default: %(default)s)")
-    parser.add_argument("--videos", default="data/raw/videos", help="source videos (default: %(default)s)")
-    parser.add_argument("--lstm", default="artifacts/lstm.pt")
-    parser.add_argument("--cgan", default="artifacts/cgan.pt")
-    parser.add_argument("--out-dir", default="renders", help="(default: %(default)s)")
-    args = parser.parse_args(argv)
-    params = load_params(args.params, dict(parse_override(text) for text in args.override))
+Videos = Annotated[Path, typer.Option(help="the source videos, <video_id>.mp4: speech and target footage")]
+Weights = Annotated[Path, typer.Option(help="trained weights")]
+
+
+def render_stage(params_file: ParamsFile = DEFAULT_PARAMS, override: Overrides = None,
+                 shards: Shards = DEFAULT_SHARDS, videos: Videos = Path("data/raw/videos"),
+                 lstm: Weights = Path("artifacts/lstm.pt"), cgan: Weights = Path("artifacts/cgan.pt"),
+                 out_dir: Annotated[Path, typer.Option(help="where the renders go")] = Path("renders")) -> None:
+    """Render a held-out video's speech onto the target's own footage (renders/demo.mp4) and the panel
+    beside it (renders/demo_panel.mp4): the DVC stage render."""
+    params = stage_params(params_file, override)
 
     from models.data import load_corpus, split_corpus
 
-    val_videos = split_corpus(load_corpus(args.shards), params).val_videos()
+    val_videos = split_corpus(load_corpus(shards), params).val_videos()
     if not val_videos:
-        raise SystemExit(f"{args.shards}: no validation video to render")
+        raise SystemExit(f"{shards}: no validation video to render")
     video_id = val_videos[0]
-    audio = Path(args.videos) / f"{video_id}.mp4"
-    models = load_models(args.lstm, args.cgan, params.device)
+    models = load_models(lstm, cgan, params.device)
     for name, output in (("demo.mp4", "full"), ("demo_panel.mp4", "panel")):
-        result = render(audio, Path(args.out_dir) / name, models, params, output=output, real=video_id,
-                        shards=args.shards, videos=args.videos)
+        result = render(videos / f"{video_id}.mp4", out_dir / name, models, params, output=output, real=video_id,
+                        shards=shards, videos=videos)
         print(f"render: {result['out']}: {video_id}'s speech on {result['target']} ({output}), "
               f"{result['frames']} frames ({result['audio_seconds']:.2f} s of audio) in {result['wall_seconds']:.1f} s")
+
+
+def main(argv: list[str] | None = None) -> None:
+    run(render_stage, argv)
 
 
 if __name__ == "__main__":

@@ -15,12 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from models.media import RenderError
 from tasks.decode import DecodeError, MediaInfo, iter_frames, probe
-from tasks.shards import part_files, partition_dir
+from tasks.shards import list_column_as_array, part_files, partition_dir, read_frames
 
 # A backward pass holds this many bytes of decoded frames at a time (~0.3 s of 1080p, 2 s of 512^2).
 SEGMENT_BYTES = 96 * 2**20
@@ -40,25 +38,18 @@ class TargetRows:
         return len(self.face_found)
 
 
-def _fixed(table: pa.Table, name: str) -> np.ndarray:
-    column = table.column(name)
-    width = column.type.list_size
-    return column.combine_chunks().flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(-1, width)
-
-
 def read_target_rows(shards: str | Path, video_id: str) -> TargetRows:
     """The rows of `video_id` needed for compositing; RenderError when it has none or no face at all."""
-    parts = part_files(Path(shards), video_id)
-    if not parts:
+    if not part_files(Path(shards), video_id):
         raise RenderError(f"target {video_id!r}: no frames in {partition_dir(Path(shards), video_id)} "
                           "(preprocess it first: ingest the video, then `dvc repro preprocess`)")
-    columns = ["frame", "face_found", "landmarks", "lips", "crop"]
-    table = pa.concat_tables([pq.read_table(p, columns=columns) for p in parts]).sort_by("frame")
+    table = read_frames(Path(shards), video_id, ["face_found", "landmarks", "lips", "crop"])
     found = table.column("face_found").to_numpy(zero_copy_only=False).astype(bool)
     if not found.any():
         raise RenderError(f"target {video_id!r}: no frame with a face to composite onto")
-    return TargetRows(video_id, _fixed(table, "crop").reshape(-1, 2, 3),
-                      _fixed(table, "landmarks").reshape(len(found), -1, 2), _fixed(table, "lips"), found)
+    return TargetRows(video_id, list_column_as_array(table, "crop").reshape(-1, 2, 3),
+                      list_column_as_array(table, "landmarks").reshape(len(found), -1, 2),
+                      list_column_as_array(table, "lips"), found)
 
 
 def pingpong(index: np.ndarray | int, frames: int) -> np.ndarray | int:
