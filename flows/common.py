@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
+import typer
 import yaml
-from prefect import get_run_logger
+from prefect import Flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from tasks.params import Params, ParamsError, load_params
-
-
-def resolve_params(params_file: str | Path = "params.yaml",
-                   overrides: dict[str, Any] | None = None) -> Params:
-    """params.yaml with dotted-key overrides applied, validated by the one typed loader."""
-    return load_params(params_file, overrides)
+from tasks.entry import (
+    DEFAULT_PARAMS,
+    Overrides,
+    ParamsFile,
+    parse_overrides,
+    program_name,
+    run,
+    stage_params,
+)
+from tasks.params import Params
 
 
 def record_params(flow_name: str, params: Params, overrides: dict[str, Any] | None,
@@ -29,18 +31,23 @@ def record_params(flow_name: str, params: Params, overrides: dict[str, Any] | No
     publish_markdown(f"{flow_name}-params", markdown, f"the params this {flow_name} run used")
 
 
-def run_stage(stage: Callable[..., Any], preflight: Callable[[Params], str | None] | None = None) -> None:
-    """A DVC stage's entry point. What stops a stage for a known reason stops it with one line,
-    before Prefect starts (a flow that raises logs a traceback): a bad params.yaml, naming the
-    key, or the problem `preflight` finds in the params (e.g. a sources file that is not there)."""
-    try:
-        params = resolve_params()
-    except ParamsError as exc:
-        sys.exit(f"error: {exc}")
-    problem = preflight(params) if preflight else None
-    if problem:
-        sys.exit(f"error: {problem}")
-    stage()
+def run_stage(stage: Flow, preflight: Callable[[Params], str | None] | None = None,
+              argv: list[str] | None = None) -> None:
+    """A flow as a DVC stage: `python -m flows.<stage> [--params FILE] [--override KEY=VALUE ...]`,
+    parsed as every stage is (tasks/entry.py). What stops a stage for a known reason stops it with
+    one line, before Prefect starts (a flow that raises logs a traceback): a bad params.yaml, naming
+    the key, or the problem `preflight` finds in the params (e.g. a sources file that is not there)."""
+
+    def command(params_file: ParamsFile = DEFAULT_PARAMS, override: Overrides = None) -> None:
+        params = stage_params(params_file, override)
+        problem = preflight(params) if preflight else None
+        if problem:
+            typer.echo(f"error: {problem}", err=True)
+            raise typer.Exit(1)
+        stage(params_file=str(params_file), overrides=parse_overrides(override) or None)
+
+    command.__doc__ = stage.description
+    run(command, argv, prog=program_name(stage.fn))
 
 
 def count_statuses(rows: list[dict[str, Any]]) -> dict[str, int]:

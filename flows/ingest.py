@@ -22,7 +22,6 @@ from flows.common import (
     publish_markdown,
     publish_table,
     record_params,
-    resolve_params,
     run_stage,
 )
 from tasks import demo
@@ -38,7 +37,7 @@ from tasks.download import (
     write_manifest,
 )
 from tasks.files import sha256_file
-from tasks.params import DataParams, DemoParams, Params, digest
+from tasks.params import DataParams, DemoParams, Params, digest, load_params
 
 
 @task(name="fetch-source", task_run_name="fetch {source}")
@@ -130,7 +129,7 @@ def ingest(params_file: str = "params.yaml", overrides: dict[str, Any] | None = 
            raw_dir: str = "data/raw") -> dict[str, int]:
     """Fetch every source (or make the demo corpus) into raw_dir and write its manifest."""
     logger = get_run_logger()
-    params = resolve_params(params_file, overrides)
+    params = load_params(params_file, overrides)
     record_params("ingest", params, overrides, {"data", "demo"})
     raw = Path(raw_dir)
     videos_dir, manifest_path = raw / "videos", raw / "manifest.parquet"

@@ -12,11 +12,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+import typer
 from prefect import flow, get_run_logger
 
-from flows.common import publish_markdown, publish_table, resolve_params
+from flows.common import publish_markdown, publish_table
+from tasks.entry import run
+from tasks.params import load_params
 
 
 class StageError(RuntimeError):
@@ -24,7 +27,8 @@ class StageError(RuntimeError):
 
 
 def _dvc(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dvc", *args], cwd=cwd, capture_output=True, text=True, check=False)
+    return subprocess.run([sys.executable, "-m", "dvc", *args], cwd=cwd, capture_output=True, text=True,
+                          check=False)
 
 
 def _metrics(cwd: Path) -> list[dict[str, Any]]:
@@ -55,7 +59,7 @@ def pipeline(stages: list[str] | None = None, overrides: dict[str, Any] | None =
     """Run `dvc repro STAGES` (all stages when empty) and publish the metrics it leaves."""
     logger = get_run_logger()
     cwd = Path(project_dir).resolve()
-    resolve_params(cwd / "params.yaml", overrides)  # fail fast, naming the bad key
+    load_params(cwd / "params.yaml", overrides)  # fail fast, naming the bad key
     targets = list(stages or [])
     if overrides:
         args = ["exp", "run", *[f"-S{key}={json.dumps(value)}" for key, value in overrides.items()], *targets]
@@ -72,20 +76,30 @@ def pipeline(stages: list[str] | None = None, overrides: dict[str, Any] | None =
             logger.info("dvc: %s", line)
     if done.returncode:
         tail = "\n".join(done.stderr.strip().splitlines()[-20:])
-        publish_markdown("pipeline-summary", f"# dvc failed\n\n`dvc {' '.join(args)}` exited {done.returncode}:\n\n```\n{tail}\n```",
-                         "pipeline failure")
+        failure = f"# dvc failed\n\n`dvc {' '.join(args)}` exited {done.returncode}:\n\n```\n{tail}\n```"
+        publish_markdown("pipeline-summary", failure, "pipeline failure")
         raise StageError(f"dvc {' '.join(args)} exited {done.returncode}: {tail}")
     ran = [line.split("'")[1] for line in done.stdout.splitlines() if line.startswith("Running stage '")]
     metrics = _metrics(cwd)
     publish_table("pipeline-metrics", metrics or [{"file": "", "metric": "(none yet)", "value": ""}],
                   "metrics reported by `dvc metrics show` after the run")
-    lines = ["# Pipeline", f"`dvc {' '.join(args)}` in {seconds:.1f} s; stages run: {', '.join(ran) or 'none (up to date)'}."]
+    stages_run = ", ".join(ran) or "none (up to date)"
+    lines = ["# Pipeline", f"`dvc {' '.join(args)}` in {seconds:.1f} s; stages run: {stages_run}."]
     if metrics:
         lines += ["", "| file | metric | value |", "| --- | --- | --- |"]
         lines += [f"| {m['file']} | {m['metric']} | {m['value']} |" for m in metrics]
     publish_markdown("pipeline-summary", "\n".join(lines), "stages run and metrics")
-    return {"stages_run": ran, "seconds": seconds, "metrics": {f"{m['file']}:{m['metric']}": m["value"] for m in metrics}}
+    values = {f"{m['file']}:{m['metric']}": m["value"] for m in metrics}
+    return {"stages_run": ran, "seconds": seconds, "metrics": values}
+
+
+Stages = Annotated[list[str] | None, typer.Argument(help="DVC stages (default: all)")]
+
+
+def main(stages: Stages = None) -> None:
+    """`dvc repro` for the given stages as a Prefect flow run, its metrics published as artifacts."""
+    pipeline(stages=stages)
 
 
 if __name__ == "__main__":
-    pipeline(stages=sys.argv[1:])
+    run(main)

@@ -24,10 +24,9 @@ from flows.common import (
     publish_markdown,
     publish_table,
     record_params,
-    resolve_params,
     run_stage,
 )
-from tasks.params import PreprocessParams
+from tasks.params import PreprocessParams, load_params
 from tasks.shards import clean_temporaries, read_videos_table, remove_stale, write_videos_table
 from tasks.video import preprocess_video
 
@@ -92,7 +91,7 @@ def preprocess(params_file: str = "params.yaml", overrides: dict[str, Any] | Non
     """Build data/shards from data/raw/videos and return one stats row per video."""
     started = time.perf_counter()
     logger = get_run_logger()
-    all_params = resolve_params(params_file, overrides)
+    all_params = load_params(params_file, overrides)
     record_params("preprocess", all_params, overrides, {"preprocess"})
     params = all_params.preprocess
     shards_root = Path(shards_dir)
