@@ -2,7 +2,7 @@
 
 import os
 
-# Offline platform: nothing phones home (DESIGN.md, known traps). Set before Prefect reads settings.
+# Offline platform: nothing phones home (ARCHITECTURE.md, rules). Set before Prefect reads settings.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("DO_NOT_TRACK", "1")

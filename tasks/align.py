@@ -29,6 +29,7 @@ import numpy as np
 from tasks import landmarks as lm
 from tasks.crop import apply, similarity, warp
 from tasks.params import PreprocessParams
+from tasks.shards import LIPS_DIM
 
 # Eye centres, nose bridge and nose base, placed in units of face_size so that brows, jaw
 # and an open mouth's chin fit with a margin (measured on real and demo faces: the face
@@ -74,9 +75,9 @@ class AlignedFrame:
 
 
 def _averaging(groups: list[slice]) -> np.ndarray:
-    weights = np.zeros((len(groups), 68), np.float32)
+    weights = np.zeros((len(groups), lm.POINTS), np.float32)
     for row, group in enumerate(groups):
-        weights[row, group] = 1.0 / len(range(68)[group])
+        weights[row, group] = 1.0 / len(range(lm.POINTS)[group])
     return weights
 
 
@@ -310,8 +311,8 @@ class FaceTracker:
         nan = np.float32(np.nan)
         return AlignedFrame(
             face_found=False,
-            landmarks=np.full((68, 2), nan, np.float32),
-            lips=np.full(16, nan, np.float32),
+            landmarks=np.full((lm.POINTS, 2), nan, np.float32),
+            lips=np.full(LIPS_DIM, nan, np.float32),
             face=warp(frame, transform, self.size),
             crop=transform.astype(np.float32),
         )

@@ -18,10 +18,6 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def sha256_text(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
 def safe_id(text: str, max_len: int = 64) -> str:
     """A video id made of [A-Za-z0-9_-] only; never empty, never a path."""
     cleaned = _UNSAFE.sub("_", _UNSAFE_ENDS.sub("", text))[:max_len]
