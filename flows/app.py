@@ -118,7 +118,7 @@ def provenance_markdown(result: dict[str, Any]) -> str:
     lines = [f"**{verdict.describe()}**", "",
              f"{result['video_seconds']:.1f} s of video on `{result['target']}` in "
              f"{result['wall_seconds']:.1f} s ({result['realtime_factor']:.1f}x real time)", "",
-             "| manifest says | |", "| --- | --- |",
+             "| field | the manifest says |", "| --- | --- |",
              f"| digital source type | `{verdict.source_type.rsplit('/', 1)[-1]}` |",
              *[f"| {key} | `{value}` |" for key, value in verdict.facts.items()],
              f"| manifest | `{verdict.manifest}` |", f"| content sha256 | `{verdict.digest}` |"]
