@@ -171,3 +171,42 @@ def test_cli_renders_full_frame_onto_a_chosen_target(footage, tmp_path):
     assert done.returncode == 0, done.stderr
     assert f"on {other} (full)" in done.stdout
     assert video_info(tmp_path / "talk.mp4")[:2] == (512, 512)
+
+
+@pytest.mark.slow
+@pytest.mark.real_media
+def test_real_speech_composited_onto_a_real_face(real_clip, real_speech, tmp_path):
+    """The generator fine-tuned briefly on a real talking head (25 fps, resampled to 30), then another
+    speaker's speech composited onto that clip: what a user does with their own footage (README)."""
+    from tasks import landmarks as lm
+
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text((ROOT / "params.yaml").read_text())
+    params = load_params(params_file, {"device": "cpu"})
+    videos, shards = tmp_path / "raw" / "videos", tmp_path / "shards"
+    videos.mkdir(parents=True)
+    clip = videos / "real_target.mp4"
+    clip.write_bytes(real_clip.read_bytes())
+    assert process_video(clip, shards, params.preprocess)["status"] == "ok"
+    common = ["--params", str(params_file), "--shards", str(shards), "--override", "device=cpu"]
+    for name, extra in (("lstm", ["lstm.epochs=5", "lstm.hidden=32", "lstm.fc_hidden=32"]),
+                        ("cgan", ["cgan.epochs=6", "cgan.finetune_epochs=2", "cgan.target_video=real_target"])):
+        argv = [*common, "--out", str(tmp_path / f"{name}.pt"), "--checkpoints", str(tmp_path / "ck" / name),
+                "--live", str(tmp_path / "live" / name)]
+        for override in extra:
+            argv += ["--override", override]
+        (train_lstm if name == "lstm" else train_cgan).main(argv)
+    models = load_models(tmp_path / "lstm.pt", tmp_path / "cgan.pt", "cpu")
+    result = render(real_speech, tmp_path / "talk.mp4", models, params, "real_target", shards=shards, videos=videos)
+    assert video_info(tmp_path / "talk.mp4")[:2] == (512, 512)
+    rows = read_target_rows(shards, "real_target")
+    target = list(iter_frames(clip, FPS))
+    found, quality = 0, []
+    for index, out in enumerate(iter_frames(tmp_path / "talk.mp4", FPS)):
+        shown = pingpong(index, len(target))
+        outside = outside_masks(rows, shown, out.shape)
+        quality.append(psnr(out[outside], target[shown][outside]))
+        found += lm.find_landmarks(out) is not None
+    assert index + 1 == result["frames"]
+    assert min(quality) >= 35
+    assert found / result["frames"] >= 0.95
