@@ -22,7 +22,7 @@ from models.data import (
     window_index,
 )
 from models.lstm import AudioToLips, load_lstm, predict_lips
-from tasks.params import Params, load_params
+from tasks.params import FACE_SIZE, Params, ParamsError, load_params
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +61,8 @@ def test_split_by_video_keeps_the_target_in_train(shards, params):
 
 def test_split_by_time_leaves_a_gap_wider_than_a_window(shards, params):
     corpus = load_corpus(shards)
-    split = split_corpus(corpus, params(**{"split.by": "time", "split.val_fraction": 0.25, "lstm.context": 3}))
+    by_time = {"split.by": "time", "split.val_fraction": 0.25, "lstm.context": 3}
+    split = split_corpus(corpus, params(**by_time))
     for v in corpus.videos:
         train, val = np.flatnonzero(split.train[v.video_id]), np.flatnonzero(split.val[v.video_id])
         assert val.min() == 90 and val.max() == 119
@@ -167,7 +168,8 @@ def test_discriminator_overfits_a_tiny_batch():
 
 def test_checkpoints_round_trip_with_weights_only(tmp_path):
     model = AudioToLips(features=28, hidden=8, fc_hidden=8).eval()
-    save_checkpoint({"state_dict": model.state_dict(), "hparams": {"features": 28, "hidden": 8, "fc_hidden": 8},
+    hparams = {"features": 28, "hidden": 8, "fc_hidden": 8}
+    save_checkpoint({"state_dict": model.state_dict(), "hparams": hparams,
                      "context": 2, "audio_mean": torch.zeros(28), "audio_std": torch.ones(28),
                      "lips_mean": torch.full((16,), 0.5), "lips_std": torch.full((16,), 0.1),
                      "lip_indices": [48, 50, 52, 54, 56, 58, 62, 66], "fps": 30.0}, tmp_path / "lstm.pt")
@@ -189,6 +191,12 @@ def test_checkpoints_round_trip_with_weights_only(tmp_path):
     faces = generate_faces(loaded_g, checkpoint, np.zeros((3, 16), np.float32))
     assert faces.shape == (3, 128, 128, 3) and faces.dtype == np.uint8
     assert load_checkpoint(tmp_path / "missing.pt") is None
+
+
+def test_face_size_is_the_generators(params):
+    assert params().preprocess.face_size == FACE_SIZE
+    with pytest.raises(ParamsError, match=r"preprocess\.face_size.*must be 128"):
+        params(**{"preprocess.face_size": 256})
 
 
 def test_params_defaults_are_valid():

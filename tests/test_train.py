@@ -128,8 +128,9 @@ def test_killed_cgan_run_resumes_and_finishes(tmp_path, stage):
 def test_torchrun_two_processes_with_gloo(tmp_path, stage):
     torchrun = str(Path(sys.executable).parent / "torchrun")
     argv = stage("cgan", *TINY_CGAN, "cgan.epochs=2", "cgan.finetune_epochs=1")
-    result = subprocess.run([torchrun, "--standalone", "--nproc_per_node=2", "-m", "models.train_cgan", *argv],
-                            cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300, check=False)
+    command = [torchrun, "--standalone", "--nproc_per_node=2", "-m", "models.train_cgan", *argv]
+    result = subprocess.run(command, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300,
+                            check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "2 process(es)" in result.stdout
     assert result.stdout.count("cgan: epoch 2/2") == 1, "only rank 0 logs"
