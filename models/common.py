@@ -16,17 +16,8 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from tasks import entry
-from tasks.params import Params
-
 # Offline platform: never phone home (ARCHITECTURE.md, rules). DVCLive imports DVC.
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
-
-
-def stage_params(args: Any) -> Params:
-    """tasks.entry.stage_params for a stage still parsing with argparse (`args.params`, `args.override`);
-    goes once models/evaluate.py runs through tasks.entry."""
-    return entry.stage_params(args.params, args.override)
 
 
 def pick_device(name: str) -> torch.device:
