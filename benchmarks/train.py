@@ -8,7 +8,8 @@ cgan_images_per_s: real images per second through a full D step and G step, JPEG
 and the DataLoader included, with AMP and channels_last on CUDA, as models.train_cgan does.
 The *_naive figures are the same work done the obvious way, measured in the same run: the
 LSTM fed by a DataLoader of single items, the cGAN one image at a time in fp32 NCHW with
-decoding in the main process. Without shards, a synthetic corpus the size of the demo one is made in a temp folder.
+decoding in the main process. Without shards, a synthetic corpus the size of the demo one
+(tests/helpers.py) is made in a temp folder.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from torch.utils.data import DataLoader
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(1, str(Path(__file__).resolve().parents[1] / "tests"))  # helpers.synthetic_shards
 
+from helpers import synthetic_shards
+
 from models.cgan import Discriminator, Generator
 from models.common import pick_device, seed_everything
 from models.data import (
@@ -40,7 +43,6 @@ from models.data import (
 from models.lstm import AudioToLips
 from models.train_cgan import gan_step
 from models.train_lstm import lstm_step
-from helpers import synthetic_shards
 from tasks.params import load_params, parse_override
 
 
@@ -82,7 +84,8 @@ def lstm_rate(params, corpus, split, device, seconds: float, naive: bool) -> flo
         dataset.to(device)
 
         def batches():
-            return (dataset[index] for index in torch.randperm(len(dataset), device=device).split(p.batch_size))
+            order = torch.randperm(len(dataset), device=device)
+            return (dataset[index] for index in order.split(p.batch_size))
 
     def step(batch) -> int:
         audio, lips = (t.to(device) for t in batch)
@@ -96,16 +99,16 @@ def cgan_rate(params, corpus, split, device, seconds: float, naive: bool) -> flo
     dataset = FacesWithLips(corpus, split.train, *lips_stats(corpus, split.train))
     use_amp = p.amp and not naive and device.type == "cuda"
     fmt = torch.channels_last if device.type == "cuda" and not naive else torch.contiguous_format
-    netG = Generator(p.noise_dim, 16, p.ngf).to(device, memory_format=fmt)
-    netD = Discriminator(16, p.ndf).to(device, memory_format=fmt)
+    netG = Generator(**Generator.hparams(p)).to(device, memory_format=fmt)
+    netD = Discriminator(ndf=p.ndf).to(device, memory_format=fmt)
     optG = torch.optim.Adam(netG.parameters(), lr=p.lr_g, betas=(p.beta1, 0.999))
     optD = torch.optim.Adam(netD.parameters(), lr=p.lr_d, betas=(p.beta1, 0.999))
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     workers = 0 if naive else p.num_workers
 
     def batches():
-        return DataLoader(dataset, batch_size=1 if naive else p.batch_size, shuffle=True, drop_last=True, num_workers=workers,
-                          pin_memory=device.type == "cuda" and not naive)
+        return DataLoader(dataset, batch_size=1 if naive else p.batch_size, shuffle=True, drop_last=True,
+                          num_workers=workers, pin_memory=device.type == "cuda" and not naive)
 
     def step(batch) -> int:
         real, lips = batch
@@ -136,7 +139,7 @@ def main() -> None:
         result = {
             "device": torch.cuda.get_device_name(device) if device.type == "cuda" else
             f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
-            "shards": str(args.shards if shards == Path(args.shards) else "synthetic (6 videos x 300 frames)"),
+            "shards": args.shards if shards == Path(args.shards) else "synthetic (6 videos x 300 frames)",
             "lstm_batch_size": params.lstm.batch_size,
             "cgan_batch_size": params.cgan.batch_size,
             "cgan_ngf_ndf": [params.cgan.ngf, params.cgan.ndf],
@@ -145,8 +148,10 @@ def main() -> None:
             "cgan_images_per_s": round(cgan_rate(params, corpus, split, device, args.seconds, False), 2),
         }
         if not args.skip_naive:
-            result["lstm_samples_per_s_naive"] = round(lstm_rate(params, corpus, split, device, args.seconds, True), 1)
-            result["cgan_images_per_s_naive"] = round(cgan_rate(params, corpus, split, device, args.seconds, True), 2)
+            lstm_naive = lstm_rate(params, corpus, split, device, args.seconds, True)
+            cgan_naive = cgan_rate(params, corpus, split, device, args.seconds, True)
+            result["lstm_samples_per_s_naive"] = round(lstm_naive, 1)
+            result["cgan_images_per_s_naive"] = round(cgan_naive, 2)
             result["naive"] = (
                 "lstm: DataLoader of single items; cgan: batch 1, fp32 NCHW, decoding in the main process")
     print(json.dumps(result))
