@@ -64,7 +64,8 @@ def _require(binary: str, package: str) -> str:
     path = shutil.which(binary)
     if path is None:
         raise DemoError(
-            f"{binary!r} not found on PATH: the demo corpus needs {package} (Debian: apt-get install {package})"
+            f"{binary!r} not found on PATH: the demo corpus needs {package} "
+            f"(Debian: apt-get install {package})"
         )
     return path
 

@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import pytest
 import skimage.data
+from helpers import inter_ocular
 from PIL import Image
 
-from helpers import inter_ocular
 from tasks import landmarks as lm
 from tasks.align import UPSAMPLE, AlignedFrame, FaceTracker, anchors, apply, face_width, ladder
 from tasks.decode import iter_frames

@@ -17,7 +17,8 @@ pytestmark = pytest.mark.slow
 
 
 def sh(cwd: Path, *args: str) -> str:
-    # The copies have no .venv of their own: bin/python takes the active one, as after `source .venv/bin/activate`.
+    # The copies have no .venv of their own: bin/python takes the active one, as after
+    # `source .venv/bin/activate`.
     env = {**os.environ, "VIRTUAL_ENV": sys.prefix}
     done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, check=False)
     assert done.returncode == 0, f"{' '.join(args)}:\n{done.stdout}\n{done.stderr}"
@@ -32,8 +33,8 @@ def frame_table(shards: Path) -> pd.DataFrame:
 
 def test_shards_travel_through_a_local_remote(tmp_path):
     repo = tmp_path / "team"
-    for name in ("dvc.yaml", "params.yaml", "bin", "flows", "tasks", "data/sources", ".dvc/config", ".dvcignore",
-                 ".gitignore"):
+    for name in ("dvc.yaml", "params.yaml", "bin", "flows", "tasks", "data/sources", ".dvc/config",
+                 ".dvcignore", ".gitignore"):
         src = ROOT / name
         (repo / name).parent.mkdir(parents=True, exist_ok=True)
         if src.is_dir():
@@ -41,7 +42,8 @@ def test_shards_travel_through_a_local_remote(tmp_path):
         else:
             shutil.copy(src, repo / name)
     params = (repo / "params.yaml").read_text()
-    (repo / "params.yaml").write_text(params.replace("clips: 6", "clips: 2").replace("seconds: 10.0", "seconds: 2.0"))
+    small = params.replace("clips: 6", "clips: 2").replace("seconds: 10.0", "seconds: 2.0")
+    (repo / "params.yaml").write_text(small)
     git = ("git", "-c", "user.name=reenact", "-c", "user.email=reenact@localhost")
     sh(repo, "git", "init", "-q")
     sh(repo, str(BIN / "dvc"), "repro", "preprocess")
