@@ -22,6 +22,11 @@ os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["DO_NOT_TRACK"] = "1"
 os.environ["DVC_NO_ANALYTICS"] = "1"
 os.environ.setdefault("NUMBA_CACHE_DIR", str(Path.home() / ".cache" / "reenact" / "numba"))
+# Renders are signed: with a key of the test session's own, never the user's ~/.config/reenact/signing.
+os.environ.setdefault("REENACT_SIGNING_DIR", tempfile.mkdtemp(prefix="reenact-signing-"))
+
+# The render kit (tiny trained models over synthetic shards), built once for every module that renders.
+from render_kit import kit  # noqa: E402, F401
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import soundfile
 import yaml
-from test_render import SR, ffmpeg, kit, probe, voice  # noqa: F401  (kit: the shared session fixture)
+from render_kit import SR, ffmpeg, probe, voice
 from typer.testing import CliRunner
 
 from flows.app import BadUpload, check_speech
@@ -67,7 +67,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def app_project(root: Path, kit) -> Path:  # noqa: F811
+def app_project(root: Path, kit) -> Path:
     """What `reenact app` reads from its working folder: params, weights, frame table, videos, metrics."""
     params = yaml.safe_load(kit.params_file.read_text())
     params["device"] = "cpu"
@@ -84,7 +84,7 @@ def app_project(root: Path, kit) -> Path:  # noqa: F811
 
 
 @pytest.fixture
-def running_app(tmp_path, kit):  # noqa: F811
+def running_app(tmp_path, kit):
     (tmp_path / "project").mkdir()
     project = app_project(tmp_path / "project", kit)
     port = free_port()
@@ -128,7 +128,7 @@ def upload(page, path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_app_renders_an_upload_in_a_real_browser(running_app, tmp_path, kit):  # noqa: F811
+def test_app_renders_an_upload_in_a_real_browser(running_app, tmp_path, kit):
     if not CHROMIUM.exists():
         pytest.skip("Debian's chromium is not installed (make system-packages)")
     from playwright.sync_api import sync_playwright

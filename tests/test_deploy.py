@@ -18,7 +18,7 @@ import pandas as pd
 import psutil
 import pytest
 import soundfile
-from test_render import SR, kit, voice  # noqa: F401  (kit: the shared session fixture)
+from render_kit import SR, voice
 
 from tasks.demo import make_clip
 from tasks.files import sha256_file
@@ -180,7 +180,7 @@ def test_pipeline_deployment_runs_dvc_repro(prefect_stack):
     assert {"pipeline-metrics", "pipeline-summary"} <= keys
 
 
-def test_render_deployment_signs_the_mp4_and_publishes_it(prefect_stack, kit, tmp_path):  # noqa: F811
+def test_render_deployment_signs_the_mp4_and_publishes_it(prefect_stack, kit, tmp_path):
     project = prefect_stack["project"]
     (project / "artifacts").mkdir(exist_ok=True)
     shutil.copy(kit.lstm_path, project / "artifacts" / "lstm.pt")

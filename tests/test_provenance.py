@@ -14,7 +14,7 @@ import soundfile
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
-from test_render import SR, ffmpeg, kit, voice  # noqa: F401  (kit: the shared session fixture)
+from render_kit import SR, ffmpeg, voice
 from typer.testing import CliRunner
 
 from flows.cli import app
@@ -184,7 +184,7 @@ def frame_at(path: Path, index: int, size: int) -> np.ndarray:
     return np.frombuffer(raw, np.uint8).reshape(size, size, 3)
 
 
-def test_a_fresh_render_is_signed_with_its_inputs_and_the_label_param_shows(kit, tmp_path):  # noqa: F811
+def test_a_fresh_render_is_signed_with_its_inputs_and_the_label_param_shows(kit, tmp_path):
     soundfile.write(tmp_path / "speech.wav", voice(1.5, seed=7), SR)
     common = dict(target=None, output="face", params_file=kit.params_file, models=kit.models,
                   shards=kit.shards, videos=kit.videos)

@@ -1,119 +1,25 @@
-"""Rendering end to end with real ffmpeg and real models: speech in any container -> an H.264 + AAC mp4.
-
-The models are artifacts/*.pt when both exist; otherwise (a fresh clone, or REENACT_TINY_MODELS=1)
-tiny ones trained here by the real training entry points on synthetic shards whose audio column
-holds real features of a synthetic voice that opens as the mouth does, so that loudness drives
-the lips as it does in speech.
-"""
+"""Rendering end to end with real ffmpeg and real models: speech in any container -> an H.264 + AAC mp4
+of the generated face (output "face"; tests/test_fullframe.py renders onto real footage). The models
+and shards are tests/render_kit.py's `kit`."""
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 import soundfile
+from render_kit import ROOT, SR, ffmpeg, probe, voice
 
 from models import render as render_module
-from models import train_cgan, train_lstm
-from helpers import synthetic_shards
-from models.data import mouth_opening
 from models.lips import align_lips, lips_moments, pooled_stats, smooth_lips
-from models.render import RenderError, load_models, render
+from models.render import RenderError, render
 from models.speech import frame_count, speech_lips, stream_lips
 from tasks.decode import read_audio
-from tasks.features import audio_features
+from tasks.landmarks import lips_opening
 from tasks.params import load_params
-from tasks.shards import part_files
-
-ROOT = Path(__file__).resolve().parents[1]
-SR = 16000
-
-
-def voice(seconds: float, sample_rate: int = SR, seed: int = 0, envelope: np.ndarray | None = None,
-          fps: float = 30.0) -> np.ndarray:
-    """A buzzy vowel-like voice whose loudness follows `envelope` (per frame at fps) or random syllables."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(round(seconds * sample_rate)) / sample_rate
-    if envelope is None:
-        syllables = np.clip(np.sin(2 * np.pi * rng.uniform(2.5, 4.5) * t + rng.uniform(0, 6)), 0, None)
-        envelope_t = syllables * (np.sin(2 * np.pi * 0.4 * t + rng.uniform(0, 6)) > -0.5)
-    else:
-        envelope_t = np.interp(t, np.arange(len(envelope)) / fps, envelope)
-    f0 = 130 * (1 + 0.1 * np.sin(2 * np.pi * 0.7 * t))
-    phase = 2 * np.pi * np.cumsum(f0) / sample_rate
-    buzz = sum(np.sin(k * phase) / k for k in range(1, 12))
-    return (0.25 * envelope_t * (buzz + 0.3 * rng.normal(size=len(t)))).astype(np.float32)
-
-
-def ffmpeg(*args: str) -> None:
-    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", *args], check=True)
-
-
-def probe(path: Path) -> dict:
-    out = subprocess.run(["ffprobe", "-v", "error", "-show_format", "-show_streams", "-of", "json", str(path)],
-                         capture_output=True, text=True, check=True).stdout
-    return json.loads(out)
-
-
-def _speech_audio(shards: Path, videos: int, params) -> None:
-    """Replace the synthetic audio column by real features of a voice as loud as the mouth is open."""
-    for index in range(videos):
-        for path in part_files(shards, f"synthetic_{index}"):
-            table = pq.read_table(path)
-            lips = np.asarray(table.column("lips").to_pylist(), np.float32).reshape(-1, 16)
-            opening = np.nan_to_num(mouth_opening(lips, params.lip_indices))
-            envelope = np.clip(opening / max(opening.max(), 1e-6), 0, 1) ** 1.5
-            samples = voice(len(lips) / params.fps, envelope=envelope, seed=index)
-            features = audio_features(samples, SR, table.column("time").to_numpy(), params)
-            column = pa.FixedSizeListArray.from_arrays(pa.array(features.reshape(-1), pa.float32()), features.shape[1])
-            table = table.set_column(table.schema.get_field_index("audio"), "audio", column)
-            pq.write_table(table, path)
-
-
-@pytest.fixture(scope="session")
-def kit(tmp_path_factory):
-    """Models, params (CPU, 128 px output), synthetic shards with their 'raw videos', and a scratch dir."""
-    root = tmp_path_factory.mktemp("render")
-    params_file = root / "params.yaml"
-    params_file.write_text((ROOT / "params.yaml").read_text())
-    # The face crop: these shards are drawings with no footage behind them (tests/test_fullframe.py
-    # renders onto real frames).
-    overrides = {"device": "cpu", "render.size": 128, "render.output": "face"}
-    params = load_params(params_file, overrides)
-    shards = synthetic_shards(root / "shards", videos=3, frames=120)
-    _speech_audio(shards, 3, params.preprocess)
-    videos = root / "raw" / "videos"
-    videos.mkdir(parents=True)
-    for index in range(3):
-        soundfile.write(root / f"voice_{index}.wav", voice(4.0, seed=10 + index), SR)
-        ffmpeg("-i", str(root / f"voice_{index}.wav"), "-c:a", "aac", str(videos / f"synthetic_{index}.mp4"))
-
-    lstm_path, cgan_path = ROOT / "artifacts" / "lstm.pt", ROOT / "artifacts" / "cgan.pt"
-    if os.environ.get("REENACT_TINY_MODELS") == "1" or not (lstm_path.exists() and cgan_path.exists()):
-        lstm_path, cgan_path = root / "lstm.pt", root / "cgan.pt"
-
-        def argv(name: str, out: Path, *extra: str) -> list[str]:
-            args = ["--params", str(params_file), "--shards", str(shards), "--out", str(out),
-                    "--checkpoints", str(root / "checkpoints" / name), "--live", str(root / "dvclive" / name)]
-            for override in ("device=cpu", *extra):
-                args += ["--override", override]
-            return args
-
-        train_lstm.main(argv("lstm", lstm_path, "lstm.epochs=12", "lstm.hidden=16", "lstm.fc_hidden=16",
-                             "lstm.context=2", "lstm.batch_size=32", "lstm.lr=0.003"))
-        train_cgan.main(argv("cgan", cgan_path, "cgan.epochs=1", "cgan.finetune_epochs=0", "cgan.ngf=4",
-                             "cgan.ndf=4", "cgan.batch_size=16", "cgan.val_frames=8"))
-    models = load_models(lstm_path, cgan_path, "cpu")
-    return SimpleNamespace(models=models, params=params, params_file=params_file, overrides=overrides,
-                           shards=shards, videos=videos, root=root, lstm_path=lstm_path, cgan_path=cgan_path)
 
 
 def check_video(path: Path, audio_seconds: float, size: tuple[int, int] = (128, 128), fps: float = 30.0) -> dict:
@@ -281,7 +187,7 @@ def test_silence_gives_a_still_closed_mouth(kit, tmp_path):
     assert np.isfinite(lips).all() and np.ptp(lips, axis=0).max() < 1e-6
     target = kit.models.cgan_ckpt["lips_stats"][kit.models.cgan_ckpt["target_video"]]
     indices = kit.models.cgan_ckpt["lip_indices"]
-    assert mouth_opening(lips[:1], indices)[0] < mouth_opening(target["mean"].numpy()[None], indices)[0]
+    assert lips_opening(lips[:1], indices)[0] < lips_opening(target["mean"].numpy()[None], indices)[0]
 
 
 def test_panel_shows_the_real_frames_of_a_corpus_video(kit, tmp_path):
@@ -304,7 +210,7 @@ def cli(*args: str) -> subprocess.CompletedProcess:
 
 def test_cli_renders_and_reports_bad_input_in_one_line(kit, tmp_path):
     soundfile.write(tmp_path / "speech.wav", voice(1.5), SR)
-    common = ["--params", str(kit.params_file), "--override", "device=cpu", "--override", "render.size=128",
+    common = ["--face-only", "--params", str(kit.params_file), "--override", "device=cpu", "--override", "render.size=128",
               "--lstm", str(kit.lstm_path), "--cgan", str(kit.cgan_path)]
     done = cli("--audio", str(tmp_path / "speech.wav"), "--out", str(tmp_path / "talk.mp4"), *common)
     assert done.returncode == 0, done.stderr
@@ -322,7 +228,7 @@ def test_real_speech_from_another_speaker_moves_the_mouth_with_loudness(kit, tmp
     result = render(real_speech, tmp_path / "talk.mp4", kit.models, kit.params, lips_out=tmp_path / "lips.npy")
     check_video(tmp_path / "talk.mp4", seconds_of(real_speech))
     lips = np.load(tmp_path / "lips.npy")
-    opening = mouth_opening(lips, kit.models.cgan_ckpt["lip_indices"])
+    opening = lips_opening(lips, kit.models.cgan_ckpt["lip_indices"])
     assert len(opening) == result["frames"] and opening.std() > 0
     samples = read_audio(real_speech, SR)
     window = round(0.04 * SR)
