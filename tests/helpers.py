@@ -1,7 +1,9 @@
-"""Helpers the tests share (and benchmarks/train.py): a synthetic corpus, landmark geometry."""
+"""Helpers the tests share (and benchmarks/train.py): a synthetic corpus, landmark geometry, a copy
+of the project's data stages to run DVC in."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,25 @@ from tasks.features import feature_dim
 from tasks.landmarks import LEFT_EYE, RIGHT_EYE
 from tasks.params import PreprocessParams
 from tasks.shards import CROP_DIM, LANDMARKS_DIM, LIPS_DIM, ShardWriter
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def dvc_project_copy(repo: Path) -> Path:
+    """The project's data stages and their code in a folder of their own (no .venv: bin/python takes
+    the active one), with a demo corpus of 2 clips of 2 s."""
+    for name in ("dvc.yaml", "params.yaml", "bin", "flows", "tasks", "data/sources", ".dvc/config",
+                 ".dvcignore", ".gitignore"):
+        src = ROOT / name
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(src, repo / name)
+    params = (repo / "params.yaml").read_text()
+    params = params.replace("clips: 6", "clips: 2").replace("seconds: 10.0", "seconds: 2.0")
+    (repo / "params.yaml").write_text(params)
+    return repo
 
 
 def inter_ocular(landmarks: np.ndarray) -> float:

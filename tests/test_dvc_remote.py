@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers import dvc_project_copy
 
-ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.slow
 
@@ -32,18 +31,7 @@ def frame_table(shards: Path) -> pd.DataFrame:
 
 
 def test_shards_travel_through_a_local_remote(tmp_path):
-    repo = tmp_path / "team"
-    for name in ("dvc.yaml", "params.yaml", "bin", "flows", "tasks", "data/sources", ".dvc/config",
-                 ".dvcignore", ".gitignore"):
-        src = ROOT / name
-        (repo / name).parent.mkdir(parents=True, exist_ok=True)
-        if src.is_dir():
-            shutil.copytree(src, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(src, repo / name)
-    params = (repo / "params.yaml").read_text()
-    small = params.replace("clips: 6", "clips: 2").replace("seconds: 10.0", "seconds: 2.0")
-    (repo / "params.yaml").write_text(small)
+    repo = dvc_project_copy(tmp_path / "team")
     git = ("git", "-c", "user.name=reenact", "-c", "user.email=reenact@localhost")
     sh(repo, "git", "init", "-q")
     sh(repo, str(BIN / "dvc"), "repro", "preprocess")
