@@ -30,10 +30,6 @@ from tasks.shards import (
     video_metadata,
 )
 
-# The old name of tasks.landmarks.lips_opening, until models/panel.py, models/evaluate.py and
-# tests/test_render.py import that instead.
-mouth_opening = lips_opening
-
 
 @dataclass
 class Video:
