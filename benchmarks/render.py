@@ -1,15 +1,20 @@
 """Rendering speed on this machine, printed as one JSON object.
 
-    python benchmarks/render.py [AUDIO] [--threads 2] [--repeats 2] [--lstm ...] [--cgan ...]
+    python benchmarks/render.py [AUDIO] [--threads 2] [--repeats 2] [--target demo_05] [--lstm ...] [--cgan ...]
 
-realtime_factor: seconds of audio rendered per second of wall time, for the whole of `render()`:
-probing, decoding, features, LSTM, alignment, generator, encoding (H.264 + AAC) and the rename,
-at render.size 128 (realtime_factor_256: at 256, upscaled by ffmpeg). The best of `--repeats`
-runs, after one warm-up render (librosa's first import costs a few seconds once per process).
-naive_realtime_factor: the same pipeline done the obvious way, in the same run: the generator
-as models.cgan.load_generator returns it (NCHW, where render uses channels_last) and called one
-frame at a time (render.batch_size 1). AUDIO defaults to the real speech fixture if present,
-else a demo clip's audio track.
+Every figure is seconds of audio rendered per second of wall time for the whole of `render()`:
+probing, decoding, features, LSTM, alignment, generator, compositing, encoding (H.264 + AAC),
+signing and the rename; the best of `--repeats` runs after one warm-up render.
+
+- realtime_factor, realtime_factor_256: the face crop at 128 and 256 px (output "face").
+- naive_realtime_factor: the face crop the obvious way, in the same run: the generator as
+  load_generator returns it (NCHW, where render uses channels_last), one frame per call.
+- realtime_factor_full: the full-frame composite onto the target's own 512x512 footage.
+- realtime_factor_720p: the same onto that footage scaled into 1280x720 (made and preprocessed
+  here, in a temporary folder).
+- seamless_clone_*: the same full-frame renders with compositing done as SadTalker does it,
+  cv2.seamlessClone on the whole frame per frame: the naive baseline, in the same run.
+AUDIO defaults to the real speech fixture if present, else a demo clip's audio track.
 """
 
 from __future__ import annotations
@@ -18,18 +23,24 @@ import argparse
 import dataclasses
 import json
 import platform
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+import cv2
+import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from models.cgan import load_generator
-from models.render import load_models, render
-from tasks.params import load_params
+from models import render as render_module  # noqa: E402
+from models.cgan import load_generator  # noqa: E402
+from models.composite import lower_face_polygon, warp_back  # noqa: E402
+from models.render import load_models, render  # noqa: E402
+from tasks.params import load_params  # noqa: E402
+from tasks.video import process_video  # noqa: E402
 
 REAL_SPEECH = ROOT.parent / "shared" / "fixtures" / "real" / "RD_Radio31_000.wav"
 
@@ -43,6 +54,35 @@ def default_audio() -> Path:
     return clips[0]
 
 
+def seamless_clone(frame, face, crop, landmarks, face_found=True, with_alpha=False):
+    """SadTalker's way: the face warped back over the whole frame, Poisson-blended with seamlessClone."""
+    if not face_found or not np.isfinite(landmarks).all():
+        return frame, None
+    height, width = frame.shape[:2]
+    whole = (0, 0, width, height)
+    warped = warp_back(face, crop, whole, cv2.INTER_CUBIC, cv2.BORDER_REPLICATE)
+    inverse = cv2.invertAffineTransform(np.asarray(crop, np.float64))
+    polygon = lower_face_polygon(landmarks, face.shape[0]) @ inverse[:, :2].T + inverse[:, 2]
+    mask = np.zeros((height, width), np.uint8)
+    cv2.fillPoly(mask, [np.round(polygon).astype(np.int32)], 255)
+    x, y, w, h = cv2.boundingRect(mask)
+    if w < 3 or h < 3 or x < 1 or y < 1 or x + w >= width or y + h >= height:
+        return frame, None
+    return cv2.seamlessClone(warped, frame, mask, (x + w // 2, y + h // 2), cv2.NORMAL_CLONE), None
+
+
+def make_720p(videos: Path, shards: Path, target: str, scratch: Path, params) -> tuple[Path, Path, str]:
+    """The target's footage scaled into a 1280x720 frame and preprocessed: (videos, shards, video id)."""
+    out_videos, out_shards = scratch / "videos", scratch / "shards"
+    out_videos.mkdir()
+    video_id = f"{target}_720p"
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(videos / f"{target}.mp4"),
+                    "-vf", "scale=720:720,pad=1280:720:280:0", "-c:v", "libx264", "-crf", "16", "-c:a", "copy",
+                    str(out_videos / f"{video_id}.mp4")], check=True)
+    process_video(out_videos / f"{video_id}.mp4", out_shards, params.preprocess)
+    return out_videos, out_shards, video_id
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("audio", nargs="?", type=Path, default=None)
@@ -51,41 +91,64 @@ def main() -> None:
     parser.add_argument("--params", default=str(ROOT / "params.yaml"))
     parser.add_argument("--lstm", default=str(ROOT / "artifacts" / "lstm.pt"))
     parser.add_argument("--cgan", default=str(ROOT / "artifacts" / "cgan.pt"))
+    parser.add_argument("--shards", type=Path, default=ROOT / "data" / "shards")
+    parser.add_argument("--videos", type=Path, default=ROOT / "data" / "raw" / "videos")
+    parser.add_argument("--target", default=None, help="default: the generator's target video")
     args = parser.parse_args()
     audio = args.audio or default_audio()
     torch.set_num_threads(args.threads)
     base = load_params(args.params)
     models = load_models(args.lstm, args.cgan, base.device)
+    target = args.target or models.cgan_ckpt["target_video"]
+    runs = {}
 
     with tempfile.TemporaryDirectory(prefix="reenact-bench-") as scratch:
-        out = Path(scratch) / "bench.mp4"
+        scratch = Path(scratch)
+        out = scratch / "bench.mp4"
 
-        def best(repeats: int, models=models, **overrides) -> dict:
+        def best(repeats: int, models=models, output="face", shards=args.shards, videos=args.videos, target=target,
+                 **overrides) -> dict:
             params = load_params(args.params, overrides)
-            runs = [render(audio, out, models, params) for _ in range(repeats)]
-            return min(runs, key=lambda run: run["wall_seconds"])
+            results = [render(audio, out, models, params, target, output=output, shards=shards, videos=videos)
+                       for _ in range(repeats)]
+            return min(results, key=lambda run: run["wall_seconds"])
 
         best(1, **{"render.size": 128})
-        at_128 = best(args.repeats, **{"render.size": 128})
-        at_256 = best(args.repeats, **{"render.size": 256})
+        runs["128"] = best(args.repeats, **{"render.size": 128})
+        runs["256"] = best(args.repeats, **{"render.size": 256})
         plain = dataclasses.replace(models, generator=load_generator(args.cgan, models.device)[0])
-        naive = best(1, plain, **{"render.size": 128, "render.batch_size": 1})
+        runs["naive"] = best(1, plain, **{"render.size": 128, "render.batch_size": 1})
+        videos_720p, shards_720p, target_720p = make_720p(args.videos, args.shards, target, scratch, base)
+        full = {"full": dict(), "720p": dict(shards=shards_720p, videos=videos_720p, target=target_720p)}
+        for name, where in full.items():
+            runs[f"full_{name}"] = best(args.repeats, output="full", **where)
+        composite = render_module.composite
+        render_module.composite = seamless_clone
+        try:
+            for name, where in full.items():
+                runs[f"seamless_{name}"] = best(1, output="full", **where)
+        finally:
+            render_module.composite = composite
 
-    def factor(run: dict) -> float:
-        return round(run["audio_seconds"] / run["wall_seconds"], 2)
+    def factor(key: str) -> float:
+        return round(runs[key]["audio_seconds"] / runs[key]["wall_seconds"], 2)
 
     print(json.dumps({
         "device": str(models.device) if models.device.type != "cpu" else f"cpu ({platform.processor() or platform.machine()})",
         "torch_threads": torch.get_num_threads(),
         "audio": str(audio),
-        "audio_seconds": round(at_128["audio_seconds"], 3),
-        "frames": at_128["frames"],
-        "wall_seconds": round(at_128["wall_seconds"], 3),
-        "realtime_factor": factor(at_128),
-        "wall_seconds_256": round(at_256["wall_seconds"], 3),
-        "realtime_factor_256": factor(at_256),
-        "naive_wall_seconds": round(naive["wall_seconds"], 3),
-        "naive_realtime_factor": factor(naive),
+        "audio_seconds": round(runs["128"]["audio_seconds"], 3),
+        "frames": runs["128"]["frames"],
+        "target": target,
+        "realtime_factor": factor("128"),
+        "realtime_factor_256": factor("256"),
+        "naive_realtime_factor": factor("naive"),
+        "realtime_factor_full": factor("full_full"),
+        "realtime_factor_720p": factor("full_720p"),
+        "seamless_clone_realtime_factor_full": factor("seamless_full"),
+        "seamless_clone_realtime_factor_720p": factor("seamless_720p"),
+        "speedup_vs_seamless_clone_full": round(factor("full_full") / factor("seamless_full"), 2),
+        "speedup_vs_seamless_clone_720p": round(factor("full_720p") / factor("seamless_720p"), 2),
         "preset": base.render.preset,
         "batch_size": base.render.batch_size,
     }))
