@@ -2,8 +2,10 @@
 
 One task run per video (tasks/video.py), mapped over the task runner that
 `preprocess.task_runner` names: threads, processes, or a Dask cluster (an existing one at
-`preprocess.dask_address`, else a local one). A video whose shard was made from the same
-file with the same params is skipped; a bad video is a `failed` row, never a failed run.
+`preprocess.dask_address`, else a local one). A video whose shard is current (same source
+bytes, same row-making params and code: tasks/rowkey.py) is skipped; a bad video is a
+`failed` row, never a failed run; a video with a face in under half its frames is flagged
+with the likely cause (the `warning` column, the summary's warnings table).
 
     python -m flows.preprocess            # the DVC stage: params.yaml, data/raw -> data/shards
 """
@@ -43,7 +45,8 @@ def task_runner_for(params: PreprocessParams) -> TaskRunner:
     if params.dask_address:
         return DaskTaskRunner(address=params.dask_address)
     # One thread per worker process: dlib and the JPEG encoder hold the GIL for most of a frame.
-    return DaskTaskRunner(cluster_kwargs={"n_workers": params.workers, "threads_per_worker": 1, "processes": True})
+    cluster = {"n_workers": params.workers, "threads_per_worker": 1, "processes": True}
+    return DaskTaskRunner(cluster_kwargs=cluster)
 
 
 def find_videos(raw_dir: Path, video_ids: list[str] | None = None) -> list[Path]:
@@ -81,7 +84,16 @@ def summary_markdown(rows: list[dict[str, Any]], wall_seconds: float) -> str:
         (f"- time: {wall_seconds:.1f} s wall, {busy:.1f} s in tasks, "
          f"{frames / busy if busy else 0.0:.1f} frames/s per task"),
     ]
-    return "\n".join(lines + failures_markdown(rows, "video", "video_id")) + "\n"
+    return "\n".join(lines + warnings_markdown(rows) + failures_markdown(rows, "video", "video_id")) + "\n"
+
+
+def warnings_markdown(rows: list[dict[str, Any]]) -> list[str]:
+    """Markdown lines of a table of the videos with a face in too few frames, and the likely cause."""
+    flagged = [row for row in rows if row.get("warning")]
+    if not flagged:
+        return []
+    lines = ["", "## Warnings: few frames with a face", "", "| video | warning |", "| --- | --- |"]
+    return lines + [f"| {row['video_id']} | {row['warning'].replace('|', '/')} |" for row in flagged]
 
 
 @flow(name="preprocess")
@@ -109,7 +121,8 @@ def preprocess(params_file: str = "params.yaml", overrides: dict[str, Any] | Non
         rows = [future.result() for future in futures]
 
     # A run over some videos updates their rows and keeps the others'.
-    write_videos_table(shards_root, rows if video_ids is None else merge_rows(read_videos_table(shards_root), rows))
+    table = rows if video_ids is None else merge_rows(read_videos_table(shards_root), rows)
+    write_videos_table(shards_root, table)
     if video_ids is None:
         for video_id in remove_stale(shards_root, {row["video_id"] for row in rows}):
             logger.info("removed the partition of %s: no longer among the raw videos", video_id)
@@ -119,7 +132,10 @@ def preprocess(params_file: str = "params.yaml", overrides: dict[str, Any] | Non
         else:
             logger.info("%s %s: %d frames, %d with a face, %.1f s", row["video_id"], row["status"],
                         row["frames"], row["frames_with_face"], row["seconds"])
-    publish_table("preprocess-videos", rows, "One row per video: status, frames, frames with a face, seconds")
+            if row["warning"]:
+                logger.warning("%s: %s", row["video_id"], row["warning"])
+    publish_table("preprocess-videos", rows,
+                  "One row per video: status, frames, frames with a face, seconds, warning")
     publish_markdown("preprocess-summary", summary_markdown(rows, time.perf_counter() - started),
                      "What the preprocess run wrote, skipped and failed")
     return rows

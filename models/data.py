@@ -52,9 +52,11 @@ class Corpus:
         return next(v for v in self.videos if v.video_id == video_id)
 
     def fingerprint(self) -> str:
-        """Changes when the data a model was trained on changes: videos, their lengths, how they were made."""
+        """Changes when the data a model was trained on changes: videos, their lengths, how they were
+        made (the shards' cache key: the row-making params and code, tasks/rowkey.py)."""
         rows = [(v.video_id, len(v), int(v.face_found.sum())) for v in self.videos]
-        text = json.dumps([rows, self.meta.get("params_digest"), self.meta.get("format_version")])
+        made_by = self.meta.get("cache_key") or self.meta.get("params_digest")  # older shards: no cache_key
+        text = json.dumps([rows, made_by, self.meta.get("format_version")])
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

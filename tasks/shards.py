@@ -27,9 +27,9 @@ import pyarrow.parquet as pq
 
 from tasks.features import feature_dim, feature_layout
 from tasks.landmarks import LIP_POINTS, POINTS
-from tasks.params import PreprocessParams, digest
+from tasks.params import PreprocessParams, rows_digest
+from tasks.rowkey import FORMAT_VERSION, cache_key, code_digest
 
-FORMAT_VERSION = 1
 METADATA_KEY = b"reenact"
 PARTITION = "video_id"
 VIDEOS_TABLE = "_videos.parquet"
@@ -51,6 +51,8 @@ VIDEOS_SCHEMA = pa.schema([
     ("fps", pa.float64()),
     ("source", pa.string()),
     ("sha256", pa.string()),
+    # Why a video has a face in under half its frames (tasks/video.py face_warning); "" if it has enough.
+    ("warning", pa.string()),
 ])
 
 
@@ -76,7 +78,10 @@ def shard_metadata(params: PreprocessParams, sha256: str) -> dict[str, Any]:
         "face_size": params.face_size,
         "lip_indices": list(params.lip_indices),
         "feature_layout": feature_layout(params.n_mfcc),
-        "params_digest": digest(params),
+        # What makes the shard current (tasks/rowkey.py): the key, and what it is made of.
+        "cache_key": cache_key(params),
+        "params_digest": rows_digest(params),
+        "code_digest": code_digest(),
         "source_sha256": sha256,
     }
 
@@ -109,8 +114,9 @@ def read_metadata(path: Path) -> dict[str, Any]:
     return json.loads(raw) if raw else {}
 
 
-def is_current(shards: Path, video_id: str, params_digest: str, sha256: str) -> bool:
-    """True when the video's partition exists and was made from this source with these params."""
+def is_current(shards: Path, video_id: str, key: str, sha256: str) -> bool:
+    """True when the video's partition exists and was made from this source under this cache key
+    (tasks.rowkey.cache_key: the row-making params and code)."""
     parts = part_files(shards, video_id)
     if not parts:
         return False
@@ -118,8 +124,7 @@ def is_current(shards: Path, video_id: str, params_digest: str, sha256: str) -> 
         meta = read_metadata(parts[0])
     except (OSError, pa.ArrowInvalid, json.JSONDecodeError):
         return False
-    return (meta.get("format_version") == FORMAT_VERSION and meta.get("params_digest") == params_digest
-            and meta.get("source_sha256") == sha256)
+    return meta.get("cache_key") == key and meta.get("source_sha256") == sha256
 
 
 def clean_temporaries(shards: Path) -> list[Path]:

@@ -9,22 +9,32 @@ previous partition, or nothing, under the real name.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import simplejpeg
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.exceptions import MissingContextError
 
-from tasks.align import FaceTracker
+from tasks.align import UPSAMPLE, FaceTracker, face_width
 from tasks.decode import DecodeError, iter_frames, probe, read_audio
 from tasks.features import audio_features
 from tasks.files import safe_id, sha256_file
-from tasks.params import PreprocessParams, digest
-from tasks.shards import ShardWriter, is_current, partition_counts
+from tasks.params import PreprocessParams
+from tasks.rowkey import cache_key
+from tasks.shards import ShardWriter, is_current, part_files
+
+# A video with a face in fewer of its frames than this is flagged: it gives little to train on.
+MIN_FACE_SHARE = 0.5
+# HOG's window is 80 px: upsampled UPSAMPLE x, faces narrower than this are at its limit.
+SMALL_FACE_PX = 1.5 * 80 / UPSAMPLE
 
 
 class VideoError(RuntimeError):
@@ -36,10 +46,37 @@ def video_id_of(path: Path) -> str:
 
 
 def _row(path: Path, params: PreprocessParams, status: str, error: str = "", frames: int = 0,
-         frames_with_face: int = 0, seconds: float = 0.0, sha256: str = "") -> dict[str, Any]:
+         frames_with_face: int = 0, seconds: float = 0.0, sha256: str = "",
+         warning: str = "") -> dict[str, Any]:
     return {"video_id": video_id_of(path), "status": status, "error": error, "frames": frames,
             "frames_with_face": frames_with_face, "seconds": round(seconds, 3), "fps": params.fps,
-            "source": str(path), "sha256": sha256}
+            "source": str(path), "sha256": sha256, "warning": warning}
+
+
+def face_warning(frames: int, with_face: int, widths: np.ndarray) -> str:
+    """Why a video has a face in fewer than MIN_FACE_SHARE of its frames, or "" when it has enough.
+
+    `widths`: the face widths (px in the frame, tasks.align.face_width) of the frames with one.
+    """
+    if frames == 0 or with_face >= MIN_FACE_SHARE * frames:
+        return ""
+    share = f"a face in {with_face / frames:.0%} of frames"
+    if with_face == 0:
+        return f"{share}: no face found, even upsampled {UPSAMPLE:g}x (none in view, or all under ~40 px)"
+    width = float(np.median(widths))
+    if width < SMALL_FACE_PX:
+        return (f"{share}: faces about {width:.0f} px wide, smaller than ~80 px at the detection scale "
+                f"even upsampled {UPSAMPLE:g}x")
+    return f"{share}: faces about {width:.0f} px wide, lost in most frames (turned, covered, out of view)"
+
+
+def _partition_faces(shards_root: Path, video_id: str, face_size: int) -> tuple[int, int, np.ndarray]:
+    """(frames, frames with a face, their face widths) of a written partition."""
+    parts = part_files(shards_root, video_id)
+    table = pa.concat_tables([pq.read_table(part, columns=["face_found", "crop"]) for part in parts])
+    found = table.column("face_found").to_numpy(zero_copy_only=False).astype(bool)
+    crops = np.stack(table.column("crop").to_numpy(zero_copy_only=False)) if len(found) else np.zeros((0, 6))
+    return len(found), int(found.sum()), face_width(crops[found], face_size)
 
 
 def _frame_features(samples: np.ndarray, seconds: float, params: PreprocessParams) -> np.ndarray:
@@ -62,26 +99,31 @@ def process_video(path: Path, shards_root: Path, params: PreprocessParams) -> di
     if not info.has_audio:
         raise VideoError(f"{path}: has no audio stream; the frame table needs speech for every frame")
     sha256 = sha256_file(path)
-    if is_current(shards_root, video_id, digest(params), sha256):
-        frames, with_face = partition_counts(shards_root, video_id)
+    if is_current(shards_root, video_id, cache_key(params), sha256):
+        frames, with_face, widths = _partition_faces(shards_root, video_id, params.face_size)
         return _row(path, params, "skipped", frames=frames, frames_with_face=with_face,
-                    seconds=time.perf_counter() - started, sha256=sha256)
+                    seconds=time.perf_counter() - started, sha256=sha256,
+                    warning=face_warning(frames, with_face, widths))
 
     samples = read_audio(path, params.sample_rate, info=info)
     seconds = max(info.duration, len(samples) / params.sample_rate)
     features = _frame_features(samples, seconds, params)
     tracker = FaceTracker(params)
+    # Anamorphic video is decoded to square pixels, as it is shown: HOG misses squashed faces.
+    width, height = info.square_pixel_size()
     # I420 skips ffmpeg's colour conversion and halves the pipe's bytes; it needs even sides.
-    pix_fmt = "rgb24" if info.width % 2 or info.height % 2 else "yuv420p"
-    with_face = 0
+    pix_fmt = "rgb24" if width % 2 or height % 2 else "yuv420p"
+    crops = []
     with ShardWriter(shards_root, video_id, params, sha256) as writer:
-        for index, image in enumerate(iter_frames(path, params.fps, pix_fmt=pix_fmt, info=info)):
+        frames = iter_frames(path, params.fps, width=width, height=height, pix_fmt=pix_fmt, info=info)
+        for index, image in enumerate(frames):
             if index >= len(features):
                 # The container understated its duration; every decoded frame still gets a row.
                 seconds *= 2
                 features = _frame_features(samples, seconds, params)
             aligned = tracker(image)
-            with_face += aligned.face_found
+            if aligned.face_found:
+                crops.append(aligned.crop)
             writer.add(
                 frame=index,
                 time=index / params.fps,
@@ -96,18 +138,32 @@ def process_video(path: Path, shards_root: Path, params: PreprocessParams) -> di
         if writer.rows == 0:
             raise VideoError(f"{path}: no frames could be decoded")
         writer.commit()
-    return _row(path, params, "ok", frames=writer.rows, frames_with_face=with_face,
-                seconds=time.perf_counter() - started, sha256=sha256)
+    warning = face_warning(writer.rows, len(crops), face_width(np.array(crops), params.face_size))
+    return _row(path, params, "ok", frames=writer.rows, frames_with_face=len(crops),
+                seconds=time.perf_counter() - started, sha256=sha256, warning=warning)
+
+
+def _logger() -> logging.Logger | logging.LoggerAdapter:
+    """The task run's logger, or a plain one when called outside a flow (tests, benchmarks)."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger(__name__)
 
 
 @task(name="preprocess-video", task_run_name="preprocess-{path.stem}", cache_policy=NO_CACHE)
 def preprocess_video(path: Path, shards_root: Path, params: PreprocessParams) -> dict[str, Any]:
-    """process_video as a Prefect task that never raises: a bad video is a `failed` row."""
+    """process_video as a Prefect task that never raises: a bad video is a `failed` row.
+
+    A known failure (DecodeError, VideoError: no such file, not media, a missing stream, a
+    truncated file) is its one-line message; anything else is a bug, logged with its traceback.
+    """
     started = time.perf_counter()
     try:
         return process_video(path, shards_root, params)
     except (DecodeError, VideoError) as exc:
         error = str(exc)
-    except Exception as exc:  # noqa: BLE001  one bad input never sinks a run (DESIGN.md)
+    except Exception as exc:  # noqa: BLE001  one bad input never sinks a run (ARCHITECTURE.md)
+        _logger().exception("%s: unexpected error", path)
         error = f"{path}: {type(exc).__name__}: {exc}"
     return _row(Path(path), params, "failed", error=error, seconds=time.perf_counter() - started)

@@ -1,5 +1,6 @@
 """The per-video unit (tasks/video.py) and the preprocess flow, on real files made by ffmpeg."""
 
+import os
 import shutil
 import signal
 import subprocess
@@ -14,11 +15,11 @@ import pyarrow.parquet as pq
 import pytest
 import simplejpeg
 
-from tasks import shards
+from tasks import rowkey, shards
 from tasks.decode import DecodeError, iter_frames
 from tasks.features import FEATURE_LAYOUT
-from tasks.params import PreprocessParams, digest, load_params
-from tasks.video import VideoError, preprocess_video, process_video
+from tasks.params import PreprocessParams, load_params, rows_digest
+from tasks.video import VideoError, face_warning, preprocess_video, process_video
 
 PARAMS = PreprocessParams()
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,6 +98,8 @@ def test_video_without_a_face_keeps_every_frame(media, tmp_path):
     assert np.isfinite(np.stack(frames["audio"])).all() and np.isfinite(np.stack(frames["crop"])).all()
     face = simplejpeg.decode_jpeg(frames["face"].iloc[0])
     assert face.shape == (128, 128, 3)
+    assert row["warning"].startswith("a face in 0% of frames: no face found")
+    assert process_video(media / "tone.mp4", tmp_path, PARAMS)["warning"] == row["warning"]  # skipped: same
 
 
 @pytest.mark.parametrize(("name", "error", "message"), [
@@ -122,11 +125,64 @@ def test_skip_when_current_rebuild_when_not(media, tmp_path):
     assert again["status"] == "skipped"
     assert (again["frames"], again["sha256"]) == (first["frames"], first["sha256"])
     assert shards.part_files(tmp_path, "tone")[0].stat().st_mtime_ns == written
+    # Runner settings change no row.
+    runner = PARAMS.model_copy(update={"workers": 5, "task_runner": "processes"})
+    assert process_video(media / "tone.mp4", tmp_path, runner)["status"] == "skipped"
     changed = PARAMS.model_copy(update={"jpeg_quality": 70})
     rebuilt = process_video(media / "tone.mp4", tmp_path, changed)
     assert rebuilt["status"] == "ok"
     meta = shards.read_metadata(shards.part_files(tmp_path, "tone")[0])
-    assert meta["params_digest"] == digest(changed) and meta["source_sha256"] == first["sha256"]
+    assert meta["params_digest"] == rows_digest(changed) and meta["source_sha256"] == first["sha256"]
+    assert meta["cache_key"] == rowkey.cache_key(changed)
+
+
+def test_new_row_making_code_rebuilds(media, tmp_path, monkeypatch):
+    assert process_video(media / "tone.mp4", tmp_path, PARAMS)["status"] == "ok"
+    assert process_video(media / "tone.mp4", tmp_path, PARAMS)["status"] == "skipped"
+    # What an edit of tasks/align.py (or any module that makes rows) does to the key.
+    monkeypatch.setattr(rowkey, "code_digest", lambda package_dir=None: "edited-align")
+    assert process_video(media / "tone.mp4", tmp_path, PARAMS)["status"] == "ok"
+    meta = shards.read_metadata(shards.part_files(tmp_path, "tone")[0])
+    assert meta["cache_key"] == rowkey.cache_key(PARAMS)
+    assert process_video(media / "tone.mp4", tmp_path, PARAMS)["status"] == "skipped"
+
+
+def _reshaped(source: Path, out: Path, video_filter: str) -> Path:
+    ffmpeg("-i", str(source), "-vf", video_filter, "-c:v", "libx264", "-pix_fmt", "yuv444p", "-c:a", "aac",
+           str(out))
+    return out
+
+
+@pytest.mark.real_media
+@pytest.mark.parametrize(("name", "video_filter", "share"), [
+    # 512x512 squashed to 641x361: ffmpeg's scale keeps the picture's shape in the sample aspect
+    # ratio (361:641), so the frames are decoded back to square pixels and the face is whole.
+    ("squashed", "scale=641:361", 0.95),
+    # A speaker far away: the 512 px talking head in 80 px of a 640x360 wide shot (~40 px face box).
+    ("wide", "scale=80:80,pad=640:360:300:80:color=gray", 0.5),
+])
+def test_faces_of_every_shape_and_size_with_default_params(real_clip, tmp_path, name, video_filter, share):
+    video = _reshaped(real_clip, tmp_path / f"{name}.mp4", video_filter)
+    row = process_video(video, tmp_path / "shards", PARAMS)
+    assert row["status"] == "ok" and row["frames_with_face"] >= share * row["frames"], row
+    assert row["warning"] == ""
+
+
+@pytest.mark.real_media
+def test_faces_too_small_are_flagged(real_clip, tmp_path):
+    # 36 px of face region: a ~18 px face box, below what HOG finds even upsampled 2x.
+    video = _reshaped(real_clip, tmp_path / "far.mp4", "scale=36:36,pad=640:360:300:80:color=gray")
+    row = process_video(video, tmp_path / "shards", PARAMS)
+    assert row["status"] == "ok" and row["frames_with_face"] == 0
+    assert row["warning"].startswith("a face in 0% of frames: no face found, even upsampled 2x")
+
+
+def test_face_warning_names_the_likely_cause():
+    assert face_warning(100, 50, np.full(50, 40.0)) == ""
+    assert face_warning(0, 0, np.zeros(0)) == ""
+    small = face_warning(100, 30, np.full(30, 41.0))
+    assert small.startswith("a face in 30% of frames: faces about 41 px wide, smaller than ~80 px")
+    assert "lost in most frames" in face_warning(100, 10, np.full(10, 150.0))
 
 
 @pytest.mark.real_media
@@ -181,6 +237,7 @@ def test_flow_writes_good_videos_and_reports_bad_ones(prefect_server, raw_dir, t
                       "notes": "failed"}
     videos = pd.read_parquet(shards_dir / "_videos.parquet").set_index("video_id")
     assert videos.loc["tone", "frames"] == 60 and videos.loc["tone", "frames_with_face"] == 0
+    assert videos.loc["tone", "warning"].startswith("a face in 0% of frames: no face found")
     assert "has no audio stream" in videos.loc["silent", "error"]
     assert "truncated.mp4" in videos.loc["truncated", "error"]
     assert [p.name for p in shards_dir.iterdir() if p.is_dir()] == ["video_id=tone"]
@@ -275,3 +332,65 @@ def test_parallel_task_runners_write_the_same_shards(prefect_server, talking_raw
     assert len(ours) == 120 and ours["face_found"].all()
     # Byte for byte in table content: every column, the JPEG bytes included.
     pd.testing.assert_frame_equal(ours, threaded)
+
+
+def test_summary_lists_the_flagged_videos():
+    from flows.preprocess import summary_markdown
+
+    rows = [{"video_id": "far", "status": "ok", "error": "", "frames": 10, "frames_with_face": 2,
+             "seconds": 1.0, "warning": "a face in 20% of frames: faces about 41 px wide"},
+            {"video_id": "near", "status": "skipped", "error": "", "frames": 10, "frames_with_face": 10,
+             "seconds": 0.1, "warning": ""}]
+    summary = summary_markdown(rows, 2.0)
+    assert "## Warnings" in summary and "| far | a face in 20% of frames: faces about 41 px wide |" in summary
+    assert "| near |" not in summary
+
+
+# --- under DVC: what makes a shard stale ------------------------------------------------------
+
+def _dvc_copy(repo: Path) -> Path:
+    """The project's stages and code in a folder of their own, with a 2-clip, 2 s demo corpus."""
+    for name in ("dvc.yaml", "params.yaml", "bin", "flows", "tasks", "data/sources", ".dvc/config",
+                 ".dvcignore", ".gitignore"):
+        src = ROOT / name
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(src, repo / name)
+    params = (repo / "params.yaml").read_text()
+    params = params.replace("clips: 6", "clips: 2").replace("seconds: 10.0", "seconds: 2.0")
+    (repo / "params.yaml").write_text(params)
+    return repo
+
+
+@pytest.mark.slow
+def test_under_dvc_runner_settings_keep_shards_and_code_changes_rebuild_them(tmp_path):
+    repo = _dvc_copy(tmp_path / "repo")
+    env = {**os.environ, "VIRTUAL_ENV": sys.prefix}  # the copy has no .venv: bin/python takes the active one
+    dvc = str(Path(sys.executable).parent / "dvc")
+
+    def repro() -> dict[str, str]:
+        done = subprocess.run([dvc, "repro", "preprocess"], cwd=repo, env=env, capture_output=True,
+                              text=True)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "Running stage 'preprocess'" in done.stdout
+        table = pq.read_table(repo / "data/shards/_videos.parquet").to_pylist()
+        return {row["video_id"]: row["status"] for row in table}
+
+    def part_times() -> dict[str, int]:
+        parts = (repo / "data/shards").glob("video_id=*/*")
+        return {str(part.relative_to(repo)): part.stat().st_mtime_ns for part in parts}
+
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    assert repro() == {"demo_00": "ok", "demo_01": "ok"}
+    written = part_times()
+    params = (repo / "params.yaml").read_text()
+    params = params.replace("  workers: 2", "  workers: 1")
+    params = params.replace("task_runner: threads", "task_runner: processes")
+    (repo / "params.yaml").write_text(params)
+    assert repro() == {"demo_00": "skipped", "demo_01": "skipped"}
+    assert part_times() == written, "no shard is rewritten"
+    with open(repo / "tasks/align.py", "a") as module:
+        module.write("\n# a change to the code that makes rows\n")
+    assert repro() == {"demo_00": "ok", "demo_01": "ok"}

@@ -1,4 +1,6 @@
 import json
+import shutil
+from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -12,10 +14,11 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from flows.cli import app
-from tasks import shards
-from tasks.params import PreprocessParams, digest
+from tasks import rowkey, shards
+from tasks.params import PreprocessParams, rows_digest
 
 PARAMS = PreprocessParams(row_group_size=16)
+ROOT = Path(__file__).resolve().parents[1]
 SHA = "ab" * 32
 
 
@@ -49,7 +52,8 @@ def test_schema_and_metadata(tmp_path):
     assert meta["format_version"] == shards.FORMAT_VERSION and meta["fps"] == 30.0
     assert meta["sample_rate"] == 16000 and meta["face_size"] == 128
     assert meta["lip_indices"] == PARAMS.lip_indices and len(meta["feature_layout"]) == 28
-    assert meta["params_digest"] == digest(PARAMS) and meta["source_sha256"] == SHA
+    assert meta["params_digest"] == rows_digest(PARAMS) and meta["source_sha256"] == SHA
+    assert meta["cache_key"] == rowkey.cache_key(PARAMS) and meta["code_digest"] == rowkey.code_digest()
     assert pq.ParquetFile(part).metadata.row_group(0).column(0).compression == "ZSTD"
 
 
@@ -139,11 +143,46 @@ def test_evenly_spaced():
 
 
 def test_is_current(tmp_path):
-    assert not shards.is_current(tmp_path, "v", digest(PARAMS), SHA)
+    key = rowkey.cache_key(PARAMS)
+    assert not shards.is_current(tmp_path, "v", key, SHA)
     _write(tmp_path, "v", 5)
-    assert shards.is_current(tmp_path, "v", digest(PARAMS), SHA)
-    assert not shards.is_current(tmp_path, "v", digest(PARAMS), "cd" * 32)
-    assert not shards.is_current(tmp_path, "v", digest(PARAMS.model_copy(update={"jpeg_quality": 80})), SHA)
+    assert shards.is_current(tmp_path, "v", key, SHA)
+    assert not shards.is_current(tmp_path, "v", key, "cd" * 32)
+    other_rows = PARAMS.model_copy(update={"jpeg_quality": 80})
+    assert not shards.is_current(tmp_path, "v", rowkey.cache_key(other_rows), SHA)
+    # How the run is spread over workers changes no row.
+    runner = PARAMS.model_copy(update={"workers": 7, "task_runner": "dask", "dask_address": "tcp://h:8786"})
+    assert shards.is_current(tmp_path, "v", rowkey.cache_key(runner), SHA)
+
+
+def _edit(path, text):
+    path.write_text(path.read_text() + text)
+
+
+def test_code_digest_follows_the_row_making_code(tmp_path):
+    package = tmp_path / "tasks"
+    shutil.copytree(ROOT / "tasks", package, ignore=shutil.ignore_patterns("__pycache__"))
+    names = [path.name for path in rowkey.row_code_files(package)]
+    row_making = {"video.py", "align.py", "crop.py", "landmarks.py", "features.py", "decode.py", "shards.py"}
+    assert row_making <= set(names)
+    assert "params.py" not in names and "demo.py" not in names and "inspect.py" not in names
+    original = rowkey.code_digest(package)
+    assert original == rowkey.code_digest(ROOT / "tasks")
+    # Not row-making code: the params module (its values are in the params digest) and the demo corpus.
+    _edit(package / "params.py", "\n# a comment\n")
+    _edit(package / "demo.py", "\n# a comment\n")
+    assert rowkey.code_digest(package) == original
+    _edit(package / "align.py", "\n# a comment\n")
+    changed = rowkey.code_digest(package)
+    assert changed != original
+    # A module the row-making code starts to import joins the key by being imported.
+    (package / "blur.py").write_text("SIGMA = 1.0\n")
+    assert rowkey.code_digest(package) == changed
+    _edit(package / "crop.py", "\nfrom tasks.blur import SIGMA  # noqa: E402\n")
+    assert "blur.py" in [path.name for path in rowkey.row_code_files(package)]
+    with_blur = rowkey.code_digest(package)
+    _edit(package / "blur.py", "SIGMA = 2.0\n")
+    assert rowkey.code_digest(package) != with_blur
 
 
 def test_clean_temporaries(tmp_path):
@@ -194,7 +233,7 @@ def test_inspect_prints_the_dataset_and_writes_a_sheet(tmp_path):
     result = CliRunner().invoke(app, command, env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     for text in ("2 videos", "40", "26", "65.0%", "c.mp4: truncated", "fixed_size_list", "params_digest",
-                 digest(PARAMS), "feature_layout"):
+                 rows_digest(PARAMS), "cache_key", "feature_layout"):
         assert text in result.output
     sheet = Image.open(tmp_path / "sheet.png")
     assert sheet.size == (8 * 128, 3 * 128)  # 16 of the 20 faces of a, all 6 of b
@@ -203,3 +242,10 @@ def test_inspect_prints_the_dataset_and_writes_a_sheet(tmp_path):
 def test_inspect_an_empty_folder_fails(tmp_path):
     result = CliRunner().invoke(app, ["inspect", str(tmp_path)])
     assert result.exit_code == 1 and "no video_id=<id>" in result.output
+
+
+def test_the_preprocess_stage_depends_on_every_row_making_module():
+    import yaml
+
+    deps = set(yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["preprocess"]["deps"])
+    assert {f"tasks/{path.name}" for path in rowkey.row_code_files()} <= deps
