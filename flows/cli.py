@@ -36,10 +36,20 @@ def inspect(
     """Videos, frames, the share with a face, bytes on disk, and the schema with its metadata."""
     from tasks.inspect import report, write_sheet
 
-    if not report(shards_dir):
+    if not shards_dir.is_dir():
+        typer.echo(f"error: {shards_dir}: no such folder (`dvc repro preprocess` makes data/shards)", err=True)
         raise typer.Exit(1)
-    if sheet is not None:
-        typer.echo(f"contact sheet: {write_sheet(shards_dir, sheet)}")
+    try:
+        if not report(shards_dir):
+            raise typer.Exit(1)
+        if sheet is not None:
+            typer.echo(f"contact sheet: {write_sheet(shards_dir, sheet)}")
+    except (ValueError, OSError) as exc:  # a corrupt part file (pyarrow's ArrowInvalid is a ValueError)
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if str(shards_dir) not in message:
+            message = f"{shards_dir}: {message}"
+        typer.echo(f"error: {message}", err=True)
+        raise typer.Exit(1) from None
 
 
 @app.command()
@@ -62,10 +72,12 @@ def render(
 ) -> None:
     """Make a talking-head video from any speech: the target's own footage with its lower face speaking,
     the audio muxed in, signed as synthetic (C2PA). Without --face-only or --panel, render.output decides."""
+    from pyarrow import ArrowInvalid
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from flows.render import render_file
+    from models.common import CheckpointError
     from models.render import RenderError
     from tasks.params import ParamsError, parse_override
 
@@ -84,7 +96,7 @@ def render(
             result = render_file(audio, out, target=target, output=output[face_only, panel],
                                  params_file=params_file, overrides=dict(parse_override(t) for t in override or []),
                                  lstm=lstm, cgan=cgan, shards=shards, videos=videos, progress=progress)
-    except (RenderError, ParamsError, FileNotFoundError) as exc:
+    except (RenderError, ParamsError, FileNotFoundError, CheckpointError, ArrowInvalid) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     typer.echo(f"{result['out']}: {result['frames']} frames, {result['audio_seconds']:.2f} s of audio on "

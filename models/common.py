@@ -58,12 +58,25 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
         temp.unlink(missing_ok=True)
 
 
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be read (truncated, corrupt, not a checkpoint); the message names it."""
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any] | None:
-    """A checkpoint read with weights_only=True (tensors, dicts, lists, numbers, strings), or None."""
+    """A checkpoint read with weights_only=True (tensors, dicts, lists, numbers, strings), or None
+    when there is no file. Raises CheckpointError, naming the file, when it cannot be read."""
     path = Path(path)
     if not path.exists():
         return None
-    return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001  torch reports a bad file as any of a dozen types
+        lines = str(exc).strip().splitlines()
+        reason = f"{type(exc).__name__}: {lines[0].split('. ')[0][:160]}" if lines else type(exc).__name__
+        raise CheckpointError(f"{path}: not a readable checkpoint, truncated or corrupt ({reason})") from None
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(f"{path}: not a checkpoint (it holds a {type(checkpoint).__name__})")
+    return checkpoint
 
 
 def load_model(cls: type[torch.nn.Module], path: str | Path, stage: str, device: str | torch.device = "cpu"):

@@ -1,0 +1,72 @@
+"""The `reenact` command line on broken inputs: one line naming the file, exit status 1, no traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+REENACT = Path(sys.executable).parent / "reenact"
+
+
+def reenact(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([str(REENACT), *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def one_line_error(done: subprocess.CompletedProcess, *expected: str) -> str:
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
+    for text in expected:
+        assert text in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.fixture
+def speech(tmp_path) -> Path:
+    t = np.arange(16000) / 16000
+    soundfile.write(tmp_path / "speech.wav", (0.2 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), 16000)
+    return tmp_path / "speech.wav"
+
+
+def truncated(path: Path) -> Path:
+    torch.save({"hparams": {}, "state_dict": {"w": torch.zeros(4096)}}, path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def garbage(path: Path) -> Path:
+    path.write_bytes(b"these are not the weights you are looking for\n" * 20)
+    return path
+
+
+@pytest.mark.parametrize("make", [truncated, garbage])
+def test_render_with_a_corrupt_checkpoint_says_so_in_one_line(tmp_path, speech, make):
+    bad = make(tmp_path / "lstm.pt")
+    done = reenact("render", "--audio", str(speech), "--out", str(tmp_path / "talk.mp4"), "--lstm", str(bad),
+                   "--cgan", str(bad), "--params", str(ROOT / "params.yaml"), cwd=tmp_path)
+    one_line_error(done, str(bad), "not a readable checkpoint")
+    assert not (tmp_path / "talk.mp4").exists()
+
+
+def test_render_with_a_missing_params_file_says_so_in_one_line(tmp_path, speech):
+    done = reenact("render", "--audio", str(speech), "--out", str(tmp_path / "talk.mp4"),
+                   "--params", str(tmp_path / "nowhere.yaml"), cwd=tmp_path)
+    one_line_error(done, "nowhere.yaml", "no such params file")
+
+
+def test_inspect_a_missing_or_corrupt_shard_folder_says_so_in_one_line(tmp_path):
+    one_line_error(reenact("inspect", str(tmp_path / "nowhere"), cwd=tmp_path), str(tmp_path / "nowhere"),
+                   "no such folder")
+    part = tmp_path / "shards" / "video_id=a" / "part-0000.parquet"
+    part.parent.mkdir(parents=True)
+    part.write_bytes(b"PAR1 cut short by a full disk")
+    one_line_error(reenact("inspect", str(tmp_path / "shards"), cwd=tmp_path), str(part), "Parquet")
