@@ -1,6 +1,6 @@
 """Rendering speed on this machine, printed as one JSON object.
 
-    python benchmarks/render.py [AUDIO] [--threads 2] [--repeats 2] [--target demo_05] [--lstm ...] [--cgan ...]
+    python benchmarks/render.py [AUDIO] [--threads 2] [--repeats 2] [--target ID] [--lstm ...] [--cgan ...]
 
 Every figure is seconds of audio rendered per second of wall time for the whole of `render()`:
 probing, decoding, features, LSTM, alignment, generator, compositing, encoding (H.264 + AAC),
@@ -35,12 +35,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from models import render as render_module  # noqa: E402
-from models.cgan import load_generator  # noqa: E402
-from models.composite import lower_face_polygon, warp_back  # noqa: E402
-from models.render import load_models, render  # noqa: E402
-from tasks.params import load_params  # noqa: E402
-from tasks.video import process_video  # noqa: E402
+from models import render as render_module
+from models.cgan import load_generator
+from models.composite import lower_face_polygon, warp_back
+from models.render import load_models, render
+from tasks.params import load_params
+from tasks.video import process_video
 
 REAL_SPEECH = ROOT.parent / "shared" / "fixtures" / "real" / "RD_Radio31_000.wav"
 
@@ -76,9 +76,27 @@ def make_720p(videos: Path, shards: Path, target: str, scratch: Path, params) ->
     out_videos, out_shards = scratch / "videos", scratch / "shards"
     out_videos.mkdir()
     video_id = f"{target}_720p"
-    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(videos / f"{target}.mp4"),
-                    "-vf", "scale=720:720,pad=1280:720:280:0", "-c:v", "libx264", "-crf", "16", "-c:a", "copy",
-                    str(out_videos / f"{video_id}.mp4")], check=True)
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-v",
+            "error",
+            "-y",
+            "-i",
+            str(videos / f"{target}.mp4"),
+            "-vf",
+            "scale=720:720,pad=1280:720:280:0",
+            "-c:v",
+            "libx264",
+            "-crf",
+            "16",
+            "-c:a",
+            "copy",
+            str(out_videos / f"{video_id}.mp4"),
+        ],
+        check=True,
+    )
     process_video(out_videos / f"{video_id}.mp4", out_shards, params.preprocess)
     return out_videos, out_shards, video_id
 
@@ -106,11 +124,20 @@ def main() -> None:
         scratch = Path(scratch)
         out = scratch / "bench.mp4"
 
-        def best(repeats: int, models=models, output="face", shards=args.shards, videos=args.videos, target=target,
-                 **overrides) -> dict:
+        def best(
+            repeats: int,
+            models=models,
+            output="face",
+            shards=args.shards,
+            videos=args.videos,
+            target=target,
+            **overrides,
+        ) -> dict:
             params = load_params(args.params, overrides)
-            results = [render(audio, out, models, params, target, output=output, shards=shards, videos=videos)
-                       for _ in range(repeats)]
+            results = [
+                render(audio, out, models, params, target, output=output, shards=shards, videos=videos)
+                for _ in range(repeats)
+            ]
             return min(results, key=lambda run: run["wall_seconds"])
 
         best(1, **{"render.size": 128})
@@ -119,7 +146,7 @@ def main() -> None:
         plain = dataclasses.replace(models, generator=load_generator(args.cgan, models.device)[0])
         runs["naive"] = best(1, plain, **{"render.size": 128, "render.batch_size": 1})
         videos_720p, shards_720p, target_720p = make_720p(args.videos, args.shards, target, scratch, base)
-        full = {"full": dict(), "720p": dict(shards=shards_720p, videos=videos_720p, target=target_720p)}
+        full = {"full": {}, "720p": {"shards": shards_720p, "videos": videos_720p, "target": target_720p}}
         for name, where in full.items():
             runs[f"full_{name}"] = best(args.repeats, output="full", **where)
         composite = render_module.composite
@@ -133,25 +160,31 @@ def main() -> None:
     def factor(key: str) -> float:
         return round(runs[key]["audio_seconds"] / runs[key]["wall_seconds"], 2)
 
-    print(json.dumps({
-        "device": str(models.device) if models.device.type != "cpu" else f"cpu ({platform.processor() or platform.machine()})",
-        "torch_threads": torch.get_num_threads(),
-        "audio": str(audio),
-        "audio_seconds": round(runs["128"]["audio_seconds"], 3),
-        "frames": runs["128"]["frames"],
-        "target": target,
-        "realtime_factor": factor("128"),
-        "realtime_factor_256": factor("256"),
-        "naive_realtime_factor": factor("naive"),
-        "realtime_factor_full": factor("full_full"),
-        "realtime_factor_720p": factor("full_720p"),
-        "seamless_clone_realtime_factor_full": factor("seamless_full"),
-        "seamless_clone_realtime_factor_720p": factor("seamless_720p"),
-        "speedup_vs_seamless_clone_full": round(factor("full_full") / factor("seamless_full"), 2),
-        "speedup_vs_seamless_clone_720p": round(factor("full_720p") / factor("seamless_720p"), 2),
-        "preset": base.render.preset,
-        "batch_size": base.render.batch_size,
-    }))
+    print(
+        json.dumps(
+            {
+                "device": str(models.device)
+                if models.device.type != "cpu"
+                else f"cpu ({platform.processor() or platform.machine()})",
+                "torch_threads": torch.get_num_threads(),
+                "audio": str(audio),
+                "audio_seconds": round(runs["128"]["audio_seconds"], 3),
+                "frames": runs["128"]["frames"],
+                "target": target,
+                "realtime_factor": factor("128"),
+                "realtime_factor_256": factor("256"),
+                "naive_realtime_factor": factor("naive"),
+                "realtime_factor_full": factor("full_full"),
+                "realtime_factor_720p": factor("full_720p"),
+                "seamless_clone_realtime_factor_full": factor("seamless_full"),
+                "seamless_clone_realtime_factor_720p": factor("seamless_720p"),
+                "speedup_vs_seamless_clone_full": round(factor("full_full") / factor("seamless_full"), 2),
+                "speedup_vs_seamless_clone_720p": round(factor("full_720p") / factor("seamless_720p"), 2),
+                "preset": base.render.preset,
+                "batch_size": base.render.batch_size,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

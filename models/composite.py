@@ -53,7 +53,9 @@ def lower_face_mask(landmarks: np.ndarray, size: int) -> np.ndarray:
     0 at the crop's edge. `landmarks` are the frame table's, in crop pixels."""
     polygon = lower_face_polygon(landmarks, size)
     mask = np.zeros((size, size), np.float32)
-    cv2.fillPoly(mask, [np.round(polygon * 16).astype(np.int32)], 1.0, cv2.LINE_AA, shift=4)  # 4 fraction bits
+    cv2.fillPoly(
+        mask, [np.round(polygon * 16).astype(np.int32)], 1.0, cv2.LINE_AA, shift=4
+    )  # 4 fraction bits
     sigma = _blur_sigma(size)
     mask = cv2.GaussianBlur(mask, (0, 0), sigma, borderType=cv2.BORDER_CONSTANT)
     ramp = np.clip(np.minimum(np.arange(size), np.arange(size)[::-1]) / EDGE, 0, 1).astype(np.float32)
@@ -73,7 +75,9 @@ def match_colour(face: np.ndarray, real: np.ndarray, mask: np.ndarray) -> np.nda
 def _region(crop: np.ndarray, size: int, frame_shape: tuple[int, ...]) -> tuple[int, int, int, int] | None:
     """(x0, y0, x1, y1): the frame pixels the crop's square covers, clipped to the frame; None if none."""
     inverse = cv2.invertAffineTransform(np.asarray(crop, np.float64))
-    corners = np.array([[0, 0], [size, 0], [0, size], [size, size]], np.float64) @ inverse[:, :2].T + inverse[:, 2]
+    corners = (
+        np.array([[0, 0], [size, 0], [0, size], [size, size]], np.float64) @ inverse[:, :2].T + inverse[:, 2]
+    )
     height, width = frame_shape[:2]
     x0, y0 = np.floor(corners.min(0)).astype(int)
     x1, y1 = np.ceil(corners.max(0)).astype(int) + 1
@@ -81,8 +85,13 @@ def _region(crop: np.ndarray, size: int, frame_shape: tuple[int, ...]) -> tuple[
     return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
 
 
-def warp_back(image: np.ndarray, crop: np.ndarray, region: tuple[int, int, int, int], interpolation: int,
-              border: int = cv2.BORDER_CONSTANT) -> np.ndarray:
+def warp_back(
+    image: np.ndarray,
+    crop: np.ndarray,
+    region: tuple[int, int, int, int],
+    interpolation: int,
+    border: int = cv2.BORDER_CONSTANT,
+) -> np.ndarray:
     """A crop-space image (face or mask) in the frame's `region`: the inverse of the crop transform."""
     x0, y0, x1, y1 = region
     inverse = cv2.invertAffineTransform(np.asarray(crop, np.float64))
@@ -90,7 +99,9 @@ def warp_back(image: np.ndarray, crop: np.ndarray, region: tuple[int, int, int, 
     return cv2.warpAffine(image, inverse, (x1 - x0, y1 - y0), flags=interpolation, borderMode=border)
 
 
-def blend(frame: np.ndarray, face: np.ndarray, alpha: np.ndarray, region: tuple[int, int, int, int]) -> np.ndarray:
+def blend(
+    frame: np.ndarray, face: np.ndarray, alpha: np.ndarray, region: tuple[int, int, int, int]
+) -> np.ndarray:
     """A copy of `frame` with `face` alpha-blended into `region` (face and alpha already in frame pixels)."""
     x0, y0, x1, y1 = region
     out = frame.copy()
@@ -100,8 +111,14 @@ def blend(frame: np.ndarray, face: np.ndarray, alpha: np.ndarray, region: tuple[
     return out
 
 
-def composite(frame: np.ndarray, face: np.ndarray, crop: np.ndarray, landmarks: np.ndarray,
-              face_found: bool = True, with_alpha: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+def composite(
+    frame: np.ndarray,
+    face: np.ndarray,
+    crop: np.ndarray,
+    landmarks: np.ndarray,
+    face_found: bool = True,
+    with_alpha: bool = False,
+) -> tuple[np.ndarray, np.ndarray | None]:
     """(frame with the generated lower face blended in, the mask over the whole frame when `with_alpha`).
 
     frame: (H, W, 3) uint8 RGB source frame; face: (S, S, 3) uint8 generated crop; crop: the row's
@@ -131,8 +148,9 @@ def _whole(alpha: np.ndarray, region: tuple[int, int, int, int], shape: tuple[in
     return full
 
 
-def hard_paste(frame: np.ndarray, face: np.ndarray, crop: np.ndarray,
-               face_found: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+def hard_paste(
+    frame: np.ndarray, face: np.ndarray, crop: np.ndarray, face_found: bool = True
+) -> tuple[np.ndarray, np.ndarray | None]:
     """The baseline: the crop's whole box warped back and pasted without a mask or colour match;
     (frame, the box over the whole frame or None)."""
     size = face.shape[0]
@@ -147,7 +165,9 @@ def hard_paste(frame: np.ndarray, face: np.ndarray, crop: np.ndarray,
 
 def _gradient(image: np.ndarray) -> np.ndarray:
     grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
-    return cv2.magnitude(cv2.Sobel(grey, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(grey, cv2.CV_32F, 0, 1, ksize=3))
+    return cv2.magnitude(
+        cv2.Sobel(grey, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(grey, cv2.CV_32F, 0, 1, ksize=3)
+    )
 
 
 def boundary(alpha: np.ndarray) -> np.ndarray:
@@ -157,16 +177,24 @@ def boundary(alpha: np.ndarray) -> np.ndarray:
     return edge & (cv2.erode(inside, np.ones((3, 3), np.uint8)) == 0)
 
 
-def seam_gradients(composite_frame: np.ndarray, source: np.ndarray, alpha: np.ndarray) -> tuple[float, float, int]:
+def seam_gradients(
+    composite_frame: np.ndarray, source: np.ndarray, alpha: np.ndarray
+) -> tuple[float, float, int]:
     """(sum of gradient magnitude on the mask's border in the composite, the same in the source,
     border pixels): summed over frames, their ratio is the `seam` metric (1.0: invisible)."""
     edge = boundary(alpha)
     if not edge.any():
         return 0.0, 0.0, 0
-    return (float(_gradient(composite_frame)[edge].sum()), float(_gradient(source)[edge].sum()), int(edge.sum()))
+    return (
+        float(_gradient(composite_frame)[edge].sum()),
+        float(_gradient(source)[edge].sum()),
+        int(edge.sum()),
+    )
 
 
-def outside_error(composite_frame: np.ndarray, source: np.ndarray, alpha: np.ndarray | None) -> tuple[float, int]:
+def outside_error(
+    composite_frame: np.ndarray, source: np.ndarray, alpha: np.ndarray | None
+) -> tuple[float, int]:
     """(sum of squared differences, values) over the pixels the mask does not touch: for outside_psnr."""
     outside = np.ones(source.shape[:2], bool) if alpha is None else alpha <= 1e-3
     diff = composite_frame[outside].astype(np.float64) - source[outside].astype(np.float64)

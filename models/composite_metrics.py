@@ -32,7 +32,9 @@ from tasks.decode import iter_frames, probe, read_audio
 METHODS = ("composite", "baseline_paste")
 
 
-def _lips_in_crop(frame: np.ndarray, crop: np.ndarray, lip_indices: list[int], face_size: int) -> np.ndarray | None:
+def _lips_in_crop(
+    frame: np.ndarray, crop: np.ndarray, lip_indices: list[int], face_size: int
+) -> np.ndarray | None:
     """dlib's lips on a full frame, mapped into [0, 1] of the row's crop; None when it finds no face."""
     inverse = cv2.invertAffineTransform(np.asarray(crop, np.float64))
     corners = np.array([[0, 0], [face_size, face_size]], np.float64) @ inverse[:, :2].T + inverse[:, 2]
@@ -54,14 +56,19 @@ def _write_clips(frames, faces, rows, scratch: Path, audio: Path, fps: float, pa
     masks = {method: [] for method in METHODS}
     info = probe(audio)
     seconds = len(faces) / fps
-    encoders = {method: Encoder(scratch / f"{method}.mp4", audio, seconds, info.width, info.height, fps, None,
-                                params.render) for method in METHODS}
+    encoders = {
+        method: Encoder(
+            scratch / f"{method}.mp4", audio, seconds, info.width, info.height, fps, None, params.render
+        )
+        for method in METHODS
+    }
     with encoders["composite"] as soft, encoders["baseline_paste"] as hard:
         for index, (frame, face) in enumerate(zip(frames, faces)):
             args = (frame, face, rows.crop[index])
             for method, encoder, (image, alpha) in (
-                    ("composite", soft, composite(*args, rows.landmarks[index], rows.face_found[index], True)),
-                    ("baseline_paste", hard, hard_paste(*args, rows.face_found[index]))):
+                ("composite", soft, composite(*args, rows.landmarks[index], rows.face_found[index], True)),
+                ("baseline_paste", hard, hard_paste(*args, rows.face_found[index])),
+            ):
                 encoder.write(image)
                 masks[method].append(None if alpha is None else np.round(alpha * 255).astype(np.uint8))
     return masks
@@ -74,8 +81,10 @@ def composite_metrics(models, params, shards: Path, videos: Path) -> dict:
     path = target_video_file(videos, target)
     rows = read_target_rows(shards, target)
     count = min(len(rows), round(params.evaluate.composite_seconds * p.fps))
-    samples = read_audio(path, p.sample_rate)[:round((count / p.fps + 1) * p.sample_rate)]
-    lips = render.clip_lips(models, params, speech_lips(models, samples, p.sample_rate, p.fps, p)[:count], target)
+    samples = read_audio(path, p.sample_rate)[: round((count / p.fps + 1) * p.sample_rate)]
+    lips = render.clip_lips(
+        models, params, speech_lips(models, samples, p.sample_rate, p.fps, p)[:count], target
+    )
     faces = generate_faces(models.generator, models.cgan_ckpt, lips)
     indices, face_size = models.cgan_ckpt["lip_indices"], models.cgan_ckpt["face_size"]
     totals = {m: {"seam": [0.0, 0.0], "outside": [0.0, 0], "lmd": [], "asked": 0} for m in METHODS}
@@ -84,8 +93,17 @@ def composite_metrics(models, params, shards: Path, videos: Path) -> dict:
         decoded = [iter_frames(Path(scratch) / f"{m}.mp4", p.fps) for m in METHODS]
         for index, (source, *outputs) in enumerate(zip(iter_frames(path, p.fps), *decoded)):
             for method, image in zip(METHODS, outputs):
-                _accumulate(totals[method], image, source, masks[method][index], rows, index, lips[index],
-                            indices, face_size)
+                _accumulate(
+                    totals[method],
+                    image,
+                    source,
+                    masks[method][index],
+                    rows,
+                    index,
+                    lips[index],
+                    indices,
+                    face_size,
+                )
     return _summarise(totals)
 
 

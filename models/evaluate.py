@@ -1,17 +1,18 @@
-"""Evaluate both models on the validation split. The DVC stage `evaluate`:
+"""Evaluate both models on the validation split, and the compositing. The DVC stage `evaluate`:
 
     python -m models.evaluate [--params params.yaml] [--override evaluate.max_frames=100 ...]
 
-Every metric of DESIGN.md ("Metrics") on the split that training used, each beside two
-yardsticks: `baseline_mean` (the train mean lips for every frame, fed to the generator for
-its metrics) and `baseline_random` (lips of a random training frame; for sync_r the true lips
-shifted by a random offset). `mean_face/*` adds a harder reference for the image metrics, the
-mean training face shown for every frame; it is reported, not counted as a baseline. Writes reports/metrics.json (flat, so `dvc metrics show`
-reads the DESIGN.md names), reports/mouth_opening.csv and .png (the sync clip: true,
-predicted and re-detected mouth opening) and reports/eval_grid.png (real over generated
-validation frames, then the generator given random lips), and prints a table and which
-model metrics beat their baselines. A metric that is undefined (a constant's r, no face
-found, no raw video to take speech from) is written as null.
+Every metric of ARCHITECTURE.md ("Metrics") on the split that training used, each beside
+yardsticks: `baseline_mean` (the train mean lips for every frame, fed to the generator for its
+metrics), `baseline_random` (lips of a random training frame; for sync_r the true lips shifted
+by a random offset) and, for the compositing metrics, `baseline_paste` (the crop's box pasted
+back, as Wav2Lip does; only `seam` is counted against it). `mean_face/*` adds a harder
+reference for the image metrics, the mean training face shown for every frame; it is reported,
+not counted. Writes reports/metrics.json (flat, so `dvc metrics show` reads the metric names),
+reports/mouth_opening.csv and .png (the sync clip: true, predicted and re-detected mouth
+opening) and reports/eval_grid.png (real over generated validation frames, then the generator
+given random lips), and prints a table and which model metrics beat their baselines. A metric
+that is undefined (a constant's r, no face found, no raw video to take speech from) is null.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ from PIL import Image
 from models import render
 from models.cgan import generate_faces
 from models.common import seed_everything
-from models.data import Corpus, Split, load_corpus, split_corpus
 from models.composite_metrics import composite_metrics
+from models.data import Corpus, Split, load_corpus, split_corpus
 from models.lstm import predict_lips
 from models.metrics import (
     beats_baselines,
@@ -85,7 +86,9 @@ def evaluate_lstm(corpus: Corpus, split: Split, models, rng: np.random.Generator
 
 
 def decode_faces(corpus: Corpus, picks: list[tuple[str, int]]) -> np.ndarray:
-    return np.stack([simplejpeg.decode_jpeg(corpus.video(i).faces[f].as_py(), colorspace="RGB") for i, f in picks])
+    return np.stack(
+        [simplejpeg.decode_jpeg(corpus.video(i).faces[f].as_py(), colorspace="RGB") for i, f in picks]
+    )
 
 
 def spaced_frames(rows: list[tuple[str, np.ndarray]], count: int) -> list[tuple[str, int]]:
@@ -93,8 +96,9 @@ def spaced_frames(rows: list[tuple[str, np.ndarray]], count: int) -> list[tuple[
     return [frames[i] for i in evenly_spaced(len(frames), count)]
 
 
-def evaluate_generator(corpus: Corpus, split: Split, models, max_frames: int,
-                       rng: np.random.Generator) -> tuple[dict, np.ndarray]:
+def evaluate_generator(
+    corpus: Corpus, split: Split, models, max_frames: int, rng: np.random.Generator
+) -> tuple[dict, np.ndarray]:
     """Generator metrics on up to max_frames evenly spaced validation frames; also the eval grid."""
     ckpt, lip_indices = models.cgan_ckpt, models.cgan_ckpt["lip_indices"]
     picks = spaced_frames(rows_with_face(corpus, split.val), max_frames)
@@ -102,22 +106,34 @@ def evaluate_generator(corpus: Corpus, split: Split, models, max_frames: int,
     lips = np.stack([corpus.video(i).lips[f] for i, f in picks])
     generated = generate_faces(models.generator, ckpt, lips)
     metrics = {**image_metrics(generated, real), **generator_obedience(generated, lips, lip_indices)}
-    # dlib's own floor: the shards' lips came from dlib on the full frame; re-detected on the crop they move this much
+    # dlib's own floor: the shards' lips came from dlib on the full frame; re-detected on the crop
+    # they move this much
     floor = generator_obedience(real, lips, lip_indices)
     metrics.update({"real_lmd_px": floor["gen_lmd_px"], "real_face_found": floor["gen_face_found"]})
 
     # The baselines drive the same generator with lips that ignore the frame: the mean, or a random frame's.
     mean_lips = np.broadcast_to(models.lstm_ckpt["lips_mean"].numpy(), lips.shape)
     random = generate_faces(models.generator, ckpt, random_train_lips(corpus, split, len(lips), rng))
-    for name, faces in (("baseline_mean", generate_faces(models.generator, ckpt, mean_lips)),
-                        ("baseline_random", random)):
-        metrics.update({f"{name}/{k}": v for k, v in
-                        {**image_metrics(faces, real), **generator_obedience(faces, lips, lip_indices)}.items()})
+    for name, faces in (
+        ("baseline_mean", generate_faces(models.generator, ckpt, mean_lips)),
+        ("baseline_random", random),
+    ):
+        metrics.update(
+            {
+                f"{name}/{k}": v
+                for k, v in {
+                    **image_metrics(faces, real),
+                    **generator_obedience(faces, lips, lip_indices),
+                }.items()
+            }
+        )
 
     train_picks = spaced_frames(rows_with_face(corpus, split.train), max_frames)
     mean_face = decode_faces(corpus, train_picks).mean(0).round().astype(np.uint8)
     found = np.broadcast_to(landmarks_in_crops(mean_face[None], lip_indices), lips.shape)
-    metrics.update({f"mean_face/{k}": v for k, v in image_metrics(np.broadcast_to(mean_face, real.shape), real).items()})
+    metrics.update(
+        {f"mean_face/{k}": v for k, v in image_metrics(np.broadcast_to(mean_face, real.shape), real).items()}
+    )
     metrics["mean_face/gen_lmd_px"] = redetected_lmd(found, lips, mean_face.shape[0])[0]
 
     columns = evenly_spaced(len(real), GRID_COLUMNS)
@@ -129,16 +145,19 @@ def speech_file(videos: Path, video_id: str) -> Path | None:
     return next(iter(sorted(Path(videos).glob(f"{video_id}.*"))), None)
 
 
-def evaluate_sync(corpus: Corpus, split: Split, models, params, videos: Path,
-                  rng: np.random.Generator) -> tuple[dict, dict | None]:
+def evaluate_sync(
+    corpus: Corpus, split: Split, models, params, videos: Path, rng: np.random.Generator
+) -> tuple[dict, dict | None]:
     """sync_r on the first validation video with speech under `videos`: its audio rendered on the
     target face, the mouth opening dlib finds there against that video's true one. Returns the
     metrics and the clip's openings for the plots (None when no validation video has speech)."""
     found_speech = [(i, speech_file(videos, i)) for i in split.val_videos()]
     found_speech = [(i, path) for i, path in found_speech if path is not None]
     if not found_speech:
-        print(f"evaluate: no speech for the validation videos {split.val_videos()} under {videos}: "
-              "sync_r is null")
+        print(
+            f"evaluate: no speech for the validation videos {split.val_videos()} under {videos}: "
+            "sync_r is null"
+        )
         return {"sync_video": None, "sync_r": None, **{f"{b}/sync_r": None for b in BASELINES}}, None
     video_id, path = found_speech[0]
     pp = params.preprocess
@@ -146,33 +165,42 @@ def evaluate_sync(corpus: Corpus, split: Split, models, params, videos: Path,
     start = int(np.flatnonzero(split.val[video_id])[0])
     end = min(start + round(params.evaluate.sync_seconds * pp.fps), len(corpus.video(video_id)))
     # A second past the end keeps the last frames' audio windows whole.
-    samples = read_audio(path, pp.sample_rate)[:round((end / pp.fps + 1) * pp.sample_rate)]
+    samples = read_audio(path, pp.sample_rate)[: round((end / pp.fps + 1) * pp.sample_rate)]
     predicted = speech_lips(models, samples, pp.sample_rate, pp.fps, pp)[start:end]
     video = corpus.video(video_id)
     frames = len(predicted)
-    true, has_face = video.lips[start:start + frames], video.face_found[start:start + frames]
+    true, has_face = video.lips[start : start + frames], video.face_found[start : start + frames]
 
     # The yardsticks go down the same path as the model's lips: aligned, smoothed, generated, re-detected.
     lstm_ckpt, cgan_ckpt = models.lstm_ckpt, models.cgan_ckpt
     filled = np.where(has_face[:, None], true, np.nanmean(true[has_face], axis=0))
     shift = int(rng.integers(frames // 4, max(frames // 4 + 1, 3 * frames // 4)))
-    candidates = {"sync_r": predicted,
-                  "baseline_mean/sync_r": np.broadcast_to(lstm_ckpt["lips_mean"].numpy(), predicted.shape),
-                  "baseline_random/sync_r": np.roll(filled, shift, axis=0)}
+    candidates = {
+        "sync_r": predicted,
+        "baseline_mean/sync_r": np.broadcast_to(lstm_ckpt["lips_mean"].numpy(), predicted.shape),
+        "baseline_random/sync_r": np.roll(filled, shift, axis=0),
+    }
     metrics, generated_opening = {"sync_video": video_id}, None
     for name, lips in candidates.items():
         asked = render.clip_lips(models, params, lips)
-        found = landmarks_in_crops(generate_faces(models.generator, cgan_ckpt, asked), cgan_ckpt["lip_indices"])
-        metrics[name] = sync_metric(found[has_face], true[has_face], cgan_ckpt["face_size"],
-                                    cgan_ckpt["lip_indices"])
+        found = landmarks_in_crops(
+            generate_faces(models.generator, cgan_ckpt, asked), cgan_ckpt["lip_indices"]
+        )
+        metrics[name] = sync_metric(
+            found[has_face], true[has_face], cgan_ckpt["face_size"], cgan_ckpt["lip_indices"]
+        )
         if name == "sync_r":
             generated_opening = np.full(frames, np.nan)
             ok = ~np.isnan(found[:, 0])
             generated_opening[ok] = lips_opening(found[ok], cgan_ckpt["lip_indices"])
     lip_indices = lstm_ckpt["lip_indices"]
     true_opening = np.where(has_face, lips_opening(np.nan_to_num(true), lip_indices), np.nan)
-    clip = {"video_id": video_id, "true": true_opening, "predicted": lips_opening(predicted, lip_indices),
-            "generated": generated_opening}
+    clip = {
+        "video_id": video_id,
+        "true": true_opening,
+        "predicted": lips_opening(predicted, lip_indices),
+        "generated": generated_opening,
+    }
     return metrics, clip
 
 
@@ -180,8 +208,11 @@ def counted(verdict: dict[str, bool]) -> dict[str, bool]:
     """The comparisons that say something: against the pasted box only `seam` does. Its outside_psnr is
     over other pixels (outside the box, not the mask) and its full_lmd_px reads a whole generated face;
     both are reported beside the composite's, as references."""
-    return {key: won for key, won in verdict.items()
-            if not key.startswith("baseline_paste/") or key == "baseline_paste/seam"}
+    return {
+        key: won
+        for key, won in verdict.items()
+        if not key.startswith("baseline_paste/") or key == "baseline_paste/seam"
+    }
 
 
 def evaluate_composite(models, params, shards: Path, videos: Path) -> dict:
@@ -203,9 +234,12 @@ def write_plots(out: Path, grid: np.ndarray, clip: dict | None) -> None:
         writer = csv.writer(file)
         writer.writerow(("frame", *columns))
         for frame in range(len(clip["true"])):
-            writer.writerow((frame, *("" if np.isnan(clip[c][frame]) else f"{clip[c][frame]:.5f}" for c in columns)))
+            writer.writerow(
+                (frame, *("" if np.isnan(clip[c][frame]) else f"{clip[c][frame]:.5f}" for c in columns))
+            )
 
     import matplotlib
+
     matplotlib.use("Agg")  # no display on a CI runner or a DVC stage
     import matplotlib.pyplot as plt
 
@@ -225,33 +259,69 @@ def print_table(metrics: dict, verdict: dict[str, bool]) -> None:
     def cell(value) -> str:
         return "null" if value is None else f"{value:.4f}"
 
-    names = ["lstm/val_loss", "lmd_px", "mouth_open_r", "gen_ssim", "gen_psnr", "gen_lmd_px", "gen_face_found",
-             "sync_r", "full_lmd_px", "full_face_found", "seam", "outside_psnr"]
+    names = [
+        "lstm/val_loss",
+        "lmd_px",
+        "mouth_open_r",
+        "gen_ssim",
+        "gen_psnr",
+        "gen_lmd_px",
+        "gen_face_found",
+        "sync_r",
+        "full_lmd_px",
+        "full_face_found",
+        "seam",
+        "outside_psnr",
+    ]
     print(f"{'metric':<16}{'model':>10}{'mean':>10}{'random':>10}{'paste':>10}  beats baselines")
     for name in names:
-        wins = [f"{b.split('_')[1]}: {'yes' if verdict[f'{b}/{name}'] else 'NO'}"
-                for b in BASELINES if f"{b}/{name}" in verdict]
-        print(f"{name:<16}{cell(metrics.get(name)):>10}"
-              + "".join(f"{cell(metrics.get(f'{b}/{name}')):>10}" for b in BASELINES) + "  " + ", ".join(wins))
-    print(f"dlib's floor on real frames: real_lmd_px {cell(metrics['real_lmd_px'])}, "
-          f"face found {cell(metrics['real_face_found'])}")
-    print("the mean training face for every frame (a reference, not a baseline): "
-          + ", ".join(f"{k.split('/')[1]} {cell(metrics.get(k))}" for k in
-                      ("mean_face/gen_ssim", "mean_face/gen_psnr", "mean_face/gen_lmd_px")))
+        wins = [
+            f"{b.split('_')[1]}: {'yes' if verdict[f'{b}/{name}'] else 'NO'}"
+            for b in BASELINES
+            if f"{b}/{name}" in verdict
+        ]
+        print(
+            f"{name:<16}{cell(metrics.get(name)):>10}"
+            + "".join(f"{cell(metrics.get(f'{b}/{name}')):>10}" for b in BASELINES)
+            + "  "
+            + ", ".join(wins)
+        )
+    print(
+        f"dlib's floor on real frames: real_lmd_px {cell(metrics['real_lmd_px'])}, "
+        f"face found {cell(metrics['real_face_found'])}"
+    )
+    print(
+        "the mean training face for every frame (a reference, not a baseline): "
+        + ", ".join(
+            f"{k.split('/')[1]} {cell(metrics.get(k))}"
+            for k in ("mean_face/gen_ssim", "mean_face/gen_psnr", "mean_face/gen_lmd_px")
+        )
+    )
     lost = [key for key, won in verdict.items() if not won]
-    print("beats_baselines: " + ("every model metric beats its baselines" if not lost
-                                 else f"{len(lost)} of {len(verdict)} comparisons lost: {', '.join(lost)}"))
+    print(
+        "beats_baselines: "
+        + (
+            "every model metric beats its baselines"
+            if not lost
+            else f"{len(lost)} of {len(verdict)} comparisons lost: {', '.join(lost)}"
+        )
+    )
 
 
 Weights = Annotated[Path, typer.Option(help="trained weights")]
 
 
-def evaluate(params_file: ParamsFile = DEFAULT_PARAMS, override: Overrides = None, shards: Shards = DEFAULT_SHARDS,
-             lstm: Weights = Path("artifacts/lstm.pt"), cgan: Weights = Path("artifacts/cgan.pt"),
-             videos: Annotated[Path, typer.Option(
-                 help="raw videos, <video_id>.*: the sync clip's speech and the target's footage")] = Path(
-                 "data/raw/videos"),
-             out: Annotated[Path, typer.Option(help="metrics and plots")] = Path("reports")) -> dict:
+def evaluate(
+    params_file: ParamsFile = DEFAULT_PARAMS,
+    override: Overrides = None,
+    shards: Shards = DEFAULT_SHARDS,
+    lstm: Weights = Path("artifacts/lstm.pt"),
+    cgan: Weights = Path("artifacts/cgan.pt"),
+    videos: Annotated[
+        Path, typer.Option(help="raw videos, <video_id>.*: the sync clip's speech and the target's footage")
+    ] = Path("data/raw/videos"),
+    out: Annotated[Path, typer.Option(help="metrics and plots")] = Path("reports"),
+) -> dict:
     """Evaluate both models on the validation split, and the compositing: the DVC stage evaluate."""
     params = stage_params(params_file, override)
     seed_everything(params.seed)
@@ -261,8 +331,10 @@ def evaluate(params_file: ParamsFile = DEFAULT_PARAMS, override: Overrides = Non
     split = split_corpus(corpus, params)
     trained_on = models.lstm_ckpt["split"]["val_videos"]
     if split.val_videos() != trained_on:
-        raise ValueError(f"the validation videos {split.val_videos()} are not those the LSTM held out "
-                         f"({trained_on}): params or shards changed since training")
+        raise ValueError(
+            f"the validation videos {split.val_videos()} are not those the LSTM held out "
+            f"({trained_on}): params or shards changed since training"
+        )
 
     metrics = evaluate_lstm(corpus, split, models, rng)
     generator_metrics, grid = evaluate_generator(corpus, split, models, params.evaluate.max_frames, rng)
@@ -278,7 +350,6 @@ def evaluate(params_file: ParamsFile = DEFAULT_PARAMS, override: Overrides = Non
     print_table(metrics, counted(beats_baselines(metrics, BASELINES)))
     print(f"evaluate: wrote {out / 'metrics.json'}")
     return metrics
-
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -45,8 +45,10 @@ class MomentSums:
 
 def pooled_stats(stats: dict[str, dict]) -> dict:
     """The lip statistics of several videos together (cgan_ckpt["lips_stats"]): the corpus's."""
-    parts = [(np.asarray(s["mean"], np.float64), np.asarray(s["cov"], np.float64), int(s["frames"]))
-             for s in stats.values()]
+    parts = [
+        (np.asarray(s["mean"], np.float64), np.asarray(s["cov"], np.float64), int(s["frames"]))
+        for s in stats.values()
+    ]
     n = sum(frames for _, _, frames in parts)
     mean = sum(frames * m for m, _, frames in parts) / n
     scatter = sum((frames - 1) * c + frames * np.outer(m - mean, m - mean) for m, c, frames in parts)
@@ -58,7 +60,9 @@ def _sqrtm(matrix: np.ndarray) -> np.ndarray:
     return (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
 
 
-def align_lips(lips: np.ndarray, target: dict, source: dict | None = None, prior: dict | None = None) -> np.ndarray:
+def align_lips(
+    lips: np.ndarray, target: dict, source: dict | None = None, prior: dict | None = None
+) -> np.ndarray:
     """(T, LIPS_DIM) lips -> the same motion in the target video's lip statistics.
 
     The map x -> mu_t + A (x - mu_s) takes a Gaussian of the source's mean and covariance onto the

@@ -27,8 +27,11 @@ class Models:
     cgan_path: Path
 
 
-def load_models(lstm_path: str | Path = "artifacts/lstm.pt", cgan_path: str | Path = "artifacts/cgan.pt",
-                device: str = "auto") -> Models:
+def load_models(
+    lstm_path: str | Path = "artifacts/lstm.pt",
+    cgan_path: str | Path = "artifacts/cgan.pt",
+    device: str = "auto",
+) -> Models:
     """Both networks in eval mode on `device` ("auto": CUDA when present). FileNotFoundError if absent."""
     device = pick_device(device)
     lstm, lstm_ckpt = load_lstm(lstm_path, device)

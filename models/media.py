@@ -19,7 +19,7 @@ from tasks.params import RenderParams
 
 
 class RenderError(RuntimeError):
-    """Input (speech, target, models) that cannot become a video; the message names the file and the problem."""
+    """Input (speech, target, models) that cannot become a video; the message names the file and what."""
 
 
 def _last_line(log: IO[bytes], code: int | None) -> str:
@@ -35,8 +35,18 @@ class Encoder:
     exception and ffmpeg succeeds, after `finish(temp, out)` (default: a rename) when given; a
     temporary name beside it until then."""
 
-    def __init__(self, out: Path, audio: Path, seconds: float, width: int, height: int, fps: float,
-                 size: int | None, params: RenderParams, finish: Callable[[Path, Path], None] | None = None):
+    def __init__(
+        self,
+        out: Path,
+        audio: Path,
+        seconds: float,
+        width: int,
+        height: int,
+        fps: float,
+        size: int | None,
+        params: RenderParams,
+        finish: Callable[[Path, Path], None] | None = None,
+    ):
         self.out, self.finish = out, finish
         self.temp = out.parent / f".{out.name}.{uuid.uuid4().hex[:12]}.mp4"
         if size:
@@ -46,26 +56,65 @@ class Encoder:
         else:
             scale = []
         self.command = [
-            "ffmpeg", "-nostdin", "-y", "-loglevel", "error",
-            "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-framerate", str(fps), "-i", "pipe:0",
+            "ffmpeg",
+            "-nostdin",
+            "-y",
+            "-loglevel",
+            "error",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-s",
+            f"{width}x{height}",
+            "-framerate",
+            str(fps),
+            "-i",
+            "pipe:0",
             # -t: exactly the audio that was decoded into frames; an AAC source's last frame of padding
             # would otherwise come along and outlast the video.
-            "-t", f"{seconds:.6f}", "-i", str(audio), "-map", "0:v:0", "-map", "1:a:0", *scale,
-            "-c:v", "libx264", "-preset", params.preset, "-crf", str(params.crf), "-pix_fmt", "yuv420p",
-            "-c:a", "aac", "-b:a", f"{params.audio_kbps}k", "-movflags", "+faststart", "-f", "mp4", str(self.temp),
+            "-t",
+            f"{seconds:.6f}",
+            "-i",
+            str(audio),
+            "-map",
+            "0:v:0",
+            "-map",
+            "1:a:0",
+            *scale,
+            "-c:v",
+            "libx264",
+            "-preset",
+            params.preset,
+            "-crf",
+            str(params.crf),
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            "-b:a",
+            f"{params.audio_kbps}k",
+            "-movflags",
+            "+faststart",
+            "-f",
+            "mp4",
+            str(self.temp),
         ]
 
     def __enter__(self) -> Self:
         self.log = tempfile.TemporaryFile()
-        self.process = subprocess.Popen(self.command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                        stderr=self.log)
+        self.process = subprocess.Popen(
+            self.command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self.log
+        )
         return self
 
     def write(self, frames: np.ndarray) -> None:
         try:
             self.process.stdin.write(memoryview(np.ascontiguousarray(frames, np.uint8)).cast("B"))
         except BrokenPipeError:
-            raise RenderError(f"{self.out}: encoding failed: {_last_line(self.log, self.process.wait())}") from None
+            raise RenderError(
+                f"{self.out}: encoding failed: {_last_line(self.log, self.process.wait())}"
+            ) from None
 
     def __exit__(self, exc_type, *exc_info) -> None:
         try:

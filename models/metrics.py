@@ -1,4 +1,4 @@
-"""The pinned metrics of ARCHITECTURE.md ("Metrics") as functions of arrays, shared by training and evaluation.
+"""The pinned metrics of ARCHITECTURE.md ("Metrics") as functions of arrays, for training and evaluation.
 
 Lips are (frames, 16) in [0, 1] of the crop; faces are (frames, S, S, 3) uint8.
 """
@@ -20,8 +20,9 @@ LOWER_IS_BETTER = {"lstm/val_loss", "lmd_px", "gen_lmd_px", "full_lmd_px"}
 CLOSER_TO_ONE_IS_BETTER = {"seam"}  # a ratio to the source: 1.0 is a border nobody can see
 
 
-def lstm_metrics(predicted: np.ndarray, true: np.ndarray, lips_std: np.ndarray, face_size: int,
-                 lip_indices: list[int]) -> dict:
+def lstm_metrics(
+    predicted: np.ndarray, true: np.ndarray, lips_std: np.ndarray, face_size: int, lip_indices: list[int]
+) -> dict:
     """lstm/val_loss (MSE of the z-scored lips: the mean cancels in the difference), lmd_px, mouth_open_r."""
     val_loss = float(np.mean(((predicted - true) / lips_std) ** 2))
     return {"lstm/val_loss": val_loss, **lip_metrics(predicted, true, face_size, lip_indices)}
@@ -50,8 +51,10 @@ def image_metrics(generated: np.ndarray, real: np.ndarray, batch_size: int = 64)
     ssim = StructuralSimilarityIndexMeasure(data_range=1.0)
     psnr = PeakSignalNoiseRatio(data_range=1.0, dim=(1, 2, 3))
     for lo in range(0, len(real), batch_size):
-        g, r = (torch.from_numpy(np.ascontiguousarray(x[lo:lo + batch_size])).permute(0, 3, 1, 2).float() / 255
-                for x in (generated, real))
+        g, r = (
+            torch.from_numpy(np.ascontiguousarray(x[lo : lo + batch_size])).permute(0, 3, 1, 2).float() / 255
+            for x in (generated, real)
+        )
         ssim.update(g, r)
         psnr.update(g, r)
     return {"gen_ssim": float(ssim.compute()), "gen_psnr": float(psnr.compute())}

@@ -38,7 +38,11 @@ def real_video(audio: Path, shards: Path) -> str | None:
     """The corpus video whose file `audio` is (<shards>/../raw/videos/<video_id>.mp4), else None."""
     videos = (Path(shards).parent / "raw" / "videos").resolve()
     audio = Path(audio)
-    if audio.suffix == ".mp4" and audio.resolve().parent == videos and partition_dir(Path(shards), audio.stem).is_dir():
+    if (
+        audio.suffix == ".mp4"
+        and audio.resolve().parent == videos
+        and partition_dir(Path(shards), audio.stem).is_dir()
+    ):
         return audio.stem
     return None
 
@@ -56,8 +60,16 @@ class Traces:
     (T,) the log-energy feature; both may be memmaps: only a window around the current frame is read.
     `real_lips`: the true lips of the video the speech comes from, NaN where it has no face."""
 
-    def __init__(self, lips: np.ndarray, loudness: np.ndarray, lip_indices: list[int], fps: float,
-                 target: dict, height: int, real_lips: np.ndarray | None = None):
+    def __init__(
+        self,
+        lips: np.ndarray,
+        loudness: np.ndarray,
+        lip_indices: list[int],
+        fps: float,
+        target: dict,
+        height: int,
+        real_lips: np.ndarray | None = None,
+    ):
         self.lips, self.loudness, self.lip_indices = lips, loudness, list(lip_indices)
         self.real_lips, self.height = real_lips, height
         self.half = max(1, round(TRACE_SECONDS * fps))
@@ -66,8 +78,9 @@ class Traces:
         low, high = np.percentile(np.asarray(loudness), [5, 99.5]) if len(loudness) else (0.0, 1.0)
         self.loud_range = (float(low), float(max(high, low + 1e-3)))
 
-    def _points(self, values: np.ndarray, lo: int, index: int, low: float, high: float,
-                width: int) -> np.ndarray | None:
+    def _points(
+        self, values: np.ndarray, lo: int, index: int, low: float, high: float, width: int
+    ) -> np.ndarray | None:
         x = (np.arange(lo, lo + len(values)) - index + self.half) / (2 * self.half) * (width - 1)
         y = (self.height - 4) - np.clip((values - low) / (high - low), 0, 1) * (self.height - 8)
         keep = np.isfinite(y)
@@ -79,8 +92,10 @@ class Traces:
         strip = np.full((self.height, width, 3), 24, np.uint8)
         lo, hi = max(0, index - self.half), min(len(self.lips), index + self.half + 1)
         opening = lips_opening(np.asarray(self.lips[lo:hi]), self.lip_indices)
-        traces = [(np.asarray(self.loudness[lo:hi], np.float64), *self.loud_range, LOUDNESS, lo),
-                  (opening, 0.0, self.open_top, PREDICTED, lo)]
+        traces = [
+            (np.asarray(self.loudness[lo:hi], np.float64), *self.loud_range, LOUDNESS, lo),
+            (opening, 0.0, self.open_top, PREDICTED, lo),
+        ]
         if self.real_lips is not None:
             rlo, rhi = min(lo, len(self.real_lips)), min(hi, len(self.real_lips))
             real = lips_opening(self.real_lips[rlo:rhi], self.lip_indices)
@@ -91,8 +106,16 @@ class Traces:
                 cv2.polylines(strip, [points], False, colour, 1, cv2.LINE_AA, shift=4)
         cv2.line(strip, (width // 2, 0), (width // 2, self.height - 1), (255, 255, 255), 1)
         legend = "mouth opening: asked (red)" + (", real (green)" if self.real_lips is not None else "")
-        cv2.putText(strip, legend + "; loudness (grey)", (6, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
-                    (220, 220, 220), 1, cv2.LINE_AA)
+        cv2.putText(
+            strip,
+            legend + "; loudness (grey)",
+            (6, 14),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.4,
+            (220, 220, 220),
+            1,
+            cv2.LINE_AA,
+        )
         return strip
 
 
@@ -104,8 +127,15 @@ def _label(tile: np.ndarray, text: str) -> np.ndarray:
 class Panel:
     """Composes face-only panel frames (the paper's Fig. 6) from generated faces."""
 
-    def __init__(self, size: int, traces: Traces, lip_indices: list[int], target: dict, shards: str | Path,
-                 real: str | None = None):
+    def __init__(
+        self,
+        size: int,
+        traces: Traces,
+        lip_indices: list[int],
+        target: dict,
+        shards: str | Path,
+        real: str | None = None,
+    ):
         self.size, self.traces, self.lip_indices = size, traces, list(lip_indices)
         self.real_rows = _real_rows(Path(shards), real) if real else None
         self.tiles = 3 if real else 2
@@ -122,8 +152,16 @@ class Panel:
     def _tile(self, image: np.ndarray | None, label: str) -> np.ndarray:
         if image is None:
             tile = np.full((self.size, self.size, 3), 48, np.uint8)
-            cv2.putText(tile, "no face", (self.size // 3, self.size // 2), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
-                        (200, 200, 200), 1, cv2.LINE_AA)
+            cv2.putText(
+                tile,
+                "no face",
+                (self.size // 3, self.size // 2),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                0.4,
+                (200, 200, 200),
+                1,
+                cv2.LINE_AA,
+            )
         elif image.shape[0] != self.size:
             tile = cv2.resize(image, (self.size, self.size), interpolation=cv2.INTER_LANCZOS4)
         else:

@@ -1,6 +1,6 @@
 """Speech -> a talking-head mp4 (ARCHITECTURE.md, Rendering). The DVC stage `render`:
 
-    python -m models.render [--params params.yaml] [--override KEY=VALUE] [--shards data/shards] [--videos ...]
+    python -m models.render [--params params.yaml] [--override KEY=VALUE] [--shards ...] [--videos ...]
 
 writes renders/demo.mp4 (a held-out video's speech on the target's own full frames) and
 renders/demo_panel.mp4 (the target frame beside the composite, with the lip traces).
@@ -27,15 +27,23 @@ import typer
 
 from models.cgan import generate_faces
 from models.composite import composite
-from models.lips import MomentSums, align_lips, bound_lips, lips_moments, pooled_stats, smooth_lips, source_stats
+from models.lips import (
+    MomentSums,
+    align_lips,
+    bound_lips,
+    lips_moments,
+    pooled_stats,
+    smooth_lips,
+    source_stats,
+)
 from models.loading import Models, load_models
 from models.media import Encoder, RenderError
 from models.panel import FramePanel, Panel, Traces, real_video
 from models.speech import frame_count, stream_lips
 from models.target import TargetFrames, read_target_rows, target_video_file
 from tasks.decode import DecodeError, iter_audio, probe
-from tasks.features import feature_layout
 from tasks.entry import DEFAULT_PARAMS, DEFAULT_SHARDS, Overrides, ParamsFile, Shards, run, stage_params
+from tasks.features import feature_layout
 from tasks.params import Params, digest
 from tasks.provenance import draw_label, render_facts, sign_mp4
 from tasks.shards import partition_dir
@@ -58,13 +66,16 @@ def target_stats(models: Models, target: str, rows_lips: np.ndarray | None) -> d
     if target in stats:
         return stats[target]
     if rows_lips is None or (~np.isnan(rows_lips).any(1)).sum() < 2:
-        raise RenderError(f"target {target!r}: not a video the generator knows ({', '.join(sorted(stats))}) "
-                          "and no frames with a face in the frame table")
+        raise RenderError(
+            f"target {target!r}: not a video the generator knows ({', '.join(sorted(stats))}) "
+            "and no frames with a face in the frame table"
+        )
     return lips_moments(rows_lips[~np.isnan(rows_lips).any(1)])
 
 
-def final_lips(lips: np.ndarray, params: Params, target: dict, source: dict | None, prior: dict | None,
-               corpus: dict) -> np.ndarray:
+def final_lips(
+    lips: np.ndarray, params: Params, target: dict, source: dict | None, prior: dict | None, corpus: dict
+) -> np.ndarray:
     """Raw LSTM lips -> what the generator is given: aligned, smoothed, bounded (models/lips.py)."""
     r = params.render
     if r.align != "none":
@@ -76,11 +87,14 @@ def clip_lips(models: Models, params: Params, lips: np.ndarray, target: str | No
     """What render() does to a whole clip's raw lips in memory, before the generator."""
     stats = models.cgan_ckpt["lips_stats"]
     source, prior = source_stats(params.render.align, lips_moments(lips), stats)
-    return final_lips(lips, params, stats[target_of(models, params, target)], source, prior, pooled_stats(stats))
+    return final_lips(
+        lips, params, stats[target_of(models, params, target)], source, prior, pooled_stats(stats)
+    )
 
 
-def _speech_to_disk(models: Models, audio: Path, params: Params, scratch: Path, estimate: int,
-                    report: Progress) -> tuple[np.memmap, dict, float]:
+def _speech_to_disk(
+    models: Models, audio: Path, params: Params, scratch: Path, estimate: int, report: Progress
+) -> tuple[np.memmap, dict, float]:
     """Step 1: (raw lips + loudness (T, LIPS_DIM + 1) on disk, the lips' moments, seconds of audio)."""
     p, r = params.preprocess, params.render
     loudness = feature_layout(p.n_mfcc).index("log_energy")
@@ -90,7 +104,9 @@ def _speech_to_disk(models: Models, audio: Path, params: Params, scratch: Path, 
     try:
         with open(scratch / "raw.f32", "wb") as file:
             for lips, features in stream_lips(models, counted, p.sample_rate, p.fps, p, chunk):
-                file.write(np.hstack([lips, features[:, loudness:loudness + 1]]).astype(np.float32).tobytes())
+                file.write(
+                    np.hstack([lips, features[:, loudness : loudness + 1]]).astype(np.float32).tobytes()
+                )
                 sums = sums or MomentSums(lips.shape[1])
                 sums.add(lips)
                 report("lips", sums.frames, max(estimate, sums.frames))
@@ -114,7 +130,9 @@ class _Counted:
             yield block
 
 
-def _lips_to_disk(raw: np.memmap, clip: dict, params: Params, stats: dict, target: dict, scratch: Path) -> np.memmap:
+def _lips_to_disk(
+    raw: np.memmap, clip: dict, params: Params, stats: dict, target: dict, scratch: Path
+) -> np.memmap:
     """Step 2: raw -> final lips chunk by chunk, each with the smoothing window's margin."""
     r = params.render
     frames, dim = raw.shape[0], raw.shape[1] - 1
@@ -125,7 +143,7 @@ def _lips_to_disk(raw: np.memmap, clip: dict, params: Params, stats: dict, targe
     for start in range(0, frames, chunk):
         lo, hi = max(0, start - half), min(frames, start + chunk + half)
         lips = final_lips(np.asarray(raw[lo:hi, :dim]), params, target, source, prior, corpus)
-        final[start:start + chunk] = lips[start - lo:start - lo + chunk]
+        final[start : start + chunk] = lips[start - lo : start - lo + chunk]
     final.flush()
     return final
 
@@ -134,31 +152,50 @@ def _faces(models: Models, final: np.ndarray, batch: int) -> Iterator[tuple[int,
     """(first frame, faces) batch by batch, one noise vector for every frame."""
     with torch.inference_mode():
         for start in range(0, len(final), batch):
-            yield start, generate_faces(models.generator, models.cgan_ckpt, np.asarray(final[start:start + batch]),
-                                        batch_size=batch)
+            yield (
+                start,
+                generate_faces(
+                    models.generator,
+                    models.cgan_ckpt,
+                    np.asarray(final[start : start + batch]),
+                    batch_size=batch,
+                ),
+            )
 
 
 class _Job:
     """What one render needs besides the lips: the output mode, the target, its rows and footage."""
 
-    def __init__(self, models: Models, params: Params, output: str, target: str, shards: Path, videos: Path,
-                 real: str | None):
+    def __init__(
+        self,
+        models: Models,
+        params: Params,
+        output: str,
+        target: str,
+        shards: Path,
+        videos: Path,
+        real: str | None,
+    ):
         self.output, self.target, self.real = output, target, real
         self.rows = read_target_rows(shards, target) if output in ("full", "panel") else None
         self.stats = target_stats(models, target, self.rows.lips if self.rows else None)
         self.footage = None
         if self.rows is not None:
-            self.footage = TargetFrames(target_video_file(videos, target), params.preprocess.fps, len(self.rows))
+            self.footage = TargetFrames(
+                target_video_file(videos, target), params.preprocess.fps, len(self.rows)
+            )
 
-    def frames(self, models: Models, params: Params, final: np.ndarray, raw: np.memmap,
-               shards: Path) -> tuple[tuple[int, int], int | None, Iterator[tuple[int, np.ndarray]]]:
+    def frames(
+        self, models: Models, params: Params, final: np.ndarray, raw: np.memmap, shards: Path
+    ) -> tuple[tuple[int, int], int | None, Iterator[tuple[int, np.ndarray]]]:
         """((width, height), scale side or None, iterator of (first frame, frames to encode: an array
         or a list of frames)."""
         r, fps = params.render, params.preprocess.fps
         indices = models.cgan_ckpt["lip_indices"]
         faces = _faces(models, final, r.batch_size)
-        traces = Traces(final, raw[:, -1], indices, fps, self.stats, r.size // 4 * 2,
-                        _real_lips(shards, self.real))
+        traces = Traces(
+            final, raw[:, -1], indices, fps, self.stats, r.size // 4 * 2, _real_lips(shards, self.real)
+        )
         if self.output == "face":
             size = models.cgan_ckpt["face_size"]
             return (size, size), (r.size if r.size != size else None), faces
@@ -177,7 +214,9 @@ class _Job:
             out = []
             for k, face in enumerate(batch):
                 index, frame = next(footage)
-                mixed, _ = composite(frame, face, rows.crop[index], rows.landmarks[index], rows.face_found[index])
+                mixed, _ = composite(
+                    frame, face, rows.crop[index], rows.landmarks[index], rows.face_found[index]
+                )
                 out.append(view.compose(start + k, frame, mixed) if view else mixed)
             yield start, out
 
@@ -188,10 +227,21 @@ def _real_lips(shards: Path, real: str | None) -> np.ndarray | None:
     return read_target_rows(shards, real).lips
 
 
-def render(audio: str | Path, out: str | Path, models: Models, params: Params, target: str | None = None, *,
-           output: str | None = None, progress: Progress | None = None, shards: str | Path = "data/shards",
-           videos: str | Path = "data/raw/videos", real: str | None = None,
-           lips_out: str | Path | None = None, provenance: dict | None = None) -> dict:
+def render(
+    audio: str | Path,
+    out: str | Path,
+    models: Models,
+    params: Params,
+    target: str | None = None,
+    *,
+    output: str | None = None,
+    progress: Progress | None = None,
+    shards: str | Path = "data/shards",
+    videos: str | Path = "data/raw/videos",
+    real: str | None = None,
+    lips_out: str | Path | None = None,
+    provenance: dict | None = None,
+) -> dict:
     """Render `audio` (any file ffmpeg reads with an audio stream) as `out`, an H.264 + AAC mp4 at
     preprocess.fps with the original audio, T = ceil(seconds * fps) frames (at most one frame longer
     than the audio).
@@ -222,8 +272,14 @@ def render(audio: str | Path, out: str | Path, models: Models, params: Params, t
     if output == "face_panel" and real and not partition_dir(shards, real).is_dir():
         raise RenderError(f"real frames {real!r}: no such video in {shards}")
     job = _Job(models, params, output, target, shards, videos, real)
-    facts = render_facts(speech=audio, target_video=target, params_digest=digest(params), lstm=models.lstm_path,
-                         cgan=models.cgan_path, **(provenance or {}))
+    facts = render_facts(
+        speech=audio,
+        target_video=target,
+        params_digest=digest(params),
+        lstm=models.lstm_path,
+        cgan=models.cgan_path,
+        **(provenance or {}),
+    )
     signed = {}
 
     def sign(temp: Path, final: Path) -> None:
@@ -244,9 +300,16 @@ def render(audio: str | Path, out: str | Path, models: Models, params: Params, t
                 for frame in batch:  # one at a time: no copy of a batch of full frames
                     encoder.write(draw_label(frame, label) if label else frame)
                 report("frames", start + len(batch), len(final))
-    return {"frames": len(final), "audio_seconds": seconds, "video_seconds": len(final) / p.fps,
-            "wall_seconds": time.perf_counter() - started, "target": target, "output": output, "out": str(out),
-            "manifest": signed}
+    return {
+        "frames": len(final),
+        "audio_seconds": seconds,
+        "video_seconds": len(final) / p.fps,
+        "wall_seconds": time.perf_counter() - started,
+        "target": target,
+        "output": output,
+        "out": str(out),
+        "manifest": signed,
+    }
 
 
 def _check_speech(audio: Path, models: Models, params: Params):
@@ -257,8 +320,10 @@ def _check_speech(audio: Path, models: Models, params: Params):
     if not info.has_audio:
         raise RenderError(f"{audio}: has no audio stream")
     if abs(models.lstm_ckpt["fps"] - params.preprocess.fps) > 1e-6:
-        raise RenderError(f"the LSTM was trained at {models.lstm_ckpt['fps']} fps; "
-                          f"preprocess.fps is {params.preprocess.fps}")
+        raise RenderError(
+            f"the LSTM was trained at {models.lstm_ckpt['fps']} fps; "
+            f"preprocess.fps is {params.preprocess.fps}"
+        )
     return info
 
 
@@ -266,10 +331,15 @@ Videos = Annotated[Path, typer.Option(help="the source videos, <video_id>.mp4: s
 Weights = Annotated[Path, typer.Option(help="trained weights")]
 
 
-def render_stage(params_file: ParamsFile = DEFAULT_PARAMS, override: Overrides = None,
-                 shards: Shards = DEFAULT_SHARDS, videos: Videos = Path("data/raw/videos"),
-                 lstm: Weights = Path("artifacts/lstm.pt"), cgan: Weights = Path("artifacts/cgan.pt"),
-                 out_dir: Annotated[Path, typer.Option(help="where the renders go")] = Path("renders")) -> None:
+def render_stage(
+    params_file: ParamsFile = DEFAULT_PARAMS,
+    override: Overrides = None,
+    shards: Shards = DEFAULT_SHARDS,
+    videos: Videos = Path("data/raw/videos"),
+    lstm: Weights = Path("artifacts/lstm.pt"),
+    cgan: Weights = Path("artifacts/cgan.pt"),
+    out_dir: Annotated[Path, typer.Option(help="where the renders go")] = Path("renders"),
+) -> None:
     """Render a held-out video's speech onto the target's own footage (renders/demo.mp4) and the panel
     beside it (renders/demo_panel.mp4): the DVC stage render."""
     params = stage_params(params_file, override)
@@ -282,10 +352,21 @@ def render_stage(params_file: ParamsFile = DEFAULT_PARAMS, override: Overrides =
     video_id = val_videos[0]
     models = load_models(lstm, cgan, params.device)
     for name, output in (("demo.mp4", "full"), ("demo_panel.mp4", "panel")):
-        result = render(videos / f"{video_id}.mp4", out_dir / name, models, params, output=output, real=video_id,
-                        shards=shards, videos=videos)
-        print(f"render: {result['out']}: {video_id}'s speech on {result['target']} ({output}), "
-              f"{result['frames']} frames ({result['audio_seconds']:.2f} s of audio) in {result['wall_seconds']:.1f} s")
+        result = render(
+            videos / f"{video_id}.mp4",
+            out_dir / name,
+            models,
+            params,
+            output=output,
+            real=video_id,
+            shards=shards,
+            videos=videos,
+        )
+        print(
+            f"render: {result['out']}: {video_id}'s speech on {result['target']} ({output}), "
+            f"{result['frames']} frames ({result['audio_seconds']:.2f} s of audio) "
+            f"in {result['wall_seconds']:.1f} s"
+        )
 
 
 def main(argv: list[str] | None = None) -> None:

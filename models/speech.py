@@ -17,12 +17,13 @@ from tasks.params import PreprocessParams
 
 
 def frame_count(samples: int, sample_rate: int, fps: float) -> int:
-    """Frames at times i / fps that cover `samples`: ceil(seconds * fps), immune to 8.0 * 30 = 240.00000000000003."""
+    """Frames at times i / fps that cover `samples`: ceil(seconds * fps), immune to 8.0 * 30 = 240.00..03."""
     return math.ceil(samples * fps / sample_rate - 1e-9)
 
 
-def speech_lips(models: Models, samples: np.ndarray, sample_rate: int, fps: float,
-                params: PreprocessParams) -> np.ndarray:
+def speech_lips(
+    models: Models, samples: np.ndarray, sample_rate: int, fps: float, params: PreprocessParams
+) -> np.ndarray:
     """(T, LIPS_DIM) raw LSTM lips in [0, 1] for the whole of `samples` (mono float32), frames at times
     i / fps, T = ceil(len(samples) / sample_rate * fps). Holds the whole clip: `stream_lips` is the
     same in constant memory."""
@@ -55,11 +56,17 @@ class _Buffer:
 
     def drop_before(self, keep: int) -> None:
         if keep > self.offset:
-            self.samples, self.offset = self.samples[keep - self.offset:], keep
+            self.samples, self.offset = self.samples[keep - self.offset :], keep
 
 
-def stream_lips(models: Models, blocks: Iterable[np.ndarray], sample_rate: int, fps: float,
-                params: PreprocessParams, chunk_frames: int = 300) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def stream_lips(
+    models: Models,
+    blocks: Iterable[np.ndarray],
+    sample_rate: int,
+    fps: float,
+    params: PreprocessParams,
+    chunk_frames: int = 300,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """`speech_lips` over audio arriving in blocks of any size: yields (lips (n, LIPS_DIM), features
     (n, feature_dim)) for consecutive frames, `chunk_frames` at a time, equal to the whole-file result.
 
@@ -84,6 +91,6 @@ def stream_lips(models: Models, blocks: Iterable[np.ndarray], sample_rate: int, 
         times = np.arange(first, last) / fps - buffer.offset / sample_rate
         features = audio_features(buffer.samples, sample_rate, times, params)
         lips = predict_lips(models.lstm, models.lstm_ckpt, features)
-        yield lips[done - first:end - first], features[done - first:end - first]
+        yield lips[done - first : end - first], features[done - first : end - first]
         done = end
         buffer.drop_before(max(0, math.floor((done - margin) / fps * sample_rate) - pad))

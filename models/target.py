@@ -41,15 +41,21 @@ class TargetRows:
 def read_target_rows(shards: str | Path, video_id: str) -> TargetRows:
     """The rows of `video_id` needed for compositing; RenderError when it has none or no face at all."""
     if not part_files(Path(shards), video_id):
-        raise RenderError(f"target {video_id!r}: no frames in {partition_dir(Path(shards), video_id)} "
-                          "(preprocess it first: ingest the video, then `dvc repro preprocess`)")
+        raise RenderError(
+            f"target {video_id!r}: no frames in {partition_dir(Path(shards), video_id)} "
+            "(preprocess it first: ingest the video, then `dvc repro preprocess`)"
+        )
     table = read_frames(Path(shards), video_id, ["face_found", "landmarks", "lips", "crop"])
     found = table.column("face_found").to_numpy(zero_copy_only=False).astype(bool)
     if not found.any():
         raise RenderError(f"target {video_id!r}: no frame with a face to composite onto")
-    return TargetRows(video_id, list_column_as_array(table, "crop").reshape(-1, 2, 3),
-                      list_column_as_array(table, "landmarks").reshape(len(found), -1, 2),
-                      list_column_as_array(table, "lips"), found)
+    return TargetRows(
+        video_id,
+        list_column_as_array(table, "crop").reshape(-1, 2, 3),
+        list_column_as_array(table, "landmarks").reshape(len(found), -1, 2),
+        list_column_as_array(table, "lips"),
+        found,
+    )
 
 
 def pingpong(index: np.ndarray | int, frames: int) -> np.ndarray | int:
@@ -58,8 +64,11 @@ def pingpong(index: np.ndarray | int, frames: int) -> np.ndarray | int:
         return np.zeros_like(index) if isinstance(index, np.ndarray) else 0
     period = 2 * frames - 2
     phase = np.mod(index, period)
-    return np.where(phase < frames, phase, period - phase) if isinstance(index, np.ndarray) else (
-        phase if phase < frames else period - phase)
+    return (
+        np.where(phase < frames, phase, period - phase)
+        if isinstance(index, np.ndarray)
+        else (phase if phase < frames else period - phase)
+    )
 
 
 def target_video_file(videos: str | Path, video_id: str) -> Path:

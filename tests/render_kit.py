@@ -33,8 +33,13 @@ ROOT = Path(__file__).resolve().parents[1]
 SR = 16000
 
 
-def voice(seconds: float, sample_rate: int = SR, seed: int = 0, envelope: np.ndarray | None = None,
-          fps: float = 30.0) -> np.ndarray:
+def voice(
+    seconds: float,
+    sample_rate: int = SR,
+    seed: int = 0,
+    envelope: np.ndarray | None = None,
+    fps: float = 30.0,
+) -> np.ndarray:
     """A buzzy vowel-like voice whose loudness follows `envelope` (per frame at fps) or random syllables."""
     rng = np.random.default_rng(seed)
     t = np.arange(round(seconds * sample_rate)) / sample_rate
@@ -54,8 +59,12 @@ def ffmpeg(*args: str) -> None:
 
 
 def probe(path: Path) -> dict:
-    out = subprocess.run(["ffprobe", "-v", "error", "-show_format", "-show_streams", "-of", "json", str(path)],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_format", "-show_streams", "-of", "json", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return json.loads(out)
 
 
@@ -69,7 +78,9 @@ def _speech_audio(shards: Path, videos: int, params) -> None:
             envelope = np.clip(opening / max(opening.max(), 1e-6), 0, 1) ** 1.5
             samples = voice(len(lips) / params.fps, envelope=envelope, seed=index)
             features = audio_features(samples, SR, table.column("time").to_numpy(), params)
-            column = pa.FixedSizeListArray.from_arrays(pa.array(features.reshape(-1), pa.float32()), features.shape[1])
+            column = pa.FixedSizeListArray.from_arrays(
+                pa.array(features.reshape(-1), pa.float32()), features.shape[1]
+            )
             table = table.set_column(table.schema.get_field_index("audio"), "audio", column)
             pq.write_table(table, path)
 
@@ -97,16 +108,55 @@ def kit(tmp_path_factory):
         lstm_path, cgan_path = root / "lstm.pt", root / "cgan.pt"
 
         def argv(name: str, out: Path, *extra: str) -> list[str]:
-            args = ["--params", str(params_file), "--shards", str(shards), "--out", str(out),
-                    "--checkpoints", str(root / "checkpoints" / name), "--live", str(root / "dvclive" / name)]
+            args = [
+                "--params",
+                str(params_file),
+                "--shards",
+                str(shards),
+                "--out",
+                str(out),
+                "--checkpoints",
+                str(root / "checkpoints" / name),
+                "--live",
+                str(root / "dvclive" / name),
+            ]
             for override in ("device=cpu", *extra):
                 args += ["--override", override]
             return args
 
-        train_lstm.main(argv("lstm", lstm_path, "lstm.epochs=12", "lstm.hidden=16", "lstm.fc_hidden=16",
-                             "lstm.context=2", "lstm.batch_size=32", "lstm.lr=0.003"))
-        train_cgan.main(argv("cgan", cgan_path, "cgan.epochs=1", "cgan.finetune_epochs=0", "cgan.ngf=4",
-                             "cgan.ndf=4", "cgan.batch_size=16", "cgan.val_frames=8"))
+        train_lstm.main(
+            argv(
+                "lstm",
+                lstm_path,
+                "lstm.epochs=12",
+                "lstm.hidden=16",
+                "lstm.fc_hidden=16",
+                "lstm.context=2",
+                "lstm.batch_size=32",
+                "lstm.lr=0.003",
+            )
+        )
+        train_cgan.main(
+            argv(
+                "cgan",
+                cgan_path,
+                "cgan.epochs=1",
+                "cgan.finetune_epochs=0",
+                "cgan.ngf=4",
+                "cgan.ndf=4",
+                "cgan.batch_size=16",
+                "cgan.val_frames=8",
+            )
+        )
     models = load_models(lstm_path, cgan_path, "cpu")
-    return SimpleNamespace(models=models, params=params, params_file=params_file, overrides=overrides,
-                           shards=shards, videos=videos, root=root, lstm_path=lstm_path, cgan_path=cgan_path)
+    return SimpleNamespace(
+        models=models,
+        params=params,
+        params_file=params_file,
+        overrides=overrides,
+        shards=shards,
+        videos=videos,
+        root=root,
+        lstm_path=lstm_path,
+        cgan_path=cgan_path,
+    )

@@ -45,18 +45,39 @@ def footage(tmp_path_factory):
         assert process_video(path, shards, params.preprocess)["status"] == "ok"
 
     def argv(name: str, *extra: str) -> list[str]:
-        args = ["--params", str(params_file), "--shards", str(shards), "--out", str(root / f"{name}.pt"),
-                "--checkpoints", str(root / "checkpoints" / name), "--live", str(root / "dvclive" / name)]
+        args = [
+            "--params",
+            str(params_file),
+            "--shards",
+            str(shards),
+            "--out",
+            str(root / f"{name}.pt"),
+            "--checkpoints",
+            str(root / "checkpoints" / name),
+            "--live",
+            str(root / "dvclive" / name),
+        ]
         for override in ("device=cpu", *extra):
             args += ["--override", override]
         return args
 
     train_lstm.main(argv("lstm", "lstm.epochs=2", "lstm.hidden=16", "lstm.fc_hidden=16", "lstm.context=2"))
-    train_cgan.main(argv("cgan", "cgan.epochs=1", "cgan.finetune_epochs=0", "cgan.ngf=4", "cgan.ndf=4",
-                         "cgan.val_frames=8"))
+    train_cgan.main(
+        argv(
+            "cgan", "cgan.epochs=1", "cgan.finetune_epochs=0", "cgan.ngf=4", "cgan.ndf=4", "cgan.val_frames=8"
+        )
+    )
     models = load_models(root / "lstm.pt", root / "cgan.pt", "cpu")
-    return SimpleNamespace(root=root, params_file=params_file, params=params, overrides=overrides, videos=videos,
-                           shards=shards, models=models, target=models.cgan_ckpt["target_video"])
+    return SimpleNamespace(
+        root=root,
+        params_file=params_file,
+        params=params,
+        overrides=overrides,
+        videos=videos,
+        shards=shards,
+        models=models,
+        target=models.cgan_ckpt["target_video"],
+    )
 
 
 def speech(path: Path, seconds: float, seed: int = 0) -> Path:
@@ -73,8 +94,12 @@ def video_info(path: Path) -> tuple[int, int, float, str, str]:
 
 
 def _codecs(path: Path) -> tuple[str, str]:
-    out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=codec_name", "-of", "csv=p=0",
-                          str(path)], capture_output=True, text=True, check=True).stdout.split()
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", "stream=codec_name", "-of", "csv=p=0", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     return out[0], out[1]
 
 
@@ -82,7 +107,9 @@ def outside_masks(rows, index: int, shape: tuple[int, ...]) -> np.ndarray:
     """Pixels of target frame `index` that compositing leaves alone."""
     if not rows.face_found[index]:
         return np.ones(shape[:2], bool)
-    alpha = warp_back(lower_face_mask(rows.landmarks[index], 128), rows.crop[index], (0, 0, shape[1], shape[0]), 1)
+    alpha = warp_back(
+        lower_face_mask(rows.landmarks[index], 128), rows.crop[index], (0, 0, shape[1], shape[0]), 1
+    )
     return alpha <= 1e-3
 
 
@@ -93,8 +120,14 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 def test_full_frame_render_is_the_target_outside_the_mouth(footage, tmp_path):
     source = next(p for p in sorted(footage.videos.glob("*.mp4")) if p.stem != footage.target)
-    result = render(source, tmp_path / "talk.mp4", footage.models, footage.params, shards=footage.shards,
-                    videos=footage.videos)
+    result = render(
+        source,
+        tmp_path / "talk.mp4",
+        footage.models,
+        footage.params,
+        shards=footage.shards,
+        videos=footage.videos,
+    )
     assert result["output"] == "full" and result["target"] == footage.target
     width, height, duration, video_codec, audio_codec = video_info(tmp_path / "talk.mp4")
     assert (width, height, video_codec, audio_codec) == (512, 512, "h264", "aac")
@@ -113,10 +146,18 @@ def test_full_frame_render_is_the_target_outside_the_mouth(footage, tmp_path):
 
 
 def test_speech_longer_than_the_target_plays_it_forward_and_back(footage, tmp_path):
-    result = render(speech(tmp_path / "long.wav", 5.0), tmp_path / "long.mp4", footage.models, footage.params,
-                    shards=footage.shards, videos=footage.videos)
+    result = render(
+        speech(tmp_path / "long.wav", 5.0),
+        tmp_path / "long.mp4",
+        footage.models,
+        footage.params,
+        shards=footage.shards,
+        videos=footage.videos,
+    )
     frames = round(5.0 * FPS)
-    assert result["frames"] == frames and video_info(tmp_path / "long.mp4")[2] == pytest.approx(5.0, abs=1.5 / FPS)
+    assert result["frames"] == frames and video_info(tmp_path / "long.mp4")[2] == pytest.approx(
+        5.0, abs=1.5 / FPS
+    )
     target = list(iter_frames(footage.videos / f"{footage.target}.mp4", FPS))
     upper = slice(0, 200)  # forehead and hair: never composited, so they tell which target frame is shown
     expected = [pingpong(i, len(target)) for i in range(frames)]
@@ -143,10 +184,24 @@ def test_target_frames_come_in_pingpong_order_across_segments(footage, monkeypat
 
 
 def test_dvc_stage_renders_the_full_frame_and_the_panel(footage, tmp_path, capsys):
-    render_module.main(["--params", str(footage.params_file), "--shards", str(footage.shards),
-                        "--videos", str(footage.videos), "--lstm", str(footage.root / "lstm.pt"),
-                        "--cgan", str(footage.root / "cgan.pt"), "--out-dir", str(tmp_path),
-                        "--override", "device=cpu"])
+    render_module.main(
+        [
+            "--params",
+            str(footage.params_file),
+            "--shards",
+            str(footage.shards),
+            "--videos",
+            str(footage.videos),
+            "--lstm",
+            str(footage.root / "lstm.pt"),
+            "--cgan",
+            str(footage.root / "cgan.pt"),
+            "--out-dir",
+            str(tmp_path),
+            "--override",
+            "device=cpu",
+        ]
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["demo.mp4", "demo_panel.mp4"]
     assert capsys.readouterr().out.count("render: ") == 2
     assert video_info(tmp_path / "demo.mp4")[:2] == (512, 512)
@@ -155,19 +210,51 @@ def test_dvc_stage_renders_the_full_frame_and_the_panel(footage, tmp_path, capsy
 
 def test_unknown_target_is_a_render_error_naming_it(footage, tmp_path):
     with pytest.raises(RenderError, match="nobody"):
-        render(speech(tmp_path / "s.wav", 0.5), tmp_path / "x.mp4", footage.models, footage.params, "nobody",
-               shards=footage.shards, videos=footage.videos)
+        render(
+            speech(tmp_path / "s.wav", 0.5),
+            tmp_path / "x.mp4",
+            footage.models,
+            footage.params,
+            "nobody",
+            shards=footage.shards,
+            videos=footage.videos,
+        )
     assert not (tmp_path / "x.mp4").exists()
 
 
 def test_cli_renders_full_frame_onto_a_chosen_target(footage, tmp_path):
     other = next(p.stem for p in sorted(footage.videos.glob("*.mp4")) if p.stem != footage.target)
     done = subprocess.run(
-        [sys.executable, "-m", "flows.cli", "render", "--audio", str(speech(tmp_path / "s.wav", 1.0)),
-         "--out", str(tmp_path / "talk.mp4"), "--target", other, "--params", str(footage.params_file),
-         "--override", "device=cpu", "--lstm", str(footage.root / "lstm.pt"), "--cgan", str(footage.root / "cgan.pt"),
-         "--shards", str(footage.shards), "--videos", str(footage.videos)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+        [
+            sys.executable,
+            "-m",
+            "flows.cli",
+            "render",
+            "--audio",
+            str(speech(tmp_path / "s.wav", 1.0)),
+            "--out",
+            str(tmp_path / "talk.mp4"),
+            "--target",
+            other,
+            "--params",
+            str(footage.params_file),
+            "--override",
+            "device=cpu",
+            "--lstm",
+            str(footage.root / "lstm.pt"),
+            "--cgan",
+            str(footage.root / "cgan.pt"),
+            "--shards",
+            str(footage.shards),
+            "--videos",
+            str(footage.videos),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     assert f"on {other} (full)" in done.stdout
     assert video_info(tmp_path / "talk.mp4")[:2] == (512, 512)
@@ -189,15 +276,26 @@ def test_real_speech_composited_onto_a_real_face(real_clip, real_speech, tmp_pat
     clip.write_bytes(real_clip.read_bytes())
     assert process_video(clip, shards, params.preprocess)["status"] == "ok"
     common = ["--params", str(params_file), "--shards", str(shards), "--override", "device=cpu"]
-    for name, extra in (("lstm", ["lstm.epochs=5", "lstm.hidden=32", "lstm.fc_hidden=32"]),
-                        ("cgan", ["cgan.epochs=6", "cgan.finetune_epochs=2", "cgan.target_video=real_target"])):
-        argv = [*common, "--out", str(tmp_path / f"{name}.pt"), "--checkpoints", str(tmp_path / "ck" / name),
-                "--live", str(tmp_path / "live" / name)]
+    for name, extra in (
+        ("lstm", ["lstm.epochs=5", "lstm.hidden=32", "lstm.fc_hidden=32"]),
+        ("cgan", ["cgan.epochs=6", "cgan.finetune_epochs=2", "cgan.target_video=real_target"]),
+    ):
+        argv = [
+            *common,
+            "--out",
+            str(tmp_path / f"{name}.pt"),
+            "--checkpoints",
+            str(tmp_path / "ck" / name),
+            "--live",
+            str(tmp_path / "live" / name),
+        ]
         for override in extra:
             argv += ["--override", override]
         (train_lstm if name == "lstm" else train_cgan).main(argv)
     models = load_models(tmp_path / "lstm.pt", tmp_path / "cgan.pt", "cpu")
-    result = render(real_speech, tmp_path / "talk.mp4", models, params, "real_target", shards=shards, videos=videos)
+    result = render(
+        real_speech, tmp_path / "talk.mp4", models, params, "real_target", shards=shards, videos=videos
+    )
     assert video_info(tmp_path / "talk.mp4")[:2] == (512, 512)
     rows = read_target_rows(shards, "real_target")
     target = list(iter_frames(clip, FPS))

@@ -22,7 +22,9 @@ from tasks.landmarks import lips_opening
 from tasks.params import load_params
 
 
-def check_video(path: Path, audio_seconds: float, size: tuple[int, int] = (128, 128), fps: float = 30.0) -> dict:
+def check_video(
+    path: Path, audio_seconds: float, size: tuple[int, int] = (128, 128), fps: float = 30.0
+) -> dict:
     """H.264 yuv420p at fps and AAC, the video as long as the audio to one frame."""
     info = probe(path)
     video = next(s for s in info["streams"] if s["codec_type"] == "video")
@@ -81,9 +83,16 @@ def test_render_lips_do_not_depend_on_the_chunk_size(kit, tmp_path):
     soundfile.write(tmp_path / "speech.wav", voice(3.4, seed=5), SR)
     lips = {}
     for seconds in (1.0, 10.0):
-        params = load_params(kit.params_file, {**kit.overrides, "render.chunk_seconds": seconds,
-                                               "render.smooth_window": 5})
-        render(tmp_path / "speech.wav", tmp_path / "talk.mp4", kit.models, params, lips_out=tmp_path / f"{seconds}.npy")
+        params = load_params(
+            kit.params_file, {**kit.overrides, "render.chunk_seconds": seconds, "render.smooth_window": 5}
+        )
+        render(
+            tmp_path / "speech.wav",
+            tmp_path / "talk.mp4",
+            kit.models,
+            params,
+            lips_out=tmp_path / f"{seconds}.npy",
+        )
         lips[seconds] = np.load(tmp_path / f"{seconds}.npy")
     assert lips[1.0].shape == (102, 16)
     np.testing.assert_allclose(lips[1.0], lips[10.0], atol=1e-5)
@@ -139,8 +148,15 @@ def test_pooled_stats_and_smoothing():
 
 @pytest.mark.parametrize("kind", ["empty", "text", "video_only", "missing"])
 def test_bad_input_is_a_render_error_and_leaves_no_file(kit, tmp_path, kind):
-    source = tmp_path / {"empty": "empty.wav", "text": "notes.txt", "video_only": "silent_film.mp4",
-                         "missing": "nowhere.wav"}[kind]
+    source = (
+        tmp_path
+        / {
+            "empty": "empty.wav",
+            "text": "notes.txt",
+            "video_only": "silent_film.mp4",
+            "missing": "nowhere.wav",
+        }[kind]
+    )
     if kind == "empty":
         source.write_bytes(b"")
     elif kind == "text":
@@ -181,7 +197,13 @@ def test_a_tenth_of_a_second_gives_three_frames(kit, tmp_path):
 
 def test_silence_gives_a_still_closed_mouth(kit, tmp_path):
     soundfile.write(tmp_path / "silence.wav", np.zeros(2 * SR, np.float32), SR)
-    render(tmp_path / "silence.wav", tmp_path / "silence.mp4", kit.models, kit.params, lips_out=tmp_path / "lips.npy")
+    render(
+        tmp_path / "silence.wav",
+        tmp_path / "silence.mp4",
+        kit.models,
+        kit.params,
+        lips_out=tmp_path / "lips.npy",
+    )
     check_video(tmp_path / "silence.mp4", 2.0)
     lips = np.load(tmp_path / "lips.npy")
     assert np.isfinite(lips).all() and np.ptp(lips, axis=0).max() < 1e-6
@@ -195,23 +217,53 @@ def test_panel_shows_the_real_frames_of_a_corpus_video(kit, tmp_path):
     render(source, tmp_path / "panel.mp4", kit.models, kit.params, output="face_panel", shards=kit.shards)
     check_video(tmp_path / "panel.mp4", seconds_of(source), size=(3 * 128, 128 + 64))
     soundfile.write(tmp_path / "speech.wav", voice(1.0), SR)
-    render(tmp_path / "speech.wav", tmp_path / "alone.mp4", kit.models, kit.params, output="face_panel",
-           shards=kit.shards)
+    render(
+        tmp_path / "speech.wav",
+        tmp_path / "alone.mp4",
+        kit.models,
+        kit.params,
+        output="face_panel",
+        shards=kit.shards,
+    )
     check_video(tmp_path / "alone.mp4", 1.0, size=(2 * 128, 128 + 64))
-    render(tmp_path / "speech.wav", tmp_path / "named.mp4", kit.models, kit.params, output="face_panel",
-           shards=kit.shards, real="synthetic_0")
+    render(
+        tmp_path / "speech.wav",
+        tmp_path / "named.mp4",
+        kit.models,
+        kit.params,
+        output="face_panel",
+        shards=kit.shards,
+        real="synthetic_0",
+    )
     check_video(tmp_path / "named.mp4", 1.0, size=(3 * 128, 128 + 64))
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "flows.cli", "render", *args], check=False, cwd=ROOT, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "flows.cli", "render", *args],
+        check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_cli_renders_and_reports_bad_input_in_one_line(kit, tmp_path):
     soundfile.write(tmp_path / "speech.wav", voice(1.5), SR)
-    common = ["--face-only", "--params", str(kit.params_file), "--override", "device=cpu", "--override", "render.size=128",
-              "--lstm", str(kit.lstm_path), "--cgan", str(kit.cgan_path)]
+    common = [
+        "--face-only",
+        "--params",
+        str(kit.params_file),
+        "--override",
+        "device=cpu",
+        "--override",
+        "render.size=128",
+        "--lstm",
+        str(kit.lstm_path),
+        "--cgan",
+        str(kit.cgan_path),
+    ]
     done = cli("--audio", str(tmp_path / "speech.wav"), "--out", str(tmp_path / "talk.mp4"), *common)
     assert done.returncode == 0, done.stderr
     check_video(tmp_path / "talk.mp4", 1.5)
@@ -225,7 +277,9 @@ def test_cli_renders_and_reports_bad_input_in_one_line(kit, tmp_path):
 
 @pytest.mark.real_media
 def test_real_speech_from_another_speaker_moves_the_mouth_with_loudness(kit, tmp_path, real_speech):
-    result = render(real_speech, tmp_path / "talk.mp4", kit.models, kit.params, lips_out=tmp_path / "lips.npy")
+    result = render(
+        real_speech, tmp_path / "talk.mp4", kit.models, kit.params, lips_out=tmp_path / "lips.npy"
+    )
     check_video(tmp_path / "talk.mp4", seconds_of(real_speech))
     lips = np.load(tmp_path / "lips.npy")
     opening = lips_opening(lips, kit.models.cgan_ckpt["lip_indices"])
@@ -234,5 +288,7 @@ def test_real_speech_from_another_speaker_moves_the_mouth_with_loudness(kit, tmp
     window = round(0.04 * SR)
     centres = (np.arange(len(opening)) / 30 * SR).astype(int)
     padded = np.pad(samples, window)
-    loudness = np.array([np.sqrt(np.mean(padded[c + window // 2:c + window + window // 2] ** 2)) for c in centres])
+    loudness = np.array(
+        [np.sqrt(np.mean(padded[c + window // 2 : c + window + window // 2] ** 2)) for c in centres]
+    )
     assert np.corrcoef(opening, loudness)[0, 1] > 0.2
