@@ -9,9 +9,9 @@ import math
 import numpy as np
 import pytest
 import soundfile
+from helpers import synthetic_shards
 
 from models import evaluate, render, train_cgan, train_lstm
-from helpers import synthetic_shards
 from models.data import load_corpus, split_corpus
 from models.metrics import (
     beats_baselines,
