@@ -1,5 +1,6 @@
 """The per-video unit (tasks/video.py) and the preprocess flow, on real files made by ffmpeg."""
 
+import logging
 import os
 import shutil
 import signal
@@ -229,9 +230,36 @@ def test_find_videos_reads_the_manifest(tmp_path):
     assert [p.stem for p in find_videos(tmp_path, ["c"])] == ["c"]
 
 
+class LogLines(logging.Handler):
+    """Every record as a handler prints it: the message, and the traceback when it carries one."""
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+        self._records: dict[int, logging.LogRecord] = {}  # held, so that their ids stay unique
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if id(record) not in self._records:  # once, whether it came through `prefect` or the root
+            self._records[id(record)] = record
+            self.lines.append(self.format(record))
+
+
 def test_flow_writes_good_videos_and_reports_bad_ones(prefect_server, raw_dir, tmp_path):
     shards_dir = tmp_path / "shards"
-    rows = run_flow(raw_dir, shards_dir)
+    log = LogLines()
+    loggers = [logging.getLogger("prefect"), logging.getLogger()]
+    for logger in loggers:
+        logger.addHandler(log)
+    try:
+        rows = run_flow(raw_dir, shards_dir)
+    finally:
+        for logger in loggers:
+            logger.removeHandler(log)
+    # Known failures (missing stream, truncated, not media) are one line each; no traceback.
+    assert "Traceback" not in "\n".join(log.lines)
+    failed = [line for line in log.lines if " failed: " in line]
+    assert len(failed) == 4 and all("\n" not in line for line in failed)
+    assert any(line.startswith("tone: a face in 0% of frames") for line in log.lines)
     status = {row["video_id"]: row["status"] for row in rows}
     assert status == {"tone": "ok", "silent": "failed", "truncated": "failed", "audio_only": "failed",
                       "notes": "failed"}
