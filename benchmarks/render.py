@@ -35,7 +35,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from models import render as render_module
+from models import layouts
 from models.cgan import load_generator
 from models.composite import lower_face_polygon, warp_back
 from models.render import load_models, render
@@ -149,13 +149,13 @@ def main() -> None:
         full = {"full": {}, "720p": {"shards": shards_720p, "videos": videos_720p, "target": target_720p}}
         for name, where in full.items():
             runs[f"full_{name}"] = best(args.repeats, output="full", **where)
-        composite = render_module.composite
-        render_module.composite = seamless_clone
+        composite = layouts.composite
+        layouts.composite = seamless_clone
         try:
             for name, where in full.items():
                 runs[f"seamless_{name}"] = best(1, output="full", **where)
         finally:
-            render_module.composite = composite
+            layouts.composite = composite
 
     def factor(key: str) -> float:
         return round(runs[key]["audio_seconds"] / runs[key]["wall_seconds"], 2)

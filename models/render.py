@@ -17,16 +17,14 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import numpy as np
-import torch
 import typer
 
-from models.cgan import generate_faces
-from models.composite import composite
+from models.layouts import OUTPUTS, Layout, target_of
 from models.lips import (
     MomentSums,
     align_lips,
@@ -38,9 +36,8 @@ from models.lips import (
 )
 from models.loading import Models, load_models
 from models.media import Encoder, RenderError
-from models.panel import FramePanel, Panel, Traces, real_video
+from models.panel import real_video
 from models.speech import frame_count, stream_lips
-from models.target import TargetFrames, read_target_rows, target_video_file
 from tasks.decode import DecodeError, iter_audio, probe
 from tasks.entry import DEFAULT_PARAMS, DEFAULT_SHARDS, Overrides, ParamsFile, Shards, run, stage_params
 from tasks.features import feature_layout
@@ -49,28 +46,8 @@ from tasks.provenance import draw_label, render_facts, sign_mp4
 from tasks.shards import partition_dir
 
 Progress = Callable[[str, int, int], None]
-OUTPUTS = ("full", "panel", "face", "face_panel")
 
 __all__ = ["OUTPUTS", "Models", "RenderError", "clip_lips", "load_models", "render", "target_of"]
-
-
-def target_of(models: Models, params: Params, target: str | None = None) -> str:
-    """The video whose face speaks: `target`, else render.target_video, else the generator's target."""
-    return target or params.render.target_video or models.cgan_ckpt["target_video"]
-
-
-def target_stats(models: Models, target: str, rows_lips: np.ndarray | None) -> dict:
-    """The target's lip statistics: the generator's record of them, else its rows' (a video the
-    generator was not trained on can still be a target)."""
-    stats = models.cgan_ckpt["lips_stats"]
-    if target in stats:
-        return stats[target]
-    if rows_lips is None or (~np.isnan(rows_lips).any(1)).sum() < 2:
-        raise RenderError(
-            f"target {target!r}: not a video the generator knows ({', '.join(sorted(stats))}) "
-            "and no frames with a face in the frame table"
-        )
-    return lips_moments(rows_lips[~np.isnan(rows_lips).any(1)])
 
 
 def final_lips(
@@ -148,85 +125,6 @@ def _lips_to_disk(
     return final
 
 
-def _faces(models: Models, final: np.ndarray, batch: int) -> Iterator[tuple[int, np.ndarray]]:
-    """(first frame, faces) batch by batch, one noise vector for every frame."""
-    with torch.inference_mode():
-        for start in range(0, len(final), batch):
-            yield (
-                start,
-                generate_faces(
-                    models.generator,
-                    models.cgan_ckpt,
-                    np.asarray(final[start : start + batch]),
-                    batch_size=batch,
-                ),
-            )
-
-
-class _Job:
-    """What one render needs besides the lips: the output mode, the target, its rows and footage."""
-
-    def __init__(
-        self,
-        models: Models,
-        params: Params,
-        output: str,
-        target: str,
-        shards: Path,
-        videos: Path,
-        real: str | None,
-    ):
-        self.output, self.target, self.real = output, target, real
-        self.rows = read_target_rows(shards, target) if output in ("full", "panel") else None
-        self.stats = target_stats(models, target, self.rows.lips if self.rows else None)
-        self.footage = None
-        if self.rows is not None:
-            self.footage = TargetFrames(
-                target_video_file(videos, target), params.preprocess.fps, len(self.rows)
-            )
-
-    def frames(
-        self, models: Models, params: Params, final: np.ndarray, raw: np.memmap, shards: Path
-    ) -> tuple[tuple[int, int], int | None, Iterator[tuple[int, np.ndarray]]]:
-        """((width, height), scale side or None, iterator of (first frame, frames to encode: an array
-        or a list of frames)."""
-        r, fps = params.render, params.preprocess.fps
-        indices = models.cgan_ckpt["lip_indices"]
-        faces = _faces(models, final, r.batch_size)
-        traces = Traces(
-            final, raw[:, -1], indices, fps, self.stats, r.size // 4 * 2, _real_lips(shards, self.real)
-        )
-        if self.output == "face":
-            size = models.cgan_ckpt["face_size"]
-            return (size, size), (r.size if r.size != size else None), faces
-        if self.output == "face_panel":
-            view = Panel(r.size, traces, indices, self.stats, shards, self.real)
-            return view.shape, None, ((start, view.compose(start, batch)) for start, batch in faces)
-        if self.output == "panel":
-            view = FramePanel((self.footage.width, self.footage.height), 2 * r.size, traces)
-            return view.shape, None, self._composited(faces, len(final), view)
-        return (self.footage.width, self.footage.height), None, self._composited(faces, len(final), None)
-
-    def _composited(self, faces, count: int, view: FramePanel | None) -> Iterator[tuple[int, np.ndarray]]:
-        footage = self.footage(count)
-        rows = self.rows
-        for start, batch in faces:
-            out = []
-            for k, face in enumerate(batch):
-                index, frame = next(footage)
-                mixed, _ = composite(
-                    frame, face, rows.crop[index], rows.landmarks[index], rows.face_found[index]
-                )
-                out.append(view.compose(start + k, frame, mixed) if view else mixed)
-            yield start, out
-
-
-def _real_lips(shards: Path, real: str | None) -> np.ndarray | None:
-    if not real:
-        return None
-    return read_target_rows(shards, real).lips
-
-
 def render(
     audio: str | Path,
     out: str | Path,
@@ -271,7 +169,7 @@ def render(
     real = real or real_video(audio, shards)
     if output == "face_panel" and real and not partition_dir(shards, real).is_dir():
         raise RenderError(f"real frames {real!r}: no such video in {shards}")
-    job = _Job(models, params, output, target, shards, videos, real)
+    job = Layout(models, params, output, target, shards, videos, real)
     facts = render_facts(
         speech=audio,
         target_video=target,

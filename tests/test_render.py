@@ -13,7 +13,7 @@ import pytest
 import soundfile
 from render_kit import ROOT, SR, ffmpeg, probe, voice
 
-from models import render as render_module
+from models import layouts
 from models.lips import align_lips, lips_moments, pooled_stats, smooth_lips
 from models.render import RenderError, render
 from models.speech import frame_count, speech_lips, stream_lips
@@ -179,8 +179,8 @@ def test_a_failure_midway_leaves_no_broken_mp4(kit, tmp_path, monkeypatch):
             raise MemoryError("out of memory")
         return real_generate(*args, **kwargs)
 
-    real_generate = render_module.generate_faces
-    monkeypatch.setattr(render_module, "generate_faces", failing)
+    real_generate = layouts.generate_faces
+    monkeypatch.setattr(layouts, "generate_faces", failing)
     params = load_params(kit.params_file, {**kit.overrides, "render.batch_size": 16})
     with pytest.raises(MemoryError):
         render(tmp_path / "speech.wav", tmp_path / "talk.mp4", kit.models, params)

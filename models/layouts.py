@@ -1,0 +1,122 @@
+"""What the encoder gets for each render output (ARCHITECTURE.md, Rendering): the generated faces
+("face"), the paper's Fig. 6 ("face_panel"), the faces composited into the target's own footage
+("full") and the target frame beside that composite ("panel"). Faces come from the generator in
+batches with one noise vector; footage and rows come from models/target.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models.cgan import generate_faces
+from models.composite import composite
+from models.lips import lips_moments
+from models.loading import Models
+from models.media import RenderError
+from models.panel import FramePanel, Panel, Traces
+from models.target import TargetFrames, read_target_rows, target_video_file
+from tasks.params import Params
+
+OUTPUTS = ("full", "panel", "face", "face_panel")
+
+
+def target_of(models: Models, params: Params, target: str | None = None) -> str:
+    """The video whose face speaks: `target`, else render.target_video, else the generator's target."""
+    return target or params.render.target_video or models.cgan_ckpt["target_video"]
+
+
+def target_stats(models: Models, target: str, rows_lips: np.ndarray | None) -> dict:
+    """The target's lip statistics: the generator's record of them, else its rows' (a video the
+    generator was not trained on can still be a target)."""
+    stats = models.cgan_ckpt["lips_stats"]
+    if target in stats:
+        return stats[target]
+    if rows_lips is None or (~np.isnan(rows_lips).any(1)).sum() < 2:
+        raise RenderError(
+            f"target {target!r}: not a video the generator knows ({', '.join(sorted(stats))}) "
+            "and no frames with a face in the frame table"
+        )
+    return lips_moments(rows_lips[~np.isnan(rows_lips).any(1)])
+
+
+def _faces(models: Models, final: np.ndarray, batch: int) -> Iterator[tuple[int, np.ndarray]]:
+    """(first frame, faces) batch by batch, one noise vector for every frame."""
+    with torch.inference_mode():
+        for start in range(0, len(final), batch):
+            yield (
+                start,
+                generate_faces(
+                    models.generator,
+                    models.cgan_ckpt,
+                    np.asarray(final[start : start + batch]),
+                    batch_size=batch,
+                ),
+            )
+
+
+class Layout:
+    """What one render needs besides the lips: the output mode, the target, its rows and footage."""
+
+    def __init__(
+        self,
+        models: Models,
+        params: Params,
+        output: str,
+        target: str,
+        shards: Path,
+        videos: Path,
+        real: str | None,
+    ):
+        self.output, self.target, self.real = output, target, real
+        self.rows = read_target_rows(shards, target) if output in ("full", "panel") else None
+        self.stats = target_stats(models, target, self.rows.lips if self.rows else None)
+        self.footage = None
+        if self.rows is not None:
+            self.footage = TargetFrames(
+                target_video_file(videos, target), params.preprocess.fps, len(self.rows)
+            )
+
+    def frames(
+        self, models: Models, params: Params, final: np.ndarray, raw: np.memmap, shards: Path
+    ) -> tuple[tuple[int, int], int | None, Iterator[tuple[int, np.ndarray]]]:
+        """((width, height), scale side or None, iterator of (first frame, frames to encode: an array
+        or a list of frames)."""
+        r, fps = params.render, params.preprocess.fps
+        indices = models.cgan_ckpt["lip_indices"]
+        faces = _faces(models, final, r.batch_size)
+        traces = Traces(
+            final, raw[:, -1], indices, fps, self.stats, r.size // 4 * 2, real_lips(shards, self.real)
+        )
+        if self.output == "face":
+            size = models.cgan_ckpt["face_size"]
+            return (size, size), (r.size if r.size != size else None), faces
+        if self.output == "face_panel":
+            view = Panel(r.size, traces, indices, self.stats, shards, self.real)
+            return view.shape, None, ((start, view.compose(start, batch)) for start, batch in faces)
+        if self.output == "panel":
+            view = FramePanel((self.footage.width, self.footage.height), 2 * r.size, traces)
+            return view.shape, None, self._composited(faces, len(final), view)
+        return (self.footage.width, self.footage.height), None, self._composited(faces, len(final), None)
+
+    def _composited(self, faces, count: int, view: FramePanel | None) -> Iterator[tuple[int, np.ndarray]]:
+        footage = self.footage(count)
+        rows = self.rows
+        for start, batch in faces:
+            out = []
+            for k, face in enumerate(batch):
+                index, frame = next(footage)
+                mixed, _ = composite(
+                    frame, face, rows.crop[index], rows.landmarks[index], rows.face_found[index]
+                )
+                out.append(view.compose(start + k, frame, mixed) if view else mixed)
+            yield start, out
+
+
+def real_lips(shards: Path, real: str | None) -> np.ndarray | None:
+    if not real:
+        return None
+    return read_target_rows(shards, real).lips
