@@ -22,15 +22,15 @@ from typing import Any
 # Before gradio is imported: no usage reports or update checks from an offline tool.
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-import gradio as gr  # noqa: E402
-import pyarrow.dataset as ds  # noqa: E402
+import gradio as gr
+import pyarrow.dataset as ds
 
-from flows.render import default_out, render_file  # noqa: E402
-from models.render import RenderError, load_models  # noqa: E402
-from tasks.decode import DecodeError, probe  # noqa: E402
-from tasks.inspect import summarize, write_sheet  # noqa: E402
-from tasks.params import ParamsError, load_params  # noqa: E402
-from tasks.shards import part_files  # noqa: E402
+from flows.render import default_out, render_file
+from models.render import RenderError, load_models
+from tasks.decode import DecodeError, probe
+from tasks.inspect import summarize, write_sheet
+from tasks.params import ParamsError, load_params
+from tasks.shards import part_files
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 OUTPUT_LABELS = {"full": "Full frame", "face": "Face", "panel": "Panel (target | composite, lip traces)"}
@@ -68,8 +68,9 @@ def check_speech(path: str | None, max_seconds: float) -> float:
     if info.duration <= 0:
         raise BadUpload(f"{name} holds no sound.")
     if info.duration > max_seconds:
-        raise BadUpload(f"{name} is {info.duration:.0f} s long; this app renders at most "
-                        f"{max_seconds:.0f} s.")
+        raise BadUpload(
+            f"{name} is {info.duration:.0f} s long; this app renders at most {max_seconds:.0f} s."
+        )
     return info.duration
 
 
@@ -80,8 +81,22 @@ def thumbnail(video_id: str, config: AppConfig, cache: Path) -> str | None:
         return str(png)
     source = config.videos / f"{video_id}.mp4"
     if source.exists():
-        command = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-ss", "0.5", "-i", str(source),
-                   "-frames:v", "1", "-vf", "scale=256:-2", str(png)]
+        command = [
+            "ffmpeg",
+            "-nostdin",
+            "-v",
+            "error",
+            "-y",
+            "-ss",
+            "0.5",
+            "-i",
+            str(source),
+            "-frames:v",
+            "1",
+            "-vf",
+            "scale=256:-2",
+            str(png),
+        ]
         done = subprocess.run(command, capture_output=True, check=False)
         if done.returncode == 0 and png.exists():
             return str(png)
@@ -99,8 +114,17 @@ def thumbnail(video_id: str, config: AppConfig, cache: Path) -> str | None:
 def dataset_view(config: AppConfig, cache: Path) -> tuple[str | None, list[list[Any]], Any]:
     """(contact sheet PNG, inspect rows, metrics) as the Dataset tab shows them; absent parts are empty."""
     summaries = summarize(config.shards) if config.shards.is_dir() else []
-    rows = [[s.video_id, s.frames, s.frames_with_face, f"{s.frames_with_face / max(s.frames, 1):.1%}",
-             s.parts, f"{s.bytes / 1e6:.1f} MB"] for s in summaries]
+    rows = [
+        [
+            s.video_id,
+            s.frames,
+            s.frames_with_face,
+            f"{s.frames_with_face / max(s.frames, 1):.1%}",
+            s.parts,
+            f"{s.bytes / 1e6:.1f} MB",
+        ]
+        for s in summaries
+    ]
     sheet = None
     if rows:
         try:
@@ -115,13 +139,21 @@ def dataset_view(config: AppConfig, cache: Path) -> tuple[str | None, list[list[
 
 def provenance_markdown(result: dict[str, Any]) -> str:
     verdict = result["provenance"]
-    lines = [f"**{verdict.describe()}**", "",
-             f"{result['video_seconds']:.1f} s of video on `{result['target']}` in "
-             f"{result['wall_seconds']:.1f} s ({result['realtime_factor']:.1f}x real time)", "",
-             "| field | the manifest says |", "| --- | --- |",
-             f"| digital source type | `{verdict.source_type.rsplit('/', 1)[-1]}` |",
-             *[f"| {key} | `{value}` |" for key, value in verdict.facts.items()],
-             f"| manifest | `{verdict.manifest}` |", f"| content sha256 | `{verdict.digest}` |"]
+    lines = [
+        f"**{verdict.describe()}**",
+        "",
+        (
+            f"{result['video_seconds']:.1f} s of video on `{result['target']}` in "
+            f"{result['wall_seconds']:.1f} s ({result['realtime_factor']:.1f}x real time)"
+        ),
+        "",
+        "| field | the manifest says |",
+        "| --- | --- |",
+        f"| digital source type | `{verdict.source_type.rsplit('/', 1)[-1]}` |",
+        *[f"| {key} | `{value}` |" for key, value in verdict.facts.items()],
+        f"| manifest | `{verdict.manifest}` |",
+        f"| content sha256 | `{verdict.digest}` |",
+    ]
     return "\n".join(lines)
 
 
@@ -130,49 +162,81 @@ def _render_handler(models: Any, config: AppConfig):
         try:
             check_speech(speech, config.max_seconds)
             out = default_out(Path(speech).name, target, output, config.out_dir)
-            result = render_file(speech, out, target=target, output=output, params_file=config.params_file,
-                                 models=models, shards=config.shards, videos=config.videos,
-                                 progress=lambda phase, done, total: progress((done, total), desc=phase))
+            result = render_file(
+                speech,
+                out,
+                target=target,
+                output=output,
+                params_file=config.params_file,
+                models=models,
+                shards=config.shards,
+                videos=config.videos,
+                progress=lambda phase, done, total: progress((done, total), desc=phase),
+            )
         except (BadUpload, RenderError, ParamsError, FileNotFoundError) as exc:
             return None, None, f"**Cannot render:** {exc}"
-        except Exception as exc:  # the page gets one line; the console keeps the traceback
+        except Exception as exc:  # noqa: BLE001  (a bug: the page gets one line, the console the traceback)
             import traceback
 
             traceback.print_exc()
             return None, None, f"**Render failed:** {type(exc).__name__}: {exc}"
         return result["out"], result["out"], provenance_markdown(result)
+
     return render
 
 
 def _render_tab(models: Any, config: AppConfig, targets: list[str], default: str, cache: Path) -> None:
     with gr.Row():
         with gr.Column():
-            speech = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Speech",
-                              elem_id="speech")
-            target = gr.Dropdown(targets, value=default, label="Target video (whose face speaks)",
-                                 elem_id="target")
-            preview = gr.Image(thumbnail(default, config, cache), label="Target", interactive=False,
-                               height=200, elem_id="thumbnail")
-            output = gr.Radio([(label, o) for o, label in OUTPUT_LABELS.items()], value="full",
-                              label="Output", elem_id="output")
+            speech = gr.Audio(
+                sources=["upload", "microphone"], type="filepath", label="Speech", elem_id="speech"
+            )
+            target = gr.Dropdown(
+                targets, value=default, label="Target video (whose face speaks)", elem_id="target"
+            )
+            preview = gr.Image(
+                thumbnail(default, config, cache),
+                label="Target",
+                interactive=False,
+                height=200,
+                elem_id="thumbnail",
+            )
+            output = gr.Radio(
+                [(label, o) for o, label in OUTPUT_LABELS.items()],
+                value="full",
+                label="Output",
+                elem_id="output",
+            )
             button = gr.Button("Render", variant="primary", elem_id="render")
         with gr.Column():
             video = gr.Video(label="Result", interactive=False, elem_id="result")
             download = gr.File(label="Download the mp4", interactive=False, elem_id="download")
-            status = gr.Markdown("Every render is signed (C2PA) as AI-generated; `reenact verify FILE` "
-                                 "checks one.", elem_id="status")
+            status = gr.Markdown(
+                "Every render is signed (C2PA) as AI-generated; `reenact verify FILE` checks one.",
+                elem_id="status",
+            )
     target.change(lambda video_id: thumbnail(video_id, config, cache), target, preview)
-    button.click(_render_handler(models, config), [speech, target, output], [video, download, status],
-                 concurrency_limit=1, concurrency_id="render")
+    button.click(
+        _render_handler(models, config),
+        [speech, target, output],
+        [video, download, status],
+        concurrency_limit=1,
+        concurrency_id="render",
+    )
 
 
 def _dataset_tab(config: AppConfig, cache: Path) -> None:
     sheet, rows, metrics = dataset_view(config, cache)
     gr.Markdown(f"`reenact inspect {config.shards}`")
-    table = gr.Dataframe(rows, headers=["video", "frames", "with a face", "share", "parts", "on disk"],
-                         interactive=False, elem_id="inspect")
-    image = gr.Image(sheet, label="Contact sheet: sample crops and their lips", interactive=False,
-                     elem_id="sheet")
+    table = gr.Dataframe(
+        rows,
+        headers=["video", "frames", "with a face", "share", "parts", "on disk"],
+        interactive=False,
+        elem_id="inspect",
+    )
+    image = gr.Image(
+        sheet, label="Contact sheet: sample crops and their lips", interactive=False, elem_id="sheet"
+    )
     gr.Markdown(f"Latest `{config.metrics}`")
     report = gr.JSON(metrics, elem_id="metrics")
     refresh = gr.Button("Refresh")
@@ -206,6 +270,14 @@ def launch(app: gr.Blocks, config: AppConfig, host: str = "127.0.0.1", port: int
     """Serve until interrupted; only the render folder and the app's cache are served as files."""
     # System fonts: the default theme's web fonts would be fetched from the internet.
     theme = gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
-    app.launch(server_name=host, server_port=port, share=False, ssr_mode=False, show_error=False,
-               allowed_paths=[str(config.out_dir.resolve())], max_file_size="200mb", theme=theme,
-               footer_links=[])
+    app.launch(
+        server_name=host,
+        server_port=port,
+        share=False,
+        ssr_mode=False,
+        show_error=False,
+        allowed_paths=[str(config.out_dir.resolve())],
+        max_file_size="200mb",
+        theme=theme,
+        footer_links=[],
+    )

@@ -7,8 +7,11 @@ from typing import Annotated
 
 import typer
 
-app = typer.Typer(help="reenact: speech -> talking-head video. Build the dataset with Prefect, train and render with DVC.",
-                  no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="reenact: speech -> talking-head video. Build the dataset with Prefect, train and render with DVC.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 
 
 @app.callback()
@@ -37,7 +40,9 @@ def inspect(
     from tasks.inspect import report, write_sheet
 
     if not shards_dir.is_dir():
-        typer.echo(f"error: {shards_dir}: no such folder (`dvc repro preprocess` makes data/shards)", err=True)
+        typer.echo(
+            f"error: {shards_dir}: no such folder (`dvc repro preprocess` makes data/shards)", err=True
+        )
         raise typer.Exit(1)
     try:
         if not report(shards_dir):
@@ -54,21 +59,43 @@ def inspect(
 
 @app.command()
 def render(
-    audio: Annotated[str, typer.Option(
-        help="speech: any file ffmpeg reads (wav, mp3, m4a, a video's audio), or an http(s) URL")],
+    audio: Annotated[
+        str,
+        typer.Option(
+            help="speech: any file ffmpeg reads (wav, mp3, m4a, a video's audio), or an http(s) URL"
+        ),
+    ],
     out: Annotated[Path, typer.Option(help="the mp4 to write")],
-    target: Annotated[str | None, typer.Option(
-        help="video id whose footage speaks (default: render.target_video, else the generator's target)")] = None,
-    face_only: Annotated[bool, typer.Option(
-        "--face-only", help="the generated 128 px face crop instead of the target's full frames")] = False,
-    panel: Annotated[bool, typer.Option(
-        help="target frame | composite over the lip traces (with --face-only: the paper's Fig. 6)")] = False,
+    target: Annotated[
+        str | None,
+        typer.Option(
+            help="video id whose footage speaks (default: render.target_video, else the generator's target)"
+        ),
+    ] = None,
+    face_only: Annotated[
+        bool,
+        typer.Option(
+            "--face-only", help="the generated 128 px face crop instead of the target's full frames"
+        ),
+    ] = False,
+    panel: Annotated[
+        bool,
+        typer.Option(
+            help="target frame | composite over the lip traces (with --face-only: the paper's Fig. 6)"
+        ),
+    ] = False,
     params_file: Annotated[Path, typer.Option("--params", help="params file")] = Path("params.yaml"),
-    override: Annotated[list[str] | None, typer.Option(help="KEY=VALUE, e.g. render.size=128 (repeatable)")] = None,
+    override: Annotated[
+        list[str] | None, typer.Option(help="KEY=VALUE, e.g. render.size=128 (repeatable)")
+    ] = None,
     lstm: Annotated[Path, typer.Option(help="audio -> lips weights")] = Path("artifacts/lstm.pt"),
     cgan: Annotated[Path, typer.Option(help="lips -> face weights")] = Path("artifacts/cgan.pt"),
-    shards: Annotated[Path, typer.Option(help="the frame table: the target's crops and landmarks")] = Path("data/shards"),
-    videos: Annotated[Path, typer.Option(help="the target's footage, <video_id>.mp4")] = Path("data/raw/videos"),
+    shards: Annotated[Path, typer.Option(help="the frame table: the target's crops and landmarks")] = Path(
+        "data/shards"
+    ),
+    videos: Annotated[Path, typer.Option(help="the target's footage, <video_id>.mp4")] = Path(
+        "data/raw/videos"
+    ),
 ) -> None:
     """Make a talking-head video from any speech: the target's own footage with its lower face speaking,
     the audio muxed in, signed as synthetic (C2PA). Without --face-only or --panel, render.output decides."""
@@ -93,15 +120,27 @@ def render(
                     tasks[phase] = bar.add_task(phase, total=total)
                 bar.update(tasks[phase], completed=done, total=total)
 
-            result = render_file(audio, out, target=target, output=output[face_only, panel],
-                                 params_file=params_file, overrides=dict(parse_override(t) for t in override or []),
-                                 lstm=lstm, cgan=cgan, shards=shards, videos=videos, progress=progress)
+            result = render_file(
+                audio,
+                out,
+                target=target,
+                output=output[face_only, panel],
+                params_file=params_file,
+                overrides=dict(parse_override(t) for t in override or []),
+                lstm=lstm,
+                cgan=cgan,
+                shards=shards,
+                videos=videos,
+                progress=progress,
+            )
     except (RenderError, ParamsError, FileNotFoundError, CheckpointError, ArrowInvalid) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
-    typer.echo(f"{result['out']}: {result['frames']} frames, {result['audio_seconds']:.2f} s of audio on "
-               f"{result['target']} ({result['output']}), in {result['wall_seconds']:.1f} s "
-               f"({result['realtime_factor']:.1f}x real time); {result['provenance'].describe()}")
+    typer.echo(
+        f"{result['out']}: {result['frames']} frames, {result['audio_seconds']:.2f} s of audio on "
+        f"{result['target']} ({result['output']}), in {result['wall_seconds']:.1f} s "
+        f"({result['realtime_factor']:.1f}x real time); {result['provenance'].describe()}"
+    )
 
 
 @app.command()
@@ -129,11 +168,13 @@ def verify(
 
 @app.command(name="app")
 def web_app(
-    host: Annotated[str, typer.Option(help="address to listen on; not loopback: needs --allow-remote")]
-    = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option(help="address to listen on; not loopback: needs --allow-remote")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on")] = 7860,
-    allow_remote: Annotated[bool, typer.Option(help="allow a --host beyond loopback (the app has no login)")]
-    = False,
+    allow_remote: Annotated[
+        bool, typer.Option(help="allow a --host beyond loopback (the app has no login)")
+    ] = False,
     max_seconds: Annotated[float, typer.Option(help="longest speech an upload may be, in seconds")] = 300.0,
     params_file: Annotated[Path, typer.Option("--params", help="params file")] = Path("params.yaml"),
     lstm: Annotated[Path, typer.Option(help="audio -> lips weights")] = Path("artifacts/lstm.pt"),
@@ -148,11 +189,20 @@ def web_app(
     from tasks.params import ParamsError
 
     if host not in LOOPBACK and not allow_remote:
-        typer.echo(f"error: --host {host} exposes the app beyond this machine; add --allow-remote to mean it",
-                   err=True)
+        typer.echo(
+            f"error: --host {host} exposes the app beyond this machine; add --allow-remote to mean it",
+            err=True,
+        )
         raise typer.Exit(2)
-    config = AppConfig(params_file=params_file, lstm=lstm, cgan=cgan, shards=shards, videos=videos,
-                       out_dir=out_dir, max_seconds=max_seconds)
+    config = AppConfig(
+        params_file=params_file,
+        lstm=lstm,
+        cgan=cgan,
+        shards=shards,
+        videos=videos,
+        out_dir=out_dir,
+        max_seconds=max_seconds,
+    )
     try:
         web = create_app(config)
     except (RenderError, ParamsError, FileNotFoundError) as exc:

@@ -63,20 +63,30 @@ def fetch_speech(audio: str | Path, scratch: Path, max_bytes: int = MAX_DOWNLOAD
     return target, text
 
 
-def default_out(speech_name: str, target: str | None, output: str,
-                folder: str | Path = "renders/runs") -> Path:
+def default_out(
+    speech_name: str, target: str | None, output: str, folder: str | Path = "renders/runs"
+) -> Path:
     """renders/runs/<speech>_<target>_<output>_<UTC time>.mp4: a new file per run, never a stage's output."""
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S-%f")
     stem = safe_id(Path(urlparse(speech_name).path).stem or "speech", 40)
     return Path(folder) / f"{stem}_{target or 'default'}_{output}_{stamp}.mp4"
 
 
-def render_file(audio: str | Path, out: str | Path | None = None, *, target: str | None = None,
-                output: Output | None = None, params_file: str | Path = "params.yaml",
-                overrides: dict[str, Any] | None = None, models: Models | None = None,
-                lstm: str | Path = "artifacts/lstm.pt", cgan: str | Path = "artifacts/cgan.pt",
-                shards: str | Path = "data/shards", videos: str | Path = "data/raw/videos",
-                progress: Progress | None = None) -> dict[str, Any]:
+def render_file(
+    audio: str | Path,
+    out: str | Path | None = None,
+    *,
+    target: str | None = None,
+    output: Output | None = None,
+    params_file: str | Path = "params.yaml",
+    overrides: dict[str, Any] | None = None,
+    models: Models | None = None,
+    lstm: str | Path = "artifacts/lstm.pt",
+    cgan: str | Path = "artifacts/cgan.pt",
+    shards: str | Path = "data/shards",
+    videos: str | Path = "data/raw/videos",
+    progress: Progress | None = None,
+) -> dict[str, Any]:
     """Render speech (a path or an http(s) URL) to a signed mp4 and read its manifest back.
 
     Returns models.render.render's dict plus "realtime_factor" (audio seconds per wall second),
@@ -93,8 +103,18 @@ def render_file(audio: str | Path, out: str | Path | None = None, *, target: str
         out = Path(out) if out else default_out(name, target, output)
         # The manifest names the speech as the user gave it (a URL, not the temporary download).
         facts = {"speech_name": name} if name != speech.name else None
-        result = render_video(speech, out, models, params, target, output=output, progress=progress,
-                              shards=shards, videos=videos, provenance=facts)
+        result = render_video(
+            speech,
+            out,
+            models,
+            params,
+            target,
+            output=output,
+            progress=progress,
+            shards=shards,
+            videos=videos,
+            provenance=facts,
+        )
     result["realtime_factor"] = result["audio_seconds"] / max(result["wall_seconds"], 1e-9)
     result["speech"] = name
     result["provenance"] = verify_mp4(out)
@@ -103,20 +123,31 @@ def render_file(audio: str | Path, out: str | Path | None = None, *, target: str
 
 def summary_markdown(result: dict[str, Any], output: str) -> str:
     verdict: Verdict = result["provenance"]
-    rows = [("video", f"`{result['out']}`"), ("speech", f"`{result['speech']}`"),
-            ("target", f"`{result['target']}`"), ("output", output),
-            ("length", f"{result['video_seconds']:.2f} s ({result['frames']} frames)"),
-            ("render time", f"{result['wall_seconds']:.1f} s"),
-            ("real-time factor", f"{result['realtime_factor']:.2f}x"),
-            ("provenance", verdict.describe()), ("manifest", f"`{verdict.manifest}`"),
-            ("provenance digest", f"`sha256:{verdict.digest}`")]
+    rows = [
+        ("video", f"`{result['out']}`"),
+        ("speech", f"`{result['speech']}`"),
+        ("target", f"`{result['target']}`"),
+        ("output", output),
+        ("length", f"{result['video_seconds']:.2f} s ({result['frames']} frames)"),
+        ("render time", f"{result['wall_seconds']:.1f} s"),
+        ("real-time factor", f"{result['realtime_factor']:.2f}x"),
+        ("provenance", verdict.describe()),
+        ("manifest", f"`{verdict.manifest}`"),
+        ("provenance digest", f"`sha256:{verdict.digest}`"),
+    ]
     lines = ["# Render", "", "| | |", "| --- | --- |", *[f"| {key} | {value} |" for key, value in rows]]
     return "\n".join(lines)
 
 
 @flow(name="render")
-def render_flow(audio: str, target: str | None = None, output: Output | None = None, out: str | None = None,
-                overrides: dict[str, Any] | None = None, project_dir: str = ".") -> dict[str, Any]:
+def render_flow(
+    audio: str,
+    target: str | None = None,
+    output: Output | None = None,
+    out: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    project_dir: str = ".",
+) -> dict[str, Any]:
     """Speech (a path or an http(s) URL) -> a signed talking-head mp4; publishes a link and a summary."""
     logger = get_run_logger()
     root = Path(project_dir).resolve()
@@ -131,18 +162,37 @@ def render_flow(audio: str, target: str | None = None, output: Output | None = N
             last["logged"] = time.monotonic()
             logger.info("%s: %d / %d", phase, done, total)
 
-    result = render_file(audio, out_path, target=target, output=output, params_file=root / "params.yaml",
-                         overrides=overrides, lstm=root / "artifacts" / "lstm.pt",
-                         cgan=root / "artifacts" / "cgan.pt", shards=root / "data" / "shards",
-                         videos=root / "data" / "raw" / "videos", progress=progress)
+    result = render_file(
+        audio,
+        out_path,
+        target=target,
+        output=output,
+        params_file=root / "params.yaml",
+        overrides=overrides,
+        lstm=root / "artifacts" / "lstm.pt",
+        cgan=root / "artifacts" / "cgan.pt",
+        shards=root / "data" / "shards",
+        videos=root / "data" / "raw" / "videos",
+        progress=progress,
+    )
     verdict: Verdict = result["provenance"]
     logger.info("%s: %s", out_path, verdict.describe())
-    create_link_artifact(key=artifact_key("render-video"), link=out_path.as_uri(), link_text=out_path.name,
-                         description="the rendered mp4")
+    create_link_artifact(
+        key=artifact_key("render-video"),
+        link=out_path.as_uri(),
+        link_text=out_path.name,
+        description="the rendered mp4",
+    )
     publish_markdown("render-summary", summary_markdown(result, output), "length, speed, target, provenance")
-    return {"out": str(out_path), "frames": result["frames"], "audio_seconds": result["audio_seconds"],
-            "realtime_factor": result["realtime_factor"], "target": result["target"],
-            "signed": verdict.ok, "provenance_digest": verdict.digest}
+    return {
+        "out": str(out_path),
+        "frames": result["frames"],
+        "audio_seconds": result["audio_seconds"],
+        "realtime_factor": result["realtime_factor"],
+        "target": result["target"],
+        "signed": verdict.ok,
+        "provenance_digest": verdict.digest,
+    }
 
 
 if __name__ == "__main__":

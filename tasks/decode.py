@@ -61,8 +61,11 @@ def probe(path: str | Path) -> MediaInfo:
         raise DecodeError(f"{path}: not a readable media file ({reason})") from None
     streams = info.get("streams", [])
     # A cover picture is a video stream too; it is not the video.
-    moving = [s for s in streams
-              if s.get("codec_type") == "video" and not s.get("disposition", {}).get("attached_pic")]
+    moving = [
+        s
+        for s in streams
+        if s.get("codec_type") == "video" and not s.get("disposition", {}).get("attached_pic")
+    ]
     video = next(iter(moving), None)
     audio = next((s for s in streams if s.get("codec_type") == "audio"), None)
     if video is None and audio is None:
@@ -81,8 +84,15 @@ def probe(path: str | Path) -> MediaInfo:
     )
 
 
-def iter_frames(path: str | Path, fps: float, width: int = 0, height: int = 0, pix_fmt: str = "rgb24",
-                info: MediaInfo | None = None, start: int = 0) -> Iterator[np.ndarray]:
+def iter_frames(
+    path: str | Path,
+    fps: float,
+    width: int = 0,
+    height: int = 0,
+    pix_fmt: str = "rgb24",
+    info: MediaInfo | None = None,
+    start: int = 0,
+) -> Iterator[np.ndarray]:
     """Frames at `fps`, streamed from one ffmpeg process: RGB uint8 (H, W, 3) for pix_fmt "rgb24",
     I420 uint8 (H * 3 // 2, W) for "yuv420p" (OpenCV's layout for COLOR_YUV2RGB_I420: the Y
     plane is the first H rows, then U and V at half resolution; H and W must be even).
@@ -152,7 +162,9 @@ def read_audio(path: str | Path, sample_rate: int = 16000, info: MediaInfo | Non
     return np.frombuffer(out, np.float32).copy()
 
 
-def iter_audio(path: str | Path, sample_rate: int, block: int, info: MediaInfo | None = None) -> Iterator[np.ndarray]:
+def iter_audio(
+    path: str | Path, sample_rate: int, block: int, info: MediaInfo | None = None
+) -> Iterator[np.ndarray]:
     """The first audio stream as float32 mono blocks of `block` samples (the last may be shorter),
     streamed from one ffmpeg process: `read_audio` in constant memory, for hour-long speech."""
     info = info or probe(path)
@@ -174,7 +186,9 @@ def iter_audio(path: str | Path, sample_rate: int, block: int, info: MediaInfo |
         process.stderr.close()
         code = process.wait()
     if code != 0:
-        raise DecodeError(f"{path}: audio decoding failed: {stderr.splitlines()[-1] if stderr else f'ffmpeg exit {code}'}")
+        raise DecodeError(
+            f"{path}: audio decoding failed: {stderr.splitlines()[-1] if stderr else f'ffmpeg exit {code}'}"
+        )
 
 
 def ffmpeg_version() -> str:

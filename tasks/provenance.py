@@ -40,8 +40,16 @@ ENV_DIR = "REENACT_SIGNING_DIR"
 DEFAULT_DIR = Path("~/.config/reenact/signing")
 ASSERTION = "org.reenact.render"
 SOURCE_TYPE = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
-FACTS = ("tool", "version", "target_video", "speech_name", "speech_sha256", "params_digest",
-         "lstm_sha256", "cgan_sha256")
+FACTS = (
+    "tool",
+    "version",
+    "target_video",
+    "speech_name",
+    "speech_sha256",
+    "params_digest",
+    "lstm_sha256",
+    "cgan_sha256",
+)
 # Failure codes that speak of the signer's standing, not of the file: a self-made CA is untrusted
 # everywhere but may still sign a file that verifies byte for byte.
 TRUST_CODES = {"signingCredential.untrusted"}
@@ -108,36 +116,61 @@ def signing_dir(key_dir: str | Path | None = None) -> Path:
 
 
 def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, "reenact")])
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "reenact"),
+        ]
+    )
 
 
 def _usage(*, sign: bool) -> x509.KeyUsage:
-    return x509.KeyUsage(digital_signature=sign, content_commitment=False, key_encipherment=False,
-                         data_encipherment=False, key_agreement=False, key_cert_sign=not sign,
-                         crl_sign=not sign, encipher_only=False, decipher_only=False)
+    return x509.KeyUsage(
+        digital_signature=sign,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=not sign,
+        crl_sign=not sign,
+        encipher_only=False,
+        decipher_only=False,
+    )
 
 
-def _certificate(subject: str, key: ec.EllipticCurvePrivateKey, issuer: x509.Name | None,
-                 issuer_key: ec.EllipticCurvePrivateKey) -> x509.Certificate:
+def _certificate(
+    subject: str,
+    key: ec.EllipticCurvePrivateKey,
+    issuer: x509.Name | None,
+    issuer_key: ec.EllipticCurvePrivateKey,
+) -> x509.Certificate:
     """A CA certificate when `issuer` is None (self-signed), else a signing leaf for C2PA."""
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     public = key.public_key()
-    builder = (x509.CertificateBuilder().subject_name(_name(subject)).issuer_name(issuer or _name(subject))
-               .public_key(public).serial_number(x509.random_serial_number())
-               .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + VALIDITY)
-               .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
-               .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
-                              critical=False))
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name(subject))
+        .issuer_name(issuer or _name(subject))
+        .public_key(public)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + VALIDITY)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False
+        )
+    )
     if issuer is None:
-        builder = (builder.add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-                   .add_extension(_usage(sign=False), critical=True))
+        builder = builder.add_extension(
+            x509.BasicConstraints(ca=True, path_length=0), critical=True
+        ).add_extension(_usage(sign=False), critical=True)
     else:
         # C2PA's profile for signing certificates: digitalSignature, and an EKU from its list.
-        builder = (builder.add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-                   .add_extension(_usage(sign=True), critical=True)
-                   .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]),
-                                  critical=False))
+        builder = (
+            builder.add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(_usage(sign=True), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
+        )
     return builder.sign(issuer_key, hashes.SHA256())
 
 
@@ -151,8 +184,11 @@ def _write(path: Path, data: bytes, mode: int) -> None:
 
 def _generate(directory: Path) -> None:
     pem = serialization.Encoding.PEM
-    pkcs8 = dict(encoding=pem, format=serialization.PrivateFormat.PKCS8,
-                 encryption_algorithm=serialization.NoEncryption())
+    pkcs8 = {
+        "encoding": pem,
+        "format": serialization.PrivateFormat.PKCS8,
+        "encryption_algorithm": serialization.NoEncryption(),
+    }
     ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
     ca = _certificate("reenact local signing CA", ca_key, None, ca_key)
     leaf = _certificate("reenact renderer", key, ca.subject, ca_key)
@@ -196,27 +232,53 @@ def checkpoint_sha256(path: str | Path) -> str:
     return _file_sha256(path, stat.st_size, stat.st_mtime_ns)
 
 
-def render_facts(*, speech: str | Path, target_video: str, params_digest: str, lstm: str | Path,
-                 cgan: str | Path, speech_name: str | None = None, **extra: Any) -> dict[str, Any]:
+def render_facts(
+    *,
+    speech: str | Path,
+    target_video: str,
+    params_digest: str,
+    lstm: str | Path,
+    cgan: str | Path,
+    speech_name: str | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
     """The facts a render's manifest carries: the speech is named and hashed, never embedded.
     `speech_name` overrides the file's own name (e.g. the URL a temporary download came from)."""
-    return {"tool": "reenact", "version": tool_version(), "target_video": target_video,
-            "speech_name": speech_name or Path(speech).name, "speech_sha256": sha256_file(speech),
-            "params_digest": params_digest, "lstm_sha256": checkpoint_sha256(lstm),
-            "cgan_sha256": checkpoint_sha256(cgan), **extra}
+    return {
+        "tool": "reenact",
+        "version": tool_version(),
+        "target_video": target_video,
+        "speech_name": speech_name or Path(speech).name,
+        "speech_sha256": sha256_file(speech),
+        "params_digest": params_digest,
+        "lstm_sha256": checkpoint_sha256(lstm),
+        "cgan_sha256": checkpoint_sha256(cgan),
+        **extra,
+    }
 
 
 def manifest_definition(facts: dict[str, Any], title: str) -> dict[str, Any]:
     agent = {"name": facts["tool"], "version": str(facts["version"])}
-    created = {"action": "c2pa.created", "digitalSourceType": SOURCE_TYPE, "softwareAgent": agent,
-               "description": f"speech-driven reenactment of {facts['target_video']}"}
-    return {"claim_generator_info": [agent], "title": title, "format": "video/mp4",
-            "assertions": [{"label": "c2pa.actions.v2", "data": {"actions": [created]}},
-                           {"label": ASSERTION, "data": facts}]}
+    created = {
+        "action": "c2pa.created",
+        "digitalSourceType": SOURCE_TYPE,
+        "softwareAgent": agent,
+        "description": f"speech-driven reenactment of {facts['target_video']}",
+    }
+    return {
+        "claim_generator_info": [agent],
+        "title": title,
+        "format": "video/mp4",
+        "assertions": [
+            {"label": "c2pa.actions.v2", "data": {"actions": [created]}},
+            {"label": ASSERTION, "data": facts},
+        ],
+    }
 
 
-def sign_mp4(src: str | Path, dst: str | Path, facts: dict[str, Any],
-             key_dir: str | Path | None = None) -> dict[str, Any]:
+def sign_mp4(
+    src: str | Path, dst: str | Path, facts: dict[str, Any], key_dir: str | Path | None = None
+) -> dict[str, Any]:
     """Sign the mp4 `src` into `dst` (may be the same path; `dst` is written under a temporary name and
     renamed, so it is either the old file or the whole signed one). `facts` needs FACTS' keys
     (`render_facts` makes them; tool and version default to reenact's). Returns {"manifest" (its
@@ -239,8 +301,12 @@ def sign_mp4(src: str | Path, dst: str | Path, facts: dict[str, Any],
     finally:
         partial.unlink(missing_ok=True)
     verdict = verify_mp4(dst)
-    return {"manifest": verdict.manifest, "digest": verdict.digest, "signer": verdict.signer,
-            "seconds": time.perf_counter() - started}
+    return {
+        "manifest": verdict.manifest,
+        "digest": verdict.digest,
+        "signer": verdict.signer,
+        "seconds": time.perf_counter() - started,
+    }
 
 
 def _content_digest(manifest: dict) -> str:
@@ -282,11 +348,18 @@ def verify_mp4(path: str | Path) -> Verdict:
     found = next((a.get("data", {}) for a in assertions if a.get("label") == ASSERTION), {})
     facts = {key: found[key] for key in (*FACTS, *sorted(found)) if key in found}  # FACTS' order first
     info = manifest.get("signature_info", {})
-    return Verdict(str(path), signed=True, intact=not failures and bool(manifest),
-                   trusted=store.get("validation_state") == "Trusted", facts=facts,
-                   source_type=_source_type(manifest),
-                   signer=f"{info.get('common_name', '')} ({info.get('issuer', '')})",
-                   manifest=label, digest=_content_digest(manifest), failures=failures)
+    return Verdict(
+        str(path),
+        signed=True,
+        intact=not failures and bool(manifest),
+        trusted=store.get("validation_state") == "Trusted",
+        facts=facts,
+        source_type=_source_type(manifest),
+        signer=f"{info.get('common_name', '')} ({info.get('issuer', '')})",
+        manifest=label,
+        digest=_content_digest(manifest),
+        failures=failures,
+    )
 
 
 @functools.lru_cache(maxsize=8)

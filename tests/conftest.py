@@ -26,7 +26,7 @@ os.environ.setdefault("NUMBA_CACHE_DIR", str(Path.home() / ".cache" / "reenact" 
 os.environ.setdefault("REENACT_SIGNING_DIR", tempfile.mkdtemp(prefix="reenact-signing-"))
 
 # The render kit (tiny trained models over synthetic shards), built once for every module that renders.
-from render_kit import kit  # noqa: E402, F401
+from render_kit import kit  # noqa: F401
 
 
 @pytest.fixture(scope="session")

@@ -31,8 +31,15 @@ from tasks.provenance import ENV_DIR, verify_mp4
 
 BIN = Path(sys.executable).parent
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 def test_bad_speech_gets_a_message(tmp_path):
@@ -41,8 +48,13 @@ def test_bad_speech_gets_a_message(tmp_path):
     ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x64:rate=10", "-t", "1", str(tmp_path / "silent_film.mp4"))
     soundfile.write(tmp_path / "long.wav", voice(3.0), SR)
     soundfile.write(tmp_path / "ok.wav", voice(1.0), SR)
-    expected = {None: "No speech yet", "empty.wav": "is empty", "notes.wav": "not an audio file",
-                "silent_film.mp4": "has no audio track", "long.wav": "renders at most 2 s"}
+    expected = {
+        None: "No speech yet",
+        "empty.wav": "is empty",
+        "notes.wav": "not an audio file",
+        "silent_film.mp4": "has no audio track",
+        "long.wav": "renders at most 2 s",
+    }
     for name, message in expected.items():
         with pytest.raises(BadUpload, match=message):
             check_speech(str(tmp_path / name) if name else None, max_seconds=2.0)
@@ -89,10 +101,11 @@ def running_app(tmp_path, kit):
     project = app_project(tmp_path / "project", kit)
     port = free_port()
     env = {**os.environ, ENV_DIR: str(tmp_path / "keys"), "GRADIO_ANALYTICS_ENABLED": "False"}
-    log = open(tmp_path / "app.log", "w")
+    log = open(tmp_path / "app.log", "w")  # noqa: SIM115  (the app writes to it until the fixture ends)
     command = [str(BIN / "reenact"), "app", "--port", str(port), "--max-seconds", "10"]
-    process = subprocess.Popen(command, cwd=project, env=env, stdout=log, stderr=subprocess.STDOUT,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        command, cwd=project, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     url = f"http://127.0.0.1:{port}/"
     try:
         deadline = time.monotonic() + 120
@@ -118,8 +131,9 @@ def running_app(tmp_path, kit):
 
 
 def wait_for_status(page, text: str, timeout_s: float = 60) -> str:
-    page.wait_for_function("t => document.querySelector('#status').innerText.includes(t)", arg=text,
-                           timeout=timeout_s * 1000)
+    page.wait_for_function(
+        "t => document.querySelector('#status').innerText.includes(t)", arg=text, timeout=timeout_s * 1000
+    )
     return page.locator("#status").inner_text()
 
 

@@ -38,15 +38,25 @@ def free_port() -> int:
 
 def copy_project(dest: Path) -> Path:
     """The project's code and config in a folder of its own, with a tiny demo corpus in params."""
-    for name in ("dvc.yaml", "params.yaml", "prefect.yaml", "bin", "flows", "tasks", "models",
-                 "data/sources"):
+    for name in (
+        "dvc.yaml",
+        "params.yaml",
+        "prefect.yaml",
+        "bin",
+        "flows",
+        "tasks",
+        "models",
+        "data/sources",
+    ):
         src = ROOT / name
         (dest / name).parent.mkdir(parents=True, exist_ok=True)
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, dest / name,
-                                                          **({"ignore": shutil.ignore_patterns("__pycache__")}
-                                                             if src.is_dir() else {}))
+        (shutil.copytree if src.is_dir() else shutil.copy)(
+            src, dest / name, **({"ignore": shutil.ignore_patterns("__pycache__")} if src.is_dir() else {})
+        )
     params = (dest / "params.yaml").read_text()
-    (dest / "params.yaml").write_text(params.replace("clips: 6", "clips: 2").replace("seconds: 10.0", "seconds: 2.0"))
+    (dest / "params.yaml").write_text(
+        params.replace("clips: 6", "clips: 2").replace("seconds: 10.0", "seconds: 2.0")
+    )
     return dest
 
 
@@ -68,25 +78,40 @@ def prefect_stack(tmp_path_factory):
     home = tmp_path_factory.mktemp("prefect-home")
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
-    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_URL": api,
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1", "DVC_NO_ANALYTICS": "1",
-           "PREFECT_SERVER_API_HOST": "127.0.0.1", "PREFECT_SERVER_API_PORT": str(port),
-           "PATH": f"{BIN}:{os.environ['PATH']}",
-           # prefect.yaml's pull step reads {{ $PWD }} at deploy time, as a shell in the project sets it.
-           "PWD": str(project)}
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(home),
+        "PREFECT_API_URL": api,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+        "DVC_NO_ANALYTICS": "1",
+        "PREFECT_SERVER_API_HOST": "127.0.0.1",
+        "PREFECT_SERVER_API_PORT": str(port),
+        "PATH": f"{BIN}:{os.environ['PATH']}",
+        # prefect.yaml's pull step reads {{ $PWD }} at deploy time, as a shell in the project sets it.
+        "PWD": str(project),
+    }
     logs = home / "logs"
     logs.mkdir()
     started: list[subprocess.Popen] = []
 
     def launch(name: str, *args: str) -> subprocess.Popen:
         with open(logs / f"{name}.log", "w") as log:
-            process = subprocess.Popen([str(BIN / "prefect"), *args], cwd=project, env=env, start_new_session=True,
-                                       stdout=log, stderr=subprocess.STDOUT)
+            process = subprocess.Popen(
+                [str(BIN / "prefect"), *args],
+                cwd=project,
+                env=env,
+                start_new_session=True,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         started.append(process)
         return process
 
     def cli(*args: str) -> str:
-        done = subprocess.run([str(BIN / "prefect"), *args], cwd=project, env=env, capture_output=True, text=True, check=False)
+        done = subprocess.run(
+            [str(BIN / "prefect"), *args], cwd=project, env=env, capture_output=True, text=True, check=False
+        )
         assert done.returncode == 0, f"prefect {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
         return done.stdout
 
@@ -111,12 +136,14 @@ def prefect_stack(tmp_path_factory):
         pids = [p.pid for p in started]
         for process in reversed(started):
             stop(process)
-        leftovers = [pid for pid in pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"]
+        leftovers = [
+            pid for pid in pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"
+        ]
         assert not leftovers, f"processes left behind: {leftovers}"
 
 
 def run_deployment(stack: dict, name: str, parameters: dict, timeout: float = 300) -> tuple[str, str, list]:
-    """Trigger a deployment through the API and wait for its final state; returns (state, id, artifact keys)."""
+    """Trigger a deployment through the API and wait for its final state: (state, id, artifact keys)."""
     script = f"""
 import asyncio, json
 from prefect.deployments import run_deployment
@@ -127,13 +154,21 @@ run = run_deployment({name!r}, parameters=json.loads({json.dumps(json.dumps(para
 
 async def artifacts():
     async with get_client() as client:
-        found = await client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id])))
+        by_run = ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id]))
+        found = await client.read_artifacts(artifact_filter=by_run)
         return [{{"key": a.key, "type": a.type, "data": a.data}} for a in found]
 
 print(json.dumps({{"state": run.state.type.value, "id": str(run.id), "artifacts": asyncio.run(artifacts())}}))
 """
-    done = subprocess.run([sys.executable, "-c", script], cwd=stack["project"], env=stack["env"],
-                          capture_output=True, text=True, timeout=timeout + 60, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=stack["project"],
+        env=stack["env"],
+        capture_output=True,
+        text=True,
+        timeout=timeout + 60,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     if result["state"] != "COMPLETED":
@@ -151,7 +186,8 @@ def test_preprocess_deployment_on_two_demo_videos(prefect_stack):
         make_clip(videos / f"demo_{index:02d}.mp4", seconds=2.0, seed=index, params=demo)
 
     _state, _run_id, artifacts = run_deployment(
-        prefect_stack, "preprocess/default", {"overrides": {"preprocess.detect_every": 5}})
+        prefect_stack, "preprocess/default", {"overrides": {"preprocess.detect_every": 5}}
+    )
 
     frames = pd.read_parquet(project / "data" / "shards")
     assert sorted(frames["video_id"].unique()) == ["demo_00", "demo_01"]
@@ -187,8 +223,19 @@ def test_render_deployment_signs_the_mp4_and_publishes_it(prefect_stack, kit, tm
     shutil.copy(kit.cgan_path, project / "artifacts" / "cgan.pt")
     soundfile.write(tmp_path / "speech.wav", voice(2.0, seed=21), SR)
     port = free_port()
-    command = [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(tmp_path)]
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    command = [
+        sys.executable,
+        "-m",
+        "http.server",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--directory",
+        str(tmp_path),
+    ]
+    server = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     url = f"http://127.0.0.1:{port}/speech.wav"
     try:
         for _ in range(100):
@@ -198,8 +245,11 @@ def test_render_deployment_signs_the_mp4_and_publishes_it(prefect_stack, kit, tm
             except OSError:
                 time.sleep(0.1)
         overrides = {"device": "cpu", "render.size": 128, "provenance.key_dir": str(tmp_path / "keys")}
-        _state, _run_id, artifacts = run_deployment(prefect_stack, "render/default", {
-            "audio": url, "output": "face", "out": "renders/deployed.mp4", "overrides": overrides})
+        _state, _run_id, artifacts = run_deployment(
+            prefect_stack,
+            "render/default",
+            {"audio": url, "output": "face", "out": "renders/deployed.mp4", "overrides": overrides},
+        )
     finally:
         stop(server)
 
@@ -210,8 +260,15 @@ def test_render_deployment_signs_the_mp4_and_publishes_it(prefect_stack, kit, tm
     assert verdict.facts["speech_sha256"] == sha256_file(tmp_path / "speech.wav")
     keys = {a["key"]: a for a in artifacts}
     assert {"render-video", "render-summary", "render-params"} <= set(keys)
-    assert keys["render-video"]["data"] == f"[deployed.mp4]({video.as_uri()})", "a link artifact (Prefect: markdown)"
+    assert keys["render-video"]["data"] == f"[deployed.mp4]({video.as_uri()})", (
+        "a link artifact (Prefect: markdown)"
+    )
     summary = keys["render-summary"]["data"]
-    for text in ("real-time factor", "2.00 s (60 frames)", verdict.facts["target_video"], verdict.digest,
-                 "signed and intact"):
+    for text in (
+        "real-time factor",
+        "2.00 s (60 frames)",
+        verdict.facts["target_video"],
+        verdict.digest,
+        "signed and intact",
+    ):
         assert text in summary, (text, summary)

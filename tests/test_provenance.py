@@ -43,9 +43,28 @@ def signing_home(tmp_path_factory, monkeypatch) -> Path:
 
 
 def plain_mp4(path: Path, seconds: float = 2.0, size: int = 128) -> Path:
-    ffmpeg("-f", "lavfi", "-i", f"testsrc2=size={size}x{size}:rate=30", "-f", "lavfi", "-i",
-           "sine=frequency=300", "-t", str(seconds), "-c:v", "libx264", "-preset", "ultrafast",
-           "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", str(path))
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        f"testsrc2=size={size}x{size}:rate=30",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=300",
+        "-t",
+        str(seconds),
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        "-shortest",
+        str(path),
+    )
     return path
 
 
@@ -53,9 +72,13 @@ def facts_for(tmp_path: Path) -> dict:
     soundfile.write(tmp_path / "speech.wav", voice(1.0, seed=3), SR)
     for name in ("lstm.pt", "cgan.pt"):
         (tmp_path / name).write_bytes(name.encode() * 100)
-    return render_facts(speech=tmp_path / "speech.wav", target_video="demo_05",
-                        params_digest="0123456789abcdef",
-                        lstm=tmp_path / "lstm.pt", cgan=tmp_path / "cgan.pt")
+    return render_facts(
+        speech=tmp_path / "speech.wav",
+        target_video="demo_05",
+        params_digest="0123456789abcdef",
+        lstm=tmp_path / "lstm.pt",
+        cgan=tmp_path / "cgan.pt",
+    )
 
 
 def test_identity_is_made_once_with_a_c2pa_signing_certificate(tmp_path):
@@ -69,6 +92,7 @@ def test_identity_is_made_once_with_a_c2pa_signing_certificate(tmp_path):
     assert leaf.public_key().curve.name == "secp256r1"
     assert leaf.issuer == ca.subject
     leaf.verify_directly_issued_by(ca)
+
     def extension(cert: x509.Certificate, kind: type) -> object:
         return cert.extensions.get_extension_for_class(kind).value
 
@@ -77,6 +101,7 @@ def test_identity_is_made_once_with_a_c2pa_signing_certificate(tmp_path):
     assert not extension(leaf, x509.BasicConstraints).ca and extension(ca, x509.BasicConstraints).ca
     ski = extension(ca, x509.SubjectKeyIdentifier).digest
     assert extension(leaf, x509.AuthorityKeyIdentifier).key_identifier == ski
+
     def files() -> dict[str, bytes]:
         return {p.name: p.read_bytes() for p in (tmp_path / "keys").glob("*.*")}
 
@@ -99,7 +124,7 @@ def test_signed_mp4_declares_synthetic_media_and_the_render_facts(tmp_path):
     verdict = verify_mp4(tmp_path / "signed.mp4")
     assert verdict.ok and verdict.synthetic and verdict.source_type == SOURCE_TYPE
     assert not verdict.trusted, "a self-made CA is on no trust list; that alone is not tampering"
-    assert list(verdict.facts)[:len(FACTS)] == list(FACTS) and verdict.facts == facts
+    assert list(verdict.facts)[: len(FACTS)] == list(FACTS) and verdict.facts == facts
     assert verdict.facts["speech_sha256"] == sha256_file(tmp_path / "speech.wav")
     assert verdict.facts["speech_name"] == "speech.wav" and verdict.facts["tool"] == "reenact"
     assert signed["manifest"] == verdict.manifest and len(verdict.digest) == 64
@@ -178,16 +203,36 @@ def test_draw_label_marks_only_the_bottom_right_corner():
 
 
 def frame_at(path: Path, index: int, size: int) -> np.ndarray:
-    command = ["ffmpeg", "-v", "error", "-i", str(path), "-vf", f"select=eq(n\\,{index})", "-frames:v", "1",
-               "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
+    command = [
+        "ffmpeg",
+        "-v",
+        "error",
+        "-i",
+        str(path),
+        "-vf",
+        f"select=eq(n\\,{index})",
+        "-frames:v",
+        "1",
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "rgb24",
+        "-",
+    ]
     raw = subprocess.run(command, capture_output=True, check=True).stdout
     return np.frombuffer(raw, np.uint8).reshape(size, size, 3)
 
 
 def test_a_fresh_render_is_signed_with_its_inputs_and_the_label_param_shows(kit, tmp_path):
     soundfile.write(tmp_path / "speech.wav", voice(1.5, seed=7), SR)
-    common = dict(target=None, output="face", params_file=kit.params_file, models=kit.models,
-                  shards=kit.shards, videos=kit.videos)
+    common = {
+        "target": None,
+        "output": "face",
+        "params_file": kit.params_file,
+        "models": kit.models,
+        "shards": kit.shards,
+        "videos": kit.videos,
+    }
     result = render_file(tmp_path / "speech.wav", tmp_path / "talk.mp4", overrides=kit.overrides, **common)
     verdict = result["provenance"]
     assert verdict.ok and verdict.synthetic and result["speech"] == "speech.wav"
@@ -200,8 +245,12 @@ def test_a_fresh_render_is_signed_with_its_inputs_and_the_label_param_shows(kit,
     assert facts["params_digest"] == digest(load_params(kit.params_file, kit.overrides))
     assert CliRunner().invoke(app, ["verify", str(tmp_path / "talk.mp4")]).exit_code == 0
 
-    labelled = render_file(tmp_path / "speech.wav", tmp_path / "labelled.mp4",
-                           overrides={**kit.overrides, "provenance.label": True}, **common)
+    labelled = render_file(
+        tmp_path / "speech.wav",
+        tmp_path / "labelled.mp4",
+        overrides={**kit.overrides, "provenance.label": True},
+        **common,
+    )
     assert labelled["provenance"].ok
     plain, marked = frame_at(tmp_path / "talk.mp4", 10, 128), frame_at(tmp_path / "labelled.mp4", 10, 128)
     corner = np.abs(plain[-20:, -50:].astype(int) - marked[-20:, -50:]).mean()
