@@ -43,7 +43,18 @@ from models.metrics import (
 )
 from models.speech import speech_lips
 from tasks.decode import read_audio
-from tasks.entry import DEFAULT_PARAMS, DEFAULT_SHARDS, Overrides, ParamsFile, Shards, run, stage_params
+from tasks.entry import (
+    DEFAULT_PARAMS,
+    DEFAULT_SHARDS,
+    DEFAULT_VIDEOS,
+    Overrides,
+    ParamsFile,
+    Shards,
+    Videos,
+    Weights,
+    run,
+    stage_params,
+)
 from tasks.landmarks import landmarks_in_crops, lips_opening
 from tasks.shards import evenly_spaced
 
@@ -212,18 +223,13 @@ def evaluate_composite(models, params, shards: Path, videos: Path) -> dict:
         return {f"{prefix}{name}": None for name in names for prefix in ("", "baseline_paste/")}
 
 
-Weights = Annotated[Path, typer.Option(help="trained weights")]
-
-
 def evaluate(
     params_file: ParamsFile = DEFAULT_PARAMS,
     override: Overrides = None,
     shards: Shards = DEFAULT_SHARDS,
     lstm: Weights = Path("artifacts/lstm.pt"),
     cgan: Weights = Path("artifacts/cgan.pt"),
-    videos: Annotated[
-        Path, typer.Option(help="raw videos, <video_id>.*: the sync clip's speech and the target's footage")
-    ] = Path("data/raw/videos"),
+    videos: Videos = DEFAULT_VIDEOS,
     out: Annotated[Path, typer.Option(help="metrics and plots")] = Path("reports"),
 ) -> dict:
     """Evaluate both models on the validation split, and the compositing: the DVC stage evaluate."""

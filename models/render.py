@@ -39,7 +39,18 @@ from models.media import Encoder, RenderError
 from models.panel import real_video
 from models.speech import frame_count, stream_lips
 from tasks.decode import DecodeError, iter_audio, probe
-from tasks.entry import DEFAULT_PARAMS, DEFAULT_SHARDS, Overrides, ParamsFile, Shards, run, stage_params
+from tasks.entry import (
+    DEFAULT_PARAMS,
+    DEFAULT_SHARDS,
+    DEFAULT_VIDEOS,
+    Overrides,
+    ParamsFile,
+    Shards,
+    Videos,
+    Weights,
+    run,
+    stage_params,
+)
 from tasks.features import feature_layout
 from tasks.params import Params, digest
 from tasks.provenance import draw_label, render_facts, sign_mp4
@@ -225,15 +236,11 @@ def _check_speech(audio: Path, models: Models, params: Params):
     return info
 
 
-Videos = Annotated[Path, typer.Option(help="the source videos, <video_id>.mp4: speech and target footage")]
-Weights = Annotated[Path, typer.Option(help="trained weights")]
-
-
 def render_stage(
     params_file: ParamsFile = DEFAULT_PARAMS,
     override: Overrides = None,
     shards: Shards = DEFAULT_SHARDS,
-    videos: Videos = Path("data/raw/videos"),
+    videos: Videos = DEFAULT_VIDEOS,
     lstm: Weights = Path("artifacts/lstm.pt"),
     cgan: Weights = Path("artifacts/cgan.pt"),
     out_dir: Annotated[Path, typer.Option(help="where the renders go")] = Path("renders"),

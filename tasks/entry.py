@@ -30,9 +30,18 @@ DEFAULT_PARAMS = DEFAULT_PATH
 DEFAULT_SHARDS = Path("data/shards")
 
 ParamsFile = Annotated[Path, typer.Option("--params", help="params file")]
-Overrides = Annotated[list[str] | None, typer.Option(
-    "--override", metavar="KEY=VALUE", help="dotted-key override of params, e.g. lstm.epochs=3 (repeatable)")]
+Overrides = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--override",
+        metavar="KEY=VALUE",
+        help="dotted-key override of params, e.g. lstm.epochs=3 (repeatable)",
+    ),
+]
 Shards = Annotated[Path, typer.Option(help="the frame table folder")]
+DEFAULT_VIDEOS = Path("data/raw/videos")
+Videos = Annotated[Path, typer.Option(help="the source videos, <video_id>.mp4: speech and target footage")]
+Weights = Annotated[Path, typer.Option(help="trained weights (artifacts/lstm.pt, artifacts/cgan.pt)")]
 
 
 def parse_overrides(override: list[str] | None) -> dict[str, Any]:

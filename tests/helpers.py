@@ -20,8 +20,17 @@ ROOT = Path(__file__).resolve().parents[1]
 def dvc_project_copy(repo: Path) -> Path:
     """The project's data stages and their code in a folder of their own (no .venv: bin/python takes
     the active one), with a demo corpus of 2 clips of 2 s."""
-    for name in ("dvc.yaml", "params.yaml", "bin", "flows", "tasks", "data/sources", ".dvc/config",
-                 ".dvcignore", ".gitignore"):
+    for name in (
+        "dvc.yaml",
+        "params.yaml",
+        "bin",
+        "flows",
+        "tasks",
+        "data/sources",
+        ".dvc/config",
+        ".dvcignore",
+        ".gitignore",
+    ):
         src = ROOT / name
         (repo / name).parent.mkdir(parents=True, exist_ok=True)
         if src.is_dir():
@@ -39,8 +48,13 @@ def inter_ocular(landmarks: np.ndarray) -> float:
     return float(np.linalg.norm(landmarks[LEFT_EYE].mean(0) - landmarks[RIGHT_EYE].mean(0)))
 
 
-def synthetic_shards(shards: str | Path, videos: int = 3, frames: int = 200, seed: int = 0,
-                     params: PreprocessParams | None = None) -> Path:
+def synthetic_shards(
+    shards: str | Path,
+    videos: int = 3,
+    frames: int = 200,
+    seed: int = 0,
+    params: PreprocessParams | None = None,
+) -> Path:
     """A small corpus in the frame-table format, for tests and benchmarks where no real one exists.
 
     A smooth random "loudness" per video drives the lips (mouth opening and width) and the
@@ -53,13 +67,27 @@ def synthetic_shards(shards: str | Path, videos: int = 3, frames: int = 200, see
     dim = feature_dim(params)
     mix = rng.normal(size=(5, dim)).astype(np.float32)
     yy, xx = np.mgrid[0:size, 0:size] / size
-    closed = np.array([[0.35, 0.72], [0.44, 0.69], [0.56, 0.69], [0.65, 0.72],
-                       [0.56, 0.76], [0.44, 0.76], [0.5, 0.71], [0.5, 0.73]], np.float32)
+    closed = np.array(
+        [
+            [0.35, 0.72],
+            [0.44, 0.69],
+            [0.56, 0.69],
+            [0.65, 0.72],
+            [0.56, 0.76],
+            [0.44, 0.76],
+            [0.5, 0.71],
+            [0.5, 0.73],
+        ],
+        np.float32,
+    )
     for index in range(videos):
         t = np.arange(frames) / params.fps
         phases = rng.uniform(0, 2 * np.pi, 3)
-        drive = (np.sin(2 * np.pi * 2.1 * t + phases[0]) + 0.6 * np.sin(2 * np.pi * 3.7 * t + phases[1])
-                 + 0.3 * np.sin(2 * np.pi * 0.7 * t + phases[2]))
+        drive = (
+            np.sin(2 * np.pi * 2.1 * t + phases[0])
+            + 0.6 * np.sin(2 * np.pi * 3.7 * t + phases[1])
+            + 0.3 * np.sin(2 * np.pi * 0.7 * t + phases[2])
+        )
         drive = ((drive - drive.min()) / (np.ptp(drive) + 1e-9)).astype(np.float32)
         shifted = np.stack([np.roll(drive, s) for s in (-2, -1, 0, 1, 2)], axis=1)
         audio = shifted @ mix + 0.05 * rng.normal(size=(frames, dim)).astype(np.float32)
@@ -79,8 +107,53 @@ def synthetic_shards(shards: str | Path, videos: int = 3, frames: int = 200, see
                 image[mouth] = (90, 20, 30)
                 jpeg = simplejpeg.encode_jpeg(image, quality=params.jpeg_quality, colorspace="RGB")
                 landmarks = np.full(LANDMARKS_DIM, np.nan if not face_found else 0.5, np.float32)
-                writer.add(frame=i, time=i / params.fps, face_found=face_found, landmarks=landmarks,
-                           lips=lips.reshape(-1) if face_found else np.full(LIPS_DIM, np.nan, np.float32),
-                           audio=audio[i], face=jpeg, crop=np.zeros(CROP_DIM, np.float32))
+                writer.add(
+                    frame=i,
+                    time=i / params.fps,
+                    face_found=face_found,
+                    landmarks=landmarks,
+                    lips=lips.reshape(-1) if face_found else np.full(LIPS_DIM, np.nan, np.float32),
+                    audio=audio[i],
+                    face=jpeg,
+                    crop=np.zeros(CROP_DIM, np.float32),
+                )
             writer.commit()
     return Path(shards)
+
+
+def train_tiny(
+    params_file: Path, shards: Path, root: Path, lstm: list[str], cgan: list[str]
+) -> tuple[Path, Path]:
+    """An LSTM and a generator trained on `shards` by the real stage entry points, on the CPU, with
+    the given `--override`s: (root/lstm.pt, root/cgan.pt). Checkpoints and DVCLive go under `root`."""
+    from models import train_cgan, train_lstm
+
+    paths = []
+    for name, main, overrides in (("lstm", train_lstm.main, lstm), ("cgan", train_cgan.main, cgan)):
+        out = root / f"{name}.pt"
+        argv = [
+            "--params",
+            str(params_file),
+            "--shards",
+            str(shards),
+            "--out",
+            str(out),
+            "--checkpoints",
+            str(root / "checkpoints" / name),
+            "--live",
+            str(root / "dvclive" / name),
+        ]
+        for override in ("device=cpu", *overrides):
+            argv += ["--override", override]
+        main(argv)
+        paths.append(out)
+    return paths[0], paths[1]
+
+
+def params_copy(folder: Path, overrides: dict | None = None):
+    """(folder/params.yaml, a copy of the project's, and the Params it gives with `overrides`)."""
+    from tasks.params import load_params
+
+    path = folder / "params.yaml"
+    path.write_text((ROOT / "params.yaml").read_text())
+    return path, load_params(path, overrides)

@@ -12,21 +12,19 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import soundfile
-from helpers import synthetic_shards
+from helpers import params_copy, synthetic_shards, train_tiny
 
-from models import train_cgan, train_lstm
 from models.render import load_models
 from tasks.features import audio_features
 from tasks.landmarks import lips_opening
-from tasks.params import load_params
 from tasks.shards import part_files
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,16 +83,27 @@ def _speech_audio(shards: Path, videos: int, params) -> None:
             pq.write_table(table, path)
 
 
+@dataclass
+class Kit:
+    models: object
+    params: object
+    params_file: Path
+    overrides: dict
+    shards: Path
+    videos: Path
+    root: Path
+    lstm_path: Path
+    cgan_path: Path
+
+
 @pytest.fixture(scope="session")
 def kit(tmp_path_factory):
     """Models, params (CPU, 128 px output), synthetic shards with their 'raw videos', and a scratch dir."""
     root = tmp_path_factory.mktemp("render")
-    params_file = root / "params.yaml"
-    params_file.write_text((ROOT / "params.yaml").read_text())
     # The face crop: these shards are drawings with no footage behind them (tests/test_fullframe.py
     # renders onto real frames).
     overrides = {"device": "cpu", "render.size": 128, "render.output": "face"}
-    params = load_params(params_file, overrides)
+    params_file, params = params_copy(root, overrides)
     shards = synthetic_shards(root / "shards", videos=3, frames=120)
     _speech_audio(shards, 3, params.preprocess)
     videos = root / "raw" / "videos"
@@ -105,58 +114,26 @@ def kit(tmp_path_factory):
 
     lstm_path, cgan_path = ROOT / "artifacts" / "lstm.pt", ROOT / "artifacts" / "cgan.pt"
     if os.environ.get("REENACT_TINY_MODELS") == "1" or not (lstm_path.exists() and cgan_path.exists()):
-        lstm_path, cgan_path = root / "lstm.pt", root / "cgan.pt"
-
-        def argv(name: str, out: Path, *extra: str) -> list[str]:
-            args = [
-                "--params",
-                str(params_file),
-                "--shards",
-                str(shards),
-                "--out",
-                str(out),
-                "--checkpoints",
-                str(root / "checkpoints" / name),
-                "--live",
-                str(root / "dvclive" / name),
-            ]
-            for override in ("device=cpu", *extra):
-                args += ["--override", override]
-            return args
-
-        train_lstm.main(
-            argv(
-                "lstm",
-                lstm_path,
+        lstm_path, cgan_path = train_tiny(
+            params_file,
+            shards,
+            root,
+            [
                 "lstm.epochs=12",
                 "lstm.hidden=16",
                 "lstm.fc_hidden=16",
                 "lstm.context=2",
                 "lstm.batch_size=32",
                 "lstm.lr=0.003",
-            )
-        )
-        train_cgan.main(
-            argv(
-                "cgan",
-                cgan_path,
+            ],
+            [
                 "cgan.epochs=1",
                 "cgan.finetune_epochs=0",
                 "cgan.ngf=4",
                 "cgan.ndf=4",
                 "cgan.batch_size=16",
                 "cgan.val_frames=8",
-            )
+            ],
         )
     models = load_models(lstm_path, cgan_path, "cpu")
-    return SimpleNamespace(
-        models=models,
-        params=params,
-        params_file=params_file,
-        overrides=overrides,
-        shards=shards,
-        videos=videos,
-        root=root,
-        lstm_path=lstm_path,
-        cgan_path=cgan_path,
-    )
+    return Kit(models, params, params_file, overrides, shards, videos, root, lstm_path, cgan_path)

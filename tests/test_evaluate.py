@@ -9,9 +9,9 @@ import math
 import numpy as np
 import pytest
 import soundfile
-from helpers import synthetic_shards
+from helpers import synthetic_shards, train_tiny
 
-from models import evaluate, render, train_cgan, train_lstm
+from models import evaluate, render
 from models.data import load_corpus, split_corpus
 from models.metrics import (
     beats_baselines,
@@ -36,29 +36,13 @@ def trained(tmp_path_factory):
     shards = synthetic_shards(root / "shards", videos=3, frames=120)
     params = root / "params.yaml"
     params.write_text("seed: 0\ndevice: cpu\nevaluate:\n  max_frames: 24\n  sync_seconds: 2.0\n")
-    for name, main, overrides in (
-        ("lstm", train_lstm.main, ["lstm.hidden=16", "lstm.fc_hidden=16", "lstm.context=2", "lstm.epochs=4"]),
-        (
-            "cgan",
-            train_cgan.main,
-            ["cgan.ngf=4", "cgan.ndf=4", "cgan.epochs=1", "cgan.finetune_epochs=0", "cgan.val_frames=8"],
-        ),
-    ):
-        main(
-            [
-                "--params",
-                str(params),
-                "--shards",
-                str(shards),
-                "--out",
-                str(root / f"{name}.pt"),
-                "--checkpoints",
-                str(root / "checkpoints" / name),
-                "--live",
-                str(root / "dvclive" / name),
-                *[arg for override in overrides for arg in ("--override", override)],
-            ]
-        )
+    train_tiny(
+        params,
+        shards,
+        root,
+        ["lstm.hidden=16", "lstm.fc_hidden=16", "lstm.context=2", "lstm.epochs=4"],
+        ["cgan.ngf=4", "cgan.ndf=4", "cgan.epochs=1", "cgan.finetune_epochs=0", "cgan.val_frames=8"],
+    )
     return root
 
 

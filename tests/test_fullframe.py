@@ -8,21 +8,21 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import soundfile
+from helpers import params_copy, train_tiny
 
 from models import render as render_module
-from models import train_cgan, train_lstm
 from models.composite import lower_face_mask, warp_back
 from models.render import RenderError, load_models, render
 from models.target import TargetFrames, pingpong, read_target_rows
 from tasks.decode import iter_frames, probe
 from tasks.demo import make_demo_corpus
-from tasks.params import DemoParams, load_params
+from tasks.params import DemoParams
 from tasks.video import process_video
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,53 +30,40 @@ SR = 16000
 FPS = 30.0
 
 
+@dataclass
+class Footage:
+    root: Path
+    params_file: Path
+    params: object
+    overrides: dict
+    videos: Path
+    shards: Path
+    models: object
+    target: str
+
+
 @pytest.fixture(scope="module")
 def footage(tmp_path_factory):
     """Three 2 s demo clips as raw videos and shards, and tiny models trained on them."""
     root = tmp_path_factory.mktemp("fullframe")
-    params_file = root / "params.yaml"
-    params_file.write_text((ROOT / "params.yaml").read_text())
     overrides = {"device": "cpu", "render.size": 128}
-    params = load_params(params_file, overrides)
+    params_file, params = params_copy(root, overrides)
     videos = root / "raw" / "videos"
     videos.mkdir(parents=True)
     shards = root / "shards"
     for path in make_demo_corpus(videos, DemoParams(clips=3, seconds=2.0, seed=7)):
         assert process_video(path, shards, params.preprocess)["status"] == "ok"
 
-    def argv(name: str, *extra: str) -> list[str]:
-        args = [
-            "--params",
-            str(params_file),
-            "--shards",
-            str(shards),
-            "--out",
-            str(root / f"{name}.pt"),
-            "--checkpoints",
-            str(root / "checkpoints" / name),
-            "--live",
-            str(root / "dvclive" / name),
-        ]
-        for override in ("device=cpu", *extra):
-            args += ["--override", override]
-        return args
-
-    train_lstm.main(argv("lstm", "lstm.epochs=2", "lstm.hidden=16", "lstm.fc_hidden=16", "lstm.context=2"))
-    train_cgan.main(
-        argv(
-            "cgan", "cgan.epochs=1", "cgan.finetune_epochs=0", "cgan.ngf=4", "cgan.ndf=4", "cgan.val_frames=8"
-        )
+    train_tiny(
+        params_file,
+        shards,
+        root,
+        ["lstm.epochs=2", "lstm.hidden=16", "lstm.fc_hidden=16", "lstm.context=2"],
+        ["cgan.epochs=1", "cgan.finetune_epochs=0", "cgan.ngf=4", "cgan.ndf=4", "cgan.val_frames=8"],
     )
     models = load_models(root / "lstm.pt", root / "cgan.pt", "cpu")
-    return SimpleNamespace(
-        root=root,
-        params_file=params_file,
-        params=params,
-        overrides=overrides,
-        videos=videos,
-        shards=shards,
-        models=models,
-        target=models.cgan_ckpt["target_video"],
+    return Footage(
+        root, params_file, params, overrides, videos, shards, models, models.cgan_ckpt["target_video"]
     )
 
 
@@ -267,31 +254,19 @@ def test_real_speech_composited_onto_a_real_face(real_clip, real_speech, tmp_pat
     speaker's speech composited onto that clip: what a user does with their own footage (README)."""
     from tasks import landmarks as lm
 
-    params_file = tmp_path / "params.yaml"
-    params_file.write_text((ROOT / "params.yaml").read_text())
-    params = load_params(params_file, {"device": "cpu"})
+    params_file, params = params_copy(tmp_path, {"device": "cpu"})
     videos, shards = tmp_path / "raw" / "videos", tmp_path / "shards"
     videos.mkdir(parents=True)
     clip = videos / "real_target.mp4"
     clip.write_bytes(real_clip.read_bytes())
     assert process_video(clip, shards, params.preprocess)["status"] == "ok"
-    common = ["--params", str(params_file), "--shards", str(shards), "--override", "device=cpu"]
-    for name, extra in (
-        ("lstm", ["lstm.epochs=5", "lstm.hidden=32", "lstm.fc_hidden=32"]),
-        ("cgan", ["cgan.epochs=6", "cgan.finetune_epochs=2", "cgan.target_video=real_target"]),
-    ):
-        argv = [
-            *common,
-            "--out",
-            str(tmp_path / f"{name}.pt"),
-            "--checkpoints",
-            str(tmp_path / "ck" / name),
-            "--live",
-            str(tmp_path / "live" / name),
-        ]
-        for override in extra:
-            argv += ["--override", override]
-        (train_lstm if name == "lstm" else train_cgan).main(argv)
+    train_tiny(
+        params_file,
+        shards,
+        tmp_path,
+        ["lstm.epochs=5", "lstm.hidden=32", "lstm.fc_hidden=32"],
+        ["cgan.epochs=6", "cgan.finetune_epochs=2", "cgan.target_video=real_target"],
+    )
     models = load_models(tmp_path / "lstm.pt", tmp_path / "cgan.pt", "cpu")
     result = render(
         real_speech, tmp_path / "talk.mp4", models, params, "real_target", shards=shards, videos=videos
