@@ -27,14 +27,9 @@ import dlib
 import numpy as np
 
 from tasks import landmarks as lm
-from tasks.crop import apply, similarity, warp
+from tasks.crop import TEMPLATE, anchors, apply, similarity, warp
 from tasks.params import PreprocessParams
 from tasks.shards import LIPS_DIM
-
-# Eye centres, nose bridge and nose base, placed in units of face_size so that brows, jaw
-# and an open mouth's chin fit with a margin (measured on real and demo faces: the face
-# spans about 2.6 inter-ocular distances each way, the chin is 1.75 below the eyes).
-TEMPLATE = np.array([[0.35, 0.30], [0.65, 0.30], [0.50, 0.375], [0.50, 0.50]], np.float32)
 
 # A tracked face is distrusted when its scale or position jumps more than this between
 # frames, or when its crop stops looking like the previous frame's crop: the normalised
@@ -54,9 +49,12 @@ UPSAMPLE = 2.0
 # A face lost since the last frame is looked for in a window this many face boxes wide
 # around where it was, before the whole frame is searched.
 LOST_SIDE = 3.0
-# dlib's face box is 2.1-2.6 eye distances wide (the steps of HOG's pyramid): faces are
-# reported at this width.
-BOX_PER_EYES = 2.3
+# The mouth's centre lies this many eye distances below the line of the eyes on a frontal face
+# in square pixels (1.03-1.14 over a real talking head). Well outside a natural range (pitch,
+# faces differ) the picture itself is squashed or stretched, as in anamorphic video that
+# lost its aspect flag, and HOG, which knows upright faces only, is shown it restretched.
+MOUTH_DROP = 1.07
+NATURAL_STRETCH = 1.3
 # Scheduled detections that may miss in a row (HOG misses turned faces) before a face that
 # still tracks plausibly is dropped anyway.
 MAX_MISSES = 2
@@ -72,23 +70,6 @@ class AlignedFrame:
     lips: np.ndarray  # (16,) float32: (x, y) of preprocess.lip_indices over face_size; NaN when no face
     face: np.ndarray  # (face_size, face_size, 3) uint8 RGB aligned crop
     crop: np.ndarray  # (2, 3) float32 affine, source-frame pixels -> crop pixels
-
-
-def _averaging(groups: list[slice]) -> np.ndarray:
-    weights = np.zeros((len(groups), lm.POINTS), np.float32)
-    for row, group in enumerate(groups):
-        weights[row, group] = 1.0 / len(range(lm.POINTS)[group])
-    return weights
-
-
-# One matrix product per frame instead of four slice means: Python overhead is a visible
-# share of a ~2 ms frame.
-_ANCHOR_WEIGHTS = _averaging([lm.LEFT_EYE, lm.RIGHT_EYE, slice(27, 31), slice(31, 36)])
-
-
-def anchors(landmarks: np.ndarray) -> np.ndarray:
-    """Eye centres, nose bridge centre and nose base centre, (4, 2)."""
-    return _ANCHOR_WEIGHTS @ landmarks
 
 
 def _frame_of(points: np.ndarray) -> tuple[np.ndarray, float]:
@@ -136,7 +117,10 @@ class FaceTracker:
         # The last detection's box relative to its own landmarks' anchors: offset of its
         # centre and its half side, in anchor spreads.
         self._box_offset = np.zeros(2)
-        self._box_half = 1.0
+        self._box_half = np.ones(2)  # half width, half height
+        # How much taller than it is HOG is shown the picture (1: as it is), from recent faces.
+        self._drops: list[float] = []
+        self.stretch = 1.0
         # Centre and spread of the last face seen (kept while it is lost, to prefer the
         # face nearest it on re-detection and to search around it first).
         self._centre: np.ndarray | None = None
@@ -187,9 +171,8 @@ class FaceTracker:
         """Where the last detector would put its box around a face whose anchors centre on `centre`."""
         centre = centre + self._box_offset * self._spread
         half = self._box_half * self._spread
-        return dlib.rectangle(
-            *(round(v) for v in (centre[0] - half, centre[1] - half, centre[0] + half, centre[1] + half))
-        )
+        (left, top), (right, bottom) = centre - half, centre + half
+        return dlib.rectangle(round(left), round(top), round(right), round(bottom))
 
     def _tracked_box(self) -> dlib.rectangle | None:
         """The detector's box around the previous frame's face; None when it had none."""
@@ -228,23 +211,25 @@ class FaceTracker:
         frames can have, at a fraction of a whole frame's cost, and a larger face elsewhere
         cannot take over. Nothing when the face has left the frame."""
         height, width = image.shape[:2]
-        half = around.width() * side / 2
+        half_x, half_y = around.width() * side / 2, around.height() * side / 2
         centre = around.center()
-        left, top = max(0, round(centre.x - half)), max(0, round(centre.y - half))
-        right, bottom = min(width, round(centre.x + half)), min(height, round(centre.y + half))
+        left, top = max(0, round(centre.x - half_x)), max(0, round(centre.y - half_y))
+        right, bottom = min(width, round(centre.x + half_x)), min(height, round(centre.y + half_y))
         if right - left < around.width() or bottom - top < around.height():
             return []
         return self._hog(image[top:bottom, left:right], min(UPSAMPLE, ROI_FACE / around.width()), left, top)
 
     def _hog(self, region: np.ndarray, scale: float, left: int, top: int) -> list[dlib.rectangle]:
-        """HOG's faces in `region` resized by `scale`, in frame pixels (region at left, top)."""
+        """HOG's faces in `region` resized by `scale` (and `stretch` more in height), in frame
+        pixels (region at left, top)."""
         self._since_detect = 0
         self.detections += 1
-        if scale != 1.0:
-            size = (round(region.shape[1] * scale), round(region.shape[0] * scale))
+        scales = (scale, scale * self.stretch)
+        if scales != (1.0, 1.0):
+            size = (round(region.shape[1] * scales[0]), round(region.shape[0] * scales[1]))
             region = cv2.resize(region, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
         grey = cv2.cvtColor(region, cv2.COLOR_RGB2GRAY) if region.ndim == 3 else np.ascontiguousarray(region)
-        return [_to_frame(r, scale, left, top) for r in lm.detect(grey)]
+        return [_to_frame(r, *scales, left, top) for r in lm.detect(grey)]
 
     def _adopt(self, frame: np.ndarray, image: np.ndarray, rects: list[dlib.rectangle]):
         """Landmarks, their centre and spread, transform and crop of the face chosen among
@@ -259,10 +244,22 @@ class FaceTracker:
         self._box_offset = (
             np.array([(box.left() + box.right()) / 2, (box.top() + box.bottom()) / 2]) - centre
         ) / spread
-        self._box_half = box.width() / 2 / spread
+        self._box_half = np.array([box.width(), box.height()]) / 2 / spread
+        self._measure_stretch(landmarks)
         transform, face = self._align(frame, points)
         self._likeness = _small_grey(face)
         return landmarks, centre, spread, transform, face
+
+    def _measure_stretch(self, landmarks: np.ndarray) -> None:
+        """Update `stretch` from the mouth's drop below the eyes in the last few detections."""
+        left, right = landmarks[lm.LEFT_EYE].mean(0), landmarks[lm.RIGHT_EYE].mean(0)
+        across = right - left
+        down = np.array([-across[1], across[0]])  # the eye line turned a quarter, pointing chinwards
+        drop = float(np.dot(landmarks[48:68].mean(0) - (left + right) / 2, down) / np.dot(across, across))
+        self._drops = [*self._drops[-8:], drop]
+        # The landmarks are in frame pixels, so this is the picture's distortion whatever HOG was shown.
+        factor = MOUTH_DROP / max(float(np.median(self._drops)), 1e-3)
+        self.stretch = 1.0 if 1 / NATURAL_STRETCH < factor < NATURAL_STRETCH else factor
 
     def _choose(self, rects: list[dlib.rectangle]) -> dlib.rectangle | None:
         """The largest face at first, later the one nearest the face followed so far."""
@@ -318,13 +315,13 @@ class FaceTracker:
         )
 
 
-def _to_frame(rect: dlib.rectangle, scale: float, left: int, top: int) -> dlib.rectangle:
-    """A rectangle found in a region scaled by `scale`, back in frame pixels."""
+def _to_frame(rect: dlib.rectangle, scale_x: float, scale_y: float, left: int, top: int) -> dlib.rectangle:
+    """A rectangle found in a region scaled by (scale_x, scale_y), back in frame pixels."""
     return dlib.rectangle(
-        round(rect.left() / scale) + left,
-        round(rect.top() / scale) + top,
-        round(rect.right() / scale) + left,
-        round(rect.bottom() / scale) + top,
+        round(rect.left() / scale_x) + left,
+        round(rect.top() / scale_y) + top,
+        round(rect.right() / scale_x) + left,
+        round(rect.bottom() / scale_y) + top,
     )
 
 
@@ -333,12 +330,3 @@ def ladder(width: int, detect_width: int) -> list[float]:
     UPSAMPLE x. Each rung finds faces half the size of the one below (HOG's window is 80 px)."""
     first = min(1.0, detect_width / width)
     return [first, 1.0, UPSAMPLE] if first < 1.0 else [1.0, UPSAMPLE]
-
-
-def face_width(crops: np.ndarray, face_size: int) -> np.ndarray:
-    """Width in frame pixels of the face box (as dlib's detector draws it, ~BOX_PER_EYES eye
-    distances) of faces cut by (N, 2, 3) crop transforms: the crop puts the eyes a fixed
-    distance apart, so its scale says how big the face was in the frame."""
-    crops = np.asarray(crops, np.float64).reshape(-1, 2, 3)
-    eyes = (TEMPLATE[1, 0] - TEMPLATE[0, 0]) * face_size / np.hypot(crops[:, 0, 0], crops[:, 0, 1])
-    return BOX_PER_EYES * eyes

@@ -1,10 +1,39 @@
-"""The aligned crop's geometry: a similarity transform from landmarks to a template, and the
-crop it cuts from an RGB or I420 frame, one affine warp per plane."""
+"""The aligned crop's geometry: the template the eyes and nose are mapped to, the similarity
+transform that does it, the crop it cuts from an RGB or I420 frame (one affine warp per
+plane), and what a crop's scale says about the size of the face it was cut around."""
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
+
+from tasks import landmarks as lm
+
+# Eye centres, nose bridge and nose base, placed in units of face_size so that brows, jaw
+# and an open mouth's chin fit with a margin (measured on real and demo faces: the face
+# spans about 2.6 inter-ocular distances each way, the chin is 1.75 below the eyes).
+TEMPLATE = np.array([[0.35, 0.30], [0.65, 0.30], [0.50, 0.375], [0.50, 0.50]], np.float32)
+
+# dlib's face box is 2.1-2.6 eye distances wide (the steps of HOG's pyramid): faces are
+# reported at this width.
+BOX_PER_EYES = 2.3
+
+
+def _averaging(groups: list[slice]) -> np.ndarray:
+    weights = np.zeros((len(groups), lm.POINTS), np.float32)
+    for row, group in enumerate(groups):
+        weights[row, group] = 1.0 / len(range(lm.POINTS)[group])
+    return weights
+
+
+# One matrix product per frame instead of four slice means: Python overhead is a visible
+# share of a ~2 ms frame.
+_ANCHOR_WEIGHTS = _averaging([lm.LEFT_EYE, lm.RIGHT_EYE, slice(27, 31), slice(31, 36)])
+
+
+def anchors(landmarks: np.ndarray) -> np.ndarray:
+    """Eye centres, nose bridge centre and nose base centre, (4, 2)."""
+    return _ANCHOR_WEIGHTS @ landmarks
 
 
 def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -53,3 +82,12 @@ def warp(frame: np.ndarray, transform: np.ndarray, size: int) -> np.ndarray:
 def _warp_plane(plane: np.ndarray, transform: np.ndarray, side: int) -> np.ndarray:
     return cv2.warpAffine(plane, transform, (side, side), flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_REPLICATE)
+
+
+def face_width(crops: np.ndarray, face_size: int) -> np.ndarray:
+    """Width in frame pixels of the face box (as dlib's detector draws it, ~BOX_PER_EYES eye
+    distances) of faces cut by (N, 2, 3) crop transforms: the crop puts the eyes a fixed
+    distance apart, so its scale says how big the face was in the frame."""
+    crops = np.asarray(crops, np.float64).reshape(-1, 2, 3)
+    eyes = (TEMPLATE[1, 0] - TEMPLATE[0, 0]) * face_size / np.hypot(crops[:, 0, 0], crops[:, 0, 1])
+    return BOX_PER_EYES * eyes

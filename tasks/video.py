@@ -23,7 +23,8 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import MissingContextError
 
-from tasks.align import UPSAMPLE, FaceTracker, face_width
+from tasks.align import UPSAMPLE, FaceTracker
+from tasks.crop import face_width
 from tasks.decode import DecodeError, iter_frames, probe, read_audio
 from tasks.features import audio_features
 from tasks.files import safe_id, sha256_file

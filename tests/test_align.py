@@ -13,7 +13,8 @@ from helpers import inter_ocular
 from PIL import Image
 
 from tasks import landmarks as lm
-from tasks.align import UPSAMPLE, AlignedFrame, FaceTracker, anchors, apply, face_width, ladder
+from tasks.align import UPSAMPLE, AlignedFrame, FaceTracker, anchors, apply, ladder
+from tasks.crop import face_width
 from tasks.decode import iter_frames
 from tasks.params import PreprocessParams
 from tasks.sheet import contact_sheet
@@ -230,3 +231,14 @@ def test_a_lost_small_face_is_found_again_near_where_it_was(real_clip, tmp_path)
 def test_ladder_of_scales():
     assert ladder(1280, 320) == [0.25, 1.0, UPSAMPLE]
     assert ladder(320, 320) == ladder(160, 320) == [1.0, UPSAMPLE]
+
+
+@pytest.mark.real_media
+def test_squashed_faces_are_shown_to_hog_restretched(real_frames, tracked):
+    # Anamorphic video whose aspect flag was lost: 512x512 squashed to 641x361, faces and all.
+    squashed = [cv2.resize(frame, (641, 361), interpolation=cv2.INTER_AREA) for frame in real_frames]
+    tracker = FaceTracker(PARAMS)
+    aligned = [tracker(frame) for frame in squashed]
+    assert sum(a.face_found for a in aligned) >= 0.95 * len(squashed)
+    assert 1.5 < tracker.stretch < 2.0  # the picture is 1.78x wider than it should be
+    assert tracked[0].stretch == 1.0  # an upright face is left as it is

@@ -159,6 +159,9 @@ def _reshaped(source: Path, out: Path, video_filter: str) -> Path:
     # 512x512 squashed to 641x361: ffmpeg's scale keeps the picture's shape in the sample aspect
     # ratio (361:641), so the frames are decoded back to square pixels and the face is whole.
     ("squashed", "scale=641:361", 0.95),
+    # The same pixels with the aspect flag lost: the faces themselves are squashed, and HOG is
+    # shown them restretched by what the landmarks measure.
+    ("squashed_unflagged", "scale=641:361,setsar=1", 0.95),
     # A speaker far away: the 512 px talking head in 80 px of a 640x360 wide shot (~40 px face box).
     ("wide", "scale=80:80,pad=640:360:300:80:color=gray", 0.5),
 ])
