@@ -256,6 +256,6 @@ def test_a_missing_sources_file_stops_the_stage_with_one_line(tmp_path):
     (tmp_path / "params.yaml").write_text("data:\n  source: sources\n  sources_file: nowhere.txt\n")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run([sys.executable, "-m", "flows.ingest"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 1
     assert done.stderr.strip() == "error: nowhere.txt: sources file not found"
