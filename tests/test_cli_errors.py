@@ -16,7 +16,9 @@ REENACT = Path(sys.executable).parent / "reenact"
 
 
 def reenact(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([str(REENACT), *args], cwd=cwd, capture_output=True, text=True, timeout=300, check=False)
+    return subprocess.run(
+        [str(REENACT), *args], cwd=cwd, capture_output=True, text=True, timeout=300, check=False
+    )
 
 
 def one_line_error(done: subprocess.CompletedProcess, *expected: str) -> str:
@@ -51,21 +53,44 @@ def garbage(path: Path) -> Path:
 @pytest.mark.parametrize("make", [truncated, garbage])
 def test_render_with_a_corrupt_checkpoint_says_so_in_one_line(tmp_path, speech, make):
     bad = make(tmp_path / "lstm.pt")
-    done = reenact("render", "--audio", str(speech), "--out", str(tmp_path / "talk.mp4"), "--lstm", str(bad),
-                   "--cgan", str(bad), "--params", str(ROOT / "params.yaml"), cwd=tmp_path)
+    done = reenact(
+        "render",
+        "--audio",
+        str(speech),
+        "--out",
+        str(tmp_path / "talk.mp4"),
+        "--lstm",
+        str(bad),
+        "--cgan",
+        str(bad),
+        "--params",
+        str(ROOT / "params.yaml"),
+        cwd=tmp_path,
+    )
     one_line_error(done, str(bad), "not a readable checkpoint")
     assert not (tmp_path / "talk.mp4").exists()
 
 
 def test_render_with_a_missing_params_file_says_so_in_one_line(tmp_path, speech):
-    done = reenact("render", "--audio", str(speech), "--out", str(tmp_path / "talk.mp4"),
-                   "--params", str(tmp_path / "nowhere.yaml"), cwd=tmp_path)
+    done = reenact(
+        "render",
+        "--audio",
+        str(speech),
+        "--out",
+        str(tmp_path / "talk.mp4"),
+        "--params",
+        str(tmp_path / "nowhere.yaml"),
+        cwd=tmp_path,
+    )
     one_line_error(done, "nowhere.yaml", "no such params file")
 
 
 def test_inspect_a_missing_or_corrupt_shard_folder_says_so_in_one_line(tmp_path):
-    one_line_error(reenact("inspect", str(tmp_path / "nowhere"), cwd=tmp_path), str(tmp_path / "nowhere"),
-                   "no such folder")
+    one_line_error(
+        reenact("inspect", str(tmp_path / "nowhere"), cwd=tmp_path),
+        str(tmp_path / "nowhere"),
+        "no such folder",
+    )
     part = tmp_path / "shards" / "video_id=a" / "part-0000.parquet"
     part.parent.mkdir(parents=True)
     part.write_bytes(b"PAR1 cut short by a full disk")
