@@ -1,6 +1,7 @@
 """The encoding end of rendering: raw RGB frames into an H.264 + AAC mp4, written atomically (audio is
-read by tasks.decode.iter_audio). An argument list, never a shell; stderr goes to a temporary file,
-because a pipe nobody reads can fill up and stall ffmpeg."""
+read by tasks.decode.iter_audio). The command is built with ffmpeg-python, as decoding's is, and run
+as an argument list, never a shell; stderr goes to a temporary file, because a pipe nobody reads
+can fill up and stall ffmpeg."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Self
 
+import ffmpeg
 import numpy as np
 
 from tasks.params import RenderParams
@@ -26,6 +28,43 @@ def _last_line(log: IO[bytes], code: int | None) -> str:
     log.seek(0)
     lines = log.read().decode(errors="replace").strip().splitlines()
     return lines[-1] if lines else f"ffmpeg exit {code}"
+
+
+def encode_command(
+    temp: Path,
+    audio: Path,
+    seconds: float,
+    width: int,
+    height: int,
+    fps: float,
+    size: int | None,
+    params: RenderParams,
+) -> list[str]:
+    """ffmpeg's arguments: raw RGB on stdin and the audio of `audio` -> H.264 + AAC mp4 at `temp`."""
+    video = ffmpeg.input(
+        "pipe:0", format="rawvideo", pix_fmt="rgb24", s=f"{width}x{height}", framerate=fps
+    ).video
+    if size:
+        video = video.filter("scale", size, size, flags="lanczos")
+    elif width % 2 or height % 2:
+        video = video.filter("crop", width - width % 2, height - height % 2, 0, 0)
+    # -t: exactly the audio that was decoded into frames; an AAC source's last frame of padding would
+    # otherwise come along and outlast the video.
+    sound = ffmpeg.input(str(audio), t=f"{seconds:.6f}").audio
+    output = ffmpeg.output(
+        video,
+        sound,
+        str(temp),
+        vcodec="libx264",
+        preset=params.preset,
+        crf=params.crf,
+        pix_fmt="yuv420p",
+        acodec="aac",
+        audio_bitrate=f"{params.audio_kbps}k",
+        movflags="+faststart",
+        format="mp4",
+    )
+    return output.global_args("-nostdin", "-loglevel", "error").overwrite_output().compile()
 
 
 class Encoder:
@@ -49,57 +88,7 @@ class Encoder:
     ):
         self.out, self.finish = out, finish
         self.temp = out.parent / f".{out.name}.{uuid.uuid4().hex[:12]}.mp4"
-        if size:
-            scale = ["-vf", f"scale={size}:{size}:flags=lanczos"]
-        elif width % 2 or height % 2:
-            scale = ["-vf", f"crop={width - width % 2}:{height - height % 2}:0:0"]
-        else:
-            scale = []
-        self.command = [
-            "ffmpeg",
-            "-nostdin",
-            "-y",
-            "-loglevel",
-            "error",
-            "-f",
-            "rawvideo",
-            "-pix_fmt",
-            "rgb24",
-            "-s",
-            f"{width}x{height}",
-            "-framerate",
-            str(fps),
-            "-i",
-            "pipe:0",
-            # -t: exactly the audio that was decoded into frames; an AAC source's last frame of padding
-            # would otherwise come along and outlast the video.
-            "-t",
-            f"{seconds:.6f}",
-            "-i",
-            str(audio),
-            "-map",
-            "0:v:0",
-            "-map",
-            "1:a:0",
-            *scale,
-            "-c:v",
-            "libx264",
-            "-preset",
-            params.preset,
-            "-crf",
-            str(params.crf),
-            "-pix_fmt",
-            "yuv420p",
-            "-c:a",
-            "aac",
-            "-b:a",
-            f"{params.audio_kbps}k",
-            "-movflags",
-            "+faststart",
-            "-f",
-            "mp4",
-            str(self.temp),
-        ]
+        self.command = encode_command(self.temp, audio, seconds, width, height, fps, size, params)
 
     def __enter__(self) -> Self:
         self.log = tempfile.TemporaryFile()

@@ -38,7 +38,7 @@ from models.loading import Models, load_models
 from models.media import Encoder, RenderError
 from models.panel import real_video
 from models.speech import frame_count, stream_lips
-from tasks.decode import DecodeError, iter_audio, probe
+from tasks.decode import DecodeError, MediaInfo, iter_audio, probe
 from tasks.entry import (
     DEFAULT_PARAMS,
     DEFAULT_SHARDS,
@@ -81,10 +81,12 @@ def clip_lips(models: Models, params: Params, lips: np.ndarray, target: str | No
 
 
 def _speech_to_disk(
-    models: Models, audio: Path, params: Params, scratch: Path, estimate: int, report: Progress
+    models: Models, audio: Path, params: Params, scratch: Path, info: MediaInfo, progress: Progress | None
 ) -> tuple[np.memmap, dict, float]:
     """Step 1: (raw lips + loudness (T, LIPS_DIM + 1) on disk, the lips' moments, seconds of audio)."""
     p, r = params.preprocess, params.render
+    estimate = frame_count(round(info.duration * p.sample_rate), p.sample_rate, p.fps)
+    report = progress or (lambda phase, done, total: None)
     loudness = feature_layout(p.n_mfcc).index("log_energy")
     blocks = iter_audio(audio, p.sample_rate, round(r.chunk_seconds * p.sample_rate))
     counted = _Counted(blocks)
@@ -152,8 +154,7 @@ def render(
     provenance: dict | None = None,
 ) -> dict:
     """Render `audio` (any file ffmpeg reads with an audio stream) as `out`, an H.264 + AAC mp4 at
-    preprocess.fps with the original audio, T = ceil(seconds * fps) frames (at most one frame longer
-    than the audio).
+    preprocess.fps with the original audio, T = ceil(seconds * fps) frames (at most a frame longer).
 
     output (default render.output): "full", the target's own frames at their resolution with the lower
     face replaced (frames ping-pong when the speech outlasts the target); "panel", the target frame
@@ -172,56 +173,83 @@ def render(
     started = time.perf_counter()
     audio, out, shards, videos = Path(audio), Path(out), Path(shards), Path(videos)
     output = output or params.render.output
-    if output not in OUTPUTS:
-        raise RenderError(f"output {output!r}: not one of {', '.join(OUTPUTS)}")
-    report = progress or (lambda phase, done, total: None)
-    info = _check_speech(audio, models, params)
+    info = _check_speech(audio, models, params, output)
     target = target_of(models, params, target)
-    real = real or real_video(audio, shards)
-    if output == "face_panel" and real and not partition_dir(shards, real).is_dir():
-        raise RenderError(f"real frames {real!r}: no such video in {shards}")
-    job = Layout(models, params, output, target, shards, videos, real)
-    facts = render_facts(
-        speech=audio,
-        target_video=target,
-        params_digest=digest(params),
-        lstm=models.lstm_path,
-        cgan=models.cgan_path,
-        **(provenance or {}),
-    )
-    signed = {}
-
-    def sign(temp: Path, final: Path) -> None:
-        signed.update(sign_mp4(temp, final, facts, params.provenance.key_dir or None))
-
-    label = params.provenance.label_text if params.provenance.label else None
-    p = params.preprocess
-    estimate = frame_count(round(info.duration * p.sample_rate), p.sample_rate, p.fps)
+    layout = Layout(models, params, output, target, shards, videos, _real(audio, shards, output, real))
+    signer = _Signer(audio, target, models, params, provenance)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="reenact-render-") as scratch:
-        raw, clip, seconds = _speech_to_disk(models, audio, params, Path(scratch), estimate, report)
-        final = _lips_to_disk(raw, clip, params, models.cgan_ckpt["lips_stats"], job.stats, Path(scratch))
+        raw, clip, seconds = _speech_to_disk(models, audio, params, Path(scratch), info, progress)
+        final = _lips_to_disk(raw, clip, params, models.cgan_ckpt["lips_stats"], layout.stats, Path(scratch))
         if lips_out is not None:
             np.save(lips_out, np.asarray(final))
-        (width, height), size, frames = job.frames(models, params, final, raw, shards)
-        with Encoder(out, audio, seconds, width, height, p.fps, size, params.render, sign) as encoder:
-            for start, batch in frames:
-                for frame in batch:  # one at a time: no copy of a batch of full frames
-                    encoder.write(draw_label(frame, label) if label else frame)
-                report("frames", start + len(batch), len(final))
+        _encode(
+            layout.frames(models, params, final, raw, shards), out, audio, seconds, params, signer, progress
+        )
     return {
         "frames": len(final),
         "audio_seconds": seconds,
-        "video_seconds": len(final) / p.fps,
+        "video_seconds": len(final) / params.preprocess.fps,
         "wall_seconds": time.perf_counter() - started,
         "target": target,
         "output": output,
         "out": str(out),
-        "manifest": signed,
+        "manifest": signer.signed,
     }
 
 
-def _check_speech(audio: Path, models: Models, params: Params):
+def _real(audio: Path, shards: Path, output: str, real: str | None) -> str | None:
+    """The corpus video the speech comes from: named, or found by the speech file's path."""
+    real = real or real_video(audio, shards)
+    if output == "face_panel" and real and not partition_dir(shards, real).is_dir():
+        raise RenderError(f"real frames {real!r}: no such video in {shards}")
+    return real
+
+
+class _Signer:
+    """Turns the encoder's finished temporary file into the signed `out` (tasks/provenance.py)."""
+
+    def __init__(self, audio: Path, target: str, models: Models, params: Params, extra: dict | None):
+        self.facts = render_facts(
+            speech=audio,
+            target_video=target,
+            params_digest=digest(params),
+            lstm=models.lstm_path,
+            cgan=models.cgan_path,
+            **(extra or {}),
+        )
+        self.key_dir = params.provenance.key_dir or None
+        self.signed: dict = {}
+
+    def __call__(self, temp: Path, final: Path) -> None:
+        self.signed.update(sign_mp4(temp, final, self.facts, self.key_dir))
+
+
+def _encode(
+    layout: tuple,
+    out: Path,
+    audio: Path,
+    seconds: float,
+    params: Params,
+    signer: _Signer,
+    progress: Progress | None,
+) -> None:
+    """Step 3: the layout's frames into the mp4, labelled when provenance.label says so."""
+    (width, height), size, frames = layout
+    label = params.provenance.label_text if params.provenance.label else None
+    p = params.preprocess
+    total = frame_count(round(seconds * p.sample_rate), p.sample_rate, p.fps)
+    with Encoder(out, audio, seconds, width, height, p.fps, size, params.render, signer) as encoder:
+        for start, batch in frames:
+            for frame in batch:  # one at a time: no copy of a batch of full frames
+                encoder.write(draw_label(frame, label) if label else frame)
+            if progress:
+                progress("frames", start + len(batch), total)
+
+
+def _check_speech(audio: Path, models: Models, params: Params, output: str) -> MediaInfo:
+    if output not in OUTPUTS:
+        raise RenderError(f"output {output!r}: not one of {', '.join(OUTPUTS)}")
     try:
         info = probe(audio)
     except DecodeError as exc:
@@ -230,8 +258,7 @@ def _check_speech(audio: Path, models: Models, params: Params):
         raise RenderError(f"{audio}: has no audio stream")
     if abs(models.lstm_ckpt["fps"] - params.preprocess.fps) > 1e-6:
         raise RenderError(
-            f"the LSTM was trained at {models.lstm_ckpt['fps']} fps; "
-            f"preprocess.fps is {params.preprocess.fps}"
+            f"the LSTM was trained at {models.lstm_ckpt['fps']} fps; preprocess.fps: {params.preprocess.fps}"
         )
     return info
 
