@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from tasks.entry import (
+    DEFAULT_PARAMS,
+    DEFAULT_SHARDS,
+    DEFAULT_VIDEOS,
+    Overrides,
+    ParamsFile,
+    Shards,
+    Videos,
+    Weights,
+)
 
 app = typer.Typer(
     help="reenact: speech -> talking-head video. Build the dataset with Prefect, train and render with DVC.",
@@ -57,76 +69,84 @@ def inspect(
         raise typer.Exit(1) from None
 
 
+Speech = Annotated[
+    str,
+    typer.Option(help="speech: any file ffmpeg reads (wav, mp3, m4a, a video's audio), or an http(s) URL"),
+]
+Target = Annotated[
+    str | None,
+    typer.Option(
+        help="video id whose footage speaks (default: render.target_video, else the generator's target)"
+    ),
+]
+FaceOnly = Annotated[
+    bool,
+    typer.Option("--face-only", help="the generated 128 px face crop instead of the target's full frames"),
+]
+PanelFlag = Annotated[
+    bool,
+    typer.Option(help="target frame | composite over the lip traces (with --face-only: the paper's Fig. 6)"),
+]
+OUTPUT_OF_FLAGS = {
+    (False, False): None,
+    (True, False): "face",
+    (False, True): "panel",
+    (True, True): "face_panel",
+}
+
+
+@contextlib.contextmanager
+def progress_bar():
+    """A progress(phase, done, total) callback drawing one rich bar per phase on stderr (a terminal only)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("{task.description:>6}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    console = Console(stderr=True)
+    with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as bar:
+        tasks = {}
+
+        def progress(phase: str, done: int, total: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = bar.add_task(phase, total=total)
+            bar.update(tasks[phase], completed=done, total=total)
+
+        yield progress
+
+
 @app.command()
 def render(
-    audio: Annotated[
-        str,
-        typer.Option(
-            help="speech: any file ffmpeg reads (wav, mp3, m4a, a video's audio), or an http(s) URL"
-        ),
-    ],
+    audio: Speech,
     out: Annotated[Path, typer.Option(help="the mp4 to write")],
-    target: Annotated[
-        str | None,
-        typer.Option(
-            help="video id whose footage speaks (default: render.target_video, else the generator's target)"
-        ),
-    ] = None,
-    face_only: Annotated[
-        bool,
-        typer.Option(
-            "--face-only", help="the generated 128 px face crop instead of the target's full frames"
-        ),
-    ] = False,
-    panel: Annotated[
-        bool,
-        typer.Option(
-            help="target frame | composite over the lip traces (with --face-only: the paper's Fig. 6)"
-        ),
-    ] = False,
-    params_file: Annotated[Path, typer.Option("--params", help="params file")] = Path("params.yaml"),
-    override: Annotated[
-        list[str] | None, typer.Option(help="KEY=VALUE, e.g. render.size=128 (repeatable)")
-    ] = None,
-    lstm: Annotated[Path, typer.Option(help="audio -> lips weights")] = Path("artifacts/lstm.pt"),
-    cgan: Annotated[Path, typer.Option(help="lips -> face weights")] = Path("artifacts/cgan.pt"),
-    shards: Annotated[Path, typer.Option(help="the frame table: the target's crops and landmarks")] = Path(
-        "data/shards"
-    ),
-    videos: Annotated[Path, typer.Option(help="the target's footage, <video_id>.mp4")] = Path(
-        "data/raw/videos"
-    ),
+    target: Target = None,
+    face_only: FaceOnly = False,
+    panel: PanelFlag = False,
+    params_file: ParamsFile = DEFAULT_PARAMS,
+    override: Overrides = None,
+    lstm: Weights = Path("artifacts/lstm.pt"),
+    cgan: Weights = Path("artifacts/cgan.pt"),
+    shards: Shards = DEFAULT_SHARDS,
+    videos: Videos = DEFAULT_VIDEOS,
 ) -> None:
     """Make a talking-head video from any speech: the target's own footage with its lower face speaking,
     the audio muxed in, signed as synthetic (C2PA). Without --face-only or --panel, render.output decides."""
     from pyarrow import ArrowInvalid
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from flows.render import render_file
     from models.common import CheckpointError
     from models.render import RenderError
-    from tasks.params import ParamsError, parse_override
+    from tasks.entry import parse_overrides
+    from tasks.params import ParamsError
 
-    output = {(False, False): None, (True, False): "face", (False, True): "panel", (True, True): "face_panel"}
-    columns = (TextColumn("{task.description:>6}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    console = Console(stderr=True)
     try:
-        with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as bar:
-            tasks = {}
-
-            def progress(phase: str, done: int, total: int) -> None:
-                if phase not in tasks:
-                    tasks[phase] = bar.add_task(phase, total=total)
-                bar.update(tasks[phase], completed=done, total=total)
-
+        with progress_bar() as progress:
             result = render_file(
                 audio,
                 out,
                 target=target,
-                output=output[face_only, panel],
+                output=OUTPUT_OF_FLAGS[face_only, panel],
                 params_file=params_file,
-                overrides=dict(parse_override(t) for t in override or []),
+                overrides=parse_overrides(override),
                 lstm=lstm,
                 cgan=cgan,
                 shards=shards,

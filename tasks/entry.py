@@ -41,7 +41,7 @@ Overrides = Annotated[
 Shards = Annotated[Path, typer.Option(help="the frame table folder")]
 DEFAULT_VIDEOS = Path("data/raw/videos")
 Videos = Annotated[Path, typer.Option(help="the source videos, <video_id>.mp4: speech and target footage")]
-Weights = Annotated[Path, typer.Option(help="trained weights (artifacts/lstm.pt, artifacts/cgan.pt)")]
+Weights = Annotated[Path, typer.Option(help="trained weights")]
 
 
 def parse_overrides(override: list[str] | None) -> dict[str, Any]:
