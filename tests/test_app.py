@@ -27,7 +27,8 @@ from flows.app import BadUpload, check_speech
 from flows.cli import app
 from flows.render import fetch_speech
 from models.render import RenderError
-from tasks.provenance import ENV_DIR, verify_mp4
+from tasks.provenance import verify_mp4
+from tasks.signing import ENV_DIR
 
 BIN = Path(sys.executable).parent
 CHROMIUM = Path("/usr/bin/chromium")

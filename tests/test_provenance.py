@@ -21,17 +21,8 @@ from flows.cli import app
 from flows.render import render_file
 from tasks.files import sha256_file
 from tasks.params import digest, load_params
-from tasks.provenance import (
-    ENV_DIR,
-    FACTS,
-    SOURCE_TYPE,
-    draw_label,
-    ensure_signing_identity,
-    render_facts,
-    sign_mp4,
-    signing_dir,
-    verify_mp4,
-)
+from tasks.provenance import FACTS, SOURCE_TYPE, draw_label, render_facts, sign_mp4, verify_mp4
+from tasks.signing import ENV_DIR, ensure_signing_identity, signing_dir
 
 
 @pytest.fixture(autouse=True)
