@@ -79,16 +79,8 @@ def report(shards: Path, console: Console | None = None) -> list[VideoSummary]:
                    str(sum(s.parts for s in summaries)), _size(sum(s.bytes for s in summaries)))
     console.print(videos)
 
-    runs = shards / VIDEOS_TABLE
-    if runs.exists():
-        failed = [row for row in pq.read_table(runs).to_pylist() if row["status"] == "failed"]
-        if failed:
-            table = Table(title=f"failed in the last run ({VIDEOS_TABLE})")
-            table.add_column("video")
-            table.add_column("error", overflow="fold")
-            for row in failed:
-                table.add_row(row["video_id"], row["error"])
-            console.print(table)
+    if (shards / VIDEOS_TABLE).exists():
+        _print_problems(shards / VIDEOS_TABLE, console)
 
     first = part_files(shards, summaries[0].video_id)[0]
     schema = pq.read_schema(first)
@@ -106,6 +98,20 @@ def report(shards: Path, console: Console | None = None) -> list[VideoSummary]:
         metadata.add_row(key, value if isinstance(value, str) else json.dumps(value))
     console.print(metadata)
     return summaries
+
+
+def _print_problems(runs: Path, console: Console) -> None:
+    """The videos of the last run that failed, or that were flagged (a face in under half the frames)."""
+    rows = [row for row in pq.read_table(runs).to_pylist()
+            if row["status"] == "failed" or row.get("warning")]
+    if rows:
+        table = Table(title=f"failed or flagged in the last run ({VIDEOS_TABLE})")
+        table.add_column("video")
+        table.add_column("status")
+        table.add_column("error or warning", overflow="fold")
+        for row in rows:
+            table.add_row(row["video_id"], row["status"], row["error"] or row.get("warning") or "")
+        console.print(table)
 
 
 def sample_faces(shards: Path, count: int = 32) -> tuple[list[np.ndarray], list[np.ndarray]]:

@@ -10,6 +10,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 import simplejpeg
+from helpers import synthetic_shards
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -249,3 +250,26 @@ def test_the_preprocess_stage_depends_on_every_row_making_module():
 
     deps = set(yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["preprocess"]["deps"])
     assert {f"tasks/{path.name}" for path in rowkey.row_code_files()} <= deps
+
+
+def test_inspect_lists_the_failed_and_the_flagged_videos_of_the_last_run(tmp_path):
+    from rich.console import Console
+
+    from tasks.inspect import report
+    from tasks.shards import write_videos_table
+
+    shards = synthetic_shards(tmp_path / "shards", videos=2, frames=30)
+    write_videos_table(shards, [
+        {"video_id": "synthetic_0", "status": "ok", "error": "", "frames": 30, "frames_with_face": 6,
+         "warning": "a face in 20% of frames: faces about 41 px wide"},
+        {"video_id": "synthetic_1", "status": "ok", "error": "", "frames": 30, "frames_with_face": 29,
+         "warning": ""},
+        {"video_id": "broken", "status": "failed", "error": "broken.mp4: no video stream", "warning": ""},
+    ])
+    console = Console(record=True, width=200)
+    report(shards, console)
+    text = console.export_text()
+    assert "failed or flagged in the last run" in text
+    assert "faces about 41 px wide" in text and "broken.mp4: no video stream" in text
+    flagged = text[text.index("failed or flagged"):text.index("schema")]
+    assert "synthetic_1" not in flagged
