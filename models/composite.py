@@ -8,7 +8,9 @@ Per frame, from that frame's row of the frame table (its crop transform and 68 l
    to the face, so a fixed width in crop pixels is proportional to the face in the frame);
 2. the generated face shifted to the real frame's colour in the band where the mask fades;
 3. face and mask warped back with the inverse of the crop transform, onto the face's region of
-   the frame only, at the frame's own resolution, and alpha-blended there.
+   the frame only, at the frame's own resolution, and blended there in two bands: coarse changes
+   over the whole feather, fine detail only well inside the mask, so the frame's own texture
+   reaches the border.
 
 Everything outside the region is the source frame's pixels. A frame without a face passes through.
 `hard_paste` is the yardstick: the whole crop's box pasted back, as Wav2Lip does.
@@ -27,6 +29,10 @@ NOSE_BASE = [35, 34, 33, 32, 31]
 JAW_MARGIN = 0.06
 # Feathering: Gaussian sigma as a share of the face size (5 px at 128: MuseTalk feathers ~10%).
 FEATHER = 0.04
+# Fine detail (finer than DETAIL_SIGMA crop pixels: the generator's softest scale) comes from the
+# generated face only where the mask is past DETAIL_START, fully past DETAIL_FULL (blend_bands).
+DETAIL_SIGMA = 1.5
+DETAIL_START, DETAIL_FULL = 0.6, 0.9
 # Fewer pixels than this in the fading band (a face mostly off the crop): no colour to match.
 MIN_BAND = 16
 # The mask is forced to 0 over this many crop pixels at the crop's edge, so the warped mask never
@@ -111,6 +117,24 @@ def blend(
     return out
 
 
+def blend_bands(
+    frame: np.ndarray, face: np.ndarray, alpha: np.ndarray, region: tuple[int, int, int, int], sigma: float
+) -> np.ndarray:
+    """`blend` in two bands: what the face changes at scales above `sigma` (shading, the jaw, the
+    mouth) fades in over the whole feather; its fine detail only where the mask is nearly whole
+    (DETAIL_START..DETAIL_FULL). Where the mask fades, the frame keeps its own skin texture instead
+    of an average of it and the generator's softer one: no blurred ring, no seam."""
+    x0, y0, x1, y1 = region
+    out = frame.copy()
+    real = frame[y0:y1, x0:x1].astype(np.float32)
+    change = face.astype(np.float32) - real
+    coarse = cv2.GaussianBlur(change, (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)
+    detail_alpha = np.clip((alpha - DETAIL_START) / (DETAIL_FULL - DETAIL_START), 0, 1)
+    mixed = real + coarse * alpha[..., None] + (change - coarse) * detail_alpha[..., None]
+    out[y0:y1, x0:x1] = np.clip(mixed + 0.5, 0, 255).astype(np.uint8)
+    return out
+
+
 def composite(
     frame: np.ndarray,
     face: np.ndarray,
@@ -138,7 +162,9 @@ def composite(
     face = match_colour(face, real, mask)
     alpha = warp_back(mask, crop, region, cv2.INTER_LINEAR)
     warped = warp_back(face, crop, region, cv2.INTER_CUBIC, cv2.BORDER_REPLICATE)
-    return blend(frame, warped, alpha, region), (_whole(alpha, region, frame.shape) if with_alpha else None)
+    sigma = DETAIL_SIGMA / np.sqrt(abs(np.linalg.det(crop[:, :2])))  # crop pixels -> frame pixels
+    mixed = blend_bands(frame, warped, alpha, region, sigma)
+    return mixed, (_whole(alpha, region, frame.shape) if with_alpha else None)
 
 
 def _whole(alpha: np.ndarray, region: tuple[int, int, int, int], shape: tuple[int, ...]) -> np.ndarray:

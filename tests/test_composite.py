@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from models.composite import (
+    blend,
     boundary,
     composite,
     hard_paste,
@@ -234,3 +235,22 @@ def test_composite_keeps_the_frame_size(side):
     crop = crop_transform(128 / (side[1] * 0.4), 0.0, (side[0] / 2, side[1] / 2))
     out, _ = composite(frame, np.full((SIZE, SIZE, 3), 128, np.uint8), crop, MEAN_FACE)
     assert out.shape == frame.shape
+
+
+def test_fine_detail_of_a_softer_face_stays_off_the_border():
+    """A generator's face is softer than the frame: blended plainly its blur rings the mask's border
+    (seam below 1); in two bands the frame keeps its own texture there."""
+    frame = textured_frame(seed=5)
+    crop = crop_transform(0.5, 0.0, (320.0, 180.0))
+    real = cv2.warpAffine(frame, crop, (SIZE, SIZE), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
+    soft_face = cv2.GaussianBlur(real, (0, 0), 2.0)
+    banded, alpha = composite(frame, soft_face, crop, MEAN_FACE, with_alpha=True)
+    region = (0, 0, frame.shape[1], frame.shape[0])
+    warped = warp_back(soft_face, crop, region, cv2.INTER_CUBIC, cv2.BORDER_REPLICATE)
+    plain = blend(frame, warped, alpha, region)
+    seams = []
+    for image in (banded, plain):
+        composite_sum, source_sum, _ = seam_gradients(image, frame, alpha)
+        seams.append(composite_sum / source_sum)
+    assert seams[1] < 0.9  # the plain blend's blurred ring
+    assert abs(np.log(seams[0])) < abs(np.log(seams[1])) / 2
