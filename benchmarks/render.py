@@ -12,8 +12,9 @@ signing and the rename; the best of `--repeats` runs after one warm-up render.
 - realtime_factor_full: the full-frame composite onto the target's own 512x512 footage.
 - realtime_factor_720p: the same onto that footage scaled into 1280x720 (made and preprocessed
   here, in a temporary folder).
-- seamless_clone_*: the same full-frame renders with compositing done as SadTalker does it,
-  cv2.seamlessClone on the whole frame per frame: the naive baseline, in the same run.
+- seamless_clone_*: the same full-frame renders with compositing done as SadTalker's paste_pic
+  does it, the generated crop's whole box put back with cv2.seamlessClone frame by frame: the
+  naive baseline, in the same run.
 AUDIO defaults to the real speech fixture if present, else a demo clip's audio track.
 """
 
@@ -37,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from models import layouts
 from models.cgan import load_generator
-from models.composite import lower_face_polygon, warp_back
+from models.composite import warp_back
 from models.render import load_models, render
 from tasks.params import load_params
 from tasks.video import process_video
@@ -55,20 +56,21 @@ def default_audio() -> Path:
 
 
 def seamless_clone(frame, face, crop, landmarks, face_found=True, with_alpha=False):
-    """SadTalker's way: the face warped back over the whole frame, Poisson-blended with seamlessClone."""
-    if not face_found or not np.isfinite(landmarks).all():
+    """SadTalker's paste_pic: the generated crop back in its box, the whole box Poisson-blended into the
+    frame with cv2.seamlessClone, frame by frame (a mask of 255s over the box, NORMAL_CLONE)."""
+    if not face_found:
         return frame, None
     height, width = frame.shape[:2]
     whole = (0, 0, width, height)
     warped = warp_back(face, crop, whole, cv2.INTER_CUBIC, cv2.BORDER_REPLICATE)
-    inverse = cv2.invertAffineTransform(np.asarray(crop, np.float64))
-    polygon = lower_face_polygon(landmarks, face.shape[0]) @ inverse[:, :2].T + inverse[:, 2]
-    mask = np.zeros((height, width), np.uint8)
-    cv2.fillPoly(mask, [np.round(polygon).astype(np.int32)], 255)
-    x, y, w, h = cv2.boundingRect(mask)
-    if w < 3 or h < 3 or x < 1 or y < 1 or x + w >= width or y + h >= height:
+    box = warp_back(np.full(face.shape[:2], 255, np.uint8), crop, whole, cv2.INTER_NEAREST)
+    x, y, w, h = cv2.boundingRect(box)
+    # seamlessClone needs the box a pixel inside the frame on every side
+    box[:1], box[-1:], box[:, :1], box[:, -1:] = 0, 0, 0, 0
+    if w < 3 or h < 3:
         return frame, None
-    return cv2.seamlessClone(warped, frame, mask, (x + w // 2, y + h // 2), cv2.NORMAL_CLONE), None
+    x, y, w, h = cv2.boundingRect(box)
+    return cv2.seamlessClone(warped, frame, box, (x + w // 2, y + h // 2), cv2.NORMAL_CLONE), None
 
 
 def make_720p(videos: Path, shards: Path, target: str, scratch: Path, params) -> tuple[Path, Path, str]:

@@ -78,12 +78,15 @@ def match_colour(face: np.ndarray, real: np.ndarray, mask: np.ndarray) -> np.nda
     return np.clip(face.astype(np.float32) + shift.astype(np.float32), 0, 255).astype(np.uint8)
 
 
-def _region(crop: np.ndarray, size: int, frame_shape: tuple[int, ...]) -> tuple[int, int, int, int] | None:
-    """(x0, y0, x1, y1): the frame pixels the crop's square covers, clipped to the frame; None if none."""
+def _region(
+    crop: np.ndarray, size: int, frame_shape: tuple[int, ...], box: tuple[int, int, int, int] | None = None
+) -> tuple[int, int, int, int] | None:
+    """(x0, y0, x1, y1): the frame pixels that `box` (x0, y0, x1, y1 in crop pixels; default the whole
+    crop) covers, clipped to the frame; None if none."""
     inverse = cv2.invertAffineTransform(np.asarray(crop, np.float64))
-    corners = (
-        np.array([[0, 0], [size, 0], [0, size], [size, size]], np.float64) @ inverse[:, :2].T + inverse[:, 2]
-    )
+    bx0, by0, bx1, by1 = box or (0, 0, size, size)
+    corners = np.array([[bx0, by0], [bx1, by0], [bx0, by1], [bx1, by1]], np.float64) @ inverse[:, :2].T
+    corners += inverse[:, 2]
     height, width = frame_shape[:2]
     x0, y0 = np.floor(corners.min(0)).astype(int)
     x1, y1 = np.ceil(corners.max(0)).astype(int) + 1
@@ -118,20 +121,28 @@ def blend(
 
 
 def blend_bands(
-    frame: np.ndarray, face: np.ndarray, alpha: np.ndarray, region: tuple[int, int, int, int], sigma: float
+    frame: np.ndarray,
+    face: np.ndarray,
+    coarse: np.ndarray,
+    alpha: np.ndarray,
+    region: tuple[int, int, int, int],
 ) -> np.ndarray:
-    """`blend` in two bands: what the face changes at scales above `sigma` (shading, the jaw, the
-    mouth) fades in over the whole feather; its fine detail only where the mask is nearly whole
-    (DETAIL_START..DETAIL_FULL). Where the mask fades, the frame keeps its own skin texture instead
-    of an average of it and the generator's softer one: no blurred ring, no seam."""
+    """`blend` in two bands: what the face changes coarsely (`coarse`: its difference from the frame,
+    blurred; shading, the jaw, the mouth) fades in over the whole feather; its fine detail only where
+    the mask is nearly whole (DETAIL_START..DETAIL_FULL). Where the mask fades, the frame keeps its
+    own skin texture instead of an average of it and the generator's softer one: no blurred ring."""
     x0, y0, x1, y1 = region
     out = frame.copy()
     real = frame[y0:y1, x0:x1].astype(np.float32)
-    change = face.astype(np.float32) - real
-    coarse = cv2.GaussianBlur(change, (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)
-    detail_alpha = np.clip((alpha - DETAIL_START) / (DETAIL_FULL - DETAIL_START), 0, 1)
-    mixed = real + coarse * alpha[..., None] + (change - coarse) * detail_alpha[..., None]
-    out[y0:y1, x0:x1] = np.clip(mixed + 0.5, 0, 255).astype(np.uint8)
+    detail = face.astype(np.float32)
+    detail -= real
+    detail -= coarse
+    detail *= np.clip((alpha - DETAIL_START) * (1 / (DETAIL_FULL - DETAIL_START)), 0, 1)[..., None]
+    coarse *= alpha[..., None]
+    real += coarse
+    real += detail
+    real += 0.5
+    out[y0:y1, x0:x1] = np.clip(real, 0, 255, out=real).astype(np.uint8)
     return out
 
 
@@ -154,16 +165,21 @@ def composite(
     crop = np.asarray(crop, np.float64).reshape(2, 3)
     if not face_found or not np.isfinite(landmarks).all():
         return frame, None
-    region = _region(crop, size, frame.shape)
+    mask = lower_face_mask(landmarks, size)
+    rows, columns = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    support = (columns[0], rows[0], columns[-1] + 1, rows[-1] + 1) if len(rows) else None
+    region = _region(crop, size, frame.shape, support) if support else None
     if region is None:
         return frame, None
-    mask = lower_face_mask(landmarks, size)
     real = cv2.warpAffine(frame, crop, (size, size), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
     face = match_colour(face, real, mask)
+    # the coarse change, blurred where it is cheap: in crop pixels, then warped like the face
+    change = face.astype(np.float32) - real.astype(np.float32)
+    coarse = cv2.GaussianBlur(change, (0, 0), DETAIL_SIGMA, borderType=cv2.BORDER_REPLICATE)
     alpha = warp_back(mask, crop, region, cv2.INTER_LINEAR)
     warped = warp_back(face, crop, region, cv2.INTER_CUBIC, cv2.BORDER_REPLICATE)
-    sigma = DETAIL_SIGMA / np.sqrt(abs(np.linalg.det(crop[:, :2])))  # crop pixels -> frame pixels
-    mixed = blend_bands(frame, warped, alpha, region, sigma)
+    coarse = warp_back(coarse, crop, region, cv2.INTER_LINEAR, cv2.BORDER_REPLICATE)
+    mixed = blend_bands(frame, warped, coarse, alpha, region)
     return mixed, (_whole(alpha, region, frame.shape) if with_alpha else None)
 
 
