@@ -71,11 +71,11 @@ def lower_face_mask(landmarks: np.ndarray, size: int) -> np.ndarray:
 def match_colour(face: np.ndarray, real: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """`face` (uint8 RGB crop) shifted per channel so that its mean in the mask's fading band equals
     the real crop's there: lighting that changed since training does not show as a seam."""
-    band = (mask > 0.05) & (mask < 0.95)
-    if band.sum() < MIN_BAND:
+    band = cv2.inRange(mask, 0.05, 0.95)
+    if cv2.countNonZero(band) < MIN_BAND:
         return face
-    shift = real[band].mean(0, dtype=np.float64) - face[band].mean(0, dtype=np.float64)
-    return np.clip(face.astype(np.float32) + shift.astype(np.float32), 0, 255).astype(np.uint8)
+    shift = np.subtract(cv2.mean(real, band), cv2.mean(face, band))
+    return cv2.add(face, tuple(shift))  # saturating: a shift below 0 or past 255 clips
 
 
 def _region(
@@ -134,15 +134,15 @@ def blend_bands(
     x0, y0, x1, y1 = region
     out = frame.copy()
     real = frame[y0:y1, x0:x1].astype(np.float32)
-    detail = face.astype(np.float32)
-    detail -= real
-    detail -= coarse
-    detail *= np.clip((alpha - DETAIL_START) * (1 / (DETAIL_FULL - DETAIL_START)), 0, 1)[..., None]
-    coarse *= alpha[..., None]
+    # real + coarse * alpha + (face - real - coarse) * detail_alpha, regrouped so that each pass over
+    # the region is one in-place operation: real + (face - real) * d + coarse * (alpha - d)
+    detail_alpha = np.clip((alpha - DETAIL_START) * (1 / (DETAIL_FULL - DETAIL_START)), 0, 1)
+    change = face.astype(np.float32)
+    change -= real
+    change *= detail_alpha[..., None]
+    coarse *= (alpha - detail_alpha)[..., None]
     real += coarse
-    real += detail
-    real += 0.5
-    out[y0:y1, x0:x1] = np.clip(real, 0, 255, out=real).astype(np.uint8)
+    out[y0:y1, x0:x1] = cv2.add(real, change, dtype=cv2.CV_8U)  # rounds and saturates
     return out
 
 

@@ -283,3 +283,47 @@ def test_real_speech_composited_onto_a_real_face(real_clip, real_speech, tmp_pat
     assert index + 1 == result["frames"]
     assert min(quality) >= 35
     assert found / result["frames"] >= 0.95
+
+
+def test_a_target_of_odd_size_gives_an_even_video_of_its_frames(footage, tmp_path):
+    """641x361 footage (H.264 needs even sides): the mp4 is 640x360, the frame's last column and row gone."""
+    videos, shards = tmp_path / "videos", tmp_path / "shards"
+    videos.mkdir()
+    source = footage.videos / f"{footage.target}.mp4"
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-v",
+            "error",
+            "-i",
+            str(source),
+            "-vf",
+            "scale=361:361,pad=641:361:140:0",
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv444p",
+            "-crf",
+            "12",
+            "-c:a",
+            "copy",
+            str(videos / "odd.mp4"),
+        ],
+        check=True,
+    )
+    assert process_video(videos / "odd.mp4", shards, footage.params.preprocess)["status"] == "ok"
+    result = render(
+        speech(tmp_path / "s.wav", 1.0),
+        tmp_path / "odd.mp4",
+        footage.models,
+        footage.params,
+        "odd",
+        shards=shards,
+        videos=videos,
+    )
+    assert video_info(tmp_path / "odd.mp4")[:2] == (640, 360)
+    target = list(iter_frames(videos / "odd.mp4", FPS))
+    first = next(iter_frames(tmp_path / "odd.mp4", FPS))
+    assert psnr(first[:, :120], target[0][:360, :120]) > 35  # the background left of the face, untouched
+    assert result["frames"] == 30
