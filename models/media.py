@@ -31,42 +31,6 @@ def _last_line(log: IO[bytes], code: int | None) -> str:
     return lines[-1] if lines else f"ffmpeg exit {code}"
 
 
-def encode_command(
-    temp: Path,
-    audio: Path,
-    seconds: float,
-    width: int,
-    height: int,
-    fps: float,
-    size: int | None,
-    params: RenderParams,
-) -> list[str]:
-    """ffmpeg's arguments: raw I420 frames of an even `width` x `height` on stdin and the audio of
-    `audio` -> H.264 + AAC mp4 at `temp`, scaled to `size` squared (lanczos) when given."""
-    video = ffmpeg.input(
-        "pipe:0", format="rawvideo", pix_fmt="yuv420p", s=f"{width}x{height}", framerate=fps
-    ).video
-    if size:
-        video = video.filter("scale", size, size, flags="lanczos")
-    # -t: exactly the audio that was decoded into frames; an AAC source's last frame of padding would
-    # otherwise come along and outlast the video.
-    sound = ffmpeg.input(str(audio), t=f"{seconds:.6f}").audio
-    output = ffmpeg.output(
-        video,
-        sound,
-        str(temp),
-        vcodec="libx264",
-        preset=params.preset,
-        crf=params.crf,
-        pix_fmt="yuv420p",
-        acodec="aac",
-        audio_bitrate=f"{params.audio_kbps}k",
-        movflags="+faststart",
-        format="mp4",
-    )
-    return output.global_args("-nostdin", "-loglevel", "error").overwrite_output().compile()
-
-
 class Encoder:
     """ffmpeg reading (n, height, width, 3) uint8 frames from `write`, muxing the first `seconds` of
     the audio of `audio`, scaling to `size` squared (lanczos) when given; an odd side loses its last
@@ -89,7 +53,35 @@ class Encoder:
         self.out, self.finish = out, finish
         self.temp = out.parent / f".{out.name}.{uuid.uuid4().hex[:12]}.mp4"
         self.width, self.height = width - width % 2, height - height % 2
-        self.command = encode_command(self.temp, audio, seconds, self.width, self.height, fps, size, params)
+        self.command = self._command(audio, seconds, fps, size, params)
+
+    def _command(
+        self, audio: Path, seconds: float, fps: float, size: int | None, params: RenderParams
+    ) -> list[str]:
+        """ffmpeg's arguments: raw I420 frames of an even `width` x `height` on stdin and the audio of
+        `audio` -> H.264 + AAC mp4 at `temp`, scaled to `size` squared (lanczos) when given."""
+        video = ffmpeg.input(
+            "pipe:0", format="rawvideo", pix_fmt="yuv420p", s=f"{self.width}x{self.height}", framerate=fps
+        ).video
+        if size:
+            video = video.filter("scale", size, size, flags="lanczos")
+        # -t: exactly the audio that was decoded into frames; an AAC source's last frame of padding would
+        # otherwise come along and outlast the video.
+        sound = ffmpeg.input(str(audio), t=f"{seconds:.6f}").audio
+        output = ffmpeg.output(
+            video,
+            sound,
+            str(self.temp),
+            vcodec="libx264",
+            preset=params.preset,
+            crf=params.crf,
+            pix_fmt="yuv420p",
+            acodec="aac",
+            audio_bitrate=f"{params.audio_kbps}k",
+            movflags="+faststart",
+            format="mp4",
+        )
+        return output.global_args("-nostdin", "-loglevel", "error").overwrite_output().compile()
 
     def __enter__(self) -> Self:
         self.log = tempfile.TemporaryFile()

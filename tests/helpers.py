@@ -3,7 +3,13 @@ of the project's data stages to run DVC in."""
 
 from __future__ import annotations
 
+import logging
+import os
 import shutil
+import signal
+import subprocess
+import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -17,20 +23,11 @@ from tasks.shards import CROP_DIM, LANDMARKS_DIM, LIPS_DIM, ShardWriter
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def dvc_project_copy(repo: Path) -> Path:
+def dvc_project_copy(repo: Path, extra: tuple[str, ...] = ()) -> Path:
     """The project's data stages and their code in a folder of their own (no .venv: bin/python takes
-    the active one), with a demo corpus of 2 clips of 2 s."""
-    for name in (
-        "dvc.yaml",
-        "params.yaml",
-        "bin",
-        "flows",
-        "tasks",
-        "data/sources",
-        ".dvc/config",
-        ".dvcignore",
-        ".gitignore",
-    ):
+    the active one), with a demo corpus of 2 clips of 2 s; `extra`: more of the project to copy."""
+    names = ("dvc.yaml", "params.yaml", "bin", "flows", "tasks", "data/sources", ".dvc/config", ".dvcignore")
+    for name in (*names, ".gitignore", *extra):
         src = ROOT / name
         (repo / name).parent.mkdir(parents=True, exist_ok=True)
         if src.is_dir():
@@ -41,6 +38,21 @@ def dvc_project_copy(repo: Path) -> Path:
     params = params.replace("clips: 6", "clips: 2").replace("seconds: 10.0", "seconds: 2.0")
     (repo / "params.yaml").write_text(params)
     return repo
+
+
+def wait_for_http(url: str, process, log: Path, what: str, timeout: float = 120) -> None:
+    """Until `url` answers 200; fails with the log when `process` dies or `timeout` s pass."""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert process.poll() is None, log.read_text()
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, f"{what} did not start in {timeout:.0f} s"
+        time.sleep(0.5)
 
 
 def inter_ocular(landmarks: np.ndarray) -> float:
@@ -157,3 +169,28 @@ def params_copy(folder: Path, overrides: dict | None = None):
     path = folder / "params.yaml"
     path.write_text((ROOT / "params.yaml").read_text())
     return path, load_params(path, overrides)
+
+
+class LogLines(logging.Handler):
+    """Every record as a handler prints it: the message, and the traceback when it carries one."""
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+        self._records: dict[int, logging.LogRecord] = {}  # held, so that their ids stay unique
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if id(record) not in self._records:  # once, whether it came through `prefect` or the root
+            self._records[id(record)] = record
+            self.lines.append(self.format(record))
+
+
+def stop(process: subprocess.Popen) -> None:
+    """SIGTERM the process group, then SIGKILL what is left of it."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)

@@ -9,17 +9,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 import soundfile
 import yaml
+from helpers import stop, wait_for_http
 from render_kit import SR, ffmpeg, probe, voice
 from typer.testing import CliRunner
 
@@ -109,25 +107,10 @@ def running_app(tmp_path, kit):
     )
     url = f"http://127.0.0.1:{port}/"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert process.poll() is None, (tmp_path / "app.log").read_text()
-            try:
-                with urllib.request.urlopen(url, timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "the app did not start in 120 s"
-            time.sleep(0.5)
+        wait_for_http(url, process, tmp_path / "app.log", "the app")
         yield url, project
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
+        stop(process)
         log.close()
 
 

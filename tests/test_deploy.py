@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -18,6 +17,7 @@ import pandas as pd
 import psutil
 import pytest
 import soundfile
+from helpers import dvc_project_copy, stop, wait_for_http
 from render_kit import SR, voice
 
 from tasks.demo import make_clip
@@ -36,45 +36,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def copy_project(dest: Path) -> Path:
-    """The project's code and config in a folder of its own, with a tiny demo corpus in params."""
-    for name in (
-        "dvc.yaml",
-        "params.yaml",
-        "prefect.yaml",
-        "bin",
-        "flows",
-        "tasks",
-        "models",
-        "data/sources",
-    ):
-        src = ROOT / name
-        (dest / name).parent.mkdir(parents=True, exist_ok=True)
-        (shutil.copytree if src.is_dir() else shutil.copy)(
-            src, dest / name, **({"ignore": shutil.ignore_patterns("__pycache__")} if src.is_dir() else {})
-        )
-    params = (dest / "params.yaml").read_text()
-    (dest / "params.yaml").write_text(
-        params.replace("clips: 6", "clips: 2").replace("seconds: 10.0", "seconds: 2.0")
-    )
-    return dest
-
-
-def stop(process: subprocess.Popen) -> None:
-    """SIGTERM the process group, then SIGKILL what is left of it."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
-
-
 @pytest.fixture(scope="module")
 def prefect_stack(tmp_path_factory):
     """A Prefect server with its own PREFECT_HOME, a process pool, the project deployed, one worker."""
-    project = copy_project(tmp_path_factory.mktemp("project"))
+    project = dvc_project_copy(tmp_path_factory.mktemp("project"), ("prefect.yaml", "models"))
     home = tmp_path_factory.mktemp("prefect-home")
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
@@ -117,17 +82,7 @@ def prefect_stack(tmp_path_factory):
 
     server = launch("server", "server", "start", "--host", "127.0.0.1", "--port", str(port))
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert server.poll() is None, (logs / "server.log").read_text()
-            try:
-                with urllib.request.urlopen(f"{api}/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "the Prefect server did not start in 120 s"
-            time.sleep(0.5)
+        wait_for_http(f"{api}/health", server, logs / "server.log", "the Prefect server")
         cli("work-pool", "create", "reenact", "--type", "process")
         cli("--no-prompt", "deploy", "--all")
         launch("worker", "worker", "start", "--pool", "reenact", "--limit", "1")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from helpers import LogLines
 
 from flows.ingest import ingest
 from tasks.download import SourceError, check_source, read_sources, source_id
@@ -23,9 +24,30 @@ pytestmark = pytest.mark.usefixtures("prefect_server")
 
 def make_clip(path: Path, seconds: float = 1.5, size: str = "320x240", rate: int = 25) -> Path:
     subprocess.run(
-        ["ffmpeg", "-nostdin", "-y", "-loglevel", "error",
-         "-f", "lavfi", "-i", f"testsrc=size={size}:rate={rate}", "-f", "lavfi", "-i", "sine=frequency=330",
-         "-t", str(seconds), "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", str(path)],
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-y",
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            f"testsrc=size={size}:rate={rate}",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=330",
+            "-t",
+            str(seconds),
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            str(path),
+        ],
         check=True,
     )
     return path
@@ -46,9 +68,11 @@ def http_server(tmp_path_factory):
     (root / "notes.txt").write_text("not a video\n")
     (root / "index.html").write_text("<html><body>no video here</body></html>")
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
-                               "--directory", str(root)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(root)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 10
     while time.time() < deadline:
         try:
@@ -64,8 +88,13 @@ def http_server(tmp_path_factory):
 def run_ingest(sources: list[str], tmp_path: Path, raw: Path, **overrides) -> dict:
     listing = tmp_path / "sources.txt"
     listing.write_text("# test sources\n\n" + "\n".join(sources) + "\n")
-    settings = {"data.source": "sources", "data.sources_file": str(listing), "data.retry_delay_s": 0.1,
-                "data.retries": 1, **overrides}
+    settings = {
+        "data.source": "sources",
+        "data.sources_file": str(listing),
+        "data.retry_delay_s": 0.1,
+        "data.retries": 1,
+        **overrides,
+    }
     return ingest(params_file=str(ROOT / "params.yaml"), overrides=settings, raw_dir=str(raw))
 
 
@@ -156,8 +185,17 @@ def test_sources_file_forms(tmp_path):
         read_sources(tmp_path / "none.txt")
 
 
-@pytest.mark.parametrize("source", ["file:///etc/passwd", "ftp://host/x.mp4", "data:video/mp4;base64,AAAA",
-                                    "javascript:alert(1)", "https://", "smb://host/share/x.mp4"])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "file:///etc/passwd",
+        "ftp://host/x.mp4",
+        "data:video/mp4;base64,AAAA",
+        "javascript:alert(1)",
+        "https://",
+        "smb://host/share/x.mp4",
+    ],
+)
 def test_only_http_https_and_paths(source):
     with pytest.raises(SourceError):
         check_source(source)
@@ -215,20 +253,6 @@ def test_a_refused_source_claims_no_id(tmp_path):
     assert "same video_id" in manifest(tmp_path / "raw2")[str(twin)]["error"]
 
 
-class LogLines(logging.Handler):
-    """Every record as a handler prints it: message, and the traceback when it carries one."""
-
-    def __init__(self):
-        super().__init__(logging.DEBUG)
-        self.lines: list[str] = []
-        self._records: dict[int, logging.LogRecord] = {}  # held, so that their ids stay unique
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if id(record) not in self._records:  # once, whether it came through `prefect` or the root
-            self._records[id(record)] = record
-            self.lines.append(self.format(record))
-
-
 def test_expected_failures_log_one_line_each(http_server, tmp_path):
     log = LogLines()
     loggers = [logging.getLogger("prefect"), logging.getLogger()]
@@ -236,8 +260,13 @@ def test_expected_failures_log_one_line_each(http_server, tmp_path):
         logger.addHandler(log)
     missing_file = str(tmp_path / "no_such_file.mp4")
     closed = f"http://127.0.0.1:{free_port()}/talk.mp4"  # transient: retried, then failed
-    sources = [f"{http_server}/missing.mp4", missing_file, "file:///x/clip.mp4", f"{http_server}/notes.txt",
-               closed]
+    sources = [
+        f"{http_server}/missing.mp4",
+        missing_file,
+        "file:///x/clip.mp4",
+        f"{http_server}/notes.txt",
+        closed,
+    ]
     try:
         counts = run_ingest(sources, tmp_path, tmp_path / "raw")
     finally:
@@ -255,7 +284,14 @@ def test_expected_failures_log_one_line_each(http_server, tmp_path):
 def test_a_missing_sources_file_stops_the_stage_with_one_line(tmp_path):
     (tmp_path / "params.yaml").write_text("data:\n  source: sources\n  sources_file: nowhere.txt\n")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-m", "flows.ingest"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "flows.ingest"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 1
     assert done.stderr.strip() == "error: nowhere.txt: sources file not found"

@@ -15,6 +15,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import simplejpeg
+from helpers import LogLines, dvc_project_copy
 
 from tasks import rowkey, shards
 from tasks.decode import DecodeError, iter_frames
@@ -32,8 +33,14 @@ def ffmpeg(*args: str) -> None:
     subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", *args], check=True)
 
 
-def make_video(path: Path, seconds: float = 2.0, fps: int = 25, audio: bool = True, size: str = "160x120",
-               faststart: bool = False) -> Path:
+def make_video(
+    path: Path,
+    seconds: float = 2.0,
+    fps: int = 25,
+    audio: bool = True,
+    size: str = "160x120",
+    faststart: bool = False,
+) -> Path:
     """testsrc (no face) with silence and one short burst at BURST_AT."""
     args = ["-f", "lavfi", "-i", f"testsrc=size={size}:rate={fps}:duration={seconds}"]
     if audio:
@@ -103,12 +110,15 @@ def test_video_without_a_face_keeps_every_frame(media, tmp_path):
     assert process_video(media / "tone.mp4", tmp_path, PARAMS)["warning"] == row["warning"]  # skipped: same
 
 
-@pytest.mark.parametrize(("name", "error", "message"), [
-    ("truncated.mp4", DecodeError, "video decoding failed"),
-    ("silent.mp4", VideoError, "has no audio stream"),
-    ("audio_only.mp4", VideoError, "has no video stream"),
-    ("notes.mp4", DecodeError, "not a readable media file"),
-])
+@pytest.mark.parametrize(
+    ("name", "error", "message"),
+    [
+        ("truncated.mp4", DecodeError, "video decoding failed"),
+        ("silent.mp4", VideoError, "has no audio stream"),
+        ("audio_only.mp4", VideoError, "has no video stream"),
+        ("notes.mp4", DecodeError, "not a readable media file"),
+    ],
+)
 def test_bad_inputs_raise_naming_the_file(media, tmp_path, name, error, message):
     with pytest.raises(error, match=message) as raised:
         process_video(media / name, tmp_path, PARAMS)
@@ -149,22 +159,36 @@ def test_new_row_making_code_rebuilds(media, tmp_path, monkeypatch):
 
 
 def _reshaped(source: Path, out: Path, video_filter: str) -> Path:
-    ffmpeg("-i", str(source), "-vf", video_filter, "-c:v", "libx264", "-pix_fmt", "yuv444p", "-c:a", "aac",
-           str(out))
+    ffmpeg(
+        "-i",
+        str(source),
+        "-vf",
+        video_filter,
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv444p",
+        "-c:a",
+        "aac",
+        str(out),
+    )
     return out
 
 
 @pytest.mark.real_media
-@pytest.mark.parametrize(("name", "video_filter", "share"), [
-    # 512x512 squashed to 641x361: ffmpeg's scale keeps the picture's shape in the sample aspect
-    # ratio (361:641), so the frames are decoded back to square pixels and the face is whole.
-    ("squashed", "scale=641:361", 0.95),
-    # The same pixels with the aspect flag lost: the faces themselves are squashed, and HOG is
-    # shown them restretched by what the landmarks measure.
-    ("squashed_unflagged", "scale=641:361,setsar=1", 0.95),
-    # A speaker far away: the 512 px talking head in 80 px of a 640x360 wide shot (~40 px face box).
-    ("wide", "scale=80:80,pad=640:360:300:80:color=gray", 0.5),
-])
+@pytest.mark.parametrize(
+    ("name", "video_filter", "share"),
+    [
+        # 512x512 squashed to 641x361: ffmpeg's scale keeps the picture's shape in the sample aspect
+        # ratio (361:641), so the frames are decoded back to square pixels and the face is whole.
+        ("squashed", "scale=641:361", 0.95),
+        # The same pixels with the aspect flag lost: the faces themselves are squashed, and HOG is
+        # shown them restretched by what the landmarks measure.
+        ("squashed_unflagged", "scale=641:361,setsar=1", 0.95),
+        # A speaker far away: the 512 px talking head in 80 px of a 640x360 wide shot (~40 px face box).
+        ("wide", "scale=80:80,pad=640:360:300:80:color=gray", 0.5),
+    ],
+)
 def test_faces_of_every_shape_and_size_with_default_params(real_clip, tmp_path, name, video_filter, share):
     video = _reshaped(real_clip, tmp_path / f"{name}.mp4", video_filter)
     row = process_video(video, tmp_path / "shards", PARAMS)
@@ -203,6 +227,7 @@ def test_real_clip(tmp_path, real_clip):
 
 # --- the flow -------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def raw_dir(media, tmp_path) -> Path:
     videos = tmp_path / "raw" / "videos"
@@ -216,8 +241,12 @@ def run_flow(raw_dir: Path, shards_dir: Path, **overrides) -> list[dict]:
     from flows.preprocess import preprocess
 
     params_file = Path(__file__).resolve().parents[1] / "params.yaml"
-    return preprocess(params_file=str(params_file), overrides=overrides or None, raw_dir=str(raw_dir),
-                      shards_dir=str(shards_dir))
+    return preprocess(
+        params_file=str(params_file),
+        overrides=overrides or None,
+        raw_dir=str(raw_dir),
+        shards_dir=str(shards_dir),
+    )
 
 
 def test_find_videos_reads_the_manifest(tmp_path):
@@ -228,23 +257,10 @@ def test_find_videos_reads_the_manifest(tmp_path):
         (tmp_path / "videos" / f"{name}.mp4").touch()
     assert [p.stem for p in find_videos(tmp_path)] == ["a", "b", "c"]
     pd.DataFrame({"video_id": ["a", "b", "c"], "status": ["ok", "failed", "skipped"]}).to_parquet(
-        tmp_path / "manifest.parquet")
+        tmp_path / "manifest.parquet"
+    )
     assert [p.stem for p in find_videos(tmp_path)] == ["a", "c"]
     assert [p.stem for p in find_videos(tmp_path, ["c"])] == ["c"]
-
-
-class LogLines(logging.Handler):
-    """Every record as a handler prints it: the message, and the traceback when it carries one."""
-
-    def __init__(self):
-        super().__init__(logging.DEBUG)
-        self.lines: list[str] = []
-        self._records: dict[int, logging.LogRecord] = {}  # held, so that their ids stay unique
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if id(record) not in self._records:  # once, whether it came through `prefect` or the root
-            self._records[id(record)] = record
-            self.lines.append(self.format(record))
 
 
 def test_flow_writes_good_videos_and_reports_bad_ones(prefect_server, raw_dir, tmp_path):
@@ -264,8 +280,13 @@ def test_flow_writes_good_videos_and_reports_bad_ones(prefect_server, raw_dir, t
     assert len(failed) == 4 and all("\n" not in line for line in failed)
     assert any(line.startswith("tone: a face in 0% of frames") for line in log.lines)
     status = {row["video_id"]: row["status"] for row in rows}
-    assert status == {"tone": "ok", "silent": "failed", "truncated": "failed", "audio_only": "failed",
-                      "notes": "failed"}
+    assert status == {
+        "tone": "ok",
+        "silent": "failed",
+        "truncated": "failed",
+        "audio_only": "failed",
+        "notes": "failed",
+    }
     videos = pd.read_parquet(shards_dir / "_videos.parquet").set_index("video_id")
     assert videos.loc["tone", "frames"] == 60 and videos.loc["tone", "frames_with_face"] == 0
     assert videos.loc["tone", "warning"].startswith("a face in 0% of frames: no face found")
@@ -275,8 +296,10 @@ def test_flow_writes_good_videos_and_reports_bad_ones(prefect_server, raw_dir, t
 
     frames = pd.read_parquet(shards_dir)
     assert len(frames) == 60 and set(frames["video_id"]) == {"tone"}
-    counts = duckdb.sql(f"select video_id, count(*) from read_parquet('{shards_dir}/video_id=*/*.parquet', "
-                        "hive_partitioning=true) group by video_id").fetchall()
+    counts = duckdb.sql(
+        f"select video_id, count(*) from read_parquet('{shards_dir}/video_id=*/*.parquet', "
+        "hive_partitioning=true) group by video_id"
+    ).fetchall()
     assert counts == [("tone", 60)]
 
     again = run_flow(raw_dir, shards_dir)
@@ -293,9 +316,11 @@ def test_killed_run_leaves_nothing_half_written(prefect_server, media, tmp_path)
     (raw_dir / "videos").mkdir(parents=True)
     long_video = make_video(raw_dir / "videos" / "long.mp4", seconds=20.0)
     shards_dir = tmp_path / "shards"
-    runner = ("import sys; from pathlib import Path; from tasks.params import PreprocessParams; "
-              "from tasks.video import process_video; "
-              "process_video(Path(sys.argv[1]), Path(sys.argv[2]), PreprocessParams(row_group_size=16))")
+    runner = (
+        "import sys; from pathlib import Path; from tasks.params import PreprocessParams; "
+        "from tasks.video import process_video; "
+        "process_video(Path(sys.argv[1]), Path(sys.argv[2]), PreprocessParams(row_group_size=16))"
+    )
     process = subprocess.Popen([sys.executable, "-c", runner, str(long_video), str(shards_dir)])
     try:
         deadline = time.monotonic() + 60
@@ -343,8 +368,9 @@ def threaded_shards(prefect_server, talking_raw, tmp_path_factory) -> Path:
 
 
 @pytest.mark.parametrize("runner", ["processes", "dask"])
-def test_parallel_task_runners_write_the_same_shards(prefect_server, talking_raw, threaded_shards, tmp_path,
-                                                     runner):
+def test_parallel_task_runners_write_the_same_shards(
+    prefect_server, talking_raw, threaded_shards, tmp_path, runner
+):
     overrides = {"preprocess.task_runner": runner, "preprocess.workers": 2}
     cluster = None
     if runner == "dask":
@@ -372,10 +398,26 @@ def test_parallel_task_runners_write_the_same_shards(prefect_server, talking_raw
 def test_summary_lists_the_flagged_videos():
     from flows.preprocess import summary_markdown
 
-    rows = [{"video_id": "far", "status": "ok", "error": "", "frames": 10, "frames_with_face": 2,
-             "seconds": 1.0, "warning": "a face in 20% of frames: faces about 41 px wide"},
-            {"video_id": "near", "status": "skipped", "error": "", "frames": 10, "frames_with_face": 10,
-             "seconds": 0.1, "warning": ""}]
+    rows = [
+        {
+            "video_id": "far",
+            "status": "ok",
+            "error": "",
+            "frames": 10,
+            "frames_with_face": 2,
+            "seconds": 1.0,
+            "warning": "a face in 20% of frames: faces about 41 px wide",
+        },
+        {
+            "video_id": "near",
+            "status": "skipped",
+            "error": "",
+            "frames": 10,
+            "frames_with_face": 10,
+            "seconds": 0.1,
+            "warning": "",
+        },
+    ]
     summary = summary_markdown(rows, 2.0)
     assert "## Warnings" in summary and "| far | a face in 20% of frames: faces about 41 px wide |" in summary
     assert "| near |" not in summary
@@ -383,31 +425,17 @@ def test_summary_lists_the_flagged_videos():
 
 # --- under DVC: what makes a shard stale ------------------------------------------------------
 
-def _dvc_copy(repo: Path) -> Path:
-    """The project's stages and code in a folder of their own, with a 2-clip, 2 s demo corpus."""
-    for name in ("dvc.yaml", "params.yaml", "bin", "flows", "tasks", "data/sources", ".dvc/config",
-                 ".dvcignore", ".gitignore"):
-        src = ROOT / name
-        (repo / name).parent.mkdir(parents=True, exist_ok=True)
-        if src.is_dir():
-            shutil.copytree(src, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(src, repo / name)
-    params = (repo / "params.yaml").read_text()
-    params = params.replace("clips: 6", "clips: 2").replace("seconds: 10.0", "seconds: 2.0")
-    (repo / "params.yaml").write_text(params)
-    return repo
-
 
 @pytest.mark.slow
 def test_under_dvc_runner_settings_keep_shards_and_code_changes_rebuild_them(tmp_path):
-    repo = _dvc_copy(tmp_path / "repo")
+    repo = dvc_project_copy(tmp_path / "repo")
     env = {**os.environ, "VIRTUAL_ENV": sys.prefix}  # the copy has no .venv: bin/python takes the active one
     dvc = str(Path(sys.executable).parent / "dvc")
 
     def repro() -> dict[str, str]:
-        done = subprocess.run([dvc, "repro", "preprocess"], cwd=repo, env=env, capture_output=True,
-                              text=True, check=False)
+        done = subprocess.run(
+            [dvc, "repro", "preprocess"], cwd=repo, env=env, capture_output=True, text=True, check=False
+        )
         assert done.returncode == 0, done.stdout + done.stderr
         assert "Running stage 'preprocess'" in done.stdout
         table = pq.read_table(repo / "data/shards/_videos.parquet").to_pylist()
