@@ -117,6 +117,11 @@ class Layout:
 
 
 def real_lips(shards: Path, real: str | None) -> np.ndarray | None:
+    """The true lips of the corpus video the speech comes from, for the traces; None when there is
+    none, or it has no face to trace (the traces then show the lips asked for alone)."""
     if not real:
         return None
-    return read_target_rows(shards, real).lips
+    try:
+        return read_target_rows(shards, real).lips
+    except RenderError:
+        return None
