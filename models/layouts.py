@@ -95,7 +95,7 @@ class Layout:
             size = models.cgan_ckpt["face_size"]
             return (size, size), (r.size if r.size != size else None), faces
         if self.output == "face_panel":
-            view = Panel(r.size, traces, indices, self.stats, shards, self.real)
+            view = Panel(r.size, traces, self.stats, shards, self.real)
             return view.shape, None, ((start, view.compose(start, batch)) for start, batch in faces)
         if self.output == "panel":
             view = FramePanel((self.footage.width, self.footage.height), 2 * r.size, traces)

@@ -135,7 +135,7 @@ def bound_lips(lips: np.ndarray, stats: dict, bound: float) -> np.ndarray:
     return pulled
 
 
-def source_stats(mode: str, clip: dict, stats: dict[str, dict]) -> tuple[dict | None, dict | None]:
-    """(source, prior) for align_lips from render.align and the clip's own lip moments."""
-    corpus = pooled_stats(stats)
+def source_stats(mode: str, clip: dict, corpus: dict) -> tuple[dict | None, dict | None]:
+    """(source, prior) for align_lips from render.align, the clip's own lip moments and the corpus's
+    (`pooled_stats` of the generator's lip statistics)."""
     return (corpus, None) if mode == "corpus" else (clip, corpus)

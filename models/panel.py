@@ -131,12 +131,11 @@ class Panel:
         self,
         size: int,
         traces: Traces,
-        lip_indices: list[int],
         target: dict,
         shards: str | Path,
         real: str | None = None,
     ):
-        self.size, self.traces, self.lip_indices = size, traces, list(lip_indices)
+        self.size, self.traces = size, traces
         self.real_rows = _real_rows(Path(shards), real) if real else None
         self.tiles = 3 if real else 2
         self.shape = (self.tiles * size, size + traces.height)  # (width, height)

@@ -74,10 +74,9 @@ def final_lips(
 def clip_lips(models: Models, params: Params, lips: np.ndarray, target: str | None = None) -> np.ndarray:
     """What render() does to a whole clip's raw lips in memory, before the generator."""
     stats = models.cgan_ckpt["lips_stats"]
-    source, prior = source_stats(params.render.align, lips_moments(lips), stats)
-    return final_lips(
-        lips, params, stats[target_of(models, params, target)], source, prior, pooled_stats(stats)
-    )
+    corpus = pooled_stats(stats)
+    source, prior = source_stats(params.render.align, lips_moments(lips), corpus)
+    return final_lips(lips, params, stats[target_of(models, params, target)], source, prior, corpus)
 
 
 def _speech_to_disk(
@@ -88,7 +87,7 @@ def _speech_to_disk(
     estimate = frame_count(round(info.duration * p.sample_rate), p.sample_rate, p.fps)
     report = progress or (lambda phase, done, total: None)
     loudness = feature_layout(p.n_mfcc).index("log_energy")
-    blocks = iter_audio(audio, p.sample_rate, round(r.chunk_seconds * p.sample_rate))
+    blocks = iter_audio(audio, p.sample_rate, round(r.chunk_seconds * p.sample_rate), info)
     counted = _Counted(blocks)
     sums, chunk = None, max(1, round(r.chunk_seconds * p.fps))
     try:
@@ -126,8 +125,8 @@ def _lips_to_disk(
     """Step 2: raw -> final lips chunk by chunk, each with the smoothing window's margin."""
     r = params.render
     frames, dim = raw.shape[0], raw.shape[1] - 1
-    source, prior = source_stats(r.align, clip, stats)
     corpus = pooled_stats(stats)
+    source, prior = source_stats(r.align, clip, corpus)
     final = np.memmap(scratch / "final.f32", np.float32, "w+", shape=(frames, dim))
     chunk, half = max(1, round(r.chunk_seconds * params.preprocess.fps)), r.smooth_window // 2
     for start in range(0, frames, chunk):
