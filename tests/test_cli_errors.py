@@ -45,6 +45,13 @@ def truncated(path: Path) -> Path:
     return path
 
 
+def render_cli(tmp_path: Path, speech: Path, *options: str) -> subprocess.CompletedProcess:
+    """`reenact render` of `speech` into tmp_path/talk.mp4, run in tmp_path as a user would."""
+    return reenact(
+        "render", "--audio", str(speech), "--out", str(tmp_path / "talk.mp4"), *options, cwd=tmp_path
+    )
+
+
 def garbage(path: Path) -> Path:
     path.write_bytes(b"these are not the weights you are looking for\n" * 20)
     return path
@@ -53,35 +60,15 @@ def garbage(path: Path) -> Path:
 @pytest.mark.parametrize("make", [truncated, garbage])
 def test_render_with_a_corrupt_checkpoint_says_so_in_one_line(tmp_path, speech, make):
     bad = make(tmp_path / "lstm.pt")
-    done = reenact(
-        "render",
-        "--audio",
-        str(speech),
-        "--out",
-        str(tmp_path / "talk.mp4"),
-        "--lstm",
-        str(bad),
-        "--cgan",
-        str(bad),
-        "--params",
-        str(ROOT / "params.yaml"),
-        cwd=tmp_path,
+    done = render_cli(
+        tmp_path, speech, "--lstm", str(bad), "--cgan", str(bad), "--params", str(ROOT / "params.yaml")
     )
     one_line_error(done, str(bad), "not a readable checkpoint")
     assert not (tmp_path / "talk.mp4").exists()
 
 
 def test_render_with_a_missing_params_file_says_so_in_one_line(tmp_path, speech):
-    done = reenact(
-        "render",
-        "--audio",
-        str(speech),
-        "--out",
-        str(tmp_path / "talk.mp4"),
-        "--params",
-        str(tmp_path / "nowhere.yaml"),
-        cwd=tmp_path,
-    )
+    done = render_cli(tmp_path, speech, "--params", str(tmp_path / "nowhere.yaml"))
     one_line_error(done, "nowhere.yaml", "no such params file")
 
 
