@@ -213,29 +213,16 @@ def test_silence_gives_a_still_closed_mouth(kit, tmp_path):
 
 
 def test_panel_shows_the_real_frames_of_a_corpus_video(kit, tmp_path):
+    def panel(audio: Path, name: str, **real) -> Path:
+        render(audio, tmp_path / name, kit.models, kit.params, output="face_panel", shards=kit.shards, **real)
+        return tmp_path / name
+
     source = kit.videos / "synthetic_1.mp4"  # <shards>/../raw/videos/<id>.mp4: found by its path
-    render(source, tmp_path / "panel.mp4", kit.models, kit.params, output="face_panel", shards=kit.shards)
-    check_video(tmp_path / "panel.mp4", seconds_of(source), size=(3 * 128, 128 + 64))
+    check_video(panel(source, "panel.mp4"), seconds_of(source), size=(3 * 128, 128 + 64))
     soundfile.write(tmp_path / "speech.wav", voice(1.0), SR)
-    render(
-        tmp_path / "speech.wav",
-        tmp_path / "alone.mp4",
-        kit.models,
-        kit.params,
-        output="face_panel",
-        shards=kit.shards,
-    )
-    check_video(tmp_path / "alone.mp4", 1.0, size=(2 * 128, 128 + 64))
-    render(
-        tmp_path / "speech.wav",
-        tmp_path / "named.mp4",
-        kit.models,
-        kit.params,
-        output="face_panel",
-        shards=kit.shards,
-        real="synthetic_0",
-    )
-    check_video(tmp_path / "named.mp4", 1.0, size=(3 * 128, 128 + 64))
+    check_video(panel(tmp_path / "speech.wav", "alone.mp4"), 1.0, size=(2 * 128, 128 + 64))
+    named = panel(tmp_path / "speech.wav", "named.mp4", real="synthetic_0")
+    check_video(named, 1.0, size=(3 * 128, 128 + 64))
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
