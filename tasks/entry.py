@@ -1,13 +1,15 @@
 """One way in: how every `python -m` stage reads its command line.
 
 A stage is a plain function whose parameters are typer options; `run` parses the command line
-into them and calls it. The options every stage shares are declared once here, so `--params`,
-`--override` and `--shards` read and print the same everywhere, `--help` works for each, and
-a bad params.yaml stops any stage with one line naming the key:
+into them and calls it. The options every stage shares are declared once here, so `--root`,
+`--params`, `--override` and the locations (`--shards`, `--videos`, `--lstm`, `--cgan`) read and
+print the same everywhere, `--help` works for each, and a bad params.yaml stops any stage with one
+line naming the key. Locations default to the project layout (tasks/paths.py) under `--root`:
 
-    def train(params_file: ParamsFile = DEFAULT_PARAMS, override: Overrides = None,
-              shards: Shards = DEFAULT_SHARDS) -> None:
-        params = stage_params(params_file, override)
+    def train(root: Root = DEFAULT_ROOT, params_file: ParamsFile = None, override: Overrides = None,
+              shards: Shards = None) -> None:
+        paths = stage_paths(root, shards=shards)
+        params = stage_params(params_file or paths.params, override)
         ...
 
     def main(argv: list[str] | None = None) -> None:
@@ -24,12 +26,13 @@ from typing import Annotated, Any
 
 import typer
 
-from tasks.params import DEFAULT_PATH, Params, ParamsError, load_params, parse_override
+from tasks.params import Params, ParamsError, load_params, parse_override
+from tasks.paths import Paths
 
-DEFAULT_PARAMS = DEFAULT_PATH
-DEFAULT_SHARDS = Path("data/shards")
+DEFAULT_ROOT = Path(".")
 
-ParamsFile = Annotated[Path, typer.Option("--params", help="params file")]
+Root = Annotated[Path, typer.Option("--root", help="the project root; every location follows it")]
+ParamsFile = Annotated[Path | None, typer.Option("--params", help="params [default: <root>/params.yaml]")]
 Overrides = Annotated[
     list[str] | None,
     typer.Option(
@@ -38,10 +41,19 @@ Overrides = Annotated[
         help="dotted-key override of params, e.g. lstm.epochs=3 (repeatable)",
     ),
 ]
-Shards = Annotated[Path, typer.Option(help="the frame table folder")]
-DEFAULT_VIDEOS = Path("data/raw/videos")
-Videos = Annotated[Path, typer.Option(help="the source videos, <video_id>.mp4: speech and target footage")]
-Weights = Annotated[Path, typer.Option(help="trained weights")]
+Shards = Annotated[Path | None, typer.Option(help="the frame table folder [default: <root>/data/shards]")]
+Videos = Annotated[
+    Path | None,
+    typer.Option(help="the source videos, <video_id>.mp4 [default: <root>/data/raw/videos]"),
+]
+Lstm = Annotated[Path | None, typer.Option(help="audio -> lips weights [default: <root>/artifacts/lstm.pt]")]
+Cgan = Annotated[Path | None, typer.Option(help="lips -> face weights [default: <root>/artifacts/cgan.pt]")]
+
+
+def stage_paths(root: str | Path = DEFAULT_ROOT, **given: str | Path | None) -> Paths:
+    """The project layout under `root`, with the locations given on the command line (None: not
+    given) in place of the defaults."""
+    return Paths.at(root, **given)
 
 
 def parse_overrides(override: list[str] | None) -> dict[str, Any]:
@@ -49,7 +61,7 @@ def parse_overrides(override: list[str] | None) -> dict[str, Any]:
     return dict(parse_override(text) for text in override or [])
 
 
-def stage_params(params_file: str | Path = DEFAULT_PARAMS, override: list[str] | None = None) -> Params:
+def stage_params(params_file: str | Path, override: list[str] | None = None) -> Params:
     """The params a stage runs with. A bad key or value prints one line naming it and exits 1."""
     try:
         return load_params(params_file, parse_overrides(override))

@@ -1,9 +1,14 @@
-"""Small file helpers: streamed hashing and safe names."""
+"""Small file helpers: atomic writes, streamed hashing and safe names."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 import re
+import shutil
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
@@ -22,3 +27,39 @@ def safe_id(text: str, max_len: int = 64) -> str:
     """A video id made of [A-Za-z0-9_-] only; never empty, never a path."""
     cleaned = _UNSAFE.sub("_", _UNSAFE_ENDS.sub("", text))[:max_len]
     return cleaned or "v_" + hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+def temporary_name(target: str | Path) -> Path:
+    """A hidden, unique name beside `target` that keeps its suffix (ffmpeg picks a muxer by it):
+    `.<stem>.<12 hex>.tmp<suffix>`. Readers that glob the folder skip names starting with '.'."""
+    target = Path(target)
+    return target.with_name(f".{target.stem}.{uuid.uuid4().hex[:12]}.tmp{target.suffix}")
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | Path) -> Iterator[Path]:
+    """Write `target` all at once or not at all (ARCHITECTURE.md, rules: writes are atomic).
+
+        with atomic_path(out) as temp:   # a file or a folder of that name, written by the caller
+            write(temp)
+        # here `out` is the new one; had write() raised, `out` would be as it was and temp gone
+
+    The parent folder is made. A folder replaces an old folder of the same name (the old one is
+    renamed aside first, then removed), so a reader sees the old folder or the new, never half."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temp = temporary_name(target)
+    try:
+        yield temp
+        if temp.is_dir() and target.is_dir():
+            old = temporary_name(target)
+            os.replace(target, old)
+            os.replace(temp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(temp, target)
+    finally:
+        if temp.is_dir():
+            shutil.rmtree(temp, ignore_errors=True)
+        else:
+            temp.unlink(missing_ok=True)
