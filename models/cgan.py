@@ -16,8 +16,8 @@ import torch
 from torch import nn
 
 from models.common import load_model
+from tasks.landmarks import LIPS_DIM
 from tasks.params import FACE_SIZE, CganParams
-from tasks.shards import LIPS_DIM
 
 
 def init_weights(module: nn.Module) -> None:

@@ -18,10 +18,9 @@ import simplejpeg
 import torch
 from torch.utils.data import Dataset
 
-from tasks.landmarks import LIP_POINTS, lips_opening
+from tasks.landmarks import LIP_POINTS, LIPS_DIM, lips_opening
 from tasks.params import Params
 from tasks.shards import (
-    LIPS_DIM,
     PARTITION,
     list_column_as_array,
     part_files,

@@ -17,8 +17,8 @@ from torch import nn
 from models.common import load_model
 from models.data import window_index
 from tasks.features import FEATURE_DIM
+from tasks.landmarks import LIPS_DIM
 from tasks.params import LstmParams
-from tasks.shards import LIPS_DIM
 
 
 class AudioToLips(nn.Module):

@@ -29,7 +29,6 @@ import numpy as np
 from tasks import landmarks as lm
 from tasks.crop import TEMPLATE, anchors, apply, similarity, warp
 from tasks.params import PreprocessParams
-from tasks.shards import LIPS_DIM
 
 # A tracked face is distrusted when its scale or position jumps more than this between
 # frames, or when its crop stops looking like the previous frame's crop: the normalised
@@ -309,7 +308,7 @@ class FaceTracker:
         return AlignedFrame(
             face_found=False,
             landmarks=np.full((lm.POINTS, 2), nan, np.float32),
-            lips=np.full(LIPS_DIM, nan, np.float32),
+            lips=np.full(lm.LIPS_DIM, nan, np.float32),
             face=warp(frame, transform, self.size),
             crop=transform.astype(np.float32),
         )

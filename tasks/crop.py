@@ -18,6 +18,10 @@ TEMPLATE = np.array([[0.35, 0.30], [0.65, 0.30], [0.50, 0.375], [0.50, 0.50]], n
 # reported at this width.
 BOX_PER_EYES = 2.3
 
+# Width of the frame table's `crop` column: the crop transform, a 2x3 affine (frame pixels -> crop
+# pixels), flat.
+CROP_DIM = 2 * 3
+
 
 def _averaging(groups: list[slice]) -> np.ndarray:
     weights = np.zeros((len(groups), lm.POINTS), np.float32)

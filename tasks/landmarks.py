@@ -18,6 +18,9 @@ import numpy as np
 # dlib's shape predictor finds this many (x, y) landmarks; preprocess.lip_indices keeps LIP_POINTS of them.
 POINTS = 68
 LIP_POINTS = 8
+# Widths of the frame table's `landmarks` and `lips` columns: the points' (x, y), flat.
+LANDMARKS_DIM = 2 * POINTS
+LIPS_DIM = 2 * LIP_POINTS
 # Inner-lip top and bottom centre of dlib's 68 points: their gap is the mouth opening.
 INNER_TOP, INNER_BOTTOM = 62, 66
 LEFT_EYE, RIGHT_EYE = slice(36, 42), slice(42, 48)

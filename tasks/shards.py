@@ -25,8 +25,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from tasks.crop import CROP_DIM
 from tasks.features import feature_dim, feature_layout
-from tasks.landmarks import LIP_POINTS, POINTS
+from tasks.landmarks import LANDMARKS_DIM, LIPS_DIM
 from tasks.params import PreprocessParams, rows_digest
 from tasks.rowkey import FORMAT_VERSION, cache_key, code_digest
 
@@ -36,10 +37,6 @@ VIDEOS_TABLE = "_videos.parquet"
 # A part file holds this many row groups (~9 min of 30 fps video at 1024 rows a group):
 # big enough to be efficient, small enough to copy and inspect one at a time.
 ROW_GROUPS_PER_PART = 16
-# Widths of the fixed-size list columns: every landmark, the kept lip points, a 2x3 affine.
-LANDMARKS_DIM = 2 * POINTS
-LIPS_DIM = 2 * LIP_POINTS
-CROP_DIM = 6
 
 VIDEOS_SCHEMA = pa.schema([
     ("video_id", pa.string()),
