@@ -17,15 +17,19 @@ from typing import Any
 from urllib.parse import urlparse
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import yt_dlp
 
 from tasks.decode import DecodeError, probe
 from tasks.files import safe_id, sha256_file
 from tasks.params import DataParams
+from tasks.tables import read_status_table, write_status_table
 
-MANIFEST_COLUMNS = ["video_id", "url", "status", "error", "duration", "fps", "width", "height", "bytes",
-                    "sha256"]
+# The manifest, one row per source of the last ingest (tasks/tables.py).
+MANIFEST_SCHEMA = pa.schema([
+    ("video_id", pa.string()), ("url", pa.string()), ("status", pa.string()), ("error", pa.string()),
+    ("duration", pa.float64()), ("fps", pa.float64()), ("width", pa.int32()), ("height", pa.int32()),
+    ("bytes", pa.int64()), ("sha256", pa.string()),
+])
 YOUTUBE_WATCH = "https://www.youtube.com/watch?v="
 
 
@@ -87,7 +91,7 @@ def media_row(video_id: str, url: str, path: Path, status: str) -> dict[str, Any
 
 
 def failed_row(source: str, error: str, video_id: str | None = None) -> dict[str, Any]:
-    row = dict.fromkeys(MANIFEST_COLUMNS)
+    row = dict.fromkeys(MANIFEST_SCHEMA.names)
     row.update(video_id=video_id or source_id(source), url=source, status="failed", error=error)
     return row
 
@@ -201,22 +205,11 @@ def fetch(source: str, videos_dir: Path, params: DataParams, archive: Path) -> d
     return media_row(video_id, source, target, "ok")
 
 
-MANIFEST_SCHEMA = pa.schema([
-    ("video_id", pa.string()), ("url", pa.string()), ("status", pa.string()), ("error", pa.string()),
-    ("duration", pa.float64()), ("fps", pa.float64()), ("width", pa.int32()), ("height", pa.int32()),
-    ("bytes", pa.int64()), ("sha256", pa.string()),
-])
-
-
-def write_manifest(path: Path, rows: list[dict[str, Any]]) -> None:
-    """One row per source, written atomically."""
-    clean = [{k: row.get(k) for k in MANIFEST_COLUMNS} for row in rows]
-    table = pa.Table.from_pylist(clean, schema=MANIFEST_SCHEMA)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+def write_manifest(path: Path, rows: list[dict[str, Any]]) -> Path:
+    """The manifest at `path` (Paths.manifest): one row per source, replaced atomically."""
+    return write_status_table(rows, path, MANIFEST_SCHEMA)
 
 
 def read_manifest(path: Path) -> list[dict[str, Any]]:
-    return pq.read_table(path).to_pylist() if path.exists() else []
+    """The rows of the manifest at `path`; none before the first ingest."""
+    return read_status_table(path, MANIFEST_SCHEMA)

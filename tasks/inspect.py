@@ -17,14 +17,15 @@ import simplejpeg
 from rich.console import Console
 from rich.table import Table
 
+from tasks.paths import VIDEOS_TABLE
 from tasks.shards import (
     METADATA_KEY,
     PARTITION,
-    VIDEOS_TABLE,
     evenly_spaced,
     part_files,
     partition_counts,
     read_metadata,
+    read_videos_table,
     video_ids,
 )
 from tasks.sheet import contact_sheet
@@ -79,8 +80,7 @@ def report(shards: Path, console: Console | None = None) -> list[VideoSummary]:
                    str(sum(s.parts for s in summaries)), _size(sum(s.bytes for s in summaries)))
     console.print(videos)
 
-    if (shards / VIDEOS_TABLE).exists():
-        _print_problems(shards / VIDEOS_TABLE, console)
+    _print_problems(read_videos_table(shards), console)
 
     first = part_files(shards, summaries[0].video_id)[0]
     schema = pq.read_schema(first)
@@ -100,17 +100,16 @@ def report(shards: Path, console: Console | None = None) -> list[VideoSummary]:
     return summaries
 
 
-def _print_problems(runs: Path, console: Console) -> None:
+def _print_problems(runs: list[dict], console: Console) -> None:
     """The videos of the last run that failed, or that were flagged (a face in under half the frames)."""
-    rows = [row for row in pq.read_table(runs).to_pylist()
-            if row["status"] == "failed" or row.get("warning")]
+    rows = [row for row in runs if row["status"] == "failed" or row["warning"]]
     if rows:
         table = Table(title=f"failed or flagged in the last run ({VIDEOS_TABLE})")
         table.add_column("video")
         table.add_column("status")
         table.add_column("error or warning", overflow="fold")
         for row in rows:
-            table.add_row(row["video_id"], row["status"], row["error"] or row.get("warning") or "")
+            table.add_row(row["video_id"], row["status"], row["error"] or row["warning"] or "")
         console.print(table)
 
 

@@ -5,8 +5,9 @@
 The code is the source text of `tasks.video` and of every module of this package it imports,
 directly or through another (found by reading their `import` statements), so a change to any
 of them, or a new module they start to use, makes a new key without a version for anyone to
-bump. `tasks.params` is left out: what it decides reaches the rows as values, which the params
-digest holds. Runner settings (workers, task runner, Dask address) are not in it either.
+bump. NOT_ROW_CODE is left out: `tasks.params` decides what reaches the rows as values, which the
+params digest holds; `tasks.paths` and `tasks.tables` name files and write the status tables.
+Runner settings (workers, task runner, Dask address) are not in it either.
 The same key is written into every part file and is what training's corpus fingerprint reads.
 """
 
@@ -24,7 +25,9 @@ FORMAT_VERSION = 1
 PACKAGE = "tasks"
 PACKAGE_DIR = Path(__file__).resolve().parent
 ROWS_ENTRY = "video"
-NOT_ROW_CODE = frozenset({"params"})
+# Imported by row-making modules, but making no row: the params (their values are in the params
+# digest), the layout's names and the status tables.
+NOT_ROW_CODE = frozenset({"params", "paths", "tables"})
 
 
 def _imported(path: Path, package_dir: Path) -> set[str]:

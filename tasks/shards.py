@@ -29,15 +29,17 @@ from tasks.crop import CROP_DIM
 from tasks.features import feature_dim, feature_layout
 from tasks.landmarks import LANDMARKS_DIM, LIPS_DIM
 from tasks.params import PreprocessParams, rows_digest
+from tasks.paths import VIDEOS_TABLE
 from tasks.rowkey import FORMAT_VERSION, cache_key, code_digest
+from tasks.tables import read_status_table, write_status_table
 
 METADATA_KEY = b"reenact"
 PARTITION = "video_id"
-VIDEOS_TABLE = "_videos.parquet"
 # A part file holds this many row groups (~9 min of 30 fps video at 1024 rows a group):
 # big enough to be efficient, small enough to copy and inspect one at a time.
 ROW_GROUPS_PER_PART = 16
 
+# One row per video of the last run (tasks/tables.py).
 VIDEOS_SCHEMA = pa.schema([
     ("video_id", pa.string()),
     ("status", pa.string()),
@@ -236,24 +238,13 @@ def partition_counts(shards: Path, video_id: str) -> tuple[int, int]:
 
 
 def read_videos_table(shards: Path) -> list[dict[str, Any]]:
-    path = Path(shards) / VIDEOS_TABLE
-    return pq.read_table(path).to_pylist() if path.exists() else []
+    """The rows of the shards folder's `_videos.parquet`; none before the first run."""
+    return read_status_table(Path(shards) / VIDEOS_TABLE, VIDEOS_SCHEMA)
 
 
 def write_videos_table(shards: Path, rows: list[dict[str, Any]]) -> Path:
-    """`_videos.parquet`: one row per video of the run, replaced atomically."""
-    shards = Path(shards)
-    shards.mkdir(parents=True, exist_ok=True)
-    clean = [{name: row.get(name) for name in VIDEOS_SCHEMA.names} for row in rows]
-    table = pa.Table.from_pylist(clean, schema=VIDEOS_SCHEMA)
-    final = shards / VIDEOS_TABLE
-    temp = shards / f".{VIDEOS_TABLE}.{uuid.uuid4().hex[:12]}"
-    try:
-        pq.write_table(table, temp, compression="zstd")
-        os.replace(temp, final)
-    finally:
-        temp.unlink(missing_ok=True)
-    return final
+    """`_videos.parquet` in the shards folder: one row per video of the run, replaced atomically."""
+    return write_status_table(rows, Path(shards) / VIDEOS_TABLE, VIDEOS_SCHEMA)
 
 
 # -- Reading: the one place that knows how the frame table lies on disk ----------------------

@@ -16,7 +16,7 @@ import pytest
 from helpers import LogLines
 
 from flows.ingest import ingest
-from tasks.download import SourceError, check_source, read_sources, source_id
+from tasks.download import SourceError, check_source, failed_row, read_sources, source_id, write_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("prefect_server")
@@ -206,6 +206,15 @@ def test_ids_are_safe():
     assert source_id("/tmp/$(rm -rf ~).mp4") == "rm_-rf"
     assert source_id("https://www.youtube.com/watch?v=2AFpAATHXtc&t=3") == "2AFpAATHXtc"
     assert source_id("https://example.org/") == "example_org"
+
+
+def test_a_manifest_write_that_fails_leaves_no_temporary_file(tmp_path):
+    raw = tmp_path / "raw"
+    manifest = raw / "manifest.parquet"
+    manifest.mkdir(parents=True)  # in the way: the write fails at the rename, after the table is written
+    with pytest.raises(OSError):
+        write_manifest(manifest, [failed_row("x.mp4", "x.mp4: no such file")])
+    assert [p.name for p in raw.iterdir()] == ["manifest.parquet"] and manifest.is_dir()
 
 
 def test_demo_stage_under_dvc_runs_once(tmp_path):

@@ -167,6 +167,8 @@ def test_code_digest_follows_the_row_making_code(tmp_path):
     row_making = {"video.py", "align.py", "crop.py", "landmarks.py", "features.py", "decode.py", "shards.py"}
     assert row_making <= set(names)
     assert "params.py" not in names and "demo.py" not in names and "inspect.py" not in names
+    # Imported by shards.py, but making no row: the layout's names and the status tables.
+    assert "paths.py" not in names and "tables.py" not in names
     original = rowkey.code_digest(package)
     assert original == rowkey.code_digest(ROOT / "tasks")
     # Not row-making code: the params module (its values are in the params digest) and the demo corpus.
