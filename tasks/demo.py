@@ -12,11 +12,9 @@ from __future__ import annotations
 import contextlib
 import io
 import itertools
-import os
 import shutil
 import subprocess
 import tempfile
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +22,7 @@ import numpy as np
 import soundfile as sf
 
 from tasks.demo_warp import face_rig, render
+from tasks.files import atomic_path
 from tasks.params import DemoParams
 
 ESPEAK = "espeak-ng"
@@ -161,9 +160,6 @@ def head_motion(n_frames: int, fps: float, rng: np.random.Generator, size: int) 
 def _encode(path: Path, frames: Iterator[np.ndarray], wav: Path, params: DemoParams) -> None:
     """H.264 (yuv420p) + AAC mp4 from raw RGB frames on ffmpeg's stdin, written atomically."""
     ffmpeg = _require(FFMPEG, "ffmpeg")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A name of this writer's own beside the target, created by ffmpeg with the usual permissions.
-    tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex}.tmp.mp4")
     frames_in = [
         "-f",
         "rawvideo",
@@ -176,28 +172,27 @@ def _encode(path: Path, frames: Iterator[np.ndarray], wav: Path, params: DemoPar
     ]
     video_out = ["-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p"]
     audio_out = ["-c:a", "aac", "-b:a", "96k"]
-    mp4_out = ["-map_metadata", "-1", "-movflags", "+faststart", "-f", "mp4", str(tmp)]
     inputs = [*frames_in, "-i", "pipe:0", "-i", str(wav), "-map", "0:v", "-map", "1:a"]
-    command = [ffmpeg, "-nostdin", "-y", "-loglevel", "error", *inputs, *video_out, *audio_out, *mp4_out]
-    process = subprocess.Popen(command, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        # A broken pipe means ffmpeg stopped early: its stderr, read next, says why.
-        with contextlib.suppress(BrokenPipeError):
-            for frame in frames:
-                process.stdin.write(frame.tobytes())
-            process.stdin.close()
-        error = process.stderr.read().decode(errors="replace").strip()
-        if process.wait() != 0:
-            raise DemoError(f"{path}: ffmpeg failed: {error or f'exit {process.returncode}'}")
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(BrokenPipeError):
-            process.stdin.close()
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        process.stderr.close()
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as temp:
+        mp4_out = ["-map_metadata", "-1", "-movflags", "+faststart", "-f", "mp4", str(temp)]
+        command = [ffmpeg, "-nostdin", "-y", "-loglevel", "error", *inputs, *video_out, *audio_out, *mp4_out]
+        process = subprocess.Popen(command, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            # A broken pipe means ffmpeg stopped early: its stderr, read next, says why.
+            with contextlib.suppress(BrokenPipeError):
+                for frame in frames:
+                    process.stdin.write(frame.tobytes())
+                process.stdin.close()
+            error = process.stderr.read().decode(errors="replace").strip()
+            if process.wait() != 0:
+                raise DemoError(f"{path}: ffmpeg failed: {error or f'exit {process.returncode}'}")
+        finally:
+            with contextlib.suppress(BrokenPipeError):
+                process.stdin.close()
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            process.stderr.close()
 
 
 def make_clip(

@@ -8,7 +8,6 @@ manifest row; errors that a retry may cure (timeouts, refused connections, 5xx) 
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import subprocess
 import tempfile
@@ -20,7 +19,7 @@ import pyarrow as pa
 import yt_dlp
 
 from tasks.decode import DecodeError, probe
-from tasks.files import safe_id, sha256_file
+from tasks.files import atomic_path, safe_id, sha256_file
 from tasks.params import DataParams
 from tasks.tables import read_status_table, write_status_table
 
@@ -106,21 +105,15 @@ def _copy_local(source: str, target: Path) -> None:
             raise SourceError(f"{source}: has no video stream")
     except DecodeError as exc:
         raise SourceError(str(exc)) from None
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.", suffix=".mp4")
-    os.close(fd)
-    try:
+    with atomic_path(target) as temp:
         if src.suffix.lower() == ".mp4":
-            shutil.copyfile(src, tmp)
+            shutil.copyfile(src, temp)
         else:
             command = ["ffmpeg", "-nostdin", "-y", "-loglevel", "error", "-i", str(src),
-                       "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", tmp]
+                       "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", str(temp)]
             done = subprocess.run(command, check=False, capture_output=True, text=True)
             if done.returncode:
                 raise SourceError(f"{source}: conversion to mp4 failed: {done.stderr.strip()[-300:]}")
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 class _YtDlpLog:
@@ -171,6 +164,7 @@ def _download_url(url: str, videos_dir: Path, params: DataParams, archive: Path)
             target = videos_dir / f"{video_id}.mp4"
             if target.exists() and ydl.in_download_archive(info):
                 return media_row(video_id, url, target, "skipped")
+            # yt-dlp's own working files (parts, streams before merging) stay in a scratch folder.
             with tempfile.TemporaryDirectory(dir=videos_dir, prefix=f".{video_id}.") as tmp:
                 with yt_dlp.YoutubeDL(_ydl_options(params, archive, Path(tmp))) as downloader:
                     downloader.process_ie_result(info, download=True)
@@ -178,7 +172,8 @@ def _download_url(url: str, videos_dir: Path, params: DataParams, archive: Path)
                 if not files:
                     raise SourceError(f"{url}: yt-dlp finished without writing a file")
                 row = media_row(video_id, url, files[0], "ok")
-                os.replace(files[0], target)
+                with atomic_path(target) as temp:
+                    files[0].rename(temp)
             ydl.record_download_archive(info)
             return row
     except yt_dlp.utils.DownloadError as exc:

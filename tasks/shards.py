@@ -3,8 +3,8 @@
     data/shards/video_id=<id>/part-0000.parquet ...   one row per frame (ARCHITECTURE.md, the frame table)
     data/shards/_videos.parquet                       one row per video of the last run
 
-A partition is written into `.video_id=<id>.tmp-<uuid>/` beside it and renamed into place
-only once every part is closed, so a reader sees a video whole or not at all. Names that
+A partition is written into a hidden temporary folder beside it (tasks/files.py, atomic_path) and
+renamed into place only once every part is closed, so a reader sees a video whole or not at all. Names that
 start with `.` or `_` are skipped by pyarrow, pandas and Polars dataset readers, so the
 temporary folders and `_videos.parquet` never mix into a read of the folder. DuckDB's
 glob does not skip them: read `data/shards/video_id=*/*.parquet` with hive_partitioning.
@@ -13,9 +13,7 @@ glob does not skip them: read `data/shards/video_id=*/*.parquet` with hive_parti
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Self
@@ -27,6 +25,7 @@ import pyarrow.parquet as pq
 
 from tasks.crop import CROP_DIM
 from tasks.features import feature_dim, feature_layout
+from tasks.files import atomic_path
 from tasks.landmarks import LANDMARKS_DIM, LIPS_DIM
 from tasks.params import PreprocessParams, rows_digest
 from tasks.paths import VIDEOS_TABLE
@@ -127,10 +126,11 @@ def is_current(shards: Path, video_id: str, key: str, sha256: str) -> bool:
 
 
 def clean_temporaries(shards: Path) -> list[Path]:
-    """Remove what a killed run left behind; call it before a run starts writing, never during."""
+    """Remove what a killed run left behind: the hidden temporaries of partitions and of the videos
+    table (tasks/files.py, temporary_name). Call it before a run starts writing, never during."""
     shards = Path(shards)
     removed = []
-    for path in [*shards.glob(f".{PARTITION}=*"), *shards.glob(f".{VIDEOS_TABLE}.*")]:
+    for path in [*shards.glob(f".{PARTITION}=*"), *shards.glob(f".{Path(VIDEOS_TABLE).stem}.*")]:
         if path.is_dir():
             shutil.rmtree(path, ignore_errors=True)
         else:
@@ -148,8 +148,9 @@ class ShardWriter:
 
     def __init__(self, shards: Path, video_id: str, params: PreprocessParams, sha256: str):
         self.final = partition_dir(shards, video_id)
-        self.final.parent.mkdir(parents=True, exist_ok=True)
-        self.temp = self.final.parent / f".{self.final.name}.tmp-{uuid.uuid4().hex[:12]}"
+        # Open until commit() publishes the folder or abort() discards it.
+        self._publish = atomic_path(self.final)
+        self.temp = self._publish.__enter__()
         self.temp.mkdir()
         metadata = {METADATA_KEY: json.dumps(shard_metadata(params, sha256)).encode()}
         self.schema = frame_schema(params).with_metadata(metadata)
@@ -209,22 +210,18 @@ class ShardWriter:
         self._close_part()
         if self._parts == 0:
             raise ValueError(f"{self.final.name}: no rows to write")
-        # rename(2) cannot replace a non-empty folder: move the old one aside first. Between
-        # the two renames a reader misses this video; it never sees a half-written one.
-        old = None
-        if self.final.exists():
-            old = self.final.parent / f".{self.final.name}.old-{uuid.uuid4().hex[:12]}"
-            os.replace(self.final, old)
-        os.replace(self.temp, self.final)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        # The old partition is moved aside first: between the two renames a reader misses this
+        # video; it never sees a half-written one.
+        publish, self._publish = self._publish, None
+        publish.__exit__(None, None, None)
 
     def abort(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-        if self.temp.exists():
-            shutil.rmtree(self.temp, ignore_errors=True)
+        """Discard what is written (nothing once committed); an earlier partition stays as it was."""
+        self._close_part()
+        if self._publish is not None:
+            publish, self._publish = self._publish, None
+            discarded = RuntimeError(f"{self.final.name}: not committed")
+            publish.__exit__(type(discarded), discarded, None)
 
 
 def partition_counts(shards: Path, video_id: str) -> tuple[int, int]:

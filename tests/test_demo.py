@@ -7,9 +7,10 @@ import re
 import ffmpeg
 import numpy as np
 import pytest
+import soundfile as sf
 
 from tasks.decode import iter_frames, probe, read_audio
-from tasks.demo import DemoError, make_clip, make_demo_corpus, mouth_drive
+from tasks.demo import DemoError, _encode, make_clip, make_demo_corpus, mouth_drive
 from tasks.landmarks import find_landmarks, lips_opening
 from tasks.params import DemoParams, PreprocessParams
 
@@ -75,6 +76,24 @@ def test_corpus_names_clips_demo_00_and_leaves_no_temporary_files(tmp_path):
     assert all(re.fullmatch(r"[A-Za-z0-9_-]+", p.stem) for p in paths)
     assert sorted(tmp_path.iterdir()) == paths
     assert all(probe(p).duration == pytest.approx(1.0, abs=1 / 30) for p in paths)
+
+
+def test_an_encode_that_fails_half_way_leaves_nothing(tmp_path):
+    out = tmp_path / "videos" / "clip.mp4"
+    wav = tmp_path / "speech.wav"
+    sf.write(wav, np.zeros(SAMPLE_RATE, np.float32), SAMPLE_RATE)
+    params = DemoParams()
+
+    def frames():
+        """Frames until ffmpeg has started writing the temporary mp4, then a failure."""
+        for _ in range(600):
+            if list(out.parent.glob(".clip.*.tmp.mp4")):
+                raise RuntimeError("the renderer died")
+            yield np.zeros((params.size, params.size, 3), np.uint8)
+
+    with pytest.raises(RuntimeError, match="the renderer died"):
+        _encode(out, frames(), wav, params)
+    assert list(out.parent.iterdir()) == []
 
 
 def test_missing_espeak_is_a_clear_error(tmp_path):

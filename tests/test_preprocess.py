@@ -324,7 +324,7 @@ def test_killed_run_leaves_nothing_half_written(prefect_server, media, tmp_path)
     process = subprocess.Popen([sys.executable, "-c", runner, str(long_video), str(shards_dir)])
     try:
         deadline = time.monotonic() + 60
-        while not list(shards_dir.glob(".video_id=long.tmp-*/part-*.parquet")):
+        while not list(shards_dir.glob(".video_id=long.*.tmp/part-*.parquet")):
             assert process.poll() is None, "the run ended before it could be killed"
             assert time.monotonic() < deadline, "no temporary shard appeared"
             time.sleep(0.02)
@@ -332,7 +332,7 @@ def test_killed_run_leaves_nothing_half_written(prefect_server, media, tmp_path)
     finally:
         process.wait()
     assert not shards.partition_dir(shards_dir, "long").exists()
-    assert list(shards_dir.glob(".video_id=long.tmp-*"))
+    assert list(shards_dir.glob(".video_id=long.*.tmp"))
 
     rows = run_flow(raw_dir, shards_dir)
     assert rows[0]["status"] == "ok" and rows[0]["frames"] == 600

@@ -16,7 +16,9 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from tasks import rowkey, shards
+from tasks.files import temporary_name
 from tasks.params import PreprocessParams, rows_digest
+from tasks.paths import VIDEOS_TABLE
 
 PARAMS = PreprocessParams(row_group_size=16)
 ROOT = Path(__file__).resolve().parents[1]
@@ -192,13 +194,16 @@ def test_clean_temporaries(tmp_path):
     _write(tmp_path, "keep", 5)
     killed = _write(tmp_path, "killed", 20, commit=False)
     assert not killed.temp.exists()
-    # What SIGKILL leaves: a temporary folder with a part file, and a half-written table.
-    leftover = tmp_path / ".video_id=killed.tmp-123456"
+    # What SIGKILL leaves (tasks/files.py names it): a temporary folder with a part file, an old
+    # partition moved aside, and a half-written table.
+    leftover = temporary_name(shards.partition_dir(tmp_path, "killed"))
     leftover.mkdir()
     (leftover / "part-0000.parquet").write_bytes(b"PAR1 half")
-    (tmp_path / "._videos.parquet.123456").write_bytes(b"PAR1")
-    assert sorted(p.name for p in shards.clean_temporaries(tmp_path)) == [
-        "._videos.parquet.123456", ".video_id=killed.tmp-123456"]
+    aside = temporary_name(shards.partition_dir(tmp_path, "keep"))
+    aside.mkdir()
+    table = temporary_name(tmp_path / VIDEOS_TABLE)
+    table.write_bytes(b"PAR1")
+    assert sorted(shards.clean_temporaries(tmp_path)) == sorted([leftover, aside, table])
     assert [p.name for p in tmp_path.iterdir()] == ["video_id=keep"]
 
 
