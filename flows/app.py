@@ -23,14 +23,13 @@ from typing import Any
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr
-import pyarrow.dataset as ds
 
 from flows.render import default_out, render_file
 from models.render import RenderError, load_models
 from tasks.decode import DecodeError, probe
 from tasks.inspect import summarize, write_sheet
 from tasks.params import ParamsError, load_params
-from tasks.shards import part_files
+from tasks.shards import frames_with_face, read_frames
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 OUTPUT_LABELS = {"full": "Full frame", "face": "Face", "panel": "Panel (target | composite, lip traces)"}
@@ -100,14 +99,14 @@ def thumbnail(video_id: str, config: AppConfig, cache: Path) -> str | None:
         done = subprocess.run(command, capture_output=True, check=False)
         if done.returncode == 0 and png.exists():
             return str(png)
-    parts = part_files(config.shards, video_id)
-    if not parts:
+    try:
+        found = frames_with_face(config.shards, video_id)
+    except FileNotFoundError:
         return None
-    frames = ds.dataset([str(p) for p in parts], format="parquet")
-    table = frames.to_table(columns=["face"], filter=ds.field("face_found"))
-    if table.num_rows == 0:
+    if len(found) == 0:
         return None
-    png.with_suffix(".jpg").write_bytes(table.column("face")[0].as_py())
+    face = read_frames(config.shards, video_id, ["face"], frames=found[:1]).column("face")[0]
+    png.with_suffix(".jpg").write_bytes(face.as_py())
     return str(png.with_suffix(".jpg"))
 
 

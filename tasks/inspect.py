@@ -11,8 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pyarrow.dataset as ds
-import pyarrow.parquet as pq
 import simplejpeg
 from rich.console import Console
 from rich.table import Table
@@ -22,11 +20,15 @@ from tasks.shards import (
     METADATA_KEY,
     PARTITION,
     evenly_spaced,
+    frames_with_face,
     part_files,
     partition_counts,
-    read_metadata,
+    partition_dir,
+    read_frames,
     read_videos_table,
     video_ids,
+    video_metadata,
+    video_schema,
 )
 from tasks.sheet import contact_sheet
 
@@ -82,16 +84,16 @@ def report(shards: Path, console: Console | None = None) -> list[VideoSummary]:
 
     _print_problems(read_videos_table(shards), console)
 
-    first = part_files(shards, summaries[0].video_id)[0]
-    schema = pq.read_schema(first)
+    first = summaries[0].video_id
+    schema = video_schema(shards, first)
     columns = Table(title=f"schema ({PARTITION} is the hive partition, a string)")
     columns.add_column("column")
     columns.add_column("type")
     for field in schema:
         columns.add_row(field.name, str(field.type))
     console.print(columns)
-    meta = read_metadata(first)
-    metadata = Table(title=f"metadata '{METADATA_KEY.decode()}' of {first.relative_to(shards)}")
+    meta = video_metadata(shards, first)
+    metadata = Table(title=f"metadata '{METADATA_KEY.decode()}' of {partition_dir(shards, first).name}")
     metadata.add_column("key")
     metadata.add_column("value", overflow="fold")
     for key, value in meta.items():
@@ -119,11 +121,9 @@ def sample_faces(shards: Path, count: int = 32) -> tuple[list[np.ndarray], list[
     per_video = -(-count // max(len(ids), 1))
     faces, lips = [], []
     for video_id in ids:
-        frames = ds.dataset([str(p) for p in part_files(shards, video_id)], format="parquet")
-        face_found = frames.to_table(columns=["face_found"]).column("face_found")
-        found = np.flatnonzero(face_found.to_numpy(zero_copy_only=False))
+        found = frames_with_face(shards, video_id)
         picked = found[evenly_spaced(len(found), per_video)]
-        rows = frames.take(picked, columns=["face", "lips"])
+        rows = read_frames(shards, video_id, ["face", "lips"], frames=picked)
         faces += [simplejpeg.decode_jpeg(jpeg, colorspace="RGB") for jpeg in rows.column("face").to_pylist()]
         lips += [np.asarray(points, np.float32) for points in rows.column("lips").to_pylist()]
     return faces[:count], lips[:count]

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from tasks.crop import CROP_DIM
@@ -247,19 +248,46 @@ def write_videos_table(shards: Path, rows: list[dict[str, Any]]) -> Path:
 # -- Reading: the one place that knows how the frame table lies on disk ----------------------
 
 
-def read_frames(shards: Path, video_id: str, columns: list[str]) -> pa.Table:
-    """One video's rows, `frame` and the given columns, in frame order. No frame is ever dropped
-    (ARCHITECTURE.md), so frames must be 0..n-1 without gaps: anything else is a ValueError."""
+def _existing_parts(shards: Path, video_id: str) -> list[Path]:
     parts = part_files(shards, video_id)
     if not parts:
         raise FileNotFoundError(f"{partition_dir(shards, video_id)}: no part-*.parquet")
+    return parts
+
+
+def read_frames(shards: Path, video_id: str, columns: list[str],
+                frames: Sequence[int] | np.ndarray | None = None) -> pa.Table:
+    """One video's rows, `frame` and the given columns, in frame order: every row, or only those of
+    `frames` (each once; row groups without them are skipped). No frame is ever dropped
+    (ARCHITECTURE.md), so a video's frames must be 0..n-1 without gaps and each frame asked for must
+    be there: anything else is a ValueError."""
+    parts = _existing_parts(shards, video_id)
     wanted = ["frame", *(name for name in columns if name != "frame")]
+    if frames is not None:
+        return _read_some_frames(parts, wanted, frames, partition_dir(shards, video_id))
     table = pa.concat_tables([pq.read_table(path, columns=wanted) for path in parts]).sort_by("frame")
     frame = table.column("frame").to_numpy()
     if not np.array_equal(frame, np.arange(len(frame))):
         folder = partition_dir(shards, video_id)
         raise ValueError(f"{folder}: frames are not 0..{len(frame) - 1} without gaps")
     return table
+
+
+def _read_some_frames(parts: list[Path], columns: list[str], frames: Sequence[int] | np.ndarray,
+                      folder: Path) -> pa.Table:
+    asked = pa.array(np.unique(np.asarray(frames, np.int64)), pa.int32())
+    dataset = ds.dataset([str(path) for path in parts], format="parquet")
+    table = dataset.to_table(columns=columns, filter=ds.field("frame").isin(asked)).sort_by("frame")
+    if table.num_rows != len(asked):
+        missing = sorted(set(asked.to_pylist()) - set(table.column("frame").to_pylist()))
+        raise ValueError(f"{folder}: has no frame {', '.join(map(str, missing[:5]))}")
+    return table
+
+
+def frames_with_face(shards: Path, video_id: str) -> np.ndarray:
+    """The numbers of a video's frames with a face (`face_found`), ascending."""
+    found = read_frames(shards, video_id, ["face_found"]).column("face_found")
+    return np.flatnonzero(found.to_numpy(zero_copy_only=False))
 
 
 def iter_batches(shards: Path, video_id: str, columns: list[str],
@@ -270,12 +298,14 @@ def iter_batches(shards: Path, video_id: str, columns: list[str],
         yield from pq.ParquetFile(path).iter_batches(batch_size=batch_size, columns=columns)
 
 
+def video_schema(shards: Path, video_id: str) -> pa.Schema:
+    """The columns of a video's partition and their types, with the `reenact` metadata."""
+    return pq.read_schema(_existing_parts(shards, video_id)[0])
+
+
 def video_metadata(shards: Path, video_id: str) -> dict[str, Any]:
     """The `reenact` metadata of a video's partition (fps, face_size, lip_indices, ...)."""
-    parts = part_files(shards, video_id)
-    if not parts:
-        raise FileNotFoundError(f"{partition_dir(shards, video_id)}: no part-*.parquet")
-    return read_metadata(parts[0])
+    return read_metadata(_existing_parts(shards, video_id)[0])
 
 
 def list_column_as_array(table: pa.Table, name: str) -> np.ndarray:

@@ -16,8 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import simplejpeg
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -30,7 +28,7 @@ from tasks.features import audio_features
 from tasks.files import safe_id, sha256_file
 from tasks.params import PreprocessParams
 from tasks.rowkey import cache_key
-from tasks.shards import ShardWriter, is_current, part_files
+from tasks.shards import ShardWriter, is_current, list_column_as_array, read_frames
 
 # A video with a face in fewer of its frames than this is flagged: it gives little to train on.
 MIN_FACE_SHARE = 0.5
@@ -73,10 +71,9 @@ def face_warning(frames: int, with_face: int, widths: np.ndarray) -> str:
 
 def _partition_faces(shards_root: Path, video_id: str, face_size: int) -> tuple[int, int, np.ndarray]:
     """(frames, frames with a face, their face widths) of a written partition."""
-    parts = part_files(shards_root, video_id)
-    table = pa.concat_tables([pq.read_table(part, columns=["face_found", "crop"]) for part in parts])
+    table = read_frames(shards_root, video_id, ["face_found", "crop"])
     found = table.column("face_found").to_numpy(zero_copy_only=False).astype(bool)
-    crops = np.stack(table.column("crop").to_numpy(zero_copy_only=False)) if len(found) else np.zeros((0, 6))
+    crops = list_column_as_array(table, "crop")
     return len(found), int(found.sum()), face_width(crops[found], face_size)
 
 

@@ -129,6 +129,25 @@ def test_reader_returns_one_video_in_frame_order(tmp_path):
         shards.read_frames(tmp_path, "missing", ["lips"])
 
 
+def test_reader_of_some_frames_and_of_the_frames_with_a_face(tmp_path):
+    rows = 16 * shards.ROW_GROUPS_PER_PART + 5  # two part files
+    _write(tmp_path, "v", rows)
+    with_face = shards.frames_with_face(tmp_path, "v")
+    assert with_face.tolist() == [i for i in range(rows) if i % 3 != 0]
+    asked = [rows - 1, 5, 2, 5]  # from both part files, out of order, one twice
+    table = shards.read_frames(tmp_path, "v", ["audio"], frames=asked)
+    assert table.column_names == ["frame", "audio"] and table.column("frame").to_pylist() == [2, 5, rows - 1]
+    assert shards.list_column_as_array(table, "audio")[:, 0].tolist() == [2, 5, rows - 1]
+    assert shards.read_frames(tmp_path, "v", ["face"], frames=[]).num_rows == 0
+    with pytest.raises(ValueError, match=f"has no frame {rows}"):
+        shards.read_frames(tmp_path, "v", ["face"], frames=[0, rows])
+    schema = shards.video_schema(tmp_path, "v")
+    assert schema.names == shards.frame_schema(PARAMS).names
+    assert json.loads(schema.metadata[shards.METADATA_KEY]) == shards.video_metadata(tmp_path, "v")
+    with pytest.raises(FileNotFoundError):
+        shards.frames_with_face(tmp_path, "missing")
+
+
 def test_reader_refuses_a_gap_in_the_frames(tmp_path):
     with shards.ShardWriter(tmp_path, "gap", PARAMS, SHA) as writer:
         for i in (0, 1, 3):

@@ -1,0 +1,32 @@
+"""The web app's target thumbnail when the target's video is gone: its first face crop in the shards."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from flows.app import AppConfig, thumbnail
+from tasks.params import PreprocessParams
+from tasks.shards import ShardWriter
+
+
+def test_without_its_video_a_target_shows_its_first_face_from_the_shards(tmp_path):
+    shards, cache = tmp_path / "shards", tmp_path / "cache"
+    cache.mkdir()
+    with ShardWriter(shards, "t", PreprocessParams(row_group_size=16), "ab" * 32) as writer:
+        for i in range(40):
+            writer.add(frame=i, time=i / 30, face_found=i >= 30, landmarks=np.zeros((68, 2)),
+                       lips=np.zeros(16), audio=np.zeros(28), face=f"jpeg of frame {i}".encode(),
+                       crop=np.zeros(6))
+        writer.commit()
+    with ShardWriter(shards, "faceless", PreprocessParams(), "cd" * 32) as writer:
+        writer.add(frame=0, time=0.0, face_found=False, landmarks=np.zeros((68, 2)), lips=np.zeros(16),
+                   audio=np.zeros(28), face=b"no face", crop=np.zeros(6))
+        writer.commit()
+    config = AppConfig(shards=shards, videos=tmp_path / "videos")
+
+    shown = thumbnail("t", config, cache)
+    assert shown is not None and Path(shown).read_bytes() == b"jpeg of frame 30"
+    assert thumbnail("faceless", config, cache) is None
+    assert thumbnail("unknown", config, cache) is None
