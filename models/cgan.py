@@ -19,6 +19,9 @@ from models.common import load_model
 from tasks.params import FACE_SIZE, CganParams
 from tasks.shards import LIPS_DIM
 
+# The networks' widths default to the params' (tasks/params.py, params.yaml): one default, not two.
+_DEFAULTS = CganParams()
+
 
 def init_weights(module: nn.Module) -> None:
     """DCGAN's initialisation: N(0, 0.02) convolutions, N(1, 0.02) batch-norm scales."""
@@ -30,7 +33,7 @@ def init_weights(module: nn.Module) -> None:
 
 
 class Generator(nn.Module):
-    def __init__(self, noise_dim: int = 50, lips: int = LIPS_DIM, ngf: int = 32):
+    def __init__(self, noise_dim: int = _DEFAULTS.noise_dim, lips: int = LIPS_DIM, ngf: int = _DEFAULTS.ngf):
         super().__init__()
         self.noise_dim = noise_dim
         self.main = nn.Sequential(
@@ -72,7 +75,7 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    def __init__(self, lips: int = LIPS_DIM, ndf: int = 32):
+    def __init__(self, lips: int = LIPS_DIM, ndf: int = _DEFAULTS.ndf):
         super().__init__()
         self.main = nn.Sequential(
             # input is the image and the lips broadcast over it: (3 + lips) x 128 x 128

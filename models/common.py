@@ -16,6 +16,8 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
+from models.errors import CheckpointError
+
 # Offline platform: never phone home (ARCHITECTURE.md, rules). DVCLive imports DVC.
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
@@ -56,10 +58,6 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
         os.replace(temp, path)
     finally:
         temp.unlink(missing_ok=True)
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file that cannot be read (truncated, corrupt, not a checkpoint); the message names it."""
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any] | None:

@@ -18,7 +18,7 @@ import simplejpeg
 import torch
 from torch.utils.data import Dataset
 
-from tasks.landmarks import LIP_POINTS, lips_opening
+from models.lstm import window_index
 from tasks.params import Params
 from tasks.shards import (
     LIPS_DIM,
@@ -160,12 +160,6 @@ def video_lips_stats(corpus: Corpus) -> dict[str, dict]:
     return stats
 
 
-def window_index(frames: int, context: int) -> np.ndarray:
-    """(frames, 2n+1) indices of the window centred on each frame, edge-padded at both ends."""
-    offsets = np.arange(-context, context + 1)
-    return np.clip(np.arange(frames)[:, None] + offsets, 0, frames - 1)
-
-
 class LipsWindows(Dataset):
     """For each frame with a face in `rows`: its window of 2n+1 normalised audio features and its
     z-scored lips. Frames without a face are no target but stay in their neighbours' windows.
@@ -226,16 +220,4 @@ class FacesWithLips(Dataset):
 
     def __getitem__(self, index: int):
         return decode_face(self.faces[index].as_py()), self.lips[index]
-
-
-def lip_metrics(predicted: np.ndarray, true: np.ndarray, face_size: int, lip_indices: list[int]) -> dict:
-    """lmd_px (mean distance of the lip points, crop pixels) and mouth_open_r (ARCHITECTURE.md, metrics)."""
-    distance = np.linalg.norm((predicted - true).reshape(len(true), LIP_POINTS, 2), axis=2) * face_size
-    # float64 before the mean: a constant prediction must come out exactly constant (r undefined).
-    opening_p = lips_opening(predicted, lip_indices).astype(np.float64)
-    opening_t = lips_opening(true, lip_indices).astype(np.float64)
-    p, t = opening_p - opening_p.mean(), opening_t - opening_t.mean()
-    scale = np.sqrt((p * p).sum() * (t * t).sum())
-    r = float((p * t).sum() / scale) if scale > 0 else float("nan")  # undefined for a constant opening
-    return {"lmd_px": float(distance.mean()), "mouth_open_r": r}
 

@@ -14,9 +14,9 @@ import torch
 
 from models.cgan import generate_faces
 from models.composite import composite
+from models.errors import RenderError
 from models.lips import lips_moments
 from models.loading import Models
-from models.media import RenderError
 from models.panel import FramePanel, Panel, Traces
 from models.target import TargetFrames, read_target_rows, target_video_file
 from tasks.params import Params

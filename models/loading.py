@@ -9,8 +9,8 @@ import torch
 
 from models.cgan import load_generator
 from models.common import pick_device
+from models.errors import RenderError
 from models.lstm import load_lstm
-from models.media import RenderError
 
 
 @dataclass

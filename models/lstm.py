@@ -15,10 +15,15 @@ import torch
 from torch import nn
 
 from models.common import load_model
-from models.data import window_index
 from tasks.features import FEATURE_DIM
 from tasks.params import LstmParams
 from tasks.shards import LIPS_DIM
+
+
+def window_index(frames: int, context: int) -> np.ndarray:
+    """(frames, 2n+1) indices of the window centred on each frame, edge-padded at both ends."""
+    offsets = np.arange(-context, context + 1)
+    return np.clip(np.arange(frames)[:, None] + offsets, 0, frames - 1)
 
 
 class AudioToLips(nn.Module):

@@ -18,11 +18,8 @@ import cv2
 import ffmpeg
 import numpy as np
 
+from models.errors import RenderError
 from tasks.params import RenderParams
-
-
-class RenderError(RuntimeError):
-    """Input (speech, target, models) that cannot become a video; the message names the file and what."""
 
 
 def _last_line(log: IO[bytes], code: int | None) -> str:

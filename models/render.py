@@ -24,6 +24,7 @@ from typing import Annotated
 import numpy as np
 import typer
 
+from models.errors import RenderError
 from models.layouts import OUTPUTS, Layout, target_of
 from models.lips import (
     MomentSums,
@@ -35,7 +36,7 @@ from models.lips import (
     source_stats,
 )
 from models.loading import Models, load_models
-from models.media import Encoder, RenderError
+from models.media import Encoder
 from models.panel import real_video
 from models.speech import frame_count, stream_lips
 from tasks.decode import DecodeError, MediaInfo, iter_audio, probe

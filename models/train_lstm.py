@@ -26,12 +26,12 @@ from models.data import (
     LipsWindows,
     Split,
     audio_stats,
-    lip_metrics,
     lips_stats,
     load_corpus,
     split_corpus,
 )
 from models.lstm import AudioToLips
+from models.metrics import lip_metrics
 from models.training import Checkpoints, LiveDir, Out, TrainingRun, epoch_line, made_from, on_cpu
 from tasks.entry import DEFAULT_PARAMS, DEFAULT_SHARDS, Overrides, ParamsFile, Shards, run, stage_params
 from tasks.params import LstmParams, Params

@@ -7,17 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
-from models.composite import (
-    blend,
-    boundary,
-    composite,
-    hard_paste,
-    lower_face_mask,
-    match_colour,
-    outside_error,
-    seam_gradients,
-    warp_back,
-)
+from models.composite import blend, composite, hard_paste, lower_face_mask, match_colour, warp_back
+from models.composite_metrics import boundary, outside_error, seam_gradients
 from models.lips import bound_lips, lips_distance, lips_moments
 from models.target import pingpong
 

@@ -14,14 +14,13 @@ from models.data import (
     FacesWithLips,
     LipsWindows,
     audio_stats,
-    lip_metrics,
     lips_stats,
     load_corpus,
     split_corpus,
     target_video,
-    window_index,
 )
-from models.lstm import AudioToLips, load_lstm, predict_lips
+from models.lstm import AudioToLips, load_lstm, predict_lips, window_index
+from models.metrics import lip_metrics
 from tasks.params import FACE_SIZE, Params, ParamsError, load_params
 
 
