@@ -18,6 +18,8 @@ import simplejpeg
 import torch
 from torch.utils.data import Dataset
 
+from models.artifacts import LipsStats
+from models.lips import lips_moments
 from models.lstm import window_index
 from tasks.params import Params
 from tasks.shards import (
@@ -145,19 +147,12 @@ def lips_stats(corpus: Corpus, rows: dict[str, np.ndarray]) -> tuple[np.ndarray,
     return lips.mean(0).astype(np.float32), np.maximum(lips.std(0), 1e-6).astype(np.float32)
 
 
-def video_lips_stats(corpus: Corpus) -> dict[str, dict]:
-    """Per video: mean and covariance of its lips, for aligning one speaker's lips to another's."""
-    stats = {}
-    for v in corpus.videos:
-        lips = v.lips[v.face_found].astype(np.float64)
-        if len(lips) < 2:
-            continue
-        stats[v.video_id] = {
-            "mean": torch.tensor(lips.mean(0), dtype=torch.float32),
-            "cov": torch.tensor(np.cov(lips, rowvar=False), dtype=torch.float32),
-            "frames": len(lips),
-        }
-    return stats
+def video_lips_stats(corpus: Corpus) -> dict[str, LipsStats]:
+    """Per video with 2 frames with a face or more: the statistics of its lips, for aligning one
+    speaker's lips to another's."""
+    return {
+        v.video_id: lips_moments(v.lips[v.face_found]) for v in corpus.videos if v.face_found.sum() >= 2
+    }
 
 
 class LipsWindows(Dataset):

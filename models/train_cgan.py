@@ -1,6 +1,6 @@
 """Train lips -> face (models/cgan.py) on the frame table. The DVC stage `train_cgan`:
 
-    python -m models.train_cgan [--params params.yaml] [--override cgan.epochs=3 ...]
+    python -m models.train_cgan [--root .] [--params params.yaml] [--override cgan.epochs=3 ...]
     torchrun --nproc_per_node=N -m models.train_cgan     # DDP: NCCL on CUDA, gloo on CPU
 
 The last cgan.finetune_epochs epochs train on cgan.target_video only (paper, 5.2), to hold
@@ -8,8 +8,9 @@ that video's face texture and background. Every epoch: loss_d, loss_g and l1_val
 vs real validation frames, given their lips) to dvclive/cgan, a sample grid (real row over
 generated row, fixed noise and fixed validation lips) as a DVCLive image, and a resumable
 checkpoint in checkpoints/cgan/last.pt. The generator, its lips stats and the lips stats of
-every video (for aligning speakers when rendering) go to artifacts/cgan.pt. Only rank 0
-logs and saves; cgan.batch_size is per process.
+every video (for aligning speakers when rendering) go to artifacts/cgan.pt (models/artifacts.py:
+CganArtifact); each path under --root (tasks/paths.py). Only rank 0 logs and saves;
+cgan.batch_size is per process.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import DataLoader, DistributedSampler
 
+from models.artifacts import CganArtifact
 from models.cgan import FACE_SIZE, Discriminator, Generator, to_uint8
 from models.common import (
     Process,
@@ -46,8 +48,18 @@ from models.data import (
     video_lips_stats,
 )
 from models.metrics import redetected_lmd
-from models.training import Checkpoints, LiveDir, Out, TrainingRun, epoch_line, made_from, on_cpu
-from tasks.entry import DEFAULT_PARAMS, DEFAULT_SHARDS, Overrides, ParamsFile, Shards, run, stage_params
+from models.training import TrainingRun, epoch_line, made_from
+from tasks.entry import (
+    DEFAULT_ROOT,
+    Cgan,
+    Overrides,
+    ParamsFile,
+    Root,
+    Shards,
+    run,
+    stage_params,
+    stage_paths,
+)
 from tasks.landmarks import landmarks_in_crops
 from tasks.params import CganParams, Params
 from tasks.shards import evenly_spaced
@@ -189,11 +201,12 @@ def condition_metrics(generator: Generator, noise: torch.Tensor, data: FaceData,
     return {"gen_lmd_px": gen_px, "gen_face_found": gen_found, "real_lmd_px": real_px}
 
 
-def train(params_file: ParamsFile = DEFAULT_PARAMS, override: Overrides = None,
-          shards: Shards = DEFAULT_SHARDS, out: Out = Path("artifacts/cgan.pt"),
-          checkpoints: Checkpoints = Path("checkpoints/cgan"), live: LiveDir = Path("dvclive/cgan")) -> None:
-    """Train lips -> face (models/cgan.py) on the frame table: the DVC stage train_cgan (torchrun: DDP)."""
-    params = stage_params(params_file, override)
+def train(root: Root = DEFAULT_ROOT, params_file: ParamsFile = None, override: Overrides = None,
+          shards: Shards = None, cgan: Cgan = None) -> None:
+    """Train lips -> face (models/cgan.py) on the frame table: the DVC stage train_cgan (torchrun: DDP).
+    `--cgan`: where the artifact goes."""
+    paths = stage_paths(root, shards=shards, cgan=cgan)
+    params = stage_params(params_file or paths.params, override)
     p = params.cgan
     process = init_distributed(pick_device(params.device))
     device = process.device
@@ -202,7 +215,7 @@ def train(params_file: ParamsFile = DEFAULT_PARAMS, override: Overrides = None,
     memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
     seed_everything(params.seed)
 
-    data = face_data(shards, params)
+    data = face_data(paths.shards, params)
     if process.is_main:
         print(f"cgan: {len(data.train)} train / {len(data.val)} val frames, target {data.target} "
               f"({len(data.target_train)} train frames), {process.world} process(es) on {device}")
@@ -218,7 +231,7 @@ def train(params_file: ParamsFile = DEFAULT_PARAMS, override: Overrides = None,
     key = run_key(p.model_dump(exclude={"epochs", "finetune_epochs", "num_workers", "val_frames"}),
                   params.split.model_dump(), params.seed, data.corpus.fingerprint())
     state = {"netG": raw_netG, "netD": raw_netD, "optG": optG, "optD": optD, "scaler": scaler}
-    training = TrainingRun("cgan", key, state, checkpoints, live, process.is_main)
+    training = TrainingRun("cgan", key, state, paths, process.is_main)
     netG, netD = distributed(raw_netG, process), distributed(raw_netD, process)
 
     for epoch in range(training.start_epoch, p.epochs):
@@ -240,26 +253,27 @@ def train(params_file: ParamsFile = DEFAULT_PARAMS, override: Overrides = None,
             obedience = condition_metrics(raw_netG, noise, data, device)
             training.summarise(obedience)
             print("cgan: " + " ".join(f"{k} {v:.4f}" for k, v in obedience.items()))
-        training.finish(cgan_artifact(raw_netG, noise, data, p), out)
-        print(f"cgan: wrote {out}")
+        training.finish(cgan_artifact(raw_netG, noise, data, p), paths.cgan)
+        print(f"cgan: wrote {paths.cgan}")
     if process.world > 1:
         dist.destroy_process_group()
 
 
-def cgan_artifact(generator: Generator, noise: torch.Tensor, data: FaceData, p: CganParams) -> dict:
+def cgan_artifact(generator: Generator, noise: torch.Tensor, data: FaceData, p: CganParams) -> CganArtifact:
     """The generator and everything needed to use it (models/cgan.py: generate_faces; rendering's
     alignment of one speaker's lips to the target's uses every video's lips stats)."""
-    return {
-        "state_dict": on_cpu(generator.state_dict()),
-        "hparams": Generator.hparams(p),
-        "noise": noise,
-        "lips_mean": torch.from_numpy(data.lips_mean), "lips_std": torch.from_numpy(data.lips_std),
-        "lips_stats": video_lips_stats(data.corpus),
-        "target_video": data.target,
-        "face_size": FACE_SIZE,
-        "epoch": p.epochs,
+    return CganArtifact(
+        state_dict=generator.state_dict(),
+        hparams=Generator.hparams(p),
+        condition="noise",
+        noise=noise.numpy(),
+        lips_mean=data.lips_mean, lips_std=data.lips_std,
+        lips_stats=video_lips_stats(data.corpus),
+        target_video=data.target,
+        face_size=FACE_SIZE,
+        epoch=p.epochs,
         **made_from(p, data.corpus, data.split),
-    }
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
