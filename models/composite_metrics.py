@@ -23,12 +23,16 @@ import numpy as np
 from models import render
 from models.cgan import generate_faces
 from models.composite import composite, hard_paste
+from models.layouts import target_of
+from models.loading import Models
 from models.media import Encoder
 from models.metrics import lip_distances
 from models.speech import speech_lips
 from models.target import read_target_rows, target_video_file
 from tasks import landmarks as lm
 from tasks.decode import iter_frames, probe, read_audio
+from tasks.params import Params
+from tasks.paths import Paths
 
 METHODS = ("composite", "baseline_paste")
 
@@ -97,7 +101,7 @@ def _write_clips(frames, faces, rows, scratch: Path, audio: Path, fps: float, pa
     seconds = len(faces) / fps
     encoders = {
         method: Encoder(
-            scratch / f"{method}.mp4", audio, seconds, info.width, info.height, fps, None, params.render
+            scratch / f"{method}.mp4", audio, seconds, (info.width, info.height), fps, params.render
         )
         for method in METHODS
     }
@@ -113,19 +117,20 @@ def _write_clips(frames, faces, rows, scratch: Path, audio: Path, fps: float, pa
     return masks
 
 
-def composite_metrics(models, params, shards: Path, videos: Path) -> dict:
-    """The metrics above on the first evaluate.composite_seconds of the generator's target video."""
+def composite_metrics(models: Models, params: Params, paths: Paths) -> dict:
+    """The metrics above on the first evaluate.composite_seconds of the generator's target video
+    (its rows in `paths.shards`, its footage in `paths.videos`)."""
     p = params.preprocess
-    target = render.target_of(models, params)
-    path = target_video_file(videos, target)
-    rows = read_target_rows(shards, target)
+    target = target_of(models, params)
+    path = target_video_file(paths.videos, target)
+    rows = read_target_rows(paths.shards, target)
     count = min(len(rows), round(params.evaluate.composite_seconds * p.fps))
     samples = read_audio(path, p.sample_rate)[: round((count / p.fps + 1) * p.sample_rate)]
     lips = render.clip_lips(
         models, params, speech_lips(models, samples, p.sample_rate, p.fps, p)[:count], target
     )
-    faces = generate_faces(models.generator, models.cgan_ckpt, lips)
-    indices, face_size = models.cgan_ckpt["lip_indices"], models.cgan_ckpt["face_size"]
+    faces = generate_faces(models.generator, models.cgan_artifact, lips)
+    indices, face_size = models.cgan_artifact.lip_indices, models.cgan_artifact.face_size
     tallies = {method: _Tally(face_size) for method in METHODS}
     with tempfile.TemporaryDirectory(prefix="reenact-eval-") as scratch:
         masks = _write_clips(iter_frames(path, p.fps), faces, rows, Path(scratch), path, p.fps, params)
