@@ -30,7 +30,7 @@ from models.composite_metrics import composite_metrics
 from models.data import Corpus, Split, load_corpus, split_corpus
 from models.errors import RenderError
 from models.eval_report import BASELINES, counted, print_table, write_plots
-from models.loading import Models, load_models
+from models.loading import Models, load_models, models_stage
 from models.lstm import predict_lips
 from models.metrics import (
     beats_baselines,
@@ -43,19 +43,7 @@ from models.metrics import (
 )
 from models.speech import speech_lips
 from tasks.decode import read_audio
-from tasks.entry import (
-    DEFAULT_ROOT,
-    Cgan,
-    Lstm,
-    Overrides,
-    ParamsFile,
-    Root,
-    Shards,
-    Videos,
-    run,
-    stage_params,
-    stage_paths,
-)
+from tasks.entry import run
 from tasks.landmarks import landmarks_in_crops, lips_opening
 from tasks.params import Params
 from tasks.paths import Paths
@@ -224,19 +212,10 @@ def evaluate_composite(models: Models, params: Params, paths: Paths) -> dict:
         return {f"{prefix}{name}": None for name in names for prefix in ("", "baseline_paste/")}
 
 
-def evaluate(
-    root: Root = DEFAULT_ROOT,
-    params_file: ParamsFile = None,
-    override: Overrides = None,
-    shards: Shards = None,
-    videos: Videos = None,
-    lstm: Lstm = None,
-    cgan: Cgan = None,
-) -> dict:
+@models_stage
+def evaluate(paths: Paths, params: Params) -> dict:
     """Evaluate both models on the validation split, and the compositing: the DVC stage evaluate.
     Writes the metrics and plots to <root>/reports."""
-    paths = stage_paths(root, shards=shards, videos=videos, lstm=lstm, cgan=cgan)
-    params = stage_params(params_file or paths.params, override)
     seed_everything(params.seed)
     rng = np.random.default_rng(params.seed)
     models = load_models(paths.lstm, paths.cgan, params.device)

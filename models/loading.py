@@ -1,9 +1,12 @@
-"""Loading what rendering and evaluation need, once: the LSTM and the generator with their artifacts."""
+"""Loading what rendering and evaluation need, once: the LSTM and the generator with their artifacts;
+and the command line of the stages that use them (evaluate, render)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -12,6 +15,20 @@ from models.cgan import load_generator
 from models.common import pick_device
 from models.errors import RenderError
 from models.lstm import AudioToLips, load_lstm
+from tasks.entry import (
+    DEFAULT_ROOT,
+    Cgan,
+    Lstm,
+    Overrides,
+    ParamsFile,
+    Root,
+    Shards,
+    Videos,
+    stage_params,
+    stage_paths,
+)
+from tasks.params import Params
+from tasks.paths import Paths
 
 
 @dataclass
@@ -41,3 +58,26 @@ def load_models(lstm_path: str | Path, cgan_path: str | Path, device: str = "aut
     if lstm_artifact.lip_indices != cgan_artifact.lip_indices:
         raise RenderError(f"{lstm_path} and {cgan_path} were trained on different lip points")
     return Models(lstm, lstm_artifact, generator, cgan_artifact, device, Path(lstm_path), Path(cgan_path))
+
+
+def models_stage(body: Callable[[Paths, Params], Any]) -> Callable[..., Any]:
+    """A stage over the trained models with the shared command line (tasks/entry.py): `--root`,
+    `--params`, `--override` and where the frame table, the videos and both artifacts are, each
+    defaulting to the layout under the root. `body(paths, params)` does the work; its module, name
+    and docstring are the stage's (`python -m <module>`, its --help)."""
+
+    def stage(
+        root: Root = DEFAULT_ROOT,
+        params_file: ParamsFile = None,
+        override: Overrides = None,
+        shards: Shards = None,
+        videos: Videos = None,
+        lstm: Lstm = None,
+        cgan: Cgan = None,
+    ) -> Any:
+        paths = stage_paths(root, shards=shards, videos=videos, lstm=lstm, cgan=cgan)
+        return body(paths, stage_params(params_file or paths.params, override))
+
+    for name in ("__module__", "__name__", "__qualname__", "__doc__"):
+        setattr(stage, name, getattr(body, name))
+    return stage

@@ -37,24 +37,12 @@ from models.lips import (
     smooth_lips,
     source_stats,
 )
-from models.loading import Models, load_models
+from models.loading import Models, load_models, models_stage
 from models.media import Encoder
 from models.panel import real_video
 from models.speech import frame_count, stream_lips
 from tasks.decode import DecodeError, MediaInfo, iter_audio, probe
-from tasks.entry import (
-    DEFAULT_ROOT,
-    Cgan,
-    Lstm,
-    Overrides,
-    ParamsFile,
-    Root,
-    Shards,
-    Videos,
-    run,
-    stage_params,
-    stage_paths,
-)
+from tasks.entry import run
 from tasks.features import feature_layout
 from tasks.params import Params, digest
 from tasks.paths import Paths
@@ -300,19 +288,10 @@ def _check_speech(audio: Path, models: Models, params: Params) -> MediaInfo:
     return info
 
 
-def render_stage(
-    root: Root = DEFAULT_ROOT,
-    params_file: ParamsFile = None,
-    override: Overrides = None,
-    shards: Shards = None,
-    videos: Videos = None,
-    lstm: Lstm = None,
-    cgan: Cgan = None,
-) -> None:
+@models_stage
+def render_stage(paths: Paths, params: Params) -> None:
     """Render a held-out video's speech onto the target's own footage (renders/demo.mp4) and the panel
     beside it (renders/demo_panel.mp4), under --root: the DVC stage render."""
-    paths = stage_paths(root, shards=shards, videos=videos, lstm=lstm, cgan=cgan)
-    params = stage_params(params_file or paths.params, override)
 
     from models.data import load_corpus, split_corpus
 
