@@ -140,8 +140,9 @@ def train(root: Root = DEFAULT_ROOT, params_file: ParamsFile = None, override: O
     training = TrainingRun("lstm", key, {"model": model, "optimizer": optimizer, "scaler": scaler},
                            paths)
     best = training.restored("best", {"val_loss": float("inf"), "epoch": -1, "state_dict": None})
-    if training.resumed:
-        torch.set_rng_state(training.restored("rng"))
+    rng = training.restored("rng")
+    if rng is not None:
+        torch.set_rng_state(rng)
 
     baseline = evaluate(model, data, corpus.meta, device, use_amp, predict_mean=True)
     training.summarise({"baseline_val_loss": baseline["val_loss"], "baseline_lmd_px": baseline["lmd_px"]})

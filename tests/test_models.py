@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 import numpy as np
 import pytest
 import torch
@@ -20,9 +22,10 @@ from models.data import (
     target_video,
 )
 from models.errors import CheckpointError
+from models.layouts import OUTPUTS
 from models.lstm import AudioToLips, load_lstm, predict_lips, window_index
 from models.metrics import lip_metrics
-from tasks.params import FACE_SIZE, Params, ParamsError, load_params
+from tasks.params import FACE_SIZE, Params, ParamsError, RenderParams, load_params
 
 
 @pytest.fixture(scope="module")
@@ -237,6 +240,11 @@ def test_face_size_is_the_generators(params):
     assert params().preprocess.face_size == FACE_SIZE
     with pytest.raises(ParamsError, match=r"preprocess\.face_size.*must be 128"):
         params(**{"preprocess.face_size": 256})
+
+
+def test_render_outputs_are_the_ones_params_accept():
+    """models/layouts.py names the outputs; params.yaml's render.output must accept exactly those."""
+    assert get_args(RenderParams.model_fields["output"].annotation) == OUTPUTS
 
 
 def test_params_defaults_are_valid():
