@@ -39,8 +39,9 @@ sys.path.insert(0, str(ROOT))
 from models import layouts
 from models.cgan import load_generator
 from models.composite import warp_back
-from models.render import load_models, render
+from models.render import RenderOptions, load_models, render
 from tasks.params import load_params
+from tasks.paths import Paths
 from tasks.video import process_video
 
 REAL_SPEECH = ROOT.parent / "shared" / "fixtures" / "real" / "RD_Radio31_000.wav"
@@ -119,7 +120,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     base = load_params(args.params)
     models = load_models(args.lstm, args.cgan, base.device)
-    target = args.target or models.cgan_ckpt["target_video"]
+    target = args.target or models.cgan_artifact.target_video
     runs = {}
 
     with tempfile.TemporaryDirectory(prefix="reenact-bench-") as scratch:
@@ -137,7 +138,8 @@ def main() -> None:
         ) -> dict:
             params = load_params(args.params, overrides)
             results = [
-                render(audio, out, models, params, target, output=output, shards=shards, videos=videos)
+                render(audio, out, models, params, Paths.at(ROOT, shards=shards, videos=videos),
+                       RenderOptions(target=target, output=output))
                 for _ in range(repeats)
             ]
             return min(results, key=lambda run: run["wall_seconds"])

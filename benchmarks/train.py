@@ -30,7 +30,6 @@ sys.path.insert(1, str(Path(__file__).resolve().parents[1] / "tests"))  # helper
 
 from helpers import synthetic_shards
 
-from models.cgan import Discriminator, Generator
 from models.common import pick_device, seed_everything
 from models.data import (
     FacesWithLips,
@@ -41,7 +40,7 @@ from models.data import (
     split_corpus,
 )
 from models.lstm import AudioToLips
-from models.train_cgan import gan_step
+from models.train_cgan import Gan, gan_step
 from models.train_lstm import lstm_step
 from tasks.params import load_params, parse_override
 
@@ -99,11 +98,7 @@ def cgan_rate(params, corpus, split, device, seconds: float, naive: bool) -> flo
     dataset = FacesWithLips(corpus, split.train, *lips_stats(corpus, split.train))
     use_amp = p.amp and not naive and device.type == "cuda"
     fmt = torch.channels_last if device.type == "cuda" and not naive else torch.contiguous_format
-    netG = Generator(**Generator.hparams(p)).to(device, memory_format=fmt)
-    netD = Discriminator(ndf=p.ndf).to(device, memory_format=fmt)
-    optG = torch.optim.Adam(netG.parameters(), lr=p.lr_g, betas=(p.beta1, 0.999))
-    optD = torch.optim.Adam(netD.parameters(), lr=p.lr_d, betas=(p.beta1, 0.999))
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    gan = Gan.build(p, device, use_amp, fmt)
     workers = 0 if naive else p.num_workers
 
     def batches():
@@ -114,7 +109,7 @@ def cgan_rate(params, corpus, split, device, seconds: float, naive: bool) -> flo
         real, lips = batch
         real = real.to(device, non_blocking=True).contiguous(memory_format=fmt)
         lips = lips.to(device, non_blocking=True)
-        gan_step(netG, netD, optG, optD, scaler, real, lips, p, device, use_amp)
+        gan_step(gan, real, lips, p)
         return len(real)
     return rate(step, batches, seconds, device)
 

@@ -251,8 +251,8 @@ def create_app(config: AppConfig) -> gr.Blocks:
     """The Blocks app, with the models loaded. Raises FileNotFoundError / ParamsError / RenderError."""
     params = load_params(config.params_file)
     models = load_models(config.lstm, config.cgan, params.device)
-    targets = sorted(models.cgan_ckpt["lips_stats"])
-    default = params.render.target_video or models.cgan_ckpt["target_video"]
+    targets = sorted(models.cgan_artifact.lips_stats)
+    default = params.render.target_video or models.cgan_artifact.target_video
     cache = Path(tempfile.mkdtemp(prefix="reenact-app-"))
     config.out_dir.mkdir(parents=True, exist_ok=True)
     with gr.Blocks(title="reenact", analytics_enabled=False) as app:

@@ -133,7 +133,7 @@ def render(
     from pyarrow import ArrowInvalid
 
     from flows.render import render_file
-    from models.common import CheckpointError
+    from models.errors import CheckpointError
     from models.render import RenderError
     from tasks.entry import parse_overrides
     from tasks.params import ParamsError

@@ -22,11 +22,12 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_link_artifact
 
 from flows.common import artifact_key, publish_markdown, record_params
-from models.render import OUTPUTS, RenderError, load_models
+from models.render import OUTPUTS, RenderError, RenderOptions, load_models
 from models.render import render as render_video
 from tasks.download import SourceError, check_source
 from tasks.files import safe_id
 from tasks.params import load_params
+from tasks.paths import Paths
 from tasks.provenance import Verdict, verify_mp4
 
 if TYPE_CHECKING:
@@ -108,12 +109,8 @@ def render_file(
             out,
             models,
             params,
-            target,
-            output=output,
-            progress=progress,
-            shards=shards,
-            videos=videos,
-            provenance=facts,
+            Paths.at(shards=shards, videos=videos),
+            RenderOptions(target=target, output=output, progress=progress, provenance=facts),
         )
     result["realtime_factor"] = result["audio_seconds"] / max(result["wall_seconds"], 1e-9)
     result["speech"] = name

@@ -3,7 +3,7 @@
 The generator maps 50-D noise + 16-D lips (66-D) to a 3x128x128 image in [-1, 1] (FACE_SIZE, the one
 size it makes); the discriminator sees the image with the lips broadcast as 16 more channels
 (19x128x128). Both
-take lips z-scored with the training set's stats, which travel in the checkpoint;
+take lips z-scored with the training set's stats, which travel in the artifact (models/artifacts.py);
 `generate_faces` does the round trip from lips in [0, 1] of the crop to uint8 images.
 """
 
@@ -15,9 +15,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.common import load_model
+from models.artifacts import CganArtifact
+from models.errors import CheckpointError
 from tasks.landmarks import LIPS_DIM
 from tasks.params import FACE_SIZE, CganParams
+
+# The networks' widths default to the params' (tasks/params.py, params.yaml): one default, not two.
+_DEFAULTS = CganParams()
 
 
 def init_weights(module: nn.Module) -> None:
@@ -30,7 +34,7 @@ def init_weights(module: nn.Module) -> None:
 
 
 class Generator(nn.Module):
-    def __init__(self, noise_dim: int = 50, lips: int = LIPS_DIM, ngf: int = 32):
+    def __init__(self, noise_dim: int = _DEFAULTS.noise_dim, lips: int = LIPS_DIM, ngf: int = _DEFAULTS.ngf):
         super().__init__()
         self.noise_dim = noise_dim
         self.main = nn.Sequential(
@@ -63,7 +67,7 @@ class Generator(nn.Module):
 
     @staticmethod
     def hparams(params: CganParams) -> dict:
-        """The constructor's arguments, as saved in a checkpoint."""
+        """The constructor's arguments, as saved in the artifact (`hparams`)."""
         return {"noise_dim": params.noise_dim, "lips": LIPS_DIM, "ngf": params.ngf}
 
     def forward(self, noise: torch.Tensor, lips: torch.Tensor) -> torch.Tensor:
@@ -72,7 +76,7 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    def __init__(self, lips: int = LIPS_DIM, ndf: int = 32):
+    def __init__(self, lips: int = LIPS_DIM, ndf: int = _DEFAULTS.ndf):
         super().__init__()
         self.main = nn.Sequential(
             # input is the image and the lips broadcast over it: (3 + lips) x 128 x 128
@@ -116,19 +120,31 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
     return ((images + 1) * 127.5).round().clamp(0, 255).byte().permute(0, 2, 3, 1)
 
 
-def load_generator(path: str | Path = "artifacts/cgan.pt", device: str | torch.device = "cpu"):
-    """(generator in eval mode, checkpoint dict) from a file written by models.train_cgan."""
-    return load_model(Generator, path, "train_cgan", device)
+# The generator of each condition (models/artifacts.py: Condition) this version builds.
+GENERATORS: dict[str, type[nn.Module]] = {"noise": Generator}
+
+
+def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, CganArtifact]:
+    """(generator in eval mode on `device`, its artifact) from a file written by models.train_cgan."""
+    artifact = CganArtifact.load(path)
+    network = GENERATORS.get(artifact.condition)
+    if network is None:
+        raise CheckpointError(
+            f"{path}: a generator conditioned on {artifact.condition!r}, which this version does not build"
+        )
+    return artifact.network(network, path, device), artifact
 
 
 @torch.no_grad()
-def generate_faces(generator: Generator, checkpoint: dict, lips: np.ndarray,
+def generate_faces(generator: Generator, artifact: CganArtifact, lips: np.ndarray,
                    noise: torch.Tensor | None = None, batch_size: int = 256) -> np.ndarray:
     """(frames, LIPS_DIM) lips in [0, 1] of the crop -> (frames, FACE_SIZE, FACE_SIZE, 3) uint8 faces,
-    one noise vector for all frames (default: the checkpoint's), so that only the lips change."""
+    one noise vector for all frames (default: the artifact's), so that only the lips change."""
     device = next(generator.parameters()).device
-    noise = checkpoint["noise"] if noise is None else noise
-    lips = (torch.tensor(np.asarray(lips, np.float32)) - checkpoint["lips_mean"]) / checkpoint["lips_std"]
+    noise = torch.from_numpy(artifact.noise) if noise is None else noise
+    lips = torch.from_numpy(
+        ((np.asarray(lips, np.float32) - artifact.lips_mean) / artifact.lips_std).astype(np.float32)
+    )
     faces = []
     for batch in lips.split(batch_size):
         images = generator(noise.expand(len(batch), -1).to(device), batch.to(device)).float()

@@ -1,4 +1,4 @@
-"""What the model stages share: device and seeding, checkpoints, DDP."""
+"""What the model stages share: device and seeding, run keys, DDP."""
 
 from __future__ import annotations
 
@@ -7,8 +7,6 @@ import hashlib
 import json
 import os
 import random
-import uuid
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -44,49 +42,6 @@ def run_key(*parts: Any) -> str:
     """What a checkpoint must match to be resumed: the params that shape it and the data it saw."""
     text = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
-    """Write to a temporary name beside `path`, then rename: a killed run never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.parent / f".{path.name}.{uuid.uuid4().hex[:12]}"
-    try:
-        torch.save(state, temp)
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file that cannot be read (truncated, corrupt, not a checkpoint); the message names it."""
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any] | None:
-    """A checkpoint read with weights_only=True (tensors, dicts, lists, numbers, strings), or None
-    when there is no file. Raises CheckpointError, naming the file, when it cannot be read."""
-    path = Path(path)
-    if not path.exists():
-        return None
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001  torch reports a bad file as any of a dozen types
-        lines = str(exc).strip().splitlines()
-        reason = f"{type(exc).__name__}: {lines[0].split('. ')[0][:160]}" if lines else type(exc).__name__
-        raise CheckpointError(f"{path}: not a readable checkpoint, truncated or corrupt ({reason})") from None
-    if not isinstance(checkpoint, dict):
-        raise CheckpointError(f"{path}: not a checkpoint (it holds a {type(checkpoint).__name__})")
-    return checkpoint
-
-
-def load_model(cls: type[torch.nn.Module], path: str | Path, stage: str, device: str | torch.device = "cpu"):
-    """(model of `cls` in eval mode on `device`, checkpoint dict) from a file written by the `stage` stage."""
-    checkpoint = load_checkpoint(path)
-    if checkpoint is None:
-        raise FileNotFoundError(f"{path}: no such checkpoint (run `dvc repro {stage}`)")
-    model = cls(**checkpoint["hparams"])
-    model.load_state_dict(checkpoint["state_dict"])
-    return model.to(device).eval(), checkpoint
 
 
 class Process(NamedTuple):

@@ -22,14 +22,57 @@ import numpy as np
 
 from models import render
 from models.cgan import generate_faces
-from models.composite import composite, hard_paste, outside_error, seam_gradients
+from models.composite import composite, hard_paste
+from models.layouts import target_of
+from models.loading import Models
 from models.media import Encoder
+from models.metrics import lip_distances
 from models.speech import speech_lips
 from models.target import read_target_rows, target_video_file
 from tasks import landmarks as lm
 from tasks.decode import iter_frames, probe, read_audio
+from tasks.params import Params
+from tasks.paths import Paths
 
 METHODS = ("composite", "baseline_paste")
+
+
+def _gradient(image: np.ndarray) -> np.ndarray:
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    return cv2.magnitude(
+        cv2.Sobel(grey, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(grey, cv2.CV_32F, 0, 1, ksize=3)
+    )
+
+
+def boundary(alpha: np.ndarray) -> np.ndarray:
+    """Pixels on the mask's border (where alpha crosses 0.5), one pixel wide, as a bool image."""
+    inside = (alpha >= 0.5).astype(np.uint8)
+    edge = cv2.morphologyEx(inside, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)) > 0
+    return edge & (cv2.erode(inside, np.ones((3, 3), np.uint8)) == 0)
+
+
+def seam_gradients(
+    composite_frame: np.ndarray, source: np.ndarray, alpha: np.ndarray
+) -> tuple[float, float, int]:
+    """(sum of gradient magnitude on the mask's border in the composite, the same in the source,
+    border pixels): summed over frames, their ratio is the `seam` metric (1.0: invisible)."""
+    edge = boundary(alpha)
+    if not edge.any():
+        return 0.0, 0.0, 0
+    return (
+        float(_gradient(composite_frame)[edge].sum()),
+        float(_gradient(source)[edge].sum()),
+        int(edge.sum()),
+    )
+
+
+def outside_error(
+    composite_frame: np.ndarray, source: np.ndarray, alpha: np.ndarray | None
+) -> tuple[float, int]:
+    """(sum of squared differences, values) over the pixels the mask does not touch: for outside_psnr."""
+    outside = np.ones(source.shape[:2], bool) if alpha is None else alpha <= 1e-3
+    diff = composite_frame[outside].astype(np.float64) - source[outside].astype(np.float64)
+    return float((diff * diff).sum()), int(diff.size)
 
 
 def _lips_in_crop(
@@ -58,7 +101,7 @@ def _write_clips(frames, faces, rows, scratch: Path, audio: Path, fps: float, pa
     seconds = len(faces) / fps
     encoders = {
         method: Encoder(
-            scratch / f"{method}.mp4", audio, seconds, info.width, info.height, fps, None, params.render
+            scratch / f"{method}.mp4", audio, seconds, (info.width, info.height), fps, params.render
         )
         for method in METHODS
     }
@@ -74,62 +117,63 @@ def _write_clips(frames, faces, rows, scratch: Path, audio: Path, fps: float, pa
     return masks
 
 
-def composite_metrics(models, params, shards: Path, videos: Path) -> dict:
-    """The metrics above on the first evaluate.composite_seconds of the generator's target video."""
+def composite_metrics(models: Models, params: Params, paths: Paths) -> dict:
+    """The metrics above on the first evaluate.composite_seconds of the generator's target video
+    (its rows in `paths.shards`, its footage in `paths.videos`)."""
     p = params.preprocess
-    target = render.target_of(models, params)
-    path = target_video_file(videos, target)
-    rows = read_target_rows(shards, target)
+    target = target_of(models, params)
+    path = target_video_file(paths.videos, target)
+    rows = read_target_rows(paths.shards, target)
     count = min(len(rows), round(params.evaluate.composite_seconds * p.fps))
     samples = read_audio(path, p.sample_rate)[: round((count / p.fps + 1) * p.sample_rate)]
     lips = render.clip_lips(
         models, params, speech_lips(models, samples, p.sample_rate, p.fps, p)[:count], target
     )
-    faces = generate_faces(models.generator, models.cgan_ckpt, lips)
-    indices, face_size = models.cgan_ckpt["lip_indices"], models.cgan_ckpt["face_size"]
-    totals = {m: {"seam": [0.0, 0.0], "outside": [0.0, 0], "lmd": [], "asked": 0} for m in METHODS}
+    faces = generate_faces(models.generator, models.cgan_artifact, lips)
+    indices, face_size = models.cgan_artifact.lip_indices, models.cgan_artifact.face_size
+    tallies = {method: _Tally(face_size) for method in METHODS}
     with tempfile.TemporaryDirectory(prefix="reenact-eval-") as scratch:
         masks = _write_clips(iter_frames(path, p.fps), faces, rows, Path(scratch), path, p.fps, params)
         decoded = [iter_frames(Path(scratch) / f"{m}.mp4", p.fps) for m in METHODS]
         for index, (source, *outputs) in enumerate(zip(iter_frames(path, p.fps), *decoded)):
             for method, image in zip(METHODS, outputs):
-                _accumulate(
-                    totals[method],
-                    image,
-                    source,
-                    masks[method][index],
-                    rows,
-                    index,
-                    lips[index],
-                    indices,
-                    face_size,
-                )
-    return _summarise(totals)
-
-
-def _accumulate(total: dict, image, source, mask, rows, index, asked, indices, face_size) -> None:
-    alpha = None if mask is None else mask.astype(np.float32) / 255
-    error, values = outside_error(image, source, alpha)
-    total["outside"][0] += error
-    total["outside"][1] += values
-    if alpha is None:
-        return
-    composite_sum, source_sum, _ = seam_gradients(image, source, alpha)
-    total["seam"][0] += composite_sum
-    total["seam"][1] += source_sum
-    total["asked"] += 1
-    found = _lips_in_crop(image, rows.crop[index], indices, face_size)
-    if found is not None:
-        total["lmd"].append(np.linalg.norm((found - asked).reshape(-1, 2), axis=1).mean() * face_size)
-
-
-def _summarise(totals: dict) -> dict:
+                mask = masks[method][index]
+                alpha = None if mask is None else mask.astype(np.float32) / 255
+                found = None if alpha is None else _lips_in_crop(image, rows.crop[index], indices, face_size)
+                tallies[method].add(image, source, alpha, found, lips[index])
     metrics = {}
-    for method, total in totals.items():
-        prefix = "" if method == "composite" else f"{method}/"
-        mse = total["outside"][0] / max(total["outside"][1], 1)
-        metrics[f"{prefix}seam"] = total["seam"][0] / total["seam"][1] if total["seam"][1] else float("nan")
-        metrics[f"{prefix}outside_psnr"] = 10 * math.log10(255**2 / mse) if mse > 0 else float("inf")
-        metrics[f"{prefix}full_lmd_px"] = float(np.mean(total["lmd"])) if total["lmd"] else float("nan")
-        metrics[f"{prefix}full_face_found"] = len(total["lmd"]) / max(total["asked"], 1)
+    for method, tally in tallies.items():
+        metrics.update(tally.metrics("" if method == "composite" else f"{method}/"))
     return metrics
+
+
+class _Tally:
+    """One method's sums over the clip's frames, and the metrics they give."""
+
+    def __init__(self, face_size: int):
+        self.face_size = face_size
+        self.seam, self.outside, self.lmd, self.asked = [0.0, 0.0], [0.0, 0], [], 0
+
+    def add(self, image, source, alpha: np.ndarray | None, found: np.ndarray | None, asked) -> None:
+        """One decoded output frame beside its source frame; `alpha` its mask (None: no face),
+        `found` the lips dlib finds on it in [0, 1] of the crop (None: none), `asked` the generator's."""
+        error, values = outside_error(image, source, alpha)
+        self.outside[0] += error
+        self.outside[1] += values
+        if alpha is None:
+            return
+        composite_sum, source_sum, _ = seam_gradients(image, source, alpha)
+        self.seam[0] += composite_sum
+        self.seam[1] += source_sum
+        self.asked += 1
+        if found is not None:
+            self.lmd.append(float(lip_distances(found[None], np.asarray(asked)[None], self.face_size)[0]))
+
+    def metrics(self, prefix: str) -> dict:
+        mse = self.outside[0] / max(self.outside[1], 1)
+        return {
+            f"{prefix}seam": self.seam[0] / self.seam[1] if self.seam[1] else float("nan"),
+            f"{prefix}outside_psnr": 10 * math.log10(255**2 / mse) if mse > 0 else float("inf"),
+            f"{prefix}full_lmd_px": float(np.mean(self.lmd)) if self.lmd else float("nan"),
+            f"{prefix}full_face_found": len(self.lmd) / max(self.asked, 1),
+        }

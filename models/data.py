@@ -18,7 +18,10 @@ import simplejpeg
 import torch
 from torch.utils.data import Dataset
 
-from tasks.landmarks import LIP_POINTS, LIPS_DIM, lips_opening
+from models.artifacts import LipsStats
+from models.lips import lips_moments
+from models.lstm import window_index
+from tasks.landmarks import LIPS_DIM
 from tasks.params import Params
 from tasks.shards import (
     PARTITION,
@@ -144,25 +147,12 @@ def lips_stats(corpus: Corpus, rows: dict[str, np.ndarray]) -> tuple[np.ndarray,
     return lips.mean(0).astype(np.float32), np.maximum(lips.std(0), 1e-6).astype(np.float32)
 
 
-def video_lips_stats(corpus: Corpus) -> dict[str, dict]:
-    """Per video: mean and covariance of its lips, for aligning one speaker's lips to another's."""
-    stats = {}
-    for v in corpus.videos:
-        lips = v.lips[v.face_found].astype(np.float64)
-        if len(lips) < 2:
-            continue
-        stats[v.video_id] = {
-            "mean": torch.tensor(lips.mean(0), dtype=torch.float32),
-            "cov": torch.tensor(np.cov(lips, rowvar=False), dtype=torch.float32),
-            "frames": len(lips),
-        }
-    return stats
-
-
-def window_index(frames: int, context: int) -> np.ndarray:
-    """(frames, 2n+1) indices of the window centred on each frame, edge-padded at both ends."""
-    offsets = np.arange(-context, context + 1)
-    return np.clip(np.arange(frames)[:, None] + offsets, 0, frames - 1)
+def video_lips_stats(corpus: Corpus) -> dict[str, LipsStats]:
+    """Per video with 2 frames with a face or more: the statistics of its lips, for aligning one
+    speaker's lips to another's."""
+    return {
+        v.video_id: lips_moments(v.lips[v.face_found]) for v in corpus.videos if v.face_found.sum() >= 2
+    }
 
 
 class LipsWindows(Dataset):
@@ -225,16 +215,4 @@ class FacesWithLips(Dataset):
 
     def __getitem__(self, index: int):
         return decode_face(self.faces[index].as_py()), self.lips[index]
-
-
-def lip_metrics(predicted: np.ndarray, true: np.ndarray, face_size: int, lip_indices: list[int]) -> dict:
-    """lmd_px (mean distance of the lip points, crop pixels) and mouth_open_r (ARCHITECTURE.md, metrics)."""
-    distance = np.linalg.norm((predicted - true).reshape(len(true), LIP_POINTS, 2), axis=2) * face_size
-    # float64 before the mean: a constant prediction must come out exactly constant (r undefined).
-    opening_p = lips_opening(predicted, lip_indices).astype(np.float64)
-    opening_t = lips_opening(true, lip_indices).astype(np.float64)
-    p, t = opening_p - opening_p.mean(), opening_t - opening_t.mean()
-    scale = np.sqrt((p * p).sum() * (t * t).sum())
-    r = float((p * t).sum() / scale) if scale > 0 else float("nan")  # undefined for a constant opening
-    return {"lmd_px": float(distance.mean()), "mouth_open_r": r}
 

@@ -1,6 +1,6 @@
 """Evaluate both models on the validation split, and the compositing. The DVC stage `evaluate`:
 
-    python -m models.evaluate [--params params.yaml] [--override evaluate.max_frames=100 ...]
+    python -m models.evaluate [--root .] [--params params.yaml] [--override evaluate.max_frames=100 ...]
 
 Every metric of ARCHITECTURE.md ("Metrics") on the split that training used, each beside
 yardsticks: `baseline_mean` (the train mean lips for every frame, fed to the generator for its
@@ -19,18 +19,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
 
 import numpy as np
 import simplejpeg
-import typer
 
 from models import render
 from models.cgan import generate_faces
 from models.common import seed_everything
 from models.composite_metrics import composite_metrics
 from models.data import Corpus, Split, load_corpus, split_corpus
+from models.errors import RenderError
 from models.eval_report import BASELINES, counted, print_table, write_plots
+from models.loading import Models, load_models, models_stage
 from models.lstm import predict_lips
 from models.metrics import (
     beats_baselines,
@@ -43,19 +43,10 @@ from models.metrics import (
 )
 from models.speech import speech_lips
 from tasks.decode import read_audio
-from tasks.entry import (
-    DEFAULT_PARAMS,
-    DEFAULT_SHARDS,
-    DEFAULT_VIDEOS,
-    Overrides,
-    ParamsFile,
-    Shards,
-    Videos,
-    Weights,
-    run,
-    stage_params,
-)
+from tasks.entry import run
 from tasks.landmarks import landmarks_in_crops, lips_opening
+from tasks.params import Params
+from tasks.paths import Paths
 from tasks.shards import evenly_spaced
 
 GRID_COLUMNS = 8
@@ -71,23 +62,21 @@ def random_train_lips(corpus: Corpus, split: Split, count: int, rng: np.random.G
     return lips[rng.integers(0, len(lips), count)]
 
 
-def evaluate_lstm(corpus: Corpus, split: Split, models, rng: np.random.Generator) -> dict:
+def evaluate_lstm(corpus: Corpus, split: Split, models: Models, rng: np.random.Generator) -> dict:
     """LSTM metrics over every validation frame with a face, computed as train_lstm does (its stats)."""
-    ckpt = models.lstm_ckpt
+    artifact = models.lstm_artifact
     predicted, true = [], []
     for video_id, frames in rows_with_face(corpus, split.val):
         if len(frames):
             video = corpus.video(video_id)
-            predicted.append(predict_lips(models.lstm, ckpt, video.audio)[frames])
+            predicted.append(predict_lips(models.lstm, artifact, video.audio)[frames])
             true.append(video.lips[frames])
     predicted, true = np.concatenate(predicted), np.concatenate(true)
-    face_size, lip_indices = ckpt["face_size"], ckpt["lip_indices"]
-
     def score(lips: np.ndarray) -> dict:
-        return lstm_metrics(lips, true, ckpt["lips_std"].numpy(), face_size, lip_indices)
+        return lstm_metrics(lips, true, artifact.lips_std, artifact.face_size, artifact.lip_indices)
 
     metrics = score(predicted)
-    mean = np.broadcast_to(ckpt["lips_mean"].numpy(), true.shape)
+    mean = np.broadcast_to(artifact.lips_mean, true.shape)
     metrics.update({f"baseline_mean/{k}": v for k, v in score(mean).items()})
     random = random_train_lips(corpus, split, len(true), rng)
     metrics.update({f"baseline_random/{k}": v for k, v in score(random).items()})
@@ -106,14 +95,14 @@ def spaced_frames(rows: list[tuple[str, np.ndarray]], count: int) -> list[tuple[
 
 
 def evaluate_generator(
-    corpus: Corpus, split: Split, models, max_frames: int, rng: np.random.Generator
+    corpus: Corpus, split: Split, models: Models, max_frames: int, rng: np.random.Generator
 ) -> tuple[dict, np.ndarray]:
     """Generator metrics on up to max_frames evenly spaced validation frames; also the eval grid."""
-    ckpt, lip_indices = models.cgan_ckpt, models.cgan_ckpt["lip_indices"]
+    artifact, lip_indices = models.cgan_artifact, models.cgan_artifact.lip_indices
     picks = spaced_frames(rows_with_face(corpus, split.val), max_frames)
     real = decode_faces(corpus, picks)
     lips = np.stack([corpus.video(i).lips[f] for i, f in picks])
-    generated = generate_faces(models.generator, ckpt, lips)
+    generated = generate_faces(models.generator, artifact, lips)
     metrics = {**image_metrics(generated, real), **generator_obedience(generated, lips, lip_indices)}
     # dlib's own floor: the shards' lips came from dlib on the full frame; re-detected on the crop
     # they move this much
@@ -121,10 +110,10 @@ def evaluate_generator(
     metrics.update({"real_lmd_px": floor["gen_lmd_px"], "real_face_found": floor["gen_face_found"]})
 
     # The baselines drive the same generator with lips that ignore the frame: the mean, or a random frame's.
-    mean_lips = np.broadcast_to(models.lstm_ckpt["lips_mean"].numpy(), lips.shape)
-    random = generate_faces(models.generator, ckpt, random_train_lips(corpus, split, len(lips), rng))
+    mean_lips = np.broadcast_to(models.lstm_artifact.lips_mean, lips.shape)
+    random = generate_faces(models.generator, artifact, random_train_lips(corpus, split, len(lips), rng))
     for name, faces in (
-        ("baseline_mean", generate_faces(models.generator, ckpt, mean_lips)),
+        ("baseline_mean", generate_faces(models.generator, artifact, mean_lips)),
         ("baseline_random", random),
     ):
         metrics.update(
@@ -155,7 +144,7 @@ def speech_file(videos: Path, video_id: str) -> Path | None:
 
 
 def evaluate_sync(
-    corpus: Corpus, split: Split, models, params, videos: Path, rng: np.random.Generator
+    corpus: Corpus, split: Split, models: Models, params: Params, videos: Path, rng: np.random.Generator
 ) -> tuple[dict, dict | None]:
     """sync_r on the first validation video with speech under `videos`: its audio rendered on the
     target face, the mouth opening dlib finds there against that video's true one. Returns the
@@ -181,28 +170,28 @@ def evaluate_sync(
     true, has_face = video.lips[start : start + frames], video.face_found[start : start + frames]
 
     # The yardsticks go down the same path as the model's lips: aligned, smoothed, generated, re-detected.
-    lstm_ckpt, cgan_ckpt = models.lstm_ckpt, models.cgan_ckpt
+    lstm_artifact, cgan_artifact = models.lstm_artifact, models.cgan_artifact
     filled = np.where(has_face[:, None], true, np.nanmean(true[has_face], axis=0))
     shift = int(rng.integers(frames // 4, max(frames // 4 + 1, 3 * frames // 4)))
     candidates = {
         "sync_r": predicted,
-        "baseline_mean/sync_r": np.broadcast_to(lstm_ckpt["lips_mean"].numpy(), predicted.shape),
+        "baseline_mean/sync_r": np.broadcast_to(lstm_artifact.lips_mean, predicted.shape),
         "baseline_random/sync_r": np.roll(filled, shift, axis=0),
     }
     metrics, generated_opening = {"sync_video": video_id}, None
     for name, lips in candidates.items():
         asked = render.clip_lips(models, params, lips)
         found = landmarks_in_crops(
-            generate_faces(models.generator, cgan_ckpt, asked), cgan_ckpt["lip_indices"]
+            generate_faces(models.generator, cgan_artifact, asked), cgan_artifact.lip_indices
         )
         metrics[name] = sync_metric(
-            found[has_face], true[has_face], cgan_ckpt["face_size"], cgan_ckpt["lip_indices"]
+            found[has_face], true[has_face], cgan_artifact.face_size, cgan_artifact.lip_indices
         )
         if name == "sync_r":
             generated_opening = np.full(frames, np.nan)
             ok = ~np.isnan(found[:, 0])
-            generated_opening[ok] = lips_opening(found[ok], cgan_ckpt["lip_indices"])
-    lip_indices = lstm_ckpt["lip_indices"]
+            generated_opening[ok] = lips_opening(found[ok], cgan_artifact.lip_indices)
+    lip_indices = lstm_artifact.lip_indices
     true_opening = np.where(has_face, lips_opening(np.nan_to_num(true), lip_indices), np.nan)
     clip = {
         "video_id": video_id,
@@ -213,33 +202,26 @@ def evaluate_sync(
     return metrics, clip
 
 
-def evaluate_composite(models, params, shards: Path, videos: Path) -> dict:
+def evaluate_composite(models: Models, params: Params, paths: Paths) -> dict:
     """The compositing metrics (models/composite_metrics.py), null when the target's footage is absent."""
     try:
-        return composite_metrics(models, params, shards, videos)
-    except render.RenderError as exc:
+        return composite_metrics(models, params, paths)
+    except RenderError as exc:
         print(f"evaluate: {exc}: the compositing metrics are null")
         names = ("full_lmd_px", "full_face_found", "seam", "outside_psnr")
         return {f"{prefix}{name}": None for name in names for prefix in ("", "baseline_paste/")}
 
 
-def evaluate(
-    params_file: ParamsFile = DEFAULT_PARAMS,
-    override: Overrides = None,
-    shards: Shards = DEFAULT_SHARDS,
-    lstm: Weights = Path("artifacts/lstm.pt"),
-    cgan: Weights = Path("artifacts/cgan.pt"),
-    videos: Videos = DEFAULT_VIDEOS,
-    out: Annotated[Path, typer.Option(help="metrics and plots")] = Path("reports"),
-) -> dict:
-    """Evaluate both models on the validation split, and the compositing: the DVC stage evaluate."""
-    params = stage_params(params_file, override)
+@models_stage
+def evaluate(paths: Paths, params: Params) -> dict:
+    """Evaluate both models on the validation split, and the compositing: the DVC stage evaluate.
+    Writes the metrics and plots to <root>/reports."""
     seed_everything(params.seed)
     rng = np.random.default_rng(params.seed)
-    models = render.load_models(lstm, cgan, params.device)
-    corpus = load_corpus(shards, faces=True)
+    models = load_models(paths.lstm, paths.cgan, params.device)
+    corpus = load_corpus(paths.shards, faces=True)
     split = split_corpus(corpus, params)
-    trained_on = models.lstm_ckpt["split"]["val_videos"]
+    trained_on = models.lstm_artifact.val_videos
     if split.val_videos() != trained_on:
         raise ValueError(
             f"the validation videos {split.val_videos()} are not those the LSTM held out "
@@ -249,16 +231,16 @@ def evaluate(
     metrics = evaluate_lstm(corpus, split, models, rng)
     generator_metrics, grid = evaluate_generator(corpus, split, models, params.evaluate.max_frames, rng)
     metrics.update(generator_metrics)
-    sync, clip = evaluate_sync(corpus, split, models, params, videos, rng)
+    sync, clip = evaluate_sync(corpus, split, models, params, paths.videos, rng)
     metrics.update(sync)
-    metrics.update(evaluate_composite(models, params, shards, videos))
+    metrics.update(evaluate_composite(models, params, paths))
     metrics = {k: v if isinstance(v, str) else finite_or_none(v) for k, v in metrics.items()}
 
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    write_plots(out, grid, clip)
+    paths.reports.mkdir(parents=True, exist_ok=True)
+    paths.metrics.write_text(json.dumps(metrics, indent=2) + "\n")
+    write_plots(paths.reports, grid, clip)
     print_table(metrics, counted(beats_baselines(metrics, BASELINES)))
-    print(f"evaluate: wrote {out / 'metrics.json'}")
+    print(f"evaluate: wrote {paths.metrics}")
     return metrics
 
 

@@ -3,12 +3,15 @@ map them onto the target speaker's lip statistics (the paper's affine alignment 
 smooth them over time, and pull lips unlike any the generator saw back onto its training
 distribution (the paper's Fig. 7 failure: such lips give broken faces).
 
-Statistics are {"mean", "cov", "frames"} dicts, the form of cgan_ckpt["lips_stats"][video_id].
+Statistics are models.artifacts.LipsStats, as the generator's artifact carries them per video;
+`lips_moments` is what makes them from lips.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from models.artifacts import LipsStats
 
 # Lips directions in which a clip varies less than this share of the target's mean variance are
 # noise, not speech: whitening must not blow them up to the target's scale.
@@ -18,11 +21,11 @@ RIDGE = 0.01
 SHRINK = 0.05
 
 
-def lips_moments(lips: np.ndarray) -> dict:
-    """{"mean", "cov", "frames"} of (T, LIPS_DIM) lips."""
+def lips_moments(lips: np.ndarray) -> LipsStats:
+    """The statistics of (T, LIPS_DIM) lips (a covariance of zeros for fewer than 2 frames)."""
     lips = np.asarray(lips, np.float64)
     cov = np.cov(lips, rowvar=False) if len(lips) > 1 else np.zeros((lips.shape[1], lips.shape[1]))
-    return {"mean": lips.mean(0), "cov": cov, "frames": len(lips)}
+    return LipsStats(lips.mean(0), cov, len(lips))
 
 
 class MomentSums:
@@ -37,22 +40,19 @@ class MomentSums:
         self.squares += x.T @ x
         self.frames += len(x)
 
-    def moments(self) -> dict:
+    def moments(self) -> LipsStats:
         n = self.frames
         mean = self.sums / max(n, 1)
-        return {"mean": mean, "cov": (self.squares - n * np.outer(mean, mean)) / max(n - 1, 1), "frames": n}
+        return LipsStats(mean, (self.squares - n * np.outer(mean, mean)) / max(n - 1, 1), n)
 
 
-def pooled_stats(stats: dict[str, dict]) -> dict:
-    """The lip statistics of several videos together (cgan_ckpt["lips_stats"]): the corpus's."""
-    parts = [
-        (np.asarray(s["mean"], np.float64), np.asarray(s["cov"], np.float64), int(s["frames"]))
-        for s in stats.values()
-    ]
-    n = sum(frames for _, _, frames in parts)
-    mean = sum(frames * m for m, _, frames in parts) / n
-    scatter = sum((frames - 1) * c + frames * np.outer(m - mean, m - mean) for m, c, frames in parts)
-    return {"mean": mean, "cov": scatter / max(n - 1, 1), "frames": n}
+def pooled_stats(stats: dict[str, LipsStats]) -> LipsStats:
+    """The lip statistics of several videos together (the generator's `lips_stats`): the corpus's."""
+    parts = list(stats.values())
+    n = sum(s.frames for s in parts)
+    mean = sum(s.frames * s.mean for s in parts) / n
+    scatter = sum((s.frames - 1) * s.cov + s.frames * np.outer(s.mean - mean, s.mean - mean) for s in parts)
+    return LipsStats(mean, scatter / max(n - 1, 1), n)
 
 
 def _sqrtm(matrix: np.ndarray) -> np.ndarray:
@@ -61,7 +61,7 @@ def _sqrtm(matrix: np.ndarray) -> np.ndarray:
 
 
 def align_lips(
-    lips: np.ndarray, target: dict, source: dict | None = None, prior: dict | None = None
+    lips: np.ndarray, target: LipsStats, source: LipsStats | None = None, prior: LipsStats | None = None
 ) -> np.ndarray:
     """(T, LIPS_DIM) lips -> the same motion in the target video's lip statistics.
 
@@ -75,13 +75,13 @@ def align_lips(
     """
     lips = np.asarray(lips, np.float64)
     source = lips_moments(lips) if source is None else source
-    mean_s, cov_s = np.asarray(source["mean"], np.float64), np.asarray(source["cov"], np.float64)
+    mean_s, cov_s = source.mean, source.cov
     if prior is not None:
-        mean_p, cov_p = np.asarray(prior["mean"], np.float64), np.asarray(prior["cov"], np.float64)
+        mean_p, cov_p = prior.mean, prior.cov
         weight = np.trace(cov_s) / (np.trace(cov_s) + SHRINK * np.trace(cov_p) + 1e-30)
         mean_s = weight * mean_s + (1 - weight) * mean_p
         cov_s = weight * cov_s + (1 - weight) * cov_p
-    mean_t, cov_t = np.asarray(target["mean"], np.float64), np.asarray(target["cov"], np.float64)
+    mean_t, cov_t = target.mean, target.cov
     cov_s = cov_s + RIDGE * np.trace(cov_t) / len(cov_t) * np.eye(len(cov_t))
     root = _sqrtm(cov_s)
     inverse_root = np.linalg.pinv(root, hermitian=True)
@@ -105,21 +105,21 @@ def smooth_lips(lips: np.ndarray, window: int) -> np.ndarray:
     return ((totals[hi] - totals[lo]) / (hi - lo)[:, None]).astype(np.float32)
 
 
-def _whitener(stats: dict) -> tuple[np.ndarray, np.ndarray]:
+def _whitener(stats: LipsStats) -> tuple[np.ndarray, np.ndarray]:
     """(mean, W) with |W (x - mean)| the Mahalanobis distance under a ridged covariance."""
-    mean, cov = np.asarray(stats["mean"], np.float64), np.asarray(stats["cov"], np.float64)
+    mean, cov = stats.mean, stats.cov
     cov = cov + RIDGE * np.trace(cov) / len(cov) * np.eye(len(cov))
     values, vectors = np.linalg.eigh((cov + cov.T) / 2)
     return mean, (vectors / np.sqrt(np.clip(values, 1e-12, None))).T
 
 
-def lips_distance(lips: np.ndarray, stats: dict) -> np.ndarray:
+def lips_distance(lips: np.ndarray, stats: LipsStats) -> np.ndarray:
     """(T,) Mahalanobis distance of each frame's lips from a distribution's mean."""
     mean, whiten = _whitener(stats)
     return np.linalg.norm((np.asarray(lips, np.float64) - mean) @ whiten.T, axis=1)
 
 
-def bound_lips(lips: np.ndarray, stats: dict, bound: float) -> np.ndarray:
+def bound_lips(lips: np.ndarray, stats: LipsStats, bound: float) -> np.ndarray:
     """Lips further than `bound` (Mahalanobis) from the training lips pulled in along the line to
     their mean, onto the bound; the rest untouched. `bound` 0 turns the guard off."""
     lips = np.asarray(lips, np.float32)
@@ -129,13 +129,15 @@ def bound_lips(lips: np.ndarray, stats: dict, bound: float) -> np.ndarray:
     far = distance > bound
     if not far.any():
         return lips
-    mean = np.asarray(stats["mean"], np.float64)
+    mean = stats.mean
     pulled = lips.copy()
     pulled[far] = (mean + (lips[far] - mean) * (bound / distance[far])[:, None]).astype(np.float32)
     return pulled
 
 
-def source_stats(mode: str, clip: dict, corpus: dict) -> tuple[dict | None, dict | None]:
+def source_stats(
+    mode: str, clip: LipsStats, corpus: LipsStats
+) -> tuple[LipsStats | None, LipsStats | None]:
     """(source, prior) for align_lips from render.align, the clip's own lip moments and the corpus's
     (`pooled_stats` of the generator's lip statistics)."""
     return (corpus, None) if mode == "corpus" else (clip, corpus)

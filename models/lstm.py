@@ -2,7 +2,7 @@
 then two hidden fully connected layers to the lips of that frame, (x, y) of 8 points (paper, 4.2 and 5.1).
 
 The network works in normalised units: audio features standardised and lips z-scored with
-the training set's stats, which travel in the checkpoint. `predict_lips` does the
+the training set's stats, which travel in the artifact (models/artifacts.py). `predict_lips` does the
 round trip from raw features to lips in [0, 1] of the crop.
 """
 
@@ -14,11 +14,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.common import load_model
-from models.data import window_index
+from models.artifacts import LstmArtifact
 from tasks.features import FEATURE_DIM
 from tasks.landmarks import LIPS_DIM
 from tasks.params import LstmParams
+
+
+def window_index(frames: int, context: int) -> np.ndarray:
+    """(frames, 2n+1) indices of the window centred on each frame, edge-padded at both ends."""
+    offsets = np.arange(-context, context + 1)
+    return np.clip(np.arange(frames)[:, None] + offsets, 0, frames - 1)
 
 
 class AudioToLips(nn.Module):
@@ -39,7 +44,7 @@ class AudioToLips(nn.Module):
 
     @staticmethod
     def hparams(params: LstmParams, features: int) -> dict:
-        """The constructor's arguments, as saved in a checkpoint."""
+        """The constructor's arguments, as saved in the artifact (`hparams`)."""
         return {"features": features, "hidden": params.hidden, "layers": params.layers,
                 "bidirectional": params.bidirectional, "dropout": params.dropout,
                 "fc_hidden": params.fc_hidden, "lips": LIPS_DIM}
@@ -51,21 +56,23 @@ class AudioToLips(nn.Module):
         return self.head(self.dropout(centre))  # (B, LIPS_DIM), z-scored lips
 
 
-def load_lstm(path: str | Path = "artifacts/lstm.pt", device: str | torch.device = "cpu"):
-    """(model in eval mode, checkpoint dict) from a file written by models.train_lstm."""
-    return load_model(AudioToLips, path, "train_lstm", device)
+def load_lstm(path: str | Path, device: str | torch.device = "cpu") -> tuple[AudioToLips, LstmArtifact]:
+    """(model in eval mode on `device`, its artifact) from a file written by models.train_lstm."""
+    artifact = LstmArtifact.load(path)
+    return artifact.network(AudioToLips, path, device), artifact
 
 
 @torch.no_grad()
-def predict_lips(model: AudioToLips, checkpoint: dict, features: np.ndarray,
+def predict_lips(model: AudioToLips, artifact: LstmArtifact, features: np.ndarray,
                  batch_size: int = 1024) -> np.ndarray:
     """(frames, FEATURE_DIM) raw audio features of a clip -> (frames, LIPS_DIM) lips in [0, 1] of the crop."""
     device = next(model.parameters()).device
-    features = torch.as_tensor(features, dtype=torch.float32)
-    normalised = (features - checkpoint["audio_mean"]) / checkpoint["audio_std"]
-    windows = torch.from_numpy(window_index(len(normalised), checkpoint["context"]))
+    normalised = torch.from_numpy(
+        ((np.asarray(features, np.float32) - artifact.audio_mean) / artifact.audio_std).astype(np.float32)
+    )
+    windows = torch.from_numpy(window_index(len(normalised), artifact.context))
     lips = []
     for index in windows.split(batch_size):
         lips.append(model(normalised[index].to(device)).float().cpu())
-    lips = torch.cat(lips) if lips else torch.empty(0, LIPS_DIM)
-    return (lips * checkpoint["lips_std"] + checkpoint["lips_mean"]).numpy()
+    lips = torch.cat(lips).numpy() if lips else np.zeros((0, LIPS_DIM), np.float32)
+    return lips * artifact.lips_std + artifact.lips_mean

@@ -6,11 +6,9 @@ can fill up and stall ffmpeg."""
 from __future__ import annotations
 
 import contextlib
-import os
 import subprocess
 import tempfile
-import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Self
 
@@ -18,11 +16,9 @@ import cv2
 import ffmpeg
 import numpy as np
 
+from models.errors import RenderError
+from tasks.files import atomic_path
 from tasks.params import RenderParams
-
-
-class RenderError(RuntimeError):
-    """Input (speech, target, models) that cannot become a video; the message names the file and what."""
 
 
 def _last_line(log: IO[bytes], code: int | None) -> str:
@@ -32,63 +28,85 @@ def _last_line(log: IO[bytes], code: int | None) -> str:
 
 
 class Encoder:
-    """ffmpeg reading (n, height, width, 3) uint8 frames from `write`, muxing the first `seconds` of
-    the audio of `audio`, scaling to `size` squared (lanczos) when given; an odd side loses its last
-    pixel (H.264 in yuv420p needs even sides). `out` appears only when the block ends without an
-    exception and ffmpeg succeeds, after `finish(temp, out)` (default: a rename) when given; a
-    temporary name beside it until then."""
+    """ffmpeg reading `size` = (width, height) uint8 RGB frames from `write`, muxing the first
+    `seconds` of the audio of `audio`, scaling to `scale` squared (lanczos) when given; an odd side
+    loses its last pixel (H.264 in yuv420p needs even sides). `out` is written atomically
+    (tasks.files.atomic_path): ffmpeg writes a temporary .mp4 beside it, which `finish(temp, out)`,
+    when given, completes in place (the signer signs it for `out`'s name); it becomes `out` only when
+    the block ends without an exception and ffmpeg succeeds, and is removed otherwise."""
 
     def __init__(
         self,
         out: Path,
         audio: Path,
         seconds: float,
-        width: int,
-        height: int,
+        size: tuple[int, int],
         fps: float,
-        size: int | None,
         params: RenderParams,
+        *,
+        scale: int | None = None,
         finish: Callable[[Path, Path], None] | None = None,
     ):
-        self.out, self.finish = out, finish
-        self.temp = out.parent / f".{out.name}.{uuid.uuid4().hex[:12]}.mp4"
-        self.width, self.height = width - width % 2, height - height % 2
-        self.command = self._command(audio, seconds, fps, size, params)
+        self.out, self.audio, self.seconds, self.fps, self.params = Path(out), audio, seconds, fps, params
+        self.scale, self.finish = scale, finish
+        self.width, self.height = size[0] - size[0] % 2, size[1] - size[1] % 2
 
-    def _command(
-        self, audio: Path, seconds: float, fps: float, size: int | None, params: RenderParams
-    ) -> list[str]:
+    def command(self, temp: Path) -> list[str]:
         """ffmpeg's arguments: raw I420 frames of an even `width` x `height` on stdin and the audio of
-        `audio` -> H.264 + AAC mp4 at `temp`, scaled to `size` squared (lanczos) when given."""
+        `audio` -> H.264 + AAC mp4 at `temp`, scaled to `scale` squared (lanczos) when given."""
         video = ffmpeg.input(
-            "pipe:0", format="rawvideo", pix_fmt="yuv420p", s=f"{self.width}x{self.height}", framerate=fps
+            "pipe:0",
+            format="rawvideo",
+            pix_fmt="yuv420p",
+            s=f"{self.width}x{self.height}",
+            framerate=self.fps,
         ).video
-        if size:
-            video = video.filter("scale", size, size, flags="lanczos")
+        if self.scale:
+            video = video.filter("scale", self.scale, self.scale, flags="lanczos")
         # -t: exactly the audio that was decoded into frames; an AAC source's last frame of padding would
         # otherwise come along and outlast the video.
-        sound = ffmpeg.input(str(audio), t=f"{seconds:.6f}").audio
+        sound = ffmpeg.input(str(self.audio), t=f"{self.seconds:.6f}").audio
         output = ffmpeg.output(
             video,
             sound,
-            str(self.temp),
+            str(temp),
             vcodec="libx264",
-            preset=params.preset,
-            crf=params.crf,
+            preset=self.params.preset,
+            crf=self.params.crf,
             pix_fmt="yuv420p",
             acodec="aac",
-            audio_bitrate=f"{params.audio_kbps}k",
+            audio_bitrate=f"{self.params.audio_kbps}k",
             movflags="+faststart",
             format="mp4",
         )
         return output.global_args("-nostdin", "-loglevel", "error").overwrite_output().compile()
 
+    @contextlib.contextmanager
+    def _running(self) -> Iterator[Self]:
+        with atomic_path(self.out) as temp, tempfile.TemporaryFile() as self.log:
+            self.process = subprocess.Popen(
+                self.command(temp), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self.log
+            )
+            try:
+                yield self
+            except BaseException:
+                self.process.kill()
+                raise
+            finally:
+                with contextlib.suppress(BrokenPipeError):
+                    self.process.stdin.close()
+                code = self.process.wait()
+            if code != 0:
+                raise RenderError(f"{self.out}: encoding failed: {_last_line(self.log, code)}")
+            if self.finish is not None:
+                self.finish(temp, self.out)
+
     def __enter__(self) -> Self:
-        self.log = tempfile.TemporaryFile()
-        self.process = subprocess.Popen(
-            self.command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self.log
-        )
-        return self
+        self._context = self._running()
+        return self._context.__enter__()
+
+    def __exit__(self, *exc_info) -> bool | None:
+        return self._context.__exit__(*exc_info)
 
     def write(self, frames: np.ndarray) -> None:
         """One (H, W, 3) RGB frame or a batch (n, H, W, 3). They go to ffmpeg as I420, converted here:
@@ -102,21 +120,3 @@ class Encoder:
             raise RenderError(
                 f"{self.out}: encoding failed: {_last_line(self.log, self.process.wait())}"
             ) from None
-
-    def __exit__(self, exc_type, *exc_info) -> None:
-        try:
-            if exc_type is not None:
-                self.process.kill()
-            with contextlib.suppress(BrokenPipeError):
-                self.process.stdin.close()
-            code = self.process.wait()
-            if exc_type is None:
-                if code != 0:
-                    raise RenderError(f"{self.out}: encoding failed: {_last_line(self.log, code)}")
-                if self.finish is None:
-                    os.replace(self.temp, self.out)
-                else:
-                    self.finish(self.temp, self.out)
-        finally:
-            self.log.close()
-            self.temp.unlink(missing_ok=True)

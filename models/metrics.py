@@ -11,13 +11,31 @@ import numpy as np
 import torch
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
-from models.data import lip_metrics
-from tasks.landmarks import landmarks_in_crops
+from tasks.landmarks import LIP_POINTS, landmarks_in_crops, lips_opening
 
 # Which way is better, per metric name: compared against each baseline by `beats_baselines`.
 HIGHER_IS_BETTER = {"mouth_open_r", "gen_ssim", "gen_psnr", "sync_r", "outside_psnr"}
 LOWER_IS_BETTER = {"lstm/val_loss", "lmd_px", "gen_lmd_px", "full_lmd_px"}
 CLOSER_TO_ONE_IS_BETTER = {"seam"}  # a ratio to the source: 1.0 is a border nobody can see
+
+
+def lip_distances(predicted: np.ndarray, true: np.ndarray, face_size: int) -> np.ndarray:
+    """(frames,) the mean distance of each frame's lip points from the true ones, in crop pixels:
+    lmd_px of one frame. Lips are (frames, LIPS_DIM) in [0, 1] of the crop."""
+    offsets = (np.asarray(predicted) - np.asarray(true)).reshape(len(true), LIP_POINTS, 2)
+    return np.linalg.norm(offsets, axis=2).mean(1) * face_size
+
+
+def lip_metrics(predicted: np.ndarray, true: np.ndarray, face_size: int, lip_indices: list[int]) -> dict:
+    """lmd_px (mean distance of the lip points, crop pixels) and mouth_open_r (Pearson r of the mouth
+    opening, tasks.landmarks.lips_opening)."""
+    # float64 before the mean: a constant prediction must come out exactly constant (r undefined).
+    opening_p = lips_opening(predicted, lip_indices).astype(np.float64)
+    opening_t = lips_opening(true, lip_indices).astype(np.float64)
+    p, t = opening_p - opening_p.mean(), opening_t - opening_t.mean()
+    scale = np.sqrt((p * p).sum() * (t * t).sum())
+    r = float((p * t).sum() / scale) if scale > 0 else float("nan")  # undefined for a constant opening
+    return {"lmd_px": float(lip_distances(predicted, true, face_size).mean()), "mouth_open_r": r}
 
 
 def lstm_metrics(
@@ -34,8 +52,7 @@ def redetected_lmd(found: np.ndarray, asked: np.ndarray, face_size: int) -> tupl
     ok = ~np.isnan(found[:, 0])
     if not ok.any():
         return float("nan"), 0.0
-    distance = np.linalg.norm((found[ok] - asked[ok]).reshape(int(ok.sum()), -1, 2), axis=2)
-    return float(distance.mean() * face_size), float(ok.mean())
+    return float(lip_distances(found[ok], asked[ok], face_size).mean()), float(ok.mean())
 
 
 def generator_obedience(faces: np.ndarray, asked: np.ndarray, lip_indices: list[int]) -> dict:

@@ -21,7 +21,9 @@ import cv2
 import numpy as np
 import simplejpeg
 
+from models.artifacts import LipsStats
 from tasks.landmarks import lips_opening
+from tasks.paths import Paths
 from tasks.shards import iter_batches, partition_dir
 
 # The strip shows this many seconds either side of the current frame.
@@ -34,14 +36,14 @@ PREDICTED, REAL, LOUDNESS = (235, 64, 52), (60, 200, 90), (150, 150, 150)  # RGB
 OUTER = [0, 1, 2, 3, 4, 5]  # 48, 50, 52, 54, 56, 58: around the outer lip
 
 
-def real_video(audio: Path, shards: Path) -> str | None:
-    """The corpus video whose file `audio` is (<shards>/../raw/videos/<video_id>.mp4), else None."""
-    videos = (Path(shards).parent / "raw" / "videos").resolve()
+def real_video(audio: Path, paths: Paths) -> str | None:
+    """The corpus video whose file `audio` is (`paths.videos`/<video_id>.mp4, with frames in
+    `paths.shards`), else None."""
     audio = Path(audio)
     if (
         audio.suffix == ".mp4"
-        and audio.resolve().parent == videos
-        and partition_dir(Path(shards), audio.stem).is_dir()
+        and audio.resolve().parent == Path(paths.videos).resolve()
+        and partition_dir(paths.shards, audio.stem).is_dir()
     ):
         return audio.stem
     return None
@@ -66,14 +68,14 @@ class Traces:
         loudness: np.ndarray,
         lip_indices: list[int],
         fps: float,
-        target: dict,
+        target: LipsStats,
         height: int,
         real_lips: np.ndarray | None = None,
     ):
         self.lips, self.loudness, self.lip_indices = lips, loudness, list(lip_indices)
         self.real_lips, self.height = real_lips, height
         self.half = max(1, round(TRACE_SECONDS * fps))
-        mean = np.asarray(target["mean"], np.float32)
+        mean = target.mean.astype(np.float32)
         self.open_top = 2.5 * float(lips_opening(mean[None], self.lip_indices)[0]) + 1e-3
         low, high = np.percentile(np.asarray(loudness), [5, 99.5]) if len(loudness) else (0.0, 1.0)
         self.loud_range = (float(low), float(max(high, low + 1e-3)))
@@ -131,7 +133,7 @@ class Panel:
         self,
         size: int,
         traces: Traces,
-        target: dict,
+        target: LipsStats,
         shards: str | Path,
         real: str | None = None,
     ):
@@ -139,7 +141,7 @@ class Panel:
         self.real_rows = _real_rows(Path(shards), real) if real else None
         self.tiles = 3 if real else 2
         self.shape = (self.tiles * size, size + traces.height)  # (width, height)
-        self.centre = np.asarray(target["mean"], np.float32).reshape(-1, 2).mean(0)
+        self.centre = target.mean.astype(np.float32).reshape(-1, 2).mean(0)
 
     def compose(self, start: int, faces: np.ndarray) -> np.ndarray:
         """(n, S, S, 3) generated faces of frames start.. -> (n, height, width, 3) panel frames."""

@@ -1,6 +1,7 @@
 """Speech -> a talking-head mp4 (ARCHITECTURE.md, Rendering). The DVC stage `render`:
 
-    python -m models.render [--params params.yaml] [--override KEY=VALUE] [--shards ...] [--videos ...]
+    python -m models.render [--root .] [--params params.yaml] [--override KEY=VALUE]
+                            [--shards ...] [--videos ...] [--lstm ...] [--cgan ...]
 
 writes renders/demo.mp4 (a held-out video's speech on the target's own full frames) and
 renders/demo_panel.mp4 (the target frame beside the composite, with the lip traces).
@@ -15,16 +16,18 @@ ffmpeg pipe, lips wait on disk (64 bytes a frame), frames stream into ffmpeg's s
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
 
 import numpy as np
-import typer
 
-from models.layouts import OUTPUTS, Layout, target_of
+from models.artifacts import LipsStats
+from models.errors import RenderError
+from models.layouts import OUTPUTS, FrameStream, Layout, Output, check_output, target_of
 from models.lips import (
     MomentSums,
     align_lips,
@@ -34,35 +37,60 @@ from models.lips import (
     smooth_lips,
     source_stats,
 )
-from models.loading import Models, load_models
-from models.media import Encoder, RenderError
+from models.loading import Models, load_models, models_stage
+from models.media import Encoder
 from models.panel import real_video
 from models.speech import frame_count, stream_lips
 from tasks.decode import DecodeError, MediaInfo, iter_audio, probe
-from tasks.entry import (
-    DEFAULT_PARAMS,
-    DEFAULT_SHARDS,
-    DEFAULT_VIDEOS,
-    Overrides,
-    ParamsFile,
-    Shards,
-    Videos,
-    Weights,
-    run,
-    stage_params,
-)
+from tasks.entry import run
 from tasks.features import feature_layout
 from tasks.params import Params, digest
+from tasks.paths import Paths
 from tasks.provenance import draw_label, render_facts, sign_mp4
 from tasks.shards import partition_dir
 
 Progress = Callable[[str, int, int], None]
 
-__all__ = ["OUTPUTS", "Models", "RenderError", "clip_lips", "load_models", "render", "target_of"]
+__all__ = [
+    "OUTPUTS",
+    "Models",
+    "Output",
+    "RenderError",
+    "RenderOptions",
+    "clip_lips",
+    "load_models",
+    "render",
+    "target_of",
+]
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    """What one render may choose besides the speech, the models, the params and the project's files.
+
+    target: the video id whose face speaks (None: render.target_video, else the generator's target).
+    output: one of OUTPUTS (None: render.output). real: the corpus video the speech comes from, for
+    the traces' real mouth opening (None: found by the speech file's path in `paths.videos`).
+    lips_out: also save the final lips as .npy. provenance: facts added to or overriding the
+    manifest's (e.g. "speech_name" for speech downloaded from a URL). progress(phase, done, total):
+    phases "lips" then "frames".
+    """
+
+    target: str | None = None
+    output: Output | None = None
+    real: str | None = None
+    lips_out: Path | None = None
+    provenance: dict | None = None
+    progress: Progress | None = None
 
 
 def final_lips(
-    lips: np.ndarray, params: Params, target: dict, source: dict | None, prior: dict | None, corpus: dict
+    lips: np.ndarray,
+    params: Params,
+    target: LipsStats,
+    source: LipsStats | None,
+    prior: LipsStats | None,
+    corpus: LipsStats,
 ) -> np.ndarray:
     """Raw LSTM lips -> what the generator is given: aligned, smoothed, bounded (models/lips.py)."""
     r = params.render
@@ -73,7 +101,7 @@ def final_lips(
 
 def clip_lips(models: Models, params: Params, lips: np.ndarray, target: str | None = None) -> np.ndarray:
     """What render() does to a whole clip's raw lips in memory, before the generator."""
-    stats = models.cgan_ckpt["lips_stats"]
+    stats = models.cgan_artifact.lips_stats
     corpus = pooled_stats(stats)
     source, prior = source_stats(params.render.align, lips_moments(lips), corpus)
     return final_lips(lips, params, stats[target_of(models, params, target)], source, prior, corpus)
@@ -120,7 +148,12 @@ class _Counted:
 
 
 def _lips_to_disk(
-    raw: np.memmap, clip: dict, params: Params, stats: dict, target: dict, scratch: Path
+    raw: np.memmap,
+    clip: LipsStats,
+    params: Params,
+    stats: dict[str, LipsStats],
+    target: LipsStats,
+    scratch: Path,
 ) -> np.memmap:
     """Step 2: raw -> final lips chunk by chunk, each with the smoothing window's margin."""
     r = params.render
@@ -142,49 +175,39 @@ def render(
     out: str | Path,
     models: Models,
     params: Params,
-    target: str | None = None,
-    *,
-    output: str | None = None,
-    progress: Progress | None = None,
-    shards: str | Path = "data/shards",
-    videos: str | Path = "data/raw/videos",
-    real: str | None = None,
-    lips_out: str | Path | None = None,
-    provenance: dict | None = None,
+    paths: Paths | None = None,
+    options: RenderOptions | None = None,
 ) -> dict:
     """Render `audio` (any file ffmpeg reads with an audio stream) as `out`, an H.264 + AAC mp4 at
     preprocess.fps with the original audio, T = ceil(seconds * fps) frames (at most a frame longer).
 
-    output (default render.output): "full", the target's own frames at their resolution with the lower
-    face replaced (frames ping-pong when the speech outlasts the target); "panel", the target frame
-    beside the composite over the lip traces; "face", the generated crop at render.size; "face_panel",
-    the paper's Fig. 6. target: the video id whose face speaks (default render.target_video, else the
-    generator's target). real: the corpus video the speech comes from, for the traces' real mouth
-    opening (found by path for <shards>/../raw/videos/<id>.mp4). progress(phase, done, total): phases
-    "lips" then "frames". lips_out: also save the final lips as .npy.
+    The output (RenderOptions.output, default render.output): "full", the target's own frames at their
+    resolution with the lower face replaced (frames ping-pong when the speech outlasts the target);
+    "panel", the target frame beside the composite over the lip traces; "face", the generated crop at
+    render.size; "face_panel", the paper's Fig. 6. The target's rows and footage come from
+    `paths.shards` and `paths.videos` (default: the project under the current folder).
     The mp4 carries a signed C2PA manifest declaring it synthetic (tasks/provenance.py), with the
-    facts of tasks.provenance.render_facts; `provenance` adds or overrides facts (e.g. "speech_name"
-    for speech downloaded from a URL). provenance.label also draws a visible label in the corner.
-    Raises RenderError naming the file for unreadable speech or an unusable target; `out` is then
-    untouched. Returns {"frames", "audio_seconds", "video_seconds", "wall_seconds", "target", "output",
-    "out", "manifest" (what sign_mp4 returned)}.
+    facts of tasks.provenance.render_facts and `options.provenance`; provenance.label also draws a
+    visible label in the corner. Raises RenderError naming the file for unreadable speech or an
+    unusable target; `out` is then untouched. Returns {"frames", "audio_seconds", "video_seconds",
+    "wall_seconds", "target", "output", "out", "manifest" (what sign_mp4 returned)}.
     """
     started = time.perf_counter()
-    audio, out, shards, videos = Path(audio), Path(out), Path(shards), Path(videos)
-    output = output or params.render.output
-    info = _check_speech(audio, models, params, output)
-    target = target_of(models, params, target)
-    layout = Layout(models, params, output, target, shards, videos, _real(audio, shards, output, real))
-    signer = _Signer(audio, target, models, params, provenance)
+    audio, out = Path(audio), Path(out)
+    paths, options = paths or Paths.at(), options or RenderOptions()
+    output = check_output(options.output or params.render.output)
+    info = _check_speech(audio, models, params)
+    target = target_of(models, params, options.target)
+    layout = Layout(models, params, paths, output, target, _real(audio, paths, output, options.real))
+    signer = _Signer(audio, target, models, params, options.provenance)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="reenact-render-") as scratch:
-        raw, clip, seconds = _speech_to_disk(models, audio, params, Path(scratch), info, progress)
-        final = _lips_to_disk(raw, clip, params, models.cgan_ckpt["lips_stats"], layout.stats, Path(scratch))
-        if lips_out is not None:
-            np.save(lips_out, np.asarray(final))
-        _encode(
-            layout.frames(models, params, final, raw, shards), out, audio, seconds, params, signer, progress
-        )
+        raw, clip, seconds = _speech_to_disk(models, audio, params, Path(scratch), info, options.progress)
+        stats = models.cgan_artifact.lips_stats
+        final = _lips_to_disk(raw, clip, params, stats, layout.stats, Path(scratch))
+        if options.lips_out is not None:
+            np.save(options.lips_out, np.asarray(final))
+        _encode(layout.frames(final, raw), out, audio, seconds, params, signer, options.progress)
     return {
         "frames": len(final),
         "audio_seconds": seconds,
@@ -197,16 +220,17 @@ def render(
     }
 
 
-def _real(audio: Path, shards: Path, output: str, real: str | None) -> str | None:
+def _real(audio: Path, paths: Paths, output: Output, real: str | None) -> str | None:
     """The corpus video the speech comes from: named, or found by the speech file's path."""
-    real = real or real_video(audio, shards)
-    if output == "face_panel" and real and not partition_dir(shards, real).is_dir():
-        raise RenderError(f"real frames {real!r}: no such video in {shards}")
+    real = real or real_video(audio, paths)
+    if output == "face_panel" and real and not partition_dir(paths.shards, real).is_dir():
+        raise RenderError(f"real frames {real!r}: no such video in {paths.shards}")
     return real
 
 
 class _Signer:
-    """Turns the encoder's finished temporary file into the signed `out` (tasks/provenance.py)."""
+    """Signs the encoder's finished temporary file in place, for the name it will have (the manifest's
+    title is the file's name), before the encoder renames it to `out` (tasks/provenance.py)."""
 
     def __init__(self, audio: Path, target: str, models: Models, params: Params, extra: dict | None):
         self.facts = render_facts(
@@ -221,11 +245,14 @@ class _Signer:
         self.signed: dict = {}
 
     def __call__(self, temp: Path, final: Path) -> None:
-        self.signed.update(sign_mp4(temp, final, self.facts, self.key_dir))
+        with tempfile.TemporaryDirectory(prefix=".signing-", dir=temp.parent) as folder:
+            signed = Path(folder) / final.name
+            self.signed.update(sign_mp4(temp, signed, self.facts, self.key_dir))
+            os.replace(signed, temp)
 
 
 def _encode(
-    layout: tuple,
+    frames: FrameStream,
     out: Path,
     audio: Path,
     seconds: float,
@@ -234,64 +261,53 @@ def _encode(
     progress: Progress | None,
 ) -> None:
     """Step 3: the layout's frames into the mp4, labelled when provenance.label says so."""
-    (width, height), size, frames = layout
     label = params.provenance.label_text if params.provenance.label else None
     p = params.preprocess
     total = frame_count(round(seconds * p.sample_rate), p.sample_rate, p.fps)
-    with Encoder(out, audio, seconds, width, height, p.fps, size, params.render, signer) as encoder:
-        for start, batch in frames:
+    size = (frames.width, frames.height)
+    encoder = Encoder(out, audio, seconds, size, p.fps, params.render, scale=frames.scale, finish=signer)
+    with encoder:
+        for start, batch in frames.batches:
             for frame in batch:  # one at a time: no copy of a batch of full frames
                 encoder.write(draw_label(frame, label) if label else frame)
             if progress:
                 progress("frames", start + len(batch), total)
 
 
-def _check_speech(audio: Path, models: Models, params: Params, output: str) -> MediaInfo:
-    if output not in OUTPUTS:
-        raise RenderError(f"output {output!r}: not one of {', '.join(OUTPUTS)}")
+def _check_speech(audio: Path, models: Models, params: Params) -> MediaInfo:
     try:
         info = probe(audio)
     except DecodeError as exc:
         raise RenderError(str(exc)) from None
     if not info.has_audio:
         raise RenderError(f"{audio}: has no audio stream")
-    if abs(models.lstm_ckpt["fps"] - params.preprocess.fps) > 1e-6:
+    if abs(models.lstm_artifact.fps - params.preprocess.fps) > 1e-6:
         raise RenderError(
-            f"the LSTM was trained at {models.lstm_ckpt['fps']} fps; preprocess.fps: {params.preprocess.fps}"
+            f"the LSTM was trained at {models.lstm_artifact.fps} fps; preprocess.fps: {params.preprocess.fps}"
         )
     return info
 
 
-def render_stage(
-    params_file: ParamsFile = DEFAULT_PARAMS,
-    override: Overrides = None,
-    shards: Shards = DEFAULT_SHARDS,
-    videos: Videos = DEFAULT_VIDEOS,
-    lstm: Weights = Path("artifacts/lstm.pt"),
-    cgan: Weights = Path("artifacts/cgan.pt"),
-    out_dir: Annotated[Path, typer.Option(help="where the renders go")] = Path("renders"),
-) -> None:
+@models_stage
+def render_stage(paths: Paths, params: Params) -> None:
     """Render a held-out video's speech onto the target's own footage (renders/demo.mp4) and the panel
-    beside it (renders/demo_panel.mp4): the DVC stage render."""
-    params = stage_params(params_file, override)
+    beside it (renders/demo_panel.mp4), under --root: the DVC stage render."""
 
     from models.data import load_corpus, split_corpus
 
-    val_videos = split_corpus(load_corpus(shards), params).val_videos()
+    val_videos = split_corpus(load_corpus(paths.shards), params).val_videos()
     if not val_videos:
-        raise SystemExit(f"{shards}: no validation video to render")
+        raise SystemExit(f"{paths.shards}: no validation video to render")
     video_id = val_videos[0]
-    models = load_models(lstm, cgan, params.device)
+    models = load_models(paths.lstm, paths.cgan, params.device)
     for name, output in (("demo.mp4", "full"), ("demo_panel.mp4", "panel")):
         result = render(
-            videos / f"{video_id}.mp4",
-            out_dir / name,
+            paths.videos / f"{video_id}.mp4",
+            paths.renders / name,
             models,
             params,
-            output=output,
-            real=video_id,
-            shards=shards,
-            videos=videos,
+            paths,
+            RenderOptions(output=output, real=video_id),
         )
         print(
             f"render: {result['out']}: {video_id}'s speech on {result['target']} ({output}), "

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.media import RenderError
+from models.errors import RenderError
 from tasks.decode import DecodeError, MediaInfo, iter_frames, probe
 from tasks.shards import list_column_as_array, part_files, partition_dir, read_frames
 

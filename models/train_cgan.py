@@ -1,6 +1,6 @@
 """Train lips -> face (models/cgan.py) on the frame table. The DVC stage `train_cgan`:
 
-    python -m models.train_cgan [--params params.yaml] [--override cgan.epochs=3 ...]
+    python -m models.train_cgan [--root .] [--params params.yaml] [--override cgan.epochs=3 ...]
     torchrun --nproc_per_node=N -m models.train_cgan     # DDP: NCCL on CUDA, gloo on CPU
 
 The last cgan.finetune_epochs epochs train on cgan.target_video only (paper, 5.2), to hold
@@ -8,23 +8,27 @@ that video's face texture and background. Every epoch: loss_d, loss_g and l1_val
 vs real validation frames, given their lips) to dvclive/cgan, a sample grid (real row over
 generated row, fixed noise and fixed validation lips) as a DVCLive image, and a resumable
 checkpoint in checkpoints/cgan/last.pt. The generator, its lips stats and the lips stats of
-every video (for aligning speakers when rendering) go to artifacts/cgan.pt. Only rank 0
-logs and saves; cgan.batch_size is per process.
+every video (for aligning speakers when rendering) go to artifacts/cgan.pt (models/artifacts.py:
+CganArtifact); each path under --root (tasks/paths.py). Only rank 0 logs and saves;
+cgan.batch_size is per process.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from PIL import Image
+from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
+from models.artifacts import CganArtifact
 from models.cgan import FACE_SIZE, Discriminator, Generator, to_uint8
 from models.common import (
     Process,
@@ -46,8 +50,18 @@ from models.data import (
     video_lips_stats,
 )
 from models.metrics import redetected_lmd
-from models.training import Checkpoints, LiveDir, Out, TrainingRun, epoch_line, made_from, on_cpu
-from tasks.entry import DEFAULT_PARAMS, DEFAULT_SHARDS, Overrides, ParamsFile, Shards, run, stage_params
+from models.training import TrainingRun, epoch_line, made_from
+from tasks.entry import (
+    DEFAULT_ROOT,
+    Cgan,
+    Overrides,
+    ParamsFile,
+    Root,
+    Shards,
+    run,
+    stage_params,
+    stage_paths,
+)
 from tasks.landmarks import landmarks_in_crops
 from tasks.params import CganParams, Params
 from tasks.shards import evenly_spaced
@@ -103,9 +117,48 @@ def batches(dataset: FacesWithLips, epoch: int, p: CganParams, process: Process,
                       drop_last=len(dataset) >= p.batch_size * process.world)
 
 
-def gan_step(netG, netD, optG, optD, scaler, real: torch.Tensor, lips: torch.Tensor, p: CganParams,
-             device: torch.device, use_amp: bool) -> tuple[torch.Tensor, torch.Tensor]:
+@dataclass
+class Gan:
+    """What a C-GAN step updates: the generator and the discriminator, their Adam optimisers and the
+    GradScaler; and what it runs on: the device, fp16 autocast (CUDA only), the memory format."""
+
+    netG: nn.Module
+    netD: nn.Module
+    optG: torch.optim.Optimizer
+    optD: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    device: torch.device
+    use_amp: bool
+    memory_format: torch.memory_format
+
+    @classmethod
+    def build(
+        cls, p: CganParams, device: torch.device, use_amp: bool, memory_format: torch.memory_format
+    ) -> Gan:
+        netG = Generator(**Generator.hparams(p)).to(device, memory_format=memory_format)
+        netD = Discriminator(ndf=p.ndf).to(device, memory_format=memory_format)
+        optG = torch.optim.Adam(netG.parameters(), lr=p.lr_g, betas=(p.beta1, 0.999))
+        optD = torch.optim.Adam(netD.parameters(), lr=p.lr_d, betas=(p.beta1, 0.999))
+        scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+        return cls(netG, netD, optG, optD, scaler, device, use_amp, memory_format)
+
+    def state(self) -> dict[str, Any]:
+        """What the resumable checkpoint keeps, by the keys it keeps them under (models/training.py)."""
+        return {"netG": self.netG, "netD": self.netD, "optG": self.optG, "optD": self.optD,
+                "scaler": self.scaler}
+
+    def distributed(self, process: Process) -> Gan:
+        """The same, with both networks wrapped for DDP when there are several processes."""
+        return replace(self, netG=distributed(self.netG, process), netD=distributed(self.netD, process))
+
+
+def gan_step(
+    gan: Gan, real: torch.Tensor, lips: torch.Tensor, p: CganParams
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One C-GAN training step on a batch of real faces and their z-scored lips: (loss_d, loss_g)."""
+    netG, netD, optG, optD, scaler, device, use_amp = (
+        gan.netG, gan.netD, gan.optG, gan.optD, gan.scaler, gan.device, gan.use_amp
+    )
     z = torch.randn(len(real), p.noise_dim, device=device)
 
     # (1) Update D network: maximize log(D(x|y)) + log(1 - D(G(z|y)|y))
@@ -132,16 +185,15 @@ def gan_step(netG, netD, optG, optD, scaler, real: torch.Tensor, lips: torch.Ten
     return loss_d, loss_g
 
 
-def train_epoch(netG, netD, optG, optD, scaler, loader: DataLoader, p: CganParams, device: torch.device,
-                use_amp: bool, memory_format: torch.memory_format) -> dict[str, float]:
+def train_epoch(gan: Gan, loader: DataLoader, p: CganParams) -> dict[str, float]:
     """One pass over `loader`: the mean loss_d and loss_g per step."""
-    netG.train()
-    netD.train()
+    gan.netG.train()
+    gan.netD.train()
     sums, steps = {"loss_d": 0.0, "loss_g": 0.0}, 0
     for real, lips in loader:
-        real = real.to(device, non_blocking=True).contiguous(memory_format=memory_format)
-        lips = lips.to(device, non_blocking=True)
-        loss_d, loss_g = gan_step(netG, netD, optG, optD, scaler, real, lips, p, device, use_amp)
+        real = real.to(gan.device, non_blocking=True).contiguous(memory_format=gan.memory_format)
+        lips = lips.to(gan.device, non_blocking=True)
+        loss_d, loss_g = gan_step(gan, real, lips, p)
         sums["loss_d"] += loss_d.item()
         sums["loss_g"] += loss_g.item()
         steps += 1
@@ -189,11 +241,12 @@ def condition_metrics(generator: Generator, noise: torch.Tensor, data: FaceData,
     return {"gen_lmd_px": gen_px, "gen_face_found": gen_found, "real_lmd_px": real_px}
 
 
-def train(params_file: ParamsFile = DEFAULT_PARAMS, override: Overrides = None,
-          shards: Shards = DEFAULT_SHARDS, out: Out = Path("artifacts/cgan.pt"),
-          checkpoints: Checkpoints = Path("checkpoints/cgan"), live: LiveDir = Path("dvclive/cgan")) -> None:
-    """Train lips -> face (models/cgan.py) on the frame table: the DVC stage train_cgan (torchrun: DDP)."""
-    params = stage_params(params_file, override)
+def train(root: Root = DEFAULT_ROOT, params_file: ParamsFile = None, override: Overrides = None,
+          shards: Shards = None, cgan: Cgan = None) -> None:
+    """Train lips -> face (models/cgan.py) on the frame table: the DVC stage train_cgan (torchrun: DDP).
+    `--cgan`: where the artifact goes."""
+    paths = stage_paths(root, shards=shards, cgan=cgan)
+    params = stage_params(params_file or paths.params, override)
     p = params.cgan
     process = init_distributed(pick_device(params.device))
     device = process.device
@@ -202,24 +255,19 @@ def train(params_file: ParamsFile = DEFAULT_PARAMS, override: Overrides = None,
     memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
     seed_everything(params.seed)
 
-    data = face_data(shards, params)
+    data = face_data(paths.shards, params)
     if process.is_main:
         print(f"cgan: {len(data.train)} train / {len(data.val)} val frames, target {data.target} "
               f"({len(data.target_train)} train frames), {process.world} process(es) on {device}")
     # One noise vector for all samples (and for rendering): only the lips change across the grid.
     noise = torch.randn(p.noise_dim, generator=torch.Generator().manual_seed(params.seed))
 
-    raw_netG = Generator(**Generator.hparams(p)).to(device, memory_format=memory_format)
-    raw_netD = Discriminator(ndf=p.ndf).to(device, memory_format=memory_format)
-    optG = torch.optim.Adam(raw_netG.parameters(), lr=p.lr_g, betas=(p.beta1, 0.999))
-    optD = torch.optim.Adam(raw_netD.parameters(), lr=p.lr_d, betas=(p.beta1, 0.999))
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    raw = Gan.build(p, device, use_amp, memory_format)
     # Epochs and how the data is fed are left out of the key: a longer or shorter run resumes.
     key = run_key(p.model_dump(exclude={"epochs", "finetune_epochs", "num_workers", "val_frames"}),
                   params.split.model_dump(), params.seed, data.corpus.fingerprint())
-    state = {"netG": raw_netG, "netD": raw_netD, "optG": optG, "optD": optD, "scaler": scaler}
-    training = TrainingRun("cgan", key, state, checkpoints, live, process.is_main)
-    netG, netD = distributed(raw_netG, process), distributed(raw_netD, process)
+    training = TrainingRun("cgan", key, raw.state(), paths, process.is_main)
+    gan = raw.distributed(process)
 
     for epoch in range(training.start_epoch, p.epochs):
         started = time.perf_counter()
@@ -227,39 +275,40 @@ def train(params_file: ParamsFile = DEFAULT_PARAMS, override: Overrides = None,
         torch.manual_seed(params.seed + 1000 * epoch + process.rank)
         finetune = epoch >= p.epochs - p.finetune_epochs
         loader = batches(data.target_train if finetune else data.train, epoch, p, process, params.seed)
-        metrics = train_epoch(netG, netD, optG, optD, scaler, loader, p, device, use_amp, memory_format)
+        metrics = train_epoch(gan, loader, p)
         if not process.is_main:
             continue
-        metrics.update(validate(raw_netG, noise, data, p, device, use_amp, training.live))
+        metrics.update(validate(raw.netG, noise, data, p, device, use_amp, training.live))
         training.log(epoch, metrics)
         training.save(epoch)
         print(epoch_line("cgan", epoch, p.epochs, metrics, started, " (target only)" if finetune else ""))
 
     if process.is_main:
         if data.val_real is not None:
-            obedience = condition_metrics(raw_netG, noise, data, device)
+            obedience = condition_metrics(raw.netG, noise, data, device)
             training.summarise(obedience)
             print("cgan: " + " ".join(f"{k} {v:.4f}" for k, v in obedience.items()))
-        training.finish(cgan_artifact(raw_netG, noise, data, p), out)
-        print(f"cgan: wrote {out}")
+        training.finish(cgan_artifact(raw.netG, noise, data, p), paths.cgan)
+        print(f"cgan: wrote {paths.cgan}")
     if process.world > 1:
         dist.destroy_process_group()
 
 
-def cgan_artifact(generator: Generator, noise: torch.Tensor, data: FaceData, p: CganParams) -> dict:
+def cgan_artifact(generator: Generator, noise: torch.Tensor, data: FaceData, p: CganParams) -> CganArtifact:
     """The generator and everything needed to use it (models/cgan.py: generate_faces; rendering's
     alignment of one speaker's lips to the target's uses every video's lips stats)."""
-    return {
-        "state_dict": on_cpu(generator.state_dict()),
-        "hparams": Generator.hparams(p),
-        "noise": noise,
-        "lips_mean": torch.from_numpy(data.lips_mean), "lips_std": torch.from_numpy(data.lips_std),
-        "lips_stats": video_lips_stats(data.corpus),
-        "target_video": data.target,
-        "face_size": FACE_SIZE,
-        "epoch": p.epochs,
+    return CganArtifact(
+        state_dict=generator.state_dict(),
+        hparams=Generator.hparams(p),
+        condition="noise",
+        noise=noise.numpy(),
+        lips_mean=data.lips_mean, lips_std=data.lips_std,
+        lips_stats=video_lips_stats(data.corpus),
+        target_video=data.target,
+        face_size=FACE_SIZE,
+        epoch=p.epochs,
         **made_from(p, data.corpus, data.split),
-    }
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,11 +1,12 @@
 """Train audio -> lips (models/lstm.py) on the frame table. The DVC stage `train_lstm`:
 
-    python -m models.train_lstm [--params params.yaml] [--override lstm.epochs=3 ...]
+    python -m models.train_lstm [--root .] [--params params.yaml] [--override lstm.epochs=3 ...]
 
 Reads data/shards, logs every epoch to dvclive/lstm (train_loss, val_loss, lmd_px,
 mouth_open_r; baseline_* once: the "predict the train mean" model), keeps a resumable
 checkpoint in checkpoints/lstm/last.pt and writes the best epoch's weights, with the stats
-needed to use them, to artifacts/lstm.pt (loadable with torch.load(..., weights_only=True)).
+needed to use them, to artifacts/lstm.pt (models/artifacts.py: LstmArtifact), each under
+--root (tasks/paths.py).
 A rerun with the same params and data resumes from the checkpoint; raising lstm.epochs
 continues a finished run.
 """
@@ -14,26 +15,36 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from models.artifacts import LstmArtifact
 from models.common import autocast, pick_device, run_key, seed_everything
 from models.data import (
     Corpus,
     LipsWindows,
     Split,
     audio_stats,
-    lip_metrics,
     lips_stats,
     load_corpus,
     split_corpus,
 )
 from models.lstm import AudioToLips
-from models.training import Checkpoints, LiveDir, Out, TrainingRun, epoch_line, made_from, on_cpu
-from tasks.entry import DEFAULT_PARAMS, DEFAULT_SHARDS, Overrides, ParamsFile, Shards, run, stage_params
+from models.metrics import lip_metrics
+from models.training import TrainingRun, epoch_line, made_from
+from tasks.entry import (
+    DEFAULT_ROOT,
+    Lstm,
+    Overrides,
+    ParamsFile,
+    Root,
+    Shards,
+    run,
+    stage_params,
+    stage_paths,
+)
 from tasks.params import LstmParams, Params
 
 
@@ -103,17 +114,18 @@ def evaluate(model, data: LipsData, meta: dict, device: torch.device, use_amp: b
     return metrics
 
 
-def train(params_file: ParamsFile = DEFAULT_PARAMS, override: Overrides = None,
-          shards: Shards = DEFAULT_SHARDS, out: Out = Path("artifacts/lstm.pt"),
-          checkpoints: Checkpoints = Path("checkpoints/lstm"), live: LiveDir = Path("dvclive/lstm")) -> None:
-    """Train audio -> lips (models/lstm.py) on the frame table: the DVC stage train_lstm."""
-    params = stage_params(params_file, override)
+def train(root: Root = DEFAULT_ROOT, params_file: ParamsFile = None, override: Overrides = None,
+          shards: Shards = None, lstm: Lstm = None) -> None:
+    """Train audio -> lips (models/lstm.py) on the frame table: the DVC stage train_lstm. `--lstm`: where
+    the artifact goes."""
+    paths = stage_paths(root, shards=shards, lstm=lstm)
+    params = stage_params(params_file or paths.params, override)
     p = params.lstm
     device = pick_device(params.device)
     use_amp = p.amp and device.type == "cuda"
     seed_everything(params.seed)
 
-    corpus = load_corpus(shards)
+    corpus = load_corpus(paths.shards)
     split = split_corpus(corpus, params)
     data = lips_data(corpus, split, p.context, device)
     print(f"lstm: {len(data.train)} train / {len(data.val)} val frames, split by {split.by}, on {device}")
@@ -126,10 +138,11 @@ def train(params_file: ParamsFile = DEFAULT_PARAMS, override: Overrides = None,
     key = run_key(p.model_dump(exclude={"epochs"}), params.split.model_dump(), params.seed,
                   corpus.fingerprint())
     training = TrainingRun("lstm", key, {"model": model, "optimizer": optimizer, "scaler": scaler},
-                           checkpoints, live)
-    best = training.resumed.get("best", {"val_loss": float("inf"), "epoch": -1, "state_dict": None})
-    if training.resumed:
-        torch.set_rng_state(training.resumed["rng"])
+                           paths)
+    best = training.restored("best", {"val_loss": float("inf"), "epoch": -1, "state_dict": None})
+    rng = training.restored("rng")
+    if rng is not None:
+        torch.set_rng_state(rng)
 
     baseline = evaluate(model, data, corpus.meta, device, use_amp, predict_mean=True)
     training.summarise({"baseline_val_loss": baseline["val_loss"], "baseline_lmd_px": baseline["lmd_px"]})
@@ -148,24 +161,24 @@ def train(params_file: ParamsFile = DEFAULT_PARAMS, override: Overrides = None,
         print(epoch_line("lstm", epoch, p.epochs, metrics, started))
 
     weights = best["state_dict"] if best["state_dict"] is not None else model.state_dict()
-    training.finish(lstm_artifact(weights, hparams, data, corpus, split, params, best), out)
-    print(f"lstm: wrote {out} (epoch {best['epoch']}, val_loss {best['val_loss']:.4f})")
+    training.finish(lstm_artifact(weights, hparams, data, corpus, split, params, best), paths.lstm)
+    print(f"lstm: wrote {paths.lstm} (epoch {best['epoch']}, val_loss {best['val_loss']:.4f})")
 
 
 def lstm_artifact(weights: dict, hparams: dict, data: LipsData, corpus: Corpus, split: Split, params: Params,
-                  best: dict) -> dict:
+                  best: dict) -> LstmArtifact:
     """The best epoch's weights and everything needed to use them (models/lstm.py: predict_lips)."""
-    return {
-        "state_dict": on_cpu(weights),
-        "hparams": hparams,
-        "context": params.lstm.context,
-        "audio_mean": torch.from_numpy(data.audio_mean), "audio_std": torch.from_numpy(data.audio_std),
-        "lips_mean": torch.from_numpy(data.lips_mean), "lips_std": torch.from_numpy(data.lips_std),
-        "face_size": int(corpus.meta["face_size"]),
-        "feature_layout": list(corpus.meta.get("feature_layout", [])),
-        "epoch": best["epoch"], "val_loss": best["val_loss"],
+    return LstmArtifact(
+        state_dict=weights,
+        hparams=hparams,
+        context=params.lstm.context,
+        audio_mean=data.audio_mean, audio_std=data.audio_std,
+        lips_mean=data.lips_mean, lips_std=data.lips_std,
+        face_size=int(corpus.meta["face_size"]),
+        feature_layout=list(corpus.meta.get("feature_layout", [])),
+        epoch=best["epoch"], val_loss=best["val_loss"],
         **made_from(params.lstm, corpus, split),
-    }
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

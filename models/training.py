@@ -1,5 +1,6 @@
 """The plumbing both training stages share, so that each stage's `train` reads as its loop:
-the options they add to the shared ones, the resumable checkpoint, DVCLive, and the artifact.
+the resumable checkpoint (`<checkpoints>/<stage>/last.pt`), DVCLive (`<dvclive>/<stage>`) and the
+artifact, each where the project's Paths put it.
 
 Only the main process (rank 0 under torchrun) logs to DVCLive and writes files; every process
 resumes from the same checkpoint.
@@ -9,40 +10,34 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-import torch
-import typer
-
-from models.common import load_checkpoint, save_checkpoint
+from models.artifacts import Artifact, load_checkpoint, save_checkpoint
 from models.data import Corpus, Split
 from tasks.params import digest
-
-Out = Annotated[Path, typer.Option(help="the final weights, with what is needed to use them")]
-Checkpoints = Annotated[Path, typer.Option(help="resumable state, kept across runs")]
-LiveDir = Annotated[Path, typer.Option("--live", help="DVCLive folder")]
+from tasks.paths import Paths
 
 
 class TrainingRun:
-    """One training stage's run: resumed from `<checkpoints>/last.pt` when that was made with the
-    same run key, logged to DVCLive, checkpointed every epoch, finished with an artifact.
+    """One training stage's run: resumed from `paths.checkpoint_dir(stage) / "last.pt"` when that
+    was made with the same run key, logged to DVCLive in `paths.live_dir(stage)`, checkpointed every
+    epoch, finished with an artifact.
 
     `state` names the objects whose `state_dict()` the checkpoint keeps (models, optimisers, the
     GradScaler), by the keys the checkpoint stores them under.
     """
 
-    def __init__(self, stage: str, key: str, state: dict[str, Any], checkpoints: Path, live: Path,
-                 is_main: bool = True):
+    def __init__(self, stage: str, key: str, state: dict[str, Any], paths: Paths, is_main: bool = True):
         self.stage, self.key, self.state, self.is_main = stage, key, state, is_main
-        self.last = Path(checkpoints) / "last.pt"
+        self.last = paths.checkpoint_dir(stage) / "last.pt"
         self.resumed = self._resume()
         self.start_epoch = self.resumed.get("epoch", 0)
         self.live = None
         if is_main:
             from dvclive import Live  # imports DVC: only the process that logs pays for it
 
-            self.live = Live(str(live), resume=self.start_epoch > 0, report=None, dvcyaml=False,
-                             save_dvc_exp=False)
+            self.live = Live(str(paths.live_dir(stage)), resume=self.start_epoch > 0, report=None,
+                             dvcyaml=False, save_dvc_exp=False)
 
     def say(self, text: str) -> None:
         if self.is_main:
@@ -62,6 +57,10 @@ class TrainingRun:
         self.say(f"resuming from {self.last} after epoch {checkpoint['epoch']}")
         return checkpoint
 
+    def restored(self, name: str, default: Any = None) -> Any:
+        """What `save(..., name=value)` kept in the checkpoint this run resumed from, else `default`."""
+        return self.resumed.get(name, default)
+
     def summarise(self, values: dict[str, Any]) -> None:
         for name, value in values.items():
             self.live.summary[name] = value
@@ -79,9 +78,9 @@ class TrainingRun:
         state = {name: obj.state_dict() for name, obj in self.state.items()}
         save_checkpoint({"run_key": self.key, "epoch": epoch + 1, **state, **extra}, self.last)
 
-    def finish(self, artifact: dict[str, Any], out: Path) -> None:
+    def finish(self, artifact: Artifact, out: Path) -> None:
         self.live.end()
-        save_checkpoint(artifact, out)
+        artifact.save(out)
 
 
 def epoch_line(stage: str, epoch: int, epochs: int, metrics: dict[str, float], started: float,
@@ -91,16 +90,14 @@ def epoch_line(stage: str, epoch: int, epochs: int, metrics: dict[str, float], s
     return f"{stage}: epoch {epoch + 1}/{epochs}{note} {values} ({time.perf_counter() - started:.1f}s)"
 
 
-def on_cpu(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {name: tensor.detach().cpu() for name, tensor in state_dict.items()}
-
-
 def made_from(section: Any, corpus: Corpus, split: Split) -> dict[str, Any]:
-    """What every artifact records of how it was made: the data, the split and the stage's params."""
+    """What every artifact records of how it was made (models/artifacts.py: Artifact's fields): the
+    data, the split and the stage's params."""
     return {
-        "lip_indices": list(corpus.meta["lip_indices"]),
+        "lip_indices": [int(i) for i in corpus.meta["lip_indices"]],
         "fps": float(corpus.meta["fps"]),
-        "split": {"by": split.by, "val_videos": split.val_videos()},
+        "split_by": split.by,
+        "val_videos": split.val_videos(),
         "params": section.model_dump(mode="json"),
         "params_digest": digest(section),
         "data_fingerprint": corpus.fingerprint(),

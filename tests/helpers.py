@@ -137,24 +137,15 @@ def train_tiny(
     params_file: Path, shards: Path, root: Path, lstm: list[str], cgan: list[str]
 ) -> tuple[Path, Path]:
     """An LSTM and a generator trained on `shards` by the real stage entry points, on the CPU, with
-    the given `--override`s: (root/lstm.pt, root/cgan.pt). Checkpoints and DVCLive go under `root`."""
+    the given `--override`s: (root/lstm.pt, root/cgan.pt). `root` is the project root: checkpoints/
+    and dvclive/ go under it."""
     from models import train_cgan, train_lstm
 
     paths = []
     for name, main, overrides in (("lstm", train_lstm.main, lstm), ("cgan", train_cgan.main, cgan)):
         out = root / f"{name}.pt"
-        argv = [
-            "--params",
-            str(params_file),
-            "--shards",
-            str(shards),
-            "--out",
-            str(out),
-            "--checkpoints",
-            str(root / "checkpoints" / name),
-            "--live",
-            str(root / "dvclive" / name),
-        ]
+        argv = ["--root", str(root), "--params", str(params_file), "--shards", str(shards)]
+        argv += [f"--{name}", str(out)]
         for override in ("device=cpu", *overrides):
             argv += ["--override", override]
         main(argv)

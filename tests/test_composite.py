@@ -7,17 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
-from models.composite import (
-    blend,
-    boundary,
-    composite,
-    hard_paste,
-    lower_face_mask,
-    match_colour,
-    outside_error,
-    seam_gradients,
-    warp_back,
-)
+from models.composite import blend, composite, hard_paste, lower_face_mask, match_colour, warp_back
+from models.composite_metrics import boundary, outside_error, seam_gradients
 from models.lips import bound_lips, lips_distance, lips_moments
 from models.target import pingpong
 
@@ -219,12 +210,12 @@ def test_lips_far_from_training_are_pulled_onto_the_bound():
     stats = lips_moments(train)
     typical = train[:500].astype(np.float32)
     np.testing.assert_array_equal(bound_lips(typical, stats, 8.0), typical)
-    shouting = stats["mean"] + 12 * (train[:20] - stats["mean"])  # 12x the usual excursion
+    shouting = stats.mean + 12 * (train[:20] - stats.mean)  # 12x the usual excursion
     assert lips_distance(shouting, stats).min() > 8
     pulled = bound_lips(shouting, stats, 8.0)
     np.testing.assert_allclose(lips_distance(pulled, stats), 8.0, rtol=1e-4)
-    direction = (shouting - stats["mean"]) / np.linalg.norm(shouting - stats["mean"], axis=1, keepdims=True)
-    back = (pulled - stats["mean"]) / np.linalg.norm(pulled - stats["mean"], axis=1, keepdims=True)
+    direction = (shouting - stats.mean) / np.linalg.norm(shouting - stats.mean, axis=1, keepdims=True)
+    back = (pulled - stats.mean) / np.linalg.norm(pulled - stats.mean, axis=1, keepdims=True)
     np.testing.assert_allclose((direction * back).sum(1), 1.0, atol=1e-5)  # the same shape, smaller
     np.testing.assert_array_equal(bound_lips(shouting, stats, 0.0), shouting.astype(np.float32))
 

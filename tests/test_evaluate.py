@@ -23,6 +23,7 @@ from models.metrics import (
 )
 from models.speech import speech_lips
 from tasks.params import load_params
+from tasks.paths import Paths
 
 PINNED_KEYS = {"lstm/val_loss", "lmd_px", "mouth_open_r", "gen_ssim", "gen_psnr", "gen_lmd_px", "sync_r"}
 COMPOSITE_KEYS = {"full_lmd_px", "seam", "outside_psnr"}
@@ -59,8 +60,8 @@ def run(root, out, videos) -> dict:
             str(root / "cgan.pt"),
             "--videos",
             str(videos),
-            "--out",
-            str(out),
+            "--root",  # the reports go to <root>/reports
+            str(out.parent),
         ]
     )
     return json.loads((out / "metrics.json").read_text())
@@ -125,9 +126,8 @@ def test_sync_lips_take_the_path_render_takes(trained, tmp_path):
         tmp_path / "speech.mp4",
         models,
         params,
-        output="face",
-        shards=trained / "shards",
-        lips_out=tmp_path / "lips.npy",
+        Paths.at(trained, shards=trained / "shards"),
+        render.RenderOptions(output="face", lips_out=tmp_path / "lips.npy"),
     )
     pp = params.preprocess
     raw = speech_lips(models, speech, pp.sample_rate, pp.fps, pp)

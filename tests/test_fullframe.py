@@ -18,11 +18,12 @@ from helpers import params_copy, train_tiny
 
 from models import render as render_module
 from models.composite import lower_face_mask, warp_back
-from models.render import RenderError, load_models, render
+from models.render import RenderError, RenderOptions, load_models, render
 from models.target import TargetFrames, pingpong, read_target_rows
 from tasks.decode import iter_frames, probe
 from tasks.demo import make_demo_corpus
 from tasks.params import DemoParams
+from tasks.paths import Paths
 from tasks.video import process_video
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,7 +64,7 @@ def footage(tmp_path_factory):
     )
     models = load_models(root / "lstm.pt", root / "cgan.pt", "cpu")
     return Footage(
-        root, params_file, params, overrides, videos, shards, models, models.cgan_ckpt["target_video"]
+        root, params_file, params, overrides, videos, shards, models, models.cgan_artifact.target_video
     )
 
 
@@ -112,8 +113,7 @@ def test_full_frame_render_is_the_target_outside_the_mouth(footage, tmp_path):
         tmp_path / "talk.mp4",
         footage.models,
         footage.params,
-        shards=footage.shards,
-        videos=footage.videos,
+        Paths.at(footage.root, shards=footage.shards, videos=footage.videos),
     )
     assert result["output"] == "full" and result["target"] == footage.target
     width, height, duration, video_codec, audio_codec = video_info(tmp_path / "talk.mp4")
@@ -138,8 +138,7 @@ def test_speech_longer_than_the_target_plays_it_forward_and_back(footage, tmp_pa
         tmp_path / "long.mp4",
         footage.models,
         footage.params,
-        shards=footage.shards,
-        videos=footage.videos,
+        Paths.at(footage.root, shards=footage.shards, videos=footage.videos),
     )
     frames = round(5.0 * FPS)
     assert result["frames"] == frames and video_info(tmp_path / "long.mp4")[2] == pytest.approx(
@@ -183,16 +182,17 @@ def test_dvc_stage_renders_the_full_frame_and_the_panel(footage, tmp_path, capsy
             str(footage.root / "lstm.pt"),
             "--cgan",
             str(footage.root / "cgan.pt"),
-            "--out-dir",
+            "--root",  # the renders go to <root>/renders
             str(tmp_path),
             "--override",
             "device=cpu",
         ]
     )
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo.mp4", "demo_panel.mp4"]
+    renders = tmp_path / "renders"
+    assert sorted(p.name for p in renders.iterdir()) == ["demo.mp4", "demo_panel.mp4"]
     assert capsys.readouterr().out.count("render: ") == 2
-    assert video_info(tmp_path / "demo.mp4")[:2] == (512, 512)
-    assert video_info(tmp_path / "demo_panel.mp4")[:2] == (1024, 512 + 128)
+    assert video_info(renders / "demo.mp4")[:2] == (512, 512)
+    assert video_info(renders / "demo_panel.mp4")[:2] == (1024, 512 + 128)
 
 
 def test_unknown_target_is_a_render_error_naming_it(footage, tmp_path):
@@ -202,9 +202,8 @@ def test_unknown_target_is_a_render_error_naming_it(footage, tmp_path):
             tmp_path / "x.mp4",
             footage.models,
             footage.params,
-            "nobody",
-            shards=footage.shards,
-            videos=footage.videos,
+            Paths.at(footage.root, shards=footage.shards, videos=footage.videos),
+            RenderOptions(target="nobody"),
         )
     assert not (tmp_path / "x.mp4").exists()
 
@@ -269,7 +268,8 @@ def test_real_speech_composited_onto_a_real_face(real_clip, real_speech, tmp_pat
     )
     models = load_models(tmp_path / "lstm.pt", tmp_path / "cgan.pt", "cpu")
     result = render(
-        real_speech, tmp_path / "talk.mp4", models, params, "real_target", shards=shards, videos=videos
+        real_speech, tmp_path / "talk.mp4", models, params, Paths.at(tmp_path, shards=shards, videos=videos),
+        RenderOptions(target="real_target"),
     )
     assert video_info(tmp_path / "talk.mp4")[:2] == (512, 512)
     rows = read_target_rows(shards, "real_target")
@@ -318,9 +318,8 @@ def test_a_target_of_odd_size_gives_an_even_video_of_its_frames(footage, tmp_pat
         tmp_path / "odd.mp4",
         footage.models,
         footage.params,
-        "odd",
-        shards=shards,
-        videos=videos,
+        Paths.at(tmp_path, shards=shards, videos=videos),
+        RenderOptions(target="odd"),
     )
     assert video_info(tmp_path / "odd.mp4")[:2] == (640, 360)
     target = list(iter_frames(videos / "odd.mp4", FPS))

@@ -2,27 +2,30 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from helpers import synthetic_shards
 
+from models.artifacts import CganArtifact, LipsStats, LstmArtifact, load_checkpoint, save_checkpoint
 from models.cgan import Discriminator, Generator, generate_faces, load_generator
-from models.common import load_checkpoint, save_checkpoint
 from models.data import (
     FacesWithLips,
     LipsWindows,
     audio_stats,
-    lip_metrics,
     lips_stats,
     load_corpus,
     split_corpus,
     target_video,
-    window_index,
 )
-from models.lstm import AudioToLips, load_lstm, predict_lips
-from tasks.params import FACE_SIZE, Params, ParamsError, load_params
+from models.errors import CheckpointError
+from models.layouts import OUTPUTS
+from models.lstm import AudioToLips, load_lstm, predict_lips, window_index
+from models.metrics import lip_metrics
+from tasks.params import FACE_SIZE, Params, ParamsError, RenderParams, load_params
 
 
 @pytest.fixture(scope="module")
@@ -166,37 +169,82 @@ def test_discriminator_overfits_a_tiny_batch():
     assert last < first / 10
 
 
-def test_checkpoints_round_trip_with_weights_only(tmp_path):
+MADE = {"epoch": 1, "lip_indices": [48, 50, 52, 54, 56, 58, 62, 66], "fps": 30.0, "split_by": "time",
+        "val_videos": ["a"], "params": {}, "params_digest": "d", "data_fingerprint": "f"}
+
+
+def tiny_cgan_artifact(netG: Generator) -> CganArtifact:
+    stats = {"a": LipsStats(np.zeros(16), np.eye(16), 3)}
+    return CganArtifact(state_dict=netG.state_dict(), hparams={"noise_dim": 8, "lips": 16, "ngf": 4},
+                        noise=np.random.default_rng(0).normal(size=8).astype(np.float32),
+                        lips_mean=np.zeros(16, np.float32), lips_std=np.ones(16, np.float32),
+                        lips_stats=stats, target_video="a", face_size=128, **MADE)
+
+
+def test_artifacts_round_trip_with_weights_only(tmp_path):
     model = AudioToLips(features=28, hidden=8, fc_hidden=8).eval()
-    hparams = {"features": 28, "hidden": 8, "fc_hidden": 8}
-    save_checkpoint({"state_dict": model.state_dict(), "hparams": hparams,
-                     "context": 2, "audio_mean": torch.zeros(28), "audio_std": torch.ones(28),
-                     "lips_mean": torch.full((16,), 0.5), "lips_std": torch.full((16,), 0.1),
-                     "lip_indices": [48, 50, 52, 54, 56, 58, 62, 66], "fps": 30.0}, tmp_path / "lstm.pt")
+    LstmArtifact(state_dict=model.state_dict(), hparams={"features": 28, "hidden": 8, "fc_hidden": 8},
+                 context=2, audio_mean=np.zeros(28, np.float32), audio_std=np.ones(28, np.float32),
+                 lips_mean=np.full(16, 0.5, np.float32), lips_std=np.full(16, 0.1, np.float32), face_size=128,
+                 feature_layout=[], val_loss=0.5, **MADE).save(tmp_path / "lstm.pt")
     assert not list(tmp_path.glob(".*")), "no temporary file left behind"
-    loaded, checkpoint = load_lstm(tmp_path / "lstm.pt")
+    saved = torch.load(tmp_path / "lstm.pt", weights_only=True)
+    assert isinstance(saved["audio_mean"], torch.Tensor)
+    assert saved["split"] == {"by": "time", "val_videos": ["a"]}
+    loaded, artifact = load_lstm(tmp_path / "lstm.pt")
+    assert isinstance(artifact.lips_std, np.ndarray) and artifact.lips_std.dtype == np.float32
+    assert artifact.val_videos == ["a"] and artifact.context == 2
     audio = np.random.default_rng(0).normal(size=(10, 28)).astype(np.float32)
-    lips = predict_lips(loaded, checkpoint, audio)
+    lips = predict_lips(loaded, artifact, audio)
     assert lips.shape == (10, 16)
     windows = torch.from_numpy(audio[window_index(10, 2)])
     with torch.no_grad():
         assert np.allclose(lips, model(windows).numpy() * 0.1 + 0.5, atol=1e-6)
 
     netG = Generator(noise_dim=8, ngf=4).eval()
-    save_checkpoint({"state_dict": netG.state_dict(), "hparams": {"noise_dim": 8, "lips": 16, "ngf": 4},
-                     "noise": torch.randn(8), "lips_mean": torch.zeros(16), "lips_std": torch.ones(16),
-                     "lips_stats": {"a": {"mean": torch.zeros(16), "cov": torch.eye(16), "frames": 3}}},
-                    tmp_path / "cgan.pt")
-    loaded_g, checkpoint = load_generator(tmp_path / "cgan.pt")
-    faces = generate_faces(loaded_g, checkpoint, np.zeros((3, 16), np.float32))
+    tiny_cgan_artifact(netG).save(tmp_path / "cgan.pt")
+    loaded_g, artifact = load_generator(tmp_path / "cgan.pt")
+    assert artifact.condition == "noise" and artifact.noise.dtype == np.float32
+    stats = artifact.lips_stats["a"]
+    assert stats.mean.dtype == stats.cov.dtype == np.float64 and stats.frames == 3
+    faces = generate_faces(loaded_g, artifact, np.zeros((3, 16), np.float32))
     assert faces.shape == (3, 128, 128, 3) and faces.dtype == np.uint8
     assert load_checkpoint(tmp_path / "missing.pt") is None
+
+
+def test_artifacts_of_the_format_before_load_and_others_fail_in_one_line(tmp_path):
+    netG = Generator(noise_dim=8, ngf=4).eval()
+    old = tiny_cgan_artifact(netG).to_disk()
+    del old["format"], old["condition"]  # what train_cgan wrote before format 2
+    old["lips_stats"] = {"a": {"mean": torch.zeros(16), "cov": torch.eye(16), "frames": 3}}  # float32 then
+    save_checkpoint(old, tmp_path / "old.pt")
+    _, artifact = load_generator(tmp_path / "old.pt")
+    assert artifact.condition == "noise" and artifact.lips_stats["a"].cov.dtype == np.float64
+
+    del old["lips_stats"]
+    save_checkpoint(old, tmp_path / "older.pt")
+    with pytest.raises(CheckpointError) as failed:
+        load_generator(tmp_path / "older.pt")
+    message = str(failed.value)
+    assert "\n" not in message and str(tmp_path / "older.pt") in message and "lips_stats" in message
+    assert "dvc repro train_cgan" in message
+
+    other = tiny_cgan_artifact(Generator(noise_dim=8, ngf=8))
+    other.hparams = {"noise_dim": 8, "lips": 16, "ngf": 4}  # weights of another width
+    other.save(tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match=r"other\.pt: its weights do not fit Generator.*train_cgan"):
+        load_generator(tmp_path / "other.pt")
 
 
 def test_face_size_is_the_generators(params):
     assert params().preprocess.face_size == FACE_SIZE
     with pytest.raises(ParamsError, match=r"preprocess\.face_size.*must be 128"):
         params(**{"preprocess.face_size": 256})
+
+
+def test_render_outputs_are_the_ones_params_accept():
+    """models/layouts.py names the outputs; params.yaml's render.output must accept exactly those."""
+    assert get_args(RenderParams.model_fields["output"].annotation) == OUTPUTS
 
 
 def test_params_defaults_are_valid():

@@ -228,7 +228,7 @@ def test_a_fresh_render_is_signed_with_its_inputs_and_the_label_param_shows(kit,
     verdict = result["provenance"]
     assert verdict.ok and verdict.synthetic and result["speech"] == "speech.wav"
     facts = verdict.facts
-    assert facts["target_video"] == result["target"] == kit.models.cgan_ckpt["target_video"]
+    assert facts["target_video"] == result["target"] == kit.models.cgan_artifact.target_video
     assert facts["speech_name"] == "speech.wav"
     assert facts["speech_sha256"] == sha256_file(tmp_path / "speech.wav")
     assert facts["lstm_sha256"] == sha256_file(kit.lstm_path)

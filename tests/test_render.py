@@ -14,12 +14,14 @@ import soundfile
 from render_kit import ROOT, SR, ffmpeg, probe, voice
 
 from models import layouts
+from models.artifacts import LipsStats
 from models.lips import align_lips, lips_moments, pooled_stats, smooth_lips
-from models.render import RenderError, render
+from models.render import RenderError, RenderOptions, render
 from models.speech import frame_count, speech_lips, stream_lips
 from tasks.decode import read_audio
 from tasks.landmarks import lips_opening
 from tasks.params import load_params
+from tasks.paths import Paths
 
 
 def check_video(
@@ -49,7 +51,7 @@ def test_render_wav_gives_h264_aac_as_long_as_the_audio(kit, tmp_path):
     result = render(tmp_path / "speech.wav", tmp_path / "talk.mp4", kit.models, params)
     check_video(tmp_path / "talk.mp4", 2.5, size=(256, 256))
     assert result["frames"] == 75 and result["audio_seconds"] == pytest.approx(2.5)
-    assert result["target"] == kit.models.cgan_ckpt["target_video"]
+    assert result["target"] == kit.models.cgan_artifact.target_video
     assert sorted(p.name for p in tmp_path.iterdir()) == ["speech.wav", "talk.mp4"]
 
 
@@ -91,14 +93,14 @@ def test_render_lips_do_not_depend_on_the_chunk_size(kit, tmp_path):
             tmp_path / "talk.mp4",
             kit.models,
             params,
-            lips_out=tmp_path / f"{seconds}.npy",
+            options=RenderOptions(lips_out=tmp_path / f"{seconds}.npy"),
         )
         lips[seconds] = np.load(tmp_path / f"{seconds}.npy")
     assert lips[1.0].shape == (102, 16)
     np.testing.assert_allclose(lips[1.0], lips[10.0], atol=1e-5)
 
 
-def random_stats(rng, frames: int = 4000) -> tuple[np.ndarray, dict]:
+def random_stats(rng, frames: int = 4000) -> tuple[np.ndarray, LipsStats]:
     """Lips of a well-conditioned random Gaussian (every direction moves) and their statistics."""
     rotation, _ = np.linalg.qr(rng.normal(size=(16, 16)))
     basis = rotation * rng.uniform(0.005, 0.015, 16)
@@ -111,9 +113,9 @@ def test_align_lips_matches_the_target_statistics():
     lips, _ = random_stats(rng)
     _, target = random_stats(rng)
     aligned = align_lips(lips, target).astype(np.float64)
-    np.testing.assert_allclose(aligned.mean(0), target["mean"], atol=1e-5)
+    np.testing.assert_allclose(aligned.mean(0), target.mean, atol=1e-5)
     cov = np.cov(aligned, rowvar=False)
-    assert np.linalg.norm(cov - target["cov"]) < 0.03 * np.linalg.norm(target["cov"])
+    assert np.linalg.norm(cov - target.cov) < 0.03 * np.linalg.norm(target.cov)
     # the optimal transport map: the identity when source and target agree
     np.testing.assert_allclose(align_lips(lips, lips_moments(lips)), lips, atol=1e-3)
 
@@ -125,7 +127,7 @@ def test_align_lips_keeps_silence_finite():
     constant = np.tile(prior_lips[0], (50, 1))
     aligned = align_lips(constant, target)
     assert np.isfinite(aligned).all()
-    np.testing.assert_allclose(aligned, np.tile(target["mean"], (50, 1)), atol=1e-6)
+    np.testing.assert_allclose(aligned, np.tile(target.mean, (50, 1)), atol=1e-6)
     with_prior = align_lips(constant, target, prior=prior)
     assert np.isfinite(with_prior).all() and np.ptp(with_prior, axis=0).max() == 0
     assert np.isfinite(align_lips(prior_lips[:1], target)).all()
@@ -135,8 +137,8 @@ def test_pooled_stats_and_smoothing():
     rng = np.random.default_rng(2)
     lips, whole = random_stats(rng, 300)
     pooled = pooled_stats({"a": lips_moments(lips[:100]), "b": lips_moments(lips[100:])})
-    np.testing.assert_allclose(pooled["mean"], whole["mean"])
-    np.testing.assert_allclose(pooled["cov"], whole["cov"], atol=1e-12)
+    np.testing.assert_allclose(pooled.mean, whole.mean)
+    np.testing.assert_allclose(pooled.cov, whole.cov, atol=1e-12)
     np.testing.assert_array_equal(smooth_lips(lips, 1), lips.astype(np.float32))
     ramp = np.repeat(np.arange(10, dtype=np.float32)[:, None], 16, 1)
     smoothed = smooth_lips(ramp, 5)
@@ -202,22 +204,24 @@ def test_silence_gives_a_still_closed_mouth(kit, tmp_path):
         tmp_path / "silence.mp4",
         kit.models,
         kit.params,
-        lips_out=tmp_path / "lips.npy",
+        options=RenderOptions(lips_out=tmp_path / "lips.npy"),
     )
     check_video(tmp_path / "silence.mp4", 2.0)
     lips = np.load(tmp_path / "lips.npy")
     assert np.isfinite(lips).all() and np.ptp(lips, axis=0).max() < 1e-6
-    target = kit.models.cgan_ckpt["lips_stats"][kit.models.cgan_ckpt["target_video"]]
-    indices = kit.models.cgan_ckpt["lip_indices"]
-    assert lips_opening(lips[:1], indices)[0] < lips_opening(target["mean"].numpy()[None], indices)[0]
+    target = kit.models.cgan_artifact.lips_stats[kit.models.cgan_artifact.target_video]
+    indices = kit.models.cgan_artifact.lip_indices
+    assert lips_opening(lips[:1], indices)[0] < lips_opening(target.mean[None], indices)[0]
 
 
 def test_panel_shows_the_real_frames_of_a_corpus_video(kit, tmp_path):
     def panel(audio: Path, name: str, **real) -> Path:
-        render(audio, tmp_path / name, kit.models, kit.params, output="face_panel", shards=kit.shards, **real)
+        paths = Paths.at(kit.root, shards=kit.shards, videos=kit.videos)
+        options = RenderOptions(output="face_panel", **real)
+        render(audio, tmp_path / name, kit.models, kit.params, paths, options)
         return tmp_path / name
 
-    source = kit.videos / "synthetic_1.mp4"  # <shards>/../raw/videos/<id>.mp4: found by its path
+    source = kit.videos / "synthetic_1.mp4"  # <videos>/<id>.mp4: found by its path
     check_video(panel(source, "panel.mp4"), seconds_of(source), size=(3 * 128, 128 + 64))
     soundfile.write(tmp_path / "speech.wav", voice(1.0), SR)
     check_video(panel(tmp_path / "speech.wav", "alone.mp4"), 1.0, size=(2 * 128, 128 + 64))
@@ -264,12 +268,11 @@ def test_cli_renders_and_reports_bad_input_in_one_line(kit, tmp_path):
 
 @pytest.mark.real_media
 def test_real_speech_from_another_speaker_moves_the_mouth_with_loudness(kit, tmp_path, real_speech):
-    result = render(
-        real_speech, tmp_path / "talk.mp4", kit.models, kit.params, lips_out=tmp_path / "lips.npy"
-    )
+    options = RenderOptions(lips_out=tmp_path / "lips.npy")
+    result = render(real_speech, tmp_path / "talk.mp4", kit.models, kit.params, options=options)
     check_video(tmp_path / "talk.mp4", seconds_of(real_speech))
     lips = np.load(tmp_path / "lips.npy")
-    opening = lips_opening(lips, kit.models.cgan_ckpt["lip_indices"])
+    opening = lips_opening(lips, kit.models.cgan_artifact.lip_indices)
     assert len(opening) == result["frames"] and opening.std() > 0
     samples = read_audio(real_speech, SR)
     window = round(0.04 * SR)

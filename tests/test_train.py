@@ -11,13 +11,14 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from helpers import synthetic_shards
 
 from models import train_cgan, train_lstm
+from models.artifacts import load_checkpoint
 from models.cgan import load_generator
-from models.common import load_checkpoint
 from models.lstm import load_lstm
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,13 +33,13 @@ def shards(tmp_path_factory):
 
 @pytest.fixture
 def stage(tmp_path, shards):
-    """Arguments that point a training script at the tiny corpus and at folders under tmp_path."""
+    """Arguments that point a training script at the tiny corpus and at a project root in tmp_path
+    (its checkpoints/ and dvclive/), the artifact at tmp_path/<name>.pt."""
     (tmp_path / "params.yaml").write_text("seed: 0\ndevice: cpu\n")
 
     def args(name: str, *overrides: str) -> list[str]:
-        argv = ["--params", str(tmp_path / "params.yaml"), "--shards", str(shards),
-                "--out", str(tmp_path / f"{name}.pt"), "--checkpoints", str(tmp_path / "checkpoints" / name),
-                "--live", str(tmp_path / "dvclive" / name)]
+        argv = ["--root", str(tmp_path), "--params", str(tmp_path / "params.yaml"), "--shards", str(shards),
+                f"--{name}", str(tmp_path / f"{name}.pt")]
         for override in overrides:
             argv += ["--override", override]
         return argv
@@ -60,8 +61,8 @@ def test_train_lstm_writes_a_usable_artifact_and_metrics(tmp_path, stage):
     checkpoint = torch.load(tmp_path / "lstm.pt", weights_only=True)
     assert {"state_dict", "hparams", "audio_mean", "audio_std", "lips_mean", "lips_std", "lip_indices", "fps",
             "context", "params_digest"} <= checkpoint.keys()
-    _, checkpoint = load_lstm(tmp_path / "lstm.pt")
-    assert checkpoint["hparams"]["hidden"] == 16
+    _, artifact = load_lstm(tmp_path / "lstm.pt")
+    assert artifact.hparams["hidden"] == 16 and artifact.audio_mean.dtype == np.float32
 
 
 def test_train_lstm_resumes_and_extends(tmp_path, stage, capsys):
@@ -88,8 +89,9 @@ def test_train_cgan_writes_generator_samples_and_metrics(tmp_path, stage):
     checkpoint = torch.load(tmp_path / "cgan.pt", weights_only=True)
     assert checkpoint["target_video"] in checkpoint["lips_stats"]
     assert checkpoint["lips_stats"]["synthetic_0"]["cov"].shape == (16, 16)
-    _, checkpoint = load_generator(tmp_path / "cgan.pt")
-    assert checkpoint["hparams"]["ngf"] == 4
+    _, artifact = load_generator(tmp_path / "cgan.pt")
+    assert artifact.hparams["ngf"] == 4 and artifact.condition == "noise"
+    assert artifact.lips_stats["synthetic_0"].cov.dtype == np.float64
 
 
 def _env() -> dict:

@@ -1,0 +1,246 @@
+"""What training hands to evaluation and rendering, typed: the LSTM's artifact (artifacts/lstm.pt),
+the generator's (artifacts/cgan.pt) and the lip statistics the generator's carries; and the one
+place where they, and training's resumable checkpoints, are written and read.
+
+On disk an artifact is a dict of tensors, lists, numbers and strings, loadable with
+`torch.load(path, weights_only=True)`. In memory every array is a numpy array: float32 for the
+normalisation stats and the noise, float64 for the lip statistics (the alignment's linear
+algebra wants it). Files written before the format number (format 1) hold the same keys less
+the generator's `condition`, and load as they are; a file that lacks a field, or whose weights
+do not fit the network, is a CheckpointError of one line naming the file and the stage that
+remakes it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Self, get_args
+
+import numpy as np
+import torch
+from torch import nn
+
+from models.errors import CheckpointError
+from tasks.files import atomic_path
+
+# 2: the generator's `condition`, and this number. 1: what came before, read as format 2.
+FORMAT = 2
+# What the generator makes a face from besides the lips: "noise", the paper's DCGAN from one fixed
+# noise vector; "frame", a U-Net from a frame of the target (the param cgan.condition).
+Condition = Literal["noise", "frame"]
+CONDITIONS: tuple[Condition, ...] = get_args(Condition)
+
+
+def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
+    """torch.save, atomically: a killed run never leaves half a file (ARCHITECTURE.md, rules)."""
+    with atomic_path(path) as temp:
+        torch.save(state, temp)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any] | None:
+    """A checkpoint read with weights_only=True (tensors, dicts, lists, numbers, strings), or None
+    when there is no file. Raises CheckpointError, naming the file, when it cannot be read."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001  torch reports a bad file as any of a dozen types
+        reason = _reason(exc)
+        raise CheckpointError(f"{path}: not a readable checkpoint, truncated or corrupt ({reason})") from None
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(f"{path}: not a checkpoint (it holds a {type(checkpoint).__name__})")
+    return checkpoint
+
+
+def _reason(exc: BaseException) -> str:
+    """The exception's type and the first sentence of its first line: what fits in a one-line error."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0].split('. ')[0][:160]}" if lines else type(exc).__name__
+
+
+def _array(value: Any, dtype: type = np.float32) -> np.ndarray:
+    """A tensor (as saved) or any array-like -> a numpy array of `dtype`."""
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    return np.asarray(value, dtype)
+
+
+@dataclass(eq=False)
+class LipsStats:
+    """The mean and covariance of a video's lips (LIPS_DIM, in [0, 1] of the crop) over `frames`
+    frames with a face: what rendering aligns one speaker's lips to another's with (models/lips.py
+    builds them: lips_moments, MomentSums, pooled_stats)."""
+
+    mean: np.ndarray  # (LIPS_DIM,) float64
+    cov: np.ndarray  # (LIPS_DIM, LIPS_DIM) float64
+    frames: int
+
+    def __post_init__(self) -> None:
+        self.mean, self.cov = _array(self.mean, np.float64), _array(self.cov, np.float64)
+        self.frames = int(self.frames)
+
+    def to_disk(self) -> dict[str, Any]:
+        return {"mean": torch.from_numpy(self.mean.copy()), "cov": torch.from_numpy(self.cov.copy()),
+                "frames": self.frames}
+
+    @classmethod
+    def from_disk(cls, saved: dict[str, Any]) -> LipsStats:
+        return cls(saved["mean"], saved["cov"], saved["frames"])
+
+
+@dataclass(kw_only=True, eq=False)
+class Artifact:
+    """What both artifacts hold: the network's weights and constructor arguments, and how they were
+    made (the data, the split, the stage's params). Subclasses name the stage that writes them."""
+
+    STAGE: ClassVar[str]
+
+    state_dict: dict[str, torch.Tensor]
+    hparams: dict[str, Any]  # the network's constructor arguments
+    epoch: int  # the epoch the weights are from, counted from 1
+    lip_indices: list[int]  # the dlib points the lips are (preprocess.lip_indices)
+    fps: float  # the frame table's
+    split_by: str  # "video" or "time" (models/data.py: split_corpus)
+    val_videos: list[str]  # the videos held out, wholly or in part
+    params: dict[str, Any]  # the stage's params section, as JSON
+    params_digest: str
+    data_fingerprint: str  # models/data.py: Corpus.fingerprint
+
+    def to_disk(self) -> dict[str, Any]:
+        """The dict saved: plain values and tensors, so that torch.load(weights_only=True) reads it."""
+        saved: dict[str, Any] = {"format": FORMAT}
+        for field in fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, np.ndarray):
+                value = torch.from_numpy(np.array(value))
+            elif field.name == "state_dict":
+                value = {name: tensor.detach().cpu() for name, tensor in value.items()}
+            saved[field.name] = value
+        saved["split"] = {"by": saved.pop("split_by"), "val_videos": saved.pop("val_videos")}
+        return saved
+
+    @classmethod
+    def _made(cls, saved: dict[str, Any]) -> dict[str, Any]:
+        """The fields of this class, read from a saved dict."""
+        return {
+            "state_dict": dict(saved["state_dict"]),
+            "hparams": dict(saved["hparams"]),
+            "epoch": int(saved["epoch"]),
+            "lip_indices": [int(i) for i in saved["lip_indices"]],
+            "fps": float(saved["fps"]),
+            "split_by": str(saved["split"]["by"]),
+            "val_videos": [str(v) for v in saved["split"]["val_videos"]],
+            "params": dict(saved["params"]),
+            "params_digest": str(saved["params_digest"]),
+            "data_fingerprint": str(saved["data_fingerprint"]),
+        }
+
+    @classmethod
+    def from_disk(cls, saved: dict[str, Any]) -> Self:
+        raise NotImplementedError
+
+    def save(self, path: str | Path) -> None:
+        save_checkpoint(self.to_disk(), path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Self:
+        """The artifact in `path`. FileNotFoundError without a file; CheckpointError for a file that
+        is unreadable, of a newer format, or lacks a field."""
+        saved = load_checkpoint(path)
+        if saved is None:
+            raise FileNotFoundError(f"{path}: no such checkpoint (run `dvc repro {cls.STAGE}`)")
+        if int(saved.get("format", 1)) > FORMAT:
+            raise CheckpointError(
+                f"{path}: written by a newer reenact (format {saved['format']}; this one reads {FORMAT})"
+            )
+        try:
+            return cls.from_disk(saved)
+        except (KeyError, TypeError, ValueError) as exc:
+            what = f"no {exc.args[0]!r}" if isinstance(exc, KeyError) else _reason(exc)
+            raise CheckpointError(f"{path}: an artifact of another format ({what}); retrain it: "
+                                  f"`dvc repro {cls.STAGE}`") from None
+
+    def network(
+        self, cls: type[nn.Module], path: str | Path, device: str | torch.device = "cpu"
+    ) -> nn.Module:
+        """`cls` built from hparams with these weights, in eval mode on `device`; CheckpointError
+        naming `path` (the file this came from) when they do not fit."""
+        try:
+            model = cls(**self.hparams)
+            model.load_state_dict(self.state_dict)
+        except (TypeError, RuntimeError) as exc:
+            raise CheckpointError(f"{path}: its weights do not fit {cls.__name__} ({_reason(exc)}); "
+                                  f"retrain it: `dvc repro {self.STAGE}`") from None
+        return model.to(device).eval()
+
+
+@dataclass(kw_only=True, eq=False)
+class LstmArtifact(Artifact):
+    """artifacts/lstm.pt: audio -> lips (models/lstm.py), with the stats its inputs and outputs are
+    normalised with (models/lstm.py: predict_lips)."""
+
+    STAGE: ClassVar[str] = "train_lstm"
+
+    context: int  # n: the window is 2n+1 frames
+    audio_mean: np.ndarray  # (features,) float32
+    audio_std: np.ndarray
+    lips_mean: np.ndarray  # (LIPS_DIM,) float32: the train split's, what the lips are z-scored with
+    lips_std: np.ndarray
+    face_size: int
+    feature_layout: list[str]  # tasks/features.py: feature_layout
+    val_loss: float  # the best epoch's
+
+    @classmethod
+    def from_disk(cls, saved: dict[str, Any]) -> LstmArtifact:
+        return cls(
+            **cls._made(saved),
+            context=int(saved["context"]),
+            audio_mean=_array(saved["audio_mean"]),
+            audio_std=_array(saved["audio_std"]),
+            lips_mean=_array(saved["lips_mean"]),
+            lips_std=_array(saved["lips_std"]),
+            face_size=int(saved["face_size"]),
+            feature_layout=[str(name) for name in saved["feature_layout"]],
+            val_loss=float(saved["val_loss"]),
+        )
+
+
+@dataclass(kw_only=True, eq=False)
+class CganArtifact(Artifact):
+    """artifacts/cgan.pt: lips -> face (models/cgan.py), the stats its lips are z-scored with, and
+    the lip statistics of every video it saw (rendering aligns a speaker's lips to the target's)."""
+
+    STAGE: ClassVar[str] = "train_cgan"
+
+    condition: Condition = "noise"  # which generator, and what it takes besides the lips
+    noise: np.ndarray | None  # (noise_dim,) float32: the one noise vector of every frame ("noise")
+    lips_mean: np.ndarray  # (LIPS_DIM,) float32
+    lips_std: np.ndarray
+    lips_stats: dict[str, LipsStats]  # by video id
+    target_video: str  # the video the last epochs trained on alone
+    face_size: int
+
+    def to_disk(self) -> dict[str, Any]:
+        saved = super().to_disk()
+        saved["lips_stats"] = {video: stats.to_disk() for video, stats in self.lips_stats.items()}
+        if self.noise is None:
+            del saved["noise"]
+        return saved
+
+    @classmethod
+    def from_disk(cls, saved: dict[str, Any]) -> CganArtifact:
+        condition = saved.get("condition", "noise")
+        if condition not in CONDITIONS:
+            raise ValueError(f"condition {condition!r} is not one of {', '.join(CONDITIONS)}")
+        return cls(
+            **cls._made(saved),
+            condition=condition,
+            noise=_array(saved["noise"]) if condition == "noise" else None,
+            lips_mean=_array(saved["lips_mean"]),
+            lips_std=_array(saved["lips_std"]),
+            lips_stats={str(video): LipsStats.from_disk(s) for video, s in saved["lips_stats"].items()},
+            target_video=str(saved["target_video"]),
+            face_size=int(saved["face_size"]),
+        )

@@ -1,0 +1,13 @@
+"""The errors models/ raises for its callers (the CLI, the app, the flows) to show as one line: each
+message names the file and what is wrong with it."""
+
+from __future__ import annotations
+
+
+class RenderError(RuntimeError):
+    """Input (speech, target, models) that cannot become a video; the message names the file and what."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint or artifact file that cannot be read (truncated, corrupt, not a checkpoint, of an
+    older format); the message names the file and, for an artifact, the stage that remakes it."""
