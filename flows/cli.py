@@ -1,4 +1,5 @@
-"""The `reenact` command line."""
+"""The `reenact` command line. The commands that read the project (inspect, render, app) take `--root`
+and the location options of every stage (tasks/entry.py), and pass one Paths down."""
 
 from __future__ import annotations
 
@@ -9,14 +10,15 @@ from typing import Annotated
 import typer
 
 from tasks.entry import (
-    DEFAULT_PARAMS,
-    DEFAULT_SHARDS,
-    DEFAULT_VIDEOS,
+    DEFAULT_ROOT,
+    Cgan,
+    Lstm,
     Overrides,
     ParamsFile,
+    Root,
     Shards,
     Videos,
-    Weights,
+    stage_paths,
 )
 
 app = typer.Typer(
@@ -45,16 +47,18 @@ def version() -> None:
 
 @app.command()
 def inspect(
-    shards_dir: Annotated[Path, typer.Argument(help="the frame table folder")] = Path("data/shards"),
+    shards_dir: Annotated[
+        Path | None, typer.Argument(help="the frame table folder (default: the project's)")
+    ] = None,
+    root: Root = DEFAULT_ROOT,
     sheet: Annotated[Path | None, typer.Option(help="write a contact sheet of sample crops and lips")] = None,
 ) -> None:
     """Videos, frames, the share with a face, bytes on disk, and the schema with its metadata."""
     from tasks.inspect import report, write_sheet
 
+    shards_dir = stage_paths(root, shards=shards_dir).shards
     if not shards_dir.is_dir():
-        typer.echo(
-            f"error: {shards_dir}: no such folder (`dvc repro preprocess` makes data/shards)", err=True
-        )
+        typer.echo(f"error: {shards_dir}: no such folder (`dvc repro preprocess` makes it)", err=True)
         raise typer.Exit(1)
     try:
         if not report(shards_dir):
@@ -121,12 +125,13 @@ def render(
     target: Target = None,
     face_only: FaceOnly = False,
     panel: PanelFlag = False,
-    params_file: ParamsFile = DEFAULT_PARAMS,
+    root: Root = DEFAULT_ROOT,
+    params_file: ParamsFile = None,
     override: Overrides = None,
-    lstm: Weights = Path("artifacts/lstm.pt"),
-    cgan: Weights = Path("artifacts/cgan.pt"),
-    shards: Shards = DEFAULT_SHARDS,
-    videos: Videos = DEFAULT_VIDEOS,
+    lstm: Lstm = None,
+    cgan: Cgan = None,
+    shards: Shards = None,
+    videos: Videos = None,
 ) -> None:
     """Make a talking-head video from any speech: the target's own footage with its lower face speaking,
     the audio muxed in, signed as synthetic (C2PA). Without --face-only or --panel, render.output decides."""
@@ -138,19 +143,16 @@ def render(
     from tasks.entry import parse_overrides
     from tasks.params import ParamsError
 
+    paths = stage_paths(root, params=params_file, lstm=lstm, cgan=cgan, shards=shards, videos=videos)
     try:
         with progress_bar() as progress:
             result = render_file(
                 audio,
                 out,
+                paths=paths,
                 target=target,
                 output=OUTPUT_OF_FLAGS[face_only, panel],
-                params_file=params_file,
                 overrides=parse_overrides(override),
-                lstm=lstm,
-                cgan=cgan,
-                shards=shards,
-                videos=videos,
                 progress=progress,
             )
     except (RenderError, ParamsError, FileNotFoundError, CheckpointError, ArrowInvalid) as exc:
@@ -196,15 +198,16 @@ def web_app(
         bool, typer.Option(help="allow a --host beyond loopback (the app has no login)")
     ] = False,
     max_seconds: Annotated[float, typer.Option(help="longest speech an upload may be, in seconds")] = 300.0,
-    params_file: Annotated[Path, typer.Option("--params", help="params file")] = Path("params.yaml"),
-    lstm: Annotated[Path, typer.Option(help="audio -> lips weights")] = Path("artifacts/lstm.pt"),
-    cgan: Annotated[Path, typer.Option(help="lips -> face weights")] = Path("artifacts/cgan.pt"),
-    shards: Annotated[Path, typer.Option(help="the frame table")] = Path("data/shards"),
-    videos: Annotated[Path, typer.Option(help="the corpus videos")] = Path("data/raw/videos"),
-    out_dir: Annotated[Path, typer.Option(help="where the app writes its renders")] = Path("renders/app"),
+    root: Root = DEFAULT_ROOT,
+    params_file: ParamsFile = None,
+    lstm: Lstm = None,
+    cgan: Cgan = None,
+    shards: Shards = None,
+    videos: Videos = None,
 ) -> None:
-    """The web app: speech -> a signed talking-head video in the browser, and the dataset at a glance."""
-    from flows.app import LOOPBACK, AppConfig, create_app, launch
+    """The web app: speech -> a signed talking-head video in the browser, and the dataset at a glance.
+    Its renders go to <root>/renders/app."""
+    from flows.app import LOOPBACK, create_app, launch
     from models.render import RenderError
     from tasks.params import ParamsError
 
@@ -214,22 +217,14 @@ def web_app(
             err=True,
         )
         raise typer.Exit(2)
-    config = AppConfig(
-        params_file=params_file,
-        lstm=lstm,
-        cgan=cgan,
-        shards=shards,
-        videos=videos,
-        out_dir=out_dir,
-        max_seconds=max_seconds,
-    )
+    paths = stage_paths(root, params=params_file, lstm=lstm, cgan=cgan, shards=shards, videos=videos)
     try:
-        web = create_app(config)
+        web = create_app(paths, max_seconds)
     except (RenderError, ParamsError, FileNotFoundError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     typer.echo(f"reenact app on http://{'[' + host + ']' if ':' in host else host}:{port}/ (Ctrl-C stops it)")
-    launch(web, config, host, port)
+    launch(web, paths, host, port)
 
 
 if __name__ == "__main__":
