@@ -1,6 +1,6 @@
 """Throughput of the per-video task on one core, against the naive loop it replaces.
 
-    python benchmarks/preprocess.py [VIDEO]
+    python benchmarks/preprocess.py [VIDEO]   # default: the project's demo_00, else the real clip
 
 Prints one JSON object, all measured in this run: `decode_fps`, ffmpeg decoding alone (the
 I420 frames the task reads); `task_fps`, the whole per-video task, tasks.video.process_video
@@ -33,16 +33,18 @@ import cv2
 from tasks import landmarks as lm
 from tasks.decode import iter_frames, probe
 from tasks.params import PreprocessParams
+from tasks.paths import Paths
 from tasks.video import process_video
 
 REAL_CLIP = Path(__file__).resolve().parents[2] / "shared/fixtures/real/WDA_AlexandriaOcasioCortez_000.mp4"
 
 
 def default_video() -> Path:
-    for path in (Path("data/raw/videos/demo_00.mp4"), REAL_CLIP):
+    demo = Paths.at().videos / "demo_00.mp4"
+    for path in (demo, REAL_CLIP):
         if path.is_file():
             return path
-    raise SystemExit("no video given and neither data/raw/videos/demo_00.mp4 nor the real clip exists")
+    raise SystemExit(f"no video given and neither {demo} nor the real clip exists")
 
 
 def _cpu_seconds() -> float:

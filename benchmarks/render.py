@@ -1,6 +1,6 @@
 """Rendering speed on this machine, printed as one JSON object.
 
-    python benchmarks/render.py [AUDIO] [--threads 2] [--repeats 2] [--target ID] [--lstm ...] [--cgan ...]
+    python benchmarks/render.py [AUDIO] [--threads 2] [--repeats 2] [--target ID] [--root ...] [--lstm ...]
 
 Every figure is seconds of audio rendered per second of wall time for the whole of `render()`:
 probing, decoding, features, LSTM, alignment, generator, compositing, encoding (H.264 + AAC),
@@ -15,7 +15,9 @@ signing and the rename; the best of `--repeats` runs after one warm-up render.
 - seamless_clone_*: the same full-frame renders with compositing done as SadTalker's paste_pic
   does it, the generated crop's whole box put back with cv2.seamlessClone frame by frame: the
   naive baseline, in the same run.
-AUDIO defaults to the real speech fixture if present, else a demo clip's audio track.
+AUDIO defaults to the real speech fixture if present, else a demo clip's audio track. The models,
+frame table and footage are the project's under --root (default: this checkout; tasks/paths.py),
+each movable on its own (--params, --lstm, --cgan, --shards, --videos).
 """
 
 from __future__ import annotations
@@ -47,12 +49,12 @@ from tasks.video import process_video
 REAL_SPEECH = ROOT.parent / "shared" / "fixtures" / "real" / "RD_Radio31_000.wav"
 
 
-def default_audio() -> Path:
+def default_audio(videos: Path) -> Path:
     if REAL_SPEECH.exists():
         return REAL_SPEECH
-    clips = sorted((ROOT / "data" / "raw" / "videos").glob("*.mp4"))
+    clips = sorted(videos.glob("*.mp4"))
     if not clips:
-        raise SystemExit("no audio given, no real speech fixture and no data/raw/videos/*.mp4")
+        raise SystemExit(f"no audio given, no real speech fixture and no {videos}/*.mp4")
     return clips[0]
 
 
@@ -109,17 +111,18 @@ def main() -> None:
     parser.add_argument("audio", nargs="?", type=Path, default=None)
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default: %(default)s)")
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--params", default=str(ROOT / "params.yaml"))
-    parser.add_argument("--lstm", default=str(ROOT / "artifacts" / "lstm.pt"))
-    parser.add_argument("--cgan", default=str(ROOT / "artifacts" / "cgan.pt"))
-    parser.add_argument("--shards", type=Path, default=ROOT / "data" / "shards")
-    parser.add_argument("--videos", type=Path, default=ROOT / "data" / "raw" / "videos")
+    parser.add_argument("--root", type=Path, default=ROOT, help="the project (default: this checkout)")
+    for location in ("params", "lstm", "cgan", "shards", "videos"):
+        parser.add_argument(f"--{location}", type=Path, default=None, help="default: the project's")
     parser.add_argument("--target", default=None, help="default: the generator's target video")
     args = parser.parse_args()
-    audio = args.audio or default_audio()
+    paths = Paths.at(
+        args.root, params=args.params, lstm=args.lstm, cgan=args.cgan, shards=args.shards, videos=args.videos
+    )
+    audio = args.audio or default_audio(paths.videos)
     torch.set_num_threads(args.threads)
-    base = load_params(args.params)
-    models = load_models(args.lstm, args.cgan, base.device)
+    base = load_params(paths.params)
+    models = load_models(paths.lstm, paths.cgan, base.device)
     target = args.target or models.cgan_artifact.target_video
     runs = {}
 
@@ -131,12 +134,12 @@ def main() -> None:
             repeats: int,
             models=models,
             output="face",
-            shards=args.shards,
-            videos=args.videos,
+            shards=paths.shards,
+            videos=paths.videos,
             target=target,
             **overrides,
         ) -> dict:
-            params = load_params(args.params, overrides)
+            params = load_params(paths.params, overrides)
             results = [
                 render(audio, out, models, params, Paths.at(ROOT, shards=shards, videos=videos),
                        RenderOptions(target=target, output=output))
@@ -147,9 +150,9 @@ def main() -> None:
         best(1, **{"render.size": 128})
         runs["128"] = best(args.repeats, **{"render.size": 128})
         runs["256"] = best(args.repeats, **{"render.size": 256})
-        plain = dataclasses.replace(models, generator=load_generator(args.cgan, models.device)[0])
+        plain = dataclasses.replace(models, generator=load_generator(paths.cgan, models.device)[0])
         runs["naive"] = best(1, plain, **{"render.size": 128, "render.batch_size": 1})
-        videos_720p, shards_720p, target_720p = make_720p(args.videos, args.shards, target, scratch, base)
+        videos_720p, shards_720p, target_720p = make_720p(paths.videos, paths.shards, target, scratch, base)
         full = {"full": {}, "720p": {"shards": shards_720p, "videos": videos_720p, "target": target_720p}}
         for name, where in full.items():
             runs[f"full_{name}"] = best(args.repeats, output="full", **where)

@@ -1,6 +1,6 @@
 """Training throughput on the present device, printed as one JSON object.
 
-    python benchmarks/train.py [--shards data/shards] [--seconds 10] [--override cgan.batch_size=128 ...]
+    python benchmarks/train.py [--root .] [--shards DIR] [--seconds 10] [--override cgan.batch_size=128 ...]
 
 lstm_samples_per_s: training frames per second of the LSTM (forward, backward, Adam) with the
 whole dataset on the device and batches gathered in one index, as models.train_lstm does.
@@ -9,7 +9,8 @@ and the DataLoader included, with AMP and channels_last on CUDA, as models.train
 The *_naive figures are the same work done the obvious way, measured in the same run: the
 LSTM fed by a DataLoader of single items, the cGAN one image at a time in fp32 NCHW with
 decoding in the main process. Without shards, a synthetic corpus the size of the demo one
-(tests/helpers.py) is made in a temp folder.
+(tasks/synthetic.py) is made in a temp folder. Locations default to the project's under --root
+(tasks/paths.py).
 """
 
 from __future__ import annotations
@@ -26,9 +27,6 @@ import torch
 from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(1, str(Path(__file__).resolve().parents[1] / "tests"))  # helpers.synthetic_shards
-
-from helpers import synthetic_shards
 
 from models.common import pick_device, seed_everything
 from models.data import (
@@ -43,6 +41,9 @@ from models.lstm import AudioToLips
 from models.train_cgan import Gan, gan_step
 from models.train_lstm import lstm_step
 from tasks.params import load_params, parse_override
+from tasks.paths import Paths
+from tasks.shards import video_ids
+from tasks.synthetic import synthetic_shards
 
 
 def sync(device: torch.device) -> None:
@@ -116,25 +117,27 @@ def cgan_rate(params, corpus, split, device, seconds: float, naive: bool) -> flo
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--root", default=".", help="the project (default: this folder)")
+    parser.add_argument("--params", default=None, help="default: the project's")
     parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--shards", default="data/shards")
+    parser.add_argument("--shards", default=None, help="default: the project's")
     parser.add_argument("--seconds", type=float, default=10.0, help="per measurement")
     parser.add_argument("--skip-naive", action="store_true")
     args = parser.parse_args()
-    params = load_params(args.params, dict(parse_override(text) for text in args.override))
+    paths = Paths.at(args.root, params=args.params, shards=args.shards)
+    params = load_params(paths.params, dict(parse_override(text) for text in args.override))
     device = pick_device(params.device)
     seed_everything(params.seed)
     with tempfile.TemporaryDirectory() as temp:
-        shards = Path(args.shards)
-        if not any(shards.glob("video_id=*")):
+        shards = paths.shards
+        if not (shards.is_dir() and video_ids(shards)):
             shards = synthetic_shards(Path(temp) / "shards", videos=6, frames=300)
         corpus = load_corpus(shards, faces=True)
         split = split_corpus(corpus, params)
         result = {
             "device": torch.cuda.get_device_name(device) if device.type == "cuda" else
             f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
-            "shards": args.shards if shards == Path(args.shards) else "synthetic (6 videos x 300 frames)",
+            "shards": str(paths.shards) if shards == paths.shards else "synthetic (6 videos x 300 frames)",
             "lstm_batch_size": params.lstm.batch_size,
             "cgan_batch_size": params.cgan.batch_size,
             "cgan_ngf_ndf": [params.cgan.ngf, params.cgan.ndf],

@@ -3,6 +3,7 @@
 Tab "Render": upload or record speech, pick a target video (with a thumbnail), choose full frame /
 face / panel; progress while it renders, then the video to play and download, with what its C2PA
 manifest says. Tab "Dataset": the contact sheet, `reenact inspect`'s table and reports/metrics.json.
+Every location is the project's (tasks/paths.py); renders go to renders/app.
 
 The models are loaded once per process and renders run one at a time through Gradio's queue
 (concurrency_limit=1), so two users cannot both hold a render's memory. Bad input is a message in
@@ -15,7 +16,6 @@ import json
 import os
 import subprocess
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,22 +29,11 @@ from models.render import RenderError, load_models
 from tasks.decode import DecodeError, probe
 from tasks.inspect import summarize, write_sheet
 from tasks.params import ParamsError, load_params
+from tasks.paths import Paths
 from tasks.shards import frames_with_face, read_frames
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 OUTPUT_LABELS = {"full": "Full frame", "face": "Face", "panel": "Panel (target | composite, lip traces)"}
-
-
-@dataclass
-class AppConfig:
-    params_file: Path = Path("params.yaml")
-    lstm: Path = Path("artifacts/lstm.pt")
-    cgan: Path = Path("artifacts/cgan.pt")
-    shards: Path = Path("data/shards")
-    videos: Path = Path("data/raw/videos")
-    metrics: Path = Path("reports/metrics.json")
-    out_dir: Path = Path("renders/app")
-    max_seconds: float = 300.0
 
 
 class BadUpload(ValueError):
@@ -73,12 +62,12 @@ def check_speech(path: str | None, max_seconds: float) -> float:
     return info.duration
 
 
-def thumbnail(video_id: str, config: AppConfig, cache: Path) -> str | None:
+def thumbnail(video_id: str, paths: Paths, cache: Path) -> str | None:
     """A frame of the target: from its video when there is one, else its first face crop in the shards."""
     png = cache / f"{video_id}.png"
     if png.exists():
         return str(png)
-    source = config.videos / f"{video_id}.mp4"
+    source = paths.videos / f"{video_id}.mp4"
     if source.exists():
         command = [
             "ffmpeg",
@@ -100,19 +89,19 @@ def thumbnail(video_id: str, config: AppConfig, cache: Path) -> str | None:
         if done.returncode == 0 and png.exists():
             return str(png)
     try:
-        found = frames_with_face(config.shards, video_id)
+        found = frames_with_face(paths.shards, video_id)
     except FileNotFoundError:
         return None
     if len(found) == 0:
         return None
-    face = read_frames(config.shards, video_id, ["face"], frames=found[:1]).column("face")[0]
+    face = read_frames(paths.shards, video_id, ["face"], frames=found[:1]).column("face")[0]
     png.with_suffix(".jpg").write_bytes(face.as_py())
     return str(png.with_suffix(".jpg"))
 
 
-def dataset_view(config: AppConfig, cache: Path) -> tuple[str | None, list[list[Any]], Any]:
+def dataset_view(paths: Paths, cache: Path) -> tuple[str | None, list[list[Any]], Any]:
     """(contact sheet PNG, inspect rows, metrics) as the Dataset tab shows them; absent parts are empty."""
-    summaries = summarize(config.shards) if config.shards.is_dir() else []
+    summaries = summarize(paths.shards) if paths.shards.is_dir() else []
     rows = [
         [
             s.video_id,
@@ -127,12 +116,12 @@ def dataset_view(config: AppConfig, cache: Path) -> tuple[str | None, list[list[
     sheet = None
     if rows:
         try:
-            sheet = str(write_sheet(config.shards, cache / "contact_sheet.png"))
+            sheet = str(write_sheet(paths.shards, cache / "contact_sheet.png"))
         except ValueError:
             sheet = None
-    metrics = {str(config.metrics): "none yet"}
-    if config.metrics.exists():
-        metrics = json.loads(config.metrics.read_text())
+    metrics = {str(paths.metrics): "none yet"}
+    if paths.metrics.exists():
+        metrics = json.loads(paths.metrics.read_text())
     return sheet, rows, metrics
 
 
@@ -156,20 +145,18 @@ def provenance_markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _render_handler(models: Any, config: AppConfig):
+def _render_handler(models: Any, paths: Paths, max_seconds: float):
     def render(speech: str | None, target: str, output: str, progress=gr.Progress()):  # noqa: B008
         try:
-            check_speech(speech, config.max_seconds)
-            out = default_out(Path(speech).name, target, output, config.out_dir)
+            check_speech(speech, max_seconds)
+            out = default_out(paths.app_renders, Path(speech).name, target, output)
             result = render_file(
                 speech,
                 out,
+                paths=paths,
                 target=target,
                 output=output,
-                params_file=config.params_file,
                 models=models,
-                shards=config.shards,
-                videos=config.videos,
                 progress=lambda phase, done, total: progress((done, total), desc=phase),
             )
         except (BadUpload, RenderError, ParamsError, FileNotFoundError) as exc:
@@ -184,7 +171,8 @@ def _render_handler(models: Any, config: AppConfig):
     return render
 
 
-def _render_tab(models: Any, config: AppConfig, targets: list[str], default: str, cache: Path) -> None:
+def _render_tab(models: Any, paths: Paths, max_seconds: float, targets: list[str], default: str,
+                cache: Path) -> None:
     with gr.Row():
         with gr.Column():
             speech = gr.Audio(
@@ -194,7 +182,7 @@ def _render_tab(models: Any, config: AppConfig, targets: list[str], default: str
                 targets, value=default, label="Target video (whose face speaks)", elem_id="target"
             )
             preview = gr.Image(
-                thumbnail(default, config, cache),
+                thumbnail(default, paths, cache),
                 label="Target",
                 interactive=False,
                 height=200,
@@ -214,9 +202,9 @@ def _render_tab(models: Any, config: AppConfig, targets: list[str], default: str
                 "Every render is signed (C2PA) as AI-generated; `reenact verify FILE` checks one.",
                 elem_id="status",
             )
-    target.change(lambda video_id: thumbnail(video_id, config, cache), target, preview)
+    target.change(lambda video_id: thumbnail(video_id, paths, cache), target, preview)
     button.click(
-        _render_handler(models, config),
+        _render_handler(models, paths, max_seconds),
         [speech, target, output],
         [video, download, status],
         concurrency_limit=1,
@@ -224,9 +212,9 @@ def _render_tab(models: Any, config: AppConfig, targets: list[str], default: str
     )
 
 
-def _dataset_tab(config: AppConfig, cache: Path) -> None:
-    sheet, rows, metrics = dataset_view(config, cache)
-    gr.Markdown(f"`reenact inspect {config.shards}`")
+def _dataset_tab(paths: Paths, cache: Path) -> None:
+    sheet, rows, metrics = dataset_view(paths, cache)
+    gr.Markdown(f"`reenact inspect {paths.shards}`")
     table = gr.Dataframe(
         rows,
         headers=["video", "frames", "with a face", "share", "parts", "on disk"],
@@ -236,36 +224,37 @@ def _dataset_tab(config: AppConfig, cache: Path) -> None:
     image = gr.Image(
         sheet, label="Contact sheet: sample crops and their lips", interactive=False, elem_id="sheet"
     )
-    gr.Markdown(f"Latest `{config.metrics}`")
+    gr.Markdown(f"Latest `{paths.metrics}`")
     report = gr.JSON(metrics, elem_id="metrics")
     refresh = gr.Button("Refresh")
 
     def reload() -> tuple[list[list[Any]], str | None, Any]:
-        sheet, rows, metrics = dataset_view(config, cache)
+        sheet, rows, metrics = dataset_view(paths, cache)
         return rows, sheet, metrics
 
     refresh.click(reload, None, [table, image, report])
 
 
-def create_app(config: AppConfig) -> gr.Blocks:
-    """The Blocks app, with the models loaded. Raises FileNotFoundError / ParamsError / RenderError."""
-    params = load_params(config.params_file)
-    models = load_models(config.lstm, config.cgan, params.device)
+def create_app(paths: Paths, max_seconds: float = 300.0) -> gr.Blocks:
+    """The Blocks app over the project at `paths`, with the models loaded; uploads longer than
+    `max_seconds` are refused. Raises FileNotFoundError / ParamsError / RenderError."""
+    params = load_params(paths.params)
+    models = load_models(paths.lstm, paths.cgan, params.device)
     targets = sorted(models.cgan_artifact.lips_stats)
     default = params.render.target_video or models.cgan_artifact.target_video
     cache = Path(tempfile.mkdtemp(prefix="reenact-app-"))
-    config.out_dir.mkdir(parents=True, exist_ok=True)
+    paths.app_renders.mkdir(parents=True, exist_ok=True)
     with gr.Blocks(title="reenact", analytics_enabled=False) as app:
         gr.Markdown("# reenact\nSpeech in, talking head out. Every video is signed as AI-generated.")
         with gr.Tab("Render"):
-            _render_tab(models, config, targets, default, cache)
+            _render_tab(models, paths, max_seconds, targets, default, cache)
         with gr.Tab("Dataset"):
-            _dataset_tab(config, cache)
+            _dataset_tab(paths, cache)
     app.queue(default_concurrency_limit=1)
     return app
 
 
-def launch(app: gr.Blocks, config: AppConfig, host: str = "127.0.0.1", port: int = 7860) -> None:
+def launch(app: gr.Blocks, paths: Paths, host: str = "127.0.0.1", port: int = 7860) -> None:
     """Serve until interrupted; only the render folder and the app's cache are served as files."""
     # System fonts: the default theme's web fonts would be fetched from the internet.
     theme = gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
@@ -275,7 +264,7 @@ def launch(app: gr.Blocks, config: AppConfig, host: str = "127.0.0.1", port: int
         share=False,
         ssr_mode=False,
         show_error=False,
-        allowed_paths=[str(config.out_dir.resolve())],
+        allowed_paths=[str(paths.app_renders.resolve())],
         max_file_size="200mb",
         theme=theme,
         footer_links=[],

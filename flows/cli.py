@@ -1,23 +1,30 @@
-"""The `reenact` command line."""
+"""The `reenact` command line. The commands that read the project (render, app; inspect reads the
+frame table alone) take `--root` and the location options of every stage (tasks/entry.py), and pass
+one Paths down."""
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect as signatures
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from tasks.entry import (
-    DEFAULT_PARAMS,
-    DEFAULT_SHARDS,
-    DEFAULT_VIDEOS,
+    DEFAULT_ROOT,
+    Cgan,
+    Lstm,
     Overrides,
     ParamsFile,
+    Root,
     Shards,
     Videos,
-    Weights,
+    stage_paths,
 )
+from tasks.paths import Paths
 
 app = typer.Typer(
     help="reenact: speech -> talking-head video. Build the dataset with Prefect, train and render with DVC.",
@@ -29,6 +36,46 @@ app = typer.Typer(
 @app.callback()
 def main() -> None:
     """reenact: speech -> talking-head video."""
+
+
+# The options that say where the project is: (annotation, default) of each, as every stage has them.
+LOCATIONS: dict[str, tuple[Any, Any]] = {
+    "root": (Root, DEFAULT_ROOT),
+    "params_file": (ParamsFile, None),
+    "lstm": (Lstm, None),
+    "cgan": (Cgan, None),
+    "shards": (Shards, None),
+    "videos": (Videos, None),
+}
+
+
+def project_command(command: Callable[..., None]) -> Callable[..., None]:
+    """`command(..., paths: Paths)` as a command whose options end with --root and the locations
+    (LOCATIONS) in place of `paths`, which it is given built from them."""
+    own = [p for p in signatures.signature(command, eval_str=True).parameters.values() if p.name != "paths"]
+    kind = signatures.Parameter.KEYWORD_ONLY
+    locations = [signatures.Parameter(name, kind, default=default, annotation=annotation)
+                 for name, (annotation, default) in LOCATIONS.items()]
+
+    @functools.wraps(command)
+    def with_paths(*args: Any, **options: Any) -> None:
+        given = {name: options.pop(name) for name in LOCATIONS}
+        root, given["params"] = given.pop("root"), given.pop("params_file")
+        command(*args, paths=stage_paths(root, **given), **options)
+
+    with_paths.__signature__ = signatures.Signature([*own, *locations])
+    with_paths.__annotations__ = {p.name: p.annotation for p in (*own, *locations)}
+    return with_paths
+
+
+@contextlib.contextmanager
+def errors_in_one_line(*kinds: type[BaseException]) -> Iterator[None]:
+    """An error of these kinds ends the command with exit status 1 and one line on stderr."""
+    try:
+        yield
+    except kinds as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
 
 
 @app.command()
@@ -45,16 +92,18 @@ def version() -> None:
 
 @app.command()
 def inspect(
-    shards_dir: Annotated[Path, typer.Argument(help="the frame table folder")] = Path("data/shards"),
+    shards_dir: Annotated[
+        Path | None, typer.Argument(help="the frame table folder (default: the project's)")
+    ] = None,
+    root: Root = DEFAULT_ROOT,
     sheet: Annotated[Path | None, typer.Option(help="write a contact sheet of sample crops and lips")] = None,
 ) -> None:
     """Videos, frames, the share with a face, bytes on disk, and the schema with its metadata."""
     from tasks.inspect import report, write_sheet
 
+    shards_dir = stage_paths(root, shards=shards_dir).shards
     if not shards_dir.is_dir():
-        typer.echo(
-            f"error: {shards_dir}: no such folder (`dvc repro preprocess` makes data/shards)", err=True
-        )
+        typer.echo(f"error: {shards_dir}: no such folder (`dvc repro preprocess` makes it)", err=True)
         raise typer.Exit(1)
     try:
         if not report(shards_dir):
@@ -115,18 +164,15 @@ def progress_bar():
 
 
 @app.command()
+@project_command
 def render(
     audio: Speech,
     out: Annotated[Path, typer.Option(help="the mp4 to write")],
+    paths: Paths,
     target: Target = None,
     face_only: FaceOnly = False,
     panel: PanelFlag = False,
-    params_file: ParamsFile = DEFAULT_PARAMS,
     override: Overrides = None,
-    lstm: Weights = Path("artifacts/lstm.pt"),
-    cgan: Weights = Path("artifacts/cgan.pt"),
-    shards: Shards = DEFAULT_SHARDS,
-    videos: Videos = DEFAULT_VIDEOS,
 ) -> None:
     """Make a talking-head video from any speech: the target's own footage with its lower face speaking,
     the audio muxed in, signed as synthetic (C2PA). Without --face-only or --panel, render.output decides."""
@@ -138,24 +184,17 @@ def render(
     from tasks.entry import parse_overrides
     from tasks.params import ParamsError
 
-    try:
-        with progress_bar() as progress:
-            result = render_file(
-                audio,
-                out,
-                target=target,
-                output=OUTPUT_OF_FLAGS[face_only, panel],
-                params_file=params_file,
-                overrides=parse_overrides(override),
-                lstm=lstm,
-                cgan=cgan,
-                shards=shards,
-                videos=videos,
-                progress=progress,
-            )
-    except (RenderError, ParamsError, FileNotFoundError, CheckpointError, ArrowInvalid) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+    known = (RenderError, ParamsError, FileNotFoundError, CheckpointError, ArrowInvalid)
+    with errors_in_one_line(*known), progress_bar() as progress:
+        result = render_file(
+            audio,
+            out,
+            paths=paths,
+            target=target,
+            output=OUTPUT_OF_FLAGS[face_only, panel],
+            overrides=parse_overrides(override),
+            progress=progress,
+        )
     typer.echo(
         f"{result['out']}: {result['frames']} frames, {result['audio_seconds']:.2f} s of audio on "
         f"{result['target']} ({result['output']}), in {result['wall_seconds']:.1f} s "
@@ -187,7 +226,9 @@ def verify(
 
 
 @app.command(name="app")
+@project_command
 def web_app(
+    paths: Paths,
     host: Annotated[
         str, typer.Option(help="address to listen on; not loopback: needs --allow-remote")
     ] = "127.0.0.1",
@@ -196,15 +237,10 @@ def web_app(
         bool, typer.Option(help="allow a --host beyond loopback (the app has no login)")
     ] = False,
     max_seconds: Annotated[float, typer.Option(help="longest speech an upload may be, in seconds")] = 300.0,
-    params_file: Annotated[Path, typer.Option("--params", help="params file")] = Path("params.yaml"),
-    lstm: Annotated[Path, typer.Option(help="audio -> lips weights")] = Path("artifacts/lstm.pt"),
-    cgan: Annotated[Path, typer.Option(help="lips -> face weights")] = Path("artifacts/cgan.pt"),
-    shards: Annotated[Path, typer.Option(help="the frame table")] = Path("data/shards"),
-    videos: Annotated[Path, typer.Option(help="the corpus videos")] = Path("data/raw/videos"),
-    out_dir: Annotated[Path, typer.Option(help="where the app writes its renders")] = Path("renders/app"),
 ) -> None:
-    """The web app: speech -> a signed talking-head video in the browser, and the dataset at a glance."""
-    from flows.app import LOOPBACK, AppConfig, create_app, launch
+    """The web app: speech -> a signed talking-head video in the browser, and the dataset at a glance.
+    Its renders go to <root>/renders/app."""
+    from flows.app import LOOPBACK, create_app, launch
     from models.render import RenderError
     from tasks.params import ParamsError
 
@@ -214,22 +250,10 @@ def web_app(
             err=True,
         )
         raise typer.Exit(2)
-    config = AppConfig(
-        params_file=params_file,
-        lstm=lstm,
-        cgan=cgan,
-        shards=shards,
-        videos=videos,
-        out_dir=out_dir,
-        max_seconds=max_seconds,
-    )
-    try:
-        web = create_app(config)
-    except (RenderError, ParamsError, FileNotFoundError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+    with errors_in_one_line(RenderError, ParamsError, FileNotFoundError):
+        web = create_app(paths, max_seconds)
     typer.echo(f"reenact app on http://{'[' + host + ']' if ':' in host else host}:{port}/ (Ctrl-C stops it)")
-    launch(web, config, host, port)
+    launch(web, paths, host, port)
 
 
 if __name__ == "__main__":

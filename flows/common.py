@@ -1,8 +1,10 @@
-"""What every flow shares: params with run-time overrides, and publishing Prefect artifacts."""
+"""What every flow shares: the project it works in, params with run-time overrides, the command line
+of a flow run as a DVC stage, and publishing Prefect artifacts."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -11,15 +13,26 @@ from prefect import Flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from tasks.entry import (
-    DEFAULT_PARAMS,
+    DEFAULT_ROOT,
     Overrides,
     ParamsFile,
+    Root,
     parse_overrides,
     program_name,
     run,
     stage_params,
+    stage_paths,
 )
-from tasks.params import Params
+from tasks.params import Params, load_params
+from tasks.paths import Paths
+
+
+def flow_project(root: str | Path, params_file: str | Path | None = None,
+                 overrides: dict[str, Any] | None = None, **given: str | Path | None) -> tuple[Paths, Params]:
+    """Where a flow run works and what it runs with: the project layout under `root` with the given
+    locations in place (tasks/paths.py), and `params_file` (None: the project's) with `overrides`."""
+    paths = Paths.at(root, **given)
+    return paths, load_params(params_file or paths.params, overrides)
 
 
 def record_params(flow_name: str, params: Params, overrides: dict[str, Any] | None,
@@ -31,20 +44,23 @@ def record_params(flow_name: str, params: Params, overrides: dict[str, Any] | No
     publish_markdown(f"{flow_name}-params", markdown, f"the params this {flow_name} run used")
 
 
-def run_stage(stage: Flow, preflight: Callable[[Params], str | None] | None = None,
+def run_stage(stage: Flow, preflight: Callable[[Params, Paths], str | None] | None = None,
               argv: list[str] | None = None) -> None:
-    """A flow as a DVC stage: `python -m flows.<stage> [--params FILE] [--override KEY=VALUE ...]`,
-    parsed as every stage is (tasks/entry.py). What stops a stage for a known reason stops it with
-    one line, before Prefect starts (a flow that raises logs a traceback): a bad params.yaml, naming
-    the key, or the problem `preflight` finds in the params (e.g. a sources file that is not there)."""
+    """A flow as a DVC stage: `python -m flows.<stage> [--root DIR] [--params FILE] [--override
+    KEY=VALUE ...]`, parsed as every stage is (tasks/entry.py); the flow gets `root` and `params_file`.
+    What stops a stage for a known reason stops it with one line, before Prefect starts (a flow that
+    raises logs a traceback): a bad params.yaml, naming the key, or the problem `preflight` finds in
+    the params and the project's paths (e.g. a sources file that is not there)."""
 
-    def command(params_file: ParamsFile = DEFAULT_PARAMS, override: Overrides = None) -> None:
-        params = stage_params(params_file, override)
-        problem = preflight(params) if preflight else None
+    def command(root: Root = DEFAULT_ROOT, params_file: ParamsFile = None,
+                override: Overrides = None) -> None:
+        paths = stage_paths(root, params=params_file)
+        params = stage_params(paths.params, override)
+        problem = preflight(params, paths) if preflight else None
         if problem:
             typer.echo(f"error: {problem}", err=True)
             raise typer.Exit(1)
-        stage(params_file=str(params_file), overrides=parse_overrides(override) or None)
+        stage(root=str(root), params_file=str(paths.params), overrides=parse_overrides(override) or None)
 
     command.__doc__ = stage.description
     run(command, argv, prog=program_name(stage.fn))

@@ -1,4 +1,5 @@
-"""Stage `ingest`: sources -> data/raw/videos/<video_id>.mp4 and data/raw/manifest.parquet.
+"""Stage `ingest`: sources -> data/raw/videos/<video_id>.mp4 and data/raw/manifest.parquet (under
+the project root, tasks/paths.py).
 
 `data.source: demo` makes the offline demo corpus; `data.source: sources` fetches every line
 of `data.sources_file` (URLs through yt-dlp, or local paths), one Prefect task per source,
@@ -19,6 +20,7 @@ from prefect.tasks import exponential_backoff
 from flows.common import (
     count_statuses,
     failures_markdown,
+    flow_project,
     publish_markdown,
     publish_table,
     record_params,
@@ -37,7 +39,8 @@ from tasks.download import (
     write_manifest,
 )
 from tasks.files import sha256_file
-from tasks.params import DataParams, DemoParams, Params, digest, load_params
+from tasks.params import DataParams, DemoParams, Params, digest
+from tasks.paths import Paths
 
 
 @task(name="fetch-source", task_run_name="fetch {source}")
@@ -125,26 +128,26 @@ def _summary(rows: list[dict[str, Any]], seconds: float) -> str:
 
 
 @flow(name="ingest", task_runner=ThreadPoolTaskRunner(max_workers=4))
-def ingest(params_file: str = "params.yaml", overrides: dict[str, Any] | None = None,
-           raw_dir: str = "data/raw") -> dict[str, int]:
-    """Fetch every source (or make the demo corpus) into raw_dir and write its manifest."""
+def ingest(params_file: str | None = None, overrides: dict[str, Any] | None = None, root: str = ".",
+           raw_dir: str | None = None) -> dict[str, int]:
+    """Fetch every source (or make the demo corpus) into the project's raw folder and write its manifest."""
+    # params_file, raw_dir: None is the project's (tasks/paths.py).
     logger = get_run_logger()
-    params = load_params(params_file, overrides)
+    paths, params = flow_project(root, params_file, overrides, raw=raw_dir)
     record_params("ingest", params, overrides, {"data", "demo"})
-    raw = Path(raw_dir)
-    videos_dir, manifest_path = raw / "videos", raw / "manifest.parquet"
-    videos_dir.mkdir(parents=True, exist_ok=True)
+    paths.videos.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     if params.data.source == "demo":
-        rows = make_demo(videos_dir, params.demo, read_manifest(manifest_path))
+        rows = make_demo(paths.videos, params.demo, read_manifest(paths.manifest))
     else:
-        sources = read_sources(params.data.sources_file, params.data.limit)
-        logger.info("%d sources from %s", len(sources), params.data.sources_file)
-        rows = _fetch_all(sources, videos_dir, params.data, raw / "download_archive.txt")
-    write_manifest(manifest_path, rows)
+        sources_file = sources_path(params, paths)
+        sources = read_sources(sources_file, params.data.limit)
+        logger.info("%d sources from %s", len(sources), sources_file)
+        rows = _fetch_all(sources, paths.videos, params.data, paths.download_archive)
+    write_manifest(paths.manifest, rows)
     seconds = time.perf_counter() - start
     summary = _summary(rows, seconds)
-    publish_table("ingest-manifest", rows, f"{len(rows)} sources -> {videos_dir}")
+    publish_table("ingest-manifest", rows, f"{len(rows)} sources -> {paths.videos}")
     publish_markdown("ingest-summary", summary, "ingest counts and failures")
     for row in rows:
         if row["status"] == "failed":
@@ -153,11 +156,16 @@ def ingest(params_file: str = "params.yaml", overrides: dict[str, Any] | None = 
     return count_statuses(rows)
 
 
-def sources_problem(params: Params) -> str | None:
+def sources_path(params: Params, paths: Paths) -> Path:
+    """data.sources_file, relative to the project root."""
+    return paths.root / params.data.sources_file
+
+
+def sources_problem(params: Params, paths: Paths) -> str | None:
     """What stops the stage before it starts (one line), or None: a sources file that is not there."""
     if params.data.source == "sources":
         try:
-            read_sources(params.data.sources_file)
+            read_sources(sources_path(params, paths))
         except SourceError as exc:
             return str(exc)
     return None

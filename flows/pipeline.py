@@ -17,9 +17,8 @@ from typing import Annotated, Any
 import typer
 from prefect import flow, get_run_logger
 
-from flows.common import publish_markdown, publish_table
-from tasks.entry import run
-from tasks.params import load_params
+from flows.common import flow_project, publish_markdown, publish_table
+from tasks.entry import DEFAULT_ROOT, Root, run
 
 
 class StageError(RuntimeError):
@@ -55,11 +54,12 @@ def _flatten(node: Any, prefix: str, out: dict[str, Any]) -> None:
 
 @flow(name="pipeline")
 def pipeline(stages: list[str] | None = None, overrides: dict[str, Any] | None = None,
-             force: bool = False, project_dir: str = ".") -> dict[str, Any]:
-    """Run `dvc repro STAGES` (all stages when empty) and publish the metrics it leaves."""
+             force: bool = False, root: str = ".") -> dict[str, Any]:
+    """Run `dvc repro STAGES` (all stages when empty) in the project at `root` and publish the metrics
+    it leaves."""
     logger = get_run_logger()
-    cwd = Path(project_dir).resolve()
-    load_params(cwd / "params.yaml", overrides)  # fail fast, naming the bad key
+    paths, _params = flow_project(Path(root).resolve(), None, overrides)  # fail fast, naming the bad key
+    cwd = paths.root
     targets = list(stages or [])
     if overrides:
         args = ["exp", "run", *[f"-S{key}={json.dumps(value)}" for key, value in overrides.items()], *targets]
@@ -96,9 +96,9 @@ def pipeline(stages: list[str] | None = None, overrides: dict[str, Any] | None =
 Stages = Annotated[list[str] | None, typer.Argument(help="DVC stages (default: all)")]
 
 
-def main(stages: Stages = None) -> None:
+def main(stages: Stages = None, root: Root = DEFAULT_ROOT) -> None:
     """`dvc repro` for the given stages as a Prefect flow run, its metrics published as artifacts."""
-    pipeline(stages=stages)
+    pipeline(stages=stages, root=str(root))
 
 
 if __name__ == "__main__":

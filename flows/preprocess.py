@@ -1,4 +1,5 @@
-"""The `preprocess` flow: every raw video -> its partition of the frame table in data/shards.
+"""The `preprocess` flow: every raw video -> its partition of the frame table in data/shards (under
+the project root, tasks/paths.py).
 
 One task run per video (tasks/video.py), mapped over the task runner that
 `preprocess.task_runner` names: threads, processes, or a Dask cluster (an existing one at
@@ -8,6 +9,7 @@ bytes, same row-making params and code: tasks/rowkey.py) is skipped; a bad video
 with the likely cause (the `warning` column, the summary's warnings table).
 
     python -m flows.preprocess            # the DVC stage: params.yaml, data/raw -> data/shards
+    python -m flows.preprocess --root R   # the same in the project at R
 """
 
 from __future__ import annotations
@@ -23,12 +25,14 @@ from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTa
 from flows.common import (
     count_statuses,
     failures_markdown,
+    flow_project,
     publish_markdown,
     publish_table,
     record_params,
     run_stage,
 )
-from tasks.params import PreprocessParams, load_params
+from tasks.params import PreprocessParams
+from tasks.paths import Paths
 from tasks.shards import clean_temporaries, read_videos_table, remove_stale, write_videos_table
 from tasks.video import preprocess_video
 
@@ -50,9 +54,10 @@ def task_runner_for(params: PreprocessParams) -> TaskRunner:
 
 
 def find_videos(raw_dir: Path, video_ids: list[str] | None = None) -> list[Path]:
-    """The videos ingest delivered: the manifest's usable rows, or every mp4 when there is no manifest."""
-    videos = raw_dir / "videos"
-    manifest = raw_dir / "manifest.parquet"
+    """The videos ingest delivered into `raw_dir`: the manifest's usable rows, or every mp4 when there
+    is no manifest."""
+    raw = Paths.at(raw=raw_dir)
+    videos, manifest = raw.videos, raw.manifest
     if manifest.exists():
         rows = pq.read_table(manifest, columns=["video_id", "status"]).to_pylist()
         paths = [videos / f"{row['video_id']}.mp4" for row in rows if row["status"] in USABLE_SOURCES]
@@ -97,26 +102,27 @@ def warnings_markdown(rows: list[dict[str, Any]]) -> list[str]:
 
 
 @flow(name="preprocess")
-def preprocess(params_file: str = "params.yaml", overrides: dict[str, Any] | None = None,
-               raw_dir: str = "data/raw", shards_dir: str = "data/shards",
+def preprocess(params_file: str | None = None, overrides: dict[str, Any] | None = None, root: str = ".",
+               raw_dir: str | None = None, shards_dir: str | None = None,
                video_ids: list[str] | None = None) -> list[dict[str, Any]]:
-    """Build data/shards from data/raw/videos and return one stats row per video."""
+    """Build the project's frame table from its raw videos and return one stats row per video."""
+    # params_file, raw_dir, shards_dir: None is the project's (tasks/paths.py).
     started = time.perf_counter()
     logger = get_run_logger()
-    all_params = load_params(params_file, overrides)
+    paths, all_params = flow_project(root, params_file, overrides, raw=raw_dir, shards=shards_dir)
     record_params("preprocess", all_params, overrides, {"preprocess"})
     params = all_params.preprocess
-    shards_root = Path(shards_dir)
+    shards_root = paths.shards
     shards_root.mkdir(parents=True, exist_ok=True)
     for leftover in clean_temporaries(shards_root):
         logger.info("removed %s, left by an interrupted run", leftover)
 
-    paths = find_videos(Path(raw_dir), video_ids)
-    logger.info("%d videos, task runner %s with %d workers", len(paths), params.task_runner, params.workers)
+    videos = find_videos(paths.raw, video_ids)
+    logger.info("%d videos, task runner %s with %d workers", len(videos), params.task_runner, params.workers)
     # The runner comes from params, so it is opened here rather than fixed on the decorator:
     # a deployment run and `python -m flows.preprocess` both honour preprocess.task_runner.
     with task_runner_for(params) as runner:
-        futures = runner.map(preprocess_video, {"path": paths, "shards_root": unmapped(shards_root),
+        futures = runner.map(preprocess_video, {"path": videos, "shards_root": unmapped(shards_root),
                                                 "params": unmapped(params)})
         rows = [future.result() for future in futures]
 

@@ -21,7 +21,7 @@ from urllib.parse import unquote, urlparse
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_link_artifact
 
-from flows.common import artifact_key, publish_markdown, record_params
+from flows.common import artifact_key, flow_project, publish_markdown, record_params
 from models.render import OUTPUTS, RenderError, RenderOptions, load_models
 from models.render import render as render_video
 from tasks.download import SourceError, check_source
@@ -64,10 +64,9 @@ def fetch_speech(audio: str | Path, scratch: Path, max_bytes: int = MAX_DOWNLOAD
     return target, text
 
 
-def default_out(
-    speech_name: str, target: str | None, output: str, folder: str | Path = "renders/runs"
-) -> Path:
-    """renders/runs/<speech>_<target>_<output>_<UTC time>.mp4: a new file per run, never a stage's output."""
+def default_out(folder: Path, speech_name: str, target: str | None, output: str) -> Path:
+    """folder/<speech>_<target>_<output>_<UTC time>.mp4: a new file per run, never a stage's output
+    (`paths.runs` for the CLI and the deployment, `paths.app_renders` for the web app)."""
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S-%f")
     stem = safe_id(Path(urlparse(speech_name).path).stem or "speech", 40)
     return Path(folder) / f"{stem}_{target or 'default'}_{output}_{stamp}.mp4"
@@ -77,31 +76,29 @@ def render_file(
     audio: str | Path,
     out: str | Path | None = None,
     *,
+    paths: Paths,
     target: str | None = None,
     output: Output | None = None,
-    params_file: str | Path = "params.yaml",
     overrides: dict[str, Any] | None = None,
     models: Models | None = None,
-    lstm: str | Path = "artifacts/lstm.pt",
-    cgan: str | Path = "artifacts/cgan.pt",
-    shards: str | Path = "data/shards",
-    videos: str | Path = "data/raw/videos",
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Render speech (a path or an http(s) URL) to a signed mp4 and read its manifest back.
+    """Render speech (a path or an http(s) URL) to a signed mp4 (default: a new file in `paths.runs`)
+    and read its manifest back. The params, the weights (unless `models` are given), the frame table
+    and the target's footage are the project's: `paths` (tasks/paths.py).
 
     Returns models.render.render's dict plus "realtime_factor" (audio seconds per wall second),
     "speech" (the name the manifest records) and "provenance" (a tasks.provenance.Verdict).
     Raises RenderError (bad speech, unknown target, refused URL), ParamsError, FileNotFoundError.
     """
-    params = load_params(params_file, overrides)
+    params = load_params(paths.params, overrides)
     output = output or params.render.output
     if output not in OUTPUTS:
         raise RenderError(f"output {output!r}: must be one of {', '.join(OUTPUTS)}")
-    models = models or load_models(lstm, cgan, params.device)
+    models = models or load_models(paths.lstm, paths.cgan, params.device)
     with tempfile.TemporaryDirectory(prefix="reenact-speech-") as scratch:
         speech, name = fetch_speech(audio, Path(scratch))
-        out = Path(out) if out else default_out(name, target, output)
+        out = Path(out) if out else default_out(paths.runs, name, target, output)
         # The manifest names the speech as the user gave it (a URL, not the temporary download).
         facts = {"speech_name": name} if name != speech.name else None
         result = render_video(
@@ -109,7 +106,7 @@ def render_file(
             out,
             models,
             params,
-            Paths.at(shards=shards, videos=videos),
+            paths,
             RenderOptions(target=target, output=output, progress=progress, provenance=facts),
         )
     result["realtime_factor"] = result["audio_seconds"] / max(result["wall_seconds"], 1e-9)
@@ -143,15 +140,15 @@ def render_flow(
     output: Output | None = None,
     out: str | None = None,
     overrides: dict[str, Any] | None = None,
-    project_dir: str = ".",
+    root: str = ".",
 ) -> dict[str, Any]:
-    """Speech (a path or an http(s) URL) -> a signed talking-head mp4; publishes a link and a summary."""
+    """Speech (a path or an http(s) URL) -> a signed talking-head mp4 in the project at `root` (`out`:
+    relative to it; default a new file in its renders/runs); publishes a link and a summary."""
     logger = get_run_logger()
-    root = Path(project_dir).resolve()
-    params = load_params(root / "params.yaml", overrides)  # fail fast, naming the bad key
+    paths, params = flow_project(Path(root).resolve(), None, overrides)  # fail fast, naming the bad key
     record_params("render", params, overrides, {"device", "render", "provenance"})
     output = output or params.render.output
-    out_path = root / (out or default_out(str(audio), target, output))
+    out_path = paths.root / out if out else default_out(paths.runs, str(audio), target, output)
     last = {"logged": 0.0}
 
     def progress(phase: str, done: int, total: int) -> None:
@@ -162,14 +159,10 @@ def render_flow(
     result = render_file(
         audio,
         out_path,
+        paths=paths,
         target=target,
         output=output,
-        params_file=root / "params.yaml",
         overrides=overrides,
-        lstm=root / "artifacts" / "lstm.pt",
-        cgan=root / "artifacts" / "cgan.pt",
-        shards=root / "data" / "shards",
-        videos=root / "data" / "raw" / "videos",
         progress=progress,
     )
     verdict: Verdict = result["provenance"]
@@ -190,9 +183,3 @@ def render_flow(
         "signed": verdict.ok,
         "provenance_digest": verdict.digest,
     }
-
-
-if __name__ == "__main__":
-    import sys
-
-    print(render_flow(audio=sys.argv[1], target=sys.argv[2] if len(sys.argv) > 2 else None))

@@ -14,7 +14,6 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-DEFAULT_PATH = Path("params.yaml")
 # The side of the aligned face crop. The generator (models/cgan.py) makes this size only, so
 # preprocess.face_size is held to it here rather than found wrong after hours of preprocessing.
 FACE_SIZE = 128
@@ -215,8 +214,9 @@ def _apply(raw: dict, key: str, value: Any) -> None:
     node[leaf] = value
 
 
-def load_params(path: str | Path = DEFAULT_PATH, overrides: dict[str, Any] | None = None) -> Params:
-    """Read params.yaml (missing keys take their defaults) and apply dotted-key overrides."""
+def load_params(path: str | Path, overrides: dict[str, Any] | None = None) -> Params:
+    """Read a params file (the project's is `Paths.params`, tasks/paths.py; missing keys take their
+    defaults) and apply dotted-key overrides."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text()) or {}

@@ -25,8 +25,8 @@ os.environ.setdefault("NUMBA_CACHE_DIR", str(Path.home() / ".cache" / "reenact" 
 # Renders are signed: with a key of the test session's own, never the user's ~/.config/reenact/signing.
 os.environ.setdefault("REENACT_SIGNING_DIR", tempfile.mkdtemp(prefix="reenact-signing-"))
 
-# The render kit (tiny trained models over synthetic shards), built once for every module that renders.
-from render_kit import kit  # noqa: F401
+# Tiny trained projects, each trained once a session for every module that renders or evaluates.
+from render_kit import footage, kit, tiny_models  # noqa: F401
 
 
 @pytest.fixture(scope="session")

@@ -1,34 +1,149 @@
-"""The render test kit: tiny trained models over synthetic shards with a synthetic voice, shared by
-every test that renders (a session fixture, registered in conftest.py, so it is built once).
+"""Tiny trained projects for every test that renders or evaluates, made by one session-scoped factory
+(`tiny_models`, registered in conftest.py): each is trained once a session, whichever test asks first.
 
-The models are artifacts/*.pt when both exist; otherwise (a fresh clone, or REENACT_TINY_MODELS=1)
-tiny ones trained here by the real training entry points on synthetic shards whose audio column
-holds real features of a synthetic voice that opens as the mouth does, so that loudness drives
-the lips as it does in speech.
+A project is a folder of its own laid out as tasks/paths.py says: params.yaml (the working tree's,
+with the project's overrides written in), a corpus in data/shards and data/raw/videos, and an LSTM
+and a generator in artifacts/ trained by the real training stages run in that folder with no
+arguments, as `dvc repro` runs them. Nothing else of the working tree is read.
+
+- `kit`: synthetic drawings (tasks/synthetic.py) whose audio column holds real features of a
+  synthetic voice that opens as the mouth does, so that loudness drives the lips as in speech; its
+  raw videos are that voice alone, no picture. It renders the face crop (output "face").
+- `footage`: three 2 s demo clips (tasks/demo.py) preprocessed by the real per-video task: real
+  frames to composite into (output "full", "panel").
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import soundfile
-from helpers import params_copy, synthetic_shards, train_tiny
+import yaml
 
-from models.render import load_models
+from models.render import Models, load_models
+from tasks.demo import make_demo_corpus
 from tasks.features import audio_features
 from tasks.landmarks import lips_opening
+from tasks.params import DemoParams, Params, load_params
+from tasks.paths import Paths
 from tasks.shards import part_files
+from tasks.synthetic import synthetic_shards
+from tasks.video import process_video
 
 ROOT = Path(__file__).resolve().parents[1]
 SR = 16000
+# Small enough to train in seconds on a CPU, and still a generator and an LSTM of the real shape.
+TINY = {
+    "device": "cpu",
+    "lstm.hidden": 16,
+    "lstm.fc_hidden": 16,
+    "lstm.context": 2,
+    "cgan.epochs": 1,
+    "cgan.finetune_epochs": 0,
+    "cgan.ngf": 4,
+    "cgan.ndf": 4,
+    "cgan.val_frames": 8,
+}
+
+Corpus = Callable[[Paths, Params], None]  # writes the project's shards (and raw videos)
+
+
+@dataclass(frozen=True)
+class Trained:
+    """A tiny trained project: where everything is, the params it was made with, its models loaded."""
+
+    paths: Paths
+    params: Params
+    models: Models
+
+    @property
+    def target(self) -> str:
+        """The generator's target video: whose face speaks when a render names none."""
+        return self.models.cgan_artifact.target_video
+
+
+class TinyModels:
+    """`tiny_models(name, corpus, overrides)`: the project `name`, trained on the first call."""
+
+    def __init__(self, folder: Path):
+        self.folder, self.made = folder, {}
+
+    def __call__(self, name: str, corpus: Corpus, overrides: dict[str, Any]) -> Trained:
+        if name not in self.made:
+            self.made[name] = train_project(Paths.at(self.folder / name), corpus, overrides)
+        return self.made[name]
+
+
+def train_project(paths: Paths, corpus: Corpus, overrides: dict[str, Any]) -> Trained:
+    """Write params.yaml and the corpus, then run both training stages in the project."""
+    params = load_params(ROOT / "params.yaml", overrides)
+    paths.root.mkdir(parents=True)
+    paths.params.write_text(yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False))
+    corpus(paths, params)
+    from models import train_cgan, train_lstm
+
+    with contextlib.chdir(paths.root):  # every location the stages' default: the project's
+        train_lstm.main([])
+        train_cgan.main([])
+    return Trained(paths, params, load_models(paths.lstm, paths.cgan, params.device))
+
+
+def voice_corpus(paths: Paths, params: Params, videos: int = 3) -> None:
+    """Synthetic shards with a voice in their audio column, and that voice as each raw video."""
+    synthetic_shards(paths.shards, videos=videos, frames=120)
+    p = params.preprocess
+    for index in range(videos):
+        for path in part_files(paths.shards, f"synthetic_{index}"):
+            table = pq.read_table(path)
+            lips = np.asarray(table.column("lips").to_pylist(), np.float32).reshape(-1, 16)
+            opening = np.nan_to_num(lips_opening(lips, p.lip_indices))
+            envelope = np.clip(opening / max(opening.max(), 1e-6), 0, 1) ** 1.5
+            samples = voice(len(lips) / p.fps, envelope=envelope, seed=index)
+            features = audio_features(samples, SR, table.column("time").to_numpy(), p)
+            column = pa.FixedSizeListArray.from_arrays(
+                pa.array(features.reshape(-1), pa.float32()), features.shape[1]
+            )
+            pq.write_table(table.set_column(table.schema.get_field_index("audio"), "audio", column), path)
+    paths.videos.mkdir(parents=True)
+    for index in range(videos):
+        wav = write_voice(paths.root / f"voice_{index}.wav", 4.0, seed=10 + index)
+        ffmpeg("-i", str(wav), "-c:a", "aac", str(paths.videos / f"synthetic_{index}.mp4"))
+        wav.unlink()
+
+
+def demo_corpus(paths: Paths, params: Params) -> None:
+    """Three 2 s demo clips as raw videos, preprocessed."""
+    for path in make_demo_corpus(paths.videos, DemoParams(clips=3, seconds=2.0, seed=7)):
+        assert process_video(path, paths.shards, params.preprocess)["status"] == "ok"
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory) -> TinyModels:
+    return TinyModels(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(scope="session")
+def kit(tiny_models) -> Trained:
+    """The face crop at 128 px (these shards are drawings with no footage behind them)."""
+    lstm = {"lstm.epochs": 12, "lstm.batch_size": 32, "lstm.lr": 0.003, "cgan.batch_size": 16}
+    render = {"render.size": 128, "render.output": "face"}
+    return tiny_models("voice", voice_corpus, {**TINY, **lstm, **render})
+
+
+@pytest.fixture(scope="session")
+def footage(tiny_models) -> Trained:
+    """Full frames of real footage, panels at 128 px a face."""
+    return tiny_models("footage", demo_corpus, {**TINY, "lstm.epochs": 2, "render.size": 128})
 
 
 def voice(
@@ -52,6 +167,12 @@ def voice(
     return (0.25 * envelope_t * (buzz + 0.3 * rng.normal(size=len(t)))).astype(np.float32)
 
 
+def write_voice(path: Path, seconds: float, seed: int = 0) -> Path:
+    """`voice` as a 16 kHz wav at `path`."""
+    soundfile.write(path, voice(seconds, seed=seed), SR)
+    return path
+
+
 def ffmpeg(*args: str) -> None:
     subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", *args], check=True)
 
@@ -66,74 +187,7 @@ def probe(path: Path) -> dict:
     return json.loads(out)
 
 
-def _speech_audio(shards: Path, videos: int, params) -> None:
-    """Replace the synthetic audio column by real features of a voice as loud as the mouth is open."""
-    for index in range(videos):
-        for path in part_files(shards, f"synthetic_{index}"):
-            table = pq.read_table(path)
-            lips = np.asarray(table.column("lips").to_pylist(), np.float32).reshape(-1, 16)
-            opening = np.nan_to_num(lips_opening(lips, params.lip_indices))
-            envelope = np.clip(opening / max(opening.max(), 1e-6), 0, 1) ** 1.5
-            samples = voice(len(lips) / params.fps, envelope=envelope, seed=index)
-            features = audio_features(samples, SR, table.column("time").to_numpy(), params)
-            column = pa.FixedSizeListArray.from_arrays(
-                pa.array(features.reshape(-1), pa.float32()), features.shape[1]
-            )
-            table = table.set_column(table.schema.get_field_index("audio"), "audio", column)
-            pq.write_table(table, path)
-
-
-@dataclass
-class Kit:
-    models: object
-    params: object
-    params_file: Path
-    overrides: dict
-    shards: Path
-    videos: Path
-    root: Path
-    lstm_path: Path
-    cgan_path: Path
-
-
-@pytest.fixture(scope="session")
-def kit(tmp_path_factory):
-    """Models, params (CPU, 128 px output), synthetic shards with their 'raw videos', and a scratch dir."""
-    root = tmp_path_factory.mktemp("render")
-    # The face crop: these shards are drawings with no footage behind them (tests/test_fullframe.py
-    # renders onto real frames).
-    overrides = {"device": "cpu", "render.size": 128, "render.output": "face"}
-    params_file, params = params_copy(root, overrides)
-    shards = synthetic_shards(root / "shards", videos=3, frames=120)
-    _speech_audio(shards, 3, params.preprocess)
-    videos = root / "raw" / "videos"
-    videos.mkdir(parents=True)
-    for index in range(3):
-        soundfile.write(root / f"voice_{index}.wav", voice(4.0, seed=10 + index), SR)
-        ffmpeg("-i", str(root / f"voice_{index}.wav"), "-c:a", "aac", str(videos / f"synthetic_{index}.mp4"))
-
-    lstm_path, cgan_path = ROOT / "artifacts" / "lstm.pt", ROOT / "artifacts" / "cgan.pt"
-    if os.environ.get("REENACT_TINY_MODELS") == "1" or not (lstm_path.exists() and cgan_path.exists()):
-        lstm_path, cgan_path = train_tiny(
-            params_file,
-            shards,
-            root,
-            [
-                "lstm.epochs=12",
-                "lstm.hidden=16",
-                "lstm.fc_hidden=16",
-                "lstm.context=2",
-                "lstm.batch_size=32",
-                "lstm.lr=0.003",
-            ],
-            [
-                "cgan.epochs=1",
-                "cgan.finetune_epochs=0",
-                "cgan.ngf=4",
-                "cgan.ndf=4",
-                "cgan.batch_size=16",
-                "cgan.val_frames=8",
-            ],
-        )
-    models = load_models(lstm_path, cgan_path, "cpu")
-    return Kit(models, params, params_file, overrides, shards, videos, root, lstm_path, cgan_path)
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """Peak signal-to-noise ratio of two uint8 images, in dB."""
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return 10 * np.log10(255**2 / max(mse, 1e-12))

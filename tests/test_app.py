@@ -7,28 +7,21 @@ needs the internet); the app is `reenact app` in a process of its own, on 127.0.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import soundfile
-import yaml
-from helpers import stop, wait_for_http
-from render_kit import SR, ffmpeg, probe, voice
-from typer.testing import CliRunner
+from helpers import checkout_env, free_port, reenact, reenact_command, stop, wait_for_http
+from render_kit import ffmpeg, probe, write_voice
 
 from flows.app import BadUpload, check_speech
-from flows.cli import app
 from flows.render import fetch_speech
 from models.render import RenderError
+from tasks.paths import Paths
 from tasks.provenance import verify_mp4
 from tasks.signing import ENV_DIR
 
-BIN = Path(sys.executable).parent
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",
@@ -45,8 +38,8 @@ def test_bad_speech_gets_a_message(tmp_path):
     (tmp_path / "empty.wav").write_bytes(b"")
     (tmp_path / "notes.wav").write_text("these are notes, not sound\n")
     ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x64:rate=10", "-t", "1", str(tmp_path / "silent_film.mp4"))
-    soundfile.write(tmp_path / "long.wav", voice(3.0), SR)
-    soundfile.write(tmp_path / "ok.wav", voice(1.0), SR)
+    write_voice(tmp_path / "long.wav", 3.0)
+    write_voice(tmp_path / "ok.wav", 1.0)
     expected = {
         None: "No speech yet",
         "empty.wav": "is empty",
@@ -67,43 +60,23 @@ def test_speech_urls_other_than_http_are_refused(tmp_path):
     assert fetch_speech("speech.wav", tmp_path) == (Path("speech.wav"), "speech.wav")
 
 
-def test_app_listens_beyond_loopback_only_when_told_to():
-    result = CliRunner().invoke(app, ["app", "--host", "0.0.0.0"])
-    assert result.exit_code == 2 and "--allow-remote" in result.output
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def app_project(root: Path, kit) -> Path:
-    """What `reenact app` reads from its working folder: params, weights, frame table, videos, metrics."""
-    params = yaml.safe_load(kit.params_file.read_text())
-    params["device"] = "cpu"
-    params["render"]["size"] = 128
-    (root / "params.yaml").write_text(yaml.safe_dump(params))
-    (root / "artifacts").mkdir()
-    shutil.copy(kit.lstm_path, root / "artifacts" / "lstm.pt")
-    shutil.copy(kit.cgan_path, root / "artifacts" / "cgan.pt")
-    shutil.copytree(kit.shards, root / "data" / "shards")
-    shutil.copytree(kit.videos, root / "data" / "raw" / "videos")
-    (root / "reports").mkdir()
-    (root / "reports" / "metrics.json").write_text(json.dumps({"model": {"sync_r": 0.955}}))
-    return root
+def test_app_listens_beyond_loopback_only_when_told_to(tmp_path):
+    done = reenact("app", "--host", "0.0.0.0", cwd=tmp_path)
+    assert done.returncode == 2 and "--allow-remote" in done.stderr
 
 
 @pytest.fixture
 def running_app(tmp_path, kit):
-    (tmp_path / "project").mkdir()
-    project = app_project(tmp_path / "project", kit)
+    """`reenact app --root` a copy of the kit's project with a metrics report, started from elsewhere."""
+    project = Paths.at(shutil.copytree(kit.paths.root, tmp_path / "project"))
+    project.metrics.parent.mkdir()
+    project.metrics.write_text(json.dumps({"model": {"sync_r": 0.955}}))
     port = free_port()
-    env = {**os.environ, ENV_DIR: str(tmp_path / "keys"), "GRADIO_ANALYTICS_ENABLED": "False"}
+    env = checkout_env(**{ENV_DIR: str(tmp_path / "keys"), "GRADIO_ANALYTICS_ENABLED": "False"})
     log = open(tmp_path / "app.log", "w")  # noqa: SIM115  (the app writes to it until the fixture ends)
-    command = [str(BIN / "reenact"), "app", "--port", str(port), "--max-seconds", "10"]
+    command = reenact_command("app", "--root", str(project.root), "--port", str(port), "--max-seconds", "10")
     process = subprocess.Popen(
-        command, cwd=project, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        command, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
     url = f"http://127.0.0.1:{port}/"
     try:
@@ -133,8 +106,8 @@ def test_app_renders_an_upload_in_a_real_browser(running_app, tmp_path, kit):
 
     url, _project = running_app
     (tmp_path / "notes.wav").write_text("not sound\n")
-    soundfile.write(tmp_path / "long.wav", voice(12.0, seed=5), SR)
-    soundfile.write(tmp_path / "speech.wav", voice(2.5, seed=6), SR)
+    write_voice(tmp_path / "long.wav", 12.0, seed=5)
+    write_voice(tmp_path / "speech.wav", 2.5, seed=6)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:

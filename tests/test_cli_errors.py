@@ -3,22 +3,14 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile
 import torch
+from helpers import ROOT, reenact
+from render_kit import write_voice
 
-ROOT = Path(__file__).resolve().parents[1]
-REENACT = Path(sys.executable).parent / "reenact"
-
-
-def reenact(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [str(REENACT), *args], cwd=cwd, capture_output=True, text=True, timeout=300, check=False
-    )
+from tasks.paths import Paths
 
 
 def one_line_error(done: subprocess.CompletedProcess, *expected: str) -> str:
@@ -33,9 +25,7 @@ def one_line_error(done: subprocess.CompletedProcess, *expected: str) -> str:
 
 @pytest.fixture
 def speech(tmp_path) -> Path:
-    t = np.arange(16000) / 16000
-    soundfile.write(tmp_path / "speech.wav", (0.2 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), 16000)
-    return tmp_path / "speech.wav"
+    return write_voice(tmp_path / "speech.wav", 1.0)
 
 
 def truncated(path: Path) -> Path:
@@ -70,6 +60,9 @@ def test_render_with_a_corrupt_checkpoint_says_so_in_one_line(tmp_path, speech, 
 def test_render_with_a_missing_params_file_says_so_in_one_line(tmp_path, speech):
     done = render_cli(tmp_path, speech, "--params", str(tmp_path / "nowhere.yaml"))
     one_line_error(done, "nowhere.yaml", "no such params file")
+    # every location follows --root: here its params.yaml, which is not there either
+    project = Paths.at(tmp_path / "project")
+    one_line_error(render_cli(tmp_path, speech, "--root", str(project.root)), str(project.params))
 
 
 def test_inspect_a_missing_or_corrupt_shard_folder_says_so_in_one_line(tmp_path):
@@ -78,6 +71,8 @@ def test_inspect_a_missing_or_corrupt_shard_folder_says_so_in_one_line(tmp_path)
         str(tmp_path / "nowhere"),
         "no such folder",
     )
+    project = Paths.at(tmp_path / "project")
+    one_line_error(reenact("inspect", "--root", str(project.root), cwd=tmp_path), str(project.shards))
     part = tmp_path / "shards" / "video_id=a" / "part-0000.parquet"
     part.parent.mkdir(parents=True)
     part.write_bytes(b"PAR1 cut short by a full disk")

@@ -6,34 +6,24 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import pandas as pd
 import psutil
 import pytest
-import soundfile
-from helpers import dvc_project_copy, stop, wait_for_http
-from render_kit import SR, voice
+from helpers import BIN, dvc_project_copy, free_port, stop, wait_for_http
+from render_kit import write_voice
 
 from tasks.demo import make_clip
 from tasks.files import sha256_file
 from tasks.params import load_params
+from tasks.paths import Paths
 from tasks.provenance import verify_mp4
 
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -133,18 +123,17 @@ print(json.dumps({{"state": run.state.type.value, "id": str(run.id), "artifacts"
 
 
 def test_preprocess_deployment_on_two_demo_videos(prefect_stack):
-    project = prefect_stack["project"]
-    demo = load_params(project / "params.yaml").demo
-    videos = project / "data" / "raw" / "videos"
-    videos.mkdir(parents=True)
+    project = Paths.at(prefect_stack["project"])
+    demo = load_params(project.params).demo
+    project.videos.mkdir(parents=True)
     for index in range(2):
-        make_clip(videos / f"demo_{index:02d}.mp4", seconds=2.0, seed=index, params=demo)
+        make_clip(project.videos / f"demo_{index:02d}.mp4", seconds=2.0, seed=index, params=demo)
 
     _state, _run_id, artifacts = run_deployment(
         prefect_stack, "preprocess/default", {"overrides": {"preprocess.detect_every": 5}}
     )
 
-    frames = pd.read_parquet(project / "data" / "shards")
+    frames = pd.read_parquet(project.shards)
     assert sorted(frames["video_id"].unique()) == ["demo_00", "demo_01"]
     assert len(frames) == 120 and frames["face_found"].mean() >= 0.95
     keys = {a["key"]: a for a in artifacts}
@@ -157,25 +146,25 @@ def test_preprocess_deployment_on_two_demo_videos(prefect_stack):
 
 
 def test_pipeline_deployment_runs_dvc_repro(prefect_stack):
-    project = prefect_stack["project"]
+    project = Paths.at(prefect_stack["project"])
     env = prefect_stack["env"]
-    subprocess.run(["git", "init", "-q"], cwd=project, env=env, check=True)  # .dvc/config came with the copy
+    subprocess.run(["git", "init", "-q"], cwd=project.root, env=env, check=True)  # .dvc/config came along
 
     _state, _run_id, artifacts = run_deployment(prefect_stack, "pipeline/default", {"stages": ["ingest"]})
 
-    manifest = pd.read_parquet(project / "data" / "raw" / "manifest.parquet")
+    manifest = pd.read_parquet(project.manifest)
     assert list(manifest["video_id"]) == ["demo_00", "demo_01"]
-    assert (project / "dvc.lock").exists()
+    assert (project.root / "dvc.lock").exists()
     keys = {a["key"] for a in artifacts}
     assert {"pipeline-metrics", "pipeline-summary"} <= keys
 
 
 def test_render_deployment_signs_the_mp4_and_publishes_it(prefect_stack, kit, tmp_path):
-    project = prefect_stack["project"]
-    (project / "artifacts").mkdir(exist_ok=True)
-    shutil.copy(kit.lstm_path, project / "artifacts" / "lstm.pt")
-    shutil.copy(kit.cgan_path, project / "artifacts" / "cgan.pt")
-    soundfile.write(tmp_path / "speech.wav", voice(2.0, seed=21), SR)
+    project = Paths.at(prefect_stack["project"])
+    project.artifacts.mkdir(exist_ok=True)
+    shutil.copy(kit.paths.lstm, project.lstm)
+    shutil.copy(kit.paths.cgan, project.cgan)
+    write_voice(tmp_path / "speech.wav", 2.0, seed=21)
     port = free_port()
     command = [
         sys.executable,
@@ -207,7 +196,7 @@ def test_render_deployment_signs_the_mp4_and_publishes_it(prefect_stack, kit, tm
     finally:
         stop(server)
 
-    video = project / "renders" / "deployed.mp4"
+    video = project.renders / "deployed.mp4"
     verdict = verify_mp4(video)
     assert verdict.ok and verdict.synthetic
     assert verdict.facts["speech_name"] == url, "the manifest names the URL, not the temporary download"

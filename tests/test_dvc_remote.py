@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from helpers import dvc_project_copy
+from helpers import BIN, dvc_project_copy
 
-BIN = Path(sys.executable).parent
+from tasks.paths import Paths
+
 pytestmark = pytest.mark.slow
 
 
@@ -44,12 +45,12 @@ def test_shards_travel_through_a_local_remote(tmp_path):
 
     clone = tmp_path / "colleague"
     sh(tmp_path, "git", "clone", "-q", str(repo), str(clone))
-    assert not (clone / "data" / "shards").exists()
+    assert not Paths.at(clone).shards.exists()
     # The team ran the pipeline as far as the dataset: pull what that stage made.
     pulled = sh(clone, str(BIN / "dvc"), "pull", "--with-deps", "preprocess")
     assert "data/shards" in pulled
 
-    ours, theirs = frame_table(repo / "data" / "shards"), frame_table(clone / "data" / "shards")
+    ours, theirs = frame_table(Paths.at(repo).shards), frame_table(Paths.at(clone).shards)
     assert len(ours) == 120
     pd.testing.assert_frame_equal(ours, theirs)
     assert sh(clone, str(BIN / "dvc"), "status", "preprocess").strip().endswith("up to date.")

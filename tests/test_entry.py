@@ -1,30 +1,41 @@
-"""One way in: every `python -m` stage parses its arguments through tasks/entry.py."""
+"""One way in: every `python -m` stage parses its arguments through tasks/entry.py, and every location
+follows `--root`."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from helpers import ROOT, checkout_env
 
-from tasks.entry import DEFAULT_PARAMS, DEFAULT_SHARDS, Overrides, ParamsFile, Shards, run, stage_params
+from tasks.entry import DEFAULT_ROOT, Overrides, ParamsFile, Root, Shards, run, stage_params, stage_paths
+from tasks.params import LstmParams
+from tasks.paths import Paths
 
-ROOT = Path(__file__).resolve().parents[1]
 
-
-def stage(params_file: ParamsFile = DEFAULT_PARAMS, override: Overrides = None,
-          shards: Shards = DEFAULT_SHARDS) -> dict:
+def stage(root: Root = DEFAULT_ROOT, params_file: ParamsFile = None, override: Overrides = None,
+          shards: Shards = None) -> dict:
     """A stage that reports what it was given."""
-    params = stage_params(params_file, override)
-    return {"seed": params.seed, "epochs": params.lstm.epochs, "shards": shards}
+    paths = stage_paths(root, params=params_file, shards=shards)
+    params = stage_params(paths.params, override)
+    return {"seed": params.seed, "epochs": params.lstm.epochs, "shards": paths.shards}
 
 
 def test_run_parses_the_shared_options_and_returns_the_result(tmp_path):
     (tmp_path / "params.yaml").write_text("seed: 3\n")
     argv = ["--params", str(tmp_path / "params.yaml"), "--override", "lstm.epochs=2", "--shards", "x"]
     assert run(stage, argv) == {"seed": 3, "epochs": 2, "shards": Path("x")}
+
+
+def test_locations_follow_the_root_unless_given(tmp_path):
+    project = Paths.at(tmp_path)
+    project.params.write_text("seed: 4\n")
+    expected = {"seed": 4, "epochs": LstmParams().epochs, "shards": project.shards}
+    assert run(stage, ["--root", str(tmp_path)]) == expected
+    moved = run(stage, ["--root", str(tmp_path), "--shards", "elsewhere"])
+    assert moved["shards"] == Path("elsewhere") and moved["seed"] == 4
 
 
 def test_bad_params_stop_with_one_line(tmp_path, capsys):
@@ -44,10 +55,15 @@ def test_help_and_usage_errors_exit_as_clis_do(capsys):
         run(stage, ["--help"], prog="python -m some.stage")
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    assert "python -m some.stage" in out and "--override" in out and "--shards" in out
+    assert "python -m some.stage" in out and "--override" in out and "--shards" in out and "--root" in out
     with pytest.raises(SystemExit) as exit_info:
         run(stage, ["--no-such-option"])
     assert exit_info.value.code == 2
+
+
+def python_m(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=checkout_env(COLUMNS="120"),
+                          capture_output=True, text=True, timeout=120, check=False)
 
 
 STAGES = ["models.train_lstm", "models.train_cgan", "flows.ingest", "flows.preprocess", "flows.pipeline"]
@@ -55,8 +71,17 @@ STAGES = ["models.train_lstm", "models.train_cgan", "flows.ingest", "flows.prepr
 
 @pytest.mark.parametrize("module", STAGES)
 def test_every_stage_has_help(module):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "120"}
-    done = subprocess.run([sys.executable, "-m", module, "--help"], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=120, check=False)
+    done = python_m(module, "--help", cwd=ROOT)
     assert done.returncode == 0, done.stderr
     assert f"python -m {module}" in done.stdout
+
+
+@pytest.mark.parametrize("module", ["flows.ingest", "flows.preprocess"])
+def test_a_flow_stage_reads_the_params_of_its_root(module, tmp_path):
+    """A params.yaml under --root that the stage stops on: it read that one, from anywhere."""
+    project = Paths.at(tmp_path / "project")
+    project.root.mkdir()
+    project.params.write_text("preprocess:\n  fpz: 3\n")
+    done = python_m(module, "--root", str(project.root), cwd=tmp_path)
+    assert done.returncode == 1
+    assert done.stderr.strip() == f"error: {project.params}: unknown key 'preprocess.fpz' (value 3)"

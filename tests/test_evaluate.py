@@ -1,5 +1,5 @@
-"""models.evaluate end to end on tiny models trained on a synthetic corpus, and the metric functions
-on inputs whose answer is known."""
+"""models.evaluate end to end on tiny models trained on a synthetic corpus (tests/render_kit.py's `kit`),
+and the metric functions on inputs whose answer is known."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import math
 import numpy as np
 import pytest
 import soundfile
-from helpers import synthetic_shards, train_tiny
 
 from models import evaluate, render
 from models.data import load_corpus, split_corpus
@@ -22,60 +21,45 @@ from models.metrics import (
     sync_metric,
 )
 from models.speech import speech_lips
-from tasks.params import load_params
-from tasks.paths import Paths
 
 PINNED_KEYS = {"lstm/val_loss", "lmd_px", "mouth_open_r", "gen_ssim", "gen_psnr", "gen_lmd_px", "sync_r"}
 COMPOSITE_KEYS = {"full_lmd_px", "seam", "outside_psnr"}
 LIP_INDICES = [48, 50, 52, 54, 56, 58, 62, 66]
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """Synthetic shards, a tiny LSTM and cGAN from the real training entry points, a params file."""
-    root = tmp_path_factory.mktemp("evaluate")
-    shards = synthetic_shards(root / "shards", videos=3, frames=120)
-    params = root / "params.yaml"
-    params.write_text("seed: 0\ndevice: cpu\nevaluate:\n  max_frames: 24\n  sync_seconds: 2.0\n")
-    train_tiny(
-        params,
-        shards,
-        root,
-        ["lstm.hidden=16", "lstm.fc_hidden=16", "lstm.context=2", "lstm.epochs=4"],
-        ["cgan.ngf=4", "cgan.ndf=4", "cgan.epochs=1", "cgan.finetune_epochs=0", "cgan.val_frames=8"],
-    )
-    return root
+# Fewer frames and seconds than the project's evaluation: the same code, on a tiny corpus.
+QUICK = ["--override", "evaluate.max_frames=24", "--override", "evaluate.sync_seconds=2.0"]
 
 
-def run(root, out, videos) -> dict:
+def run(kit, out, videos) -> dict:
     evaluate.main(
         [
             "--params",
-            str(root / "params.yaml"),
+            str(kit.paths.params),
             "--shards",
-            str(root / "shards"),
+            str(kit.paths.shards),
             "--lstm",
-            str(root / "lstm.pt"),
+            str(kit.paths.lstm),
             "--cgan",
-            str(root / "cgan.pt"),
+            str(kit.paths.cgan),
             "--videos",
             str(videos),
             "--root",  # the reports go to <root>/reports
             str(out.parent),
+            *QUICK,
         ]
     )
     return json.loads((out / "metrics.json").read_text())
 
 
-def test_metrics_json_has_every_design_metric_and_baseline(trained, tmp_path, capsys):
+def test_metrics_json_has_every_design_metric_and_baseline(kit, tmp_path, capsys):
     videos = tmp_path / "videos"
     videos.mkdir()
     # Speech for the held-out video: synthetic shards carry features, not audio, so any sound does.
-    corpus = load_corpus(trained / "shards")
-    val_video = split_corpus(corpus, load_params(trained / "params.yaml")).val_videos()[0]
+    val_video = split_corpus(load_corpus(kit.paths.shards), kit.params).val_videos()[0]
     t = np.arange(4 * 16000) / 16000
     soundfile.write(videos / f"{val_video}.wav", 0.3 * np.sin(2 * np.pi * 220 * t) * (t % 0.5 < 0.25), 16000)
-    metrics = run(trained, tmp_path / "reports", videos)
+    metrics = run(kit, tmp_path / "reports", videos)
 
     assert PINNED_KEYS <= metrics.keys()
     for baseline in ("baseline_mean", "baseline_random"):
@@ -98,7 +82,7 @@ def test_metrics_json_has_every_design_metric_and_baseline(trained, tmp_path, ca
     # the number training logged for its best epoch: same split, same stats (not to the last digit:
     # the synthetic lips have constant coordinates, z-scored with a std of 1e-6, and the round trip
     # to lips in [0, 1] costs float32 precision there; on the demo corpus they agree to 1e-6)
-    logged = json.loads((trained / "dvclive" / "lstm" / "metrics.json").read_text())
+    logged = json.loads((kit.paths.live_dir("lstm") / "metrics.json").read_text())
     assert metrics["lstm/val_loss"] == pytest.approx(logged["best_val_loss"], rel=1e-2)
     assert metrics["baseline_mean/lstm/val_loss"] == pytest.approx(logged["baseline_val_loss"], rel=1e-2)
     assert metrics["baseline_mean/mouth_open_r"] is None, "a constant has no correlation"
@@ -114,19 +98,19 @@ def test_metrics_json_has_every_design_metric_and_baseline(trained, tmp_path, ca
     assert "beats_baselines:" in capsys.readouterr().out
 
 
-def test_sync_lips_take_the_path_render_takes(trained, tmp_path):
+def test_sync_lips_take_the_path_render_takes(kit, tmp_path):
     """evaluate puts the model's and the yardsticks' lips through render.clip_lips; it must equal render()."""
-    params = load_params(trained / "params.yaml", {"render.size": 128})
+    params = kit.params
     t = np.arange(16000 * 3 // 2) / 16000
     speech = (0.3 * np.sin(2 * np.pi * 180 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32)
     soundfile.write(tmp_path / "speech.wav", speech, 16000, subtype="FLOAT")
-    models = render.load_models(trained / "lstm.pt", trained / "cgan.pt", "cpu")
+    models = kit.models
     render.render(
         tmp_path / "speech.wav",
         tmp_path / "speech.mp4",
         models,
         params,
-        Paths.at(trained, shards=trained / "shards"),
+        kit.paths,
         render.RenderOptions(output="face", lips_out=tmp_path / "lips.npy"),
     )
     pp = params.preprocess
@@ -136,8 +120,8 @@ def test_sync_lips_take_the_path_render_takes(trained, tmp_path):
     )
 
 
-def test_sync_r_is_null_without_speech(trained, tmp_path, capsys):
-    metrics = run(trained, tmp_path / "reports", tmp_path / "no-videos")
+def test_sync_r_is_null_without_speech(kit, tmp_path, capsys):
+    metrics = run(kit, tmp_path / "reports", tmp_path / "no-videos")
     assert metrics["sync_r"] is None and metrics["sync_video"] is None
     assert metrics["baseline_random/sync_r"] is None
     assert math.isfinite(metrics["gen_ssim"])

@@ -10,17 +10,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
-from render_kit import SR, ffmpeg, voice
-from typer.testing import CliRunner
+from helpers import reenact
+from render_kit import ffmpeg, write_voice
 
-from flows.cli import app
 from flows.render import render_file
 from tasks.files import sha256_file
-from tasks.params import digest, load_params
+from tasks.params import digest
 from tasks.provenance import FACTS, SOURCE_TYPE, draw_label, render_facts, sign_mp4, verify_mp4
 from tasks.signing import ENV_DIR, ensure_signing_identity, signing_dir
 
@@ -60,7 +58,7 @@ def plain_mp4(path: Path, seconds: float = 2.0, size: int = 128) -> Path:
 
 
 def facts_for(tmp_path: Path) -> dict:
-    soundfile.write(tmp_path / "speech.wav", voice(1.0, seed=3), SR)
+    write_voice(tmp_path / "speech.wav", 1.0, seed=3)
     for name in ("lstm.pt", "cgan.pt"):
         (tmp_path / name).write_bytes(name.encode() * 100)
     return render_facts(
@@ -124,22 +122,25 @@ def test_signed_mp4_declares_synthetic_media_and_the_render_facts(tmp_path):
 
 def test_verify_command_passes_signed_fails_tampered_and_says_unsigned(tmp_path):
     sign_mp4(plain_mp4(tmp_path / "plain.mp4"), tmp_path / "signed.mp4", facts_for(tmp_path))
-    runner = CliRunner()
-    good = runner.invoke(app, ["verify", str(tmp_path / "signed.mp4")])
-    assert good.exit_code == 0, good.output
-    assert "signed and intact" in good.output and "trainedAlgorithmicMedia" in good.output
-    assert "demo_05" in good.output and sha256_file(tmp_path / "speech.wav") in good.output
+
+    def verify(name: str):
+        return reenact("verify", name, cwd=tmp_path)
+
+    good = verify("signed.mp4")
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert "signed and intact" in good.stdout and "trainedAlgorithmicMedia" in good.stdout
+    assert "demo_05" in good.stdout and sha256_file(tmp_path / "speech.wav") in good.stdout
 
     data = bytearray((tmp_path / "signed.mp4").read_bytes())
     data[data.index(b"mdat") + 1000] ^= 0x01  # one bit of the coded video
     (tmp_path / "tampered.mp4").write_bytes(bytes(data))
-    bad = runner.invoke(app, ["verify", str(tmp_path / "tampered.mp4")])
-    assert bad.exit_code != 0 and "TAMPERED" in bad.output and "bmffHash.mismatch" in bad.output
+    bad = verify("tampered.mp4")
+    assert bad.returncode == 3 and "TAMPERED" in bad.stdout and "bmffHash.mismatch" in bad.stdout
 
-    plain = runner.invoke(app, ["verify", str(tmp_path / "plain.mp4")])
-    assert plain.exit_code != 0 and "unsigned" in plain.output
-    missing = runner.invoke(app, ["verify", str(tmp_path / "nothing.mp4")])
-    assert missing.exit_code != 0 and "no such file" in missing.output
+    plain = verify("plain.mp4")
+    assert plain.returncode == 1 and "unsigned" in plain.stdout
+    missing = verify("nothing.mp4")
+    assert missing.returncode == 1 and "no such file" in missing.stdout
 
 
 def test_a_changed_byte_inside_the_manifest_is_not_intact(tmp_path):
@@ -215,32 +216,22 @@ def frame_at(path: Path, index: int, size: int) -> np.ndarray:
 
 
 def test_a_fresh_render_is_signed_with_its_inputs_and_the_label_param_shows(kit, tmp_path):
-    soundfile.write(tmp_path / "speech.wav", voice(1.5, seed=7), SR)
-    common = {
-        "target": None,
-        "output": "face",
-        "params_file": kit.params_file,
-        "models": kit.models,
-        "shards": kit.shards,
-        "videos": kit.videos,
-    }
-    result = render_file(tmp_path / "speech.wav", tmp_path / "talk.mp4", overrides=kit.overrides, **common)
+    write_voice(tmp_path / "speech.wav", 1.5, seed=7)
+    common = {"paths": kit.paths, "target": None, "output": "face", "models": kit.models}
+    result = render_file(tmp_path / "speech.wav", tmp_path / "talk.mp4", **common)
     verdict = result["provenance"]
     assert verdict.ok and verdict.synthetic and result["speech"] == "speech.wav"
     facts = verdict.facts
-    assert facts["target_video"] == result["target"] == kit.models.cgan_artifact.target_video
+    assert facts["target_video"] == result["target"] == kit.target
     assert facts["speech_name"] == "speech.wav"
     assert facts["speech_sha256"] == sha256_file(tmp_path / "speech.wav")
-    assert facts["lstm_sha256"] == sha256_file(kit.lstm_path)
-    assert facts["cgan_sha256"] == sha256_file(kit.cgan_path)
-    assert facts["params_digest"] == digest(load_params(kit.params_file, kit.overrides))
-    assert CliRunner().invoke(app, ["verify", str(tmp_path / "talk.mp4")]).exit_code == 0
+    assert facts["lstm_sha256"] == sha256_file(kit.paths.lstm)
+    assert facts["cgan_sha256"] == sha256_file(kit.paths.cgan)
+    assert facts["params_digest"] == digest(kit.params)
+    assert reenact("verify", "talk.mp4", cwd=tmp_path).returncode == 0
 
     labelled = render_file(
-        tmp_path / "speech.wav",
-        tmp_path / "labelled.mp4",
-        overrides={**kit.overrides, "provenance.label": True},
-        **common,
+        tmp_path / "speech.wav", tmp_path / "labelled.mp4", overrides={"provenance.label": True}, **common
     )
     assert labelled["provenance"].ok
     plain, marked = frame_at(tmp_path / "talk.mp4", 10, 128), frame_at(tmp_path / "labelled.mp4", 10, 128)
