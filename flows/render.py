@@ -15,25 +15,25 @@ import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_link_artifact
 
 from flows.common import artifact_key, flow_project, publish_markdown, record_params
-from models.render import OUTPUTS, RenderError, RenderOptions, load_models
+from models.layouts import check_output
+from models.render import RenderError, RenderOptions, load_models
 from models.render import render as render_video
 from tasks.download import SourceError, check_source
 from tasks.files import safe_id
-from tasks.params import load_params
+from tasks.params import Output, load_params
 from tasks.paths import Paths
 from tasks.provenance import Verdict, verify_mp4
 
 if TYPE_CHECKING:
     from models.render import Models
 
-Output = Literal["full", "panel", "face", "face_panel"]  # models.render.OUTPUTS
 Progress = Callable[[str, int, int], None]
 MAX_DOWNLOAD_BYTES = 512 << 20
 DOWNLOAD_TIMEOUT_S = 60
@@ -92,9 +92,7 @@ def render_file(
     Raises RenderError (bad speech, unknown target, refused URL), ParamsError, FileNotFoundError.
     """
     params = load_params(paths.params, overrides)
-    output = output or params.render.output
-    if output not in OUTPUTS:
-        raise RenderError(f"output {output!r}: must be one of {', '.join(OUTPUTS)}")
+    output = check_output(output or params.render.output)  # before the models load
     models = models or load_models(paths.lstm, paths.cgan, params.device)
     with tempfile.TemporaryDirectory(prefix="reenact-speech-") as scratch:
         speech, name = fetch_speech(audio, Path(scratch))

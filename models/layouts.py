@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -22,12 +21,8 @@ from models.lips import lips_moments
 from models.loading import Models
 from models.panel import FramePanel, Panel, Traces
 from models.target import TargetFrames, read_target_rows, target_video_file
-from tasks.params import Params
+from tasks.params import OUTPUTS, Output, Params
 from tasks.paths import Paths
-
-# The render outputs, each a way of laying out the frames (render.output in params.yaml says the same).
-Output = Literal["full", "panel", "face", "face_panel"]
-OUTPUTS: tuple[Output, ...] = get_args(Output)
 
 
 def check_output(output: str) -> Output:

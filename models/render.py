@@ -27,7 +27,7 @@ import numpy as np
 
 from models.artifacts import LipsStats
 from models.errors import RenderError
-from models.layouts import OUTPUTS, FrameStream, Layout, Output, check_output, target_of
+from models.layouts import FrameStream, Layout, check_output, target_of
 from models.lips import (
     MomentSums,
     align_lips,
@@ -44,7 +44,7 @@ from models.speech import frame_count, stream_lips
 from tasks.decode import DecodeError, MediaInfo, iter_audio, probe
 from tasks.entry import run
 from tasks.features import feature_layout
-from tasks.params import Params, digest
+from tasks.params import Output, Params, digest
 from tasks.paths import Paths
 from tasks.provenance import draw_label, render_facts, sign_mp4
 from tasks.shards import partition_dir
@@ -52,9 +52,7 @@ from tasks.shards import partition_dir
 Progress = Callable[[str, int, int], None]
 
 __all__ = [
-    "OUTPUTS",
     "Models",
-    "Output",
     "RenderError",
     "RenderOptions",
     "clip_lips",
@@ -69,8 +67,8 @@ class RenderOptions:
     """What one render may choose besides the speech, the models, the params and the project's files.
 
     target: the video id whose face speaks (None: render.target_video, else the generator's target).
-    output: one of OUTPUTS (None: render.output). real: the corpus video the speech comes from, for
-    the traces' real mouth opening (None: found by the speech file's path in `paths.videos`).
+    output: one of OUTPUTS (tasks/params.py; None: render.output). real: the corpus video the speech
+    comes from, for the traces' real mouth opening (None: found by the speech file's path in `paths.videos`).
     lips_out: also save the final lips as .npy. provenance: facts added to or overriding the
     manifest's (e.g. "speech_name" for speech downloaded from a URL). progress(phase, done, total):
     phases "lips" then "frames".

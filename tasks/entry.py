@@ -30,9 +30,10 @@ from tasks.params import Params, ParamsError, load_params, parse_override
 from tasks.paths import Paths
 
 DEFAULT_ROOT = Path(".")
+_LAYOUT = Paths.at("<root>")  # the default locations, as --help shows them
 
 Root = Annotated[Path, typer.Option("--root", help="the project root; every location follows it")]
-ParamsFile = Annotated[Path | None, typer.Option("--params", help="params [default: <root>/params.yaml]")]
+ParamsFile = Annotated[Path | None, typer.Option("--params", help=f"params (default: {_LAYOUT.params})")]
 Overrides = Annotated[
     list[str] | None,
     typer.Option(
@@ -41,13 +42,15 @@ Overrides = Annotated[
         help="dotted-key override of params, e.g. lstm.epochs=3 (repeatable)",
     ),
 ]
-Shards = Annotated[Path | None, typer.Option(help="the frame table folder [default: <root>/data/shards]")]
-Videos = Annotated[
-    Path | None,
-    typer.Option(help="the source videos, <video_id>.mp4 [default: <root>/data/raw/videos]"),
-]
-Lstm = Annotated[Path | None, typer.Option(help="audio -> lips weights [default: <root>/artifacts/lstm.pt]")]
-Cgan = Annotated[Path | None, typer.Option(help="lips -> face weights [default: <root>/artifacts/cgan.pt]")]
+def _located(what: str, field: str) -> typer.Option:
+    """An optional location: None keeps the project layout's (tasks/paths.py), shown in --help."""
+    return typer.Option(help=f"{what} (default: {getattr(_LAYOUT, field)})")
+
+
+Shards = Annotated[Path | None, _located("the frame table folder", "shards")]
+Videos = Annotated[Path | None, _located("the source videos, <video_id>.mp4", "videos")]
+Lstm = Annotated[Path | None, _located("audio -> lips weights", "lstm")]
+Cgan = Annotated[Path | None, _located("lips -> face weights", "cgan")]
 
 
 def stage_paths(root: str | Path = DEFAULT_ROOT, **given: str | Path | None) -> Paths:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -129,8 +129,14 @@ class EvaluateParams(_Section):
     composite_seconds: float = Field(5.0, gt=0)
 
 
+# The render outputs, each a way of laying out the frames (models/layouts.py builds them): the one
+# place their names are spelled; the CLI, the app and the render flow take them from here.
+Output = Literal["full", "panel", "face", "face_panel"]
+OUTPUTS: tuple[Output, ...] = get_args(Output)
+
+
 class RenderParams(_Section):
-    output: Literal["full", "panel", "face", "face_panel"] = "full"
+    output: Output = "full"
     size: int = Field(256, ge=64, le=1024)
     target_video: str = ""
     align: Literal["clip", "corpus", "none"] = "clip"

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from flows.app import AppConfig, thumbnail
+from flows.app import thumbnail
 from tasks.params import PreprocessParams
+from tasks.paths import Paths
 from tasks.shards import ShardWriter
 
 
@@ -24,9 +25,9 @@ def test_without_its_video_a_target_shows_its_first_face_from_the_shards(tmp_pat
         writer.add(frame=0, time=0.0, face_found=False, landmarks=np.zeros((68, 2)), lips=np.zeros(16),
                    audio=np.zeros(28), face=b"no face", crop=np.zeros(6))
         writer.commit()
-    config = AppConfig(shards=shards, videos=tmp_path / "videos")
+    paths = Paths.at(tmp_path, shards=shards)
 
-    shown = thumbnail("t", config, cache)
+    shown = thumbnail("t", paths, cache)
     assert shown is not None and Path(shown).read_bytes() == b"jpeg of frame 30"
-    assert thumbnail("faceless", config, cache) is None
-    assert thumbnail("unknown", config, cache) is None
+    assert thumbnail("faceless", paths, cache) is None
+    assert thumbnail("unknown", paths, cache) is None

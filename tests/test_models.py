@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import get_args
-
 import numpy as np
 import pytest
 import torch
@@ -21,11 +19,11 @@ from models.data import (
     split_corpus,
     target_video,
 )
-from models.errors import CheckpointError
-from models.layouts import OUTPUTS
+from models.errors import CheckpointError, RenderError
+from models.layouts import check_output
 from models.lstm import AudioToLips, load_lstm, predict_lips, window_index
 from models.metrics import lip_metrics
-from tasks.params import FACE_SIZE, Params, ParamsError, RenderParams, load_params
+from tasks.params import FACE_SIZE, OUTPUTS, Output, Params, ParamsError, RenderParams, load_params
 
 
 @pytest.fixture(scope="module")
@@ -242,9 +240,12 @@ def test_face_size_is_the_generators(params):
         params(**{"preprocess.face_size": 256})
 
 
-def test_render_outputs_are_the_ones_params_accept():
-    """models/layouts.py names the outputs; params.yaml's render.output must accept exactly those."""
-    assert get_args(RenderParams.model_fields["output"].annotation) == OUTPUTS
+def test_render_outputs_are_named_once_and_checked_by_one_function():
+    """tasks/params.py names the outputs; params.yaml and check_output accept exactly those."""
+    assert RenderParams.model_fields["output"].annotation is Output
+    assert [check_output(name) for name in OUTPUTS] == list(OUTPUTS)
+    with pytest.raises(RenderError, match="'movie': not one of full, panel, face, face_panel"):
+        check_output("movie")
 
 
 def test_params_defaults_are_valid():
