@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
 from prefect import flow, get_run_logger, unmapped
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
 
@@ -31,6 +30,7 @@ from flows.common import (
     record_params,
     run_stage,
 )
+from tasks.download import read_manifest
 from tasks.params import PreprocessParams
 from tasks.paths import Paths
 from tasks.shards import clean_temporaries, read_videos_table, remove_stale, write_videos_table
@@ -59,7 +59,7 @@ def find_videos(raw_dir: Path, video_ids: list[str] | None = None) -> list[Path]
     raw = Paths.at(raw=raw_dir)
     videos, manifest = raw.videos, raw.manifest
     if manifest.exists():
-        rows = pq.read_table(manifest, columns=["video_id", "status"]).to_pylist()
+        rows = read_manifest(manifest)
         paths = [videos / f"{row['video_id']}.mp4" for row in rows if row["status"] in USABLE_SOURCES]
     else:
         paths = sorted(videos.glob("*.mp4"))
