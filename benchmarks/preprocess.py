@@ -3,7 +3,7 @@
     python benchmarks/preprocess.py [VIDEO]   # default: the project's demo_00, else the real clip
 
 Prints one JSON object, all measured in this run: `decode_fps`, ffmpeg decoding alone (the
-I420 frames the task reads); `task_fps`, the whole per-video task, tasks.video.process_video
+I420 frames the task reads); `task_fps`, the whole per-video task, tasks.rows.video.process_video
 into a temporary shards folder (probe, audio read, features, decoding, tracking, JPEG,
 Parquet); `naive_fps`, HOG on every full-resolution RGB frame + the shape predictor;
 `naive_x2_fps`, the same with HOG on every frame upsampled 2x (what finds faces of ~40-80
@@ -30,11 +30,11 @@ from pathlib import Path
 
 import cv2
 
-from tasks import landmarks as lm
-from tasks.decode import iter_frames, probe
-from tasks.params import PreprocessParams
-from tasks.paths import Paths
-from tasks.video import process_video
+from tasks.config.params import PreprocessParams
+from tasks.config.paths import Paths
+from tasks.rows import landmarks as lm
+from tasks.rows.decode import iter_frames, probe
+from tasks.rows.video import process_video
 
 REAL_CLIP = Path(__file__).resolve().parents[2] / "shared/fixtures/real/WDA_AlexandriaOcasioCortez_000.mp4"
 

@@ -16,7 +16,7 @@ signing and the rename; the best of `--repeats` runs after one warm-up render.
   does it, the generated crop's whole box put back with cv2.seamlessClone frame by frame: the
   naive baseline, in the same run.
 AUDIO defaults to the real speech fixture if present, else a demo clip's audio track. The models,
-frame table and footage are the project's under --root (default: this checkout; tasks/paths.py),
+frame table and footage are the project's under --root (default: this checkout; tasks/config/paths.py),
 each movable on its own (--params, --lstm, --cgan, --shards, --videos).
 """
 
@@ -38,13 +38,13 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from models import layouts
-from models.cgan import load_generator
-from models.composite import warp_back
-from models.render import RenderOptions, load_models, render
-from tasks.params import load_params
-from tasks.paths import Paths
-from tasks.video import process_video
+from models.networks.cgan import load_generator
+from models.rendering import layouts
+from models.rendering.composite import warp_back
+from models.rendering.render import RenderOptions, load_models, render
+from tasks.config.params import load_params
+from tasks.config.paths import Paths
+from tasks.rows.video import process_video
 
 REAL_SPEECH = ROOT.parent / "shared" / "fixtures" / "real" / "RD_Radio31_000.wav"
 

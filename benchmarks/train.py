@@ -3,14 +3,14 @@
     python benchmarks/train.py [--root .] [--shards DIR] [--seconds 10] [--override cgan.batch_size=128 ...]
 
 lstm_samples_per_s: training frames per second of the LSTM (forward, backward, Adam) with the
-whole dataset on the device and batches gathered in one index, as models.train_lstm does.
+whole dataset on the device and batches gathered in one index, as models.training.train_lstm does.
 cgan_images_per_s: real images per second through a full D step and G step, JPEG decoding
-and the DataLoader included, with AMP and channels_last on CUDA, as models.train_cgan does.
+and the DataLoader included, with AMP and channels_last on CUDA, as models.training.train_cgan does.
 The *_naive figures are the same work done the obvious way, measured in the same run: the
 LSTM fed by a DataLoader of single items, the cGAN one image at a time in fp32 NCHW with
 decoding in the main process. Without shards, a synthetic corpus the size of the demo one
-(tasks/synthetic.py) is made in a temp folder. Locations default to the project's under --root
-(tasks/paths.py).
+(tasks/table/synthetic.py) is made in a temp folder. Locations default to the project's under --root
+(tasks/config/paths.py).
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ from torch.utils.data import DataLoader
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from models.common import pick_device, seed_everything
-from models.data import (
+from models.networks.lstm import AudioToLips
+from models.training.data import (
     FacesWithLips,
     LipsWindows,
     audio_stats,
@@ -37,13 +38,12 @@ from models.data import (
     load_corpus,
     split_corpus,
 )
-from models.lstm import AudioToLips
-from models.train_cgan import Gan, gan_step
-from models.train_lstm import lstm_step
-from tasks.params import load_params, parse_override
-from tasks.paths import Paths
-from tasks.shards import video_ids
-from tasks.synthetic import synthetic_shards
+from models.training.train_cgan import Gan, gan_step
+from models.training.train_lstm import lstm_step
+from tasks.config.params import load_params, parse_override
+from tasks.config.paths import Paths
+from tasks.table.shards import video_ids
+from tasks.table.synthetic import synthetic_shards
 
 
 def sync(device: torch.device) -> None:

@@ -3,7 +3,7 @@
 Tab "Render": upload or record speech, pick a target video (with a thumbnail), choose full frame /
 face / panel; progress while it renders, then the video to play and download, with what its C2PA
 manifest says. Tab "Dataset": the contact sheet, `reenact inspect`'s table and reports/metrics.json.
-Every location is the project's (tasks/paths.py); renders go to renders/app.
+Every location is the project's (tasks/config/paths.py); renders go to renders/app.
 
 The models are loaded once per process and renders run one at a time through Gradio's queue
 (concurrency_limit=1), so two users cannot both hold a render's memory. Bad input is a message in
@@ -25,12 +25,12 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr
 
 from flows.render import default_out, render_file
-from models.render import RenderError, load_models
-from tasks.decode import DecodeError, probe
-from tasks.inspect import summarize, write_sheet
-from tasks.params import ParamsError, load_params
-from tasks.paths import Paths
-from tasks.shards import frames_with_face, read_frames
+from models.rendering.render import RenderError, load_models
+from tasks.config.params import ParamsError, load_params
+from tasks.config.paths import Paths
+from tasks.rows.decode import DecodeError, probe
+from tasks.table.inspect import summarize, write_sheet
+from tasks.table.shards import frames_with_face, read_frames
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 OUTPUT_LABELS = {"full": "Full frame", "face": "Face", "panel": "Panel (target | composite, lip traces)"}

@@ -1,5 +1,5 @@
 """The `reenact` command line. The commands that read the project (render, app; inspect reads the
-frame table alone) take `--root` and the location options of every stage (tasks/entry.py), and pass
+frame table alone) take `--root` and the location options of every stage (tasks/config/entry.py), and pass
 one Paths down."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from tasks.entry import (
+from tasks.config.entry import (
     DEFAULT_ROOT,
     Cgan,
     Lstm,
@@ -24,7 +24,7 @@ from tasks.entry import (
     Videos,
     stage_paths,
 )
-from tasks.paths import Paths
+from tasks.config.paths import Paths
 
 app = typer.Typer(
     help="reenact: speech -> talking-head video. Build the dataset with Prefect, train and render with DVC.",
@@ -83,7 +83,7 @@ def version() -> None:
     """Print the versions of reenact and the tools it drives."""
     from importlib.metadata import version as v
 
-    from tasks.decode import ffmpeg_version
+    from tasks.rows.decode import ffmpeg_version
 
     for name in ("reenact", "prefect", "dvc", "yt-dlp", "dlib-bin", "torch", "pyarrow"):
         typer.echo(f"{name} {v(name)}")
@@ -99,7 +99,7 @@ def inspect(
     sheet: Annotated[Path | None, typer.Option(help="write a contact sheet of sample crops and lips")] = None,
 ) -> None:
     """Videos, frames, the share with a face, bytes on disk, and the schema with its metadata."""
-    from tasks.inspect import report, write_sheet
+    from tasks.table.inspect import report, write_sheet
 
     shards_dir = stage_paths(root, shards=shards_dir).shards
     if not shards_dir.is_dir():
@@ -180,9 +180,9 @@ def render(
 
     from flows.render import render_file
     from models.errors import CheckpointError
-    from models.render import RenderError
-    from tasks.entry import parse_overrides
-    from tasks.params import ParamsError
+    from models.rendering.render import RenderError
+    from tasks.config.entry import parse_overrides
+    from tasks.config.params import ParamsError
 
     known = (RenderError, ParamsError, FileNotFoundError, CheckpointError, ArrowInvalid)
     with errors_in_one_line(*known), progress_bar() as progress:
@@ -208,7 +208,7 @@ def verify(
 ) -> None:
     """What a video's C2PA manifest says and whether the file still matches it (exit 0: signed and intact;
     1: unsigned or no such file; 3: the file no longer matches its manifest)."""
-    from tasks.provenance import verify_mp4
+    from tasks.provenance.manifest import verify_mp4
 
     verdict = verify_mp4(file)
     if not verdict.signed:
@@ -241,8 +241,8 @@ def web_app(
     """The web app: speech -> a signed talking-head video in the browser, and the dataset at a glance.
     Its renders go to <root>/renders/app."""
     from flows.app import LOOPBACK, create_app, launch
-    from models.render import RenderError
-    from tasks.params import ParamsError
+    from models.rendering.render import RenderError
+    from tasks.config.params import ParamsError
 
     if host not in LOOPBACK and not allow_remote:
         typer.echo(

@@ -12,7 +12,7 @@ import yaml
 from prefect import Flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from tasks.entry import (
+from tasks.config.entry import (
     DEFAULT_ROOT,
     Overrides,
     ParamsFile,
@@ -23,14 +23,14 @@ from tasks.entry import (
     stage_params,
     stage_paths,
 )
-from tasks.params import Params, load_params
-from tasks.paths import Paths
+from tasks.config.params import Params, load_params
+from tasks.config.paths import Paths
 
 
 def flow_project(root: str | Path, params_file: str | Path | None = None,
                  overrides: dict[str, Any] | None = None, **given: str | Path | None) -> tuple[Paths, Params]:
     """Where a flow run works and what it runs with: the project layout under `root` with the given
-    locations in place (tasks/paths.py), and `params_file` (None: the project's) with `overrides`."""
+    locations in place (tasks/config/paths.py), and `params_file` (None: the project's) with `overrides`."""
     paths = Paths.at(root, **given)
     return paths, load_params(params_file or paths.params, overrides)
 
@@ -47,7 +47,7 @@ def record_params(flow_name: str, params: Params, overrides: dict[str, Any] | No
 def run_stage(stage: Flow, preflight: Callable[[Params, Paths], str | None] | None = None,
               argv: list[str] | None = None) -> None:
     """A flow as a DVC stage: `python -m flows.<stage> [--root DIR] [--params FILE] [--override
-    KEY=VALUE ...]`, parsed as every stage is (tasks/entry.py); the flow gets `root` and `params_file`.
+    KEY=VALUE ...]`, parsed as every stage is (tasks/config/entry.py); the flow gets `root` and `params_file`.
     What stops a stage for a known reason stops it with one line, before Prefect starts (a flow that
     raises logs a traceback): a bad params.yaml, naming the key, or the problem `preflight` finds in
     the params and the project's paths (e.g. a sources file that is not there)."""

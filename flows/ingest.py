@@ -1,5 +1,5 @@
 """Stage `ingest`: sources -> data/raw/videos/<video_id>.mp4 and data/raw/manifest.parquet (under
-the project root, tasks/paths.py).
+the project root, tasks/config/paths.py).
 
 `data.source: demo` makes the offline demo corpus; `data.source: sources` fetches every line
 of `data.sources_file` (URLs through yt-dlp, or local paths), one Prefect task per source,
@@ -26,8 +26,11 @@ from flows.common import (
     record_params,
     run_stage,
 )
-from tasks import demo
-from tasks.download import (
+from tasks.config.files import sha256_file
+from tasks.config.params import DataParams, DemoParams, Params, digest
+from tasks.config.paths import Paths
+from tasks.demo.corpus import corpus as demo
+from tasks.ingest.download import (
     SourceError,
     TransientError,
     check_source,
@@ -38,9 +41,6 @@ from tasks.download import (
     read_sources,
     write_manifest,
 )
-from tasks.files import sha256_file
-from tasks.params import DataParams, DemoParams, Params, digest
-from tasks.paths import Paths
 
 
 @task(name="fetch-source", task_run_name="fetch {source}")
@@ -131,7 +131,7 @@ def _summary(rows: list[dict[str, Any]], seconds: float) -> str:
 def ingest(params_file: str | None = None, overrides: dict[str, Any] | None = None, root: str = ".",
            raw_dir: str | None = None) -> dict[str, int]:
     """Fetch every source (or make the demo corpus) into the project's raw folder and write its manifest."""
-    # params_file, raw_dir: None is the project's (tasks/paths.py).
+    # params_file, raw_dir: None is the project's (tasks/config/paths.py).
     logger = get_run_logger()
     paths, params = flow_project(root, params_file, overrides, raw=raw_dir)
     record_params("ingest", params, overrides, {"data", "demo"})

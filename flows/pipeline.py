@@ -18,7 +18,7 @@ import typer
 from prefect import flow, get_run_logger
 
 from flows.common import flow_project, publish_markdown, publish_table
-from tasks.entry import DEFAULT_ROOT, Root, run
+from tasks.config.entry import DEFAULT_ROOT, Root, run
 
 
 class StageError(RuntimeError):

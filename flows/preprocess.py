@@ -1,10 +1,10 @@
 """The `preprocess` flow: every raw video -> its partition of the frame table in data/shards (under
-the project root, tasks/paths.py).
+the project root, tasks/config/paths.py).
 
-One task run per video (tasks/video.py), mapped over the task runner that
+One task run per video (tasks/rows/video.py), mapped over the task runner that
 `preprocess.task_runner` names: threads, processes, or a Dask cluster (an existing one at
 `preprocess.dask_address`, else a local one). A video whose shard is current (same source
-bytes, same row-making params and code: tasks/rowkey.py) is skipped; a bad video is a
+bytes, same row-making params and code: tasks/rows/rowkey.py) is skipped; a bad video is a
 `failed` row, never a failed run; a video with a face in under half its frames is flagged
 with the likely cause (the `warning` column, the summary's warnings table).
 
@@ -30,11 +30,11 @@ from flows.common import (
     record_params,
     run_stage,
 )
-from tasks.download import read_manifest
-from tasks.params import PreprocessParams
-from tasks.paths import Paths
-from tasks.shards import clean_temporaries, read_videos_table, remove_stale, write_videos_table
-from tasks.video import preprocess_video
+from tasks.config.params import PreprocessParams
+from tasks.config.paths import Paths
+from tasks.ingest.download import read_manifest
+from tasks.rows.video import preprocess_video
+from tasks.table.shards import clean_temporaries, read_videos_table, remove_stale, write_videos_table
 
 USABLE_SOURCES = ("ok", "skipped")
 
@@ -106,7 +106,7 @@ def preprocess(params_file: str | None = None, overrides: dict[str, Any] | None 
                raw_dir: str | None = None, shards_dir: str | None = None,
                video_ids: list[str] | None = None) -> list[dict[str, Any]]:
     """Build the project's frame table from its raw videos and return one stats row per video."""
-    # params_file, raw_dir, shards_dir: None is the project's (tasks/paths.py).
+    # params_file, raw_dir, shards_dir: None is the project's (tasks/config/paths.py).
     started = time.perf_counter()
     logger = get_run_logger()
     paths, all_params = flow_project(root, params_file, overrides, raw=raw_dir, shards=shards_dir)

@@ -3,7 +3,8 @@ flow, the web app (flows/app.py) and the CLI share.
 
 Speech comes from a local path or an http(s) URL (downloaded to a temporary file; every other
 scheme is refused, as for ingest sources). The mp4 carries a signed C2PA manifest (written by
-models.render.render through tasks/provenance.py); `render_file` reads it back, so every caller
+models.rendering.render.render through tasks/provenance/manifest.py); `render_file` reads it
+back, so every caller
 can show what the file says about itself.
 """
 
@@ -22,17 +23,17 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_link_artifact
 
 from flows.common import artifact_key, flow_project, publish_markdown, record_params
-from models.layouts import check_output
-from models.render import RenderError, RenderOptions, load_models
-from models.render import render as render_video
-from tasks.download import SourceError, check_source
-from tasks.files import safe_id
-from tasks.params import Output, load_params
-from tasks.paths import Paths
-from tasks.provenance import Verdict, verify_mp4
+from models.rendering.layouts import check_output
+from models.rendering.render import RenderError, RenderOptions, load_models
+from models.rendering.render import render as render_video
+from tasks.config.files import safe_id
+from tasks.config.params import Output, load_params
+from tasks.config.paths import Paths
+from tasks.ingest.download import SourceError, check_source
+from tasks.provenance.manifest import Verdict, verify_mp4
 
 if TYPE_CHECKING:
-    from models.render import Models
+    from models.rendering.render import Models
 
 Progress = Callable[[str, int, int], None]
 MAX_DOWNLOAD_BYTES = 512 << 20
@@ -85,10 +86,10 @@ def render_file(
 ) -> dict[str, Any]:
     """Render speech (a path or an http(s) URL) to a signed mp4 (default: a new file in `paths.runs`)
     and read its manifest back. The params, the weights (unless `models` are given), the frame table
-    and the target's footage are the project's: `paths` (tasks/paths.py).
+    and the target's footage are the project's: `paths` (tasks/config/paths.py).
 
-    Returns models.render.render's dict plus "realtime_factor" (audio seconds per wall second),
-    "speech" (the name the manifest records) and "provenance" (a tasks.provenance.Verdict).
+    Returns models.rendering.render.render's dict plus "realtime_factor" (audio seconds per wall second),
+    "speech" (the name the manifest records) and "provenance" (a tasks.provenance.manifest.Verdict).
     Raises RenderError (bad speech, unknown target, refused URL), ParamsError, FileNotFoundError.
     """
     params = load_params(paths.params, overrides)

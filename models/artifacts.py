@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from models.errors import CheckpointError
-from tasks.files import atomic_path
+from tasks.config.files import atomic_path
 
 # 2: the generator's `condition`, and this number. 1: what came before, read as format 2.
 FORMAT = 2
@@ -70,7 +70,7 @@ def _array(value: Any, dtype: type = np.float32) -> np.ndarray:
 @dataclass(eq=False)
 class LipsStats:
     """The mean and covariance of a video's lips (LIPS_DIM, in [0, 1] of the crop) over `frames`
-    frames with a face: what rendering aligns one speaker's lips to another's with (models/lips.py
+    frames with a face: what rendering aligns one speaker's lips to another's with (models/rendering/lips.py
     builds them: lips_moments, MomentSums, pooled_stats)."""
 
     mean: np.ndarray  # (LIPS_DIM,) float64
@@ -102,11 +102,11 @@ class Artifact:
     epoch: int  # the epoch the weights are from, counted from 1
     lip_indices: list[int]  # the dlib points the lips are (preprocess.lip_indices)
     fps: float  # the frame table's
-    split_by: str  # "video" or "time" (models/data.py: split_corpus)
+    split_by: str  # "video" or "time" (models/training/data.py: split_corpus)
     val_videos: list[str]  # the videos held out, wholly or in part
     params: dict[str, Any]  # the stage's params section, as JSON
     params_digest: str
-    data_fingerprint: str  # models/data.py: Corpus.fingerprint
+    data_fingerprint: str  # models/training/data.py: Corpus.fingerprint
 
     def to_disk(self) -> dict[str, Any]:
         """The dict saved: plain values and tensors, so that torch.load(weights_only=True) reads it."""
@@ -178,8 +178,8 @@ class Artifact:
 
 @dataclass(kw_only=True, eq=False)
 class LstmArtifact(Artifact):
-    """artifacts/lstm.pt: audio -> lips (models/lstm.py), with the stats its inputs and outputs are
-    normalised with (models/lstm.py: predict_lips)."""
+    """artifacts/lstm.pt: audio -> lips (models/networks/lstm.py), with the stats its inputs and outputs are
+    normalised with (models/networks/lstm.py: predict_lips)."""
 
     STAGE: ClassVar[str] = "train_lstm"
 
@@ -189,7 +189,7 @@ class LstmArtifact(Artifact):
     lips_mean: np.ndarray  # (LIPS_DIM,) float32: the train split's, what the lips are z-scored with
     lips_std: np.ndarray
     face_size: int
-    feature_layout: list[str]  # tasks/features.py: feature_layout
+    feature_layout: list[str]  # tasks/rows/features.py: feature_layout
     val_loss: float  # the best epoch's
 
     @classmethod
@@ -209,7 +209,7 @@ class LstmArtifact(Artifact):
 
 @dataclass(kw_only=True, eq=False)
 class CganArtifact(Artifact):
-    """artifacts/cgan.pt: lips -> face (models/cgan.py), the stats its lips are z-scored with, and
+    """artifacts/cgan.pt: lips -> face (models/networks/cgan.py), the stats its lips are z-scored with, and
     the lip statistics of every video it saw (rendering aligns a speaker's lips to the target's)."""
 
     STAGE: ClassVar[str] = "train_cgan"

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks.landmarks import LEFT_EYE, RIGHT_EYE
-from tasks.synthetic import synthetic_shards  # noqa: F401  (the tests' synthetic corpus)
+from tasks.rows.landmarks import LEFT_EYE, RIGHT_EYE
+from tasks.table.synthetic import synthetic_shards  # noqa: F401  (the tests' synthetic corpus)
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

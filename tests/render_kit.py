@@ -1,15 +1,15 @@
 """Tiny trained projects for every test that renders or evaluates, made by one session-scoped factory
 (`tiny_models`, registered in conftest.py): each is trained once a session, whichever test asks first.
 
-A project is a folder of its own laid out as tasks/paths.py says: params.yaml (the working tree's,
+A project is a folder of its own laid out as tasks/config/paths.py says: params.yaml (the working tree's,
 with the project's overrides written in), a corpus in data/shards and data/raw/videos, and an LSTM
 and a generator in artifacts/ trained by the real training stages run in that folder with no
 arguments, as `dvc repro` runs them. Nothing else of the working tree is read.
 
-- `kit`: synthetic drawings (tasks/synthetic.py) whose audio column holds real features of a
+- `kit`: synthetic drawings (tasks/table/synthetic.py) whose audio column holds real features of a
   synthetic voice that opens as the mouth does, so that loudness drives the lips as in speech; its
   raw videos are that voice alone, no picture. It renders the face crop (output "face").
-- `footage`: three 2 s demo clips (tasks/demo.py) preprocessed by the real per-video task: real
+- `footage`: three 2 s demo clips (tasks/demo/corpus.py) preprocessed by the real per-video task: real
   frames to composite into (output "full", "panel").
 """
 
@@ -30,15 +30,15 @@ import pytest
 import soundfile
 import yaml
 
-from models.render import Models, load_models
-from tasks.demo import make_demo_corpus
-from tasks.features import audio_features
-from tasks.landmarks import lips_opening
-from tasks.params import DemoParams, Params, load_params
-from tasks.paths import Paths
-from tasks.shards import part_files
-from tasks.synthetic import synthetic_shards
-from tasks.video import process_video
+from models.rendering.render import Models, load_models
+from tasks.config.params import DemoParams, Params, load_params
+from tasks.config.paths import Paths
+from tasks.demo.corpus import make_demo_corpus
+from tasks.rows.features import audio_features
+from tasks.rows.landmarks import lips_opening
+from tasks.rows.video import process_video
+from tasks.table.shards import part_files
+from tasks.table.synthetic import synthetic_shards
 
 ROOT = Path(__file__).resolve().parents[1]
 SR = 16000
@@ -90,7 +90,7 @@ def train_project(paths: Paths, corpus: Corpus, overrides: dict[str, Any]) -> Tr
     paths.root.mkdir(parents=True)
     paths.params.write_text(yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False))
     corpus(paths, params)
-    from models import train_cgan, train_lstm
+    from models.training.run import train_cgan, train_lstm
 
     with contextlib.chdir(paths.root):  # every location the stages' default: the project's
         train_lstm.main([])

@@ -12,12 +12,12 @@ import skimage.data
 from helpers import inter_ocular
 from PIL import Image
 
-from tasks import landmarks as lm
-from tasks.align import UPSAMPLE, AlignedFrame, FaceTracker, anchors, apply, ladder
-from tasks.crop import face_width
-from tasks.decode import iter_frames
-from tasks.params import PreprocessParams
-from tasks.sheet import contact_sheet
+from tasks.config.params import PreprocessParams
+from tasks.rows import landmarks as lm
+from tasks.rows.align import UPSAMPLE, AlignedFrame, FaceTracker, anchors, apply, ladder
+from tasks.rows.crop import face_width
+from tasks.rows.decode import iter_frames
+from tasks.table.sheet import contact_sheet
 
 REAL_CLIP = Path(__file__).resolve().parents[2] / "shared/fixtures/real/WDA_AlexandriaOcasioCortez_000.mp4"
 PARAMS = PreprocessParams()

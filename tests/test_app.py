@@ -17,10 +17,10 @@ from render_kit import ffmpeg, probe, write_voice
 
 from flows.app import BadUpload, check_speech
 from flows.render import fetch_speech
-from models.render import RenderError
-from tasks.paths import Paths
-from tasks.provenance import verify_mp4
-from tasks.signing import ENV_DIR
+from models.rendering.render import RenderError
+from tasks.config.paths import Paths
+from tasks.provenance.manifest import verify_mp4
+from tasks.provenance.signing import ENV_DIR
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 
 from flows.app import thumbnail
-from tasks.params import PreprocessParams
-from tasks.paths import Paths
-from tasks.shards import ShardWriter
+from tasks.config.params import PreprocessParams
+from tasks.config.paths import Paths
+from tasks.table.shards import ShardWriter
 
 
 def test_without_its_video_a_target_shows_its_first_face_from_the_shards(tmp_path):

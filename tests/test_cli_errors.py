@@ -10,7 +10,7 @@ import torch
 from helpers import ROOT, reenact
 from render_kit import write_voice
 
-from tasks.paths import Paths
+from tasks.config.paths import Paths
 
 
 def one_line_error(done: subprocess.CompletedProcess, *expected: str) -> str:

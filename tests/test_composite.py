@@ -7,10 +7,10 @@ import cv2
 import numpy as np
 import pytest
 
-from models.composite import blend, composite, hard_paste, lower_face_mask, match_colour, warp_back
-from models.composite_metrics import boundary, outside_error, seam_gradients
-from models.lips import bound_lips, lips_distance, lips_moments
-from models.target import pingpong
+from models.evaluation.composite_metrics import boundary, outside_error, seam_gradients
+from models.rendering.composite import blend, composite, hard_paste, lower_face_mask, match_colour, warp_back
+from models.rendering.lips import bound_lips, lips_distance, lips_moments
+from models.rendering.target import pingpong
 
 SIZE = 128
 # dlib's 68 points of a frontal face in [0, 1] of an aligned crop (the mean of the demo corpus' rows).

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tasks.decode import iter_frames, probe, read_audio
-from tasks.demo import DemoError, _encode, make_clip, make_demo_corpus, mouth_drive
-from tasks.landmarks import find_landmarks, lips_opening
-from tasks.params import DemoParams, PreprocessParams
+from tasks.config.params import DemoParams, PreprocessParams
+from tasks.demo.corpus import DemoError, _encode, make_clip, make_demo_corpus, mouth_drive
+from tasks.rows.decode import iter_frames, probe, read_audio
+from tasks.rows.landmarks import find_landmarks, lips_opening
 
 SECONDS = 4.0
 SAMPLE_RATE = 16000

@@ -17,11 +17,11 @@ import pytest
 from helpers import BIN, dvc_project_copy, free_port, stop, wait_for_http
 from render_kit import write_voice
 
-from tasks.demo import make_clip
-from tasks.files import sha256_file
-from tasks.params import load_params
-from tasks.paths import Paths
-from tasks.provenance import verify_mp4
+from tasks.config.files import sha256_file
+from tasks.config.params import load_params
+from tasks.config.paths import Paths
+from tasks.demo.corpus import make_clip
+from tasks.provenance.manifest import verify_mp4
 
 pytestmark = pytest.mark.slow
 

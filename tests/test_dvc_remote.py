@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from helpers import BIN, dvc_project_copy
 
-from tasks.paths import Paths
+from tasks.config.paths import Paths
 
 pytestmark = pytest.mark.slow
 

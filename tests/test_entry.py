@@ -1,4 +1,4 @@
-"""One way in: every `python -m` stage parses its arguments through tasks/entry.py, and every location
+"""One way in: every `python -m` stage parses its arguments through tasks/config/entry.py, and every location
 follows `--root`."""
 
 from __future__ import annotations
@@ -10,9 +10,18 @@ from pathlib import Path
 import pytest
 from helpers import ROOT, checkout_env
 
-from tasks.entry import DEFAULT_ROOT, Overrides, ParamsFile, Root, Shards, run, stage_params, stage_paths
-from tasks.params import LstmParams
-from tasks.paths import Paths
+from tasks.config.entry import (
+    DEFAULT_ROOT,
+    Overrides,
+    ParamsFile,
+    Root,
+    Shards,
+    run,
+    stage_params,
+    stage_paths,
+)
+from tasks.config.params import LstmParams
+from tasks.config.paths import Paths
 
 
 def stage(root: Root = DEFAULT_ROOT, params_file: ParamsFile = None, override: Overrides = None,
@@ -66,7 +75,13 @@ def python_m(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120, check=False)
 
 
-STAGES = ["models.train_lstm", "models.train_cgan", "flows.ingest", "flows.preprocess", "flows.pipeline"]
+STAGES = [
+    "models.training.train_lstm",
+    "models.training.train_cgan",
+    "flows.ingest",
+    "flows.preprocess",
+    "flows.pipeline",
+]
 
 
 @pytest.mark.parametrize("module", STAGES)

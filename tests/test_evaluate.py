@@ -1,4 +1,5 @@
-"""models.evaluate end to end on tiny models trained on a synthetic corpus (tests/render_kit.py's `kit`),
+"""models.evaluation.evaluate end to end on tiny models trained on a synthetic corpus (tests/render_kit.py's
+`kit`),
 and the metric functions on inputs whose answer is known."""
 
 from __future__ import annotations
@@ -10,9 +11,8 @@ import numpy as np
 import pytest
 import soundfile
 
-from models import evaluate, render
-from models.data import load_corpus, split_corpus
-from models.metrics import (
+from models.evaluation import evaluate
+from models.evaluation.metrics import (
     beats_baselines,
     finite_or_none,
     image_metrics,
@@ -20,7 +20,9 @@ from models.metrics import (
     redetected_lmd,
     sync_metric,
 )
-from models.speech import speech_lips
+from models.rendering import render
+from models.rendering.speech import speech_lips
+from models.training.data import load_corpus, split_corpus
 
 PINNED_KEYS = {"lstm/val_loss", "lmd_px", "mouth_open_r", "gen_ssim", "gen_psnr", "gen_lmd_px", "sync_r"}
 COMPOSITE_KEYS = {"full_lmd_px", "seam", "outside_psnr"}

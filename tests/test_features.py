@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from tasks.features import FEATURE_LAYOUT, audio_features, feature_layout
-from tasks.params import PreprocessParams
+from tasks.config.params import PreprocessParams
+from tasks.rows.features import FEATURE_LAYOUT, audio_features, feature_layout
 
 SR = 16000
 PARAMS = PreprocessParams()

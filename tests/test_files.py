@@ -1,10 +1,10 @@
-"""Atomic writes (tasks/files.py): the target is the old one or the new one, never half of either."""
+"""Atomic writes (tasks/config/files.py): the target is the old one or the new one, never half of either."""
 
 from __future__ import annotations
 
 import pytest
 
-from tasks.files import atomic_path, temporary_name
+from tasks.config.files import atomic_path, temporary_name
 
 
 def test_a_finished_write_replaces_the_target_and_leaves_no_temporary(tmp_path):

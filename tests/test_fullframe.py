@@ -1,4 +1,5 @@
-"""Full-frame rendering end to end: real demo footage (tasks/demo.py), preprocessed by the real pipeline,
+"""Full-frame rendering end to end: real demo footage (tasks/demo/corpus.py), preprocessed by the real
+pipeline,
 tiny models trained by the real entry points, the lower face composited into the target's own frames.
 What is checked is what a viewer gets: the mp4's size and length, the frames outside the mask, the
 timing of the target's frames when the speech outlasts them, the stage's outputs and the CLI.
@@ -15,14 +16,14 @@ import pytest
 from helpers import reenact
 from render_kit import ffmpeg, probe, psnr, write_voice
 
-from models import render as render_module
-from models.composite import lower_face_mask, warp_back
-from models.render import RenderError, RenderOptions, render
-from models.target import TargetFrames, pingpong, read_target_rows
-from tasks.decode import iter_frames
-from tasks.params import Params
-from tasks.paths import Paths
-from tasks.video import process_video
+from models.rendering import render as render_module
+from models.rendering.composite import lower_face_mask, warp_back
+from models.rendering.render import RenderError, RenderOptions, render
+from models.rendering.target import TargetFrames, pingpong, read_target_rows
+from tasks.config.params import Params
+from tasks.config.paths import Paths
+from tasks.rows.decode import iter_frames
+from tasks.rows.video import process_video
 
 FPS = 30.0
 LABEL = 24  # the rows of a panel tile's label, left out of comparisons
@@ -102,7 +103,7 @@ def test_speech_longer_than_the_target_plays_it_forward_and_back(footage, tmp_pa
 
 
 def test_target_frames_come_in_pingpong_order_across_segments(footage, monkeypatch):
-    from models import target as target_module
+    from models.rendering import target as target_module
 
     monkeypatch.setattr(target_module, "SEGMENT_BYTES", 512 * 512 * 3 * 7)  # 7-frame segments backwards
     path = footage.paths.videos / f"{footage.target}.mp4"
@@ -184,7 +185,7 @@ def clip_corpus(clip: Path, paths: Paths, params: Params) -> None:
 def test_real_speech_composited_onto_a_real_face(real_clip, real_speech, tiny_models, tmp_path):
     """The generator fine-tuned briefly on a real talking head (25 fps, resampled to 30), then another
     speaker's speech composited onto that clip: what a user does with their own footage (README)."""
-    from tasks import landmarks as lm
+    from tasks.rows import landmarks as lm
 
     overrides = {"device": "cpu", "lstm.epochs": 5, "lstm.hidden": 32, "lstm.fc_hidden": 32}
     overrides.update({"cgan.epochs": 6, "cgan.finetune_epochs": 2, "cgan.target_video": "real_target"})

@@ -16,7 +16,14 @@ import pytest
 from helpers import LogLines
 
 from flows.ingest import ingest
-from tasks.download import SourceError, check_source, failed_row, read_sources, source_id, write_manifest
+from tasks.ingest.download import (
+    SourceError,
+    check_source,
+    failed_row,
+    read_sources,
+    source_id,
+    write_manifest,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("prefect_server")

@@ -9,8 +9,12 @@ import torch.nn.functional as F
 from helpers import synthetic_shards
 
 from models.artifacts import CganArtifact, LipsStats, LstmArtifact, load_checkpoint, save_checkpoint
-from models.cgan import Discriminator, Generator, generate_faces, load_generator
-from models.data import (
+from models.errors import CheckpointError, RenderError
+from models.evaluation.metrics import lip_metrics
+from models.networks.cgan import Discriminator, Generator, generate_faces, load_generator
+from models.networks.lstm import AudioToLips, load_lstm, predict_lips, window_index
+from models.rendering.layouts import check_output
+from models.training.data import (
     FacesWithLips,
     LipsWindows,
     audio_stats,
@@ -19,11 +23,7 @@ from models.data import (
     split_corpus,
     target_video,
 )
-from models.errors import CheckpointError, RenderError
-from models.layouts import check_output
-from models.lstm import AudioToLips, load_lstm, predict_lips, window_index
-from models.metrics import lip_metrics
-from tasks.params import FACE_SIZE, OUTPUTS, Output, Params, ParamsError, RenderParams, load_params
+from tasks.config.params import FACE_SIZE, OUTPUTS, Output, Params, ParamsError, RenderParams, load_params
 
 
 @pytest.fixture(scope="module")
@@ -241,7 +241,7 @@ def test_face_size_is_the_generators(params):
 
 
 def test_render_outputs_are_named_once_and_checked_by_one_function():
-    """tasks/params.py names the outputs; params.yaml and check_output accept exactly those."""
+    """tasks/config/params.py names the outputs; params.yaml and check_output accept exactly those."""
     assert RenderParams.model_fields["output"].annotation is Output
     assert [check_output(name) for name in OUTPUTS] == list(OUTPUTS)
     with pytest.raises(RenderError, match="'movie': not one of full, panel, face, face_panel"):

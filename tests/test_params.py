@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tasks.params import ParamsError, digest, load_params, parse_override
+from tasks.config.params import ParamsError, digest, load_params, parse_override
 
 ROOT = Path(__file__).resolve().parents[1]
 

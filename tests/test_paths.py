@@ -1,4 +1,4 @@
-"""The project layout in one place: tasks/paths.py."""
+"""The project layout in one place: tasks/config/paths.py."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.paths import Paths
+from tasks.config.paths import Paths
 
 
 def test_default_layout_is_relative_to_the_root():

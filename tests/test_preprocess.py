@@ -1,4 +1,4 @@
-"""The per-video unit (tasks/video.py) and the preprocess flow, on real files made by ffmpeg."""
+"""The per-video unit (tasks/rows/video.py) and the preprocess flow, on real files made by ffmpeg."""
 
 import logging
 import os
@@ -17,11 +17,12 @@ import pytest
 import simplejpeg
 from helpers import LogLines, dvc_project_copy
 
-from tasks import rowkey, shards
-from tasks.decode import DecodeError, iter_frames
-from tasks.features import FEATURE_LAYOUT
-from tasks.params import PreprocessParams, load_params, rows_digest
-from tasks.video import VideoError, face_warning, preprocess_video, process_video
+from tasks.config.params import PreprocessParams, load_params, rows_digest
+from tasks.rows import rowkey
+from tasks.rows.decode import DecodeError, iter_frames
+from tasks.rows.features import FEATURE_LAYOUT
+from tasks.rows.video import VideoError, face_warning, preprocess_video, process_video
+from tasks.table import shards
 
 PARAMS = PreprocessParams()
 ROOT = Path(__file__).resolve().parents[1]
@@ -150,7 +151,7 @@ def test_skip_when_current_rebuild_when_not(media, tmp_path):
 def test_new_row_making_code_rebuilds(media, tmp_path, monkeypatch):
     assert process_video(media / "tone.mp4", tmp_path, PARAMS)["status"] == "ok"
     assert process_video(media / "tone.mp4", tmp_path, PARAMS)["status"] == "skipped"
-    # What an edit of tasks/align.py (or any module that makes rows) does to the key.
+    # What an edit of tasks/rows/align.py (or any module that makes rows) does to the key.
     monkeypatch.setattr(rowkey, "code_digest", lambda package_dir=None: "edited-align")
     assert process_video(media / "tone.mp4", tmp_path, PARAMS)["status"] == "ok"
     meta = shards.read_metadata(shards.part_files(tmp_path, "tone")[0])
@@ -317,8 +318,8 @@ def test_killed_run_leaves_nothing_half_written(prefect_server, media, tmp_path)
     long_video = make_video(raw_dir / "videos" / "long.mp4", seconds=20.0)
     shards_dir = tmp_path / "shards"
     runner = (
-        "import sys; from pathlib import Path; from tasks.params import PreprocessParams; "
-        "from tasks.video import process_video; "
+        "import sys; from pathlib import Path; from tasks.config.params import PreprocessParams; "
+        "from tasks.rows.video import process_video; "
         "process_video(Path(sys.argv[1]), Path(sys.argv[2]), PreprocessParams(row_group_size=16))"
     )
     process = subprocess.Popen([sys.executable, "-c", runner, str(long_video), str(shards_dir)])
@@ -343,7 +344,7 @@ def test_killed_run_leaves_nothing_half_written(prefect_server, media, tmp_path)
 @pytest.fixture(scope="module")
 def talking_raw(tmp_path_factory, media) -> Path:
     """Two demo talking-head clips (faces, speech) and one bad video."""
-    from tasks.demo import make_clip
+    from tasks.demo.corpus import make_clip
 
     videos = tmp_path_factory.mktemp("talking") / "videos"
     videos.mkdir()
@@ -454,6 +455,6 @@ def test_under_dvc_runner_settings_keep_shards_and_code_changes_rebuild_them(tmp
     (repo / "params.yaml").write_text(params)
     assert repro() == {"demo_00": "skipped", "demo_01": "skipped"}
     assert part_times() == written, "no shard is rewritten"
-    with open(repo / "tasks/align.py", "a") as module:
+    with open(repo / "tasks/rows/align.py", "a") as module:
         module.write("\n# a change to the code that makes rows\n")
     assert repro() == {"demo_00": "ok", "demo_01": "ok"}

@@ -17,10 +17,10 @@ from helpers import reenact
 from render_kit import ffmpeg, write_voice
 
 from flows.render import render_file
-from tasks.files import sha256_file
-from tasks.params import digest
-from tasks.provenance import FACTS, SOURCE_TYPE, draw_label, render_facts, sign_mp4, verify_mp4
-from tasks.signing import ENV_DIR, ensure_signing_identity, signing_dir
+from tasks.config.files import sha256_file
+from tasks.config.params import digest
+from tasks.provenance.manifest import FACTS, SOURCE_TYPE, draw_label, render_facts, sign_mp4, verify_mp4
+from tasks.provenance.signing import ENV_DIR, ensure_signing_identity, signing_dir
 
 
 @pytest.fixture(autouse=True)

@@ -13,15 +13,15 @@ import soundfile
 from helpers import reenact
 from render_kit import SR, ffmpeg, probe, psnr, voice, write_voice
 
-from models import layouts
 from models.artifacts import LipsStats
-from models.lips import align_lips, lips_moments, pooled_stats, smooth_lips
-from models.render import RenderError, RenderOptions, render
-from models.speech import frame_count, speech_lips, stream_lips
-from tasks.decode import iter_frames, read_audio
-from tasks.landmarks import lips_opening
-from tasks.params import load_params
-from tasks.shards import read_frames
+from models.rendering import layouts
+from models.rendering.lips import align_lips, lips_moments, pooled_stats, smooth_lips
+from models.rendering.render import RenderError, RenderOptions, render
+from models.rendering.speech import frame_count, speech_lips, stream_lips
+from tasks.config.params import load_params
+from tasks.rows.decode import iter_frames, read_audio
+from tasks.rows.landmarks import lips_opening
+from tasks.table.shards import read_frames
 
 
 def check_video(

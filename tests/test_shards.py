@@ -15,10 +15,11 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from flows.cli import app
-from tasks import rowkey, shards
-from tasks.files import temporary_name
-from tasks.params import PreprocessParams, rows_digest
-from tasks.paths import VIDEOS_TABLE
+from tasks.config.files import temporary_name
+from tasks.config.params import PreprocessParams, rows_digest
+from tasks.config.paths import VIDEOS_TABLE
+from tasks.rows import rowkey
+from tasks.table import shards
 
 PARAMS = PreprocessParams(row_group_size=16)
 ROOT = Path(__file__).resolve().parents[1]
@@ -187,22 +188,22 @@ def test_code_digest_follows_the_row_making_code(tmp_path):
     names = [path.name for path in rowkey.row_code_files(package)]
     row_making = {"video.py", "align.py", "crop.py", "landmarks.py", "features.py", "decode.py", "shards.py"}
     assert row_making <= set(names)
-    assert "params.py" not in names and "demo.py" not in names and "inspect.py" not in names
+    assert "params.py" not in names and "corpus.py" not in names and "inspect.py" not in names
     # Imported by shards.py, but making no row: the layout's names and the status tables.
     assert "paths.py" not in names and "tables.py" not in names
     original = rowkey.code_digest(package)
     assert original == rowkey.code_digest(ROOT / "tasks")
     # Not row-making code: the params module (its values are in the params digest) and the demo corpus.
-    _edit(package / "params.py", "\n# a comment\n")
-    _edit(package / "demo.py", "\n# a comment\n")
+    _edit(package / "config" / "params.py", "\n# a comment\n")
+    _edit(package / "demo" / "corpus.py", "\n# a comment\n")
     assert rowkey.code_digest(package) == original
-    _edit(package / "align.py", "\n# a comment\n")
+    _edit(package / "rows" / "align.py", "\n# a comment\n")
     changed = rowkey.code_digest(package)
     assert changed != original
     # A module the row-making code starts to import joins the key by being imported.
     (package / "blur.py").write_text("SIGMA = 1.0\n")
     assert rowkey.code_digest(package) == changed
-    _edit(package / "crop.py", "\nfrom tasks.blur import SIGMA  # noqa: E402\n")
+    _edit(package / "rows" / "crop.py", "\nfrom tasks.blur import SIGMA  # noqa: E402\n")
     assert "blur.py" in [path.name for path in rowkey.row_code_files(package)]
     with_blur = rowkey.code_digest(package)
     _edit(package / "blur.py", "SIGMA = 2.0\n")
@@ -213,7 +214,7 @@ def test_clean_temporaries(tmp_path):
     _write(tmp_path, "keep", 5)
     killed = _write(tmp_path, "killed", 20, commit=False)
     assert not killed.temp.exists()
-    # What SIGKILL leaves (tasks/files.py names it): a temporary folder with a part file, an old
+    # What SIGKILL leaves (tasks/config/files.py names it): a temporary folder with a part file, an old
     # partition moved aside, and a half-written table.
     leftover = temporary_name(shards.partition_dir(tmp_path, "killed"))
     leftover.mkdir()
@@ -275,14 +276,14 @@ def test_the_preprocess_stage_depends_on_every_row_making_module():
     import yaml
 
     deps = set(yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["preprocess"]["deps"])
-    assert {f"tasks/{path.name}" for path in rowkey.row_code_files()} <= deps
+    assert {f"tasks/{path.relative_to(rowkey.PACKAGE_DIR)}" for path in rowkey.row_code_files()} <= deps
 
 
 def test_inspect_lists_the_failed_and_the_flagged_videos_of_the_last_run(tmp_path):
     from rich.console import Console
 
-    from tasks.inspect import report
-    from tasks.shards import write_videos_table
+    from tasks.table.inspect import report
+    from tasks.table.shards import write_videos_table
 
     shards = synthetic_shards(tmp_path / "shards", videos=2, frames=30)
     write_videos_table(shards, [

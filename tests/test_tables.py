@@ -1,4 +1,4 @@
-"""The status tables (tasks/tables.py): the manifest and `_videos.parquet`, read and written one way."""
+"""The status tables (tasks/table/tables.py): the manifest and `_videos.parquet`, read and written one way."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tasks.download import MANIFEST_SCHEMA, failed_row, read_manifest, write_manifest
-from tasks.shards import VIDEOS_SCHEMA, read_videos_table, write_videos_table
-from tasks.tables import read_status_table, write_status_table
+from tasks.ingest.download import MANIFEST_SCHEMA, failed_row, read_manifest, write_manifest
+from tasks.table.shards import VIDEOS_SCHEMA, read_videos_table, write_videos_table
+from tasks.table.tables import read_status_table, write_status_table
 
 OK = {"video_id": "a", "status": "ok", "error": "", "frames": 20, "frames_with_face": 13, "seconds": 1.5,
       "fps": 30.0, "source": "a.mp4", "sha256": "ab" * 32, "warning": ""}

@@ -16,10 +16,10 @@ import pytest
 import torch
 from helpers import synthetic_shards
 
-from models import train_cgan, train_lstm
 from models.artifacts import load_checkpoint
-from models.cgan import load_generator
-from models.lstm import load_lstm
+from models.networks.cgan import load_generator
+from models.networks.lstm import load_lstm
+from models.training.run import train_cgan, train_lstm
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_LSTM = ["lstm.hidden=16", "lstm.fc_hidden=16", "lstm.context=2", "lstm.batch_size=32", "lstm.lr=0.003"]
@@ -101,7 +101,8 @@ def _env() -> dict:
 def test_killed_cgan_run_resumes_and_finishes(tmp_path, stage):
     argv = stage("cgan", *TINY_CGAN, "cgan.epochs=40", "cgan.finetune_epochs=1")
     last = tmp_path / "checkpoints" / "cgan" / "last.pt"
-    process = subprocess.Popen([sys.executable, "-m", "models.train_cgan", *argv], cwd=ROOT, env=_env(),
+    process = subprocess.Popen([sys.executable, "-m", "models.training.train_cgan", *argv], cwd=ROOT,
+                               env=_env(),
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
@@ -116,7 +117,7 @@ def test_killed_cgan_run_resumes_and_finishes(tmp_path, stage):
 
     # the epochs are left out of the checkpoint's key: a shorter run picks up where it stopped
     argv = stage("cgan", *TINY_CGAN, f"cgan.epochs={done + 1}", "cgan.finetune_epochs=1")
-    result = subprocess.run([sys.executable, "-m", "models.train_cgan", *argv], cwd=ROOT, env=_env(),
+    result = subprocess.run([sys.executable, "-m", "models.training.train_cgan", *argv], cwd=ROOT, env=_env(),
                             capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"resuming from {last} after epoch {done}" in result.stdout
@@ -130,7 +131,7 @@ def test_killed_cgan_run_resumes_and_finishes(tmp_path, stage):
 def test_torchrun_two_processes_with_gloo(tmp_path, stage):
     torchrun = str(Path(sys.executable).parent / "torchrun")
     argv = stage("cgan", *TINY_CGAN, "cgan.epochs=2", "cgan.finetune_epochs=1")
-    command = [torchrun, "--standalone", "--nproc_per_node=2", "-m", "models.train_cgan", *argv]
+    command = [torchrun, "--standalone", "--nproc_per_node=2", "-m", "models.training.train_cgan", *argv]
     result = subprocess.run(command, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300,
                             check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

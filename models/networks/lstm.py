@@ -1,0 +1,78 @@
+"""Audio -> lips: a (bidirectional) LSTM over the window of 2n+1 feature vectors centred on a frame,
+then two hidden fully connected layers to the lips of that frame, (x, y) of 8 points (paper, 4.2 and 5.1).
+
+The network works in normalised units: audio features standardised and lips z-scored with
+the training set's stats, which travel in the artifact (models/artifacts.py). `predict_lips` does the
+round trip from raw features to lips in [0, 1] of the crop.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from models.artifacts import LstmArtifact
+from tasks.config.params import LstmParams
+from tasks.rows.features import FEATURE_DIM
+from tasks.rows.landmarks import LIPS_DIM
+
+
+def window_index(frames: int, context: int) -> np.ndarray:
+    """(frames, 2n+1) indices of the window centred on each frame, edge-padded at both ends."""
+    offsets = np.arange(-context, context + 1)
+    return np.clip(np.arange(frames)[:, None] + offsets, 0, frames - 1)
+
+
+class AudioToLips(nn.Module):
+    def __init__(self, features: int = FEATURE_DIM, hidden: int = 128, layers: int = 1,
+                 bidirectional: bool = True, dropout: float = 0.0, fc_hidden: int = 128,
+                 lips: int = LIPS_DIM):
+        super().__init__()
+        # nn.LSTM applies its dropout between stacked layers only; the head gets its own below.
+        self.lstm = nn.LSTM(features, hidden, num_layers=layers, batch_first=True,
+                            bidirectional=bidirectional, dropout=dropout if layers > 1 else 0.0)
+        width = hidden * (2 if bidirectional else 1)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Sequential(
+            nn.Linear(width, fc_hidden), nn.ReLU(),
+            nn.Linear(fc_hidden, fc_hidden), nn.ReLU(),
+            nn.Linear(fc_hidden, lips),
+        )
+
+    @staticmethod
+    def hparams(params: LstmParams, features: int) -> dict:
+        """The constructor's arguments, as saved in the artifact (`hparams`)."""
+        return {"features": features, "hidden": params.hidden, "layers": params.layers,
+                "bidirectional": params.bidirectional, "dropout": params.dropout,
+                "fc_hidden": params.fc_hidden, "lips": LIPS_DIM}
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        # features: (B, 2n+1, features), normalised
+        out, _ = self.lstm(features)  # (B, 2n+1, hidden * directions)
+        centre = out[:, out.size(1) // 2]  # (B, hidden * directions): the frame the window is centred on
+        return self.head(self.dropout(centre))  # (B, LIPS_DIM), z-scored lips
+
+
+def load_lstm(path: str | Path, device: str | torch.device = "cpu") -> tuple[AudioToLips, LstmArtifact]:
+    """(model in eval mode on `device`, its artifact) from a file written by models.training.train_lstm."""
+    artifact = LstmArtifact.load(path)
+    return artifact.network(AudioToLips, path, device), artifact
+
+
+@torch.no_grad()
+def predict_lips(model: AudioToLips, artifact: LstmArtifact, features: np.ndarray,
+                 batch_size: int = 1024) -> np.ndarray:
+    """(frames, FEATURE_DIM) raw audio features of a clip -> (frames, LIPS_DIM) lips in [0, 1] of the crop."""
+    device = next(model.parameters()).device
+    normalised = torch.from_numpy(
+        ((np.asarray(features, np.float32) - artifact.audio_mean) / artifact.audio_std).astype(np.float32)
+    )
+    windows = torch.from_numpy(window_index(len(normalised), artifact.context))
+    lips = []
+    for index in windows.split(batch_size):
+        lips.append(model(normalised[index].to(device)).float().cpu())
+    lips = torch.cat(lips).numpy() if lips else np.zeros((0, LIPS_DIM), np.float32)
+    return lips * artifact.lips_std + artifact.lips_mean

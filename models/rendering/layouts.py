@@ -1,0 +1,150 @@
+"""What the encoder gets for each render output (ARCHITECTURE.md, Rendering): the generated faces
+("face"), the paper's Fig. 6 ("face_panel"), the faces composited into the target's own footage
+("full") and the target frame beside that composite ("panel"). Faces come from the generator in
+batches with one noise vector; footage and rows come from models/rendering/target.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models.artifacts import LipsStats
+from models.errors import RenderError
+from models.networks.cgan import generate_faces
+from models.rendering.composite import composite
+from models.rendering.lips import lips_moments
+from models.rendering.loading import Models
+from models.rendering.panel import FramePanel, Panel, Traces
+from models.rendering.target import TargetFrames, read_target_rows, target_video_file
+from tasks.config.params import OUTPUTS, Output, Params
+from tasks.config.paths import Paths
+
+
+def check_output(output: str) -> Output:
+    """`output` when it is one of OUTPUTS, else RenderError naming them."""
+    if output not in OUTPUTS:
+        raise RenderError(f"output {output!r}: not one of {', '.join(OUTPUTS)}")
+    return output
+
+
+def target_of(models: Models, params: Params, target: str | None = None) -> str:
+    """The video whose face speaks: `target`, else render.target_video, else the generator's target."""
+    return target or params.render.target_video or models.cgan_artifact.target_video
+
+
+def target_stats(models: Models, target: str, rows_lips: np.ndarray | None) -> LipsStats:
+    """The target's lip statistics: the generator's record of them, else its rows' (a video the
+    generator was not trained on can still be a target)."""
+    stats = models.cgan_artifact.lips_stats
+    if target in stats:
+        return stats[target]
+    if rows_lips is None or (~np.isnan(rows_lips).any(1)).sum() < 2:
+        raise RenderError(
+            f"target {target!r}: not a video the generator knows ({', '.join(sorted(stats))}) "
+            "and no frames with a face in the frame table"
+        )
+    return lips_moments(rows_lips[~np.isnan(rows_lips).any(1)])
+
+
+Batches = Iterator[tuple[int, Sequence[np.ndarray]]]
+
+
+@dataclass
+class FrameStream:
+    """Where a layout and the encoder meet: `width` x `height` RGB frames, which the encoder scales to
+    `scale` squared when given (None: as they are), arriving in `batches` of (index of the first
+    frame, the frames: an (n, height, width, 3) array or a list of frames)."""
+
+    width: int
+    height: int
+    scale: int | None
+    batches: Batches
+
+
+def _faces(models: Models, final: np.ndarray, batch: int) -> Iterator[tuple[int, np.ndarray]]:
+    """(first frame, faces) batch by batch, one noise vector for every frame."""
+    with torch.inference_mode():
+        for start in range(0, len(final), batch):
+            yield (
+                start,
+                generate_faces(
+                    models.generator,
+                    models.cgan_artifact,
+                    np.asarray(final[start : start + batch]),
+                    batch_size=batch,
+                ),
+            )
+
+
+class Layout:
+    """What one render needs besides the lips: the output, the target, its rows and footage, the
+    corpus video the speech comes from (`real`, for the traces), where the project's files are."""
+
+    def __init__(
+        self, models: Models, params: Params, paths: Paths, output: Output, target: str, real: str | None
+    ):
+        self.models, self.params, self.paths = models, params, paths
+        self.output, self.target, self.real = output, target, real
+        self.rows = read_target_rows(paths.shards, target) if output in ("full", "panel") else None
+        self.stats = target_stats(models, target, self.rows.lips if self.rows else None)
+        self.footage = None
+        if self.rows is not None:
+            self.footage = TargetFrames(
+                target_video_file(paths.videos, target), params.preprocess.fps, len(self.rows)
+            )
+
+    def frames(self, final: np.ndarray, raw: np.memmap) -> FrameStream:
+        """The frames to encode for the final lips `final` (T, LIPS_DIM), `raw` (T, LIPS_DIM + 1) the
+        LSTM's lips and the loudness, both possibly memmaps."""
+        r, fps = self.params.render, self.params.preprocess.fps
+        faces = _faces(self.models, final, r.batch_size)
+        traces = Traces(
+            final,
+            raw[:, -1],
+            self.models.cgan_artifact.lip_indices,
+            fps,
+            self.stats,
+            r.size // 4 * 2,
+            real_lips(self.paths.shards, self.real),
+        )
+        if self.output == "face":
+            size = self.models.cgan_artifact.face_size
+            return FrameStream(size, size, r.size if r.size != size else None, faces)
+        if self.output == "face_panel":
+            view = Panel(r.size, traces, self.stats, self.paths.shards, self.real)
+            batches = ((start, view.compose(start, batch)) for start, batch in faces)
+            return FrameStream(*view.shape, None, batches)
+        if self.output == "panel":
+            view = FramePanel((self.footage.width, self.footage.height), 2 * r.size, traces)
+            return FrameStream(*view.shape, None, self._composited(faces, len(final), view))
+        composited = self._composited(faces, len(final), None)
+        return FrameStream(self.footage.width, self.footage.height, None, composited)
+
+    def _composited(self, faces: Batches, count: int, view: FramePanel | None) -> Batches:
+        footage = self.footage(count)
+        rows = self.rows
+        for start, batch in faces:
+            out = []
+            for k, face in enumerate(batch):
+                index, frame = next(footage)
+                mixed, _ = composite(
+                    frame, face, rows.crop[index], rows.landmarks[index], rows.face_found[index]
+                )
+                out.append(view.compose(start + k, frame, mixed) if view else mixed)
+            yield start, out
+
+
+def real_lips(shards: Path, real: str | None) -> np.ndarray | None:
+    """The true lips of the corpus video the speech comes from, for the traces; None when there is
+    none, or it has no face to trace (the traces then show the lips asked for alone)."""
+    if not real:
+        return None
+    try:
+        return read_target_rows(shards, real).lips
+    except RenderError:
+        return None

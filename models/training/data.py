@@ -1,0 +1,218 @@
+"""Datasets over the frame table (data/shards): audio windows -> lips for the LSTM, lips -> face for the GAN.
+
+Only the columns a stage needs are read. Faces stay JPEG bytes in one Arrow array and are
+decoded per item, so a corpus of hours fits in memory and DataLoader workers share it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import simplejpeg
+import torch
+from torch.utils.data import Dataset
+
+from models.artifacts import LipsStats
+from models.networks.lstm import window_index
+from models.rendering.lips import lips_moments
+from tasks.config.params import Params
+from tasks.rows.landmarks import LIPS_DIM
+from tasks.table.shards import (
+    PARTITION,
+    list_column_as_array,
+    part_files,
+    read_frames,
+    video_ids,
+    video_metadata,
+)
+
+
+@dataclass
+class Video:
+    video_id: str
+    audio: np.ndarray  # (frames, features) float32
+    lips: np.ndarray  # (frames, LIPS_DIM) float32: lip points (x, y) in [0, 1] of the crop, NaN if no face
+    face_found: np.ndarray  # (frames,) bool
+    faces: pa.Array | None  # JPEG per frame (large_binary), when asked for
+
+    def __len__(self) -> int:
+        return len(self.face_found)
+
+
+@dataclass
+class Corpus:
+    videos: list[Video]  # sorted by video_id
+    meta: dict  # the shards' `reenact` metadata: fps, face_size, lip_indices, feature_layout, ...
+
+    def video(self, video_id: str) -> Video:
+        return next(v for v in self.videos if v.video_id == video_id)
+
+    def fingerprint(self) -> str:
+        """Changes when the data a model was trained on changes: videos, their lengths, how they were
+        made (the shards' cache key: the row-making params and code, tasks/rows/rowkey.py)."""
+        rows = [(v.video_id, len(v), int(v.face_found.sum())) for v in self.videos]
+        made_by = self.meta.get("cache_key") or self.meta.get("params_digest")  # older shards: no cache_key
+        text = json.dumps([rows, made_by, self.meta.get("format_version")])
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def load_corpus(shards: str | Path, faces: bool = False) -> Corpus:
+    """Every video partition under `shards`, frames in order; `faces` also keeps the JPEG bytes."""
+    columns = ["face_found", "lips", "audio"] + (["face"] if faces else [])
+    videos = []
+    for video_id in (v for v in video_ids(shards) if part_files(shards, v)):
+        table = read_frames(shards, video_id, columns)
+        videos.append(Video(
+            video_id=video_id,
+            audio=list_column_as_array(table, "audio"),
+            lips=list_column_as_array(table, "lips"),
+            face_found=table.column("face_found").to_numpy(zero_copy_only=False).astype(bool),
+            faces=table.column("face").combine_chunks().cast(pa.large_binary()) if faces else None,
+        ))
+    if not videos:
+        raise FileNotFoundError(f"{shards}: no {PARTITION}=<id>/part-*.parquet (run `dvc repro preprocess`)")
+    return Corpus(videos, video_metadata(shards, videos[0].video_id))
+
+
+def target_video(corpus: Corpus, name: str) -> str:
+    """cgan.target_video, or the longest video when it is empty."""
+    if not name:
+        return max(corpus.videos, key=lambda v: (int(v.face_found.sum()), v.video_id)).video_id
+    if name not in {v.video_id for v in corpus.videos}:
+        raise ValueError(f"cgan.target_video: no video {name!r} in the shards")
+    return name
+
+
+@dataclass
+class Split:
+    """Per video, which frames belong to train and to val (bool masks over all its frames)."""
+
+    by: str
+    train: dict[str, np.ndarray]
+    val: dict[str, np.ndarray]
+
+    def val_videos(self) -> list[str]:
+        return [video_id for video_id, mask in self.val.items() if mask.any()]
+
+
+def split_corpus(corpus: Corpus, params: Params) -> Split:
+    """The train/val split, the same for every stage: a function of the data and params only.
+
+    By video: a `val_fraction` share of the videos, picked by a hash of their id (stable
+    when videos are added), never the GAN's target video. By time (or `auto` with fewer
+    than 3 videos): the last `val_fraction` of each video, with a gap of 2n+1 frames so that
+    no LSTM window of a train frame overlaps one of a val frame.
+    """
+    by = params.split.by
+    if by == "auto":
+        by = "video" if len(corpus.videos) >= 3 else "time"
+    train, val = {}, {}
+    if by == "video":
+        keep = target_video(corpus, params.cgan.target_video)
+        candidates = sorted((v.video_id for v in corpus.videos if v.video_id != keep),
+                            key=lambda i: hashlib.sha256(i.encode()).hexdigest())
+        n_val = min(len(candidates), max(1, round(params.split.val_fraction * len(corpus.videos))))
+        if n_val == 0:
+            raise ValueError("split.by: video needs at least 2 videos; use split.by: time")
+        held_out = set(candidates[:n_val])
+        for v in corpus.videos:
+            is_val = v.video_id in held_out
+            train[v.video_id] = np.full(len(v), not is_val)
+            val[v.video_id] = np.full(len(v), is_val)
+    else:
+        gap = 2 * params.lstm.context + 1
+        for v in corpus.videos:
+            frames = np.arange(len(v))
+            cut = len(v) - math.ceil(params.split.val_fraction * len(v))
+            train[v.video_id] = frames < cut - gap
+            val[v.video_id] = frames >= cut
+    return Split(by, train, val)
+
+
+def audio_stats(corpus: Corpus, rows: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std of the audio features over the given rows (faces or not: all are context)."""
+    audio = np.concatenate([v.audio[rows[v.video_id]] for v in corpus.videos]).astype(np.float64)
+    return audio.mean(0).astype(np.float32), np.maximum(audio.std(0), 1e-6).astype(np.float32)
+
+
+def lips_stats(corpus: Corpus, rows: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std of the lips over the given rows that have a face: what targets are z-scored with."""
+    lips = np.concatenate([v.lips[rows[v.video_id] & v.face_found] for v in corpus.videos]).astype(np.float64)
+    return lips.mean(0).astype(np.float32), np.maximum(lips.std(0), 1e-6).astype(np.float32)
+
+
+def video_lips_stats(corpus: Corpus) -> dict[str, LipsStats]:
+    """Per video with 2 frames with a face or more: the statistics of its lips, for aligning one
+    speaker's lips to another's."""
+    return {
+        v.video_id: lips_moments(v.lips[v.face_found]) for v in corpus.videos if v.face_found.sum() >= 2
+    }
+
+
+class LipsWindows(Dataset):
+    """For each frame with a face in `rows`: its window of 2n+1 normalised audio features and its
+    z-scored lips. Frames without a face are no target but stay in their neighbours' windows.
+
+    Indexing takes an int or a LongTensor of indices, so a training loop can fetch a whole
+    batch in one gather: `audio, lips = dataset[idx]`.
+    """
+
+    def __init__(self, corpus: Corpus, rows: dict[str, np.ndarray], context: int,
+                 audio_mean: np.ndarray, audio_std: np.ndarray, lips_mean: np.ndarray, lips_std: np.ndarray):
+        audio, windows, lips, offset = [], [], [], 0
+        for v in corpus.videos:
+            audio.append((v.audio - audio_mean) / audio_std)
+            targets = np.flatnonzero(rows[v.video_id] & v.face_found)
+            windows.append(window_index(len(v), context)[targets] + offset)
+            lips.append((v.lips[targets] - lips_mean) / lips_std)
+            offset += len(v)
+        self.audio = torch.from_numpy(np.concatenate(audio).astype(np.float32))
+        self.windows = torch.from_numpy(np.concatenate(windows).astype(np.int64))
+        self.lips = torch.from_numpy(np.concatenate(lips).astype(np.float32))
+
+    def __len__(self) -> int:
+        return len(self.lips)
+
+    def __getitem__(self, index):
+        return self.audio[self.windows[index]], self.lips[index]
+
+    def to(self, device: torch.device) -> LipsWindows:
+        """Move the whole dataset (a few MB even for hours of video) to the device once."""
+        self.audio, self.windows, self.lips = (t.to(device) for t in (self.audio, self.windows, self.lips))
+        return self
+
+
+def decode_face(jpeg: bytes) -> torch.Tensor:
+    """JPEG bytes -> (3, H, W) float in [-1, 1]."""
+    image = simplejpeg.decode_jpeg(jpeg, colorspace="RGB")
+    return torch.from_numpy(image).permute(2, 0, 1).float().div_(127.5).sub_(1.0)
+
+
+class FacesWithLips(Dataset):
+    """For each frame with a face in `rows`: (face in [-1, 1], z-scored lips); faces decoded per item."""
+
+    def __init__(self, corpus: Corpus, rows: dict[str, np.ndarray], lips_mean: np.ndarray,
+                 lips_std: np.ndarray):
+        faces, lips = [], []
+        for v in corpus.videos:
+            if v.video_id not in rows:
+                continue
+            targets = np.flatnonzero(rows[v.video_id] & v.face_found)
+            faces.append(v.faces.take(pa.array(targets)))
+            lips.append((v.lips[targets] - lips_mean) / lips_std)
+        self.faces = pa.concat_arrays(faces) if faces else pa.array([], pa.large_binary())
+        self.lips = (torch.from_numpy(np.concatenate(lips).astype(np.float32)) if lips
+                     else torch.empty(0, LIPS_DIM))
+
+    def __len__(self) -> int:
+        return len(self.lips)
+
+    def __getitem__(self, index: int):
+        return decode_face(self.faces[index].as_py()), self.lips[index]
+

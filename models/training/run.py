@@ -1,0 +1,104 @@
+"""The plumbing both training stages share, so that each stage's `train` reads as its loop:
+the resumable checkpoint (`<checkpoints>/<stage>/last.pt`), DVCLive (`<dvclive>/<stage>`) and the
+artifact, each where the project's Paths put it.
+
+Only the main process (rank 0 under torchrun) logs to DVCLive and writes files; every process
+resumes from the same checkpoint.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from models.artifacts import Artifact, load_checkpoint, save_checkpoint
+from models.training.data import Corpus, Split
+from tasks.config.params import digest
+from tasks.config.paths import Paths
+
+
+class TrainingRun:
+    """One training stage's run: resumed from `paths.checkpoint_dir(stage) / "last.pt"` when that
+    was made with the same run key, logged to DVCLive in `paths.live_dir(stage)`, checkpointed every
+    epoch, finished with an artifact.
+
+    `state` names the objects whose `state_dict()` the checkpoint keeps (models, optimisers, the
+    GradScaler), by the keys the checkpoint stores them under.
+    """
+
+    def __init__(self, stage: str, key: str, state: dict[str, Any], paths: Paths, is_main: bool = True):
+        self.stage, self.key, self.state, self.is_main = stage, key, state, is_main
+        self.last = paths.checkpoint_dir(stage) / "last.pt"
+        self.resumed = self._resume()
+        self.start_epoch = self.resumed.get("epoch", 0)
+        self.live = None
+        if is_main:
+            from dvclive import Live  # imports DVC: only the process that logs pays for it
+
+            self.live = Live(str(paths.live_dir(stage)), resume=self.start_epoch > 0, report=None,
+                             dvcyaml=False, save_dvc_exp=False)
+
+    def say(self, text: str) -> None:
+        if self.is_main:
+            print(f"{self.stage}: {text}")
+
+    def _resume(self) -> dict[str, Any]:
+        """The last checkpoint, loaded into `state`, when it belongs to this run; else {}."""
+        checkpoint = load_checkpoint(self.last)
+        if checkpoint is None:
+            return {}
+        if checkpoint["run_key"] != self.key:
+            self.say(f"{self.last} was made with other params or data; starting afresh")
+            return {}
+        for name, obj in self.state.items():
+            if checkpoint[name]:  # empty when saved by a disabled (CPU) GradScaler
+                obj.load_state_dict(checkpoint[name])
+        self.say(f"resuming from {self.last} after epoch {checkpoint['epoch']}")
+        return checkpoint
+
+    def restored(self, name: str, default: Any = None) -> Any:
+        """What `save(..., name=value)` kept in the checkpoint this run resumed from, else `default`."""
+        return self.resumed.get(name, default)
+
+    def summarise(self, values: dict[str, Any]) -> None:
+        for name, value in values.items():
+            self.live.summary[name] = value
+
+    def log(self, epoch: int, metrics: dict[str, float], summary: dict[str, Any] | None = None) -> None:
+        """One epoch's metrics (and summary values) as DVCLive step `epoch`."""
+        self.live.step = epoch
+        for name, value in metrics.items():
+            self.live.log_metric(name, value)
+        self.summarise(summary or {})
+        self.live.next_step()
+
+    def save(self, epoch: int, **extra: Any) -> None:
+        """The resumable checkpoint after `epoch` (counted from 0): every state object, and `extra`."""
+        state = {name: obj.state_dict() for name, obj in self.state.items()}
+        save_checkpoint({"run_key": self.key, "epoch": epoch + 1, **state, **extra}, self.last)
+
+    def finish(self, artifact: Artifact, out: Path) -> None:
+        self.live.end()
+        artifact.save(out)
+
+
+def epoch_line(stage: str, epoch: int, epochs: int, metrics: dict[str, float], started: float,
+               note: str = "") -> str:
+    """`lstm: epoch 3/30 train_loss 0.4123 ... (1.2s)`: what a stage prints after each epoch."""
+    values = " ".join(f"{name} {value:.4f}" for name, value in metrics.items())
+    return f"{stage}: epoch {epoch + 1}/{epochs}{note} {values} ({time.perf_counter() - started:.1f}s)"
+
+
+def made_from(section: Any, corpus: Corpus, split: Split) -> dict[str, Any]:
+    """What every artifact records of how it was made (models/artifacts.py: Artifact's fields): the
+    data, the split and the stage's params."""
+    return {
+        "lip_indices": [int(i) for i in corpus.meta["lip_indices"]],
+        "fps": float(corpus.meta["fps"]),
+        "split_by": split.by,
+        "val_videos": split.val_videos(),
+        "params": section.model_dump(mode="json"),
+        "params_digest": digest(section),
+        "data_fingerprint": corpus.fingerprint(),
+    }

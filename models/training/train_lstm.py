@@ -1,0 +1,190 @@
+"""Train audio -> lips (models/networks/lstm.py) on the frame table. The DVC stage `train_lstm`:
+
+    python -m models.training.train_lstm [--root .] [--params params.yaml] [--override lstm.epochs=3 ...]
+
+Reads data/shards, logs every epoch to dvclive/lstm (train_loss, val_loss, lmd_px,
+mouth_open_r; baseline_* once: the "predict the train mean" model), keeps a resumable
+checkpoint in checkpoints/lstm/last.pt and writes the best epoch's weights, with the stats
+needed to use them, to artifacts/lstm.pt (models/artifacts.py: LstmArtifact), each under
+--root (tasks/config/paths.py).
+A rerun with the same params and data resumes from the checkpoint; raising lstm.epochs
+continues a finished run.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from models.artifacts import LstmArtifact
+from models.common import autocast, pick_device, run_key, seed_everything
+from models.evaluation.metrics import lip_metrics
+from models.networks.lstm import AudioToLips
+from models.training.data import (
+    Corpus,
+    LipsWindows,
+    Split,
+    audio_stats,
+    lips_stats,
+    load_corpus,
+    split_corpus,
+)
+from models.training.run import TrainingRun, epoch_line, made_from
+from tasks.config.entry import (
+    DEFAULT_ROOT,
+    Lstm,
+    Overrides,
+    ParamsFile,
+    Root,
+    Shards,
+    run,
+    stage_params,
+    stage_paths,
+)
+from tasks.config.params import LstmParams, Params
+
+
+@dataclass
+class LipsData:
+    """Both splits as LipsWindows on the device (a few MB), and the train stats they are normalised with."""
+
+    train: LipsWindows
+    val: LipsWindows
+    audio_mean: np.ndarray
+    audio_std: np.ndarray
+    lips_mean: np.ndarray
+    lips_std: np.ndarray
+
+
+def lips_data(corpus: Corpus, split: Split, context: int, device: torch.device) -> LipsData:
+    """Both splits normalised with the stats of the train split only."""
+    stats = (*audio_stats(corpus, split.train), *lips_stats(corpus, split.train))
+    train = LipsWindows(corpus, split.train, context, *stats).to(device)
+    val = LipsWindows(corpus, split.val, context, *stats).to(device)
+    return LipsData(train, val, *stats)
+
+
+def lstm_step(model, optimizer, scaler, audio: torch.Tensor, lips: torch.Tensor, device: torch.device,
+              use_amp: bool) -> torch.Tensor:
+    """One Adam step on the MSE of z-scored lips; returns the batch loss."""
+    with autocast(device, use_amp):
+        loss = F.mse_loss(model(audio).float(), lips)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return loss
+
+
+def train_epoch(model, optimizer, scaler, data: LipsData, p: LstmParams, device: torch.device,
+                use_amp: bool) -> float:
+    """One pass over the train split in random batches; the mean loss per frame."""
+    model.train()
+    total, count = 0.0, 0
+    for index in torch.randperm(len(data.train), device=device).split(p.batch_size):
+        audio, lips = data.train[index]
+        loss = lstm_step(model, optimizer, scaler, audio, lips, device, use_amp)
+        total, count = total + loss.item() * len(index), count + len(index)
+    return total / max(count, 1)
+
+
+@torch.no_grad()
+def evaluate(model, data: LipsData, meta: dict, device: torch.device, use_amp: bool,
+             predict_mean: bool = False) -> dict:
+    """val_loss on z-scored lips, and the lip metrics on lips in [0, 1] of the crop (what they are
+    defined on). predict_mean: the baseline that always predicts the train mean (z-score 0)."""
+    model.eval()
+    predicted = []
+    for index in torch.arange(len(data.val), device=device).split(1024):
+        audio, lips = data.val[index]
+        if predict_mean:
+            predicted.append(torch.zeros_like(lips))
+        else:
+            with autocast(device, use_amp):
+                predicted.append(model(audio).float())
+    predicted = torch.cat(predicted)
+    metrics = {"val_loss": F.mse_loss(predicted, data.val.lips).item()}
+    predicted_lips = predicted.cpu().numpy() * data.lips_std + data.lips_mean
+    true_lips = data.val.lips.cpu().numpy() * data.lips_std + data.lips_mean
+    metrics.update(lip_metrics(predicted_lips, true_lips, meta["face_size"], meta["lip_indices"]))
+    return metrics
+
+
+def train(root: Root = DEFAULT_ROOT, params_file: ParamsFile = None, override: Overrides = None,
+          shards: Shards = None, lstm: Lstm = None) -> None:
+    """Train audio -> lips (models/networks/lstm.py) on the frame table: the DVC stage train_lstm.
+    `--lstm`: where
+    the artifact goes."""
+    paths = stage_paths(root, shards=shards, lstm=lstm)
+    params = stage_params(params_file or paths.params, override)
+    p = params.lstm
+    device = pick_device(params.device)
+    use_amp = p.amp and device.type == "cuda"
+    seed_everything(params.seed)
+
+    corpus = load_corpus(paths.shards)
+    split = split_corpus(corpus, params)
+    data = lips_data(corpus, split, p.context, device)
+    print(f"lstm: {len(data.train)} train / {len(data.val)} val frames, split by {split.by}, on {device}")
+
+    hparams = AudioToLips.hparams(p, features=data.train.audio.shape[1])
+    model = AudioToLips(**hparams).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=p.lr)
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    # A checkpoint is resumed only when made from the same params and data; more epochs extend a run.
+    key = run_key(p.model_dump(exclude={"epochs"}), params.split.model_dump(), params.seed,
+                  corpus.fingerprint())
+    training = TrainingRun("lstm", key, {"model": model, "optimizer": optimizer, "scaler": scaler},
+                           paths)
+    best = training.restored("best", {"val_loss": float("inf"), "epoch": -1, "state_dict": None})
+    rng = training.restored("rng")
+    if rng is not None:
+        torch.set_rng_state(rng)
+
+    baseline = evaluate(model, data, corpus.meta, device, use_amp, predict_mean=True)
+    training.summarise({"baseline_val_loss": baseline["val_loss"], "baseline_lmd_px": baseline["lmd_px"]})
+    print(f"lstm: baseline (predict the train mean) val_loss {baseline['val_loss']:.4f} "
+          f"lmd_px {baseline['lmd_px']:.2f}")
+
+    for epoch in range(training.start_epoch, p.epochs):
+        started = time.perf_counter()
+        metrics = {"train_loss": train_epoch(model, optimizer, scaler, data, p, device, use_amp),
+                   **evaluate(model, data, corpus.meta, device, use_amp)}
+        if metrics["val_loss"] < best["val_loss"]:
+            snapshot = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            best = {"val_loss": metrics["val_loss"], "epoch": epoch + 1, "state_dict": snapshot}
+        training.log(epoch, metrics, summary={"best_epoch": best["epoch"], "best_val_loss": best["val_loss"]})
+        training.save(epoch, rng=torch.get_rng_state(), best=best)
+        print(epoch_line("lstm", epoch, p.epochs, metrics, started))
+
+    weights = best["state_dict"] if best["state_dict"] is not None else model.state_dict()
+    training.finish(lstm_artifact(weights, hparams, data, corpus, split, params, best), paths.lstm)
+    print(f"lstm: wrote {paths.lstm} (epoch {best['epoch']}, val_loss {best['val_loss']:.4f})")
+
+
+def lstm_artifact(weights: dict, hparams: dict, data: LipsData, corpus: Corpus, split: Split, params: Params,
+                  best: dict) -> LstmArtifact:
+    """The best epoch's weights and everything needed to use them (models/networks/lstm.py: predict_lips)."""
+    return LstmArtifact(
+        state_dict=weights,
+        hparams=hparams,
+        context=params.lstm.context,
+        audio_mean=data.audio_mean, audio_std=data.audio_std,
+        lips_mean=data.lips_mean, lips_std=data.lips_std,
+        face_size=int(corpus.meta["face_size"]),
+        feature_layout=list(corpus.meta.get("feature_layout", [])),
+        epoch=best["epoch"], val_loss=best["val_loss"],
+        **made_from(params.lstm, corpus, split),
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    run(train, argv)
+
+
+if __name__ == "__main__":
+    main()

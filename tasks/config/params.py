@@ -1,0 +1,257 @@
+"""params.yaml, loaded into typed models.
+
+One loader for every entry point: an unknown key, a wrong type or an out-of-range value
+stops the run with a `ParamsError` whose message names the key and the value.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+# The side of the aligned face crop. The generator (models/networks/cgan.py) makes this size only, so
+# preprocess.face_size is held to it here rather than found wrong after hours of preprocessing.
+FACE_SIZE = 128
+
+
+class ParamsError(ValueError):
+    """params.yaml (or an override) holds an unknown key or a bad value."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataParams(_Section):
+    source: Literal["demo", "sources"] = "demo"
+    sources_file: str = "data/sources/obama_weekly_addresses.tsv"
+    max_height: int = Field(720, ge=144, le=4320)
+    limit: int = Field(0, ge=0)
+    retries: int = Field(2, ge=0, le=10)
+    retry_delay_s: float = Field(2.0, ge=0)
+    socket_timeout_s: float = Field(30.0, gt=0)
+
+
+class DemoParams(_Section):
+    clips: int = Field(6, ge=1, le=100)
+    seconds: float = Field(10.0, ge=1.0, le=600.0)
+    fps: int = Field(30, ge=10, le=60)
+    size: int = Field(512, ge=256, le=1024)
+    seed: int = 0
+
+
+class PreprocessParams(_Section):
+    fps: float = Field(30.0, gt=0, le=120)
+    sample_rate: int = Field(16000, ge=8000, le=48000)
+    face_size: int = FACE_SIZE
+    detect_every: int = Field(10, ge=1)
+    detect_width: int = Field(320, ge=64, le=2048)
+    crop_smoothing: float = Field(0.6, ge=0.0, lt=1.0)
+    lip_indices: list[int] = Field(default_factory=lambda: [48, 50, 52, 54, 56, 58, 62, 66])
+    n_mfcc: int = Field(13, ge=1, le=40)
+    n_mels: int = Field(40, ge=8, le=128)
+    window_ms: float = Field(33.0, gt=5, le=200)
+    jpeg_quality: int = Field(90, ge=10, le=100)
+    row_group_size: int = Field(1024, ge=16)
+    task_runner: Literal["threads", "processes", "dask"] = "threads"
+    workers: int = Field(2, ge=1, le=256)
+    dask_address: str = ""
+
+    @field_validator("face_size")
+    @classmethod
+    def _generator_size(cls, value: int) -> int:
+        if value != FACE_SIZE:
+            raise ValueError(f"must be {FACE_SIZE}: the generator makes {FACE_SIZE}x{FACE_SIZE} faces only")
+        return value
+
+    @field_validator("lip_indices")
+    @classmethod
+    def _eight_lip_points(cls, value: list[int]) -> list[int]:
+        if len(value) != 8:
+            raise ValueError(f"needs exactly 8 landmark indices, got {len(value)}")
+        if any(not 48 <= i <= 67 for i in value):
+            raise ValueError("lip landmarks are indices 48..67 of dlib's 68 points")
+        if len(set(value)) != 8:
+            raise ValueError("indices must be distinct")
+        return value
+
+
+class SplitParams(_Section):
+    by: Literal["video", "time", "auto"] = "auto"
+    val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+
+
+class LstmParams(_Section):
+    context: int = Field(5, ge=0, le=50)
+    hidden: int = Field(128, ge=4, le=4096)
+    layers: int = Field(1, ge=1, le=8)
+    bidirectional: bool = True
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    fc_hidden: int = Field(128, ge=4, le=4096)
+    epochs: int = Field(30, ge=1)
+    batch_size: int = Field(256, ge=1)
+    lr: float = Field(1e-3, gt=0.0, le=1.0)
+    amp: bool = True
+
+
+class CganParams(_Section):
+    noise_dim: int = Field(50, ge=1, le=1024)
+    ngf: int = Field(16, ge=4, le=512)
+    ndf: int = Field(16, ge=4, le=512)
+    epochs: int = Field(4, ge=1)
+    finetune_epochs: int = Field(1, ge=0)
+    target_video: str = ""
+    batch_size: int = Field(16, ge=1)
+    lr_g: float = Field(5e-4, gt=0.0, le=1.0)
+    lr_d: float = Field(2e-4, gt=0.0, le=1.0)
+    beta1: float = Field(0.5, ge=0.0, lt=1.0)
+    real_label: float = Field(0.9, gt=0.5, le=1.0)
+    l1_weight: float = Field(50.0, ge=0.0)
+    num_workers: int = Field(0, ge=0, le=64)
+    val_frames: int = Field(256, ge=1)
+    amp: bool = True
+
+    @model_validator(mode="after")
+    def _finetune_within_epochs(self) -> CganParams:
+        if self.finetune_epochs > self.epochs:
+            raise ValueError(f"finetune_epochs ({self.finetune_epochs}) exceeds epochs ({self.epochs})")
+        return self
+
+
+class EvaluateParams(_Section):
+    max_frames: int = Field(300, ge=1)
+    sync_seconds: float = Field(20.0, gt=0)
+    composite_seconds: float = Field(5.0, gt=0)
+
+
+# The render outputs, each a way of laying out the frames (models/rendering/layouts.py builds them): the one
+# place their names are spelled; the CLI, the app and the render flow take them from here.
+Output = Literal["full", "panel", "face", "face_panel"]
+OUTPUTS: tuple[Output, ...] = get_args(Output)
+
+
+class RenderParams(_Section):
+    output: Output = "full"
+    size: int = Field(256, ge=64, le=1024)
+    target_video: str = ""
+    align: Literal["clip", "corpus", "none"] = "clip"
+    smooth_window: int = Field(3, ge=1, le=31)
+    max_lips_distance: float = Field(6.0, ge=0.0)
+    chunk_seconds: float = Field(10.0, ge=1.0, le=600.0)
+    batch_size: int = Field(128, ge=1, le=4096)
+    preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow"] = "veryfast"
+    crf: int = Field(18, ge=0, le=51)
+    audio_kbps: int = Field(128, ge=16, le=512)
+
+    @field_validator("size")
+    @classmethod
+    def _even_size(cls, value: int) -> int:
+        if value % 2:
+            raise ValueError("must be even (H.264 in yuv420p needs even sides)")
+        return value
+
+    @field_validator("smooth_window")
+    @classmethod
+    def _odd_window(cls, value: int) -> int:
+        if value % 2 == 0:
+            raise ValueError("must be odd: a centred window")
+        return value
+
+
+class ProvenanceParams(_Section):
+    key_dir: str = ""
+    label: bool = False
+    label_text: str = Field("AI-generated", min_length=1, max_length=40)
+
+
+class Params(_Section):
+    seed: int = 0
+    device: str = "auto"
+    data: DataParams = DataParams()
+    demo: DemoParams = DemoParams()
+    preprocess: PreprocessParams = PreprocessParams()
+    split: SplitParams = SplitParams()
+    lstm: LstmParams = LstmParams()
+    cgan: CganParams = CganParams()
+    render: RenderParams = RenderParams()
+    evaluate: EvaluateParams = EvaluateParams()
+    provenance: ProvenanceParams = ProvenanceParams()
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        if value in ("auto", "cpu", "cuda") or (value.startswith("cuda:") and value[5:].isdigit()):
+            return value
+        raise ValueError("must be auto, cpu, cuda or cuda:N")
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"])
+        if item["type"] == "extra_forbidden":
+            lines.append(f"unknown key '{key}' (value {item['input']!r})")
+        else:
+            lines.append(f"bad value for '{key}': {item['input']!r}: {item['msg']}")
+    return "; ".join(lines)
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """'preprocess.fps=25' -> ('preprocess.fps', 25), the value read as YAML."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ParamsError(f"override {text!r} is not KEY=VALUE")
+    return key.strip(), yaml.safe_load(raw)
+
+
+def _apply(raw: dict, key: str, value: Any) -> None:
+    node = raw
+    *parents, leaf = key.split(".")
+    for part in parents:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ParamsError(f"override '{key}': '{part}' is not a section")
+        node = child
+    node[leaf] = value
+
+
+def load_params(path: str | Path, overrides: dict[str, Any] | None = None) -> Params:
+    """Read a params file (the project's is `Paths.params`, tasks/config/paths.py; missing keys take their
+    defaults) and apply dotted-key overrides."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: no such params file") from None
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path}: top level must be a mapping of sections, got {type(raw).__name__}")
+    for key, value in (overrides or {}).items():
+        _apply(raw, key, value)
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        raise ParamsError(f"{path}: {_describe(exc)}") from None
+
+
+def digest(section: BaseModel, exclude: frozenset[str] = frozenset()) -> str:
+    """A short stable hash of a params section (less the `exclude` keys): outputs made with
+    other params are rebuilt."""
+    text = json.dumps(section.model_dump(mode="json", exclude=set(exclude)), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# How preprocessing runs, not what it writes: shards made with other runner settings are the
+# same shards, so these are left out of their key.
+RUNNER_SETTINGS = frozenset({"task_runner", "workers", "dask_address"})
+
+
+def rows_digest(params: PreprocessParams) -> str:
+    """The digest of the preprocess params that shape the frame table: all but RUNNER_SETTINGS."""
+    return digest(params, exclude=RUNNER_SETTINGS)

@@ -1,0 +1,99 @@
+"""Audio features per video frame: 13 MFCC, 13 delta, log energy, delta log energy.
+
+Each frame's window is centred on the frame's time (audio and video are aligned by
+timestamps, never by integer frame ratios), so the same code serves the dataset (frame
+times of a decoded video) and rendering (frame times of any speech at any fps).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from tasks.config.params import PreprocessParams
+
+# librosa compiles with numba on first use; without a writable cache that costs ~15 s per process.
+os.environ.setdefault("NUMBA_CACHE_DIR", str(Path.home() / ".cache" / "reenact" / "numba"))
+
+import librosa  # after NUMBA_CACHE_DIR is set
+
+# Deltas span +-2 frames (~130 ms at 30 fps): wide enough to smooth, short enough to
+# follow syllables, and any clip of 5 frames or more gets the same regression.
+DELTA_WIDTH = 5
+# The floor of the log energy and the mel power (in dB): silence is a finite, constant vector.
+ENERGY_FLOOR = 1e-10
+# Frames per block of the spectral step: bounds memory on hour-long audio.
+BLOCK = 4096
+
+
+def feature_layout(n_mfcc: int = 13) -> list[str]:
+    """Names of the feature dimensions in column order, as stored in the shard metadata."""
+    return ([f"mfcc_{i}" for i in range(n_mfcc)] + [f"delta_mfcc_{i}" for i in range(n_mfcc)]
+            + ["log_energy", "delta_log_energy"])
+
+
+FEATURE_LAYOUT = feature_layout()
+# The width of a feature vector with the default preprocess.n_mfcc (13): 28.
+FEATURE_DIM = len(FEATURE_LAYOUT)
+# Columns of a feature vector whatever n_mfcc: the loudness (log energy) and its delta come last.
+LOG_ENERGY, DELTA_LOG_ENERGY = -2, -1
+
+
+def feature_dim(params: PreprocessParams) -> int:
+    return 2 * params.n_mfcc + 2
+
+
+def _static(samples: np.ndarray, sample_rate: int, times: np.ndarray, params: PreprocessParams) -> np.ndarray:
+    """(N, n_mfcc + 1): MFCC and log energy of the window centred on each time."""
+    window = max(2, round(params.window_ms / 1000 * sample_rate))
+    n_fft = 1 << (window - 1).bit_length()
+    centres = np.round(np.asarray(times, np.float64) * sample_rate).astype(np.int64)
+    starts = centres - window // 2
+    # Zero padding on both sides: the first and last frames (and frames past the end of
+    # a slightly short audio track) get a full window of (partly) silent audio.
+    left = max(0, -int(starts.min()))
+    right = max(0, int(starts.max()) + window - len(samples))
+    padded = np.pad(samples.astype(np.float32), (left, right))
+    starts = starts + left
+
+    mel_basis = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=params.n_mels)
+    taper = np.hanning(window).astype(np.float32)
+    offsets = np.arange(window)
+    out = np.empty((len(times), params.n_mfcc + 1), np.float32)
+    for lo in range(0, len(times), BLOCK):
+        frames = padded[starts[lo:lo + BLOCK, None] + offsets]          # (B, window)
+        power = np.abs(np.fft.rfft(frames * taper, n=n_fft, axis=1)) ** 2  # (B, n_fft/2+1)
+        mel_db = librosa.power_to_db(power @ mel_basis.T, ref=1.0, amin=ENERGY_FLOOR, top_db=None)
+        out[lo:lo + BLOCK, :-1] = librosa.feature.mfcc(S=mel_db.T, n_mfcc=params.n_mfcc).T
+        out[lo:lo + BLOCK, -1] = np.log(np.sum(frames.astype(np.float64) ** 2, axis=1) + ENERGY_FLOOR)
+    return out
+
+
+def _deltas(static: np.ndarray) -> np.ndarray:
+    n = len(static)
+    if n < 3:
+        return np.zeros_like(static)
+    width = min(DELTA_WIDTH, n if n % 2 else n - 1)
+    return librosa.feature.delta(static, width=width, axis=0, mode="interp").astype(np.float32)
+
+
+def audio_features(samples: np.ndarray, sample_rate: int, times: np.ndarray,
+                   params: PreprocessParams) -> np.ndarray:
+    """(N, 2 * n_mfcc + 2) float32 features for frame times `times` (seconds), in FEATURE_LAYOUT order.
+
+    Deltas run over the sequence of frames given, so pass all the frames of a clip at once.
+    """
+    times = np.asarray(times, np.float64)
+    if times.ndim != 1:
+        raise ValueError(f"times must be 1-D, got shape {times.shape}")
+    if len(times) == 0:
+        return np.zeros((0, feature_dim(params)), np.float32)
+    # A decoder glitch must not turn into NaN features for the whole clip.
+    samples = np.nan_to_num(np.asarray(samples, np.float32).reshape(-1), posinf=0.0, neginf=0.0)
+    static = _static(samples, sample_rate, times, params)
+    deltas = _deltas(static)
+    n = params.n_mfcc
+    features = np.concatenate([static[:, :n], deltas[:, :n], static[:, n:], deltas[:, n:]], axis=1)
+    return features

@@ -1,0 +1,87 @@
+"""A synthetic corpus in the frame-table format, for tests and benchmarks where no real one exists
+(tests/, benchmarks/train.py): drawn faces whose mouths follow a random loudness, and audio features
+made from that loudness. Written by the one writer of the frame table, tasks/table/shards.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import simplejpeg
+
+from tasks.config.params import PreprocessParams
+from tasks.rows.features import feature_dim
+from tasks.table.shards import CROP_DIM, LANDMARKS_DIM, LIPS_DIM, ShardWriter
+
+
+def synthetic_shards(
+    shards: str | Path,
+    videos: int = 3,
+    frames: int = 200,
+    seed: int = 0,
+    params: PreprocessParams | None = None,
+) -> Path:
+    """A small corpus in the frame-table format, for tests and benchmarks where no real one exists.
+
+    A smooth random "loudness" per video drives the lips (mouth opening and width) and the
+    audio features (a fixed random mix of it and its neighbours, plus noise); each face is a
+    128x128 JPEG of a head whose dark mouth follows the lips. Every 25th frame has no face.
+    """
+    params = params or PreprocessParams()
+    size = params.face_size
+    rng = np.random.default_rng(seed)
+    dim = feature_dim(params)
+    mix = rng.normal(size=(5, dim)).astype(np.float32)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    closed = np.array(
+        [
+            [0.35, 0.72],
+            [0.44, 0.69],
+            [0.56, 0.69],
+            [0.65, 0.72],
+            [0.56, 0.76],
+            [0.44, 0.76],
+            [0.5, 0.71],
+            [0.5, 0.73],
+        ],
+        np.float32,
+    )
+    for index in range(videos):
+        t = np.arange(frames) / params.fps
+        phases = rng.uniform(0, 2 * np.pi, 3)
+        drive = (
+            np.sin(2 * np.pi * 2.1 * t + phases[0])
+            + 0.6 * np.sin(2 * np.pi * 3.7 * t + phases[1])
+            + 0.3 * np.sin(2 * np.pi * 0.7 * t + phases[2])
+        )
+        drive = ((drive - drive.min()) / (np.ptp(drive) + 1e-9)).astype(np.float32)
+        shifted = np.stack([np.roll(drive, s) for s in (-2, -1, 0, 1, 2)], axis=1)
+        audio = shifted @ mix + 0.05 * rng.normal(size=(frames, dim)).astype(np.float32)
+        tone = rng.uniform(0.6, 0.9)
+        with ShardWriter(shards, f"synthetic_{index}", params, sha256=f"synthetic-{seed}-{index}") as writer:
+            for i in range(frames):
+                face_found = i % 25 != 24
+                lips = closed.copy()
+                lips[[4, 5, 7], 1] += 0.12 * drive[i]  # lower lip drops as the mouth opens
+                lips[[0, 3], 0] += np.array([-1, 1]) * 0.03 * drive[i]
+                head = ((xx - 0.5) / 0.38) ** 2 + ((yy - 0.5) / 0.48) ** 2 < 1
+                centre, half_height = (lips[6, 1] + lips[7, 1]) / 2, 0.01 + (lips[7, 1] - lips[6, 1]) / 2
+                width = lips[3, 0] - lips[0, 0]
+                mouth = ((xx - 0.5) / width * 2) ** 2 + ((yy - centre) / half_height) ** 2 < 1
+                image = np.full((size, size, 3), 40, np.uint8)
+                image[head] = (np.array([230, 180, 150]) * tone).astype(np.uint8)
+                image[mouth] = (90, 20, 30)
+                jpeg = simplejpeg.encode_jpeg(image, quality=params.jpeg_quality, colorspace="RGB")
+                landmarks = np.full(LANDMARKS_DIM, np.nan if not face_found else 0.5, np.float32)
+                writer.add(
+                    frame=i,
+                    time=i / params.fps,
+                    face_found=face_found,
+                    landmarks=landmarks,
+                    lips=lips.reshape(-1) if face_found else np.full(LIPS_DIM, np.nan, np.float32),
+                    audio=audio[i],
+                    face=jpeg,
+                    crop=np.zeros(CROP_DIM, np.float32),
+                )
+            writer.commit()
+    return Path(shards)
