@@ -2,7 +2,7 @@
 
 Tab "Render": upload or record speech, pick a target video (with a thumbnail), choose full frame /
 face / panel; progress while it renders, then the video to play and download, with what its C2PA
-manifest says. Tab "Dataset": the contact sheet, `reenact inspect`'s table and reports/metrics.json.
+manifest says. Tab "Dataset": the contact sheet, `reenact inspect`'s table and paths.metrics.
 Every location is the project's (tasks/config/paths.py); renders go to renders/app.
 
 The models are loaded once per process and renders run one at a time through Gradio's queue

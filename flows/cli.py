@@ -239,7 +239,7 @@ def web_app(
     max_seconds: Annotated[float, typer.Option(help="longest speech an upload may be, in seconds")] = 300.0,
 ) -> None:
     """The web app: speech -> a signed talking-head video in the browser, and the dataset at a glance.
-    Its renders go to <root>/renders/app."""
+    Its renders go to paths.app_renders."""
     from flows.app import LOOPBACK, create_app, launch
     from models.rendering.render import RenderError
     from tasks.config.params import ParamsError

@@ -1,4 +1,4 @@
-"""Stage `ingest`: sources -> data/raw/videos/<video_id>.mp4 and data/raw/manifest.parquet (under
+"""Stage `ingest`: sources -> paths.videos / <video_id>.mp4 and paths.manifest (under
 the project root, tasks/config/paths.py).
 
 `data.source: demo` makes the offline demo corpus; `data.source: sources` fetches every line
@@ -29,7 +29,7 @@ from flows.common import (
 from tasks.config.files import sha256_file
 from tasks.config.params import DataParams, DemoParams, Params, digest
 from tasks.config.paths import Paths
-from tasks.demo.corpus import corpus as demo
+from tasks.demo import corpus as demo
 from tasks.ingest.download import (
     SourceError,
     TransientError,

@@ -1,4 +1,4 @@
-"""The `preprocess` flow: every raw video -> its partition of the frame table in data/shards (under
+"""The `preprocess` flow: every raw video -> its partition of the frame table in paths.shards (under
 the project root, tasks/config/paths.py).
 
 One task run per video (tasks/rows/video.py), mapped over the task runner that
@@ -8,7 +8,7 @@ bytes, same row-making params and code: tasks/rows/rowkey.py) is skipped; a bad 
 `failed` row, never a failed run; a video with a face in under half its frames is flagged
 with the likely cause (the `warning` column, the summary's warnings table).
 
-    python -m flows.preprocess            # the DVC stage: params.yaml, data/raw -> data/shards
+    python -m flows.preprocess            # the DVC stage: params.yaml, paths.raw -> paths.shards
     python -m flows.preprocess --root R   # the same in the project at R
 """
 

@@ -142,7 +142,7 @@ def render_flow(
     root: str = ".",
 ) -> dict[str, Any]:
     """Speech (a path or an http(s) URL) -> a signed talking-head mp4 in the project at `root` (`out`:
-    relative to it; default a new file in its renders/runs); publishes a link and a summary."""
+    relative to it; default a new file in its paths.runs); publishes a link and a summary."""
     logger = get_run_logger()
     paths, params = flow_project(Path(root).resolve(), None, overrides)  # fail fast, naming the bad key
     record_params("render", params, overrides, {"device", "render", "provenance"})

@@ -1,5 +1,5 @@
-"""What training hands to evaluation and rendering, typed: the LSTM's artifact (artifacts/lstm.pt),
-the generator's (artifacts/cgan.pt) and the lip statistics the generator's carries; and the one
+"""What training hands to evaluation and rendering, typed: the LSTM's artifact (paths.lstm),
+the generator's (paths.cgan) and the lip statistics the generator's carries; and the one
 place where they, and training's resumable checkpoints, are written and read.
 
 On disk an artifact is a dict of tensors, lists, numbers and strings, loadable with
@@ -178,7 +178,7 @@ class Artifact:
 
 @dataclass(kw_only=True, eq=False)
 class LstmArtifact(Artifact):
-    """artifacts/lstm.pt: audio -> lips (models/networks/lstm.py), with the stats its inputs and outputs are
+    """paths.lstm: audio -> lips (models/networks/lstm.py), with the stats its inputs and outputs are
     normalised with (models/networks/lstm.py: predict_lips)."""
 
     STAGE: ClassVar[str] = "train_lstm"
@@ -209,7 +209,7 @@ class LstmArtifact(Artifact):
 
 @dataclass(kw_only=True, eq=False)
 class CganArtifact(Artifact):
-    """artifacts/cgan.pt: lips -> face (models/networks/cgan.py), the stats its lips are z-scored with, and
+    """paths.cgan: lips -> face (models/networks/cgan.py), the stats its lips are z-scored with, and
     the lip statistics of every video it saw (rendering aligns a speaker's lips to the target's)."""
 
     STAGE: ClassVar[str] = "train_cgan"

@@ -90,7 +90,7 @@ def train_project(paths: Paths, corpus: Corpus, overrides: dict[str, Any]) -> Tr
     paths.root.mkdir(parents=True)
     paths.params.write_text(yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False))
     corpus(paths, params)
-    from models.training.run import train_cgan, train_lstm
+    from models.training import train_cgan, train_lstm
 
     with contextlib.chdir(paths.root):  # every location the stages' default: the project's
         train_lstm.main([])

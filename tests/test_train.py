@@ -19,7 +19,7 @@ from helpers import synthetic_shards
 from models.artifacts import load_checkpoint
 from models.networks.cgan import load_generator
 from models.networks.lstm import load_lstm
-from models.training.run import train_cgan, train_lstm
+from models.training import train_cgan, train_lstm
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_LSTM = ["lstm.hidden=16", "lstm.fc_hidden=16", "lstm.context=2", "lstm.batch_size=32", "lstm.lr=0.003"]

@@ -9,9 +9,9 @@ metrics), `baseline_random` (lips of a random training frame; for sync_r the tru
 by a random offset) and, for the compositing metrics, `baseline_paste` (the crop's box pasted
 back, as Wav2Lip does; only `seam` is counted against it). `mean_face/*` adds a harder
 reference for the image metrics, the mean training face shown for every frame; it is reported,
-not counted. Writes reports/metrics.json (flat, so `dvc metrics show` reads the metric names),
-reports/mouth_opening.csv and .png (the sync clip: true, predicted and re-detected mouth
-opening) and reports/eval_grid.png (real over generated validation frames, then the generator
+not counted. Writes paths.metrics (flat, so `dvc metrics show` reads the metric names),
+paths.reports / mouth_opening.csv and .png (the sync clip: true, predicted and re-detected mouth
+opening) and paths.reports / eval_grid.png (real over generated validation frames, then the generator
 given random lips), and prints a table and which model metrics beat their baselines. A metric
 that is undefined (a constant's r, no face found, no raw video to take speech from) is null.
 """

@@ -1,4 +1,4 @@
-"""What evaluate writes and prints besides reports/metrics.json: the sync clip's mouth-opening
+"""What evaluate writes and prints besides paths.metrics: the sync clip's mouth-opening
 plot and CSV, the eval grid, and the table of each metric beside its baselines."""
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
     python -m models.rendering.render [--root .] [--params params.yaml] [--override KEY=VALUE]
                             [--shards ...] [--videos ...] [--lstm ...] [--cgan ...]
 
-writes renders/demo.mp4 (a held-out video's speech on the target's own full frames) and
-renders/demo_panel.mp4 (the target frame beside the composite, with the lip traces).
+writes paths.renders / demo.mp4 (a held-out video's speech on the target's own full frames) and
+paths.renders / demo_panel.mp4 (the target frame beside the composite, with the lip traces).
 `reenact render --audio speech.wav --out talk.mp4` is the same `render()` for any audio ffmpeg reads.
 
 The steps, each in its own module: speech -> raw lips (models/rendering/speech.py, streamed), raw -> final
@@ -289,8 +289,8 @@ def _check_speech(audio: Path, models: Models, params: Params) -> MediaInfo:
 
 @models_stage
 def render_stage(paths: Paths, params: Params) -> None:
-    """Render a held-out video's speech onto the target's own footage (renders/demo.mp4) and the panel
-    beside it (renders/demo_panel.mp4), under --root: the DVC stage render."""
+    """Render a held-out video's speech onto the target's own footage (paths.renders / demo.mp4) and the panel
+    beside it (paths.renders / demo_panel.mp4), under --root: the DVC stage render."""
 
     from models.training.data import load_corpus, split_corpus
 

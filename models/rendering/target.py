@@ -72,7 +72,7 @@ def pingpong(index: np.ndarray | int, frames: int) -> np.ndarray | int:
 
 
 def target_video_file(videos: str | Path, video_id: str) -> Path:
-    """data/raw/videos/<video_id>.<ext>: the footage the rows were made from."""
+    """paths.videos/<video_id>.<ext>: the footage the rows were made from."""
     found = sorted(Path(videos).glob(f"{video_id}.*"))
     if not found:
         raise RenderError(f"target {video_id!r}: no video file {Path(videos) / video_id}.* to composite onto")

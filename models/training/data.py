@@ -1,4 +1,4 @@
-"""Datasets over the frame table (data/shards): audio windows -> lips for the LSTM, lips -> face for the GAN.
+"""Datasets over the frame table (paths.shards): audio windows -> lips for the LSTM, lips -> face for the GAN.
 
 Only the columns a stage needs are read. Faces stay JPEG bytes in one Arrow array and are
 decoded per item, so a corpus of hours fits in memory and DataLoader workers share it.

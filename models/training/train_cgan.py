@@ -5,10 +5,10 @@
 
 The last cgan.finetune_epochs epochs train on cgan.target_video only (paper, 5.2), to hold
 that video's face texture and background. Every epoch: loss_d, loss_g and l1_val (generated
-vs real validation frames, given their lips) to dvclive/cgan, a sample grid (real row over
+vs real validation frames, given their lips) to paths.live_dir("cgan"), a sample grid (real row over
 generated row, fixed noise and fixed validation lips) as a DVCLive image, and a resumable
-checkpoint in checkpoints/cgan/last.pt. The generator, its lips stats and the lips stats of
-every video (for aligning speakers when rendering) go to artifacts/cgan.pt (models/artifacts.py:
+checkpoint in paths.checkpoint_dir("cgan") / last.pt. The generator, its lips stats and the lips stats of
+every video (for aligning speakers when rendering) go to paths.cgan (models/artifacts.py:
 CganArtifact); each path under --root (tasks/config/paths.py). Only rank 0 logs and saves;
 cgan.batch_size is per process.
 """

@@ -2,10 +2,10 @@
 
     python -m models.training.train_lstm [--root .] [--params params.yaml] [--override lstm.epochs=3 ...]
 
-Reads data/shards, logs every epoch to dvclive/lstm (train_loss, val_loss, lmd_px,
+Reads paths.shards, logs every epoch to paths.live_dir("lstm") (train_loss, val_loss, lmd_px,
 mouth_open_r; baseline_* once: the "predict the train mean" model), keeps a resumable
-checkpoint in checkpoints/lstm/last.pt and writes the best epoch's weights, with the stats
-needed to use them, to artifacts/lstm.pt (models/artifacts.py: LstmArtifact), each under
+checkpoint in paths.checkpoint_dir("lstm") / last.pt and writes the best epoch's weights, with the stats
+needed to use them, to paths.lstm (models/artifacts.py: LstmArtifact), each under
 --root (tasks/config/paths.py).
 A rerun with the same params and data resumes from the checkpoint; raising lstm.epochs
 continues a finished run.

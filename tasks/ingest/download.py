@@ -1,4 +1,4 @@
-"""Fetch one source (a URL through yt-dlp's Python API, or a local file) into data/raw/videos.
+"""Fetch one source (a URL through yt-dlp's Python API, or a local file) into paths.videos.
 
 Only http, https and local paths are accepted; no shell is ever run. Every outcome is a
 manifest row; errors that a retry may cure (timeouts, refused connections, 5xx) raise

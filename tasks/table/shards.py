@@ -1,13 +1,13 @@
 """The frame table on disk: hive-partitioned Parquet, one partition per video, written atomically.
 
-    data/shards/video_id=<id>/part-0000.parquet ...   one row per frame (ARCHITECTURE.md, the frame table)
-    data/shards/_videos.parquet                       one row per video of the last run
+    <shards>/video_id=<id>/part-0000.parquet ...   one row per frame (ARCHITECTURE.md, the frame table)
+    paths.videos_table                       one row per video of the last run
 
 A partition is written into a hidden temporary folder beside it (tasks/config/files.py, atomic_path) and
 renamed into place only once every part is closed, so a reader sees a video whole or not at all. Names that
 start with `.` or `_` are skipped by pyarrow, pandas and Polars dataset readers, so the
 temporary folders and `_videos.parquet` never mix into a read of the folder. DuckDB's
-glob does not skip them: read `data/shards/video_id=*/*.parquet` with hive_partitioning.
+glob does not skip them: read `<shards>/video_id=*/*.parquet` with hive_partitioning.
 """
 
 from __future__ import annotations

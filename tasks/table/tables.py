@@ -1,8 +1,8 @@
 """The status tables: one row per item of a stage's last run and its outcome, so that a source or a
 video that failed is a `failed` row with its error (ARCHITECTURE.md, rules).
 
-    data/raw/manifest.parquet     one row per source   (tasks/ingest/download.py, MANIFEST_SCHEMA)
-    data/shards/_videos.parquet   one row per video    (tasks/table/shards.py, VIDEOS_SCHEMA)
+    paths.manifest     one row per source   (tasks/ingest/download.py, MANIFEST_SCHEMA)
+    paths.videos_table   one row per video    (tasks/table/shards.py, VIDEOS_SCHEMA)
 
 Both are small: read whole, written whole and atomically. The schema is the table's one list of
 columns: a row is written with the schema's columns only, and a table written before a column was
