@@ -70,7 +70,7 @@ def evaluate_lstm(corpus: Corpus, split: Split, models: Models, rng: np.random.G
     for video_id, frames in rows_with_face(corpus, split.val):
         if len(frames):
             video = corpus.video(video_id)
-            predicted.append(predict_lips(models.networks.lstm, artifact, video.audio)[frames])
+            predicted.append(predict_lips(models.lstm, artifact, video.audio)[frames])
             true.append(video.lips[frames])
     predicted, true = np.concatenate(predicted), np.concatenate(true)
     def score(lips: np.ndarray) -> dict:

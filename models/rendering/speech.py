@@ -29,7 +29,7 @@ def speech_lips(
     same in constant memory."""
     times = np.arange(frame_count(len(samples), sample_rate, fps)) / fps
     features = audio_features(samples, sample_rate, times, params)
-    return predict_lips(models.networks.lstm, models.lstm_artifact, features)
+    return predict_lips(models.lstm, models.lstm_artifact, features)
 
 
 class _Buffer:
@@ -90,7 +90,7 @@ def stream_lips(
         # Times relative to the buffer's start: the same window centres as over the whole file.
         times = np.arange(first, last) / fps - buffer.offset / sample_rate
         features = audio_features(buffer.samples, sample_rate, times, params)
-        lips = predict_lips(models.networks.lstm, models.lstm_artifact, features)
+        lips = predict_lips(models.lstm, models.lstm_artifact, features)
         yield lips[done - first : end - first], features[done - first : end - first]
         done = end
         buffer.drop_before(max(0, math.floor((done - margin) / fps * sample_rate) - pad))
