@@ -75,7 +75,7 @@ def outside_error(
     return float((diff * diff).sum()), int(diff.size)
 
 
-def _lips_in_crop(
+def lips_in_crop(
     frame: np.ndarray, crop: np.ndarray, lip_indices: list[int], face_size: int
 ) -> np.ndarray | None:
     """dlib's lips on a full frame, mapped into [0, 1] of the row's crop; None when it finds no face."""
@@ -139,7 +139,7 @@ def composite_metrics(models: Models, params: Params, paths: Paths) -> dict:
             for method, image in zip(METHODS, outputs):
                 mask = masks[method][index]
                 alpha = None if mask is None else mask.astype(np.float32) / 255
-                found = None if alpha is None else _lips_in_crop(image, rows.crop[index], indices, face_size)
+                found = None if alpha is None else lips_in_crop(image, rows.crop[index], indices, face_size)
                 tallies[method].add(image, source, alpha, found, lips[index])
     metrics = {}
     for method, tally in tallies.items():
