@@ -8,14 +8,18 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+import torch
 
+from models.artifacts import CganArtifact
 from models.evaluation.baselines import (
     FaceRows,
     composite_crops,
     mean_baseline,
     mean_face,
     nearest_baseline,
+    nearest_faces,
     nearest_lips,
+    paint_frames,
     split_in_time,
 )
 from models.evaluation.mouth_metrics import (
@@ -26,7 +30,9 @@ from models.evaluation.mouth_metrics import (
     mouth_scores,
     mouth_ssim,
     redetected_lips,
+    sharpness,
 )
+from models.networks.unet import UNetGenerator
 from tasks.config.params import PreprocessParams
 from tasks.demo.warp import face_rig, render
 from tasks.rows.align import FaceTracker
@@ -84,6 +90,16 @@ def test_a_smeared_mouth_scores_clearly_worse_than_the_real_frame_a_pixel_off(cl
     assert slight["mouth_psnr"] > smear["mouth_psnr"] and slight["mouth_ssim"] > smear["mouth_ssim"]
 
 
+def test_a_smear_is_less_sharp_than_the_real_mouth_and_noise_sharper(clip):
+    _, rows = clip
+    masks, faces = rows.soft_masks(), rows.faces
+    assert sharpness(faces, masks, faces) == 1.0
+    assert sharpness(blurred(faces, masks, 3.0), masks, faces) < 0.6
+    assert 0.6 < sharpness(blurred(faces, masks, 1.0), masks, faces) < 0.9
+    noisy = np.clip(faces + np.random.default_rng(0).normal(0, 12, faces.shape), 0, 255).astype(np.uint8)
+    assert sharpness(noisy, masks, faces) > 1.05
+
+
 def test_the_real_video_flickers_one_a_noisy_one_more_a_frozen_one_none(clip):
     _, rows = clip
     masks, faces = rows.soft_masks(), rows.faces
@@ -134,3 +150,27 @@ def test_nearest_lips_retrieves_the_same_mouth_and_beats_the_mean_face(clip):
     one = rows.take(np.arange(1))
     assert np.array_equal(mean_face(one), one.faces[0])
     assert mouth_psnr(mean_baseline(one, one)[0], one.faces[0], masks[0]) == float("inf")
+
+
+def frame_artifact(generator: UNetGenerator, lips: np.ndarray) -> CganArtifact:
+    return CganArtifact(state_dict=generator.state_dict(), hparams=UNetGenerator.hparams(128, 8), epoch=1,
+                        lip_indices=PARAMS.lip_indices, fps=PARAMS.fps, split_by="time", val_videos=[],
+                        params={}, params_digest="", data_fingerprint="", condition="frame", noise=None,
+                        lips_mean=lips.mean(0), lips_std=lips.std(0) + 1e-6, lips_stats={},
+                        target_video="astronaut", face_size=128)
+
+
+def test_the_frame_generator_paints_the_held_out_crop_around_its_nearest_lips_reference(clip):
+    _, rows = clip
+    train, held = rows.take(np.arange(8)), rows.take(np.arange(8, 12))
+    torch.manual_seed(0)
+    untrained = UNetGenerator(128, base=8).eval()  # residual: it paints its reference until trained
+    painted = paint_frames(untrained, frame_artifact(untrained, train.lips), train, held)
+    assert painted.shape == held.faces.shape and painted.dtype == np.uint8
+    assert np.abs(painted.astype(int) - nearest_faces(train, held)).max() <= 1
+    with torch.no_grad():
+        untrained.head.bias.fill_(0.5)  # a generator that brightens what it paints, and only that
+    brighter = paint_frames(untrained, frame_artifact(untrained, train.lips), train, held)
+    hard = held.hard_masks() > 0
+    assert np.abs(brighter.astype(int) - painted)[~hard].max() <= 1
+    assert (brighter.astype(int) - painted)[hard].mean() > 40

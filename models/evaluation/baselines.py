@@ -10,6 +10,9 @@ Each paints the hard mask's region of the held-out crop (as the frame-conditione
 models/networks/unet.py does) and is composited into that crop by the renderer's own `composite`
 (models/rendering/composite.py: its soft mask, colour match and detail bands) with the identity as
 the crop transform: the composite a render shows, in crop pixels.
+
+`paint_frames` is the frame-conditioned generator's forward pass over held-out rows (the reference: the
+training crop with the nearest lips), until rendering has one of its own for the frame condition.
 """
 
 from __future__ import annotations
@@ -20,8 +23,11 @@ from pathlib import Path
 
 import numpy as np
 import simplejpeg
+import torch
 
-from models.networks.unet import hard_mask
+from models.artifacts import CganArtifact
+from models.networks.cgan import to_uint8
+from models.networks.unet import UNetGenerator, generator_input, hard_mask
 from models.rendering.composite import composite, lower_face_mask
 from tasks.table.shards import list_column_as_array, read_frames
 
@@ -95,10 +101,15 @@ def nearest_lips(lips: np.ndarray, pool: np.ndarray) -> np.ndarray:
     return (((lips[:, None] - pool[None]) ** 2).sum(-1)).argmin(1)
 
 
+def nearest_faces(train: FaceRows, held: FaceRows) -> np.ndarray:
+    """The held-out crops, each painted with the lower face of the training frame whose lips are
+    nearest its own (before compositing)."""
+    return paste_lower_face(train.faces[nearest_lips(held.lips, train.lips)], held)
+
+
 def nearest_baseline(train: FaceRows, held: FaceRows) -> np.ndarray:
-    """The held-out crops, each with the lower face of the training frame whose lips are nearest."""
-    painted = train.faces[nearest_lips(held.lips, train.lips)]
-    return composite_crops(paste_lower_face(painted, held), held)
+    """`nearest_faces`, composited."""
+    return composite_crops(nearest_faces(train, held), held)
 
 
 def mean_face(train: FaceRows) -> np.ndarray:
@@ -106,7 +117,31 @@ def mean_face(train: FaceRows) -> np.ndarray:
     return np.round(train.faces.astype(np.float64).mean(0)).astype(np.uint8)
 
 
+def mean_faces(train: FaceRows, held: FaceRows) -> np.ndarray:
+    """The held-out crops, each painted with the mean training face's lower face (before compositing)."""
+    return paste_lower_face(np.broadcast_to(mean_face(train), held.faces.shape), held)
+
+
 def mean_baseline(train: FaceRows, held: FaceRows) -> np.ndarray:
-    """The held-out crops, each with the mean training face's lower face."""
-    painted = np.broadcast_to(mean_face(train), held.faces.shape)
-    return composite_crops(paste_lower_face(painted, held), held)
+    """`mean_faces`, composited."""
+    return composite_crops(mean_faces(train, held), held)
+
+
+def _images(faces: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(faces)).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+@torch.no_grad()
+def paint_frames(generator: UNetGenerator, artifact: CganArtifact, train: FaceRows, held: FaceRows,
+                 batch: int = 16) -> np.ndarray:
+    """The frame generator's faces for the held-out rows: each from its own masked crop, the training
+    crop whose lips are nearest as the reference, and its own lips (z-scored by the artifact)."""
+    references = train.faces[nearest_lips(held.lips, train.lips)]
+    masks = torch.from_numpy(held.hard_masks())[:, None]
+    lips = torch.from_numpy(((held.lips - artifact.lips_mean) / artifact.lips_std).astype(np.float32))
+    out = []
+    for lo in range(0, len(held), batch):
+        part = slice(lo, lo + batch)
+        x = generator_input(_images(held.faces[part]), masks[part], _images(references[part]), lips[part])
+        out.append(to_uint8(generator(x)).numpy())
+    return np.concatenate(out)

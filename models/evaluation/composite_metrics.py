@@ -37,7 +37,7 @@ from tasks.rows.decode import iter_frames, probe, read_audio
 METHODS = ("composite", "baseline_paste")
 
 
-def _gradient(image: np.ndarray) -> np.ndarray:
+def gradient(image: np.ndarray) -> np.ndarray:
     grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
     return cv2.magnitude(
         cv2.Sobel(grey, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(grey, cv2.CV_32F, 0, 1, ksize=3)
@@ -60,8 +60,8 @@ def seam_gradients(
     if not edge.any():
         return 0.0, 0.0, 0
     return (
-        float(_gradient(composite_frame)[edge].sum()),
-        float(_gradient(source)[edge].sum()),
+        float(gradient(composite_frame)[edge].sum()),
+        float(gradient(source)[edge].sum()),
         int(edge.sum()),
     )
 

@@ -8,6 +8,10 @@ frames each driven by its own true lips, composites against the real frames:
   SSIM sees that where PSNR forgives it.
 - flicker: the mean frame-to-frame absolute change inside the mask over the real video's over the
   same pixels (1.0: as lively as the real mouth; a smear that boils is above, a frozen one below).
+- sharpness: the mean gradient magnitude inside the mask over the real frames' (1.0: as crisp as the
+  real mouth; a smear is below). Not a target of ARCHITECTURE.md yet: a blurred copy of the true
+  frame, posed exactly, passes PSNR and SSIM over the lower face better than a real mouth of another
+  frame; this says what they forgive.
 - full_lmd_px / dlib_floor_px: dlib run on full frames (models/evaluation/composite_metrics.py:
   lips_in_crop), its lips in crop pixels against the lips asked for; on the real frames against
   their own table lips, that is the floor no painting can go under (dlib's own noise).
@@ -23,7 +27,7 @@ from collections.abc import Iterable
 import numpy as np
 from skimage.metrics import structural_similarity
 
-from models.evaluation.composite_metrics import lips_in_crop
+from models.evaluation.composite_metrics import gradient, lips_in_crop
 from models.evaluation.metrics import redetected_lmd
 from models.networks.unet import HARD_FROM
 
@@ -77,6 +81,16 @@ def flicker(frames: np.ndarray, masks: np.ndarray, real_frames: np.ndarray) -> f
         ours += np.abs(frames[t][region].astype(np.float64) - frames[t - 1][region]).sum()
         real += np.abs(real_frames[t][region].astype(np.float64) - real_frames[t - 1][region]).sum()
     return float(ours / real) if real > 0 else float("nan")
+
+
+def sharpness(frames: np.ndarray, masks: np.ndarray, real_frames: np.ndarray) -> float:
+    """Mean gradient magnitude (Sobel, grey) inside each frame's mask over the real frames' there."""
+    ours = real = 0.0
+    for frame, mask, true in zip(frames, masks, real_frames):
+        region = inside(mask)
+        ours += float(gradient(frame)[region].sum())
+        real += float(gradient(true)[region].sum())
+    return ours / real if real > 0 else float("nan")
 
 
 def redetected_lips(frames: Iterable[np.ndarray], crops: np.ndarray, lip_indices: list[int],
