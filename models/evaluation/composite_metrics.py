@@ -37,7 +37,7 @@ from tasks.rows.decode import iter_frames, probe, read_audio
 METHODS = ("composite", "baseline_paste")
 
 
-def _gradient(image: np.ndarray) -> np.ndarray:
+def gradient(image: np.ndarray) -> np.ndarray:
     grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
     return cv2.magnitude(
         cv2.Sobel(grey, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(grey, cv2.CV_32F, 0, 1, ksize=3)
@@ -60,8 +60,8 @@ def seam_gradients(
     if not edge.any():
         return 0.0, 0.0, 0
     return (
-        float(_gradient(composite_frame)[edge].sum()),
-        float(_gradient(source)[edge].sum()),
+        float(gradient(composite_frame)[edge].sum()),
+        float(gradient(source)[edge].sum()),
         int(edge.sum()),
     )
 
@@ -75,7 +75,7 @@ def outside_error(
     return float((diff * diff).sum()), int(diff.size)
 
 
-def _lips_in_crop(
+def lips_in_crop(
     frame: np.ndarray, crop: np.ndarray, lip_indices: list[int], face_size: int
 ) -> np.ndarray | None:
     """dlib's lips on a full frame, mapped into [0, 1] of the row's crop; None when it finds no face."""
@@ -139,7 +139,7 @@ def composite_metrics(models: Models, params: Params, paths: Paths) -> dict:
             for method, image in zip(METHODS, outputs):
                 mask = masks[method][index]
                 alpha = None if mask is None else mask.astype(np.float32) / 255
-                found = None if alpha is None else _lips_in_crop(image, rows.crop[index], indices, face_size)
+                found = None if alpha is None else lips_in_crop(image, rows.crop[index], indices, face_size)
                 tallies[method].add(image, source, alpha, found, lips[index])
     metrics = {}
     for method, tally in tallies.items():

@@ -1,0 +1,265 @@
+"""On a real person's footage, does the adapted frame generator paint a real mouth, not a smear?
+
+    python benchmarks/realface.py [CLIP ...] [--root DIR] [--noise-cgan FILE] [--sheets DIR]
+                                  [--adapt-seconds S] [--baselines-only] [--threads 2] [--override K=V]
+
+CLIP defaults to anchor_20s, speaker_15s, may_5s and map_5s of ../shared/fixtures/real/. Per clip, in a
+temporary project of its own: the corpus models of --root (default: this checkout; its params.yaml,
+artifacts/lstm.pt and cgan.pt: they must exist) are adapted to the clip's first 75% of frames by
+`reenact adapt`'s function (models/training/adapt.py: adapt_target, train_fraction=0.75); then every
+held-out frame (the last 25%, never trained on) is painted given its own true lips, and measured
+(models/evaluation/mouth_metrics.py) against the real frame:
+
+    mouth_psnr, mouth_ssim   the adapted frame generator, composited into the crop as a render does
+    full_lmd_px              dlib on its full-frame composites vs the lips asked for (crop px) ...
+    dlib_floor_px            ... and dlib on the real frames vs their own table lips: the floor
+    flicker                  frame-to-frame change inside the mask / the real video's (1: natural)
+    noise_mouth_*            the paper's generator (cgan.condition=noise) adapted the same way
+    nearest_mouth_*          nearest-lips retrieval from the training frames (models/evaluation/baselines.py)
+    mean_mouth_*             the mean training face
+    adapt_seconds            the wall time of the adaptation
+
+The frame generator paints from the held-out frame's masked crop, the training crop with the nearest
+lips as its reference, and the frame's own lips. noise_ needs a noise-conditioned corpus generator
+(--noise-cgan, or --root's own when it is one). A figure that cannot be had is null, and stderr says
+why in one line. Prints one JSON object per clip, then the JSON list of them all as the last line;
+stderr also has, per clip, each method's flicker and sharpness (mouth_metrics.py) and the
+nearest-lips composites' full_lmd_px. A contact sheet per clip (rows: held-out frames; columns:
+real | ours | nearest | mean, the lower face enlarged) goes to --sheets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from models.artifacts import CganArtifact
+from models.errors import CheckpointError
+from models.evaluation.baselines import (
+    FaceRows,
+    composite_crops,
+    mean_faces,
+    nearest_faces,
+    paint_frames,
+    read_face_rows,
+    split_in_time,
+)
+from models.evaluation.metrics import finite_or_none
+from models.evaluation.mouth_metrics import (
+    dlib_floor_px,
+    flicker,
+    full_lmd_px,
+    mouth_scores,
+    redetected_lips,
+    sharpness,
+)
+from models.networks.cgan import generate_faces, load_generator
+from models.networks.unet import UNetGenerator
+from models.rendering.composite import composite
+from tasks.config.params import Params, ParamsError, load_params, parse_override
+from tasks.config.paths import Paths
+from tasks.rows.decode import iter_frames, probe
+from tasks.rows.video import process_video, video_id_of
+from tasks.table.shards import evenly_spaced
+from tasks.table.sheet import contact_sheet
+
+REAL = ROOT.parent / "shared" / "fixtures" / "real"
+CLIPS = [REAL / f"{name}.mp4" for name in ("anchor_20s", "speaker_15s", "may_5s", "map_5s")]
+TRAIN_FRACTION = 0.75
+KEYS = ("clip", "adapt_seconds", "mouth_psnr", "mouth_ssim", "full_lmd_px", "dlib_floor_px", "flicker",
+        "noise_mouth_psnr", "noise_mouth_ssim", "nearest_mouth_psnr", "nearest_mouth_ssim",
+        "mean_mouth_psnr", "mean_mouth_ssim")
+PREFIX = {"ours": "", "noise": "noise_", "nearest": "nearest_", "mean": "mean_"}
+SHEET_ROWS, SHEET_ZOOM = 6, 2
+
+
+def say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def adapt(clip: Path, paths: Paths, params: Params, seconds: float | None) -> tuple[Path, float]:
+    """(the adapted generator's artifact, seconds it took): the clip made a target of the project
+    `paths` (its rows in paths.shards under the clip's id) from its first TRAIN_FRACTION of frames."""
+    from models.training.adapt import adapt_target  # `reenact adapt`
+
+    started = time.perf_counter()
+    target = adapt_target(clip, video_id_of(clip), paths, params, train_fraction=TRAIN_FRACTION,
+                          seconds=seconds)
+    return Path(target.cgan), time.perf_counter() - started
+
+
+def project(folder: Path, corpus: Paths, params: Params, cgan: Path | None = None) -> Paths:
+    """A project in `folder` with `params` and the corpus models (its generator: `cgan` if given)."""
+    paths = Paths.at(folder, lstm=corpus.lstm, cgan=cgan or corpus.cgan)
+    folder.mkdir(parents=True)
+    paths.params.write_text(yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False))
+    return paths
+
+
+def held_frames(clip: Path, held: FaceRows, fps: float) -> list[np.ndarray]:
+    """The held-out rows' full frames, decoded as preprocessing decodes them (square pixels)."""
+    width, height = probe(clip).square_pixel_size()
+    wanted, frames = set(held.frames.tolist()), []
+    start = int(held.frames[0])
+    for index, frame in enumerate(iter_frames(clip, fps, width=width, height=height, start=start), start):
+        if index in wanted:
+            frames.append(frame)
+        if index >= held.frames[-1]:
+            break
+    return frames
+
+
+def full_frame_lmd(frames: list[np.ndarray], faces: np.ndarray, held: FaceRows, indices: list[int]) -> float:
+    """full_lmd_px of `faces` composited into the held-out full frames as a render composites them."""
+    composites = (composite(frame, face, crop, points)[0]
+                  for frame, face, crop, points in zip(frames, faces, held.crops, held.landmarks))
+    return full_lmd_px(redetected_lips(composites, held.crops, indices, held.size), held.lips, held.size)
+
+
+def lower_face_sheet(out: Path, held: FaceRows, composites: dict[str, np.ndarray]) -> Path:
+    """Rows: evenly spaced held-out frames; columns: real | ours | nearest | mean, each the lower face
+    (the box around the hard masks) enlarged SHEET_ZOOM times; a method without figures is black."""
+    picks = evenly_spaced(len(held), SHEET_ROWS)
+    region = held.hard_masks()[picks].max(0) > 0
+    rows, columns = np.flatnonzero(region.any(1)), np.flatnonzero(region.any(0))
+    box = np.s_[rows[0] : rows[-1] + 1, columns[0] : columns[-1] + 1]
+    size = (SHEET_ZOOM * (columns[-1] + 1 - columns[0]), SHEET_ZOOM * (rows[-1] + 1 - rows[0]))
+    names = ("real", "ours", "nearest", "mean")
+    images = {"real": held.faces, **composites}
+    tiles = [_label(name, size) for name in names]
+    for i in picks:
+        for name in names:
+            tile = images[name][i][box] if name in images else np.zeros_like(held.faces[0][box])
+            tiles.append(cv2.resize(tile, size, interpolation=cv2.INTER_CUBIC))
+    return contact_sheet(tiles, [np.full(2, np.nan)] * len(tiles), out, columns=len(names))
+
+
+def _label(text: str, size: tuple[int, int]) -> np.ndarray:
+    tile = np.zeros((size[1], size[0], 3), np.uint8)
+    cv2.putText(tile, text, (8, size[1] // 2), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (255, 255, 255), 2, cv2.LINE_AA)
+    return tile
+
+
+def measure(clip: Path, scratch: Path, corpus: Paths, params: Params, plan: dict, args) -> dict:
+    """One clip's JSON object (KEYS), its sheet written to args.sheets."""
+    result: dict = dict.fromkeys(KEYS) | {"clip": clip.name}
+    paths = project(scratch / "ours", corpus, params)
+    painters = {}
+    if plan["ours"]:
+        adapted, result["adapt_seconds"] = adapt(clip, paths, params, args.adapt_seconds)
+        generator = (artifact := CganArtifact.load(adapted)).network(UNetGenerator, adapted)
+    else:
+        process_video(clip, paths.shards, params.preprocess)
+    rows, total = read_face_rows(paths.shards, video_id_of(clip))
+    train, held = split_in_time(rows, total, TRAIN_FRACTION)
+    if plan["ours"]:
+        painters["ours"] = paint_frames(generator, artifact, train, held)
+    if plan["noise"]:
+        noise_params = load_params(paths.params, {"cgan.condition": "noise"})
+        noise = project(scratch / "noise", corpus, noise_params, plan["noise"])
+        noise_generator, noise_artifact = load_generator(adapt(clip, noise, noise_params,
+                                                               args.adapt_seconds)[0])
+        painters["noise"] = generate_faces(noise_generator, noise_artifact, held.lips)  # whole faces
+    painters |= {"nearest": nearest_faces(train, held), "mean": mean_faces(train, held)}
+    composites = {name: composite_crops(faces, held) for name, faces in painters.items()}
+    masks = held.soft_masks()
+    for name, images in composites.items():
+        for key, value in mouth_scores(images, held.faces, masks).items():
+            result[PREFIX[name] + key] = value
+    frames, indices = held_frames(clip, held, params.preprocess.fps), params.preprocess.lip_indices
+    result["dlib_floor_px"] = dlib_floor_px(frames, held.crops, held.lips, indices, held.size)
+    if "ours" in composites:
+        result["full_lmd_px"] = full_frame_lmd(frames, painters["ours"], held, indices)
+        result["flicker"] = flicker(composites["ours"], masks, held.faces)
+    say(json.dumps({"clip": clip.name, "train_frames": len(train), "held_out": len(held),
+                    "nearest_full_lmd_px": full_frame_lmd(frames, painters["nearest"], held, indices),
+                    **{f"{name}_{metric.__name__}": round(metric(images, masks, held.faces), 4)
+                       for name, images in composites.items() for metric in (flicker, sharpness)}}))
+    sheet = lower_face_sheet(args.sheets / f"{clip.stem}.png", held, composites)
+    say(f"{clip.name}: sheet {sheet}")
+    return {key: _rounded(value) for key, value in result.items()}
+
+
+def _rounded(value):
+    if isinstance(value, str) or value is None:
+        return value
+    value = finite_or_none(value)
+    return None if value is None else round(value, 4)
+
+
+def plan_methods(args, corpus: Paths) -> dict:
+    """Which generators run: {"ours": bool, "noise": the noise generator's artifact or None}; each
+    one that cannot run is said on stderr. Exits in one line when the corpus models are missing."""
+    if args.baselines_only:
+        say("ours and noise_: null (--baselines-only)")
+        return {"ours": False, "noise": None}
+    for path, stage in ((corpus.lstm, "train_lstm"), (corpus.cgan, "train_cgan")):
+        if not path.exists():
+            raise SystemExit(f"{path}: no corpus model (run `dvc repro {stage}` in {args.root}, "
+                             f"or give --baselines-only)")
+    try:
+        import models.training.adapt  # noqa: F401
+    except ImportError:
+        say("ours and noise_: null: reenact adapt (models/training/adapt.py) is not in this checkout")
+        return {"ours": False, "noise": None}
+    condition = CganArtifact.load(corpus.cgan).condition
+    ours, noise = condition == "frame", args.noise_cgan
+    if not ours:
+        say(f"ours: null: {corpus.cgan} is conditioned on {condition!r}; train it with cgan.condition=frame")
+        noise = noise or (corpus.cgan if condition == "noise" else None)
+    if noise is None:
+        say("noise_: null: no noise-conditioned corpus generator (give one with --noise-cgan)")
+    return {"ours": ours, "noise": noise}
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("clips", nargs="*", type=Path, default=CLIPS, metavar="CLIP")
+    parser.add_argument("--root", type=Path, default=ROOT, help="the corpus project (default: this checkout)")
+    for location in ("params", "lstm", "cgan"):
+        parser.add_argument(f"--{location}", type=Path, default=None, help="default: the project's")
+    parser.add_argument("--noise-cgan", type=Path, default=None,
+                        help="a noise-conditioned corpus generator, for noise_ (default: none)")
+    parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--sheets", type=Path, default=Path(tempfile.gettempdir()) / "reenact-realface")
+    parser.add_argument("--adapt-seconds", type=float, default=None, help="adapt's time budget per clip")
+    parser.add_argument("--baselines-only", action="store_true", help="no corpus models: the baselines")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (default: %(default)s)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    args = parse(argv)
+    torch.set_num_threads(args.threads)
+    missing = [str(clip) for clip in args.clips if not clip.is_file()]
+    if missing:
+        raise SystemExit(f"{', '.join(missing)}: no such file")
+    corpus = Paths.at(args.root, params=args.params, lstm=args.lstm, cgan=args.cgan)
+    try:
+        plan = plan_methods(args, corpus)
+        params = load_params(corpus.params, dict(map(parse_override, args.override)))
+    except (ParamsError, CheckpointError) as exc:
+        raise SystemExit(str(exc)) from None
+    results = []
+    for clip in args.clips:
+        with tempfile.TemporaryDirectory(prefix="reenact-realface-") as scratch:
+            results.append(measure(clip, Path(scratch), corpus, params, plan, args))
+        print(json.dumps(results[-1]), flush=True)
+    print(json.dumps(results))
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,203 @@
+"""Lips -> lower face in the target's own frame: a frame-conditioned generator (`cgan.condition: frame`).
+
+Where models/networks/cgan.py makes a whole face from noise and lips, this generator repaints only the lower
+face of a real aligned crop, in that frame's own pose and light (as ObamaNet's pix2pix on a masked
+face, Wav2Lip's masked lower half + reference frame, MuseTalk's masked latent + reference latent).
+Its input (`generator_input`), channels in this order, all S x S (S = `size`, 128 or 256):
+
+    3   the crop, [-1, 1], zeroed inside the hard mask (`hard_mask`: the compositing mask of
+        models/rendering/composite.py where it is at least HARD_FROM, so the composite takes every pixel it
+        blends from the generator from the painted region or from the frame itself)
+    1   the hard mask, 1 inside the region to paint
+    3   a reference crop of the same video, [-1, 1]: a mouth to copy texture and teeth from
+    16  the lips, z-scored with the training set's stats, broadcast (as models/networks/cgan.py conditions)
+
+A U-Net (skip connections at every scale) paints the region; the generator pastes its own input back
+outside the mask, so its output differs from the crop only inside it. The lips enter again at the
+bottleneck (4 x 4), where every output pixel sees them. With `residual` (the default) it paints the
+reference plus a learned change, and starts as the reference itself: given the training frame whose
+lips are nearest as the reference, it begins at lips retrieval and learns to fit that mouth to this
+frame's pose, light and lips (on a CPU budget of minutes, from scratch it does not get that far).
+`PatchDiscriminator` judges (image, masked crop, lips) patches; `generator_loss` is an L1 weighted
+toward the mouth (`mouth_weights`) plus the adversarial term, both over the masked region only.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+from models.rendering.composite import lower_face_mask
+from tasks.rows.landmarks import LIPS_DIM
+
+# The hard mask: where the compositing mask is at least this. 0.5 is its polygon (the jaw pushed out,
+# the nose base); outside it the composite fades to the frame, which is what the generator returns there.
+HARD_FROM = 0.5
+FRAME, MASK, REFERENCE = 3, 1, 3
+IN_CHANNELS = FRAME + MASK + REFERENCE + LIPS_DIM
+BOTTLENECK = 4  # side of the U-Net's coarsest feature map, at every size
+SIZES = (128, 256)
+
+
+def hard_mask(landmarks: np.ndarray, size: int) -> np.ndarray:
+    """(size, size) float32 in {0, 1}: the region the generator paints, from a row's 68 landmarks in
+    crop pixels (at `size`)."""
+    return (lower_face_mask(landmarks, size) >= HARD_FROM).astype(np.float32)
+
+
+def broadcast(lips: torch.Tensor, side: int) -> torch.Tensor:
+    """(B, L) -> (B, L, side, side): each lip coordinate as a constant channel."""
+    return lips[:, :, None, None].expand(-1, -1, side, side)
+
+
+def generator_input(crop: torch.Tensor, mask: torch.Tensor, reference: torch.Tensor,
+                    lips: torch.Tensor) -> torch.Tensor:
+    """(B, IN_CHANNELS, S, S): crop (B, 3, S, S) in [-1, 1], mask (B, 1, S, S) in {0, 1} (`hard_mask`),
+    reference (B, 3, S, S) in [-1, 1], lips (B, LIPS_DIM) z-scored. The crop is masked here: what is
+    under the mask never reaches the generator."""
+    side = crop.shape[-1]
+    return torch.cat([crop * (1 - mask), mask, reference, broadcast(lips.to(crop.dtype), side)], 1)
+
+
+def _norm(channels: int) -> nn.GroupNorm:
+    # GroupNorm: the same statistics at batch 1 (rendering) as in training, unlike batch norm
+    return nn.GroupNorm(min(8, channels // 4), channels)
+
+
+def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1), _norm(cout), nn.LeakyReLU(0.2, True))
+
+
+class UNetGenerator(nn.Module):
+    """The masked crop, the mask, a reference crop and the lips (`generator_input`) -> (B, 3, S, S) in
+    [-1, 1]: the input crop outside the mask, the painted lower face inside it.
+
+    size: the crop's side (128 or 256); base: channels at the finest scale, doubling per halving up to
+    max_width. Encoder: log2(size / BOTTLENECK) stride-2 3x3 convolutions; decoder: bilinear
+    upsampling, the encoder's map at that scale concatenated, one 3x3 convolution (a second one per
+    scale costs 1.7x the time on a CPU). residual: paint reference + change (see above)."""
+
+    def __init__(self, size: int = 128, base: int = 32, lips: int = LIPS_DIM, max_width: int = 256,
+                 residual: bool = True):
+        super().__init__()
+        if size not in SIZES:
+            raise ValueError(f"size must be one of {SIZES}, got {size}")
+        self.size, self.lips, self.residual = size, lips, residual
+        depth = int(math.log2(size // BOTTLENECK))
+        widths = [min(base * 2**i, max_width) for i in range(depth)]
+        inputs = FRAME + MASK + REFERENCE + lips
+        self.down = nn.ModuleList(
+            _conv(cin, cout, 2) for cin, cout in zip([inputs, *widths[:-1]], widths)
+        )
+        self.middle = nn.Sequential(_conv(widths[-1] + lips, widths[-1]), _conv(widths[-1], widths[-1]))
+        # up[i] takes scale i+1 to scale i, meeting the skip from the encoder's map there
+        skips = [FRAME + MASK + REFERENCE, *widths[:-1]]
+        outs = [max(base // 2, 8), *widths[:-1]]
+        self.up = nn.ModuleList(
+            _conv(cin + skip, cout)
+            for cin, skip, cout in zip([*outs[1:], widths[-1]], skips, outs)
+        )
+        self.head = nn.Conv2d(outs[0], 3, 3, 1, 1)
+        if residual:  # paints the reference itself until trained
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
+
+    @staticmethod
+    def hparams(size: int, base: int, max_width: int = 256, residual: bool = True) -> dict:
+        """The constructor's arguments, as saved in a checkpoint."""
+        return {"size": size, "base": base, "lips": LIPS_DIM, "max_width": max_width, "residual": residual}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        frame, mask = x[:, :FRAME], x[:, FRAME : FRAME + MASK]
+        lips = x[:, FRAME + MASK + REFERENCE :, 0, 0]
+        skips = [x[:, : FRAME + MASK + REFERENCE]]
+        h = x
+        for block in self.down:
+            h = block(h)
+            skips.append(h)
+        skips.pop()  # the bottleneck itself
+        h = self.middle(torch.cat([h, broadcast(lips, h.shape[-1])], 1))
+        for block, skip in zip(reversed(self.up), reversed(skips)):
+            h = F.interpolate(h, scale_factor=2, mode="bilinear", align_corners=False)
+            h = block(torch.cat([h, skip], 1))
+        if self.residual:
+            reference = x[:, FRAME + MASK : FRAME + MASK + REFERENCE]
+            painted = (reference + self.head(h)).clamp(-1, 1)
+        else:
+            painted = torch.tanh(self.head(h))
+        return frame * (1 - mask) + painted * mask
+
+
+class PatchDiscriminator(nn.Module):
+    """(image, masked crop, lips) -> (B, 1, S/8 - 2, S/8 - 2) logits, one per ~70-pixel patch, of "a
+    real lower face in this frame, with these lips". Spectral-normalised convolutions (pix2pix's
+    PatchGAN, without batch norm)."""
+
+    def __init__(self, lips: int = LIPS_DIM, base: int = 32, layers: int = 3):
+        super().__init__()
+        blocks: list[nn.Module] = []
+        cin = FRAME + FRAME + lips
+        for i in range(layers):
+            cout = base * 2**i
+            blocks += [spectral_norm(nn.Conv2d(cin, cout, 4, 2, 1)), nn.LeakyReLU(0.2, True)]
+            cin = cout
+        blocks += [spectral_norm(nn.Conv2d(cin, cin * 2, 4, 1, 1)), nn.LeakyReLU(0.2, True),
+                   spectral_norm(nn.Conv2d(cin * 2, 1, 4, 1, 1))]
+        self.main = nn.Sequential(*blocks)
+
+    def forward(self, image: torch.Tensor, masked: torch.Tensor, lips: torch.Tensor) -> torch.Tensor:
+        side = image.shape[-1]
+        return self.main(torch.cat([image, masked, broadcast(lips.to(image.dtype), side)], 1))
+
+
+def mouth_weights(lips: torch.Tensor, mask: torch.Tensor, mouth: float = 4.0) -> torch.Tensor:
+    """(B, 1, S, S) L1 weights: 0 outside the mask, 1 inside it, up to 1 + `mouth` over the mouth (a
+    Gaussian over the lips' box, twice its size). lips: (B, LIPS_DIM) in [0, 1] of the crop (not
+    z-scored); mask: (B, 1, S, S)."""
+    side = mask.shape[-1]
+    points = lips.reshape(len(lips), -1, 2)
+    low, high = points.amin(1), points.amax(1)  # (B, 2) x, y
+    centre, half = (low + high) / 2, ((high - low) / 2).clamp(min=2 / side) * 2
+    grid = (torch.arange(side, dtype=mask.dtype, device=mask.device) + 0.5) / side
+    dx = (grid[None, None, :] - centre[:, 0, None, None]) / half[:, 0, None, None]
+    dy = (grid[None, :, None] - centre[:, 1, None, None]) / half[:, 1, None, None]
+    bump = torch.exp(-(dx**2 + dy**2) / 2)
+    return mask * (1 + mouth * bump[:, None])
+
+
+def patch_weights(mask: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """The share of each discriminator patch's footprint that is masked: patches wholly outside the
+    mask see the same pixels, real or fake, and say nothing."""
+    return F.adaptive_avg_pool2d(mask, logits.shape[-2:])
+
+
+def _weighted_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    return (values * weights).sum() / (weights.sum() * values.shape[1] / weights.shape[1]).clamp(min=1e-6)
+
+
+def generator_loss(fake: torch.Tensor, real: torch.Tensor, weights: torch.Tensor,
+                   fake_logits: torch.Tensor | None = None, mask: torch.Tensor | None = None,
+                   l1_weight: float = 100.0, adversarial_weight: float = 1.0
+                   ) -> tuple[torch.Tensor, dict[str, float]]:
+    """(loss, its parts): `l1_weight` x the L1 of `fake` vs `real` weighted by `weights`
+    (`mouth_weights`), + `adversarial_weight` x the least-squares adversarial loss of `fake_logits`
+    over the masked patches (`mask` needed then). Images in [-1, 1]."""
+    l1 = _weighted_mean((fake - real).abs(), weights)
+    loss, parts = l1_weight * l1, {"l1": float(l1.detach())}
+    if fake_logits is not None:
+        adversarial = _weighted_mean((fake_logits - 1) ** 2, patch_weights(mask, fake_logits))
+        loss = loss + adversarial_weight * adversarial
+        parts["adversarial"] = float(adversarial.detach())
+    return loss, parts
+
+
+def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor,
+                       mask: torch.Tensor) -> torch.Tensor:
+    """Least-squares GAN: real patches toward 1, fake toward 0, over the masked patches."""
+    weights = patch_weights(mask, real_logits)
+    return (_weighted_mean((real_logits - 1) ** 2, weights) + _weighted_mean(fake_logits**2, weights)) / 2

@@ -1,0 +1,176 @@
+"""The mouth metrics (models/evaluation/mouth_metrics.py) and the baselines (models/evaluation/baselines.py)
+on a real photo that talks: scikit-image's astronaut with her mouth opened by the demo corpus' warp
+(tasks/demo/warp.py), her head drifting, each frame aligned by the project's own tracker. A smear must
+score worse than a real frame off by a pixel; the real video flickers 1.0, a noisy one more."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from models.artifacts import CganArtifact
+from models.evaluation.baselines import (
+    FaceRows,
+    composite_crops,
+    mean_baseline,
+    mean_face,
+    nearest_baseline,
+    nearest_faces,
+    nearest_lips,
+    paint_frames,
+    split_in_time,
+)
+from models.evaluation.mouth_metrics import (
+    dlib_floor_px,
+    flicker,
+    full_lmd_px,
+    mouth_psnr,
+    mouth_scores,
+    mouth_ssim,
+    redetected_lips,
+    sharpness,
+)
+from models.networks.unet import UNetGenerator
+from tasks.config.params import PreprocessParams
+from tasks.demo.warp import face_rig, render
+from tasks.rows.align import FaceTracker
+
+FRAME = 256  # the rig's frame side: the face is about 100 px wide
+OPENINGS = [0.0, 0.2, 0.5, 0.8, 1.0, 0.6, 0.3, 0.1, 0.0, 0.4, 0.9, 0.5]
+PARAMS = PreprocessParams()
+
+
+@pytest.fixture(scope="module")
+def clip() -> tuple[list[np.ndarray], FaceRows]:
+    """(full frames, their rows) of a 12-frame talking astronaut."""
+    rig, tracker = face_rig(FRAME), FaceTracker(PARAMS)
+    frames = [render(rig, opening, 0.0, (0.4 * i, 0.5 * i, 0.2 * i)) for i, opening in enumerate(OPENINGS)]
+    aligned = [tracker(frame) for frame in frames]
+    assert all(a.face_found for a in aligned)
+    rows = FaceRows(np.arange(len(frames)), np.stack([a.face for a in aligned]),
+                    np.stack([a.landmarks for a in aligned]), np.stack([a.lips for a in aligned]),
+                    np.stack([a.crop for a in aligned]))
+    return frames, rows
+
+
+def blurred(faces: np.ndarray, masks: np.ndarray, sigma: float) -> np.ndarray:
+    """The faces smeared: Gaussian-blurred inside their masks."""
+    return np.stack([np.where(mask[..., None] >= 0.5, cv2.GaussianBlur(face, (0, 0), sigma), face)
+                     for face, mask in zip(faces, masks)])
+
+
+def shifted(face: np.ndarray, dx: float, dy: float) -> np.ndarray:
+    return cv2.warpAffine(face, np.float32([[1, 0, dx], [0, 1, dy]]), face.shape[1::-1],
+                          borderMode=cv2.BORDER_REPLICATE)
+
+
+def test_identical_frames_score_inf_and_one_and_only_the_mask_counts(clip):
+    _, rows = clip
+    face, mask = rows.faces[3], rows.soft_masks()[3]
+    assert mouth_psnr(face, face, mask) == float("inf")
+    assert mouth_ssim(face, face, mask) == pytest.approx(1.0, abs=1e-9)
+    elsewhere = face.copy()
+    elsewhere[:20] = 255 - elsewhere[:20]  # the forehead: outside the mask and the SSIM window's reach
+    assert mouth_psnr(elsewhere, face, mask) == float("inf")
+    assert mouth_ssim(elsewhere, face, mask) == pytest.approx(1.0, abs=1e-9)
+    dimmer = face // 2
+    assert mouth_psnr(dimmer, face, mask) < 20 and mouth_ssim(dimmer, face, mask) < 0.9
+
+
+def test_a_smeared_mouth_scores_clearly_worse_than_the_real_frame_a_pixel_off(clip):
+    _, rows = clip
+    masks = rows.soft_masks()
+    smear = mouth_scores(blurred(rows.faces, masks, 3.0), rows.faces, masks)
+    off_by_one = mouth_scores(np.stack([shifted(face, 1, 0) for face in rows.faces]), rows.faces, masks)
+    assert smear["mouth_psnr"] < off_by_one["mouth_psnr"] - 2.0
+    assert smear["mouth_ssim"] < off_by_one["mouth_ssim"] - 0.1
+    slight = mouth_scores(blurred(rows.faces, masks, 1.0), rows.faces, masks)
+    assert slight["mouth_psnr"] > smear["mouth_psnr"] and slight["mouth_ssim"] > smear["mouth_ssim"]
+
+
+def test_a_smear_is_less_sharp_than_the_real_mouth_and_noise_sharper(clip):
+    _, rows = clip
+    masks, faces = rows.soft_masks(), rows.faces
+    assert sharpness(faces, masks, faces) == 1.0
+    assert sharpness(blurred(faces, masks, 3.0), masks, faces) < 0.6
+    assert 0.6 < sharpness(blurred(faces, masks, 1.0), masks, faces) < 0.9
+    noisy = np.clip(faces + np.random.default_rng(0).normal(0, 12, faces.shape), 0, 255).astype(np.uint8)
+    assert sharpness(noisy, masks, faces) > 1.05
+
+
+def test_the_real_video_flickers_one_a_noisy_one_more_a_frozen_one_none(clip):
+    _, rows = clip
+    masks, faces = rows.soft_masks(), rows.faces
+    assert flicker(faces, masks, faces) == 1.0
+    noise = np.random.default_rng(0).normal(0, 1, faces.shape)
+    light, heavy = (flicker(np.clip(faces + sigma * noise, 0, 255).astype(np.uint8), masks, faces)
+                    for sigma in (6, 12))
+    assert 1.1 < light < heavy
+    assert flicker(np.repeat(faces[:1], len(faces), 0), masks, faces) == 0.0
+    assert np.isnan(flicker(faces[:1], masks[:1], faces[:1]))
+
+
+def test_dlib_finds_the_real_lips_within_its_floor_and_misses_shifted_ones(clip):
+    frames, rows = clip
+    size = rows.size
+    floor = dlib_floor_px(frames, rows.crops, rows.lips, PARAMS.lip_indices, size)
+    assert 0 <= floor < 1.5
+    found = redetected_lips(frames, rows.crops, PARAMS.lip_indices, size)
+    off = rows.lips.copy()
+    off[:, 0::2] += 4 / size  # 4 crop pixels to the right
+    assert full_lmd_px(found, off, size) > floor + 2.5
+    nothing = redetected_lips([np.zeros_like(frames[0])], rows.crops[:1], PARAMS.lip_indices, size)
+    assert np.isnan(nothing).all() and np.isnan(full_lmd_px(nothing, rows.lips[:1], size))
+
+
+def test_compositing_a_crop_into_itself_is_the_crop(clip):
+    _, rows = clip
+    assert np.array_equal(composite_crops(rows.faces, rows), rows.faces)
+
+
+def test_the_split_never_gives_a_held_out_frame_to_training(clip):
+    _, rows = clip
+    train, held = split_in_time(rows.take(np.arange(1, 12)), 12, 0.75)  # frame 0 without a face
+    assert list(train.frames) == list(range(1, 9)) and list(held.frames) == [9, 10, 11]
+    train, held = split_in_time(rows, 10, 0.75)  # the cut inside frame 7: neither side gets it
+    assert list(train.frames) == list(range(7)) and held.frames[0] == 8
+
+
+def test_nearest_lips_retrieves_the_same_mouth_and_beats_the_mean_face(clip):
+    _, rows = clip
+    train, held = rows.take(np.arange(8)), rows.take(np.arange(8, 12))
+    picked = nearest_lips(held.lips, train.lips)
+    assert np.abs(np.take(OPENINGS, picked) - OPENINGS[8:]).max() <= 0.1 + 1e-9  # the nearest opening
+    masks = held.soft_masks()
+    nearest = mouth_scores(nearest_baseline(train, held), held.faces, masks)
+    mean = mouth_scores(mean_baseline(train, held), held.faces, masks)
+    assert nearest["mouth_psnr"] > mean["mouth_psnr"] + 1 and nearest["mouth_ssim"] > mean["mouth_ssim"]
+    one = rows.take(np.arange(1))
+    assert np.array_equal(mean_face(one), one.faces[0])
+    assert mouth_psnr(mean_baseline(one, one)[0], one.faces[0], masks[0]) == float("inf")
+
+
+def frame_artifact(generator: UNetGenerator, lips: np.ndarray) -> CganArtifact:
+    return CganArtifact(state_dict=generator.state_dict(), hparams=UNetGenerator.hparams(128, 8), epoch=1,
+                        lip_indices=PARAMS.lip_indices, fps=PARAMS.fps, split_by="time", val_videos=[],
+                        params={}, params_digest="", data_fingerprint="", condition="frame", noise=None,
+                        lips_mean=lips.mean(0), lips_std=lips.std(0) + 1e-6, lips_stats={},
+                        target_video="astronaut", face_size=128)
+
+
+def test_the_frame_generator_paints_the_held_out_crop_around_its_nearest_lips_reference(clip):
+    _, rows = clip
+    train, held = rows.take(np.arange(8)), rows.take(np.arange(8, 12))
+    torch.manual_seed(0)
+    untrained = UNetGenerator(128, base=8).eval()  # residual: it paints its reference until trained
+    painted = paint_frames(untrained, frame_artifact(untrained, train.lips), train, held)
+    assert painted.shape == held.faces.shape and painted.dtype == np.uint8
+    assert np.abs(painted.astype(int) - nearest_faces(train, held)).max() <= 1
+    with torch.no_grad():
+        untrained.head.bias.fill_(0.5)  # a generator that brightens what it paints, and only that
+    brighter = paint_frames(untrained, frame_artifact(untrained, train.lips), train, held)
+    hard = held.hard_masks() > 0
+    assert np.abs(brighter.astype(int) - painted)[~hard].max() <= 1
+    assert (brighter.astype(int) - painted)[hard].mean() > 40

@@ -1,0 +1,68 @@
+"""benchmarks/realface.py as a user runs it: its one-line refusals (fast), and its baselines end to end on a
+real clip (real_media, slow): the keys, figures in the range a real face gives, the contact sheet."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import REAL_MEDIA
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "benchmarks" / "realface.py"
+KEYS = ["clip", "adapt_seconds", "mouth_psnr", "mouth_ssim", "full_lmd_px", "dlib_floor_px", "flicker",
+        "noise_mouth_psnr", "noise_mouth_ssim", "nearest_mouth_psnr", "nearest_mouth_ssim",
+        "mean_mouth_psnr", "mean_mouth_ssim"]
+
+
+def realface(*args: str | Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], capture_output=True, text=True,
+                          check=False, cwd=ROOT, timeout=600)
+
+
+def test_without_corpus_models_it_says_so_in_one_line(tmp_path):
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"not looked at")
+    result = realface(clip, "--root", tmp_path)
+    assert result.returncode != 0 and result.stdout == ""
+    assert result.stderr.strip().count("\n") == 0
+    assert "no corpus model" in result.stderr and "--baselines-only" in result.stderr
+    assert str(tmp_path / "artifacts") in result.stderr
+
+
+def test_a_missing_clip_is_one_line(tmp_path):
+    result = realface(tmp_path / "nope.mp4", "--baselines-only")
+    assert result.returncode != 0 and result.stderr.strip() == f"{tmp_path / 'nope.mp4'}: no such file"
+
+
+@pytest.mark.slow
+@pytest.mark.real_media
+def test_baselines_on_a_real_clip(tmp_path):
+    clip = REAL_MEDIA / "may_5s.mp4"
+    if not clip.exists():
+        pytest.skip(f"{clip} absent")
+    result = realface(clip, "--baselines-only", "--sheets", tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    one, every = json.loads(lines[0]), json.loads(lines[-1])
+    assert every == [one] and list(one) == KEYS and one["clip"] == "may_5s.mp4"
+    for key in ("adapt_seconds", "mouth_psnr", "mouth_ssim", "full_lmd_px", "flicker", "noise_mouth_psnr",
+                "noise_mouth_ssim"):
+        assert one[key] is None, key
+    assert "--baselines-only" in result.stderr
+    for method in ("nearest", "mean"):  # a real face: neither a copy of the truth nor noise
+        assert 20 < one[f"{method}_mouth_psnr"] < 35 and 0.6 < one[f"{method}_mouth_ssim"] < 0.97
+    assert 0 < one["dlib_floor_px"] < 2
+    diagnostics = json.loads(next(line for line in result.stderr.splitlines() if line.startswith("{")))
+    assert diagnostics["held_out"] == 37 and diagnostics["train_frames"] == 112  # 150 frames at 30 fps
+    assert diagnostics["mean_flicker"] < 0.5 < diagnostics["nearest_flicker"]  # the mean face barely moves
+    assert diagnostics["mean_sharpness"] < diagnostics["nearest_sharpness"]
+    sheet = np.asarray(Image.open(tmp_path / "may_5s.png"))
+    tile_h, tile_w = sheet.shape[0] // 7, sheet.shape[1] // 4  # a row of labels, six frames; four columns
+    real, ours, nearest = (sheet[tile_h : 2 * tile_h, c * tile_w : (c + 1) * tile_w] for c in range(3))
+    assert real.std() > 20 and ours.max() == 0 and nearest.std() > 20  # no `ours` without a model

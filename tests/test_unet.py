@@ -1,0 +1,166 @@
+"""The frame-conditioned generator (models/networks/unet.py) on tensors: its input, shapes at both sizes, the
+frame kept outside the mask and hidden inside it, the mouth-weighted loss, and a few steps that learn."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from test_composite import MEAN_FACE
+
+from models.networks.unet import (
+    IN_CHANNELS,
+    PatchDiscriminator,
+    UNetGenerator,
+    discriminator_loss,
+    generator_input,
+    generator_loss,
+    hard_mask,
+    mouth_weights,
+    patch_weights,
+)
+from models.rendering.composite import lower_face_mask
+from tasks.rows.landmarks import LIPS_DIM
+
+LIP_INDICES = [48, 50, 52, 54, 56, 58, 62, 66]
+
+
+def face_batch(size: int, batch: int = 2, seed: int = 0):
+    """(crops, hard masks, references, lips in [0, 1]) for the mean face at `size`."""
+    generator = torch.Generator().manual_seed(seed)
+    landmarks = MEAN_FACE * size / 128
+    mask = torch.from_numpy(hard_mask(landmarks, size))[None, None].expand(batch, 1, size, size)
+    crops = torch.rand(batch, 3, size, size, generator=generator) * 2 - 1
+    references = torch.rand(batch, 3, size, size, generator=generator) * 2 - 1
+    lips = torch.from_numpy(landmarks[LIP_INDICES].reshape(-1) / size).expand(batch, LIPS_DIM)
+    return crops, mask.contiguous(), references, lips.contiguous()
+
+
+def test_the_hard_mask_is_the_compositing_mask_made_hard():
+    mask, soft = hard_mask(MEAN_FACE, 128), lower_face_mask(MEAN_FACE, 128)
+    assert set(np.unique(mask)) == {0.0, 1.0}
+    assert np.array_equal(mask > 0, soft >= 0.5)
+    for point in MEAN_FACE[48:68]:  # the whole mouth is painted
+        assert mask[int(point[1]), int(point[0])] == 1
+    for eye in (MEAN_FACE[36:42].mean(0), MEAN_FACE[42:48].mean(0)):
+        assert mask[int(eye[1]), int(eye[0])] == 0
+
+
+def test_the_input_hides_the_lower_face_and_carries_the_rest():
+    crops, mask, references, lips = face_batch(128)
+    x = generator_input(crops, mask, references, lips)
+    assert x.shape == (2, IN_CHANNELS, 128, 128) and IN_CHANNELS == 3 + 1 + 3 + LIPS_DIM
+    assert torch.equal(x[:, :3] * mask, torch.zeros_like(crops))
+    assert torch.equal(x[:, :3] * (1 - mask), crops * (1 - mask))
+    assert torch.equal(x[:, 3:4], mask) and torch.equal(x[:, 4:7], references)
+    assert torch.equal(x[:, 7:, 64, 5], lips) and torch.equal(x[:, 7:, 0, 127], lips)
+
+
+@pytest.mark.parametrize("size", [128, 256])
+def test_shapes_and_the_frame_kept_outside_the_mask(size):
+    torch.manual_seed(0)
+    generator, discriminator = UNetGenerator(size, base=8, residual=False), PatchDiscriminator(base=8)
+    crops, mask, references, lips = face_batch(size)
+    with torch.no_grad():
+        out = generator(generator_input(crops, mask, references, lips))
+        logits = discriminator(out, crops * (1 - mask), lips)
+    assert out.shape == (2, 3, size, size) and out.abs().max() <= 1
+    assert torch.equal(out * (1 - mask), crops * (1 - mask))  # exactly the input frame there
+    assert (out - crops)[mask.expand_as(out) > 0].abs().mean() > 0.1  # painted, not copied, inside
+    assert logits.shape == (2, 1, size // 8 - 2, size // 8 - 2)
+
+
+def test_only_128_and_256():
+    with pytest.raises(ValueError, match="size must be one of"):
+        UNetGenerator(64)
+
+
+def test_a_residual_generator_starts_as_the_reference_and_a_plain_one_does_not():
+    torch.manual_seed(0)
+    crops, mask, references, lips = face_batch(128)
+    x = generator_input(crops, mask, references, lips)
+    with torch.no_grad():
+        residual, plain = UNetGenerator(128, base=8)(x), UNetGenerator(128, base=8, residual=False)(x)
+    assert torch.equal(residual, torch.where(mask > 0, references, crops))
+    assert (plain - references)[mask.expand_as(plain) > 0].abs().mean() > 0.1
+
+
+@pytest.mark.parametrize("residual", [True, False])
+def test_what_is_under_the_mask_never_reaches_the_output_and_the_lips_do(residual):
+    torch.manual_seed(0)
+    generator = UNetGenerator(128, base=8, residual=residual).eval()
+    torch.nn.init.normal_(generator.head.weight, 0.0, 0.1)  # as if trained: a residual one starts at zero
+    crops, mask, references, lips = face_batch(128)
+    other = torch.where(mask > 0, -crops, crops)  # a different lower face, the same frame elsewhere
+    with torch.no_grad():
+        out = generator(generator_input(crops, mask, references, lips))
+        same = generator(generator_input(other, mask, references, lips))
+        moved = generator(generator_input(crops, mask, references, lips + 0.5))
+    assert torch.equal(out, same)
+    assert (moved - out).abs().max() > 1e-3
+
+
+def test_the_l1_weighs_the_mouth_and_ignores_the_outside():
+    crops, mask, _, lips = face_batch(128, batch=1)
+    weights = mouth_weights(lips, mask, mouth=4.0)
+    mouth = MEAN_FACE[48:68].mean(0).astype(int)
+    assert weights[0, 0, mouth[1], mouth[0]] > 4.5
+    assert torch.equal(weights[mask == 0], torch.zeros_like(weights[mask == 0]))
+    chin = MEAN_FACE[8].astype(int)
+    assert 1 <= weights[0, 0, chin[1] - 4, chin[0]] < 2
+    # an error at the mouth costs more than the same error at the chin; one outside costs nothing
+    def cost(y: int, x: int) -> float:
+        fake = crops.clone()
+        fake[..., y - 2 : y + 2, x - 2 : x + 2] += 0.5
+        return generator_loss(fake, crops, weights)[0].item()
+
+    assert cost(mouth[1], mouth[0]) > 2 * cost(chin[1] - 4, chin[0]) > 0
+    assert cost(20, 20) == 0
+
+
+def test_patches_outside_the_mask_say_nothing():
+    _, mask, _, _ = face_batch(128)
+    real_logits, fake_logits = torch.zeros(2, 1, 14, 14), torch.zeros(2, 1, 14, 14)
+    weights = patch_weights(mask, fake_logits)
+    assert weights[:, :, 0].max() == 0 and weights[:, :, 10, 7].min() > 0.5  # forehead, mouth
+    changed = fake_logits.clone()
+    changed[:, :, 0] = 5.0
+    before = discriminator_loss(real_logits, fake_logits, mask)
+    assert discriminator_loss(real_logits, changed, mask) == before
+    assert discriminator_loss(real_logits, fake_logits + 1, mask) > before
+
+
+def test_a_few_dozen_steps_reduce_the_masked_l1():
+    """A smooth face with a dark mouth whose height follows the lips; 30 Adam steps on 2 crops, with the
+    discriminator in the loop, must cut the masked L1 well below where it starts."""
+    torch.manual_seed(0)
+    size = 128
+    crops, mask, _, lips = face_batch(size, batch=2)
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
+    opening = torch.tensor([0.03, 0.10])
+    mouth = ((xx / 0.25) ** 2)[None] + ((yy - 0.24)[None] / opening[:, None, None]) ** 2 < 1
+    crops = (0.4 + 0.2 * yy - 0.1 * xx).expand(2, 3, size, size).clone()
+    crops[mouth[:, None].expand_as(crops)] = -0.6
+    lips = lips.clone()
+    lips[:, 13] -= opening / 4  # the inner-lip points (62, 66: y at 13, 15) part with the opening
+    lips[:, 15] += opening / 4
+    references = torch.zeros_like(crops)  # nothing to copy: the lower face comes from the context and lips
+    generator, discriminator = UNetGenerator(size, base=8), PatchDiscriminator(base=8)
+    opt_g = torch.optim.Adam(generator.parameters(), 2e-3)
+    opt_d = torch.optim.Adam(discriminator.parameters(), 2e-4)
+    x, weights = generator_input(crops, mask, references, (lips - 0.5) / 0.1), mouth_weights(lips, mask)
+    losses = []
+    for _ in range(30):
+        fake = generator(x)
+        real_logits = discriminator(crops, x[:, :3], lips)
+        loss_d = discriminator_loss(real_logits, discriminator(fake.detach(), x[:, :3], lips), mask)
+        opt_d.zero_grad()
+        loss_d.backward()
+        opt_d.step()
+        loss, parts = generator_loss(fake, crops, weights, discriminator(fake, x[:, :3], lips), mask)
+        opt_g.zero_grad()
+        loss.backward()
+        opt_g.step()
+        losses.append(parts["l1"])
+        assert set(parts) == {"l1", "adversarial"} and np.isfinite(parts["adversarial"])
+    assert np.mean(losses[-5:]) < 0.4 * losses[0]
