@@ -5,7 +5,7 @@
 
 CLIP defaults to anchor_20s, speaker_15s, may_5s and map_5s of ../shared/fixtures/real/. Per clip, in a
 temporary project of its own: the corpus models of --root (default: this checkout; its params.yaml,
-artifacts/lstm.pt and cgan.pt: they must exist) are adapted to the clip's first 75% of frames by
+paths.lstm and paths.cgan: they must exist) are adapted to the clip's first 75% of frames by
 `reenact adapt`'s function (models/training/adapt.py: adapt_target, train_fraction=0.75); then every
 held-out frame (the last 25%, never trained on) is painted given its own true lips, and measured
 (models/evaluation/mouth_metrics.py) against the real frame:
