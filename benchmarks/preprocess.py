@@ -3,9 +3,9 @@
     python benchmarks/preprocess.py [VIDEO]   # default: the project's demo_00, else the real clip
 
 Prints one JSON object, all measured in this run: `decode_fps`, ffmpeg decoding alone (the
-I420 frames the task reads); `task_fps`, the whole per-video task, tasks.rows.video.process_video
-into a temporary shards folder (probe, audio read, features, decoding, tracking, JPEG,
-Parquet); `naive_fps`, HOG on every full-resolution RGB frame + the shape predictor;
+frames the task reads: I420, or RGB at an odd size); `task_fps`, the whole per-video task,
+tasks.rows.video.process_video into a temporary shards folder (probe, audio read, features,
+decoding, tracking, JPEG, Parquet); `naive_fps`, HOG on every full-resolution RGB frame + the shape predictor;
 `naive_x2_fps`, the same with HOG on every frame upsampled 2x (what finds faces of ~40-80
 px, which the task finds by climbing to that scale only when it must); and the speedups of
 the task over both (`speedup`, `speedup_x2`). The process and the ffmpeg and ffprobe it
@@ -34,7 +34,7 @@ from tasks.config.params import PreprocessParams
 from tasks.config.paths import Paths
 from tasks.rows import landmarks as lm
 from tasks.rows.decode import iter_frames, probe
-from tasks.rows.video import process_video
+from tasks.rows.video import frame_format, process_video
 
 REAL_CLIP = Path(__file__).resolve().parents[2] / "shared/fixtures/real/WDA_AlexandriaOcasioCortez_000.mp4"
 
@@ -74,8 +74,11 @@ def main() -> None:
     shards = Path(tempfile.mkdtemp(prefix="reenact-bench-"))
     rows = []
 
+    width, height, pix_fmt = frame_format(info)
+
     def decode() -> int:
-        return sum(1 for _ in iter_frames(video, params.fps, pix_fmt="yuv420p", info=info))
+        frames = iter_frames(video, params.fps, width=width, height=height, pix_fmt=pix_fmt, info=info)
+        return sum(1 for _ in frames)
 
     def task() -> int:
         # A fresh folder each run: an existing partition would be skipped, not rebuilt.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import math
 import subprocess
 from pathlib import Path
 
@@ -13,13 +15,15 @@ from helpers import inter_ocular
 from PIL import Image
 
 from tasks.config.params import PreprocessParams
+from tasks.rows import align
 from tasks.rows import landmarks as lm
 from tasks.rows.align import UPSAMPLE, AlignedFrame, FaceTracker, anchors, apply, ladder
 from tasks.rows.crop import face_width
 from tasks.rows.decode import iter_frames
 from tasks.table.sheet import contact_sheet
 
-REAL_CLIP = Path(__file__).resolve().parents[2] / "shared/fixtures/real/WDA_AlexandriaOcasioCortez_000.mp4"
+REAL_MEDIA = Path(__file__).resolve().parents[2] / "shared/fixtures/real"
+REAL_CLIP = REAL_MEDIA / "WDA_AlexandriaOcasioCortez_000.mp4"
 PARAMS = PreprocessParams()
 
 
@@ -242,3 +246,44 @@ def test_squashed_faces_are_shown_to_hog_restretched(real_frames, tracked):
     assert sum(a.face_found for a in aligned) >= 0.95 * len(squashed)
     assert 1.5 < tracker.stretch < 2.0  # the picture is 1.78x wider than it should be
     assert tracked[0].stretch == 1.0  # an upright face is left as it is
+
+
+@pytest.mark.real_media
+def test_a_squashed_close_up_is_found_from_its_first_frame_and_measured_right():
+    # A close-up HOG misses in every frame squashed: it is found shown square, and the shape
+    # predictor's points, back in the picture's proportions, are those of the clip as it is.
+    clip = REAL_MEDIA / "map_5s.mp4"
+    if not clip.is_file():
+        pytest.skip(f"{clip} is absent")
+    upright = list(itertools.islice(iter_frames(clip, 30), 90))
+    height, width = upright[0].shape[:2]
+    squashed = [cv2.resize(frame, (641, 361), interpolation=cv2.INTER_AREA) for frame in upright]
+    assert not any(lm.detect(cv2.resize(frame, (320, 180))) for frame in squashed[::10])
+    tracker = FaceTracker(PARAMS)
+    aligned, source = _run(tracker, squashed)
+    assert all(a.face_found for a in aligned)
+    assert 1.5 < tracker.stretch < 2.0  # the picture is 1.78x wider than it should be
+    _, reference = _run(FaceTracker(PARAMS), upright)
+    restretched = [points[PARAMS.lip_indices] * [width / 641, height / 361] for points in source]
+    lips = [
+        np.linalg.norm(a - b[PARAMS.lip_indices], axis=1).mean() / inter_ocular(b)
+        for a, b in zip(restretched, reference)
+    ]
+    assert np.mean(lips) < 0.03
+
+
+@pytest.mark.real_media
+def test_upright_faces_in_a_wide_frame_are_tracked_as_before(real_frames, monkeypatch):
+    # The real clip padded to 16:9: its climbs also show HOG the frame square, and keep what
+    # they found upright.
+    wide = [cv2.copyMakeBorder(frame, 0, 0, 199, 199, cv2.BORDER_CONSTANT, value=(128, 128, 128))
+            for frame in real_frames]
+    tracker = FaceTracker(PARAMS)
+    aligned, source = _run(tracker, wide)
+    monkeypatch.setattr(align, "HOG_SQUASH", math.inf)  # never shown square
+    before = FaceTracker(PARAMS)
+    _, reference = _run(before, wide)
+    assert all(a.face_found for a in aligned) and tracker.stretch == 1.0
+    assert tracker.detections > before.detections
+    for points, expected in zip(source, reference):
+        np.testing.assert_array_equal(points, expected)

@@ -26,6 +26,7 @@ from tasks.table import shards
 
 PARAMS = PreprocessParams()
 ROOT = Path(__file__).resolve().parents[1]
+REAL_MEDIA = ROOT.parent / "shared" / "fixtures" / "real"
 LOG_ENERGY = FEATURE_LAYOUT.index("log_energy")
 BURST_AT = 1.0  # seconds: a 10 ms 1 kHz burst centred here, silence elsewhere
 
@@ -204,6 +205,31 @@ def test_faces_too_small_are_flagged(real_clip, tmp_path):
     row = process_video(video, tmp_path / "shards", PARAMS)
     assert row["status"] == "ok" and row["frames_with_face"] == 0
     assert row["warning"].startswith("a face in 0% of frames: no face found, even upsampled 2x")
+
+
+@pytest.mark.real_media
+@pytest.mark.parametrize(
+    ("clip", "video_filter"),
+    [
+        # Close-ups squashed to 641x361 with the aspect flag lost: HOG found no face in any of
+        # the 90 frames of either until the frame was shown square.
+        ("map_5s.mp4", "scale=641:361,setsar=1"),
+        ("speaker_15s.mp4", "scale=641:361,setsar=1"),
+        # The same close-up as it is: a face in every frame, as before.
+        ("map_5s.mp4", "null"),
+    ],
+)
+def test_squashed_close_ups_keep_their_faces(tmp_path, clip, video_filter):
+    source = REAL_MEDIA / clip
+    if not source.exists():
+        pytest.skip(f"{source} absent")
+    video = tmp_path / clip
+    ffmpeg("-i", str(source), "-t", "3", "-vf", video_filter, "-c:v", "libx264", "-pix_fmt", "yuv444p",
+           "-c:a", "aac", str(video))
+    row = process_video(video, tmp_path / "shards", PARAMS)
+    assert row["status"] == "ok" and row["frames"] == 90, row
+    assert row["frames_with_face"] >= (0.95 * 90 if "setsar" in video_filter else 90), row
+    assert row["warning"] == ""
 
 
 def test_face_warning_names_the_likely_cause():

@@ -11,7 +11,9 @@ Faces of any size: HOG's window is 80 px, so a whole-frame search climbs a ladde
 when it finds nothing (the frame downscaled to detect_width, the full frame, the frame
 upsampled 2x: faces down to ~40 px) and keeps the rung that found a face for the rest of
 the video. Windows around a face are scaled so the face is ROI_FACE px, up or down. A face
-that is lost is looked for first in a window around where it was.
+that is lost is looked for first in a window around where it was. Faces squashed in the
+picture itself (anamorphic video that lost its aspect flag) are shown to HOG restretched: by
+the frame's shape until a face is found, then by the faces' own measure.
 
 The crop is a similarity transform from the eyes and nose (points that speech does not
 move) to a fixed template, exponentially smoothed over time so it streams without jitter.
@@ -54,6 +56,11 @@ LOST_SIDE = 3.0
 # lost its aspect flag, and HOG, which knows upright faces only, is shown it restretched.
 MOUTH_DROP = 1.07
 NATURAL_STRETCH = 1.3
+# HOG finds faces squashed up to about HOG_SQUASH (nine real close-ups: all frames at 1.3, most
+# at 1.4, half at 1.6). Shown square, upright faces in a 16:9 frame score 0.6-2.6 lower (at most
+# 0.07 higher), faces squashed into it 0.8-2.9 higher: hence SQUARE_MARGIN (_or_square).
+HOG_SQUASH = 1.4
+SQUARE_MARGIN = 0.25
 # Scheduled detections that may miss in a row (HOG misses turned faces) before a face that
 # still tracks plausibly is dropped anyway.
 MAX_MISSES = 2
@@ -193,16 +200,37 @@ class FaceTracker:
         A rung up costs 4x the one below, so on a run of faceless frames the rungs above the
         kept one are tried once every detect_every frames: a face too small for the kept rung
         is still found within detect_every frames, and a video without faces stays cheap.
+        The first search of a climb is weighed against the frame shown square (_or_square).
         """
         climb = self._climb_wait <= 0
         top = len(self._ladder) if climb else self._rung + 1
         for rung in range(self._rung, top):
-            rects = self._hog(image, self._ladder[rung], 0, 0)
+            rects, score = self._hog(image, self._ladder[rung], 0, 0, self.stretch)
+            if climb and rung == self._rung:
+                rects, rung = self._or_square(image, rects, score, rung)
             if rects:
                 self._rung, self._climb_wait = rung, 0
                 return rects
         self._climb_wait = self.detect_every if climb else self._climb_wait - 1
         return []
+
+    def _or_square(
+        self, image: np.ndarray, rects: list[dlib.rectangle], score: float, rung: int
+    ) -> tuple[list[dlib.rectangle], int]:
+        """The faces found at `rung` (with `score`), or, when the frame's shape is more than
+        HOG_SQUASH from the stretch in use, those found in the frame shown square at the first
+        rung if they score SQUARE_MARGIN more. HOG misses faces of a picture squashed into the
+        frame, or finds them weakly in boxes too square for the shape predictor to measure the
+        squash; shown square they are found, and the stretch is measured afresh from them."""
+        height, width = image.shape[:2]
+        square = width / height
+        if 1 / HOG_SQUASH < square / self.stretch < HOG_SQUASH:
+            return rects, rung
+        squared, squared_score = self._hog(image, self._ladder[0], 0, 0, square)
+        if not squared or squared_score < score + SQUARE_MARGIN:
+            return rects, rung
+        self.stretch, self._drops = square, []
+        return squared, 0
 
     def _search_near(self, image: np.ndarray, around: dlib.rectangle, side: float) -> list[dlib.rectangle]:
         """Faces in a window `side` boxes wide around `around`, scaled so a face of its size is
@@ -216,19 +244,23 @@ class FaceTracker:
         right, bottom = min(width, round(centre.x + half_x)), min(height, round(centre.y + half_y))
         if right - left < around.width() or bottom - top < around.height():
             return []
-        return self._hog(image[top:bottom, left:right], min(UPSAMPLE, ROI_FACE / around.width()), left, top)
+        scale = min(UPSAMPLE, ROI_FACE / around.width())
+        return self._hog(image[top:bottom, left:right], scale, left, top, self.stretch)[0]
 
-    def _hog(self, region: np.ndarray, scale: float, left: int, top: int) -> list[dlib.rectangle]:
+    def _hog(
+        self, region: np.ndarray, scale: float, left: int, top: int, stretch: float
+    ) -> tuple[list[dlib.rectangle], float]:
         """HOG's faces in `region` resized by `scale` (and `stretch` more in height), in frame
-        pixels (region at left, top)."""
+        pixels (region at left, top), and the best one's score."""
         self._since_detect = 0
         self.detections += 1
-        scales = (scale, scale * self.stretch)
+        scales = (scale, scale * stretch)
         if scales != (1.0, 1.0):
             size = (round(region.shape[1] * scales[0]), round(region.shape[0] * scales[1]))
             region = cv2.resize(region, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
         grey = cv2.cvtColor(region, cv2.COLOR_RGB2GRAY) if region.ndim == 3 else np.ascontiguousarray(region)
-        return [_to_frame(r, *scales, left, top) for r in lm.detect(grey)]
+        rects, score = lm.detect_scored(grey)
+        return [_to_frame(r, *scales, left, top) for r in rects], score
 
     def _adopt(self, frame: np.ndarray, image: np.ndarray, rects: list[dlib.rectangle]):
         """Landmarks, their centre and spread, transform and crop of the face chosen among
@@ -251,11 +283,7 @@ class FaceTracker:
 
     def _measure_stretch(self, landmarks: np.ndarray) -> None:
         """Update `stretch` from the mouth's drop below the eyes in the last few detections."""
-        left, right = landmarks[lm.LEFT_EYE].mean(0), landmarks[lm.RIGHT_EYE].mean(0)
-        across = right - left
-        down = np.array([-across[1], across[0]])  # the eye line turned a quarter, pointing chinwards
-        drop = float(np.dot(landmarks[48:68].mean(0) - (left + right) / 2, down) / np.dot(across, across))
-        self._drops = [*self._drops[-8:], drop]
+        self._drops = [*self._drops[-8:], lm.mouth_drop(landmarks)]
         # The landmarks are in frame pixels, so this is the picture's distortion whatever HOG was shown.
         factor = MOUTH_DROP / max(float(np.median(self._drops)), 1e-3)
         self.stretch = 1.0 if 1 / NATURAL_STRETCH < factor < NATURAL_STRETCH else factor

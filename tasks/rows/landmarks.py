@@ -8,6 +8,7 @@ setuptools no longer ship.
 from __future__ import annotations
 
 import importlib.util
+import math
 import threading
 from pathlib import Path
 
@@ -24,6 +25,7 @@ LIPS_DIM = 2 * LIP_POINTS
 # Inner-lip top and bottom centre of dlib's 68 points: their gap is the mouth opening.
 INNER_TOP, INNER_BOTTOM = 62, 66
 LEFT_EYE, RIGHT_EYE = slice(36, 42), slice(42, 48)
+MOUTH = slice(48, 68)
 
 _local = threading.local()
 
@@ -52,8 +54,15 @@ def predictor() -> dlib.shape_predictor:
 
 def detect(image: np.ndarray, upsample: int = 0) -> list[dlib.rectangle]:
     """Face rectangles in an RGB or grey uint8 image, largest first."""
-    rects = list(detector()(image, upsample))
-    return sorted(rects, key=lambda r: r.width() * r.height(), reverse=True)
+    return detect_scored(image, upsample)[0]
+
+
+def detect_scored(image: np.ndarray, upsample: int = 0) -> tuple[list[dlib.rectangle], float]:
+    """As detect, and the highest of HOG's scores for them (-inf when there is none): how
+    sure it is of its best face, comparable between images of one face shown differently."""
+    rects, scores, _ = detector().run(image, upsample, 0.0)
+    order = sorted(range(len(rects)), key=lambda i: rects[i].width() * rects[i].height(), reverse=True)
+    return [rects[i] for i in order], max(scores, default=-math.inf)
 
 
 def shape(image: np.ndarray, rect: dlib.rectangle) -> np.ndarray:
@@ -80,6 +89,15 @@ def landmarks_in_crops(faces: np.ndarray, lip_indices: list[int], upscale: int =
         if found is not None:
             lips[i] = (found[lip_indices] / (size * upscale)).reshape(-1)
     return lips
+
+
+def mouth_drop(landmarks: np.ndarray) -> float:
+    """How far below the line of the eyes the mouth's centre lies, in eye distances, in the
+    landmarks' own pixels: less than a frontal face's on a face squashed in the picture."""
+    left, right = landmarks[LEFT_EYE].mean(0), landmarks[RIGHT_EYE].mean(0)
+    across = right - left
+    down = np.array([-across[1], across[0]])  # the eye line turned a quarter, pointing chinwards
+    return float(np.dot(landmarks[MOUTH].mean(0) - (left + right) / 2, down) / np.dot(across, across))
 
 
 def lips_opening(lips: np.ndarray, lip_indices: list[int]) -> np.ndarray:

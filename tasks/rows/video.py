@@ -25,7 +25,7 @@ from tasks.config.files import safe_id, sha256_file
 from tasks.config.params import PreprocessParams
 from tasks.rows.align import UPSAMPLE, FaceTracker
 from tasks.rows.crop import face_width
-from tasks.rows.decode import DecodeError, iter_frames, probe, read_audio
+from tasks.rows.decode import DecodeError, MediaInfo, iter_frames, probe, read_audio
 from tasks.rows.features import audio_features
 from tasks.rows.rowkey import cache_key
 from tasks.table.shards import ShardWriter, is_current, list_column_as_array, read_frames
@@ -83,6 +83,14 @@ def _frame_features(samples: np.ndarray, seconds: float, params: PreprocessParam
     return audio_features(samples, params.sample_rate, times, params)
 
 
+def frame_format(info: MediaInfo) -> tuple[int, int, str]:
+    """The width, height and pix_fmt the task decodes a video's frames at."""
+    # Anamorphic video is decoded to square pixels, as it is shown: HOG misses squashed faces.
+    width, height = info.square_pixel_size()
+    # I420 skips ffmpeg's colour conversion and halves the pipe's bytes; it needs even sides.
+    return width, height, "rgb24" if width % 2 or height % 2 else "yuv420p"
+
+
 def process_video(path: Path, shards_root: Path, params: PreprocessParams) -> dict[str, Any]:
     """Write the partition of one video unless an identical one exists; return its stats row.
 
@@ -107,10 +115,7 @@ def process_video(path: Path, shards_root: Path, params: PreprocessParams) -> di
     seconds = max(info.duration, len(samples) / params.sample_rate)
     features = _frame_features(samples, seconds, params)
     tracker = FaceTracker(params)
-    # Anamorphic video is decoded to square pixels, as it is shown: HOG misses squashed faces.
-    width, height = info.square_pixel_size()
-    # I420 skips ffmpeg's colour conversion and halves the pipe's bytes; it needs even sides.
-    pix_fmt = "rgb24" if width % 2 or height % 2 else "yuv420p"
+    width, height, pix_fmt = frame_format(info)
     crops = []
     with ShardWriter(shards_root, video_id, params, sha256) as writer:
         frames = iter_frames(path, params.fps, width=width, height=height, pix_fmt=pix_fmt, info=info)
