@@ -62,19 +62,23 @@ class Corpus:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def load_video(shards: str | Path, video_id: str, faces: bool = False) -> Video:
+    """One video partition of `shards`, frames in order; `faces` also keeps the JPEG bytes."""
+    columns = ["face_found", "lips", "audio"] + (["face"] if faces else [])
+    table = read_frames(Path(shards), video_id, columns)
+    return Video(
+        video_id=video_id,
+        audio=list_column_as_array(table, "audio"),
+        lips=list_column_as_array(table, "lips"),
+        face_found=table.column("face_found").to_numpy(zero_copy_only=False).astype(bool),
+        faces=table.column("face").combine_chunks().cast(pa.large_binary()) if faces else None,
+    )
+
+
 def load_corpus(shards: str | Path, faces: bool = False) -> Corpus:
     """Every video partition under `shards`, frames in order; `faces` also keeps the JPEG bytes."""
-    columns = ["face_found", "lips", "audio"] + (["face"] if faces else [])
-    videos = []
-    for video_id in (v for v in video_ids(shards) if part_files(shards, v)):
-        table = read_frames(shards, video_id, columns)
-        videos.append(Video(
-            video_id=video_id,
-            audio=list_column_as_array(table, "audio"),
-            lips=list_column_as_array(table, "lips"),
-            face_found=table.column("face_found").to_numpy(zero_copy_only=False).astype(bool),
-            faces=table.column("face").combine_chunks().cast(pa.large_binary()) if faces else None,
-        ))
+    videos = [load_video(shards, video_id, faces) for video_id in video_ids(shards)
+              if part_files(shards, video_id)]
     if not videos:
         raise FileNotFoundError(f"{shards}: no {PARTITION}=<id>/part-*.parquet (run `dvc repro preprocess`)")
     return Corpus(videos, video_metadata(shards, videos[0].video_id))

@@ -16,6 +16,7 @@ cgan.batch_size is per process.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -40,12 +41,14 @@ from models.common import (
 )
 from models.evaluation.metrics import redetected_lmd
 from models.networks.cgan import FACE_SIZE, Discriminator, Generator, to_uint8
+from models.rendering.lips import lips_moments
 from models.training.data import (
     Corpus,
     FacesWithLips,
     Split,
     lips_stats,
     load_corpus,
+    load_video,
     split_corpus,
     target_video,
     video_lips_stats,
@@ -63,8 +66,9 @@ from tasks.config.entry import (
     stage_paths,
 )
 from tasks.config.params import CganParams, Params
+from tasks.config.paths import Paths
 from tasks.rows.landmarks import landmarks_in_crops
-from tasks.table.shards import evenly_spaced
+from tasks.table.shards import evenly_spaced, video_metadata
 
 SAMPLES = 8  # columns of the sample grid
 
@@ -310,6 +314,60 @@ def cgan_artifact(generator: Generator, noise: torch.Tensor, data: FaceData, p: 
         epoch=p.epochs,
         **made_from(p, data.corpus, data.split),
     )
+
+
+def finetune(
+    paths: Paths, params: Params, video_id: str, out: Path, *, frames: slice | None = None,
+    seconds: float | None = None, progress: Callable[[int, int], None] | None = None,
+) -> CganArtifact:
+    """The corpus generator (paths.cgan, left as it is) trained on one video alone: the rows of partition
+    `video_id` of paths.shards with a face (only `frames` of them when given, e.g. the first 75%), for
+    cgan.finetune_epochs epochs or until `seconds` of wall time, calling `progress(step, total)` after
+    each step. Its condition, hparams and lips z-scoring are the corpus generator's; its target_video
+    is `video_id` and its lips_stats hold that video's (of the frames trained on). Written to `out`
+    (atomically) and returned."""
+    base = CganArtifact.load(paths.cgan)
+    p, device = params.cgan, pick_device(params.device)
+    video = load_video(paths.shards, video_id, faces=True)
+    meta = video_metadata(paths.shards, video_id)
+    if [int(i) for i in meta["lip_indices"]] != base.lip_indices or int(meta["face_size"]) != base.face_size:
+        raise ValueError(f"{video_id}: made with other lip points or crop size than {paths.cgan}")
+    rows = np.zeros(len(video), bool)
+    rows[frames if frames is not None else slice(None)] = True
+    rows &= video.face_found
+    if not rows.any():
+        raise ValueError(f"{video_id}: no frame with a face to fine-tune on")
+    seed_everything(params.seed)
+    corpus = Corpus([video], meta)
+    dataset = FacesWithLips(corpus, {video_id: rows}, base.lips_mean, base.lips_std)
+    gan = Gan.build(p, device, p.amp and device.type == "cuda", torch.contiguous_format)
+    gan.netG.load_state_dict(base.state_dict)
+    single = Process(device, 0, 1)
+    total = p.finetune_epochs * len(batches(dataset, 0, p, single, params.seed))
+    deadline = time.perf_counter() + (seconds if seconds is not None else float("inf"))
+    step, epoch = 0, 0
+    for epoch in range(p.finetune_epochs):
+        gan.netG.train()
+        gan.netD.train()
+        for real, lips in batches(dataset, epoch, p, single, params.seed):
+            gan_step(gan, real.to(device), lips.to(device), p)
+            step += 1
+            if progress is not None:
+                progress(step, total)
+            if time.perf_counter() >= deadline:
+                break
+        if time.perf_counter() >= deadline:
+            break
+    artifact = replace(
+        base,
+        state_dict={name: value.detach().cpu() for name, value in gan.netG.state_dict().items()},
+        lips_stats={**base.lips_stats, video_id: lips_moments(video.lips[rows])},
+        target_video=video_id,
+        epoch=base.epoch + epoch + (1 if step else 0),
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    artifact.save(out)
+    return artifact
 
 
 def main(argv: list[str] | None = None) -> None:
