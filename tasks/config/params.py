@@ -14,6 +14,8 @@ from typing import Any, Literal, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from tasks.config.files import safe_id
+
 # The side of the aligned face crop. The generator (models/networks/cgan.py) makes this size only, so
 # preprocess.face_size is held to it here rather than found wrong after hours of preprocessing.
 FACE_SIZE = 128
@@ -163,6 +165,27 @@ class RenderParams(_Section):
         return value
 
 
+class AdaptTarget(_Section):
+    """A person's clip to adapt the corpus generator to (`reenact adapt VIDEO --name NAME`)."""
+
+    name: str = Field(min_length=1, max_length=64)
+    video: str = Field(min_length=1)
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        if safe_id(value) != value:
+            raise ValueError("letters, digits, _ and - only (it names a folder and a video id)")
+        return value
+
+
+class AdaptParams(_Section):
+    min_seconds: float = Field(3.0, gt=0.0)
+    seconds: float = Field(420.0, gt=0.0)
+    epochs: int = Field(40, ge=1)
+    targets: list[AdaptTarget] = Field(default_factory=list)
+
+
 class ProvenanceParams(_Section):
     key_dir: str = ""
     label: bool = False
@@ -180,6 +203,7 @@ class Params(_Section):
     cgan: CganParams = CganParams()
     render: RenderParams = RenderParams()
     evaluate: EvaluateParams = EvaluateParams()
+    adapt: AdaptParams = AdaptParams()
     provenance: ProvenanceParams = ProvenanceParams()
 
     @field_validator("device")
