@@ -45,7 +45,8 @@ class Target:
 
     name: str
     folder: Path  # paths.target_dir(name)
-    source: str  # the clip as it was given
+    paths: Paths  # the project as a render of this target sees it: its generator, rows and footage
+    source: str  # the clip it was made from (absolute)
     sha256: str  # of the footage
     frames: int  # rows of the clip at preprocess.fps
     frames_with_face: int
@@ -56,12 +57,14 @@ class Target:
     adapt_seconds: float  # the whole adapt, checks to registration
     created: str  # UTC, ISO 8601
 
-    def paths(self, project: Paths) -> Paths:
-        """`project` as a render of this target sees it: its generator, rows and footage."""
-        return project.in_target(self.folder)
+    @property
+    def video(self) -> Path:
+        """The footage renders composite into."""
+        return self.paths.videos / f"{self.name}.mp4"
 
     def record(self) -> dict[str, Any]:
-        return {key: value for key, value in asdict(self).items() if key != "folder"}
+        """What TARGET_RECORD holds: all but where the files are."""
+        return {key: value for key, value in asdict(self).items() if key not in ("folder", "paths")}
 
 
 def check_clip(video: Path, min_seconds: float) -> MediaInfo:
@@ -171,7 +174,8 @@ def adapt_target(video: str | Path, name: str, paths: Paths, params: Params, *, 
                               params.adapt.seconds if seconds is None else seconds, report)
             finished = time.perf_counter()
             target = Target(
-                name=name, folder=paths.target_dir(name), source=str(video), sha256=row["sha256"],
+                name=name, folder=paths.target_dir(name), paths=paths.in_target(paths.target_dir(name)),
+                source=str(video.resolve()), sha256=row["sha256"],
                 frames=row["frames"], frames_with_face=row["frames_with_face"], train_frames=train_frames,
                 steps=steps, preprocess_seconds=round(preprocessed - started, 1),
                 finetune_seconds=round(finished - preprocessed, 1),
@@ -191,7 +195,8 @@ def read_target(paths: Paths, name: str) -> Target:
     record = paths.target_dir(name) / TARGET_RECORD
     if not record.is_file():
         raise AdaptError(f"target {name!r}: not adapted ({record} absent)")
-    return Target(folder=paths.target_dir(name), **json.loads(record.read_text()))
+    folder = paths.target_dir(name)
+    return Target(folder=folder, paths=paths.in_target(folder), **json.loads(record.read_text()))
 
 
 def list_targets(paths: Paths) -> list[Target]:
