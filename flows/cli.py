@@ -125,7 +125,8 @@ Speech = Annotated[
 Target = Annotated[
     str | None,
     typer.Option(
-        help="video id whose footage speaks (default: render.target_video, else the generator's target)"
+        help="a target adapted by `reenact adapt`, or a video id of the corpus, whose footage speaks "
+        "(default: render.target_video, else the generator's target)"
     ),
 ]
 FaceOnly = Annotated[
@@ -150,7 +151,7 @@ def progress_bar():
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    columns = (TextColumn("{task.description:>6}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    columns = (TextColumn("{task.description:>10}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     console = Console(stderr=True)
     with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as bar:
         tasks = {}
@@ -200,6 +201,52 @@ def render(
         f"{result['target']} ({result['output']}), in {result['wall_seconds']:.1f} s "
         f"({result['realtime_factor']:.1f}x real time); {result['provenance'].describe()}"
     )
+
+
+@app.command()
+@project_command
+def adapt(
+    video: Annotated[
+        Path, typer.Argument(help="a clip of one person speaking to camera, at least adapt.min_seconds long")
+    ],
+    name: Annotated[str, typer.Option(help="the target's name: letters, digits, _ and -")],
+    paths: Paths,
+    seconds: Annotated[
+        float | None, typer.Option(help="wall-clock budget of the fine-tuning (default: adapt.seconds)")
+    ] = None,
+    replace: Annotated[bool, typer.Option(help="adapt an existing target of that name again")] = False,
+    override: Overrides = None,
+) -> None:
+    """Make a real person a target: check and preprocess VIDEO, fine-tune the corpus generator on it
+    (the corpus LSTM is kept) and register it in the project's targets folder for
+    `reenact render --target NAME`. Nothing of the corpus is written; a bad clip registers nothing."""
+    from models.errors import AdaptError, CheckpointError
+    from models.training.adapt import adapt_target
+    from tasks.config.entry import parse_overrides
+    from tasks.config.params import ParamsError, load_params
+
+    with errors_in_one_line(AdaptError, CheckpointError, ParamsError), progress_bar() as progress:
+        params = load_params(paths.params, parse_overrides(override))
+        target = adapt_target(video, name, paths, params, seconds=seconds, replace=replace, progress=progress)
+    typer.echo(
+        f"{target.name}: {target.frames} frames ({target.frames_with_face} with a face) of {video}, "
+        f"{target.steps} fine-tuning steps, in {target.adapt_seconds:.0f} s -> {target.folder}\n"
+        f"render with: reenact render --audio SPEECH --out OUT.mp4 --target {target.name}"
+    )
+
+
+@app.command()
+def targets(root: Root = DEFAULT_ROOT) -> None:
+    """The targets adapted by `reenact adapt`: name, frames, fine-tuning, when, from what."""
+    from models.training.adapt import list_targets
+
+    found = list_targets(stage_paths(root))
+    if not found:
+        typer.echo(f"no adapted targets in {stage_paths(root).targets} (`reenact adapt VIDEO --name NAME`)")
+        return
+    for t in found:
+        typer.echo(f"{t.name:<16} {t.frames:>6} frames  {t.steps:>5} steps  {t.adapt_seconds:>6.0f} s  "
+                   f"{t.created}  {t.source}")
 
 
 @app.command()

@@ -24,7 +24,8 @@ from prefect.artifacts import create_link_artifact
 
 from flows.common import artifact_key, flow_project, publish_markdown, record_params
 from models.rendering.layouts import check_output
-from models.rendering.render import RenderError, RenderOptions, load_models
+from models.rendering.loading import load_target_models
+from models.rendering.render import RenderError, RenderOptions
 from models.rendering.render import render as render_video
 from tasks.config.files import safe_id
 from tasks.config.params import Output, load_params
@@ -86,7 +87,8 @@ def render_file(
 ) -> dict[str, Any]:
     """Render speech (a path or an http(s) URL) to a signed mp4 (default: a new file in `paths.runs`)
     and read its manifest back. The params, the weights (unless `models` are given), the frame table
-    and the target's footage are the project's: `paths` (tasks/config/paths.py).
+    and the target's footage are the project's: `paths` (tasks/config/paths.py); a target adapted by
+    `reenact adapt` brings its own generator, rows and footage (unless `models` are given).
 
     Returns models.rendering.render.render's dict plus "realtime_factor" (audio seconds per wall second),
     "speech" (the name the manifest records) and "provenance" (a tasks.provenance.manifest.Verdict).
@@ -94,7 +96,8 @@ def render_file(
     """
     params = load_params(paths.params, overrides)
     output = check_output(output or params.render.output)  # before the models load
-    models = models or load_models(paths.lstm, paths.cgan, params.device)
+    if models is None:  # an adapted target (`reenact adapt`) brings its own generator, rows and footage
+        models, paths = load_target_models(paths, target or params.render.target_video, params.device)
     with tempfile.TemporaryDirectory(prefix="reenact-speech-") as scratch:
         speech, name = fetch_speech(audio, Path(scratch))
         out = Path(out) if out else default_out(paths.runs, name, target, output)

@@ -13,7 +13,7 @@ remakes it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Self, get_args
 
@@ -90,6 +90,27 @@ class LipsStats:
         return cls(saved["mean"], saved["cov"], saved["frames"])
 
 
+@dataclass(eq=False)
+class References:
+    """A video's reference crops for the frame generator (models/networks/unet.py: reference_bank picks the
+    frames, pick_references one of them per frame painted): the aligned crops, their lips, their frames."""
+
+    crops: np.ndarray  # (K, S, S, 3) uint8
+    lips: np.ndarray  # (K, LIPS_DIM) float32, in [0, 1] of the crop
+    frames: np.ndarray  # (K,) int64: which frames of the video they are
+
+    def __post_init__(self) -> None:
+        self.crops, self.lips = _array(self.crops, np.uint8), _array(self.lips)
+        self.frames = _array(self.frames, np.int64)
+
+    def to_disk(self) -> dict[str, Any]:
+        return {name: torch.from_numpy(np.array(getattr(self, name))) for name in ("crops", "lips", "frames")}
+
+    @classmethod
+    def from_disk(cls, saved: dict[str, Any]) -> References:
+        return cls(saved["crops"], saved["lips"], saved["frames"])
+
+
 @dataclass(kw_only=True, eq=False)
 class Artifact:
     """What both artifacts hold: the network's weights and constructor arguments, and how they were
@@ -111,13 +132,13 @@ class Artifact:
     def to_disk(self) -> dict[str, Any]:
         """The dict saved: plain values and tensors, so that torch.load(weights_only=True) reads it."""
         saved: dict[str, Any] = {"format": FORMAT}
-        for field in fields(self):
-            value = getattr(self, field.name)
+        for item in fields(self):
+            value = getattr(self, item.name)
             if isinstance(value, np.ndarray):
                 value = torch.from_numpy(np.array(value))
-            elif field.name == "state_dict":
+            elif item.name == "state_dict":
                 value = {name: tensor.detach().cpu() for name, tensor in value.items()}
-            saved[field.name] = value
+            saved[item.name] = value
         saved["split"] = {"by": saved.pop("split_by"), "val_videos": saved.pop("val_videos")}
         return saved
 
@@ -210,7 +231,8 @@ class LstmArtifact(Artifact):
 @dataclass(kw_only=True, eq=False)
 class CganArtifact(Artifact):
     """paths.cgan: lips -> face (models/networks/cgan.py), the stats its lips are z-scored with, and
-    the lip statistics of every video it saw (rendering aligns a speaker's lips to the target's)."""
+    the lip statistics of every video it saw (rendering aligns a speaker's lips to the target's). The
+    frame generator also carries, per video it trained on, its reference crops (`references`)."""
 
     STAGE: ClassVar[str] = "train_cgan"
 
@@ -220,11 +242,13 @@ class CganArtifact(Artifact):
     lips_std: np.ndarray
     lips_stats: dict[str, LipsStats]  # by video id
     target_video: str  # the video the last epochs trained on alone
-    face_size: int
+    face_size: int  # the crop's side
+    references: dict[str, References] = field(default_factory=dict)  # by video id ("frame")
 
     def to_disk(self) -> dict[str, Any]:
         saved = super().to_disk()
         saved["lips_stats"] = {video: stats.to_disk() for video, stats in self.lips_stats.items()}
+        saved["references"] = {video: bank.to_disk() for video, bank in self.references.items()}
         if self.noise is None:
             del saved["noise"]
         return saved
@@ -243,4 +267,6 @@ class CganArtifact(Artifact):
             lips_stats={str(video): LipsStats.from_disk(s) for video, s in saved["lips_stats"].items()},
             target_video=str(saved["target_video"]),
             face_size=int(saved["face_size"]),
+            references={str(video): References.from_disk(bank)
+                        for video, bank in saved.get("references", {}).items()},
         )

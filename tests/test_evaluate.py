@@ -90,6 +90,10 @@ def test_metrics_json_has_every_design_metric_and_baseline(kit, tmp_path, capsys
     assert metrics["baseline_mean/mouth_open_r"] is None, "a constant has no correlation"
     assert metrics["sync_video"] == val_video
     assert 0.0 <= metrics["gen_face_found"] <= 1.0
+    # the frame generator paints each validation frame's own crop (its lower face only): far nearer the
+    # real frame than the mean training face, which knows nothing of the frame
+    assert kit.models.cgan_artifact.condition == "frame"
+    assert metrics["gen_psnr"] > metrics["mean_face/gen_psnr"] + 6
 
     reports = tmp_path / "reports"
     assert {"metrics.json", "eval_grid.png", "mouth_opening.csv", "mouth_opening.png"} <= {

@@ -18,6 +18,7 @@ from render_kit import ffmpeg, probe, psnr, write_voice
 
 from models.rendering import render as render_module
 from models.rendering.composite import lower_face_mask, warp_back
+from models.rendering.layouts import Layout
 from models.rendering.render import RenderError, RenderOptions, render
 from models.rendering.target import TargetFrames, pingpong, read_target_rows
 from tasks.config.params import Params
@@ -28,7 +29,8 @@ from tasks.rows.video import process_video
 FPS = 30.0
 LABEL = 24  # the rows of a panel tile's label, left out of comparisons
 # The panel's target tile against the frame it shows, after H.264: 36.7 dB at the least on the demo
-# footage; against the composite beside it (the same frame, its lower face generated): 27.7 at the most.
+# footage. The composite beside it (the same frame, its lower face painted by the frame generator) is
+# further from it, by 0.4 to 8 dB (by ~10 dB with the noise generator's whole face).
 SAME_FRAME_PSNR = 33.0
 
 
@@ -75,6 +77,29 @@ def test_full_frame_render_is_the_target_outside_the_mouth(footage, tmp_path):
         changed.append(psnr(out[~outside], real[~outside]) if (~outside).any() else np.inf)
     assert index == result["frames"] - 1
     assert np.median(changed) < 30  # the lower face is the generator's, not the target's
+
+
+def test_a_frame_render_is_exactly_the_target_outside_the_mask(footage):
+    """Before encoding, with the frame generator: every pixel the compositing mask leaves alone is the
+    target frame's own (ping-pong order past its end), and the lower face is painted."""
+    models, paths = footage.models, footage.paths
+    assert models.cgan_artifact.condition == "frame"
+    target = list(iter_frames(paths.videos / f"{footage.target}.mp4", FPS))
+    rows = read_target_rows(paths.shards, footage.target)
+    frames = len(target) + 20
+    stats = models.cgan_artifact.lips_stats[footage.target]
+    lips = np.random.default_rng(0).multivariate_normal(stats.mean, stats.cov, frames).astype(np.float32)
+    layout = Layout(models, footage.params, paths, "full", footage.target, None)
+    stream = layout.frames(lips, np.hstack([lips, np.zeros((frames, 1), np.float32)]))
+    changed = []
+    for start, batch in stream.batches:
+        for k, out in enumerate(batch):
+            shown = pingpong(start + k, len(target))
+            outside = outside_masks(rows, shown, out.shape)
+            np.testing.assert_array_equal(out[outside], target[shown][outside])
+            changed.append(np.abs(out[~outside].astype(int) - target[shown][~outside]).mean())
+    assert start + len(batch) == frames
+    assert np.median(changed) > 1
 
 
 def test_speech_longer_than_the_target_plays_it_forward_and_back(footage, tmp_path):
@@ -144,7 +169,7 @@ def test_dvc_stage_renders_the_full_frame_and_the_panel(footage, tmp_path, capsy
     for index, frame in enumerate(iter_frames(renders / "demo_panel.mp4", FPS)):
         left, composite = frame[LABEL:tile, :tile], frame[LABEL:tile, tile:]
         shown = pingpong(index, len(target))
-        assert psnr(left, target[shown]) > SAME_FRAME_PSNR > psnr(composite, target[shown]), index
+        assert psnr(left, target[shown]) > max(SAME_FRAME_PSNR, psnr(composite, target[shown])), index
         # no other frame fits better, but for a neighbour: the footage barely moves from frame to frame
         best = int(np.argmin([np.abs(left.astype(int) - other).mean() for other in target]))
         assert abs(best - shown) <= 2, index

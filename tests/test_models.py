@@ -7,21 +7,32 @@ import pytest
 import torch
 import torch.nn.functional as F
 from helpers import synthetic_shards
+from test_composite import MEAN_FACE
 
-from models.artifacts import CganArtifact, LipsStats, LstmArtifact, load_checkpoint, save_checkpoint
+from models.artifacts import (
+    CganArtifact,
+    LipsStats,
+    LstmArtifact,
+    References,
+    load_checkpoint,
+    save_checkpoint,
+)
 from models.errors import CheckpointError, RenderError
 from models.evaluation.metrics import lip_metrics
-from models.networks.cgan import Discriminator, Generator, generate_faces, load_generator
+from models.networks.cgan import Discriminator, Frames, Generator, generate_faces, load_generator
 from models.networks.lstm import AudioToLips, load_lstm, predict_lips, window_index
+from models.networks.unet import UNetGenerator, hard_mask, images
 from models.rendering.layouts import check_output
 from models.training.data import (
     FacesWithLips,
+    FramesWithReferences,
     LipsWindows,
     audio_stats,
     lips_stats,
     load_corpus,
     split_corpus,
     target_video,
+    video_references,
 )
 from tasks.config.params import FACE_SIZE, OUTPUTS, Output, Params, ParamsError, RenderParams, load_params
 
@@ -101,6 +112,29 @@ def test_gan_dataset_decodes_faces_per_item(shards, params):
     assert face.shape == (3, 128, 128) and face.dtype == torch.float32
     assert -1.0 <= float(face.min()) and float(face.max()) <= 1.0 and lips.shape == (16,)
     assert isinstance(dataset.faces[0].as_py(), bytes)
+
+
+def test_frame_dataset_gives_the_crop_its_mask_a_far_reference_and_mouth_weights(shards, params):
+    corpus = load_corpus(shards, faces=True)
+    split = split_corpus(corpus, params(**{"split.by": "time"}))
+    banks = video_references(corpus, split.train, 8)
+    for video in corpus.videos:  # from the train frames with a face, spread over the opening
+        frames = banks[video.video_id].frames
+        assert len(frames) == 8 and split.train[video.video_id][frames].all()
+        assert video.face_found[frames].all()
+    dataset = FramesWithReferences(corpus, split.train, *lips_stats(corpus, split.train), banks, 4.0)
+    real, mask, reference, lips, weights = dataset[10]
+    assert real.shape == reference.shape == (3, 128, 128) and mask.shape == weights.shape == (1, 128, 128)
+    assert set(mask.unique().tolist()) == {0.0, 1.0} and lips.shape == (16,)
+    assert torch.equal(weights > 0, mask > 0) and weights.max() > 4
+    # every item's reference is its video's bank crop with the nearest lips, 15 frames away at least
+    first = corpus.videos[0]
+    targets = np.flatnonzero(split.train[first.video_id] & first.face_found)
+    bank = banks[first.video_id]
+    chosen = bank.frames[dataset.references[: len(targets)]]
+    assert (np.abs(chosen - targets) >= 15).all()
+    picked = dataset.references[10]
+    assert torch.equal(reference, images(bank.crops[picked][None])[0])
 
 
 def test_lip_metrics():
@@ -234,10 +268,48 @@ def test_artifacts_of_the_format_before_load_and_others_fail_in_one_line(tmp_pat
         load_generator(tmp_path / "other.pt")
 
 
-def test_face_size_is_the_generators(params):
-    assert params().preprocess.face_size == FACE_SIZE
-    with pytest.raises(ParamsError, match=r"preprocess\.face_size.*must be 128"):
-        params(**{"preprocess.face_size": 256})
+def test_face_size_is_one_the_generators_make(params):
+    assert params().preprocess.face_size == FACE_SIZE and params().cgan.condition == "frame"
+    assert params(**{"preprocess.face_size": 256}).preprocess.face_size == 256  # the U-Net paints 256 too
+    with pytest.raises(ParamsError, match=r"preprocess\.face_size.*must be one of \(128, 256\)"):
+        params(**{"preprocess.face_size": 192})
+    with pytest.raises(ParamsError) as failed:
+        params(**{"preprocess.face_size": 256, "cgan.condition": "noise"})
+    assert str(failed.value).endswith(
+        "preprocess.face_size must be 128 with cgan.condition: noise (the noise generator makes 128x128 "
+        "faces only)"
+    )
+
+
+def test_a_frame_artifact_round_trips_with_its_references_and_paints_only_the_mask(tmp_path):
+    torch.manual_seed(0)
+    netG = UNetGenerator(128, base=4).eval()
+    torch.nn.init.normal_(netG.head.weight, 0.0, 0.1)  # as if trained: a residual one starts at zero
+    rng = np.random.default_rng(0)
+    bank = References(rng.integers(0, 256, (3, 128, 128, 3), dtype=np.uint8),
+                      rng.uniform(0.3, 0.7, (3, 16)).astype(np.float32), [5, 40, 90])
+    artifact = tiny_cgan_artifact(netG)
+    artifact.hparams, artifact.condition, artifact.noise = UNetGenerator.hparams(128, 4), "frame", None
+    artifact.references = {"a": bank}
+    artifact.save(tmp_path / "cgan.pt")
+    generator, loaded = load_generator(tmp_path / "cgan.pt")
+    assert isinstance(generator, UNetGenerator) and loaded.condition == "frame" and loaded.noise is None
+    saved = loaded.references["a"]
+    assert saved.crops.dtype == np.uint8 and saved.frames.dtype == np.int64
+    assert np.array_equal(saved.crops, bank.crops) and np.array_equal(saved.lips, bank.lips)
+    assert saved.frames.tolist() == [5, 40, 90]
+
+    lips = bank.lips[[2, 0]] + 0.001
+    with pytest.raises(ValueError, match="pass `frames`"):
+        generate_faces(generator, loaded, lips)
+    crops = rng.integers(0, 256, (2, 128, 128, 3), dtype=np.uint8)
+    landmarks = np.stack([MEAN_FACE, np.full((68, 2), np.nan, np.float32)])  # the second: no face
+    frames = Frames.of(crops, landmarks, lips, saved)
+    assert np.array_equal(frames.references, bank.crops[[2, 0]])  # the nearest lips' crops
+    faces = generate_faces(generator, loaded, lips, frames=frames)
+    mask = hard_mask(MEAN_FACE, 128) > 0
+    assert np.array_equal(faces[0][~mask], crops[0][~mask]) and not np.array_equal(faces[0], crops[0])
+    assert np.array_equal(faces[1], crops[1])  # nothing painted without a face
 
 
 def test_render_outputs_are_named_once_and_checked_by_one_function():

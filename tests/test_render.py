@@ -11,13 +11,16 @@ import pytest
 import simplejpeg
 import soundfile
 from helpers import reenact
-from render_kit import SR, ffmpeg, probe, psnr, voice, write_voice
+from render_kit import SR, TINY, ffmpeg, probe, psnr, voice, voice_corpus, write_voice
 
 from models.artifacts import LipsStats
+from models.networks.cgan import generate_faces
+from models.networks.unet import hard_mask
 from models.rendering import layouts
 from models.rendering.lips import align_lips, lips_moments, pooled_stats, smooth_lips
 from models.rendering.render import RenderError, RenderOptions, render
 from models.rendering.speech import frame_count, speech_lips, stream_lips
+from models.rendering.target import pingpong, read_target_rows
 from tasks.config.params import load_params
 from tasks.rows.decode import iter_frames, read_audio
 from tasks.rows.landmarks import lips_opening
@@ -45,10 +48,56 @@ def seconds_of(path: Path) -> float:
     return len(read_audio(path, SR)) / SR
 
 
+def test_face_output_is_the_target_crop_with_its_lower_face_painted(kit):
+    """The frame generator's "face" output, before encoding: output frame i is target frame pingpong(i)'s
+    own crop, exactly, outside the hard mask, and the generator's painting inside it."""
+    models, target = kit.models, kit.target
+    assert models.cgan_artifact.condition == "frame"
+    rows = read_target_rows(kit.paths.shards, target, faces=True)
+    frames = len(rows) + 30  # past the target's last frame: it plays backwards
+    stats = models.cgan_artifact.lips_stats[target]
+    lips = np.random.default_rng(0).multivariate_normal(stats.mean, stats.cov, frames).astype(np.float32)
+    layout = layouts.Layout(models, kit.params, kit.paths, "face", target, None)
+    stream = layout.frames(lips, np.hstack([lips, np.zeros((frames, 1), np.float32)]))
+    assert (stream.width, stream.height) == (128, 128)
+    painted = []
+    for start, batch in stream.batches:
+        for k, face in enumerate(batch):
+            shown = pingpong(start + k, len(rows))
+            crop, mask = rows.crops([shown])[0], hard_mask(rows.landmarks[shown], 128) > 0
+            assert mask.any() == rows.face_found[shown]
+            np.testing.assert_array_equal(face[~mask], crop[~mask])
+            painted.append(np.abs(face[mask].astype(int) - crop[mask]).mean() if mask.any() else 0.0)
+    assert start + len(batch) == frames
+    assert np.mean(painted) > 1  # the lower face is the generator's
+
+
+@pytest.fixture(scope="module")
+def noise_kit(tiny_models):
+    """The kit's corpus and settings with the paper's generator (cgan.condition: noise)."""
+    lstm = {"lstm.epochs": 12, "lstm.batch_size": 32, "lstm.lr": 0.003, "cgan.batch_size": 16}
+    render = {"render.size": 128, "render.output": "face", "cgan.condition": "noise"}
+    return tiny_models("voice_noise", voice_corpus, {**TINY, **lstm, **render})
+
+
+def test_the_noise_generator_still_renders_faces_from_its_noise(noise_kit, tmp_path):
+    assert noise_kit.models.cgan_artifact.condition == "noise"
+    write_voice(tmp_path / "speech.wav", 1.5, seed=1)
+    noise = load_params(noise_kit.paths.params)
+    result = render(tmp_path / "speech.wav", tmp_path / "talk.mp4", noise_kit.models, noise, noise_kit.paths,
+                    RenderOptions(lips_out=tmp_path / "lips.npy"))
+    check_video(tmp_path / "talk.mp4", 1.5)
+    faces = generate_faces(noise_kit.models.generator, noise_kit.models.cgan_artifact,
+                           np.load(tmp_path / "lips.npy"))
+    decoded = list(iter_frames(tmp_path / "talk.mp4", 30.0))
+    assert len(decoded) == result["frames"] == len(faces)
+    assert np.median([psnr(out, face) for out, face in zip(decoded, faces)]) > 30  # its own faces, encoded
+
+
 def test_render_wav_gives_h264_aac_as_long_as_the_audio(kit, tmp_path):
     write_voice(tmp_path / "speech.wav", 2.5, seed=1)
     params = load_params(kit.paths.params, {"render.size": 256})
-    result = render(tmp_path / "speech.wav", tmp_path / "talk.mp4", kit.models, params)
+    result = render(tmp_path / "speech.wav", tmp_path / "talk.mp4", kit.models, params, kit.paths)
     check_video(tmp_path / "talk.mp4", 2.5, size=(256, 256))
     assert result["frames"] == 75 and result["audio_seconds"] == pytest.approx(2.5)
     assert result["target"] == kit.target
@@ -61,7 +110,7 @@ def test_render_stereo_44k_compressed_audio(kit, tmp_path, suffix, codec):
     soundfile.write(tmp_path / "stereo.wav", stereo, 44100)
     source = tmp_path / f"speech{suffix}"
     ffmpeg("-i", str(tmp_path / "stereo.wav"), "-c:a", codec, "-b:a", "128k", str(source))
-    render(source, tmp_path / "talk.mp4", kit.models, kit.params)
+    render(source, tmp_path / "talk.mp4", kit.models, kit.params, kit.paths)
     info = check_video(tmp_path / "talk.mp4", seconds_of(source))
     audio = next(s for s in info["streams"] if s["codec_type"] == "audio")
     assert (audio["channels"], audio["sample_rate"]) == (2, "44100")
@@ -91,7 +140,8 @@ def test_render_lips_do_not_depend_on_the_chunk_size(kit, tmp_path):
             tmp_path / "talk.mp4",
             kit.models,
             params,
-            options=RenderOptions(lips_out=tmp_path / f"{seconds}.npy"),
+            kit.paths,
+            RenderOptions(lips_out=tmp_path / f"{seconds}.npy"),
         )
         lips[seconds] = np.load(tmp_path / f"{seconds}.npy")
     assert lips[1.0].shape == (102, 16)
@@ -165,7 +215,7 @@ def test_bad_input_is_a_render_error_and_leaves_no_file(kit, tmp_path, kind):
         ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x64:rate=30", "-t", "1", str(source))
     before = sorted(tmp_path.iterdir())
     with pytest.raises(RenderError, match=source.name):
-        render(source, tmp_path / "talk.mp4", kit.models, kit.params)
+        render(source, tmp_path / "talk.mp4", kit.models, kit.params, kit.paths)
     assert sorted(tmp_path.iterdir()) == before
 
 
@@ -183,13 +233,13 @@ def test_a_failure_midway_leaves_no_broken_mp4(kit, tmp_path, monkeypatch):
     monkeypatch.setattr(layouts, "generate_faces", failing)
     params = load_params(kit.paths.params, {"render.batch_size": 16})
     with pytest.raises(MemoryError):
-        render(tmp_path / "speech.wav", tmp_path / "talk.mp4", kit.models, params)
+        render(tmp_path / "speech.wav", tmp_path / "talk.mp4", kit.models, params, kit.paths)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["speech.wav"]
 
 
 def test_a_tenth_of_a_second_gives_three_frames(kit, tmp_path):
     write_voice(tmp_path / "blip.wav", 0.1)
-    result = render(tmp_path / "blip.wav", tmp_path / "blip.mp4", kit.models, kit.params)
+    result = render(tmp_path / "blip.wav", tmp_path / "blip.mp4", kit.models, kit.params, kit.paths)
     assert result["frames"] == 3
     info = check_video(tmp_path / "blip.mp4", 0.1)
     assert int(next(s for s in info["streams"] if s["codec_type"] == "video")["nb_frames"]) == 3
@@ -202,7 +252,8 @@ def test_silence_gives_a_still_closed_mouth(kit, tmp_path):
         tmp_path / "silence.mp4",
         kit.models,
         kit.params,
-        options=RenderOptions(lips_out=tmp_path / "lips.npy"),
+        kit.paths,
+        RenderOptions(lips_out=tmp_path / "lips.npy"),
     )
     check_video(tmp_path / "silence.mp4", 2.0)
     lips = np.load(tmp_path / "lips.npy")
@@ -280,7 +331,7 @@ def test_cli_renders_and_reports_bad_input_in_one_line(kit, tmp_path):
 @pytest.mark.real_media
 def test_real_speech_from_another_speaker_moves_the_mouth_with_loudness(kit, tmp_path, real_speech):
     options = RenderOptions(lips_out=tmp_path / "lips.npy")
-    result = render(real_speech, tmp_path / "talk.mp4", kit.models, kit.params, options=options)
+    result = render(real_speech, tmp_path / "talk.mp4", kit.models, kit.params, kit.paths, options)
     check_video(tmp_path / "talk.mp4", seconds_of(real_speech))
     lips = np.load(tmp_path / "lips.npy")
     opening = lips_opening(lips, kit.models.cgan_artifact.lip_indices)

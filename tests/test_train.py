@@ -16,10 +16,15 @@ import pytest
 import torch
 from helpers import synthetic_shards
 
-from models.artifacts import load_checkpoint
-from models.networks.cgan import load_generator
+from models.artifacts import CganArtifact, load_checkpoint
+from models.networks.cgan import Generator, generate_faces, load_generator
 from models.networks.lstm import load_lstm
+from models.networks.unet import UNetGenerator
 from models.training import train_cgan, train_lstm
+from models.training.train_cgan import finetune
+from tasks.config.params import load_params, parse_override
+from tasks.config.paths import Paths
+from tasks.table.shards import partition_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_LSTM = ["lstm.hidden=16", "lstm.fc_hidden=16", "lstm.context=2", "lstm.batch_size=32", "lstm.lr=0.003"]
@@ -81,17 +86,38 @@ def test_train_lstm_resumes_and_extends(tmp_path, stage, capsys):
 
 
 def test_train_cgan_writes_generator_samples_and_metrics(tmp_path, stage):
-    train_cgan.main(stage("cgan", *TINY_CGAN, "cgan.epochs=2", "cgan.finetune_epochs=1", "cgan.l1_weight=10"))
+    train_cgan.main(stage("cgan", *TINY_CGAN, "cgan.epochs=2", "cgan.finetune_epochs=1",
+                          "cgan.adversarial_weight=1", "cgan.references=5"))
     logged = metrics(tmp_path, "cgan")
     assert {"loss_d", "loss_g", "l1_val"} <= logged.keys() and logged["step"] == 1
+    assert logged["loss_d"] > 0, "the PatchGAN trained beside the generator"
     assert (tmp_path / "dvclive" / "cgan" / "plots" / "images" / "samples.png").exists()
 
     checkpoint = torch.load(tmp_path / "cgan.pt", weights_only=True)
     assert checkpoint["target_video"] in checkpoint["lips_stats"]
     assert checkpoint["lips_stats"]["synthetic_0"]["cov"].shape == (16, 16)
-    _, artifact = load_generator(tmp_path / "cgan.pt")
-    assert artifact.hparams["ngf"] == 4 and artifact.condition == "noise"
+    generator, artifact = load_generator(tmp_path / "cgan.pt")
+    assert isinstance(generator, UNetGenerator) and artifact.condition == "frame" and artifact.noise is None
+    assert artifact.hparams["base"] == 4 and artifact.hparams["size"] == artifact.face_size == 128
     assert artifact.lips_stats["synthetic_0"].cov.dtype == np.float64
+    # every video's reference crops, spread from a closed to an open mouth, taken from its train frames
+    assert set(artifact.references) == {"synthetic_0", "synthetic_1", "synthetic_2"}
+    bank = artifact.references[artifact.target_video]
+    assert bank.crops.shape == (5, 128, 128, 3) and bank.crops.dtype == np.uint8
+    assert bank.lips.shape == (5, 16) and np.isfinite(bank.lips).all()
+    opening = bank.lips[:, 15] - bank.lips[:, 13]  # the inner lips (66 below 62)
+    assert opening.max() - opening.min() > 0.05
+
+
+def test_train_cgan_noise_condition_is_the_papers_generator(tmp_path, stage):
+    train_cgan.main(stage("cgan", *TINY_CGAN, "cgan.epochs=1", "cgan.finetune_epochs=0",
+                          "cgan.condition=noise"))
+    assert {"loss_d", "loss_g", "l1_val"} <= metrics(tmp_path, "cgan").keys()
+    generator, artifact = load_generator(tmp_path / "cgan.pt")
+    assert isinstance(generator, Generator) and artifact.condition == "noise" and artifact.references == {}
+    assert artifact.hparams["ngf"] == 4 and artifact.noise.shape == (50,)
+    faces = generate_faces(generator, artifact, artifact.lips_stats["synthetic_0"].mean[None].repeat(3, 0))
+    assert faces.shape == (3, 128, 128, 3) and faces.dtype == np.uint8
 
 
 def _env() -> dict:
@@ -138,3 +164,45 @@ def test_torchrun_two_processes_with_gloo(tmp_path, stage):
     assert "2 process(es)" in result.stdout
     assert result.stdout.count("cgan: epoch 2/2") == 1, "only rank 0 logs"
     assert torch.load(tmp_path / "cgan.pt", weights_only=True)["epoch"] == 2
+
+
+def test_finetune_trains_a_copy_on_one_new_video_and_leaves_the_corpus_generator(tmp_path, stage):
+    train_cgan.main(stage("cgan", *TINY_CGAN, "cgan.epochs=1", "cgan.finetune_epochs=0"))
+    corpus_bytes = (tmp_path / "cgan.pt").read_bytes()
+    new = synthetic_shards(tmp_path / "new", videos=1, frames=40, seed=3)
+    partition_dir(new, "synthetic_0").rename(partition_dir(new, "newcomer"))
+    paths = Paths.at(tmp_path, shards=new, cgan=tmp_path / "cgan.pt")
+    params = load_params(tmp_path / "params.yaml", dict(map(parse_override, TINY_CGAN))
+                         | {"cgan.finetune_epochs": 2, "cgan.batch_size": 8})
+    calls = []
+    out = tmp_path / "targets" / "newcomer.pt"
+    artifact = finetune(paths, params, "newcomer", out, frames=slice(0, 30),
+                        progress=lambda step, total: calls.append((step, total)))
+
+    assert (tmp_path / "cgan.pt").read_bytes() == corpus_bytes
+    faces = int(np.sum(np.arange(40)[:30] % 25 != 24))  # every 25th synthetic frame has no face
+    assert calls == [(step, 2 * (faces // 8)) for step in range(1, 2 * (faces // 8) + 1)]
+    _, saved = load_generator(out)
+    corpus = CganArtifact.load(tmp_path / "cgan.pt")
+    assert saved.target_video == artifact.target_video == "newcomer"
+    assert saved.lips_stats["newcomer"].frames == faces
+    assert set(saved.lips_stats) == set(corpus.lips_stats) | {"newcomer"}
+    assert saved.condition == corpus.condition and saved.hparams == corpus.hparams
+    assert np.array_equal(saved.lips_mean, corpus.lips_mean)
+    # the frame generator's reference crops of the new video come from the frames it trained on only
+    assert set(saved.references) == set(corpus.references) | {"newcomer"}
+    assert saved.references["newcomer"].frames.max() < 30
+    changed = [name for name, value in saved.state_dict.items()
+               if value.is_floating_point() and not torch.equal(value, corpus.state_dict[name])]
+    assert changed, "the weights were trained"
+
+
+def test_finetune_stops_at_its_time_budget(tmp_path, stage, shards):
+    train_cgan.main(stage("cgan", *TINY_CGAN, "cgan.epochs=1", "cgan.finetune_epochs=0"))
+    paths = Paths.at(tmp_path, cgan=tmp_path / "cgan.pt", shards=shards)
+    params = load_params(tmp_path / "params.yaml", dict(map(parse_override, TINY_CGAN))
+                         | {"cgan.epochs": 50, "cgan.finetune_epochs": 50, "cgan.batch_size": 4})
+    calls = []
+    finetune(paths, params, "synthetic_1", tmp_path / "one.pt", seconds=0.0,
+             progress=lambda step, total: calls.append((step, total)))
+    assert len(calls) == 1 and calls[0][1] > 1

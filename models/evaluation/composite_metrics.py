@@ -24,7 +24,7 @@ from models.evaluation.metrics import lip_distances
 from models.networks.cgan import generate_faces
 from models.rendering import render
 from models.rendering.composite import composite, hard_paste
-from models.rendering.layouts import target_of
+from models.rendering.layouts import painter, target_of
 from models.rendering.loading import Models
 from models.rendering.media import Encoder
 from models.rendering.speech import speech_lips
@@ -123,13 +123,14 @@ def composite_metrics(models: Models, params: Params, paths: Paths) -> dict:
     p = params.preprocess
     target = target_of(models, params)
     path = target_video_file(paths.videos, target)
-    rows = read_target_rows(paths.shards, target)
+    rows = read_target_rows(paths.shards, target, faces=models.cgan_artifact.condition == "frame")
     count = min(len(rows), round(params.evaluate.composite_seconds * p.fps))
     samples = read_audio(path, p.sample_rate)[: round((count / p.fps + 1) * p.sample_rate)]
     lips = render.clip_lips(
         models, params, speech_lips(models, samples, p.sample_rate, p.fps, p)[:count], target
     )
-    faces = generate_faces(models.generator, models.cgan_artifact, lips)
+    paint = painter(models, rows)  # the frame generator paints frames 0.. in order
+    faces = generate_faces(models.generator, models.cgan_artifact, lips, frames=paint and paint(0, lips))
     indices, face_size = models.cgan_artifact.lip_indices, models.cgan_artifact.face_size
     tallies = {method: _Tally(face_size) for method in METHODS}
     with tempfile.TemporaryDirectory(prefix="reenact-eval-") as scratch:

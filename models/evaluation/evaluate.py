@@ -37,9 +37,11 @@ from models.evaluation.metrics import (
     sync_metric,
 )
 from models.evaluation.report import BASELINES, counted, print_table, write_plots
-from models.networks.cgan import generate_faces
+from models.networks.cgan import Frames, generate_faces
 from models.networks.lstm import predict_lips
+from models.networks.unet import pick_references
 from models.rendering import render
+from models.rendering.layouts import references_of
 from models.rendering.loading import Models, load_models, models_stage
 from models.rendering.speech import speech_lips
 from models.training.data import Corpus, Split, load_corpus, split_corpus
@@ -95,15 +97,39 @@ def spaced_frames(rows: list[tuple[str, np.ndarray]], count: int) -> list[tuple[
     return [frames[i] for i in evenly_spaced(len(frames), count)]
 
 
+def own_frames(corpus: Corpus, models: Models, picks: list[tuple[str, int]],
+               lips: np.ndarray) -> Frames | None:
+    """What the frame generator paints into when corpus frames `picks` are driven by `lips`: their own
+    crops and landmarks, each with the reference its video's crops give for its lips, never one of its
+    neighbours (models/networks/unet.py: pick_references); None for the noise generator."""
+    artifact = models.cgan_artifact
+    if artifact.condition != "frame":
+        return None
+    crops = decode_faces(corpus, picks)
+    chosen = np.empty_like(crops)
+    videos, frames = np.array([i for i, _ in picks]), np.array([f for _, f in picks])
+    for video_id in np.unique(videos):
+        here, v = videos == video_id, corpus.video(str(video_id))
+        bank = references_of(artifact, v.video_id, v.lips, v.face_found, v.faces)
+        chosen[here] = bank.crops[pick_references(lips[here], bank, at=frames[here])]
+    return Frames(crops, np.stack([corpus.video(i).landmarks[f] for i, f in picks]), chosen)
+
+
 def evaluate_generator(
-    corpus: Corpus, split: Split, models: Models, max_frames: int, rng: np.random.Generator
+    corpus: Corpus, split: Split, models: Models, params: Params, rng: np.random.Generator
 ) -> tuple[dict, np.ndarray]:
-    """Generator metrics on up to max_frames evenly spaced validation frames; also the eval grid."""
+    """Generator metrics on up to evaluate.max_frames evenly spaced validation frames (the frame generator
+    painting into each frame's own crop); also the eval grid."""
     artifact, lip_indices = models.cgan_artifact, models.cgan_artifact.lip_indices
-    picks = spaced_frames(rows_with_face(corpus, split.val), max_frames)
+    picks = spaced_frames(rows_with_face(corpus, split.val), params.evaluate.max_frames)
     real = decode_faces(corpus, picks)
     lips = np.stack([corpus.video(i).lips[f] for i, f in picks])
-    generated = generate_faces(models.generator, artifact, lips)
+
+    def generate(asked: np.ndarray) -> np.ndarray:
+        frames = own_frames(corpus, models, picks, asked)
+        return generate_faces(models.generator, artifact, asked, frames=frames)
+
+    generated = generate(lips)
     metrics = {**image_metrics(generated, real), **generator_obedience(generated, lips, lip_indices)}
     # dlib's own floor: the shards' lips came from dlib on the full frame; re-detected on the crop
     # they move this much
@@ -112,9 +138,9 @@ def evaluate_generator(
 
     # The baselines drive the same generator with lips that ignore the frame: the mean, or a random frame's.
     mean_lips = np.broadcast_to(models.lstm_artifact.lips_mean, lips.shape)
-    random = generate_faces(models.generator, artifact, random_train_lips(corpus, split, len(lips), rng))
+    random = generate(random_train_lips(corpus, split, len(lips), rng))
     for name, faces in (
-        ("baseline_mean", generate_faces(models.generator, artifact, mean_lips)),
+        ("baseline_mean", generate(mean_lips)),
         ("baseline_random", random),
     ):
         metrics.update(
@@ -127,7 +153,7 @@ def evaluate_generator(
             }
         )
 
-    train_picks = spaced_frames(rows_with_face(corpus, split.train), max_frames)
+    train_picks = spaced_frames(rows_with_face(corpus, split.train), params.evaluate.max_frames)
     mean_face = decode_faces(corpus, train_picks).mean(0).round().astype(np.uint8)
     found = np.broadcast_to(landmarks_in_crops(mean_face[None], lip_indices), lips.shape)
     metrics.update(
@@ -180,10 +206,12 @@ def evaluate_sync(
         "baseline_random/sync_r": np.roll(filled, shift, axis=0),
     }
     metrics, generated_opening = {"sync_video": video_id}, None
+    picks = [(video_id, frame) for frame in range(start, start + frames)]
     for name, lips in candidates.items():
         asked = render.clip_lips(models, params, lips)
+        painted = own_frames(corpus, models, picks, asked)
         found = landmarks_in_crops(
-            generate_faces(models.generator, cgan_artifact, asked), cgan_artifact.lip_indices
+            generate_faces(models.generator, cgan_artifact, asked, frames=painted), cgan_artifact.lip_indices
         )
         metrics[name] = sync_metric(
             found[has_face], true[has_face], cgan_artifact.face_size, cgan_artifact.lip_indices
@@ -231,7 +259,7 @@ def evaluate(paths: Paths, params: Params) -> dict:
         )
 
     metrics = evaluate_lstm(corpus, split, models, rng)
-    generator_metrics, grid = evaluate_generator(corpus, split, models, params.evaluate.max_frames, rng)
+    generator_metrics, grid = evaluate_generator(corpus, split, models, params, rng)
     metrics.update(generator_metrics)
     sync, clip = evaluate_sync(corpus, split, models, params, paths.videos, rng)
     metrics.update(sync)

@@ -1,23 +1,26 @@
-"""Lips -> face: a conditional DCGAN at 128x128 (paper, 4.3 and Fig. 3).
+"""Lips -> face: the generators of both conditions (models/artifacts.py: Condition), and their faces.
 
-The generator maps 50-D noise + 16-D lips (66-D) to a 3x128x128 image in [-1, 1] (FACE_SIZE, the one
-size it makes); the discriminator sees the image with the lips broadcast as 16 more channels
-(19x128x128). Both
-take lips z-scored with the training set's stats, which travel in the artifact (models/artifacts.py);
-`generate_faces` does the round trip from lips in [0, 1] of the crop to uint8 images.
+`noise` (the paper, 4.3 and Fig. 3): a conditional DCGAN at 128x128 mapping 50-D noise + 16-D lips (66-D)
+to a 3x128x128 image in [-1, 1] (FACE_SIZE, the one size it makes); its discriminator sees the image with
+the lips broadcast as 16 more channels (19x128x128). `frame`: the U-Net of models/networks/unet.py, which
+paints the lower face of a target frame's own crop. Both take lips z-scored with the training set's
+stats, which travel in the artifact (models/artifacts.py); `generate_faces` does the round trip from lips
+in [0, 1] of the crop to uint8 images for either.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from models.artifacts import CganArtifact
+from models.artifacts import CganArtifact, References
 from models.errors import CheckpointError
-from tasks.config.params import FACE_SIZE, CganParams
+from models.networks.unet import UNetGenerator, frame_input, pick_references
+from tasks.config.params import CganParams
 from tasks.rows.landmarks import LIPS_DIM
 
 # The networks' widths default to the params' (tasks/config/params.py, params.yaml): one default, not two.
@@ -121,7 +124,15 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
 
 
 # The generator of each condition (models/artifacts.py: Condition) this version builds.
-GENERATORS: dict[str, type[nn.Module]] = {"noise": Generator}
+GENERATORS: dict[str, type[nn.Module]] = {"noise": Generator, "frame": UNetGenerator}
+
+
+def generator_hparams(params: CganParams, face_size: int) -> dict:
+    """The constructor's arguments of cgan.condition's generator for crops of `face_size`: ngf is its
+    width at the finest scale (models/networks/unet.py doubles it per halving)."""
+    if params.condition == "frame":
+        return UNetGenerator.hparams(face_size, params.ngf)
+    return Generator.hparams(params)
 
 
 def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, CganArtifact]:
@@ -136,18 +147,48 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tupl
     return artifact.network(network, path, device), artifact
 
 
+@dataclass
+class Frames:
+    """What the frame generator paints into, one row per face asked for: aligned crops of the target's
+    frames (N, S, S, 3) uint8, their landmarks (N, 68, 2) in crop pixels, and the reference crops
+    (N, S, S, 3) uint8 (models/networks/unet.py: pick_references)."""
+
+    crops: np.ndarray
+    landmarks: np.ndarray
+    references: np.ndarray
+
+    @classmethod
+    def of(cls, crops: np.ndarray, landmarks: np.ndarray, lips: np.ndarray, bank: References,
+           at: np.ndarray | None = None) -> Frames:
+        """The crops with the references `pick_references` chooses from `bank` for `lips`."""
+        return cls(crops, landmarks, bank.crops[pick_references(lips, bank, at)])
+
+
 @torch.no_grad()
-def generate_faces(generator: Generator, artifact: CganArtifact, lips: np.ndarray,
-                   noise: torch.Tensor | None = None, batch_size: int = 256) -> np.ndarray:
-    """(frames, LIPS_DIM) lips in [0, 1] of the crop -> (frames, FACE_SIZE, FACE_SIZE, 3) uint8 faces,
-    one noise vector for all frames (default: the artifact's), so that only the lips change."""
+def generate_faces(generator: nn.Module, artifact: CganArtifact, lips: np.ndarray,
+                   noise: torch.Tensor | None = None, batch_size: int = 256,
+                   frames: Frames | None = None) -> np.ndarray:
+    """(frames, LIPS_DIM) lips in [0, 1] of the crop -> (frames, S, S, 3) uint8 faces. The noise
+    generator makes them from one noise vector for all frames (default: the artifact's), so that only
+    the lips change; the frame generator paints the lower face of `frames`' crops (needed then)."""
     device = next(generator.parameters()).device
-    noise = torch.from_numpy(artifact.noise) if noise is None else noise
-    lips = torch.from_numpy(
+    size = artifact.face_size
+    z = torch.from_numpy(
         ((np.asarray(lips, np.float32) - artifact.lips_mean) / artifact.lips_std).astype(np.float32)
     )
+    if artifact.condition == "frame" and frames is None:
+        raise ValueError("the frame generator paints into the target's frames: pass `frames`")
+    noise = torch.from_numpy(artifact.noise) if noise is None and frames is None else noise
     faces = []
-    for batch in lips.split(batch_size):
-        images = generator(noise.expand(len(batch), -1).to(device), batch.to(device)).float()
-        faces.append(to_uint8(images).cpu())
-    return torch.cat(faces).numpy() if faces else np.zeros((0, FACE_SIZE, FACE_SIZE, 3), np.uint8)
+    for start in range(0, len(z), batch_size):
+        batch = z[start : start + batch_size]
+        if artifact.condition == "frame":
+            stop = start + len(batch)
+            x = frame_input(frames.crops[start:stop], frames.landmarks[start:stop],
+                            frames.references[start:stop], batch)
+            images = generator(x.to(device))
+        else:
+            images = generator(noise.expand(len(batch), -1).to(device), batch.to(device))
+        faces.append(to_uint8(images.float()).cpu())
+    return torch.cat(faces).numpy() if faces else np.zeros((0, size, size, 3), np.uint8)
+

@@ -27,13 +27,18 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pyarrow as pa
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
+from models.artifacts import References
 from models.rendering.composite import lower_face_mask
-from tasks.rows.landmarks import LIPS_DIM
+from models.rendering.target import decode_crops
+from tasks.config.params import FACE_SIZES
+from tasks.rows.landmarks import LIPS_DIM, lips_opening
+from tasks.table.shards import evenly_spaced
 
 # The hard mask: where the compositing mask is at least this. 0.5 is its polygon (the jaw pushed out,
 # the nose base); outside it the composite fades to the frame, which is what the generator returns there.
@@ -41,13 +46,57 @@ HARD_FROM = 0.5
 FRAME, MASK, REFERENCE = 3, 1, 3
 IN_CHANNELS = FRAME + MASK + REFERENCE + LIPS_DIM
 BOTTLENECK = 4  # side of the U-Net's coarsest feature map, at every size
-SIZES = (128, 256)
+SIZES = FACE_SIZES
+# A frame's reference is never one of its own neighbours (in training, and when a video's own frames are
+# painted to be measured): a mouth this few frames away is nearly the answer itself.
+NEAR_GAP = 15
 
 
 def hard_mask(landmarks: np.ndarray, size: int) -> np.ndarray:
     """(size, size) float32 in {0, 1}: the region the generator paints, from a row's 68 landmarks in
-    crop pixels (at `size`)."""
+    crop pixels (at `size`); nothing for a row without a face (NaN landmarks)."""
+    if not np.isfinite(landmarks).all():
+        return np.zeros((size, size), np.float32)
     return (lower_face_mask(landmarks, size) >= HARD_FROM).astype(np.float32)
+
+
+def reference_bank(lips: np.ndarray, rows: np.ndarray, faces: pa.Array, lip_indices: list[int],
+                   count: int) -> References:
+    """A video's reference crops: `count` of its frames in `rows` (bool, over its frames) with a face,
+    spread evenly over the mouth's opening from closed to widest open. lips: (frames, LIPS_DIM), NaN
+    without a face; faces: the frames' JPEG crops (the frame table's `face`)."""
+    candidates = np.flatnonzero(rows & np.isfinite(lips).all(1))
+    if not len(candidates):
+        raise ValueError("no frame with a face to take a reference crop from")
+    by_opening = candidates[np.argsort(lips_opening(lips[candidates], lip_indices), kind="stable")]
+    frames = np.sort(by_opening[evenly_spaced(len(by_opening), count)])
+    return References(decode_crops(faces, frames), lips[frames], frames)
+
+
+def pick_references(lips: np.ndarray, bank: References, at: np.ndarray | None = None) -> np.ndarray:
+    """The reference of each painted frame, as indices into `bank`: the crop whose lips are nearest
+    (L2) to the lips asked for, (N, LIPS_DIM) in [0, 1] of the crop. `at`: the frames painted, when they
+    are the bank's own video's (training; measuring on its frames): crops within NEAR_GAP frames of
+    each are passed over, unless that leaves none. Training, evaluation and rendering all choose here."""
+    distance = ((np.asarray(lips, np.float32)[:, None] - bank.lips[None]) ** 2).sum(-1)
+    if at is not None:
+        near = np.abs(np.asarray(at)[:, None] - bank.frames[None]) < NEAR_GAP
+        distance[near & ~near.all(1, keepdims=True)] = np.inf
+    return distance.argmin(1)
+
+
+def images(crops: np.ndarray) -> torch.Tensor:
+    """(N, S, S, 3) uint8 -> (N, 3, S, S) float in [-1, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+
+
+def frame_input(crops: np.ndarray, landmarks: np.ndarray, references: np.ndarray,
+                lips: torch.Tensor) -> torch.Tensor:
+    """`generator_input` from uint8 crops and references (N, S, S, 3), the crops' landmarks (N, 68, 2)
+    in crop pixels and z-scored lips (N, LIPS_DIM)."""
+    side = crops.shape[1]
+    mask = torch.from_numpy(np.stack([hard_mask(points, side) for points in landmarks]))[:, None]
+    return generator_input(images(crops), mask, images(references), lips)
 
 
 def broadcast(lips: torch.Tensor, side: int) -> torch.Tensor:

@@ -1,7 +1,8 @@
 """What the encoder gets for each render output (ARCHITECTURE.md, Rendering): the generated faces
 ("face"), the paper's Fig. 6 ("face_panel"), the faces composited into the target's own footage
 ("full") and the target frame beside that composite ("panel"). Faces come from the generator in
-batches with one noise vector; footage and rows come from models/rendering/target.py.
+batches: with one noise vector (`noise`), or each painted into the crop of the target frame it will be
+composited into (`frame`: FramesToPaint); footage and rows come from models/rendering/target.py.
 """
 
 from __future__ import annotations
@@ -11,17 +12,25 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import torch
 
-from models.artifacts import LipsStats
+from models.artifacts import CganArtifact, LipsStats, References
 from models.errors import RenderError
-from models.networks.cgan import generate_faces
+from models.networks.cgan import Frames, generate_faces
+from models.networks.unet import reference_bank
 from models.rendering.composite import composite
 from models.rendering.lips import lips_moments
 from models.rendering.loading import Models
 from models.rendering.panel import FramePanel, Panel, Traces
-from models.rendering.target import TargetFrames, read_target_rows, target_video_file
-from tasks.config.params import OUTPUTS, Output, Params
+from models.rendering.target import (
+    TargetFrames,
+    TargetRows,
+    pingpong,
+    read_target_rows,
+    target_video_file,
+)
+from tasks.config.params import OUTPUTS, CganParams, Output, Params
 from tasks.config.paths import Paths
 
 
@@ -66,19 +75,50 @@ class FrameStream:
     batches: Batches
 
 
-def _faces(models: Models, final: np.ndarray, batch: int) -> Iterator[tuple[int, np.ndarray]]:
-    """(first frame, faces) batch by batch, one noise vector for every frame."""
+class FramesToPaint:
+    """What the frame generator paints into for output frames start..: the crops of target frames
+    `pingpong(i, N)` (the order the footage plays in, models/rendering/target.py) with their landmarks,
+    and for each the target's reference crop that `pick_references` chooses for its lips."""
+
+    def __init__(self, rows: TargetRows, bank: References):
+        self.rows, self.bank = rows, bank
+
+    def __call__(self, start: int, lips: np.ndarray) -> Frames:
+        index = pingpong(np.arange(start, start + len(lips)), len(self.rows))
+        return Frames.of(self.rows.crops(index), self.rows.landmarks[index], lips, self.bank)
+
+
+def references_of(artifact: CganArtifact, video_id: str, lips: np.ndarray, face_found: np.ndarray,
+                  faces: pa.Array) -> References:
+    """A video's reference crops: the generator's record of them, else as many of its frames as the
+    generator has of a video (cgan.references; models/networks/unet.py: reference_bank), for a video it
+    was not trained on."""
+    known = artifact.references.get(video_id)
+    if known is not None:
+        return known
+    count = int(artifact.params.get("references", CganParams().references))
+    return reference_bank(lips, face_found, faces, artifact.lip_indices, count)
+
+
+def painter(models: Models, rows: TargetRows) -> FramesToPaint | None:
+    """What the frame generator paints into on the target of `rows` (read with faces=True); None for
+    the noise generator."""
+    if models.cgan_artifact.condition != "frame":
+        return None
+    return FramesToPaint(rows, references_of(models.cgan_artifact, rows.video_id, rows.lips, rows.face_found,
+                                             rows.faces))
+
+
+def _faces(models: Models, final: np.ndarray, batch: int,
+           paint: FramesToPaint | None) -> Iterator[tuple[int, np.ndarray]]:
+    """(first frame, faces) batch by batch: one noise vector for every frame, or each painted into its
+    own target frame (`paint`)."""
     with torch.inference_mode():
         for start in range(0, len(final), batch):
-            yield (
-                start,
-                generate_faces(
-                    models.generator,
-                    models.cgan_artifact,
-                    np.asarray(final[start : start + batch]),
-                    batch_size=batch,
-                ),
-            )
+            lips = np.asarray(final[start : start + batch])
+            frames = paint(start, lips) if paint is not None else None
+            yield start, generate_faces(models.generator, models.cgan_artifact, lips, batch_size=batch,
+                                        frames=frames)
 
 
 class Layout:
@@ -90,10 +130,14 @@ class Layout:
     ):
         self.models, self.params, self.paths = models, params, paths
         self.output, self.target, self.real = output, target, real
-        self.rows = read_target_rows(paths.shards, target) if output in ("full", "panel") else None
+        painted = models.cgan_artifact.condition == "frame"
+        self.rows = None
+        if output in ("full", "panel") or painted:
+            self.rows = read_target_rows(paths.shards, target, faces=painted)
         self.stats = target_stats(models, target, self.rows.lips if self.rows else None)
+        self.paint = painter(models, self.rows) if painted else None
         self.footage = None
-        if self.rows is not None:
+        if output in ("full", "panel"):
             self.footage = TargetFrames(
                 target_video_file(paths.videos, target), params.preprocess.fps, len(self.rows)
             )
@@ -102,7 +146,7 @@ class Layout:
         """The frames to encode for the final lips `final` (T, LIPS_DIM), `raw` (T, LIPS_DIM + 1) the
         LSTM's lips and the loudness, both possibly memmaps."""
         r, fps = self.params.render, self.params.preprocess.fps
-        faces = _faces(self.models, final, r.batch_size)
+        faces = _faces(self.models, final, r.batch_size, self.paint)
         traces = Traces(
             final,
             raw[:, -1],
@@ -132,6 +176,8 @@ class Layout:
             out = []
             for k, face in enumerate(batch):
                 index, frame = next(footage)
+                if index != pingpong(start + k, len(rows)):
+                    raise RuntimeError(f"footage frame {index} is not the one painted for {start + k}")
                 mixed, _ = composite(
                     frame, face, rows.crop[index], rows.landmarks[index], rows.face_found[index]
                 )

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import simplejpeg
 
 from models.errors import RenderError
 from tasks.rows.decode import DecodeError, MediaInfo, iter_frames, probe
@@ -33,19 +35,31 @@ class TargetRows:
     landmarks: np.ndarray  # (N, 68, 2) crop pixels, NaN without a face
     lips: np.ndarray  # (N, LIPS_DIM) in [0, 1] of the crop, NaN without a face
     face_found: np.ndarray  # (N,) bool
+    faces: pa.Array | None = None  # the aligned crops, JPEG (a few kB a frame), when asked for
 
     def __len__(self) -> int:
         return len(self.face_found)
 
+    def crops(self, indices: np.ndarray) -> np.ndarray:
+        """(n, S, S, 3) uint8: the aligned crops of frames `indices` (read with faces=True)."""
+        return decode_crops(self.faces, indices)
 
-def read_target_rows(shards: str | Path, video_id: str) -> TargetRows:
-    """The rows of `video_id` needed for compositing; RenderError when it has none or no face at all."""
+
+def decode_crops(faces: pa.Array, indices: np.ndarray) -> np.ndarray:
+    """(n, S, S, 3) uint8 RGB: the JPEG crops (the frame table's `face`) at `indices`."""
+    return np.stack([simplejpeg.decode_jpeg(faces[int(i)].as_py(), colorspace="RGB") for i in indices])
+
+
+def read_target_rows(shards: str | Path, video_id: str, faces: bool = False) -> TargetRows:
+    """The rows of `video_id` needed for compositing (`faces`: and for the frame generator, the aligned
+    crops); RenderError when it has none or no face at all."""
     if not part_files(Path(shards), video_id):
         raise RenderError(
             f"target {video_id!r}: no frames in {partition_dir(Path(shards), video_id)} "
             "(preprocess it first: ingest the video, then `dvc repro preprocess`)"
         )
-    table = read_frames(Path(shards), video_id, ["face_found", "landmarks", "lips", "crop"])
+    columns = ["face_found", "landmarks", "lips", "crop"] + (["face"] if faces else [])
+    table = read_frames(Path(shards), video_id, columns)
     found = table.column("face_found").to_numpy(zero_copy_only=False).astype(bool)
     if not found.any():
         raise RenderError(f"target {video_id!r}: no frame with a face to composite onto")
@@ -55,6 +69,7 @@ def read_target_rows(shards: str | Path, video_id: str) -> TargetRows:
         list_column_as_array(table, "landmarks").reshape(len(found), -1, 2),
         list_column_as_array(table, "lips"),
         found,
+        table.column("face").combine_chunks() if faces else None,
     )
 
 

@@ -18,8 +18,9 @@ import simplejpeg
 import torch
 from torch.utils.data import Dataset
 
-from models.artifacts import LipsStats
+from models.artifacts import LipsStats, References
 from models.networks.lstm import window_index
+from models.networks.unet import hard_mask, images, mouth_weights, pick_references, reference_bank
 from models.rendering.lips import lips_moments
 from tasks.config.params import Params
 from tasks.rows.landmarks import LIPS_DIM
@@ -40,6 +41,7 @@ class Video:
     lips: np.ndarray  # (frames, LIPS_DIM) float32: lip points (x, y) in [0, 1] of the crop, NaN if no face
     face_found: np.ndarray  # (frames,) bool
     faces: pa.Array | None  # JPEG per frame (large_binary), when asked for
+    landmarks: np.ndarray | None = None  # (frames, 68, 2) crop pixels, NaN if no face; with the faces
 
     def __len__(self) -> int:
         return len(self.face_found)
@@ -62,19 +64,25 @@ class Corpus:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def load_video(shards: str | Path, video_id: str, faces: bool = False) -> Video:
+    """One video partition of `shards`, frames in order; `faces` also keeps the JPEG bytes and the
+    landmarks (what the frame generator's masks are made from)."""
+    columns = ["face_found", "lips", "audio"] + (["face", "landmarks"] if faces else [])
+    table = read_frames(Path(shards), video_id, columns)
+    return Video(
+        video_id=video_id,
+        audio=list_column_as_array(table, "audio"),
+        lips=list_column_as_array(table, "lips"),
+        face_found=table.column("face_found").to_numpy(zero_copy_only=False).astype(bool),
+        faces=table.column("face").combine_chunks().cast(pa.large_binary()) if faces else None,
+        landmarks=list_column_as_array(table, "landmarks").reshape(table.num_rows, -1, 2) if faces else None,
+    )
+
+
 def load_corpus(shards: str | Path, faces: bool = False) -> Corpus:
     """Every video partition under `shards`, frames in order; `faces` also keeps the JPEG bytes."""
-    columns = ["face_found", "lips", "audio"] + (["face"] if faces else [])
-    videos = []
-    for video_id in (v for v in video_ids(shards) if part_files(shards, v)):
-        table = read_frames(shards, video_id, columns)
-        videos.append(Video(
-            video_id=video_id,
-            audio=list_column_as_array(table, "audio"),
-            lips=list_column_as_array(table, "lips"),
-            face_found=table.column("face_found").to_numpy(zero_copy_only=False).astype(bool),
-            faces=table.column("face").combine_chunks().cast(pa.large_binary()) if faces else None,
-        ))
+    videos = [load_video(shards, video_id, faces) for video_id in video_ids(shards)
+              if part_files(shards, video_id)]
     if not videos:
         raise FileNotFoundError(f"{shards}: no {PARTITION}=<id>/part-*.parquet (run `dvc repro preprocess`)")
     return Corpus(videos, video_metadata(shards, videos[0].video_id))
@@ -216,3 +224,54 @@ class FacesWithLips(Dataset):
     def __getitem__(self, index: int):
         return decode_face(self.faces[index].as_py()), self.lips[index]
 
+
+
+def video_references(corpus: Corpus, rows: dict[str, np.ndarray], count: int) -> dict[str, References]:
+    """Per video, its reference crops for the frame generator, taken from its `rows` (a video without
+    any: from all its frames, which are then never trained on: held out by video)."""
+    banks = {}
+    for v in corpus.videos:
+        usable = rows.get(v.video_id, np.zeros(len(v), bool)) & v.face_found
+        if v.face_found.any():
+            banks[v.video_id] = reference_bank(v.lips, usable if usable.any() else v.face_found, v.faces,
+                                               list(corpus.meta["lip_indices"]), count)
+    return banks
+
+
+class FramesWithReferences(Dataset):
+    """For each frame with a face in `rows`, what the frame generator (models/networks/unet.py) trains on:
+    (real crop (3, S, S) in [-1, 1], hard mask (1, S, S), reference crop (3, S, S) in [-1, 1], z-scored
+    lips, L1 weights (1, S, S): mouth_weights). The reference is its video's bank crop with the nearest
+    lips, never a neighbour (pick_references); crops are decoded and masks drawn per item."""
+
+    def __init__(self, corpus: Corpus, rows: dict[str, np.ndarray], lips_mean: np.ndarray,
+                 lips_std: np.ndarray, banks: dict[str, References], mouth: float):
+        faces, landmarks, lips, references, crops, offset = [], [], [], [], [], 0
+        for v in corpus.videos:
+            if v.video_id not in rows:
+                continue
+            targets = np.flatnonzero(rows[v.video_id] & v.face_found)
+            bank = banks[v.video_id]
+            faces.append(v.faces.take(pa.array(targets)))
+            landmarks.append(v.landmarks[targets])
+            lips.append(v.lips[targets])
+            references.append(pick_references(v.lips[targets], bank, at=targets) + offset)
+            crops.append(bank.crops)
+            offset += len(bank.crops)
+        self.faces = pa.concat_arrays(faces) if faces else pa.array([], pa.large_binary())
+        self.landmarks = np.concatenate(landmarks or [np.zeros((0, 68, 2), np.float32)])
+        self.raw_lips = torch.from_numpy(np.concatenate(lips or [np.zeros((0, LIPS_DIM), np.float32)]))
+        self.lips = ((self.raw_lips - torch.from_numpy(lips_mean)) / torch.from_numpy(lips_std)).float()
+        self.references = np.concatenate(references or [np.zeros(0, np.int64)])
+        self.crops = np.concatenate(crops or [np.zeros((0, 1, 1, 3), np.uint8)])
+        self.mouth = mouth
+
+    def __len__(self) -> int:
+        return len(self.lips)
+
+    def __getitem__(self, index: int):
+        real = decode_face(self.faces[index].as_py())
+        mask = torch.from_numpy(hard_mask(self.landmarks[index], real.shape[-1]))[None]
+        reference = images(self.crops[self.references[index]][None])[0]
+        weights = mouth_weights(self.raw_lips[index][None], mask[None], self.mouth)[0]
+        return real, mask, reference, self.lips[index], weights

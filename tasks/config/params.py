@@ -14,9 +14,13 @@ from typing import Any, Literal, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-# The side of the aligned face crop. The generator (models/networks/cgan.py) makes this size only, so
-# preprocess.face_size is held to it here rather than found wrong after hours of preprocessing.
+from tasks.config.files import safe_id
+
+# The side of the aligned face crop: the noise generator (models/networks/cgan.py) makes this size only;
+# the frame generator (models/networks/unet.py) paints FACE_SIZES. preprocess.face_size is held to them
+# here rather than found wrong after hours of preprocessing.
 FACE_SIZE = 128
+FACE_SIZES = (128, 256)
 
 
 class ParamsError(ValueError):
@@ -65,8 +69,8 @@ class PreprocessParams(_Section):
     @field_validator("face_size")
     @classmethod
     def _generator_size(cls, value: int) -> int:
-        if value != FACE_SIZE:
-            raise ValueError(f"must be {FACE_SIZE}: the generator makes {FACE_SIZE}x{FACE_SIZE} faces only")
+        if value not in FACE_SIZES:
+            raise ValueError(f"must be one of {FACE_SIZES}: the sizes the generators make")
         return value
 
     @field_validator("lip_indices")
@@ -100,6 +104,7 @@ class LstmParams(_Section):
 
 
 class CganParams(_Section):
+    condition: Literal["frame", "noise"] = "frame"
     noise_dim: int = Field(50, ge=1, le=1024)
     ngf: int = Field(16, ge=4, le=512)
     ndf: int = Field(16, ge=4, le=512)
@@ -112,6 +117,9 @@ class CganParams(_Section):
     beta1: float = Field(0.5, ge=0.0, lt=1.0)
     real_label: float = Field(0.9, gt=0.5, le=1.0)
     l1_weight: float = Field(50.0, ge=0.0)
+    adversarial_weight: float = Field(1.0, ge=0.0)
+    mouth_weight: float = Field(4.0, ge=0.0)
+    references: int = Field(16, ge=1, le=256)
     num_workers: int = Field(0, ge=0, le=64)
     val_frames: int = Field(256, ge=1)
     amp: bool = True
@@ -163,6 +171,27 @@ class RenderParams(_Section):
         return value
 
 
+class AdaptTarget(_Section):
+    """A person's clip to adapt the corpus generator to (`reenact adapt VIDEO --name NAME`)."""
+
+    name: str = Field(min_length=1, max_length=64)
+    video: str = Field(min_length=1)
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        if safe_id(value) != value:
+            raise ValueError("letters, digits, _ and - only (it names a folder and a video id)")
+        return value
+
+
+class AdaptParams(_Section):
+    min_seconds: float = Field(3.0, gt=0.0)
+    seconds: float = Field(420.0, gt=0.0)
+    epochs: int = Field(40, ge=1)
+    targets: list[AdaptTarget] = Field(default_factory=list)
+
+
 class ProvenanceParams(_Section):
     key_dir: str = ""
     label: bool = False
@@ -180,6 +209,7 @@ class Params(_Section):
     cgan: CganParams = CganParams()
     render: RenderParams = RenderParams()
     evaluate: EvaluateParams = EvaluateParams()
+    adapt: AdaptParams = AdaptParams()
     provenance: ProvenanceParams = ProvenanceParams()
 
     @field_validator("device")
@@ -189,12 +219,21 @@ class Params(_Section):
             return value
         raise ValueError("must be auto, cpu, cuda or cuda:N")
 
+    @model_validator(mode="after")
+    def _noise_generator_size(self) -> Params:
+        if self.cgan.condition == "noise" and self.preprocess.face_size != FACE_SIZE:
+            raise ValueError(f"preprocess.face_size must be {FACE_SIZE} with cgan.condition: noise "
+                             f"(the noise generator makes {FACE_SIZE}x{FACE_SIZE} faces only)")
+        return self
+
 
 def _describe(error: ValidationError) -> str:
     lines = []
     for item in error.errors():
         key = ".".join(str(part) for part in item["loc"])
-        if item["type"] == "extra_forbidden":
+        if not item["loc"]:  # a check across sections: its message names the keys
+            lines.append(item["msg"].removeprefix("Value error, "))
+        elif item["type"] == "extra_forbidden":
             lines.append(f"unknown key '{key}' (value {item['input']!r})")
         else:
             lines.append(f"bad value for '{key}': {item['input']!r}: {item['msg']}")

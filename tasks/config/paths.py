@@ -17,6 +17,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 VIDEOS_TABLE = "_videos.parquet"
+TARGET_RECORD = "target.json"  # inside an adapted target's folder: what `reenact adapt` made it from
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,18 @@ class Paths:
     def app_renders(self) -> Path:
         """Renders made by the web app."""
         return self.renders / "app"
+
+    def target_dir(self, name: str) -> Path:
+        """The folder of the target `name` adapted by `reenact adapt` (models/training/adapt.py)."""
+        return self.targets / name
+
+    def in_target(self, folder: str | Path) -> Paths:
+        """The project as a render of an adapted target sees it: the target's own generator (cgan), rows
+        (shards) and footage (raw, videos) in `folder` (target_dir(name), or the folder it is made in),
+        its record at `folder / TARGET_RECORD`; everything else, the LSTM included, the project's."""
+        folder = Path(folder)
+        return self.moved(raw=folder, videos=folder / "videos", shards=folder / "shards",
+                          cgan=folder / "cgan.pt")
 
     def checkpoint_dir(self, stage: str) -> Path:
         """The last epoch of a training stage ("lstm", "cgan"), which a rerun resumes from."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -91,8 +92,10 @@ def frame_format(info: MediaInfo) -> tuple[int, int, str]:
     return width, height, "rgb24" if width % 2 or height % 2 else "yuv420p"
 
 
-def process_video(path: Path, shards_root: Path, params: PreprocessParams) -> dict[str, Any]:
+def process_video(path: Path, shards_root: Path, params: PreprocessParams,
+                  progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Write the partition of one video unless an identical one exists; return its stats row.
+    `progress(frames done, frames expected)` is called after each frame.
 
     Raises DecodeError or VideoError, naming the file, when the video cannot be used.
     """
@@ -116,7 +119,7 @@ def process_video(path: Path, shards_root: Path, params: PreprocessParams) -> di
     features = _frame_features(samples, seconds, params)
     tracker = FaceTracker(params)
     width, height, pix_fmt = frame_format(info)
-    crops = []
+    crops, expected = [], math.ceil(info.duration * params.fps)
     with ShardWriter(shards_root, video_id, params, sha256) as writer:
         frames = iter_frames(path, params.fps, width=width, height=height, pix_fmt=pix_fmt, info=info)
         for index, image in enumerate(frames):
@@ -125,6 +128,8 @@ def process_video(path: Path, shards_root: Path, params: PreprocessParams) -> di
                 seconds *= 2
                 features = _frame_features(samples, seconds, params)
             aligned = tracker(image)
+            if progress is not None:
+                progress(index + 1, max(index + 1, expected))
             if aligned.face_found:
                 crops.append(aligned.crop)
             writer.add(

@@ -14,6 +14,30 @@ from tasks.rows.features import feature_dim
 from tasks.table.shards import CROP_DIM, LANDMARKS_DIM, LIPS_DIM, ShardWriter
 
 
+def drawn_landmarks(lips: np.ndarray) -> np.ndarray:
+    """dlib's 68 points (in [0, 1] of the crop) of the drawn head: the jaw on an ellipse inside it, fixed
+    brows, eyes and nose, and the mouth from the 8 lip points (preprocess.lip_indices' default order:
+    48, 50, 52, 54, 56, 58, 62, 66), the points between them halfway between their neighbours."""
+    points = np.zeros((68, 2), np.float32)
+    turn = np.arange(17) * np.pi / 16
+    points[:17] = np.stack([0.5 - 0.36 * np.cos(turn), 0.45 + 0.5 * np.sin(turn)], 1)  # ear, chin, ear
+    points[17:27] = np.stack([np.r_[np.linspace(0.22, 0.44, 5), np.linspace(0.56, 0.78, 5)],
+                              np.full(10, 0.22)], 1)  # brows
+    points[27:31] = np.stack([np.full(4, 0.5), np.linspace(0.36, 0.52, 4)], 1)  # nose bridge
+    points[31:36] = np.stack([np.linspace(0.44, 0.56, 5), np.full(5, 0.58)], 1)  # nose base
+    for first, centre in ((36, 0.35), (42, 0.65)):  # eyes
+        angle = np.arange(6) * np.pi / 3
+        points[first : first + 6] = np.stack([centre - 0.05 * np.cos(angle), 0.3 + 0.02 * np.sin(angle)], 1)
+    lips = np.asarray(lips, np.float32).reshape(8, 2)
+    outer = lips[:6]
+    points[48:60:2] = outer
+    points[49:60:2] = (outer + np.roll(outer, -1, 0)) / 2
+    inner = np.stack([outer[0], lips[6], outer[3], lips[7]])  # 60, 62, 64, 66
+    points[60:68:2] = inner
+    points[61:68:2] = (inner + np.roll(inner, -1, 0)) / 2
+    return points
+
+
 def synthetic_shards(
     shards: str | Path,
     videos: int = 3,
@@ -25,7 +49,8 @@ def synthetic_shards(
 
     A smooth random "loudness" per video drives the lips (mouth opening and width) and the
     audio features (a fixed random mix of it and its neighbours, plus noise); each face is a
-    128x128 JPEG of a head whose dark mouth follows the lips. Every 25th frame has no face.
+    128x128 JPEG of a head whose dark mouth follows the lips, with its landmarks (`drawn_landmarks`).
+    Every 25th frame has no face.
     """
     params = params or PreprocessParams()
     size = params.face_size
@@ -72,7 +97,8 @@ def synthetic_shards(
                 image[head] = (np.array([230, 180, 150]) * tone).astype(np.uint8)
                 image[mouth] = (90, 20, 30)
                 jpeg = simplejpeg.encode_jpeg(image, quality=params.jpeg_quality, colorspace="RGB")
-                landmarks = np.full(LANDMARKS_DIM, np.nan if not face_found else 0.5, np.float32)
+                landmarks = (drawn_landmarks(lips) * size).reshape(-1) if face_found else np.full(
+                    LANDMARKS_DIM, np.nan, np.float32)
                 writer.add(
                     frame=i,
                     time=i / params.fps,

@@ -1,0 +1,207 @@
+"""A real person as a target in one step: `reenact adapt VIDEO --name NAME` (ARCHITECTURE.md, Adapted
+targets). The clip is checked, ingested and preprocessed by the project's own per-video code
+(tasks/ingest/download.py, tasks/rows/video.py), the corpus generator is fine-tuned on its rows
+(models/training/train_cgan.py: finetune) within a time budget, and the result is registered in
+paths.target_dir(NAME), laid out as Paths.in_target says:
+
+    targets/NAME/cgan.pt                          the fine-tuned generator (the corpus LSTM is kept)
+    targets/NAME/shards/video_id=NAME/part-*.parquet   the clip's rows
+    targets/NAME/videos/NAME.mp4                  the footage rendering composites into
+    targets/NAME/target.json                      name, source, frames, when, seconds (TARGET_RECORD)
+
+Everything is made in a hidden folder beside it and renamed into place at the end
+(tasks.config.files.atomic_path): a bad clip or a killed run registers nothing, and nothing of the
+corpus (paths.raw, paths.shards, paths.artifacts) is ever written. `reenact render --target NAME`
+then renders with that folder (models/rendering/loading.py: load_target_models).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from models.errors import AdaptError
+from models.training.train_cgan import finetune
+from tasks.config.files import atomic_path, safe_id
+from tasks.config.params import Params
+from tasks.config.paths import TARGET_RECORD, Paths
+from tasks.ingest.download import SourceError, fetch, source_id
+from tasks.rows.decode import DecodeError, MediaInfo, probe
+from tasks.rows.video import MIN_FACE_SHARE, VideoError, process_video
+from tasks.table.shards import partition_dir
+
+Progress = Callable[[str, int, int], None]  # (phase, done, total): phases "preprocess", "fine-tune"
+
+
+@dataclass(frozen=True)
+class Target:
+    """A registered target: where its files are and what it was made from (its TARGET_RECORD)."""
+
+    name: str
+    folder: Path  # paths.target_dir(name)
+    paths: Paths  # the project as a render of this target sees it: its generator, rows and footage
+    source: str  # the clip it was made from (absolute)
+    sha256: str  # of the footage
+    frames: int  # rows of the clip at preprocess.fps
+    frames_with_face: int
+    train_frames: int  # the first frames fine-tuned on (train_fraction of them); the rest held out
+    steps: int  # fine-tuning steps done
+    preprocess_seconds: float
+    finetune_seconds: float
+    adapt_seconds: float  # the whole adapt, checks to registration
+    created: str  # UTC, ISO 8601
+
+    @property
+    def video(self) -> Path:
+        """The footage renders composite into."""
+        return self.paths.videos / f"{self.name}.mp4"
+
+    def record(self) -> dict[str, Any]:
+        """What TARGET_RECORD holds: all but where the files are."""
+        return {key: value for key, value in asdict(self).items() if key not in ("folder", "paths")}
+
+
+def check_clip(video: Path, min_seconds: float) -> MediaInfo:
+    """The clip's media info, or AdaptError naming it: missing, not media, no video or audio stream,
+    shorter than `min_seconds`."""
+    try:
+        info = probe(video)
+    except DecodeError as exc:
+        raise AdaptError(str(exc)) from None
+    if not info.has_video:
+        raise AdaptError(f"{video}: has no video stream; adapt needs footage of a person speaking")
+    if not info.has_audio:
+        raise AdaptError(f"{video}: has no audio stream; adapt needs the person's own speech")
+    if info.duration < min_seconds:
+        raise AdaptError(f"{video}: {info.duration:.1f} s long; adapt needs at least {min_seconds:g} s "
+                         "(adapt.min_seconds)")
+    return info
+
+
+def check_name(name: str, paths: Paths, replace: bool) -> None:
+    """AdaptError unless `name` can name a new target (or, with `replace`, an existing one) of a
+    project with corpus models to start from."""
+    if safe_id(name) != name:
+        raise AdaptError(f"name {name!r}: letters, digits, _ and - only (it names a folder and a video id)")
+    if partition_dir(paths.shards, name).is_dir():
+        raise AdaptError(f"name {name!r}: a video of the corpus ({paths.shards}) has that id; pick another")
+    if paths.target_dir(name).exists() and not replace:
+        raise AdaptError(f"name {name!r}: already a target ({paths.target_dir(name)}); "
+                         "--replace adapts it again")
+    for model in (paths.cgan, paths.lstm):
+        if not model.is_file():
+            raise AdaptError(f"{model}: no such file; adapt starts from the corpus models (`dvc repro`)")
+
+
+def _ingest(video: Path, name: str, into: Paths, params: Params) -> Path:
+    """The clip as into.videos / NAME.mp4, as ingest delivers a local source (an mp4 copied, else
+    converted to H.264 + AAC)."""
+    try:
+        fetch(str(video), into.videos, params.data, into.download_archive)
+    except (SourceError, DecodeError) as exc:
+        raise AdaptError(str(exc)) from None
+    footage = into.videos / f"{name}.mp4"
+    os.replace(into.videos / f"{source_id(str(video))}.mp4", footage)
+    return footage
+
+
+def _preprocess(video: Path, footage: Path, into: Paths, params: Params, report: Progress) -> dict[str, Any]:
+    """The footage's rows in into.shards; AdaptError when a face is in under MIN_FACE_SHARE of frames."""
+    try:
+        row = process_video(footage, into.shards, params.preprocess,
+                            progress=lambda done, total: report("preprocess", done, total))
+    except (DecodeError, VideoError) as exc:
+        raise AdaptError(str(exc).replace(str(footage), str(video))) from None
+    if row["frames_with_face"] < MIN_FACE_SHARE * row["frames"]:
+        raise AdaptError(f"{video}: {row['warning']}; adapt needs a face in at least "
+                         f"{MIN_FACE_SHARE:.0%} of frames")
+    return row
+
+
+def _finetune(name: str, paths: Paths, into: Paths, params: Params, frames: int, seconds: float,
+              report: Progress) -> int:
+    """The corpus generator (paths.cgan) fine-tuned on the first `frames` rows of into.shards for
+    adapt.epochs epochs at most, `seconds` of wall time at most, written to into.cgan; the steps done."""
+    epochs = params.adapt.epochs
+    cgan = params.cgan.model_copy(update={"finetune_epochs": epochs,
+                                          "epochs": max(params.cgan.epochs, epochs)})
+    steps = [0]
+
+    def progress(step: int, total: int) -> None:
+        steps[0] = step
+        report("fine-tune", step, total)
+
+    try:
+        finetune(paths.moved(shards=into.shards), params.model_copy(update={"cgan": cgan}), name, into.cgan,
+                 frames=slice(0, frames), seconds=seconds, progress=progress)
+    except ValueError as exc:  # rows made with other lip points or crop size, no face among `frames`
+        raise AdaptError(str(exc)) from None
+    return steps[0]
+
+
+def adapt_target(video: str | Path, name: str, paths: Paths, params: Params, *, train_fraction: float = 1.0,
+                 seconds: float | None = None, replace: bool = False,
+                 progress: Progress | None = None) -> Target:
+    """Make `video` (a local clip of one person speaking) the target `name` of the project at `paths`:
+    check it, preprocess it, fine-tune the corpus generator (paths.cgan) on the first `train_fraction`
+    of its frames for at most `seconds` (default adapt.seconds), and register it in
+    paths.target_dir(name). `replace`: an existing target of that name is replaced (else refused).
+    `progress(phase, done, total)`: phases "preprocess" (frames), "fine-tune" (steps).
+
+    Raises AdaptError with one line naming the input and the problem; nothing is registered then, and
+    nothing of the corpus is ever written."""
+    started, video = time.perf_counter(), Path(video)
+    if not 0.0 < train_fraction <= 1.0:
+        raise AdaptError(f"train_fraction {train_fraction}: must be in (0, 1]")
+    check_name(name, paths, replace)
+    check_clip(video, params.adapt.min_seconds)
+    report = progress or (lambda phase, done, total: None)
+    made_targets = not paths.targets.exists()
+    try:
+        with atomic_path(paths.target_dir(name)) as staging:
+            into = paths.in_target(staging)
+            footage = _ingest(video, name, into, params)
+            row = _preprocess(video, footage, into, params, report)
+            preprocessed = time.perf_counter()
+            train_frames = max(1, round(train_fraction * row["frames"]))
+            steps = _finetune(name, paths, into, params, train_frames,
+                              params.adapt.seconds if seconds is None else seconds, report)
+            finished = time.perf_counter()
+            target = Target(
+                name=name, folder=paths.target_dir(name), paths=paths.in_target(paths.target_dir(name)),
+                source=str(video.resolve()), sha256=row["sha256"],
+                frames=row["frames"], frames_with_face=row["frames_with_face"], train_frames=train_frames,
+                steps=steps, preprocess_seconds=round(preprocessed - started, 1),
+                finetune_seconds=round(finished - preprocessed, 1),
+                adapt_seconds=round(finished - started, 1),
+                created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            )
+            (staging / TARGET_RECORD).write_text(json.dumps(target.record(), indent=2) + "\n")
+    except BaseException:
+        if made_targets and paths.targets.is_dir() and not any(paths.targets.iterdir()):
+            paths.targets.rmdir()  # made for the staging folder alone
+        raise
+    return target
+
+
+def read_target(paths: Paths, name: str) -> Target:
+    """The registered target `name`; AdaptError when there is none."""
+    record = paths.target_dir(name) / TARGET_RECORD
+    if not record.is_file():
+        raise AdaptError(f"target {name!r}: not adapted ({record} absent)")
+    folder = paths.target_dir(name)
+    return Target(folder=folder, paths=paths.in_target(folder), **json.loads(record.read_text()))
+
+
+def list_targets(paths: Paths) -> list[Target]:
+    """Every registered target of the project, by name (folders being made are hidden and skipped)."""
+    if not paths.targets.is_dir():
+        return []
+    names = sorted(p.name for p in paths.targets.iterdir() if not p.name.startswith(".") and p.is_dir())
+    return [read_target(paths, name) for name in names if (paths.target_dir(name) / TARGET_RECORD).is_file()]

@@ -1,0 +1,225 @@
+"""`reenact adapt VIDEO --name NAME` (models/training/adapt.py): a bad clip is one line, exit 1, nothing
+registered and nothing of the corpus touched; a good one is registered in paths.targets and renders with
+`reenact render --target NAME`, on its own footage, with its own generator."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import REAL_MEDIA, REAL_SPEECH
+from helpers import ROOT, dvc_project_copy, reenact
+from render_kit import Trained, ffmpeg, probe, write_voice
+
+from models.artifacts import CganArtifact
+from models.errors import AdaptError
+from models.training.adapt import adapt_target, list_targets, read_target
+from tasks.config.paths import TARGET_RECORD, Paths
+from tasks.rows import rowkey
+from tasks.rows.decode import iter_frames
+from tasks.table.shards import read_frames
+
+
+def corpus_digest(trained: Trained) -> dict[str, str]:
+    """sha256 of every file of the corpus: raw videos, shards, artifacts."""
+    folders = (trained.paths.raw, trained.paths.shards, trained.paths.artifacts)
+    return {str(f): hashlib.sha256(f.read_bytes()).hexdigest() for d in folders for f in sorted(d.rglob("*"))
+            if f.is_file()}
+
+
+def project_options(trained: Trained, root: Path) -> list[str]:
+    """A project at `root` (where targets go) whose corpus and models are `trained`'s."""
+    p = trained.paths
+    return ["--root", str(root), "--params", str(p.params), "--lstm", str(p.lstm), "--cgan", str(p.cgan),
+            "--shards", str(p.shards), "--videos", str(p.videos)]
+
+
+def one_line_error(done: subprocess.CompletedProcess, *expected: str) -> str:
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
+    for text in expected:
+        assert text in lines[0], lines[0]
+    return lines[0]
+
+
+def missing(folder: Path) -> Path:
+    return folder / "nowhere.mp4"
+
+
+def text_file(folder: Path) -> Path:
+    path = folder / "notes.mp4"
+    path.write_text("a shopping list, not a video\n" * 20)
+    return path
+
+
+def one_second(folder: Path) -> Path:
+    path = folder / "short.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=320x240:rate=25:duration=1", "-f", "lavfi",
+           "-i", "sine=frequency=440:duration=1", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac",
+           "-shortest", str(path))
+    return path
+
+
+def no_face(folder: Path) -> Path:
+    path = folder / "pattern.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=320x240:rate=25:duration=4", "-f", "lavfi",
+           "-i", "sine=frequency=440:duration=4", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac",
+           "-shortest", str(path))
+    return path
+
+
+def silent(folder: Path) -> Path:
+    path = folder / "silent.mp4"
+    ffmpeg("-f", "lavfi", "-i", "color=c=gray:size=320x240:rate=25:duration=4", "-c:v", "libx264",
+           "-pix_fmt", "yuv420p", str(path))
+    return path
+
+
+@pytest.mark.parametrize(("make", "problem"), [
+    (missing, "no such file"),
+    (text_file, "not a readable media file"),
+    (one_second, "1.0 s long; adapt needs at least 3 s"),
+    (no_face, "a face in 0% of frames: no face found"),
+    (silent, "has no audio stream"),
+])
+def test_a_bad_clip_is_one_line_and_registers_nothing(footage, tmp_path, make, problem):
+    clip = make(tmp_path)
+    before = corpus_digest(footage)
+    project = project_options(footage, tmp_path / "p")
+    done = reenact("adapt", str(clip), "--name", "me", *project, cwd=tmp_path)
+    line = one_line_error(done, str(clip), problem)
+    if make is no_face:
+        assert "at least 50% of frames" in line
+    assert not Paths.at(tmp_path / "p").targets.exists(), "no targets folder, no staging folder left"
+    assert corpus_digest(footage) == before
+
+
+def test_a_name_that_cannot_be_registered_is_refused(footage, tmp_path):
+    clip = footage.paths.videos / f"{footage.target}.mp4"
+    paths = footage.paths.moved(targets=tmp_path / "targets")
+    for name, problem in [("me too", "letters, digits"), (footage.target, "a video of the corpus")]:
+        with pytest.raises(AdaptError, match=problem):
+            adapt_target(clip, name, paths, footage.params)
+    paths.target_dir("me").mkdir(parents=True)
+    with pytest.raises(AdaptError, match="already a target"):
+        adapt_target(clip, "me", paths, footage.params)
+    with pytest.raises(AdaptError, match="lstm.pt: no such file"):
+        adapt_target(clip, "you", paths.moved(lstm=tmp_path / "lstm.pt"), footage.params)
+
+
+def test_adapt_registers_a_target_that_renders_on_its_own_footage(footage, tmp_path):
+    """A demo clip (2 s: adapt.min_seconds lowered for it) adapted through the CLI, then rendered with
+    --target: the target's own frames, its own generator, the corpus left as it was."""
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes((footage.paths.videos / f"{footage.target}.mp4").read_bytes())
+    before = corpus_digest(footage)
+    project = project_options(footage, tmp_path / "p")
+    done = reenact("adapt", str(clip), "--name", "me", "--seconds", "5", "--override", "adapt.min_seconds=1",
+                   *project, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "--target me" in done.stdout
+    assert corpus_digest(footage) == before
+    paths = Paths.at(tmp_path / "p")
+    target = read_target(paths, "me")
+    assert [t.name for t in list_targets(paths)] == ["me"]
+    assert target.frames == 60 and target.frames_with_face >= 30 and target.train_frames == 60
+    assert target.steps >= 1 and target.adapt_seconds > 0 and target.source == str(clip)
+    mine = target.paths
+    assert sorted(p.name for p in target.folder.iterdir()) == ["cgan.pt", "shards", TARGET_RECORD, "videos"]
+    assert target.video == mine.videos / "me.mp4" and target.video.read_bytes() == clip.read_bytes()
+    assert read_frames(mine.shards, "me", ["frame"]).num_rows == 60
+    tuned, corpus = CganArtifact.load(mine.cgan), CganArtifact.load(footage.paths.cgan)
+    assert tuned.target_video == "me" and set(tuned.lips_stats) == set(corpus.lips_stats) | {"me"}
+    assert "me" in reenact("targets", "--root", str(tmp_path / "p"), cwd=tmp_path).stdout
+
+    speech = write_voice(tmp_path / "speech.wav", 1.0)
+    done = reenact("render", "--audio", str(speech), "--out", str(tmp_path / "talk.mp4"), "--target", "me",
+                   *project, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "on me (full)" in done.stdout
+    streams = {s["codec_type"]: s for s in probe(tmp_path / "talk.mp4")["streams"]}
+    first = next(iter_frames(clip, 30.0))
+    assert (streams["video"]["width"], streams["video"]["height"]) == first.shape[1::-1]
+    signed = reenact("verify", str(tmp_path / "talk.mp4"), cwd=tmp_path).stdout
+    assert f"cgan_sha256          {hashlib.sha256(mine.cgan.read_bytes()).hexdigest()}" in signed, signed
+
+    done = reenact("adapt", str(clip), "--name", "me", *project, cwd=tmp_path)
+    one_line_error(done, "already a target", "--replace")
+
+
+def test_train_fraction_fine_tunes_on_the_first_frames_only(footage, tmp_path):
+    clip = footage.paths.videos / f"{footage.target}.mp4"
+    paths = footage.paths.moved(targets=tmp_path / "targets")
+    params = footage.params.model_copy(update={"adapt": footage.params.adapt.model_copy(
+        update={"min_seconds": 1.0, "epochs": 1})})
+    phases = set()
+    target = adapt_target(clip, "held", paths, params, train_fraction=0.75,
+                          progress=lambda phase, done, total: phases.add((phase, done <= total)))
+    assert target.train_frames == 45 and target.frames == 60
+    assert phases == {("preprocess", True), ("fine-tune", True)}
+    tuned = CganArtifact.load(target.paths.cgan)
+    face_in_first = read_frames(target.paths.shards, "held", ["face_found"]).column("face_found")
+    assert tuned.lips_stats["held"].frames == sum(face_in_first.to_pylist()[:45])
+    assert json.loads((target.folder / TARGET_RECORD).read_text())["train_frames"] == 45
+    assert read_target(paths, "held") == target
+
+
+def test_the_adapt_stage_adapts_each_listed_target_with_the_row_making_code():
+    stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["adapt"]
+    assert stage["foreach"] == "${adapt.targets}"
+    assert stage["do"]["cmd"].endswith("adapt ${item.video} --name ${item.name} --replace")
+    assert stage["do"]["outs"] == ["targets/${item.name}"]
+    code = {f"tasks/{path.relative_to(rowkey.PACKAGE_DIR)}" for path in rowkey.row_code_files()}
+    wanted = code | {"${item.video}", "artifacts/cgan.pt", "models/training/adapt.py"}
+    assert wanted <= set(stage["do"]["deps"])
+
+
+@pytest.mark.slow
+def test_dvc_adapts_each_target_the_params_list(footage, tmp_path):
+    repo = dvc_project_copy(tmp_path / "repo", extra=("models",))
+    shutil.copytree(footage.paths.artifacts, repo / "artifacts")
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes((footage.paths.videos / f"{footage.target}.mp4").read_bytes())
+    params = footage.params.model_dump(mode="json")
+    params["adapt"].update(min_seconds=1.0, seconds=3.0, epochs=1,
+                           targets=[{"name": "me", "video": str(clip)}])
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    env = {**os.environ, "VIRTUAL_ENV": sys.prefix}  # the copy has no .venv: bin/python takes the active one
+    done = subprocess.run([str(Path(sys.executable).parent / "dvc"), "repro", "--single-item", "adapt@0"],
+                          cwd=repo, env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Running stage 'adapt@0'" in done.stdout
+    target = read_target(Paths.at(repo), "me")
+    assert target.frames == 60 and target.source == str(clip)
+    assert (repo / "artifacts/cgan.pt").read_bytes() == footage.paths.cgan.read_bytes()
+
+
+@pytest.mark.slow
+@pytest.mark.real_media
+def test_a_real_person_adapts_and_speaks_another_voice(footage, tmp_path):
+    """A real 5 s talking head (25 fps) adapted through the CLI in a short budget, then another speaker's
+    speech rendered onto it with --target: the one-command path of the README."""
+    clip = REAL_MEDIA / "may_5s.mp4"
+    if not clip.exists() or not REAL_SPEECH.exists():
+        pytest.skip(f"{REAL_MEDIA} absent")
+    project = project_options(footage, tmp_path / "p")
+    done = reenact("adapt", str(clip), "--name", "may", "--seconds", "20", *project, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    target = read_target(Paths.at(tmp_path / "p"), "may")
+    assert abs(target.frames - 150) <= 2 and target.frames_with_face >= 0.9 * target.frames
+    done = reenact("render", "--audio", str(REAL_SPEECH), "--out", str(tmp_path / "talk.mp4"),
+                   "--target", "may", *project, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "on may (full)" in done.stdout
+    video = next(s for s in probe(tmp_path / "talk.mp4")["streams"] if s["codec_type"] == "video")
+    assert (video["width"], video["height"]) == (512, 512)
