@@ -123,6 +123,8 @@ def test_adapt_registers_a_target_that_renders_on_its_own_footage(footage, tmp_p
     clip.write_bytes((footage.paths.videos / f"{footage.target}.mp4").read_bytes())
     before = corpus_digest(footage)
     project = project_options(footage, tmp_path / "p")
+    killed = Paths.at(tmp_path / "p").targets / ".me.0123456789ab.tmp"  # a killed run's staging folder
+    (killed / "videos").mkdir(parents=True)
     done = reenact("adapt", str(clip), "--name", "me", "--seconds", "5", "--override", "adapt.min_seconds=1",
                    *project, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
@@ -131,6 +133,7 @@ def test_adapt_registers_a_target_that_renders_on_its_own_footage(footage, tmp_p
     paths = Paths.at(tmp_path / "p")
     target = read_target(paths, "me")
     assert [t.name for t in list_targets(paths)] == ["me"]
+    assert [p.name for p in paths.targets.iterdir()] == ["me"], "the killed run's folder is gone"
     assert target.frames == 60 and target.frames_with_face >= 30 and target.train_frames == 60
     assert target.steps >= 1 and target.adapt_seconds > 0 and target.source == str(clip)
     mine = target.paths
@@ -161,11 +164,14 @@ def test_train_fraction_fine_tunes_on_the_first_frames_only(footage, tmp_path):
     paths = footage.paths.moved(targets=tmp_path / "targets")
     params = footage.params.model_copy(update={"adapt": footage.params.adapt.model_copy(
         update={"min_seconds": 1.0, "epochs": 1})})
-    phases = set()
+    calls = []
     target = adapt_target(clip, "held", paths, params, train_fraction=0.75,
-                          progress=lambda phase, done, total: phases.add((phase, done <= total)))
+                          progress=lambda phase, done, total: calls.append((phase, done, total)))
     assert target.train_frames == 45 and target.frames == 60
-    assert phases == {("preprocess", True), ("fine-tune", True)}
+    assert {phase for phase, _, _ in calls} == {"preprocess", "fine-tune"}
+    assert all(0 < done <= total for _, done, total in calls)
+    assert calls[-1] == ("fine-tune", target.steps, target.steps), "the last call fills the bar"
+    assert ("preprocess", 60, 60) in calls
     tuned = CganArtifact.load(target.paths.cgan)
     face_in_first = read_frames(target.paths.shards, "held", ["face_found"]).column("face_found")
     assert tuned.lips_stats["held"].frames == sum(face_in_first.to_pylist()[:45])

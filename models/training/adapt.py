@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -118,6 +119,7 @@ def _preprocess(video: Path, footage: Path, into: Paths, params: Params, report:
                             progress=lambda done, total: report("preprocess", done, total))
     except (DecodeError, VideoError) as exc:
         raise AdaptError(str(exc).replace(str(footage), str(video))) from None
+    report("preprocess", row["frames"], row["frames"])
     if row["frames_with_face"] < MIN_FACE_SHARE * row["frames"]:
         raise AdaptError(f"{video}: {row['warning']}; adapt needs a face in at least "
                          f"{MIN_FACE_SHARE:.0%} of frames")
@@ -131,17 +133,19 @@ def _finetune(name: str, paths: Paths, into: Paths, params: Params, frames: int,
     epochs = params.adapt.epochs
     cgan = params.cgan.model_copy(update={"finetune_epochs": epochs,
                                           "epochs": max(params.cgan.epochs, epochs)})
-    steps = [0]
+    steps, started = [0], time.perf_counter()
 
     def progress(step: int, total: int) -> None:
-        steps[0] = step
-        report("fine-tune", step, total)
+        """The steps out of those the epochs or, at this pace, the budget allow, whichever are fewer."""
+        steps[0], elapsed = step, max(time.perf_counter() - started, 1e-9)
+        report("fine-tune", step, min(total, step + int(max(0.0, seconds - elapsed) * step / elapsed)))
 
     try:
         finetune(paths.moved(shards=into.shards), params.model_copy(update={"cgan": cgan}), name, into.cgan,
                  frames=slice(0, frames), seconds=seconds, progress=progress)
     except ValueError as exc:  # rows made with other lip points or crop size, no face among `frames`
         raise AdaptError(str(exc)) from None
+    report("fine-tune", steps[0], steps[0])
     return steps[0]
 
 
@@ -162,6 +166,9 @@ def adapt_target(video: str | Path, name: str, paths: Paths, params: Params, *, 
     check_name(name, paths, replace)
     check_clip(video, params.adapt.min_seconds)
     report = progress or (lambda phase, done, total: None)
+    # A killed adapt of this name left its staging folder (tasks.config.files.temporary_name's pattern).
+    for leftover in paths.targets.glob(f".{name}.*.tmp"):
+        shutil.rmtree(leftover, ignore_errors=True)
     made_targets = not paths.targets.exists()
     try:
         with atomic_path(paths.target_dir(name)) as staging:
