@@ -17,12 +17,14 @@ import torch
 from helpers import synthetic_shards
 
 from models.artifacts import CganArtifact, load_checkpoint
-from models.networks.cgan import Generator, generate_faces, load_generator
+from models.networks.cgan import Frames, Generator, generate_faces, load_generator
 from models.networks.lstm import load_lstm
-from models.networks.unet import UNetGenerator
+from models.networks.unet import UNetGenerator, hard_mask
+from models.rendering.target import decode_crops
 from models.training import train_cgan, train_lstm
+from models.training.data import load_video
 from models.training.train_cgan import finetune
-from tasks.config.params import load_params, parse_override
+from tasks.config.params import PreprocessParams, load_params, parse_override
 from tasks.config.paths import Paths
 from tasks.table.shards import partition_dir
 
@@ -206,3 +208,21 @@ def test_finetune_stops_at_its_time_budget(tmp_path, stage, shards):
     finetune(paths, params, "synthetic_1", tmp_path / "one.pt", seconds=0.0,
              progress=lambda step, total: calls.append((step, total)))
     assert len(calls) == 1 and calls[0][1] > 1
+
+
+def test_frame_generator_trains_and_paints_256_px_crops(tmp_path, stage):
+    params = PreprocessParams(face_size=256)
+    shards = synthetic_shards(tmp_path / "shards256", videos=2, frames=40, params=params)
+    argv = stage("cgan", *TINY_CGAN, "cgan.epochs=1", "cgan.finetune_epochs=0", "cgan.references=4")
+    argv[argv.index("--shards") + 1] = str(shards)
+    train_cgan.main(argv)
+    generator, artifact = load_generator(tmp_path / "cgan.pt")
+    assert artifact.face_size == artifact.hparams["size"] == generator.size == 256
+    assert artifact.references["synthetic_0"].crops.shape == (4, 256, 256, 3)
+    video = load_video(shards, "synthetic_0", faces=True)
+    crops = decode_crops(video.faces, [3, 4])
+    frames = Frames.of(crops, video.landmarks[[3, 4]], video.lips[[3, 4]], artifact.references["synthetic_0"])
+    faces = generate_faces(generator, artifact, video.lips[[3, 4]], frames=frames)
+    assert faces.shape == (2, 256, 256, 3)
+    outside = hard_mask(video.landmarks[3], 256) == 0
+    assert outside.mean() > 0.5 and np.array_equal(faces[0][outside], crops[0][outside])

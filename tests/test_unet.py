@@ -4,20 +4,28 @@ frame kept outside the mask and hidden inside it, the mouth-weighted loss, and a
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
 import pytest
+import simplejpeg
 import torch
 from test_composite import MEAN_FACE
 
+from models.artifacts import References
 from models.networks.unet import (
     IN_CHANNELS,
+    NEAR_GAP,
     PatchDiscriminator,
     UNetGenerator,
     discriminator_loss,
+    frame_input,
     generator_input,
     generator_loss,
     hard_mask,
+    images,
     mouth_weights,
     patch_weights,
+    pick_references,
+    reference_bank,
 )
 from models.rendering.composite import lower_face_mask
 from tasks.rows.landmarks import LIPS_DIM
@@ -164,3 +172,38 @@ def test_a_few_dozen_steps_reduce_the_masked_l1():
         losses.append(parts["l1"])
         assert set(parts) == {"l1", "adversarial"} and np.isfinite(parts["adversarial"])
     assert np.mean(losses[-5:]) < 0.4 * losses[0]
+
+
+def test_rendering_input_is_the_training_input_channels_last():
+    """frame_input (rendering: uint8 crops, landmarks) gives generator_input's values exactly, NHWC."""
+    rng = np.random.default_rng(0)
+    crops, references = (rng.integers(0, 256, (3, 128, 128, 3), dtype=np.uint8) for _ in range(2))
+    landmarks = np.stack([MEAN_FACE, MEAN_FACE + 2, np.full((68, 2), np.nan, np.float32)])
+    lips = torch.randn(3, LIPS_DIM)
+    x = frame_input(crops, landmarks, references, lips)
+    mask = torch.from_numpy(np.stack([hard_mask(points, 128) for points in landmarks]))[:, None]
+    assert mask[2].sum() == 0 and mask[0].sum() > 1000  # no face: nothing to paint
+    assert torch.equal(x, generator_input(images(crops), mask, images(references), lips))
+    assert x.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_references_are_the_nearest_lips_never_a_neighbour_and_spread_over_the_opening():
+    frames = 100
+    opening = np.abs(np.sin(np.arange(frames) / 7)).astype(np.float32) * 0.1
+    lips = np.tile(MEAN_FACE[LIP_INDICES].reshape(-1) / 128, (frames, 1)).astype(np.float32)
+    lips[:, 15] += opening  # 66, the inner lower lip, drops as the mouth opens
+    lips[::10] = np.nan  # no face
+    faces = pa.array([simplejpeg.encode_jpeg(np.full((128, 128, 3), i, np.uint8)) for i in range(frames)])
+    rows = np.arange(frames) < 80
+    bank = reference_bank(lips, rows, faces, LIP_INDICES, 6)
+    assert len(bank.frames) == 6 and (bank.frames < 80).all() and (bank.frames % 10 != 0).all()
+    assert bank.crops.shape == (6, 128, 128, 3) and np.abs(bank.crops[:, 0, 0, 0] - bank.frames).max() <= 2
+    spread = opening[bank.frames]
+    assert spread.min() < 0.01 and spread.max() > 0.09  # from closed to open
+    # rendering: the nearest lips; training and measuring on the video's own frames: never a neighbour
+    asked = bank.lips + 1e-4
+    assert pick_references(asked, bank).tolist() == list(range(6))
+    far = pick_references(asked, bank, at=bank.frames)
+    assert (np.abs(bank.frames[far] - bank.frames) >= NEAR_GAP).all()
+    crowded = References(bank.crops[:2], bank.lips[:2], np.array([50, 51]))
+    assert pick_references(bank.lips[:2], crowded, at=np.array([50, 51])).tolist() == [0, 1]  # all near

@@ -186,7 +186,8 @@ def generate_faces(generator: nn.Module, artifact: CganArtifact, lips: np.ndarra
             stop = start + len(batch)
             x = frame_input(frames.crops[start:stop], frames.landmarks[start:stop],
                             frames.references[start:stop], batch)
-            images = generator(x.to(device))
+            # NHWC: oneDNN's convolutions run ~1.4x faster on CPU (models/rendering/loading.py)
+            images = generator(x.to(device, memory_format=torch.channels_last))
         else:
             images = generator(noise.expand(len(batch), -1).to(device), batch.to(device))
         faces.append(to_uint8(images.float()).cpu())

@@ -93,10 +93,17 @@ def images(crops: np.ndarray) -> torch.Tensor:
 def frame_input(crops: np.ndarray, landmarks: np.ndarray, references: np.ndarray,
                 lips: torch.Tensor) -> torch.Tensor:
     """`generator_input` from uint8 crops and references (N, S, S, 3), the crops' landmarks (N, 68, 2)
-    in crop pixels and z-scored lips (N, LIPS_DIM)."""
-    side = crops.shape[1]
-    mask = torch.from_numpy(np.stack([hard_mask(points, side) for points in landmarks]))[:, None]
-    return generator_input(images(crops), mask, images(references), lips)
+    in crop pixels and z-scored lips (N, LIPS_DIM): the same values, made channels-last in one pass
+    (rendering's layout, models/rendering/loading.py) instead of concatenated and then reordered."""
+    n, side = len(crops), crops.shape[1]
+    mask = np.stack([hard_mask(points, side) for points in landmarks])[..., None]
+    x = np.empty((n, side, side, IN_CHANNELS), np.float32)
+    scale, one = np.float32(127.5), np.float32(1.0)
+    np.multiply(crops.astype(np.float32) / scale - one, one - mask, out=x[..., :FRAME])
+    x[..., FRAME : FRAME + MASK] = mask
+    x[..., FRAME + MASK : FRAME + MASK + REFERENCE] = references.astype(np.float32) / scale - one
+    x[..., FRAME + MASK + REFERENCE :] = lips.numpy()[:, None, None, :]
+    return torch.from_numpy(x).permute(0, 3, 1, 2)
 
 
 def broadcast(lips: torch.Tensor, side: int) -> torch.Tensor:
