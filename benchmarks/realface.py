@@ -89,15 +89,15 @@ def say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def adapt(clip: Path, paths: Paths, params: Params, seconds: float | None) -> tuple[Path, float]:
-    """(the adapted generator's artifact, seconds it took): the clip made a target of the project
-    `paths` (its rows in paths.shards under the clip's id) from its first TRAIN_FRACTION of frames."""
+def adapt(clip: Path, paths: Paths, params: Params, seconds: float | None) -> tuple[Path, float, Path]:
+    """(the adapted generator's artifact, seconds it took, the target's shards): the clip made a
+    target of the project `paths` (named by the clip's id) from its first TRAIN_FRACTION of frames."""
     from models.training.adapt import adapt_target  # `reenact adapt`
 
     started = time.perf_counter()
     target = adapt_target(clip, video_id_of(clip), paths, params, train_fraction=TRAIN_FRACTION,
                           seconds=seconds)
-    return Path(target.cgan), time.perf_counter() - started
+    return Path(target.paths.cgan), time.perf_counter() - started, target.paths.shards
 
 
 def project(folder: Path, corpus: Paths, params: Params, cgan: Path | None = None) -> Paths:
@@ -156,13 +156,13 @@ def measure(clip: Path, scratch: Path, corpus: Paths, params: Params, plan: dict
     """One clip's JSON object (KEYS), its sheet written to args.sheets."""
     result: dict = dict.fromkeys(KEYS) | {"clip": clip.name}
     paths = project(scratch / "ours", corpus, params)
-    painters = {}
+    painters, shards = {}, paths.shards
     if plan["ours"]:
-        adapted, result["adapt_seconds"] = adapt(clip, paths, params, args.adapt_seconds)
+        adapted, result["adapt_seconds"], shards = adapt(clip, paths, params, args.adapt_seconds)
         generator = (artifact := CganArtifact.load(adapted)).network(UNetGenerator, adapted)
     else:
         process_video(clip, paths.shards, params.preprocess)
-    rows, total = read_face_rows(paths.shards, video_id_of(clip))
+    rows, total = read_face_rows(shards, video_id_of(clip))
     train, held = split_in_time(rows, total, TRAIN_FRACTION)
     if plan["ours"]:
         painters["ours"] = paint_frames(generator, artifact, train, held)
