@@ -4,7 +4,7 @@
 
 lstm_samples_per_s: training frames per second of the LSTM (forward, backward, Adam) with the
 whole dataset on the device and batches gathered in one index, as models.training.train_lstm does.
-cgan_images_per_s: real images per second through a full D step and G step, JPEG decoding
+cgan_images_per_s: real images per second through a training step of cgan.condition's generator, JPEG decoding
 and the DataLoader included, with AMP and channels_last on CUDA, as models.training.train_cgan does.
 The *_naive figures are the same work done the obvious way, measured in the same run: the
 LSTM fed by a DataLoader of single items, the cGAN one image at a time in fp32 NCHW with
@@ -31,14 +31,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from models.common import pick_device, seed_everything
 from models.networks.lstm import AudioToLips
 from models.training.data import (
-    FacesWithLips,
     LipsWindows,
     audio_stats,
     lips_stats,
     load_corpus,
     split_corpus,
+    video_references,
 )
-from models.training.train_cgan import Gan, gan_step
+from models.training.gan import STEPS, Gan, to_device
+from models.training.train_cgan import dataset
 from models.training.train_lstm import lstm_step
 from tasks.config.params import load_params, parse_override
 from tasks.config.paths import Paths
@@ -96,22 +97,20 @@ def lstm_rate(params, corpus, split, device, seconds: float, naive: bool) -> flo
 
 def cgan_rate(params, corpus, split, device, seconds: float, naive: bool) -> float:
     p = params.cgan
-    dataset = FacesWithLips(corpus, split.train, *lips_stats(corpus, split.train))
+    references = video_references(corpus, split.train, p.references) if p.condition == "frame" else {}
+    data = dataset(corpus, split.train, *lips_stats(corpus, split.train), references, p, p.condition)
     use_amp = p.amp and not naive and device.type == "cuda"
     fmt = torch.channels_last if device.type == "cuda" and not naive else torch.contiguous_format
-    gan = Gan.build(p, device, use_amp, fmt)
+    gan = Gan.build(p, int(corpus.meta["face_size"]), device, use_amp, fmt)
     workers = 0 if naive else p.num_workers
 
     def batches():
-        return DataLoader(dataset, batch_size=1 if naive else p.batch_size, shuffle=True, drop_last=True,
+        return DataLoader(data, batch_size=1 if naive else p.batch_size, shuffle=True, drop_last=True,
                           num_workers=workers, pin_memory=device.type == "cuda" and not naive)
 
     def step(batch) -> int:
-        real, lips = batch
-        real = real.to(device, non_blocking=True).contiguous(memory_format=fmt)
-        lips = lips.to(device, non_blocking=True)
-        gan_step(gan, real, lips, p)
-        return len(real)
+        STEPS[gan.condition](gan, to_device(list(batch), gan), p)
+        return len(batch[0])
     return rate(step, batches, seconds, device)
 
 
