@@ -1,6 +1,6 @@
 """Training throughput on the present device, printed as one JSON object.
 
-    python benchmarks/train.py [--root .] [--shards DIR] [--seconds 10] [--override cgan.batch_size=128 ...]
+    python benchmarks/train.py [--root .] [--shards DIR] [--synthetic] [--seconds 10] [--override KEY=VALUE]
 
 lstm_samples_per_s: training frames per second of the LSTM (forward, backward, Adam) with the
 whole dataset on the device and batches gathered in one index, as models.training.train_lstm does.
@@ -8,9 +8,10 @@ cgan_images_per_s: real images per second through a training step of cgan.condit
 and the DataLoader included, with AMP and channels_last on CUDA, as models.training.train_cgan does.
 The *_naive figures are the same work done the obvious way, measured in the same run: the
 LSTM fed by a DataLoader of single items, the cGAN one image at a time in fp32 NCHW with
-decoding in the main process. Without shards, a synthetic corpus the size of the demo one
-(tasks/table/synthetic.py) is made in a temp folder. Locations default to the project's under --root
-(tasks/config/paths.py).
+decoding in the main process. Without shards, or with --synthetic, a synthetic corpus the size of the
+demo one with crops of preprocess.face_size (tasks/table/synthetic.py) is made in a temp folder: e.g.
+`--synthetic --override preprocess.face_size=256` measures 256-px crops. Locations default to the
+project's under --root (tasks/config/paths.py).
 """
 
 from __future__ import annotations
@@ -122,6 +123,8 @@ def main() -> None:
     parser.add_argument("--shards", default=None, help="default: the project's")
     parser.add_argument("--seconds", type=float, default=10.0, help="per measurement")
     parser.add_argument("--skip-naive", action="store_true")
+    parser.add_argument("--synthetic", action="store_true",
+                        help="a synthetic corpus at preprocess.face_size even where shards exist")
     args = parser.parse_args()
     paths = Paths.at(args.root, params=args.params, shards=args.shards)
     params = load_params(paths.params, dict(parse_override(text) for text in args.override))
@@ -129,15 +132,21 @@ def main() -> None:
     seed_everything(params.seed)
     with tempfile.TemporaryDirectory() as temp:
         shards = paths.shards
-        if not (shards.is_dir() and video_ids(shards)):
-            shards = synthetic_shards(Path(temp) / "shards", videos=6, frames=300)
+        if args.synthetic or not (shards.is_dir() and video_ids(shards)):
+            shards = synthetic_shards(Path(temp) / "shards", videos=6, frames=300, params=params.preprocess)
         corpus = load_corpus(shards, faces=True)
+        face_size = int(corpus.meta["face_size"])
+        if face_size != params.preprocess.face_size:
+            raise SystemExit(f"{shards} holds {face_size}-px crops, preprocess.face_size is "
+                             f"{params.preprocess.face_size}: pass --synthetic to measure that size")
         split = split_corpus(corpus, params)
         result = {
             "device": torch.cuda.get_device_name(device) if device.type == "cuda" else
             f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
             "shards": str(paths.shards) if shards == paths.shards else "synthetic (6 videos x 300 frames)",
             "lstm_batch_size": params.lstm.batch_size,
+            "face_size": face_size,
+            "cgan_condition": params.cgan.condition,
             "cgan_batch_size": params.cgan.batch_size,
             "cgan_ngf_ndf": [params.cgan.ngf, params.cgan.ndf],
             "amp": device.type == "cuda" and params.cgan.amp,
