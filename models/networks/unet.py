@@ -136,10 +136,12 @@ class UNetGenerator(nn.Module):
     size: the crop's side (128 or 256); base: channels at the finest scale, doubling per halving up to
     max_width. Encoder: log2(size / BOTTLENECK) stride-2 3x3 convolutions; decoder: bilinear
     upsampling, the encoder's map at that scale concatenated, one 3x3 convolution (a second one per
-    scale costs 1.7x the time on a CPU). residual: paint reference + change (see above)."""
+    scale costs 1.7x the time on a CPU). fine: the decoder's channels at full size, where the skin's
+    texture is made (None: half of base, at least 8, as generators saved before it was a choice).
+    residual: paint reference + change (see above)."""
 
     def __init__(self, size: int = 128, base: int = 32, lips: int = LIPS_DIM, max_width: int = 256,
-                 residual: bool = True):
+                 residual: bool = True, fine: int | None = None):
         super().__init__()
         if size not in SIZES:
             raise ValueError(f"size must be one of {SIZES}, got {size}")
@@ -153,7 +155,7 @@ class UNetGenerator(nn.Module):
         self.middle = nn.Sequential(_conv(widths[-1] + lips, widths[-1]), _conv(widths[-1], widths[-1]))
         # up[i] takes scale i+1 to scale i, meeting the skip from the encoder's map there
         skips = [FRAME + MASK + REFERENCE, *widths[:-1]]
-        outs = [max(base // 2, 8), *widths[:-1]]
+        outs = [fine or max(base // 2, 8), *widths[:-1]]
         self.up = nn.ModuleList(
             _conv(cin + skip, cout)
             for cin, skip, cout in zip([*outs[1:], widths[-1]], skips, outs)
@@ -165,8 +167,9 @@ class UNetGenerator(nn.Module):
 
     @staticmethod
     def hparams(size: int, base: int, max_width: int = 256, residual: bool = True) -> dict:
-        """The constructor's arguments, as saved in a checkpoint."""
-        return {"size": size, "base": base, "lips": LIPS_DIM, "max_width": max_width, "residual": residual}
+        """The constructor's arguments, as saved in a checkpoint (full-size texture at `base` channels)."""
+        return {"size": size, "base": base, "lips": LIPS_DIM, "max_width": max_width, "residual": residual,
+                "fine": base}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         frame, mask = x[:, :FRAME], x[:, FRAME : FRAME + MASK]
