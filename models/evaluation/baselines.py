@@ -25,7 +25,7 @@ import numpy as np
 import simplejpeg
 import torch
 
-from models.artifacts import CganArtifact
+from models.artifacts import CganArtifact, References
 from models.networks.cgan import to_uint8
 from models.networks.unet import UNetGenerator, generator_input, hard_mask, pick_references
 from models.rendering.composite import composite, lower_face_mask
@@ -133,11 +133,11 @@ def _images(faces: np.ndarray) -> torch.Tensor:
 
 @torch.no_grad()
 def paint_frames(generator: UNetGenerator, artifact: CganArtifact, held: FaceRows,
-                 batch: int = 16) -> np.ndarray:
+                 bank: References | None = None, batch: int = 16) -> np.ndarray:
     """The frame generator's faces for the held-out rows: each from its own masked crop, the reference
     a render picks for its lips from the bank the artifact keeps of its target video (`pick_references`;
-    crops of the training frames only), and its own lips (z-scored by the artifact)."""
-    bank = artifact.references[artifact.target_video]
+    crops of the training frames only; or `bank`), and its own lips (z-scored by the artifact)."""
+    bank = artifact.references[artifact.target_video] if bank is None else bank
     references = bank.crops[pick_references(held.lips, bank)]
     masks = torch.from_numpy(held.hard_masks())[:, None]
     lips = torch.from_numpy(((held.lips - artifact.lips_mean) / artifact.lips_std).astype(np.float32))

@@ -60,16 +60,21 @@ def hard_mask(landmarks: np.ndarray, size: int) -> np.ndarray:
     return (lower_face_mask(landmarks, size) >= HARD_FROM).astype(np.float32)
 
 
-def reference_bank(lips: np.ndarray, rows: np.ndarray, faces: pa.Array, lip_indices: list[int],
-                   count: int) -> References:
-    """A video's reference crops: `count` of its frames in `rows` (bool, over its frames) with a face,
-    spread evenly over the mouth's opening from closed to widest open. lips: (frames, LIPS_DIM), NaN
-    without a face; faces: the frames' JPEG crops (the frame table's `face`)."""
+def bank_rows(lips: np.ndarray, rows: np.ndarray, lip_indices: list[int], count: int) -> np.ndarray:
+    """Which frames make a video's reference bank, ascending: `count` of its frames in `rows` (bool, over
+    its frames) with a face, spread evenly over the mouth's opening from closed to widest open.
+    lips: (frames, LIPS_DIM), NaN without a face."""
     candidates = np.flatnonzero(rows & np.isfinite(lips).all(1))
     if not len(candidates):
         raise ValueError("no frame with a face to take a reference crop from")
     by_opening = candidates[np.argsort(lips_opening(lips[candidates], lip_indices), kind="stable")]
-    frames = np.sort(by_opening[evenly_spaced(len(by_opening), count)])
+    return np.sort(by_opening[evenly_spaced(len(by_opening), count)])
+
+
+def reference_bank(lips: np.ndarray, rows: np.ndarray, faces: pa.Array, lip_indices: list[int],
+                   count: int) -> References:
+    """A video's reference crops (`bank_rows`); faces: its frames' JPEG crops (the frame table's `face`)."""
+    frames = bank_rows(lips, rows, lip_indices, count)
     return References(decode_crops(faces, frames), lips[frames], frames)
 
 
