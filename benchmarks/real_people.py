@@ -1,6 +1,6 @@
 """Real people speaking another person's speech: the README's figure, our generator beside the paper's.
 
-    python benchmarks/real_people.py [CLIP ...] [--audio WAV] [--seconds 150] [--out docs/real_people.png]
+    python benchmarks/real_people.py [CLIP ...] [--audio WAV] [--seconds 150] [--out docs/real_people.jpg]
 
 CLIP defaults to may_5s, speaker_15s and map_5s of ../shared/fixtures/real (none of them in the
 real-faces corpus), --audio to RD_Radio31_000.wav there (another speaker). From the real-faces corpus
@@ -93,7 +93,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=150.0, help="adapt's budget per target")
     parser.add_argument("--work", type=Path, default=WORK, help="the real-faces corpus (realface_corpus.py)")
     parser.add_argument("--renders", type=Path, default=ROOT / "renders" / "real_people")
-    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "real_people.png")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "real_people.jpg")
     args = parser.parse_args()
     roots = build(args.work)
     args.renders.mkdir(parents=True, exist_ok=True)
