@@ -19,13 +19,13 @@ held-out frame (the last 25%, never trained on) is painted given its own true li
     mean_mouth_*             the mean training face
     adapt_seconds            the wall time of the adaptation
 
-The frame generator paints from the held-out frame's masked crop, the training crop with the nearest
-lips as its reference, and the frame's own lips. noise_ needs a noise-conditioned corpus generator
-(--noise-cgan, or --root's own when it is one). A figure that cannot be had is null, and stderr says
-why in one line. Prints one JSON object per clip, then the JSON list of them all as the last line;
-stderr also has, per clip, each method's flicker and sharpness (mouth_metrics.py) and the
-nearest-lips composites' full_lmd_px. A contact sheet per clip (rows: held-out frames; columns:
-real | ours | nearest | mean, the lower face enlarged) goes to --sheets.
+The frame generator paints from the held-out frame's masked crop, the reference a render picks for those
+lips from the adapted target's bank (adapt.references training crops), and the frame's own lips. noise_
+needs a noise-conditioned corpus generator (--noise-cgan, or --root's own when it is one). A figure
+that cannot be had is null, and stderr says why in one line. Prints one JSON object per clip, then the
+JSON list of them all as the last line; stderr also has, per clip, each method's flicker and sharpness
+(mouth_metrics.py) and the nearest-lips composites' full_lmd_px. A contact sheet per clip (rows: held-out
+frames; columns: real | ours | nearest | mean, the lower face enlarged) goes to --sheets.
 """
 
 from __future__ import annotations
@@ -165,7 +165,7 @@ def measure(clip: Path, scratch: Path, corpus: Paths, params: Params, plan: dict
     rows, total = read_face_rows(shards, video_id_of(clip))
     train, held = split_in_time(rows, total, TRAIN_FRACTION)
     if plan["ours"]:
-        painters["ours"] = paint_frames(generator, artifact, train, held)
+        painters["ours"] = paint_frames(generator, artifact, held)
     if plan["noise"]:
         noise_params = load_params(paths.params, {"cgan.condition": "noise"})
         noise = project(scratch / "noise", corpus, noise_params, plan["noise"])
@@ -227,7 +227,10 @@ def plan_methods(args, corpus: Paths) -> dict:
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("clips", nargs="*", type=Path, default=CLIPS, metavar="CLIP")
-    parser.add_argument("--root", type=Path, default=ROOT, help="the corpus project (default: this checkout)")
+    parser.add_argument("--root", type=Path, default=None,
+                        help="the corpus project (default: the real-faces one: realface_corpus.py)")
+    parser.add_argument("--work", type=Path, default=None, help="where that corpus is built and kept "
+                        "(default: .cache/realface)")
     for location in ("params", "lstm", "cgan"):
         parser.add_argument(f"--{location}", type=Path, default=None, help="default: the project's")
     parser.add_argument("--noise-cgan", type=Path, default=None,
@@ -246,6 +249,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     missing = [str(clip) for clip in args.clips if not clip.is_file()]
     if missing:
         raise SystemExit(f"{', '.join(missing)}: no such file")
+    if args.root is None:  # the real-faces corpus, built once (benchmarks/realface_corpus.py)
+        from benchmarks.realface_corpus import WORK, build
+
+        roots = build(args.work or WORK)
+        args.root, args.noise_cgan = Path(roots["frame"]), args.noise_cgan or Paths.at(roots["noise"]).cgan
     corpus = Paths.at(args.root, params=args.params, lstm=args.lstm, cgan=args.cgan)
     try:
         plan = plan_methods(args, corpus)

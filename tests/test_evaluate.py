@@ -94,6 +94,11 @@ def test_metrics_json_has_every_design_metric_and_baseline(kit, tmp_path, capsys
     # real frame than the mean training face, which knows nothing of the frame
     assert kit.models.cgan_artifact.condition == "frame"
     assert metrics["gen_psnr"] > metrics["mean_face/gen_psnr"] + 6
+    # the held-out quarter of the validation video, painted from a bank of its first three quarters
+    assert metrics["mouth_video"] == val_video
+    for key in ("mouth_psnr", "mouth_ssim", "baseline_nearest/mouth_psnr", "baseline_mean/mouth_ssim"):
+        assert math.isfinite(metrics[key]), key
+    assert 15 < metrics["mouth_psnr"] < 60 and 0 < metrics["mouth_ssim"] <= 1 and metrics["flicker"] > 0
 
     reports = tmp_path / "reports"
     assert {"metrics.json", "eval_grid.png", "mouth_opening.csv", "mouth_opening.png"} <= {

@@ -7,7 +7,6 @@ timing of the target's frames when the speech outlasts them, the stage's outputs
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 
 import cv2
@@ -21,7 +20,6 @@ from models.rendering.composite import lower_face_mask, warp_back
 from models.rendering.layouts import Layout
 from models.rendering.render import RenderError, RenderOptions, render
 from models.rendering.target import TargetFrames, pingpong, read_target_rows
-from tasks.config.params import Params
 from tasks.config.paths import Paths
 from tasks.rows.decode import iter_frames
 from tasks.rows.video import process_video
@@ -196,40 +194,6 @@ def test_cli_renders_full_frame_onto_a_chosen_target(footage, tmp_path):
     assert done.returncode == 0, done.stderr
     assert f"on {other} (full)" in done.stdout
     assert video_info(tmp_path / "talk.mp4")[:2] == (512, 512)
-
-
-def clip_corpus(clip: Path, paths: Paths, params: Params) -> None:
-    """One real clip as the raw video `real_target`, preprocessed."""
-    paths.videos.mkdir(parents=True)
-    (paths.videos / "real_target.mp4").write_bytes(clip.read_bytes())
-    assert process_video(paths.videos / "real_target.mp4", paths.shards, params.preprocess)["status"] == "ok"
-
-
-@pytest.mark.slow
-@pytest.mark.real_media
-def test_real_speech_composited_onto_a_real_face(real_clip, real_speech, tiny_models, tmp_path):
-    """The generator fine-tuned briefly on a real talking head (25 fps, resampled to 30), then another
-    speaker's speech composited onto that clip: what a user does with their own footage (README)."""
-    from tasks.rows import landmarks as lm
-
-    overrides = {"device": "cpu", "lstm.epochs": 5, "lstm.hidden": 32, "lstm.fc_hidden": 32}
-    overrides.update({"cgan.epochs": 6, "cgan.finetune_epochs": 2, "cgan.target_video": "real_target"})
-    real = tiny_models("real_clip", partial(clip_corpus, real_clip), overrides)
-    clip, shards = real.paths.videos / "real_target.mp4", real.paths.shards
-    result = render(real_speech, tmp_path / "talk.mp4", real.models, real.params, real.paths,
-                    RenderOptions(target="real_target"))
-    assert video_info(tmp_path / "talk.mp4")[:2] == (512, 512)
-    rows = read_target_rows(shards, "real_target")
-    target = list(iter_frames(clip, FPS))
-    found, quality = 0, []
-    for index, out in enumerate(iter_frames(tmp_path / "talk.mp4", FPS)):
-        shown = pingpong(index, len(target))
-        outside = outside_masks(rows, shown, out.shape)
-        quality.append(psnr(out[outside], target[shown][outside]))
-        found += lm.find_landmarks(out) is not None
-    assert index + 1 == result["frames"]
-    assert min(quality) >= 35
-    assert found / result["frames"] >= 0.95
 
 
 def test_a_target_of_odd_size_gives_an_even_video_of_its_frames(footage, tmp_path):

@@ -283,7 +283,7 @@ def test_face_size_is_one_the_generators_make(params):
 
 def test_a_frame_artifact_round_trips_with_its_references_and_paints_only_the_mask(tmp_path):
     torch.manual_seed(0)
-    netG = UNetGenerator(128, base=4).eval()
+    netG = UNetGenerator(**UNetGenerator.hparams(128, 4)).eval()
     torch.nn.init.normal_(netG.head.weight, 0.0, 0.1)  # as if trained: a residual one starts at zero
     rng = np.random.default_rng(0)
     bank = References(rng.integers(0, 256, (3, 128, 128, 3), dtype=np.uint8),

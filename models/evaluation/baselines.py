@@ -11,8 +11,8 @@ models/networks/unet.py does) and is composited into that crop by the renderer's
 (models/rendering/composite.py: its soft mask, colour match and detail bands) with the identity as
 the crop transform: the composite a render shows, in crop pixels.
 
-`paint_frames` is the frame-conditioned generator's forward pass over held-out rows (the reference: the
-training crop with the nearest lips), until rendering has one of its own for the frame condition.
+`paint_frames` is the frame-conditioned generator's forward pass over held-out rows, each with the reference
+a render would give it.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ import numpy as np
 import simplejpeg
 import torch
 
-from models.artifacts import CganArtifact
+from models.artifacts import CganArtifact, References
 from models.networks.cgan import to_uint8
-from models.networks.unet import UNetGenerator, generator_input, hard_mask
+from models.networks.unet import UNetGenerator, generator_input, hard_mask, pick_references
 from models.rendering.composite import composite, lower_face_mask
 from tasks.table.shards import list_column_as_array, read_frames
 
@@ -132,11 +132,13 @@ def _images(faces: np.ndarray) -> torch.Tensor:
 
 
 @torch.no_grad()
-def paint_frames(generator: UNetGenerator, artifact: CganArtifact, train: FaceRows, held: FaceRows,
-                 batch: int = 16) -> np.ndarray:
-    """The frame generator's faces for the held-out rows: each from its own masked crop, the training
-    crop whose lips are nearest as the reference, and its own lips (z-scored by the artifact)."""
-    references = train.faces[nearest_lips(held.lips, train.lips)]
+def paint_frames(generator: UNetGenerator, artifact: CganArtifact, held: FaceRows,
+                 bank: References | None = None, batch: int = 16) -> np.ndarray:
+    """The frame generator's faces for the held-out rows: each from its own masked crop, the reference
+    a render picks for its lips from the bank the artifact keeps of its target video (`pick_references`;
+    crops of the training frames only; or `bank`), and its own lips (z-scored by the artifact)."""
+    bank = artifact.references[artifact.target_video] if bank is None else bank
+    references = bank.crops[pick_references(held.lips, bank)]
     masks = torch.from_numpy(held.hard_masks())[:, None]
     lips = torch.from_numpy(((held.lips - artifact.lips_mean) / artifact.lips_std).astype(np.float32))
     out = []

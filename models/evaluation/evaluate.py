@@ -27,6 +27,7 @@ import simplejpeg
 from models.common import seed_everything
 from models.errors import RenderError
 from models.evaluation.composite_metrics import composite_metrics
+from models.evaluation.held_out import held_out_mouth
 from models.evaluation.metrics import (
     beats_baselines,
     finite_or_none,
@@ -264,6 +265,7 @@ def evaluate(paths: Paths, params: Params) -> dict:
     sync, clip = evaluate_sync(corpus, split, models, params, paths.videos, rng)
     metrics.update(sync)
     metrics.update(evaluate_composite(models, params, paths))
+    metrics.update(held_out_mouth(models, paths.shards, next(iter(split.val_videos()), None)))
     metrics = {k: v if isinstance(v, str) else finite_or_none(v) for k, v in metrics.items()}
 
     paths.reports.mkdir(parents=True, exist_ok=True)

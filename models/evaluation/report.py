@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-BASELINES = ("baseline_mean", "baseline_random", "baseline_paste")
+BASELINES = ("baseline_mean", "baseline_random", "baseline_paste", "baseline_nearest")
 
 
 def counted(verdict: dict[str, bool]) -> dict[str, bool]:
@@ -70,8 +70,12 @@ def print_table(metrics: dict, verdict: dict[str, bool]) -> None:
         "full_face_found",
         "seam",
         "outside_psnr",
+        "mouth_psnr",
+        "mouth_ssim",
+        "flicker",
     ]
-    print(f"{'metric':<16}{'model':>10}{'mean':>10}{'random':>10}{'paste':>10}  beats baselines")
+    header = "".join(f"{name:>10}" for name in ("model", "mean", "random", "paste", "nearest"))
+    print(f"{'metric':<16}{header}  beats baselines")
     for name in names:
         wins = [
             f"{b.split('_')[1]}: {'yes' if verdict[f'{b}/{name}'] else 'NO'}"

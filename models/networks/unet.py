@@ -60,16 +60,21 @@ def hard_mask(landmarks: np.ndarray, size: int) -> np.ndarray:
     return (lower_face_mask(landmarks, size) >= HARD_FROM).astype(np.float32)
 
 
-def reference_bank(lips: np.ndarray, rows: np.ndarray, faces: pa.Array, lip_indices: list[int],
-                   count: int) -> References:
-    """A video's reference crops: `count` of its frames in `rows` (bool, over its frames) with a face,
-    spread evenly over the mouth's opening from closed to widest open. lips: (frames, LIPS_DIM), NaN
-    without a face; faces: the frames' JPEG crops (the frame table's `face`)."""
+def bank_rows(lips: np.ndarray, rows: np.ndarray, lip_indices: list[int], count: int) -> np.ndarray:
+    """Which frames make a video's reference bank, ascending: `count` of its frames in `rows` (bool, over
+    its frames) with a face, spread evenly over the mouth's opening from closed to widest open.
+    lips: (frames, LIPS_DIM), NaN without a face."""
     candidates = np.flatnonzero(rows & np.isfinite(lips).all(1))
     if not len(candidates):
         raise ValueError("no frame with a face to take a reference crop from")
     by_opening = candidates[np.argsort(lips_opening(lips[candidates], lip_indices), kind="stable")]
-    frames = np.sort(by_opening[evenly_spaced(len(by_opening), count)])
+    return np.sort(by_opening[evenly_spaced(len(by_opening), count)])
+
+
+def reference_bank(lips: np.ndarray, rows: np.ndarray, faces: pa.Array, lip_indices: list[int],
+                   count: int) -> References:
+    """A video's reference crops (`bank_rows`); faces: its frames' JPEG crops (the frame table's `face`)."""
+    frames = bank_rows(lips, rows, lip_indices, count)
     return References(decode_crops(faces, frames), lips[frames], frames)
 
 
@@ -136,10 +141,12 @@ class UNetGenerator(nn.Module):
     size: the crop's side (128 or 256); base: channels at the finest scale, doubling per halving up to
     max_width. Encoder: log2(size / BOTTLENECK) stride-2 3x3 convolutions; decoder: bilinear
     upsampling, the encoder's map at that scale concatenated, one 3x3 convolution (a second one per
-    scale costs 1.7x the time on a CPU). residual: paint reference + change (see above)."""
+    scale costs 1.7x the time on a CPU). fine: the decoder's channels at full size, where the skin's
+    texture is made (None: half of base, at least 8, as generators saved before it was a choice).
+    residual: paint reference + change (see above)."""
 
     def __init__(self, size: int = 128, base: int = 32, lips: int = LIPS_DIM, max_width: int = 256,
-                 residual: bool = True):
+                 residual: bool = True, fine: int | None = None):
         super().__init__()
         if size not in SIZES:
             raise ValueError(f"size must be one of {SIZES}, got {size}")
@@ -153,7 +160,7 @@ class UNetGenerator(nn.Module):
         self.middle = nn.Sequential(_conv(widths[-1] + lips, widths[-1]), _conv(widths[-1], widths[-1]))
         # up[i] takes scale i+1 to scale i, meeting the skip from the encoder's map there
         skips = [FRAME + MASK + REFERENCE, *widths[:-1]]
-        outs = [max(base // 2, 8), *widths[:-1]]
+        outs = [fine or max(base // 2, 8), *widths[:-1]]
         self.up = nn.ModuleList(
             _conv(cin + skip, cout)
             for cin, skip, cout in zip([*outs[1:], widths[-1]], skips, outs)
@@ -165,8 +172,9 @@ class UNetGenerator(nn.Module):
 
     @staticmethod
     def hparams(size: int, base: int, max_width: int = 256, residual: bool = True) -> dict:
-        """The constructor's arguments, as saved in a checkpoint."""
-        return {"size": size, "base": base, "lips": LIPS_DIM, "max_width": max_width, "residual": residual}
+        """The constructor's arguments, as saved in a checkpoint (full-size texture at `base` channels)."""
+        return {"size": size, "base": base, "lips": LIPS_DIM, "max_width": max_width, "residual": residual,
+                "fine": base}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         frame, mask = x[:, :FRAME], x[:, FRAME : FRAME + MASK]

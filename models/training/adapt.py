@@ -131,7 +131,7 @@ def _finetune(name: str, paths: Paths, into: Paths, params: Params, frames: int,
     """The corpus generator (paths.cgan) fine-tuned on the first `frames` rows of into.shards for
     adapt.epochs epochs at most, `seconds` of wall time at most, written to into.cgan; the steps done."""
     epochs = params.adapt.epochs
-    cgan = params.cgan.model_copy(update={"finetune_epochs": epochs,
+    cgan = params.cgan.model_copy(update={"finetune_epochs": epochs, "references": params.adapt.references,
                                           "epochs": max(params.cgan.epochs, epochs)})
     steps, started = [0], time.perf_counter()
 

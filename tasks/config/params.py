@@ -188,7 +188,8 @@ class AdaptTarget(_Section):
 class AdaptParams(_Section):
     min_seconds: float = Field(3.0, gt=0.0)
     seconds: float = Field(420.0, gt=0.0)
-    epochs: int = Field(40, ge=1)
+    epochs: int = Field(100, ge=1)
+    references: int = Field(64, ge=1, le=256)
     targets: list[AdaptTarget] = Field(default_factory=list)
 
 
