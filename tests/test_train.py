@@ -226,3 +226,20 @@ def test_frame_generator_trains_and_paints_256_px_crops(tmp_path, stage):
     assert faces.shape == (2, 256, 256, 3)
     outside = hard_mask(video.landmarks[3], 256) == 0
     assert outside.mean() > 0.5 and np.array_equal(faces[0][outside], crops[0][outside])
+
+
+def test_a_checkpoint_of_a_network_of_another_shape_starts_afresh(tmp_path):
+    """Code that changes a network's shape under the same params: the old last.pt is set aside in one
+    line, not loaded into the new network (which would stop the stage with a traceback)."""
+    from models.training.run import TrainingRun
+
+    paths = Paths.at(tmp_path)
+    old = torch.nn.Linear(4, 8)
+    run = TrainingRun("cgan", "same-key", {"netG": old}, paths, is_main=False)
+    run.save(0)
+    wider = torch.nn.Linear(4, 16)
+    again = TrainingRun("cgan", "same-key", {"netG": wider}, paths, is_main=False)
+    assert again.start_epoch == 0 and again.resumed == {}
+    same = torch.nn.Linear(4, 8)
+    resumed = TrainingRun("cgan", "same-key", {"netG": same}, paths, is_main=False)
+    assert resumed.start_epoch == 1 and torch.equal(same.weight, old.weight)

@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from models.artifacts import Artifact, load_checkpoint, save_checkpoint
 from models.training.data import Corpus, Split
 from tasks.config.params import digest
@@ -50,6 +52,9 @@ class TrainingRun:
             return {}
         if checkpoint["run_key"] != self.key:
             self.say(f"{self.last} was made with other params or data; starting afresh")
+            return {}
+        if not all(_fits(obj, checkpoint[name]) for name, obj in self.state.items()):
+            self.say(f"{self.last} holds a network of another shape (the code changed); starting afresh")
             return {}
         for name, obj in self.state.items():
             if checkpoint[name]:  # empty when saved by a disabled (CPU) GradScaler
@@ -102,3 +107,11 @@ def made_from(section: Any, corpus: Corpus, split: Split) -> dict[str, Any]:
         "params_digest": digest(section),
         "data_fingerprint": corpus.fingerprint(),
     }
+
+
+def _fits(obj: Any, saved: dict) -> bool:
+    """Whether a module's saved state has its parameters' names and shapes (other objects: always)."""
+    if not isinstance(obj, torch.nn.Module):
+        return True
+    own = obj.state_dict()
+    return own.keys() == saved.keys() and all(own[key].shape == saved[key].shape for key in own)
