@@ -1,11 +1,14 @@
 """On a real person's footage, does the adapted frame generator paint a real mouth, not a smear?
 
-    python benchmarks/realface.py [CLIP ...] [--root DIR] [--noise-cgan FILE] [--sheets DIR]
+    python benchmarks/realface.py [CLIP ...] [--root DIR | --work DIR] [--noise-cgan FILE] [--sheets DIR]
                                   [--adapt-seconds S] [--baselines-only] [--threads 2] [--override K=V]
 
-CLIP defaults to anchor_20s, speaker_15s, may_5s and map_5s of ../shared/fixtures/real/. Per clip, in a
-temporary project of its own: the corpus models of --root (default: this checkout; its params.yaml,
-paths.lstm and paths.cgan: they must exist) are adapted to the clip's first 75% of frames by
+CLIP defaults to anchor_20s, speaker_15s, may_5s and map_5s of ../shared/fixtures/real/. The corpus
+models: by default the real-faces corpus (benchmarks/realface_corpus.py: data/sources/real_faces.txt,
+none of those four people; built once into --work, default .cache/realface, ~15 min on 2 cores), its
+frame generator for ours and its noise generator for noise_; or those of the project --root (its
+params.yaml, paths.lstm and paths.cgan: they must exist). Per clip, in a temporary project of its
+own, they are adapted to the clip's first 75% of frames by
 `reenact adapt`'s function (models/training/adapt.py: adapt_target, train_fraction=0.75); then every
 held-out frame (the last 25%, never trained on) is painted given its own true lips, and measured
 (models/evaluation/mouth_metrics.py) against the real frame:
@@ -249,6 +252,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     missing = [str(clip) for clip in args.clips if not clip.is_file()]
     if missing:
         raise SystemExit(f"{', '.join(missing)}: no such file")
+    if args.root is None and args.baselines_only:  # no models needed: this checkout's params
+        args.root = ROOT
     if args.root is None:  # the real-faces corpus, built once (benchmarks/realface_corpus.py)
         from benchmarks.realface_corpus import WORK, build
 
