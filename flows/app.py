@@ -1,9 +1,10 @@
 """The web app, `reenact app`: speech in a browser -> a signed talking-head mp4; the dataset at a glance.
 
-Tab "Render": upload or record speech, pick a target video (with a thumbnail), choose full frame /
-face / panel; progress while it renders, then the video to play and download, with what its C2PA
-manifest says. Tab "Dataset": the contact sheet, `reenact inspect`'s table and paths.metrics.
-Every location is the project's (tasks/config/paths.py); renders go to renders/app.
+Tab "Render": upload or record speech, pick a target (a video of the corpus, or a person adapted by
+`reenact adapt`; with a thumbnail), choose full frame / face / panel; progress while it renders, then
+the video to play and download, with what its C2PA manifest says. Tab "Dataset": the contact sheet,
+`reenact inspect`'s table and paths.metrics. Every location is the project's (tasks/config/paths.py);
+renders go to renders/app.
 
 The models are loaded once per process and renders run one at a time through Gradio's queue
 (concurrency_limit=1), so two users cannot both hold a render's memory. Bad input is a message in
@@ -25,9 +26,11 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr
 
 from flows.render import default_out, render_file
+from models.rendering.loading import Models, load_target_models, target_paths
 from models.rendering.render import RenderError, load_models
+from models.training.adapt import list_targets
 from tasks.config.params import ParamsError, load_params
-from tasks.config.paths import Paths
+from tasks.config.paths import TARGET_RECORD, Paths
 from tasks.rows.decode import DecodeError, probe
 from tasks.table.inspect import summarize, write_sheet
 from tasks.table.shards import frames_with_face, read_frames
@@ -145,11 +148,36 @@ def provenance_markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _render_handler(models: Any, paths: Paths, max_seconds: float):
+class TargetModels:
+    """The models and Paths a render of each target runs with, each loaded once: the corpus's for its
+    videos, an adapted target's own generator, rows and footage (models/rendering/loading.py). A target
+    adapted again (`reenact adapt --replace`) while the app runs is loaded again."""
+
+    def __init__(self, models: Models, paths: Paths, device: str):
+        self.models, self.paths, self.device = models, paths, device
+        self.loaded: dict[tuple[str, float], tuple[Models, Paths]] = {}
+
+    def choices(self) -> list[tuple[str, str]]:
+        """(label, target) of each video of the corpus generator, then each adapted target."""
+        corpus = [(video_id, video_id) for video_id in sorted(self.models.cgan_artifact.lips_stats)]
+        return corpus + [(f"{t.name} (adapted)", t.name) for t in list_targets(self.paths)]
+
+    def __call__(self, target: str) -> tuple[Models, Paths]:
+        record = self.paths.target_dir(target) / TARGET_RECORD
+        if not record.is_file():
+            return self.models, self.paths
+        key = (target, record.stat().st_mtime)
+        if key not in self.loaded:
+            self.loaded = {key: load_target_models(self.paths, target, self.device)}  # one adapted at a time
+        return self.loaded[key]
+
+
+def _render_handler(targets: TargetModels, max_seconds: float):
     def render(speech: str | None, target: str, output: str, progress=gr.Progress()):  # noqa: B008
         try:
             check_speech(speech, max_seconds)
-            out = default_out(paths.app_renders, Path(speech).name, target, output)
+            out = default_out(targets.paths.app_renders, Path(speech).name, target, output)
+            models, paths = targets(target)
             result = render_file(
                 speech,
                 out,
@@ -171,15 +199,15 @@ def _render_handler(models: Any, paths: Paths, max_seconds: float):
     return render
 
 
-def _render_tab(models: Any, paths: Paths, max_seconds: float, targets: list[str], default: str,
-                cache: Path) -> None:
+def _render_tab(targets: TargetModels, max_seconds: float, default: str, cache: Path) -> None:
+    paths = targets.paths
     with gr.Row():
         with gr.Column():
             speech = gr.Audio(
                 sources=["upload", "microphone"], type="filepath", label="Speech", elem_id="speech"
             )
             target = gr.Dropdown(
-                targets, value=default, label="Target video (whose face speaks)", elem_id="target"
+                targets.choices(), value=default, label="Target video (whose face speaks)", elem_id="target"
             )
             preview = gr.Image(
                 thumbnail(default, paths, cache),
@@ -202,9 +230,9 @@ def _render_tab(models: Any, paths: Paths, max_seconds: float, targets: list[str
                 "Every render is signed (C2PA) as AI-generated; `reenact verify FILE` checks one.",
                 elem_id="status",
             )
-    target.change(lambda video_id: thumbnail(video_id, paths, cache), target, preview)
+    target.change(lambda video_id: thumbnail(video_id, target_paths(paths, video_id), cache), target, preview)
     button.click(
-        _render_handler(models, paths, max_seconds),
+        _render_handler(targets, max_seconds),
         [speech, target, output],
         [video, download, status],
         concurrency_limit=1,
@@ -240,14 +268,14 @@ def create_app(paths: Paths, max_seconds: float = 300.0) -> gr.Blocks:
     `max_seconds` are refused. Raises FileNotFoundError / ParamsError / RenderError."""
     params = load_params(paths.params)
     models = load_models(paths.lstm, paths.cgan, params.device)
-    targets = sorted(models.cgan_artifact.lips_stats)
+    targets = TargetModels(models, paths, params.device)
     default = params.render.target_video or models.cgan_artifact.target_video
     cache = Path(tempfile.mkdtemp(prefix="reenact-app-"))
     paths.app_renders.mkdir(parents=True, exist_ok=True)
     with gr.Blocks(title="reenact", analytics_enabled=False) as app:
         gr.Markdown("# reenact\nSpeech in, talking head out. Every video is signed as AI-generated.")
         with gr.Tab("Render"):
-            _render_tab(models, paths, max_seconds, targets, default, cache)
+            _render_tab(targets, max_seconds, default, cache)
         with gr.Tab("Dataset"):
             _dataset_tab(paths, cache)
     app.queue(default_concurrency_limit=1)

@@ -6,6 +6,7 @@ needs the internet); the app is `reenact app` in a process of its own, on 127.0.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -15,12 +16,14 @@ import pytest
 from helpers import checkout_env, free_port, reenact, reenact_command, stop, wait_for_http
 from render_kit import ffmpeg, probe, write_voice
 
-from flows.app import BadUpload, check_speech
+from flows.app import BadUpload, TargetModels, _render_handler, check_speech
 from flows.render import fetch_speech
 from models.rendering.render import RenderError
+from models.training.adapt import adapt_target
 from tasks.config.paths import Paths
 from tasks.provenance.manifest import verify_mp4
 from tasks.provenance.signing import ENV_DIR
+from tasks.rows.decode import iter_frames
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -147,3 +150,27 @@ def test_app_renders_an_upload_in_a_real_browser(running_app, tmp_path, kit):
     assert verdict.ok and verdict.synthetic and verdict.facts["speech_name"] == "speech.wav"
     streams = {s["codec_type"]: s["codec_name"] for s in probe(tmp_path / "served.mp4")["streams"]}
     assert streams == {"video": "h264", "audio": "aac"}
+
+
+def test_the_app_offers_adapted_targets_and_renders_them_with_their_own_generator(footage, tmp_path):
+    clip = footage.paths.videos / f"{footage.target}.mp4"
+    paths = footage.paths.moved(targets=tmp_path / "targets", renders=tmp_path / "renders")
+    params = footage.params.model_copy(update={"adapt": footage.params.adapt.model_copy(
+        update={"min_seconds": 1.0, "epochs": 1})})
+    adapted = adapt_target(clip, "me", paths, params)
+    targets = TargetModels(footage.models, paths, "cpu")
+    corpus = sorted(footage.models.cgan_artifact.lips_stats)
+    assert targets.choices() == [(video_id, video_id) for video_id in corpus] + [("me (adapted)", "me")]
+    assert targets(footage.target) == (footage.models, paths)
+
+    write_voice(tmp_path / "speech.wav", 1.0)
+    render = _render_handler(targets, max_seconds=10.0)
+    out, download, status = render(str(tmp_path / "speech.wav"), "me", "full", progress=lambda *a, **k: None)
+    assert out == download and Path(out).parent == paths.app_renders, status
+    verdict = verify_mp4(Path(out))
+    assert verdict.facts["cgan_sha256"] == hashlib.sha256(adapted.paths.cgan.read_bytes()).hexdigest()
+    assert verdict.facts["cgan_sha256"] != hashlib.sha256(footage.paths.cgan.read_bytes()).hexdigest()
+    video = next(s for s in probe(Path(out))["streams"] if s["codec_type"] == "video")
+    first = next(iter_frames(adapted.video, 30.0))
+    assert (video["width"], video["height"]) == first.shape[1::-1], "the adapted target's own footage"
+    assert targets("me")[0] is targets("me")[0], "loaded once"

@@ -60,12 +60,18 @@ def load_models(lstm_path: str | Path, cgan_path: str | Path, device: str = "aut
     return Models(lstm, lstm_artifact, generator, cgan_artifact, device, Path(lstm_path), Path(cgan_path))
 
 
-def load_target_models(paths: Paths, target: str | None, device: str = "auto") -> tuple[Models, Paths]:
-    """(the models, the project's Paths) a render of `target` runs with: for a target adapted by
-    `reenact adapt` (a folder paths.target_dir(target)), its own generator, rows and footage
-    (Paths.in_target) beside the project's LSTM; for any other target, the project's."""
+def target_paths(paths: Paths, target: str | None) -> Paths:
+    """The project as a render of `target` sees it: for a target adapted by `reenact adapt` (a folder
+    paths.target_dir(target)), its own generator, rows and footage (Paths.in_target) beside the
+    project's LSTM; for any other target, the project's."""
     if target and paths.target_dir(target).is_dir():
-        paths = paths.in_target(paths.target_dir(target))
+        return paths.in_target(paths.target_dir(target))
+    return paths
+
+
+def load_target_models(paths: Paths, target: str | None, device: str = "auto") -> tuple[Models, Paths]:
+    """(the models, the project's Paths) a render of `target` runs with (`target_paths`)."""
+    paths = target_paths(paths, target)
     return load_models(paths.lstm, paths.cgan, device), paths
 
 
