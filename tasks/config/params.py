@@ -86,8 +86,17 @@ class PreprocessParams(_Section):
 
 
 class SplitParams(_Section):
-    by: Literal["video", "time", "auto"] = "auto"
+    by: Literal["video", "time", "auto", "speaker"] = "auto"
     val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    held_out: list[str] = Field(default_factory=list)
+    speakers: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _people_need_the_speaker_split(self) -> SplitParams:
+        if (self.held_out or self.speakers) and self.by != "speaker":
+            raise ValueError(f"split.held_out and split.speakers name people: they need split.by: speaker "
+                             f"(split.by is {self.by})")
+        return self
 
 
 class LstmParams(_Section):
