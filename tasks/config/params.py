@@ -159,6 +159,7 @@ class RenderParams(_Section):
     align: Literal["clip", "corpus", "none"] = "clip"
     smooth_window: int = Field(3, ge=1, le=31)
     max_lips_distance: float = Field(6.0, ge=0.0)
+    silence_db: float = Field(50.0, ge=0.0, le=120.0)
     chunk_seconds: float = Field(10.0, ge=1.0, le=600.0)
     batch_size: int = Field(128, ge=1, le=4096)
     preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow"] = "veryfast"
