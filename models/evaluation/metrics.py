@@ -11,7 +11,8 @@ import numpy as np
 import torch
 from torchmetrics.image import StructuralSimilarityIndexMeasure
 
-from tasks.rows.landmarks import CLOSED_QUANTILE, LIP_POINTS, landmarks_in_crops, lips_opening
+from models.rendering.lips import CLOSED_QUANTILE
+from tasks.rows.landmarks import LIP_POINTS, landmarks_in_crops, lips_opening
 
 # Which way is better, per metric name: compared against each baseline by `beats_baselines`.
 HIGHER_IS_BETTER = {"mouth_open_r", "gen_ssim", "gen_psnr", "sync_r", "outside_psnr", "mouth_psnr",

@@ -17,7 +17,7 @@ from scipy.stats import norm
 
 from models.artifacts import LipsStats
 from tasks.config.params import Params
-from tasks.rows.landmarks import CLOSED_QUANTILE, INNER_BOTTOM, INNER_TOP, lips_opening
+from tasks.rows.landmarks import INNER_BOTTOM, INNER_TOP, lips_opening
 
 # Lips directions in which a clip varies less than this share of the target's mean variance are
 # noise, not speech: whitening must not blow them up to the target's scale.
@@ -25,6 +25,8 @@ RIDGE = 0.01
 # A clip whose lips vary less than this share of the corpus's variance is mostly silence: its
 # statistics lean on the corpus's, so a silent clip keeps a closed mouth instead of the mean one.
 SHRINK = 0.05
+# A speaker's closed mouth: their openings at or below this quantile of their own (the lowest decile).
+CLOSED_QUANTILE = 0.1
 # Log energy (natural log of a window's sum of squares, tasks/rows/features.py) per decibel.
 NATS_PER_DB = np.log(10) / 10
 # Whatever the clip, a window quieter than this is silence: 80 dB below a full-scale sine's log energy

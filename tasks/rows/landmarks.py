@@ -24,8 +24,6 @@ LANDMARKS_DIM = 2 * POINTS
 LIPS_DIM = 2 * LIP_POINTS
 # Inner-lip top and bottom centre of dlib's 68 points: their gap is the mouth opening.
 INNER_TOP, INNER_BOTTOM = 62, 66
-# A speaker's closed mouth: their openings at or below this quantile of their own (the lowest decile).
-CLOSED_QUANTILE = 0.1
 LEFT_EYE, RIGHT_EYE = slice(36, 42), slice(42, 48)
 MOUTH = slice(48, 68)
 
