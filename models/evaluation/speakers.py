@@ -130,14 +130,16 @@ def pad_with_silence(samples: np.ndarray, sample_rate: int, fps: float,
 
 
 def silence_scores(predict: Predict, speech: dict[str, np.ndarray], corpus: Corpus, stats: LipsStats,
-                   params: Params, seed: int = 0) -> dict:
-    """{closed_gap, closed_std} (crop pixels), the mean over the speakers of `speech` (video id -> its
-    samples at preprocess.sample_rate) of metrics.closed_mouth over the silences pad_with_silence puts in
-    it, the mouth asked for aligned to the speaker's own lips as a render aligns it."""
+                   params: Params, seed: int = 0) -> tuple[dict, list[dict]]:
+    """({closed_gap, closed_std, closed_floor_gap} in crop pixels, the mean over the speakers of `speech`
+    (video id -> its samples at preprocess.sample_rate), the same per speaker): metrics.closed_mouth over
+    the silences pad_with_silence puts in their speech, the mouth asked for aligned to the speaker's own
+    lips as a render aligns it; closed_floor_gap: that mean opening less the speaker's smallest (at least
+    0: not shut tighter than they ever shut it; with closed_gap at most 0, within their closed range)."""
     p = params.preprocess
     lip_indices, face_size = list(corpus.meta["lip_indices"]), int(corpus.meta["face_size"])
     rng = np.random.default_rng(seed)
-    gaps, stds = [], []
+    per_video = []
     for video_id, samples in speech.items():
         v = corpus.video(video_id)
         padded, silent = pad_with_silence(samples, p.sample_rate, p.fps, rng)
@@ -145,8 +147,10 @@ def silence_scores(predict: Predict, speech: dict[str, np.ndarray], corpus: Corp
         own = v.lips[v.face_found]
         asked = speaker_lips(predict(features), params, lips_moments(own), stats, features[:, LOG_ENERGY],
                              closed_lips(own, lip_indices))
-        opening = lips_opening(asked, lip_indices)[silent]
-        gap, std = closed_mouth(opening, lips_opening(own, lip_indices))
-        gaps.append(gap * face_size)
-        stds.append(std * face_size)
-    return {"closed_gap": float(np.mean(gaps)), "closed_std": float(np.mean(stds))}
+        opening, real = lips_opening(asked, lip_indices)[silent], lips_opening(own, lip_indices)
+        gap, std = closed_mouth(opening, real)
+        per_video.append({"video_id": video_id, "closed_gap": gap * face_size, "closed_std": std * face_size,
+                          "closed_floor_gap": float(opening.mean() - real.min()) * face_size})
+    together = {name: float(np.mean([row[name] for row in per_video]))
+                for name in ("closed_gap", "closed_std", "closed_floor_gap")}
+    return together, per_video
