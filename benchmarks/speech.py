@@ -33,6 +33,7 @@ import hashlib
 import itertools
 import json
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -44,9 +45,14 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.realface_corpus import _stage
 from models.evaluation.metrics import finite_or_none
-from models.evaluation.speakers import held_out_scores, silence_scores, speaker_scores, training_lips
+from models.evaluation.speakers import (
+    LoudnessLips,
+    held_out_scores,
+    silence_scores,
+    speaker_scores,
+    training_lips,
+)
 from models.networks.lstm import AudioToLips, load_lstm, predict_lips
 from models.rendering.lips import lips_moments
 from models.training.data import Corpus, Split, load_corpus, speaker_of, split_corpus
@@ -67,6 +73,14 @@ KEYS = ("mouth_open_r", "lmd_px", "sync_offset_frames")
 
 def say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
+
+
+def stage(module: str, root: Path, *extra: str) -> None:
+    """One stage of the project at `root`, run as dvc.yaml runs it (from this checkout's root, so that the
+    sources file's relative paths resolve), its output on stderr."""
+    command = [sys.executable, "-m", module, "--root", str(root), *extra]
+    say(f"speech: {' '.join(command[1:])}")
+    subprocess.run(command, cwd=ROOT, check=True, stdout=sys.stderr)
 
 
 def corpus_sources(work: Path, sources: Path, with_demo: bool) -> Path:
@@ -96,9 +110,9 @@ def build(work: Path, sources: Path, overrides: dict) -> Paths:
     stamp = {"sources": hashlib.sha256(sources.read_bytes()).hexdigest(),
              "rows": params.model_dump(mode="json", include={"data", "preprocess", "demo"})}
     if not ((work / STAMP).is_file() and json.loads((work / STAMP).read_text()) == stamp):
-        _stage("flows.ingest", work)
+        stage("flows.ingest", work)
         for _ in range(2):  # a video that failed is tried once more (the rest are current and skipped)
-            _stage("flows.preprocess", work)
+            stage("flows.preprocess", work)
             failed = [row["video_id"] for row in read_videos_table(paths.shards) if row["status"] == "failed"]
             if not failed:
                 break
@@ -152,7 +166,7 @@ def train(run: Path, project: Paths, overrides: list[str]) -> tuple[Path, float,
     run.mkdir(parents=True)
     shutil.copy(project.params, run / "params.yaml")
     started = time.perf_counter()
-    _stage("models.training.train_lstm", run, "--shards", str(project.shards),
+    stage("models.training.train_lstm", run, "--shards", str(project.shards),
            *itertools.chain.from_iterable(("--override", o) for o in overrides))
     paths = Paths.at(run)
     metrics = json.loads((paths.dvclive / "lstm" / "metrics.json").read_text())
@@ -167,13 +181,15 @@ def measure(lstm: Path, corpus: Corpus, split: Split, params: Params, project: P
     scores = held_out_scores(predict, corpus, split.train, held, params)
     lip_indices, face_size = list(corpus.meta["lip_indices"]), int(corpus.meta["face_size"])
     stats = lips_moments(training_lips(corpus, split.train))
-    _, per_video = speaker_scores(predict, [corpus.video(v) for v in held], params, stats, face_size,
-                                  lip_indices)
+    videos = [corpus.video(v) for v in held]
+    _, per_video = speaker_scores(predict, videos, params, stats, face_size, lip_indices)
+    loudness = LoudnessLips.fit(corpus, split.train, lip_indices)
+    _, per_loudness = speaker_scores(loudness, videos, params, stats, face_size, lip_indices)
     speech = {v: read_audio(project.videos / f"{v}.mp4", params.preprocess.sample_rate) for v in held}
     silence, per_silence = silence_scores(predict, speech, corpus, stats, params, seed=params.seed)
-    for row, closed in zip(per_video, per_silence):
-        say("speech: " + json.dumps({k: finite_or_none(v) if k != "video_id" else v
-                                     for k, v in {**row, **closed}.items()}))
+    for row, baseline, closed in zip(per_video, per_loudness, per_silence):
+        row = {**row, **{f"loudness_{k}": v for k, v in baseline.items() if k != "video_id"}, **closed}
+        say("speech: " + json.dumps({k: finite_or_none(v) if k != "video_id" else v for k, v in row.items()}))
     return {**scores, **silence}
 
 
@@ -192,7 +208,8 @@ def grid(project: Paths, epochs: int) -> list[dict]:
     columns = list(rows[0])
     print("| " + " | ".join(columns) + " |\n|" + "---|" * len(columns))
     for row in rows:
-        print("| " + " | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row.values()) + " |")
+        cells = (f"{v:.3f}" if isinstance(v, float) and k not in GRID else str(v) for k, v in row.items())
+        print("| " + " | ".join(cells) + " |")
     return rows
 
 
