@@ -84,7 +84,14 @@ def stage(module: str, root: Path, *extra: str) -> None:
 
 
 def corpus_sources(work: Path, sources: Path, with_demo: bool) -> Path:
-    """The sources file the project is made from: `sources`, or a copy with the demo clips added."""
+    """The sources file the project is made from: `sources`, or a copy with the demo clips added. Stops in
+    one line when a file it names is missing (../shared/fixtures/real beside the checkout)."""
+    if not sources.is_file():
+        raise SystemExit(f"{sources}: no such sources file")
+    missing = [line for line in map(str.strip, sources.read_text().splitlines())
+               if line and not line.startswith(("#", "http://", "https://")) and not (ROOT / line).is_file()]
+    if missing:
+        raise SystemExit(f"{sources}: {len(missing)} of its files are missing, e.g. {missing[0]}")
     if not with_demo:
         return sources.resolve()
     from tasks.demo.corpus import make_demo_corpus
