@@ -11,7 +11,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 export NUMBA_CACHE_DIR ?= $(CURDIR)/.cache/numba
 
-.PHONY: setup system-packages demo ingest preprocess lstm-grid test test-slow test-all lint clean
+.PHONY: setup system-packages demo ingest preprocess lstm-grid lstm-grid-real test test-slow test-all lint clean
 
 setup: system-packages $(STAMP)
 
@@ -40,15 +40,21 @@ preprocess: setup
 	$(BIN)/dvc repro preprocess
 
 # The paper's Tables 1 and 2 as a DVC experiment grid: {uni, bi}directional x {1, 2} layers x
-# dropout {0, 0.3, 0.5}, queued, run one at a time, then shown side by side.
+# dropout {0, 0.3, 0.5}, queued, run one at a time, then shown side by side, with the held-out videos'
+# figures after a render's alignment (held_out_*: people never heard when split.by is speaker).
+# lstm-grid-real: the same grid on the real voices of ../shared/fixtures/real, 4 people held out
+# (benchmarks/speech.py --grid: the same train_lstm stage, a markdown table).
 lstm-grid: setup
 	PATH=$(CURDIR)/$(BIN):$$PATH; \
 	dvc exp run --queue -S 'lstm.bidirectional=false,true' -S 'lstm.layers=1,2' -S 'lstm.dropout=0,0.3,0.5' train_lstm && \
 	dvc queue start -j 1 && \
 	while dvc queue status | grep -qE 'Queued|Running'; do sleep 5; done; \
 	dvc exp show --no-pager --md --drop '.*' \
-		--keep 'Experiment|lstm.bidirectional|lstm.layers|lstm.dropout|best_val_loss|baseline_val_loss|dvclive/lstm/metrics.json:mouth_open_r' \
+		--keep 'Experiment|lstm.bidirectional|lstm.layers|lstm.dropout|best_val_loss|baseline_val_loss|dvclive/lstm/metrics.json:mouth_open_r|(dvclive/lstm/metrics.json:)?held_out_(mouth_open_r|lmd_px|sync_offset_frames|loudness_mouth_open_r)$$' \
 		--sort-by best_val_loss --sort-order asc
+
+lstm-grid-real: setup
+	$(BIN)/python benchmarks/speech.py --grid
 
 test: setup
 	$(BIN)/pytest -q

@@ -123,7 +123,7 @@ class Artifact:
     epoch: int  # the epoch the weights are from, counted from 1
     lip_indices: list[int]  # the dlib points the lips are (preprocess.lip_indices)
     fps: float  # the frame table's
-    split_by: str  # "video" or "time" (models/training/data.py: split_corpus)
+    split_by: str  # "video", "speaker" or "time" (models/training/data.py: split_corpus)
     val_videos: list[str]  # the videos held out, wholly or in part
     params: dict[str, Any]  # the stage's params section, as JSON
     params_digest: str

@@ -83,6 +83,46 @@ def test_split_by_time_leaves_a_gap_wider_than_a_window(shards, params):
         assert window_index(len(v), 3)[train].max() < window_index(len(v), 3)[val].min()
 
 
+@pytest.fixture(scope="module")
+def six_videos(tmp_path_factory):
+    return synthetic_shards(tmp_path_factory.mktemp("six"), videos=6, frames=40)
+
+
+@pytest.mark.parametrize("share", [0.2, 0.4, 0.6])
+def test_split_by_speaker_never_puts_one_person_on_both_sides(six_videos, params, share):
+    corpus = load_corpus(six_videos)
+    people = {"synthetic_0": "ann", "synthetic_3": "ann", "synthetic_1": "bob", "synthetic_4": "bob"}
+    named = {"split.by": "speaker", "split.speakers": people}
+    for overrides in ({"split.val_fraction": share}, {"split.held_out": ["bob"]},
+                      {"split.held_out": ["ann", "synthetic_5"]}):
+        split = split_corpus(corpus, params(**named, **overrides))
+        assert split.by == "speaker" and split.val_videos()
+        sides = {}
+        for v in corpus.videos:
+            train, val = split.train[v.video_id], split.val[v.video_id]
+            assert not (train & val).any() and (train.all() or val.all())
+            sides.setdefault(people.get(v.video_id, v.video_id), set()).add(bool(val.all()))
+        assert all(len(side) == 1 for side in sides.values()), sides  # each person wholly on one side
+        assert any(side == {False} for side in sides.values())  # someone is left to train on
+        if "split.held_out" in overrides:
+            assert {p for p, side in sides.items() if side == {True}} == set(overrides["split.held_out"])
+        assert set(split.held_out()) == set(split.val_videos())
+        assert target_video(corpus, "", split.held_out()) not in split.val_videos()
+
+
+def test_split_by_speaker_refuses_what_cannot_be_held_out(six_videos, params):
+    corpus = load_corpus(six_videos)
+    with pytest.raises(ValueError, match="no video of carol"):
+        split_corpus(corpus, params(**{"split.by": "speaker", "split.held_out": ["carol"]}))
+    everyone = [f"synthetic_{i}" for i in range(6)]
+    with pytest.raises(ValueError, match="every speaker"):
+        split_corpus(corpus, params(**{"split.by": "speaker", "split.held_out": everyone}))
+    with pytest.raises(ValueError, match="is held out"):
+        target_video(corpus, "synthetic_2", frozenset({"synthetic_2"}))
+    with pytest.raises(ParamsError, match="split.by: speaker"):
+        params(**{"split.by": "video", "split.held_out": ["synthetic_1"]})
+
+
 def test_lstm_dataset_windows_skip_faceless_targets_but_keep_their_audio(shards, params):
     corpus = load_corpus(shards)
     split = split_corpus(corpus, params(**{"split.by": "time"}))

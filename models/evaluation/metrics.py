@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torchmetrics.image import StructuralSimilarityIndexMeasure
 
+from models.rendering.lips import CLOSED_QUANTILE
 from tasks.rows.landmarks import LIP_POINTS, landmarks_in_crops, lips_opening
 
 # Which way is better, per metric name: compared against each baseline by `beats_baselines`.
@@ -37,6 +38,46 @@ def lip_metrics(predicted: np.ndarray, true: np.ndarray, face_size: int, lip_ind
     scale = np.sqrt((p * p).sum() * (t * t).sum())
     r = float((p * t).sum() / scale) if scale > 0 else float("nan")  # undefined for a constant opening
     return {"lmd_px": float(lip_distances(predicted, true, face_size).mean()), "mouth_open_r": r}
+
+
+# sync_offset_frames looks this many frames either way: a third of a second at 30 fps.
+MAX_LAG = 10
+
+
+def lag_correlations(asked: np.ndarray, real: np.ndarray, max_lag: int = MAX_LAG) -> np.ndarray:
+    """(2 max_lag + 1,) Pearson r of the opening asked for k frames later against the real one,
+    asked[t + k] against real[t], for k = -max_lag .. max_lag over the t where both are finite; NaN where
+    it is undefined (a constant, too few frames)."""
+    asked, real = np.asarray(asked, np.float64), np.asarray(real, np.float64)
+    curve = np.full(2 * max_lag + 1, np.nan)
+    for i, k in enumerate(range(-max_lag, max_lag + 1)):
+        a, r = (asked[k:], real[: len(real) - k]) if k >= 0 else (asked[: len(asked) + k], real[-k:])
+        ok = np.isfinite(a) & np.isfinite(r)
+        if ok.sum() >= 3 and a[ok].std() > 0 and r[ok].std() > 0:
+            curve[i] = np.corrcoef(a[ok], r[ok])[0, 1]
+    return curve
+
+
+def sync_offset(curves: list[np.ndarray], weights: list[float]) -> float:
+    """sync_offset_frames: the lag k (lag_correlations' order) at which the weighted mean of several
+    speakers' curves peaks. 0 is in sync; k > 0: the opening asked for comes k frames after the real one
+    (late), k < 0: before it (early). NaN when no curve is defined."""
+    curves, weights = np.asarray(curves, np.float64), np.asarray(weights, np.float64)[:, None]
+    known = np.isfinite(curves)
+    total = (np.where(known, curves, 0) * weights).sum(0) / np.maximum((known * weights).sum(0), 1e-12)
+    if not known.any():
+        return float("nan")
+    total[~known.any(0)] = -np.inf
+    return float(np.argmax(total) - (len(total) - 1) // 2)
+
+
+def closed_mouth(asked: np.ndarray, real: np.ndarray) -> tuple[float, float]:
+    """(closed_gap, closed_std): the mean opening asked for over a silent stretch less the speaker's
+    closed-mouth opening (the CLOSED_QUANTILE of their real openings): at most 0 is within their
+    closed-mouth range; and how much the asked opening moves there (its std). In the openings' units."""
+    closed = np.nanquantile(np.asarray(real, np.float64), CLOSED_QUANTILE)
+    asked = np.asarray(asked, np.float64)
+    return float(asked.mean() - closed), float(asked.std())
 
 
 def lstm_metrics(

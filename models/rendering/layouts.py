@@ -20,7 +20,7 @@ from models.errors import RenderError
 from models.networks.cgan import Frames, generate_faces
 from models.networks.unet import reference_bank
 from models.rendering.composite import composite
-from models.rendering.lips import lips_moments
+from models.rendering.lips import closed_lips, expected_closed_lips, lips_moments
 from models.rendering.loading import Models
 from models.rendering.panel import FramePanel, Panel, Traces
 from models.rendering.target import (
@@ -135,6 +135,8 @@ class Layout:
         if output in ("full", "panel") or painted:
             self.rows = read_target_rows(paths.shards, target, faces=painted)
         self.stats = target_stats(models, target, self.rows.lips if self.rows else None)
+        indices = models.cgan_artifact.lip_indices
+        self.closed = target_closed(paths.shards, target, self.rows, self.stats, indices)
         self.paint = painter(models, self.rows) if painted else None
         self.footage = None
         if output in ("full", "panel"):
@@ -183,6 +185,19 @@ class Layout:
                 )
                 out.append(view.compose(start + k, frame, mixed) if view else mixed)
             yield start, out
+
+
+def target_closed(shards: Path, target: str, rows: TargetRows | None, stats: LipsStats,
+                  lip_indices: list[int]) -> np.ndarray:
+    """The target's closed lips, where the silence gate closes its mouth: from its rows (lips.closed_lips),
+    else, with none to read, expected from its lip statistics (lips.expected_closed_lips)."""
+    if rows is None:
+        try:
+            rows = read_target_rows(shards, target)
+        except RenderError:
+            return expected_closed_lips(stats, lip_indices)
+    lips = rows.lips[rows.face_found]
+    return closed_lips(lips, lip_indices) if len(lips) >= 2 else expected_closed_lips(stats, lip_indices)
 
 
 def real_lips(shards: Path, real: str | None) -> np.ndarray | None:

@@ -1,7 +1,8 @@
 """Lip statistics and what rendering does to predicted lips before the generator (ARCHITECTURE.md, Rendering):
 map them onto the target speaker's lip statistics (the paper's affine alignment across speakers),
-smooth them over time, and pull lips unlike any the generator saw back onto its training
-distribution (the paper's Fig. 7 failure: such lips give broken faces).
+smooth them over time, pull lips unlike any the generator saw back onto its training
+distribution (the paper's Fig. 7 failure: such lips give broken faces), and close the mouth where the
+speech is silent (the silence gate: `render.silence_db`). `speaker_lips` does all of it to a whole clip.
 
 Statistics are models.artifacts.LipsStats, as the generator's artifact carries them per video;
 `lips_moments` is what makes them from lips.
@@ -9,9 +10,14 @@ Statistics are models.artifacts.LipsStats, as the generator's artifact carries t
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+from scipy.stats import norm
 
 from models.artifacts import LipsStats
+from tasks.config.params import Params
+from tasks.rows.landmarks import INNER_BOTTOM, INNER_TOP, lips_opening
 
 # Lips directions in which a clip varies less than this share of the target's mean variance are
 # noise, not speech: whitening must not blow them up to the target's scale.
@@ -19,6 +25,17 @@ RIDGE = 0.01
 # A clip whose lips vary less than this share of the corpus's variance is mostly silence: its
 # statistics lean on the corpus's, so a silent clip keeps a closed mouth instead of the mean one.
 SHRINK = 0.05
+# A speaker's closed mouth: their openings at or below this quantile of their own (the lowest decile).
+CLOSED_QUANTILE = 0.1
+# Log energy (natural log of a window's sum of squares, tasks/rows/features.py) per decibel.
+NATS_PER_DB = np.log(10) / 10
+# Whatever the clip, a window quieter than this is silence: 80 dB below a full-scale sine's log energy
+# in the 33 ms window (ln 264 at 16 kHz), where digital silence and dither lie.
+SILENCE_FLOOR = np.log(264.0) - 80 * NATS_PER_DB
+# A clip's loud level: this percentile of its frames' log energy.
+LOUD_PERCENTILE = 95
+# The silence gate opens and closes over this many frames (a centred moving average): ~0.17 s at 30 fps.
+GATE_WINDOW = 5
 
 
 def lips_moments(lips: np.ndarray) -> LipsStats:
@@ -141,3 +158,108 @@ def source_stats(
     """(source, prior) for align_lips from render.align, the clip's own lip moments and the corpus's
     (`pooled_stats` of the generator's lip statistics)."""
     return (corpus, None) if mode == "corpus" else (clip, corpus)
+
+
+def closed_lips(lips: np.ndarray, lip_indices: list[int]) -> np.ndarray:
+    """(LIPS_DIM,) a speaker's closed mouth: the mean of their lips (frames with a face, (T, LIPS_DIM)) over
+    the frames whose opening is in their lowest decile (at most the CLOSED_QUANTILE of their openings)."""
+    lips = np.asarray(lips, np.float64)
+    lips = lips[np.isfinite(lips).all(1)]
+    opening = lips_opening(lips, lip_indices)
+    return lips[opening <= np.quantile(opening, CLOSED_QUANTILE)].mean(0).astype(np.float32)
+
+
+def expected_closed_lips(stats: LipsStats, lip_indices: list[int]) -> np.ndarray:
+    """closed_lips for a speaker known by their lip statistics alone (no frames to read): the expected lips
+    (Gaussian) given an opening at its CLOSED_QUANTILE / 2, the middle of the lowest decile, the opening
+    taken as linear near the mean (the inner-lip gap along its direction there)."""
+    mean, cov = np.asarray(stats.mean, np.float64), np.asarray(stats.cov, np.float64)
+    points = mean.reshape(-1, 2)
+    top, bottom = list(lip_indices).index(INNER_TOP), list(lip_indices).index(INNER_BOTTOM)
+    gap = points[bottom] - points[top]
+    gradient = np.zeros_like(points)
+    gradient[bottom], gradient[top] = gap, -gap
+    gradient = gradient.reshape(-1) / max(np.linalg.norm(gap), 1e-12)
+    spread = float(np.sqrt(max(gradient @ cov @ gradient, 0.0)))
+    if spread == 0:
+        return mean.astype(np.float32)
+    shift = norm.ppf(CLOSED_QUANTILE / 2) * spread  # the closed opening less the mean one
+    return (mean + cov @ gradient * shift / spread**2).astype(np.float32)
+
+
+def silence_threshold(loudness: np.ndarray, silence_db: float) -> float:
+    """The log energy below which a frame of a clip of loudness `loudness` is silence: `silence_db` under
+    the clip's loud level (LOUD_PERCENTILE), or SILENCE_FLOOR when that is higher; -inf with the gate off
+    (`silence_db` 0) or no frames."""
+    loudness = np.asarray(loudness, np.float64)
+    if silence_db <= 0 or not len(loudness):
+        return -np.inf
+    return max(float(np.percentile(loudness, LOUD_PERCENTILE)) - silence_db * NATS_PER_DB, SILENCE_FLOOR)
+
+
+def gate_lips(lips: np.ndarray, loudness: np.ndarray, threshold: float, closed: np.ndarray) -> np.ndarray:
+    """Lips closed in silence: each frame moved towards `closed` by the share of the GATE_WINDOW frames
+    around it whose loudness is below `threshold` (so the mouth closes and opens over a few frames)."""
+    lips = np.asarray(lips, np.float32)
+    silent = (np.asarray(loudness, np.float64) < threshold).astype(np.float32)
+    if not silent.any():
+        return lips
+    weight = smooth_lips(silent[:, None], GATE_WINDOW)[:, 0][:, None]
+    return ((1 - weight) * lips + weight * np.asarray(closed, np.float32)).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Silence:
+    """The silence gate of one clip (models/rendering/lips.py: gate_lips): frames whose loudness is under
+    `threshold` close onto `closed`, the target's closed lips."""
+
+    threshold: float
+    closed: np.ndarray
+
+
+def final_lips(
+    lips: np.ndarray,
+    params: Params,
+    target: LipsStats,
+    source: LipsStats | None,
+    prior: LipsStats | None,
+    corpus: LipsStats,
+    loudness: np.ndarray | None = None,
+    silence: Silence | None = None,
+) -> np.ndarray:
+    """Raw LSTM lips -> what the generator is given: aligned, smoothed, bounded, closed where the speech
+    is silent (models/rendering/lips.py)."""
+    r = params.render
+    if r.align != "none":
+        lips = align_lips(lips, target, source, prior)
+    lips = bound_lips(smooth_lips(lips, r.smooth_window), corpus, r.max_lips_distance)
+    if silence is None or loudness is None:
+        return lips
+    return gate_lips(lips, loudness, silence.threshold, silence.closed)
+
+
+def speaker_lips(lips: np.ndarray, params: Params, target: LipsStats, corpus: LipsStats,
+                 loudness: np.ndarray | None = None, closed: np.ndarray | None = None) -> np.ndarray:
+    """What render() does to a whole clip's raw lips for a target speaker of lip statistics `target`, the
+    corpus's being `corpus` (the lips the generator, or the LSTM, was trained on). With `loudness` (the log
+    energy per frame) and the target's `closed` lips (closed_lips), the clip's statistics are its voiced
+    frames' and its silences close the mouth (render.silence_db)."""
+    lips = np.asarray(lips, np.float32)
+    if loudness is None or closed is None:
+        source, prior = source_stats(params.render.align, lips_moments(lips), corpus)
+        return final_lips(lips, params, target, source, prior, corpus)
+    threshold = silence_threshold(loudness, params.render.silence_db)
+    voiced = np.asarray(loudness) >= threshold
+    clip = lips_moments(lips[voiced] if voiced.sum() >= 2 else lips)
+    source, prior = source_stats(params.render.align, clip, corpus)
+    return final_lips(lips, params, target, source, prior, corpus, loudness, Silence(threshold, closed))
+
+
+def voiced_moments(raw: np.ndarray, threshold: float, chunk: int, every: LipsStats) -> LipsStats:
+    """The moments of the raw lips (raw[:, :-1]) of the frames whose loudness (raw[:, -1]) is `threshold`
+    or more, read `chunk` frames at a time; `every` (all frames') when fewer than 2 are."""
+    sums = MomentSums(raw.shape[1] - 1)
+    for start in range(0, len(raw), chunk):
+        block = np.asarray(raw[start : start + chunk])
+        sums.add(block[block[:, -1] >= threshold, :-1])
+    return sums.moments() if sums.frames >= 2 else every

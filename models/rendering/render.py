@@ -30,13 +30,15 @@ from models.artifacts import LipsStats
 from models.errors import RenderError
 from models.rendering.layouts import FrameStream, Layout, check_output, target_of
 from models.rendering.lips import (
+    GATE_WINDOW,
     MomentSums,
-    align_lips,
-    bound_lips,
-    lips_moments,
+    Silence,
+    final_lips,
     pooled_stats,
-    smooth_lips,
+    silence_threshold,
     source_stats,
+    speaker_lips,
+    voiced_moments,
 )
 from models.rendering.loading import Models, load_models, models_stage
 from models.rendering.media import Encoder
@@ -83,27 +85,13 @@ class RenderOptions:
     progress: Progress | None = None
 
 
-def final_lips(
-    lips: np.ndarray,
-    params: Params,
-    target: LipsStats,
-    source: LipsStats | None,
-    prior: LipsStats | None,
-    corpus: LipsStats,
-) -> np.ndarray:
-    """Raw LSTM lips -> what the generator is given: aligned, smoothed, bounded (models/rendering/lips.py)."""
-    r = params.render
-    if r.align != "none":
-        lips = align_lips(lips, target, source, prior)
-    return bound_lips(smooth_lips(lips, r.smooth_window), corpus, r.max_lips_distance)
-
-
-def clip_lips(models: Models, params: Params, lips: np.ndarray, target: str | None = None) -> np.ndarray:
-    """What render() does to a whole clip's raw lips in memory, before the generator."""
+def clip_lips(models: Models, params: Params, lips: np.ndarray, target: str | None = None,
+              loudness: np.ndarray | None = None, closed: np.ndarray | None = None) -> np.ndarray:
+    """What render() does to a whole clip's raw lips in memory, before the generator; with `loudness` (the
+    log energy per frame, features[:, LOG_ENERGY]) and the target's `closed` lips, the silence gate too."""
     stats = models.cgan_artifact.lips_stats
-    corpus = pooled_stats(stats)
-    source, prior = source_stats(params.render.align, lips_moments(lips), corpus)
-    return final_lips(lips, params, stats[target_of(models, params, target)], source, prior, corpus)
+    return speaker_lips(lips, params, stats[target_of(models, params, target)], pooled_stats(stats),
+                        loudness, closed)
 
 
 def _speech_to_disk(
@@ -148,22 +136,27 @@ class _Counted:
 
 def _lips_to_disk(
     raw: np.memmap,
-    clip: LipsStats,
+    every: LipsStats,
     params: Params,
     stats: dict[str, LipsStats],
     target: LipsStats,
+    closed: np.ndarray,
     scratch: Path,
 ) -> np.memmap:
-    """Step 2: raw -> final lips chunk by chunk, each with the smoothing window's margin."""
+    """Step 2: raw -> final lips chunk by chunk, each with the smoothing windows' margin (speaker_lips, in
+    constant memory: the clip's statistics over its voiced frames, read from disk)."""
     r = params.render
     frames, dim = raw.shape[0], raw.shape[1] - 1
     corpus = pooled_stats(stats)
-    source, prior = source_stats(r.align, clip, corpus)
+    chunk = max(1, round(r.chunk_seconds * params.preprocess.fps))
+    silence = Silence(silence_threshold(raw[:, -1], r.silence_db), closed)
+    source, prior = source_stats(r.align, voiced_moments(raw, silence.threshold, chunk, every), corpus)
     final = np.memmap(scratch / "final.f32", np.float32, "w+", shape=(frames, dim))
-    chunk, half = max(1, round(r.chunk_seconds * params.preprocess.fps)), r.smooth_window // 2
+    half = max(r.smooth_window, GATE_WINDOW) // 2
     for start in range(0, frames, chunk):
         lo, hi = max(0, start - half), min(frames, start + chunk + half)
-        lips = final_lips(np.asarray(raw[lo:hi, :dim]), params, target, source, prior, corpus)
+        block = np.asarray(raw[lo:hi])
+        lips = final_lips(block[:, :dim], params, target, source, prior, corpus, block[:, -1], silence)
         final[start : start + chunk] = lips[start - lo : start - lo + chunk]
     final.flush()
     return final
@@ -203,7 +196,7 @@ def render(
     with tempfile.TemporaryDirectory(prefix="reenact-render-") as scratch:
         raw, clip, seconds = _speech_to_disk(models, audio, params, Path(scratch), info, options.progress)
         stats = models.cgan_artifact.lips_stats
-        final = _lips_to_disk(raw, clip, params, stats, layout.stats, Path(scratch))
+        final = _lips_to_disk(raw, clip, params, stats, layout.stats, layout.closed, Path(scratch))
         if options.lips_out is not None:
             np.save(options.lips_out, np.asarray(final))
         _encode(layout.frames(final, raw), out, audio, seconds, params, signer, options.progress)

@@ -115,7 +115,7 @@ def face_data(shards: Path, params: Params) -> FaceData:
     p = params.cgan
     corpus = load_corpus(shards, faces=True)
     split = split_corpus(corpus, params)
-    target = target_video(corpus, p.target_video)
+    target = target_video(corpus, p.target_video, split.held_out())
     lips_mean, lips_std = lips_stats(corpus, split.train)
     references = video_references(corpus, split.train, p.references) if p.condition == "frame" else {}
 

@@ -3,7 +3,9 @@
     python -m models.training.train_lstm [--root .] [--params params.yaml] [--override lstm.epochs=3 ...]
 
 Reads paths.shards, logs every epoch to paths.live_dir("lstm") (train_loss, val_loss, lmd_px,
-mouth_open_r; baseline_* once: the "predict the train mean" model), keeps a resumable
+mouth_open_r; baseline_* once: the "predict the train mean" model; held_out_mouth_open_r when videos are
+held out whole, and at the end every held_out_* figure of models/evaluation/speakers.py, baselines
+included, for the weights kept), keeps a resumable
 checkpoint in paths.checkpoint_dir("lstm") / last.pt and writes the best epoch's weights, with the stats
 needed to use them, to paths.lstm (models/artifacts.py: LstmArtifact), each under
 --root (tasks/config/paths.py).
@@ -13,6 +15,7 @@ continues a finished run.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 
@@ -22,8 +25,9 @@ import torch.nn.functional as F
 
 from models.artifacts import LstmArtifact
 from models.common import autocast, pick_device, run_key, seed_everything
-from models.evaluation.metrics import lip_metrics
-from models.networks.lstm import AudioToLips
+from models.evaluation.metrics import finite_or_none, lip_metrics
+from models.evaluation.speakers import held_out_scores
+from models.networks.lstm import AudioToLips, predict_lips
 from models.training.data import (
     Corpus,
     LipsWindows,
@@ -149,21 +153,44 @@ def train(root: Root = DEFAULT_ROOT, params_file: ParamsFile = None, override: O
     training.summarise({"baseline_val_loss": baseline["val_loss"], "baseline_lmd_px": baseline["lmd_px"]})
     print(f"lstm: baseline (predict the train mean) val_loss {baseline['val_loss']:.4f} "
           f"lmd_px {baseline['lmd_px']:.2f}")
-
+    # By speaker, val_loss mostly says whose lips they are, which no speech tells: the last epoch is kept.
+    keep_last = split.by == "speaker"
     for epoch in range(training.start_epoch, p.epochs):
         started = time.perf_counter()
         metrics = {"train_loss": train_epoch(model, optimizer, scaler, data, p, device, use_amp),
-                   **evaluate(model, data, corpus.meta, device, use_amp)}
-        if metrics["val_loss"] < best["val_loss"]:
+                   **evaluate(model, data, corpus.meta, device, use_amp),
+                   **speaker_figures(model, hparams, data, corpus, split, params, baselines=False)}
+        if keep_last or metrics["val_loss"] < best["val_loss"]:
             snapshot = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
             best = {"val_loss": metrics["val_loss"], "epoch": epoch + 1, "state_dict": snapshot}
         training.log(epoch, metrics, summary={"best_epoch": best["epoch"], "best_val_loss": best["val_loss"]})
         training.save(epoch, rng=torch.get_rng_state(), best=best)
         print(epoch_line("lstm", epoch, p.epochs, metrics, started))
 
-    weights = best["state_dict"] if best["state_dict"] is not None else model.state_dict()
-    training.finish(lstm_artifact(weights, hparams, data, corpus, split, params, best), paths.lstm)
+    if best["state_dict"] is not None:
+        model.load_state_dict(best["state_dict"])
+    held_out = speaker_figures(model, hparams, data, corpus, split, params)
+    training.summarise({name: finite_or_none(value) for name, value in held_out.items()})
+    if held_out:
+        print("lstm: held-out videos, aligned as a render aligns: " + json.dumps(held_out))
+    training.finish(lstm_artifact(model.state_dict(), hparams, data, corpus, split, params, best), paths.lstm)
     print(f"lstm: wrote {paths.lstm} (epoch {best['epoch']}, val_loss {best['val_loss']:.4f})")
+
+
+def speaker_figures(model: AudioToLips, hparams: dict, data: LipsData, corpus: Corpus, split: Split,
+                    params: Params, baselines: bool = True) -> dict:
+    """On the videos held out whole (split.held_out(): by speaker, people never heard), the lips a render
+    asks for measured against theirs (models/evaluation/speakers.py), keys prefixed held_out_; with
+    `baselines`, also the loudness_ and mean_ baselines'. {} when no video is held out whole."""
+    held_out = sorted(split.held_out())
+    if not held_out:
+        return {}
+    model.eval()
+    artifact = lstm_artifact(model.state_dict(), hparams, data, corpus, split, params,
+                             {"epoch": 0, "val_loss": float("nan")})
+    predict = lambda audio: predict_lips(model, artifact, audio)
+    scores = held_out_scores(predict, corpus, split.train, held_out, params, baselines)
+    return {f"held_out_{name}": value for name, value in scores.items()}
 
 
 def lstm_artifact(weights: dict, hparams: dict, data: LipsData, corpus: Corpus, split: Split, params: Params,

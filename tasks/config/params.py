@@ -86,8 +86,17 @@ class PreprocessParams(_Section):
 
 
 class SplitParams(_Section):
-    by: Literal["video", "time", "auto"] = "auto"
+    by: Literal["video", "time", "auto", "speaker"] = "auto"
     val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    held_out: list[str] = Field(default_factory=list)
+    speakers: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _people_need_the_speaker_split(self) -> SplitParams:
+        if (self.held_out or self.speakers) and self.by != "speaker":
+            raise ValueError(f"split.held_out and split.speakers name people: they need split.by: speaker "
+                             f"(split.by is {self.by})")
+        return self
 
 
 class LstmParams(_Section):
@@ -150,6 +159,7 @@ class RenderParams(_Section):
     align: Literal["clip", "corpus", "none"] = "clip"
     smooth_window: int = Field(3, ge=1, le=31)
     max_lips_distance: float = Field(6.0, ge=0.0)
+    silence_db: float = Field(50.0, ge=0.0, le=120.0)
     chunk_seconds: float = Field(10.0, ge=1.0, le=600.0)
     batch_size: int = Field(128, ge=1, le=4096)
     preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow"] = "veryfast"

@@ -1,0 +1,254 @@
+"""Speech -> lips learned from real people and measured on people it never heard.
+
+    python benchmarks/speech.py [--work DIR] [--sources FILE] [--with-demo] [--epochs N] [--grid]
+                                [--override KEY=VALUE ...]
+
+The corpus: a project in --work (default .cache/speech/real, or .cache/speech/real+demo with --with-demo)
+made from --sources (default data/sources/real_voices.txt: the 18 people of ../shared/fixtures/real) by
+`python -m flows.ingest` and `flows.preprocess` with --root, as `dvc repro` runs them (~2 min on 2 cores,
+once; --with-demo adds the demo corpus's six espeak clips, tasks/demo/corpus.py). The split is
+`split.by: speaker` with `split.held_out` the four natural speakers HELD_OUT (~45 s; never trained on; the
+clips benchmarks/realface.py measures faces on): the other 14 people (~70 s, 8 of them GRID's 3 s command
+sentences) are the training set.
+
+The LSTM is trained by the ordinary stage (`python -m models.training.train_lstm --root RUN --shards ...`,
+params.yaml's lstm section, a run folder of its own made afresh) for --epochs epochs, or, by default, for the
+number of epochs that cross-validation over the *training* speakers picks (choose_epochs: 2 folds of them held
+out in turn; the held-out people play no part in it). Then, on HELD_OUT, after the alignment a render makes
+to each speaker (models/evaluation/speakers.py): the LSTM's mouth_open_r, lmd_px, sync_offset_frames; the
+same prefixed loudness_ (the opening an affine function of log energy, fitted on the training speakers) and
+mean_ (the training mean); closed_gap and closed_std (crop px; their speech padded with 0.5-2 s silences:
+the mean opening asked for in the silences less their own closed-mouth opening, and its std there); and
+train_seconds (the stage's wall time). stderr has the per-speaker figures; the last line of stdout is one
+flat JSON object. --override applies to the project's params (e.g. render.silence_db=0: no silence gate).
+
+--grid also trains the paper's grid (uni/bi x 1/2 layers x dropout 0/0.3/0.5, `make lstm-grid`'s) for the
+same epochs and prints a markdown table of each setting's held-out figures (the stage's held_out_* metrics).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import itertools
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from models.evaluation.metrics import finite_or_none
+from models.evaluation.speakers import (
+    LoudnessLips,
+    held_out_scores,
+    silence_scores,
+    speaker_scores,
+    training_lips,
+)
+from models.networks.lstm import AudioToLips, load_lstm, predict_lips
+from models.rendering.lips import lips_moments
+from models.training.data import Corpus, Split, load_corpus, speaker_of, split_corpus
+from models.training.train_lstm import lips_data, lstm_artifact, train_epoch
+from tasks.config.params import DemoParams, Params, load_params, parse_override
+from tasks.config.paths import Paths
+from tasks.rows.decode import read_audio
+from tasks.table.shards import read_videos_table
+
+SOURCES = ROOT / "data" / "sources" / "real_voices.txt"
+WORK = ROOT / ".cache" / "speech"
+HELD_OUT = ["anchor_20s", "speaker_15s", "may_5s", "map_5s"]
+STAMP = "speech-corpus.json"
+MAX_EPOCHS, FOLDS = 30, 2
+GRID = {"lstm.bidirectional": [False, True], "lstm.layers": [1, 2], "lstm.dropout": [0.0, 0.3, 0.5]}
+KEYS = ("mouth_open_r", "lmd_px", "sync_offset_frames")
+
+
+def say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def stage(module: str, root: Path, *extra: str) -> None:
+    """One stage of the project at `root`, run as dvc.yaml runs it (from this checkout's root, so that the
+    sources file's relative paths resolve), its output on stderr."""
+    command = [sys.executable, "-m", module, "--root", str(root), *extra]
+    say(f"speech: {' '.join(command[1:])}")
+    subprocess.run(command, cwd=ROOT, check=True, stdout=sys.stderr)
+
+
+def corpus_sources(work: Path, sources: Path, with_demo: bool) -> Path:
+    """The sources file the project is made from: `sources`, or a copy with the demo clips added. Stops in
+    one line when a file it names is missing (../shared/fixtures/real beside the checkout)."""
+    if not sources.is_file():
+        raise SystemExit(f"{sources}: no such sources file")
+    missing = [line for line in map(str.strip, sources.read_text().splitlines())
+               if line and not line.startswith(("#", "http://", "https://")) and not (ROOT / line).is_file()]
+    if missing:
+        raise SystemExit(f"{sources}: {len(missing)} of its files are missing, e.g. {missing[0]}")
+    if not with_demo:
+        return sources.resolve()
+    from tasks.demo.corpus import make_demo_corpus
+
+    clips = work / "demo_clips"
+    if not all((clips / f"demo_{i:02d}.mp4").is_file() for i in range(DemoParams().clips)):
+        make_demo_corpus(clips, DemoParams())
+    lines = [line.strip() for line in sources.read_text().splitlines() if line.strip()]
+    real = [line if line.startswith("#") else str((ROOT / line).resolve()) for line in lines]
+    written = work / "sources.txt"
+    written.write_text("\n".join(real + sorted(str(p) for p in clips.glob("demo_*.mp4"))) + "\n")
+    return written
+
+
+def build(work: Path, sources: Path, overrides: dict) -> Paths:
+    """The project in `work`, ingested and preprocessed unless its stamp (sources, params) says it is."""
+    work.mkdir(parents=True, exist_ok=True)
+    settings = {"data.source": "sources", "data.sources_file": str(sources), "split.by": "speaker",
+                "split.held_out": HELD_OUT, **overrides}
+    params = load_params(ROOT / "params.yaml", settings)
+    paths = Paths.at(work)
+    paths.params.write_text(yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False))
+    stamp = {"sources": hashlib.sha256(sources.read_bytes()).hexdigest(),
+             "rows": params.model_dump(mode="json", include={"data", "preprocess", "demo"})}
+    if not ((work / STAMP).is_file() and json.loads((work / STAMP).read_text()) == stamp):
+        stage("flows.ingest", work)
+        for _ in range(2):  # a video that failed is tried once more (the rest are current and skipped)
+            stage("flows.preprocess", work)
+            failed = [row["video_id"] for row in read_videos_table(paths.shards) if row["status"] == "failed"]
+            if not failed:
+                break
+        if failed:
+            raise SystemExit(f"{paths.videos_table}: {', '.join(failed)} failed to preprocess")
+        (work / STAMP).write_text(json.dumps(stamp))
+    return paths
+
+
+def choose_epochs(corpus: Corpus, split: Split, params: Params) -> int:
+    """The epochs (at most MAX_EPOCHS) after which the held-out speakers' mouth_open_r is highest, the mean
+    over FOLDS folds of the *training* speakers, each held out in turn (sorted by a hash of their id)."""
+    trained = [video for video, rows in split.train.items() if rows.any()]
+    people = sorted({speaker_of(video, params) for video in trained},
+                    key=lambda name: hashlib.sha256(name.encode()).hexdigest())
+    curves = []
+    for fold in range(FOLDS):
+        held = [video for video in trained if speaker_of(video, params) in people[fold::FOLDS]]
+        train = {v: rows & (v not in held) for v, rows in split.train.items()}
+        val = {v: np.full(len(rows), v in held) for v, rows in split.train.items()}
+        curves.append(epoch_curve(corpus, Split("speaker", train, val), held, params))
+        say(f"speech: fold {fold + 1}/{FOLDS} ({len(held)} training videos held out): mouth_open_r by epoch "
+            + " ".join(f"{r:.2f}" for r in curves[-1]))
+    return int(np.nanargmax(np.mean(curves, 0))) + 1
+
+
+def epoch_curve(corpus: Corpus, split: Split, held: list[str], params: Params) -> list[float]:
+    """mouth_open_r on `held` after each epoch of the stage's step (models/training/train_lstm.py)."""
+    p, device = params.lstm, torch.device("cpu")
+    torch.manual_seed(params.seed)
+    data = lips_data(corpus, split, p.context, device)
+    hparams = AudioToLips.hparams(p, features=data.train.audio.shape[1])
+    model = AudioToLips(**hparams)
+    optimizer = torch.optim.Adam(model.parameters(), lr=p.lr)
+    scaler = torch.amp.GradScaler("cuda", enabled=False)
+    curve = []
+    for epoch in range(MAX_EPOCHS):
+        train_epoch(model, optimizer, scaler, data, p, device, False)
+        model.eval()
+        artifact = lstm_artifact(model.state_dict(), hparams, data, corpus, split, params,
+                                 {"epoch": epoch + 1, "val_loss": float("nan")})
+        scores = held_out_scores(lambda audio, a=artifact: predict_lips(model, a, audio), corpus, split.train,
+                                 held, params, baselines=False)
+        curve.append(scores["mouth_open_r"])
+    return curve
+
+
+def train(run: Path, project: Paths, overrides: list[str]) -> tuple[Path, float, dict]:
+    """(the artifact, wall seconds, the stage's dvclive metrics): the stage run afresh in `run`."""
+    shutil.rmtree(run, ignore_errors=True)
+    run.mkdir(parents=True)
+    shutil.copy(project.params, run / "params.yaml")
+    started = time.perf_counter()
+    stage("models.training.train_lstm", run, "--shards", str(project.shards),
+           *itertools.chain.from_iterable(("--override", o) for o in overrides))
+    paths = Paths.at(run)
+    metrics = json.loads((paths.dvclive / "lstm" / "metrics.json").read_text())
+    return paths.lstm, time.perf_counter() - started, metrics
+
+
+def measure(lstm: Path, corpus: Corpus, split: Split, params: Params, project: Paths) -> dict:
+    """The figures of the module docstring for the LSTM in `lstm` (train_seconds aside)."""
+    model, artifact = load_lstm(lstm)
+    predict = lambda audio: predict_lips(model, artifact, audio)
+    held = sorted(split.held_out())
+    scores = held_out_scores(predict, corpus, split.train, held, params)
+    lip_indices, face_size = list(corpus.meta["lip_indices"]), int(corpus.meta["face_size"])
+    stats = lips_moments(training_lips(corpus, split.train))
+    videos = [corpus.video(v) for v in held]
+    _, per_video = speaker_scores(predict, videos, params, stats, face_size, lip_indices)
+    loudness = LoudnessLips.fit(corpus, split.train, lip_indices)
+    _, per_loudness = speaker_scores(loudness, videos, params, stats, face_size, lip_indices)
+    speech = {v: read_audio(project.videos / f"{v}.mp4", params.preprocess.sample_rate) for v in held}
+    silence, per_silence = silence_scores(predict, speech, corpus, stats, params, seed=params.seed)
+    for row, baseline, closed in zip(per_video, per_loudness, per_silence):
+        row = {**row, **{f"loudness_{k}": v for k, v in baseline.items() if k != "video_id"}, **closed}
+        say("speech: " + json.dumps({k: finite_or_none(v) if k != "video_id" else v for k, v in row.items()}))
+    return {**scores, **silence}
+
+
+def grid(project: Paths, epochs: int) -> list[dict]:
+    """Each setting of GRID trained by the stage for `epochs`: its held_out_* figures and baselines."""
+    rows = []
+    for values in itertools.product(*GRID.values()):
+        setting = dict(zip(GRID, values))
+        name = "-".join(f"{key.split('.')[1]}{value}" for key, value in setting.items())
+        overrides = [f"lstm.epochs={epochs}", *(f"{key}={value}" for key, value in setting.items())]
+        _, seconds, metrics = train(project.root / "grid" / name, project, overrides)
+        rows.append({**setting, **{k: metrics.get(f"held_out_{k}") for k in KEYS},
+                     "loudness_mouth_open_r": metrics.get("held_out_loudness_mouth_open_r"),
+                     "train_seconds": round(seconds, 1)})
+        say("speech: grid " + json.dumps(rows[-1]))
+    columns = list(rows[0])
+    print("| " + " | ".join(columns) + " |\n|" + "---|" * len(columns))
+    for row in rows:
+        cells = (f"{v:.3f}" if isinstance(v, float) and k not in GRID else str(v) for k, v in row.items())
+        print("| " + " | ".join(cells) + " |")
+    return rows
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--work", type=Path)
+    parser.add_argument("--sources", type=Path, default=SOURCES)
+    parser.add_argument("--with-demo", action="store_true", help="the demo corpus's clips in training too")
+    parser.add_argument("--epochs", type=int, help="instead of choosing them by cross-validation")
+    parser.add_argument("--grid", action="store_true", help="also the paper's grid (make lstm-grid's)")
+    parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(2)
+    work = args.work or WORK / ("real+demo" if args.with_demo else "real")
+    project = build(work, corpus_sources(work, args.sources, args.with_demo),
+                    dict(map(parse_override, args.override)))
+    params = load_params(project.params)
+    corpus = load_corpus(project.shards)
+    split = split_corpus(corpus, params)
+    epochs = args.epochs or choose_epochs(corpus, split, params)
+    say(f"speech: training on {len([v for v, r in split.train.items() if r.any()])} speakers for {epochs} "
+        f"epochs; held out: {', '.join(sorted(split.held_out()))}")
+    lstm, seconds, _ = train(project.root / "runs" / "lstm", project, [f"lstm.epochs={epochs}"])
+    frames = sum(int((rows & corpus.video(video).face_found).sum()) for video, rows in split.train.items())
+    result = {**measure(lstm, corpus, split, params, project), "train_seconds": seconds, "epochs": epochs,
+              "train_frames": frames, "silence_db": params.render.silence_db}
+    if args.grid:
+        grid(project, epochs)
+    result = {key: finite_or_none(v) if isinstance(v, float) else v for key, v in result.items()}
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()
