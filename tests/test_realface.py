@@ -87,6 +87,7 @@ def meets_the_targets(one: dict) -> list[str]:
 
 @pytest.mark.slow
 @pytest.mark.real_media
+@pytest.mark.timeout(3900)  # building the corpus is most of it; the run's own timeout is 3600 s
 def test_an_adapted_real_face_beats_every_baseline_on_its_held_out_quarter(tmp_path):
     """`reenact adapt`'s function on the first 75 % of a real clip, from the real-faces corpus generator
     (built once into .cache/realface, ~15 min on 2 cores, then kept), measured on the last 25 % against
