@@ -178,6 +178,7 @@ def provenance_markdown(result: dict[str, Any]) -> str:
         *[f"| {key} | `{value}` |" for key, value in verdict.facts.items()],
         f"| manifest | `{verdict.manifest}` |",
         f"| content sha256 | `{verdict.digest}` |",
+        f"| watermark id (soft binding) | `{verdict.soft_binding or 'none'}` |",
     ]
     return "\n".join(lines)
 
@@ -236,7 +237,8 @@ def _render_tab(models: Any, paths: Paths, max_seconds: float, targets: list[str
             video = gr.Video(label="Result", interactive=False, elem_id="result")
             download = gr.File(label="Download the mp4", interactive=False, elem_id="download")
             status = gr.Markdown(
-                "Every render is signed (C2PA) as AI-generated; `reenact verify FILE` checks one.",
+                "Every render is signed (C2PA) as AI-generated and carries an invisible watermark; "
+                "`reenact verify FILE` checks both.",
                 elem_id="status",
             )
     target.change(lambda video_id: thumbnail(video_id, paths, cache), target, preview)

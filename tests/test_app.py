@@ -8,6 +8,7 @@ behind a login, and reached on 127.0.0.1.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import urllib.error
@@ -176,7 +177,8 @@ def test_app_renders_an_upload_in_a_real_browser(running_app, tmp_path, kit):
             page.locator("#render").click()
             page.wait_for_selector("#result video[src]", timeout=180_000)
             status = wait_for_status(page, "signed and intact")
-            assert "`trainedAlgorithmicMedia`" in status and "speech.wav" in status
+            assert "digital source type\ttrainedAlgorithmicMedia\n" in status and "speech.wav" in status
+            assert re.search(r"watermark id \(soft binding\)\t[0-9a-f]{8}", status), status
             page.screenshot(path=str(tmp_path / "app.png"), full_page=True)
             served = page.request.get(page.locator("#result video").get_attribute("src"))
             assert served.ok
