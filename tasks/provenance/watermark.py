@@ -44,13 +44,14 @@ TAG = 0xA5E3
 TAG_BITS, ID_BITS, CRC_BITS = 16, 32, 8
 PAYLOAD_BITS = TAG_BITS + ID_BITS + CRC_BITS
 GRID = 32
-AMPLITUDE = 3.0  # grey levels, RMS over the ellipse at the peak of the swing
+AMPLITUDE = 2.8  # grey levels, RMS over the ellipse at the peak of the swing
 PERIOD_S = 1.0
 # The face ellipse in crop units (TEMPLATE puts the eyes at y 0.30, the chin near 0.83).
 ELLIPSE = (0.5, 0.5, 0.42, 0.46)  # centre x, y, radius x, y
 CANVAS = 128
 BURSTS, READ_FPS = 4, 10.0
 MIN_TAG_Z = 6.0
+NOISE_FLOOR = 0.5  # of the median cell's noise: the least a cell's noise is taken to be
 # A frame wider than this is searched for its face at this width (landmarks at full size).
 DETECT_WIDTH = 640
 
@@ -237,7 +238,10 @@ def bit_fits(seconds: np.ndarray, cells: np.ndarray, usable: np.ndarray, burst: 
         design[burst == b] -= design[burst == b].mean(0)
     fit, *_ = np.linalg.lstsq(design, values, rcond=None)  # (2, cells)
     dof = max(len(values) - len(np.unique(burst)) - 2, 1)
-    noise = ((values - design @ fit) ** 2).sum(0) / dof + 1e-6
+    noise = ((values - design @ fit) ** 2).sum(0) / dof
+    # A flat or clipped patch (a white wall, a saturated cheek) barely moves, and holds no mark either:
+    # its weight is capped, or one such cell would speak for its whole bit.
+    noise = np.maximum(noise, NOISE_FLOOR * np.median(noise) + 1e-6)
     spread = np.linalg.inv(design.T @ design)  # covariance of a fit per unit noise
     cellsof = layout()
     weights = np.where(usable.ravel() & (cellsof.owner.ravel() >= 0), 1.0 / noise, 0.0)
