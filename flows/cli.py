@@ -176,7 +176,8 @@ def render(
     override: Overrides = None,
 ) -> None:
     """Make a talking-head video from any speech: the target's own footage with its lower face speaking,
-    the audio muxed in, signed as synthetic (C2PA). Without --face-only or --panel, render.output decides."""
+    the audio muxed in, signed as synthetic (C2PA), every frame watermarked. Without --face-only or
+    --panel, render.output decides."""
     from pyarrow import ArrowInvalid
 
     from flows.render import render_file
