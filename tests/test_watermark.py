@@ -118,3 +118,12 @@ def test_the_manifest_records_the_mark_as_a_soft_binding(footage, tmp_path):
     assert action["digitalSourceType"] == SOURCE_TYPE
     assert SOURCE_TYPE == "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
     assert COMPOSITE_TYPE == "http://cv.iptc.org/newscodes/digitalsourcetype/compositeWithTrainedAlgorithmicMedia"
+
+
+def test_a_panel_is_found_beside_its_unmarked_target_tile(footage, tmp_path):
+    write_voice(tmp_path / "speech.wav", 3.0, seed=4)
+    result = render(tmp_path / "speech.wav", tmp_path / "panel.mp4", footage.models, footage.params,
+                    footage.paths, RenderOptions(output="panel"))
+    ffmpeg("-i", str(tmp_path / "panel.mp4"), "-c:v", "libx264", "-crf", "28", str(tmp_path / "copy.mp4"))
+    reading = read_mark(tmp_path / "copy.mp4")
+    assert reading.found and reading.mark_id == result["mark_id"], reading
