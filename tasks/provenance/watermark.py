@@ -29,6 +29,7 @@ from __future__ import annotations
 import functools
 import math
 import secrets
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -214,13 +215,15 @@ class Track:
 
 def _grey_frames(path: Path, windows: list[tuple[float, float]], width: int, height: int):
     """(seconds, grey frame) at READ_FPS inside `windows`, from one ffmpeg run over the file."""
-    process = (
+    command = (
         ffmpeg.input(str(path))
         .video.filter("fps", fps=READ_FPS)
         .output("pipe:", format="rawvideo", pix_fmt="gray")
         .global_args("-nostdin", "-loglevel", "error")
-        .run_async(pipe_stdout=True, pipe_stderr=True)
+        .compile()
     )
+    # stderr unread: a damaged file's stream of decoding errors must not fill a pipe and stall ffmpeg
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     size, index = width * height, 0
     try:
         while len(buffer := process.stdout.read(size)) == size:
