@@ -8,9 +8,10 @@ move it: a reader finds the face with dlib, aligns it the same way and looks in 
 - Payload (PAYLOAD_BITS = 56): a fixed 16-bit reenact TAG, a 32-bit render id (the manifest records
   it as a `c2pa.soft-binding` assertion, algorithm ALG) and a CRC-8 of the id.
 - Pattern: the aligned crop is cut into GRID x GRID cells; the cells of an ellipse over the face
-  are shared out among the payload bits by a keyed shuffle and each gets a keyed sign (spread
-  spectrum). The cell values (sign x bit) are interpolated to the crop and band-passed to mid
-  frequencies, then scaled to AMPLITUDE grey levels (RMS inside the ellipse).
+  are dealt out to the payload bits (`bit_cells`: every bit gets a cell in each band of the face)
+  and each gets a keyed sign (spread spectrum). The cell values (sign x bit) are interpolated to the
+  crop and band-passed to mid frequencies, then scaled to AMPLITUDE grey levels (RMS inside the
+  ellipse).
 - In time: frame at t seconds carries `sin(2 pi t / PERIOD_S)` times the pattern. A face aligned to
   the crop is nearly the same picture from frame to frame, so a mark fixed in the crop would hide
   under the face's own texture; one that swings slowly in time is told apart from it by the reader.
@@ -96,13 +97,13 @@ def parse_payload(bits: np.ndarray) -> tuple[bool, int | None]:
 
 
 @dataclass(frozen=True)
-class Layout:
+class BitCells:
     owner: np.ndarray  # (GRID, GRID) int: the payload bit of each cell, -1 outside the ellipse
     signs: np.ndarray  # (GRID, GRID) float32: +-1 inside the ellipse, 0 outside
 
 
 @functools.cache
-def layout() -> Layout:
+def bit_cells() -> BitCells:
     """The keyed cells of each payload bit and their signs. The ellipse's cells, read row by row
     (snaking), are dealt out in runs of PAYLOAD_BITS, each run to the bits in a keyed order: every bit
     gets one cell in every band of the face (eyes, nose, mouth, chin), so no bit rests on the mouth
@@ -119,13 +120,13 @@ def layout() -> Layout:
         run = cells[start : start + PAYLOAD_BITS]
         owner[run] = rng.permutation(PAYLOAD_BITS)[: len(run)]
     signs = rng.choice(np.array([-1.0, 1.0], np.float32), GRID * GRID) * inside.ravel()
-    return Layout(owner.reshape(GRID, GRID), signs.reshape(GRID, GRID).astype(np.float32))
+    return BitCells(owner.reshape(GRID, GRID), signs.reshape(GRID, GRID).astype(np.float32))
 
 
 @functools.lru_cache(maxsize=8)
 def pattern(mark_id: int, size: int) -> np.ndarray:
     """(size, size) float32: the mark of `mark_id` on a size-px aligned crop, at full swing."""
-    cells = layout()
+    cells = bit_cells()
     bits = payload_bits(mark_id).astype(np.float32) * 2 - 1
     values = cells.signs * bits[np.maximum(cells.owner, 0)]
     image = cv2.resize(values, (size, size), interpolation=cv2.INTER_CUBIC)
@@ -290,7 +291,7 @@ def bit_fits(seconds: np.ndarray, cells: np.ndarray, usable: np.ndarray, burst: 
     # its weight is capped, or one such cell would speak for its whole bit.
     noise = np.maximum(noise, NOISE_FLOOR * np.median(noise) + 1e-6)
     spread = np.linalg.inv(design.T @ design)  # covariance of a fit per unit noise
-    cellsof = layout()
+    cellsof = bit_cells()
     weights = np.where(usable.ravel() & (cellsof.owner.ravel() >= 0), 1.0 / noise, 0.0)
     signed = fit * cellsof.signs.ravel() * weights
     owner = cellsof.owner.ravel()
