@@ -8,9 +8,9 @@ Printed as one JSON object.
   in several voices, the real speech fixture, the audio of the real clips and of the demo videos, each
   cut to `--seconds`.
 - Read back (`read_back`): the share of renders whose mark is read with the render's own id after each
-  of: nothing; H.264 CRF 28; scaled to 360 p; cropped 10 % on each side; a 3 s excerpt from the middle;
-  all of these at once (crop, scale, excerpt, CRF 28). ffmpeg makes each copy; the manifest does not
-  survive any of them.
+  of: nothing; H.264 CRF 28; scaled to 360 p (the short side); cropped 10 % on each side; a 3 s
+  excerpt from the middle; all of these at once (crop, scale, excerpt, CRF 28). ffmpeg makes each
+  copy; the manifest does not survive any of them.
 - False positives (`false_positive`): the share of unmarked real clips (../shared/fixtures/real/*.mp4,
   grid/*.mpg, the project's raw videos) that read as marked, with the highest tag statistic seen.
 - PSNR (`psnr_db`): the mark against the unmarked frame, computed on unmarked renders' own frames with
@@ -54,13 +54,15 @@ SENTENCES = [
     ("en+m3", "We measured the signal again, and the numbers did not change at all."),
     ("en-gb-x-rp+f2", "A video of a person can be made to say things they never said."),
 ]
+# 360 p: the short side scaled to 360 (a portrait video becomes 360 wide, as platforms do it)
+SCALE_360 = "scale='if(gt(iw,ih),-2,360)':'if(gt(iw,ih),360,-2)'"
 TRANSFORMS = {
     "none": None,
     "crf28": ["-c:v", "libx264", "-crf", "28"],
-    "360p": ["-vf", "scale=-2:360", "-c:v", "libx264", "-crf", "18"],
+    "360p": ["-vf", SCALE_360, "-c:v", "libx264", "-crf", "18"],
     "crop10": ["-vf", "crop=iw*0.8:ih*0.8", "-c:v", "libx264", "-crf", "18"],
     "excerpt3s": ["-c:v", "libx264", "-crf", "18"],
-    "all": ["-vf", "crop=iw*0.8:ih*0.8,scale=-2:360", "-c:v", "libx264", "-crf", "28"],
+    "all": ["-vf", f"crop=iw*0.8:ih*0.8,{SCALE_360}", "-c:v", "libx264", "-crf", "28"],
 }
 EXCERPT_S = 3.0
 
@@ -121,8 +123,13 @@ def mark_psnr(path: Path, result: dict, models, paths: Paths) -> tuple[float, fl
 
 
 def unmarked_clips(videos: Path) -> list[Path]:
+    """The real fixtures and the project's raw videos, each clip once (a project made of the fixtures
+    holds copies of them)."""
+    clips = {}
     real = [*sorted(REAL.glob("*.mp4")), *sorted((REAL / "grid").glob("*.mpg"))]
-    return [*real, *sorted(videos.glob("*.mp4"))]
+    for clip in [*real, *sorted(videos.glob("*"))]:
+        clips.setdefault(clip.stem, clip)
+    return [clip for clip in clips.values() if clip.suffix in (".mp4", ".mpg")]
 
 
 def main() -> None:
