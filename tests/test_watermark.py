@@ -95,14 +95,21 @@ def test_a_render_stripped_by_re_encoding_verifies_as_watermark_found(footage, t
     assert re.fullmatch(rf"copy\.mp4: no C2PA manifest; reenact watermark found: id {verdict.soft_binding} "
                         r"\(tag \d+\.\d sigma, \d+ frames\)\n", copy.stdout), copy.stdout
 
+    ffmpeg("-i", str(tmp_path / "talk.mp4"), "-c:v", "libx264", "-crf", "23", str(tmp_path / "copy.mkv"))
+    other = reenact("verify", "copy.mkv", cwd=tmp_path)
+    assert other.returncode == 4 and f"found: id {verdict.soft_binding}" in other.stdout, other.stdout
+
 
 def test_plain_footage_has_no_watermark(footage, tmp_path):
     for video in sorted(footage.paths.videos.glob("*.mp4")):
         reading = read_mark(video)
         assert not reading.found and reading.mark_id is None and reading.frames >= 10, (video, reading)
         assert abs(reading.tag_z) < 4
-    plain = reenact("verify", str(video), cwd=tmp_path)
-    assert plain.returncode == 1 and plain.stdout.endswith("unsigned: no manifest, no reenact watermark\n")
+    ffmpeg("-i", str(video), "-c:v", "mpeg1video", "-q:v", "4", "-an", str(tmp_path / "plain.mpg"))
+    for clip in (video, tmp_path / "plain.mpg"):  # an mp4, and a file c2pa cannot read as one
+        plain = reenact("verify", str(clip), cwd=tmp_path)
+        assert plain.returncode == 1, plain.stdout
+        assert plain.stdout.endswith("unsigned: no manifest, no reenact watermark\n")
 
 
 def test_the_manifest_records_the_mark_as_a_soft_binding(footage, tmp_path):

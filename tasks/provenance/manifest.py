@@ -255,6 +255,9 @@ def verify_mp4(path: str | Path) -> Verdict:
     path = Path(path)
     if not path.is_file():
         return Verdict(str(path), signed=False, intact=False, error="no such file")
+    with open(path, "rb") as stream:
+        if stream.read(12)[4:8] != b"ftyp":  # not ISO BMFF (mp4/mov): a .mkv or .webm copy holds no manifest
+            return Verdict(str(path), signed=False, intact=False, error="unsigned: no C2PA manifest")
     try:
         with open(path, "rb") as stream, c2pa.Reader("video/mp4", stream) as reader:
             store = json.loads(reader.json())
