@@ -9,7 +9,7 @@ import functools
 import inspect as signatures
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -25,6 +25,9 @@ from tasks.config.entry import (
     stage_paths,
 )
 from tasks.config.paths import Paths
+
+if TYPE_CHECKING:
+    from tasks.provenance.watermark import MarkReading
 
 app = typer.Typer(
     help="reenact: speech -> talking-head video. Build the dataset with Prefect, train and render with DVC.",
@@ -293,7 +296,7 @@ def verify(
         raise typer.Exit(3)
 
 
-def _agreement(recorded: str, mark) -> str:
+def _agreement(recorded: str, mark: MarkReading) -> str:
     """One line: the watermark read from the frames against the id the manifest records."""
     said = mark.describe()
     if not mark.found:
