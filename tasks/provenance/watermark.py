@@ -22,7 +22,7 @@ move it: a reader finds the face with dlib, aligns it the same way and looks in 
   (floored: NOISE_FLOOR), are summed per bit. All bits share one phase (unknown after trimming):
   the main axis of the bits' fits gives it, the TAG its sign. Found: the TAG's correlation reaches
   MIN_TAG_Z standard deviations and at most MAX_TAG_ERRORS of its bits read wrong; the id then counts
-  when its CRC holds.
+  when every bit of it and its CRC reads at least MIN_ID_Z clearly and the CRC holds.
 """
 
 from __future__ import annotations
@@ -53,7 +53,8 @@ PERIOD_S = 1.0
 # The face ellipse in crop units (TEMPLATE puts the eyes at y 0.30, the chin near 0.83).
 ELLIPSE = (0.5, 0.5, 0.42, 0.46)  # centre x, y, radius x, y
 CANVAS = 128
-BURSTS, READ_FPS = 4, 10.0
+BURSTS, READ_FPS = 4, 30.0
+MIN_ID_Z = 2.0  # every bit of the id and its CRC must read at least this clearly for the id to count
 MIN_TAG_Z = 6.0
 MAX_TAG_ERRORS = 2  # of the TAG's 16 bits, read wrong in a reading that still counts as found
 NOISE_FLOOR = 0.5  # of the median cell's noise: the least a cell's noise is taken to be
@@ -240,10 +241,11 @@ def _grey_frames(path: Path, windows: list[tuple[float, float]], width: int, hei
 
 
 def windows_of(duration: float) -> list[tuple[float, float]]:
-    """BURSTS windows of one PERIOD_S spread evenly over a clip of `duration` seconds."""
-    if duration <= PERIOD_S:
+    """Up to BURSTS windows of one PERIOD_S, apart and spread evenly over a clip of `duration` s."""
+    count = min(BURSTS, int(duration // PERIOD_S))
+    if count < 2:
         return [(0.0, duration + 1e-6)]
-    starts = np.linspace(0.0, duration - PERIOD_S, BURSTS)
+    starts = np.linspace(0.0, duration - PERIOD_S, count)
     return [(float(s), float(s) + PERIOD_S) for s in starts]
 
 
@@ -313,5 +315,6 @@ def decide(seconds: np.ndarray, cells: np.ndarray, usable: np.ndarray, burst: np
     bits = (values > 0).astype(np.uint8)
     wrong = int((bits[:TAG_BITS] != payload_bits(0)[:TAG_BITS]).sum())
     found = wrong <= MAX_TAG_ERRORS and tag_z >= MIN_TAG_Z
-    mark_id = parse_payload(bits)[1]
+    clear = bool(np.abs(values[TAG_BITS:]).min() >= MIN_ID_Z)  # a CRC-8 alone passes 1 in 256 bad reads
+    mark_id = parse_payload(bits)[1] if clear else None
     return MarkReading(found, mark_id if found else None, tag_z, len(seconds))
