@@ -124,18 +124,42 @@ def bit_cells() -> BitCells:
     return BitCells(owner.reshape(GRID, GRID), signs.reshape(GRID, GRID).astype(np.float32))
 
 
+def _shaped(values: np.ndarray, size: int) -> np.ndarray:
+    """(GRID, GRID) cell values as a size-px image: interpolated, then band-passed to mid frequencies."""
+    image = cv2.resize(values.astype(np.float32), (size, size), interpolation=cv2.INTER_CUBIC)
+    image -= cv2.GaussianBlur(image, (0, 0), 2.0 * size / GRID)
+    return image
+
+
 @functools.lru_cache(maxsize=8)
 def pattern(mark_id: int, size: int) -> np.ndarray:
     """(size, size) float32: the mark of `mark_id` on a size-px aligned crop, at full swing."""
     cells = bit_cells()
     bits = payload_bits(mark_id).astype(np.float32) * 2 - 1
-    values = cells.signs * bits[np.maximum(cells.owner, 0)]
-    image = cv2.resize(values, (size, size), interpolation=cv2.INTER_CUBIC)
-    image -= cv2.GaussianBlur(image, (0, 0), 2.0 * size / GRID)
+    image = _shaped(cells.signs * bits[np.maximum(cells.owner, 0)], size)
     inside = cv2.resize((cells.owner >= 0).astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST)
     image *= AMPLITUDE / math.sqrt(float((image[inside > 0] ** 2).mean()))
     image.setflags(write=False)
     return image
+
+
+def cell_means(crop: np.ndarray) -> np.ndarray:
+    """(GRID, GRID): what the reader takes from a CANVAS-px aligned grey crop: the mark's band, per cell."""
+    cell = CANVAS / GRID
+    band = cv2.GaussianBlur(crop, (0, 0), 0.35 * cell) - cv2.GaussianBlur(crop, (0, 0), 1.5 * cell)
+    return cv2.resize(band, (GRID, GRID), interpolation=cv2.INTER_AREA)
+
+
+@functools.cache
+def bit_responses() -> np.ndarray:
+    """(GRID * GRID, PAYLOAD_BITS): the cell means the reader sees from each bit's share of the pattern
+    alone. Interpolation and band-pass spill every cell into its neighbours, which belong to other
+    bits; the reader undoes that spill by least squares over these responses."""
+    cells = bit_cells()
+    return np.stack(
+        [cell_means(_shaped(np.where(cells.owner == k, cells.signs, 0), CANVAS)).ravel()
+         for k in range(PAYLOAD_BITS)], 1
+    ).astype(np.float64)
 
 
 def swing(seconds: float | np.ndarray) -> float | np.ndarray:
@@ -188,10 +212,8 @@ def faces_in(grey: np.ndarray, most: int = MAX_FACES) -> list[Face]:
         transform = similarity(anchors(lm.shape(grey, box)), TEMPLATE * CANVAS)
         crop = cv2.warpAffine(grey.astype(np.float32), transform, (CANVAS, CANVAS), flags=cv2.INTER_LINEAR)
         inside = cv2.warpAffine(np.ones(grey.shape, np.float32), transform, (CANVAS, CANVAS))
-        cell = CANVAS / GRID
-        band = cv2.GaussianBlur(crop, (0, 0), 0.35 * cell) - cv2.GaussianBlur(crop, (0, 0), 1.5 * cell)
         centre = np.array([(box.left() + box.right()) / 2, (box.top() + box.bottom()) / 2])
-        means = cv2.resize(band, (GRID, GRID), interpolation=cv2.INTER_AREA)
+        means = cell_means(crop)
         whole = cv2.resize(inside, (GRID, GRID), interpolation=cv2.INTER_AREA) > 0.999
         found.append(Face(centre, float(box.width()), means, whole))
     return found
@@ -293,14 +315,18 @@ def bit_fits(seconds: np.ndarray, cells: np.ndarray, usable: np.ndarray, burst: 
     # its weight is capped, or one such cell would speak for its whole bit.
     noise = np.maximum(noise, NOISE_FLOOR * np.median(noise) + 1e-6)
     spread = np.linalg.inv(design.T @ design)  # covariance of a fit per unit noise
-    cellsof = bit_cells()
-    weights = np.where(usable.ravel() & (cellsof.owner.ravel() >= 0), 1.0 / noise, 0.0)
-    signed = fit * cellsof.signs.ravel() * weights
-    owner = cellsof.owner.ravel()
-    sums = np.stack([np.bincount(owner[owner >= 0], s[owner >= 0], PAYLOAD_BITS) for s in signed], 1)
-    variance = np.bincount(owner[owner >= 0], (weights**2 * noise)[owner >= 0], PAYLOAD_BITS)
-    scale = np.sqrt(np.maximum(variance, 1e-12))[:, None] * np.sqrt(np.diag(spread))[None, :]
-    return sums / scale
+    # Weighted least squares of the cells' fits on the bits' responses: each bit's amplitude with the
+    # spill of its neighbours' taken out, and its standard deviation under the cells' noise.
+    weights = np.where(usable.ravel(), 1.0 / noise, 0.0)
+    responses = bit_responses()
+    gram = responses.T @ (responses * weights[:, None])
+    seen = np.diag(gram) > 1e-9 * np.diag(gram).max()  # a bit whose cells all fell outside the frame: 0
+    amplitudes = np.zeros((PAYLOAD_BITS, 2))
+    deviation = np.ones(PAYLOAD_BITS)
+    inverse = np.linalg.inv(gram[np.ix_(seen, seen)])
+    amplitudes[seen] = inverse @ (responses[:, seen].T @ (weights[:, None] * fit.T))
+    deviation[seen] = np.sqrt(np.diag(inverse))
+    return amplitudes / (deviation[:, None] * np.sqrt(np.diag(spread))[None, :])
 
 
 def decide(seconds: np.ndarray, cells: np.ndarray, usable: np.ndarray, burst: np.ndarray) -> MarkReading:
