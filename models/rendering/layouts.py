@@ -181,8 +181,14 @@ class Layout:
         return FrameStream(self.footage.width, self.footage.height, None, composited)
 
     def _marked_faces(self, faces: Batches) -> Batches:
+        """The generated crops, marked; a crop painted into a target frame's crop (`rows`) is marked
+        where that face's own landmarks put it."""
         for start, batch in faces:
-            yield start, [self.marker.crop(face, start + k) for k, face in enumerate(batch)]
+            marked = []
+            for k, face in enumerate(batch):
+                points = self.rows.landmarks[pingpong(start + k, len(self.rows))] if self.rows else None
+                marked.append(self.marker.crop(face, start + k, points))
+            yield start, marked
 
     def _composited(self, faces: Batches, count: int, view: FramePanel | None) -> Batches:
         footage = self.footage(count)
@@ -198,7 +204,8 @@ class Layout:
                 )
                 if self.marker is not None:  # over the face's region, where the reader aligns
                     mixed = mixed if mixed is not frame else frame.copy()
-                    mixed = self.marker.frame(mixed, rows.crop[index], face.shape[0], start + k)
+                    size = face.shape[0]
+                    mixed = self.marker.frame(mixed, rows.crop[index], size, start + k, rows.landmarks[index])
                 out.append(view.compose(start + k, frame, mixed) if view else mixed)
             yield start, out
 
