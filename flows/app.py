@@ -8,7 +8,9 @@ renders go to renders/app.
 
 The models are loaded once per process and renders run one at a time through Gradio's queue
 (concurrency_limit=1), so two users cannot both hold a render's memory. Bad input is a message in
-the page, never a stack trace. It listens on loopback unless told otherwise (flows/cli.py).
+the page, never a stack trace. It listens on loopback unless told otherwise (flows/cli.py); on any
+other address it asks for a login (`logins`: a file of `user:password` lines or $REENACT_APP_AUTH)
+and will not start without one.
 """
 
 from __future__ import annotations
@@ -36,7 +38,42 @@ from tasks.table.inspect import summarize, write_sheet
 from tasks.table.shards import frames_with_face, read_frames
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+AUTH_ENV = "REENACT_APP_AUTH"
 OUTPUT_LABELS = {"full": "Full frame", "face": "Face", "panel": "Panel (target | composite, lip traces)"}
+
+
+class LoginError(ValueError):
+    """The app may not start: a bind beyond loopback without a login, or an unreadable login file."""
+
+
+def _pair(line: str, where: str) -> tuple[str, str]:
+    user, sep, password = line.partition(":")
+    if not sep or not user.strip() or not password:
+        raise LoginError(f"{where}: a login is `user:password`, got {line[:40]!r}")
+    return user.strip(), password
+
+
+def logins(host: str, auth_file: Path | None = None) -> list[tuple[str, str]] | None:
+    """The (user, password) pairs the app asks for: from `auth_file` (one `user:password` a line;
+    blank lines and # comments skipped), else $REENACT_APP_AUTH (`user:password`); None on loopback
+    without either. Beyond loopback without either: LoginError saying how to give one."""
+    if auth_file is not None:
+        try:
+            lines = Path(auth_file).read_text().splitlines()
+        except OSError as exc:
+            raise LoginError(f"{auth_file}: {exc.strerror or exc}") from None
+        pairs = [_pair(line, str(auth_file)) for line in lines if line.strip() and not line.startswith("#")]
+        if not pairs:
+            raise LoginError(f"{auth_file}: no `user:password` line")
+        return pairs
+    if os.environ.get(AUTH_ENV):
+        return [_pair(os.environ[AUTH_ENV], AUTH_ENV)]
+    if host in LOOPBACK:
+        return None
+    raise LoginError(
+        f"--host {host} serves the app beyond this machine, so it needs a login: "
+        f"--auth-file FILE (lines `user:password`) or {AUTH_ENV}=user:password"
+    )
 
 
 class BadUpload(ValueError):
@@ -144,6 +181,7 @@ def provenance_markdown(result: dict[str, Any]) -> str:
         *[f"| {key} | `{value}` |" for key, value in verdict.facts.items()],
         f"| manifest | `{verdict.manifest}` |",
         f"| content sha256 | `{verdict.digest}` |",
+        f"| watermark id (soft binding) | `{verdict.soft_binding or 'none'}` |",
     ]
     return "\n".join(lines)
 
@@ -227,7 +265,8 @@ def _render_tab(targets: TargetModels, max_seconds: float, default: str, cache: 
             video = gr.Video(label="Result", interactive=False, elem_id="result")
             download = gr.File(label="Download the mp4", interactive=False, elem_id="download")
             status = gr.Markdown(
-                "Every render is signed (C2PA) as AI-generated; `reenact verify FILE` checks one.",
+                "Every render is signed (C2PA) as AI-generated and carries an invisible watermark; "
+                "`reenact verify FILE` checks both.",
                 elem_id="status",
             )
     target.change(lambda video_id: thumbnail(video_id, target_paths(paths, video_id), cache), target, preview)
@@ -282,13 +321,22 @@ def create_app(paths: Paths, max_seconds: float = 300.0) -> gr.Blocks:
     return app
 
 
-def launch(app: gr.Blocks, paths: Paths, host: str = "127.0.0.1", port: int = 7860) -> None:
-    """Serve until interrupted; only the render folder and the app's cache are served as files."""
+def launch(
+    app: gr.Blocks,
+    paths: Paths,
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    auth: list[tuple[str, str]] | None = None,
+) -> None:
+    """Serve until interrupted, behind Gradio's login page when `auth` (from `logins`) is given; only
+    the render folder and the app's cache are served as files."""
     # System fonts: the default theme's web fonts would be fetched from the internet.
     theme = gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
     app.launch(
         server_name=host,
         server_port=port,
+        auth=auth,
+        auth_message="reenact: log in with a user and password from the app's login file" if auth else None,
         share=False,
         ssr_mode=False,
         show_error=False,

@@ -9,7 +9,7 @@ import functools
 import inspect as signatures
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -25,6 +25,9 @@ from tasks.config.entry import (
     stage_paths,
 )
 from tasks.config.paths import Paths
+
+if TYPE_CHECKING:
+    from tasks.provenance.watermark import MarkReading
 
 app = typer.Typer(
     help="reenact: speech -> talking-head video. Build the dataset with Prefect, train and render with DVC.",
@@ -176,7 +179,8 @@ def render(
     override: Overrides = None,
 ) -> None:
     """Make a talking-head video from any speech: the target's own footage with its lower face speaking,
-    the audio muxed in, signed as synthetic (C2PA). Without --face-only or --panel, render.output decides."""
+    the audio muxed in, signed as synthetic (C2PA), every frame watermarked. Without --face-only or
+    --panel, render.output decides."""
     from pyarrow import ArrowInvalid
 
     from flows.render import render_file
@@ -249,17 +253,35 @@ def targets(root: Root = DEFAULT_ROOT) -> None:
                    f"{t.created}  {t.source}")
 
 
-@app.command()
+VERIFY_EXIT = {
+    "signed and intact": 0,
+    "unsigned: no manifest, no reenact watermark (or no such file)": 1,
+    "the file no longer matches its manifest": 3,
+    "no manifest, but reenact's watermark is in the frames": 4,
+}
+
+
+@app.command(help=(
+    "What a video's C2PA manifest says, whether the file still matches it, and whether reenact's "
+    "invisible watermark is in its frames (and agrees with the manifest). Exit codes: "
+    + "; ".join(f"{code}: {meaning}" for meaning, code in VERIFY_EXIT.items())
+    + ". A copy re-encoded, scaled, cropped or trimmed by a platform has lost its manifest; "
+    "the watermark usually survives."
+))
 def verify(
-    file: Annotated[Path, typer.Argument(help="an mp4 (any file c2pa reads)")],
+    file: Annotated[Path, typer.Argument(help="a video (an mp4 for the manifest; any video for the mark)")],
 ) -> None:
-    """What a video's C2PA manifest says and whether the file still matches it (exit 0: signed and intact;
-    1: unsigned or no such file; 3: the file no longer matches its manifest)."""
     from tasks.provenance.manifest import verify_mp4
+    from tasks.provenance.watermark import read_mark
 
     verdict = verify_mp4(file)
+    mark = read_mark(file) if file.is_file() else None
     if not verdict.signed:
-        typer.echo(f"{file}: {verdict.error}")
+        if mark is not None and mark.found:
+            typer.echo(f"{file}: no C2PA manifest; {mark.describe()}")
+            raise typer.Exit(VERIFY_EXIT["no manifest, but reenact's watermark is in the frames"])
+        said = "no such file" if mark is None else "unsigned: no manifest, no reenact watermark"
+        typer.echo(f"{file}: {said}")
         raise typer.Exit(1)
     typer.echo(f"{file}: {verdict.describe()}")
     typer.echo(f"  digital source type  {verdict.source_type or '(none)'}")
@@ -268,8 +290,22 @@ def verify(
     typer.echo(f"  {'signer':<20} {verdict.signer}{'' if verdict.trusted else ' (not on a trust list)'}")
     typer.echo(f"  {'manifest':<20} {verdict.manifest}")
     typer.echo(f"  {'content sha256':<20} {verdict.digest}")
+    typer.echo(f"  {'soft binding':<20} {verdict.soft_binding or '(none)'}")
+    typer.echo(f"  {'watermark':<20} {_agreement(verdict.soft_binding, mark)}")
     if not verdict.ok:
         raise typer.Exit(3)
+
+
+def _agreement(recorded: str, mark: MarkReading) -> str:
+    """One line: the watermark read from the frames against the id the manifest records."""
+    said = mark.describe()
+    if not mark.found:
+        return said
+    if recorded and mark.id_hex == recorded:
+        return f"{said}: agrees with the manifest"
+    if recorded and mark.mark_id is not None:
+        return f"{said}: DISAGREES with the manifest's {recorded}"
+    return said
 
 
 @app.command(name="app")
@@ -277,30 +313,34 @@ def verify(
 def web_app(
     paths: Paths,
     host: Annotated[
-        str, typer.Option(help="address to listen on; not loopback: needs --allow-remote")
+        str, typer.Option(help="address to listen on; beyond loopback the app asks for a login")
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on")] = 7860,
-    allow_remote: Annotated[
-        bool, typer.Option(help="allow a --host beyond loopback (the app has no login)")
-    ] = False,
+    auth_file: Annotated[
+        Path | None,
+        typer.Option(help="logins, one `user:password` a line (or $REENACT_APP_AUTH=user:password); "
+                     "needed for a --host beyond loopback"),
+    ] = None,
     max_seconds: Annotated[float, typer.Option(help="longest speech an upload may be, in seconds")] = 300.0,
 ) -> None:
     """The web app: speech -> a signed talking-head video in the browser, and the dataset at a glance.
-    Its renders go to paths.app_renders."""
-    from flows.app import LOOPBACK, create_app, launch
+    Its renders go to paths.app_renders. On loopback it is open to this machine's users; on any other
+    address it refuses to start without a login."""
+    from flows.app import LoginError, create_app, launch, logins
     from models.rendering.render import RenderError
     from tasks.config.params import ParamsError
 
-    if host not in LOOPBACK and not allow_remote:
-        typer.echo(
-            f"error: --host {host} exposes the app beyond this machine; add --allow-remote to mean it",
-            err=True,
-        )
-        raise typer.Exit(2)
+    try:
+        auth = logins(host, auth_file)
+    except LoginError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     with errors_in_one_line(RenderError, ParamsError, FileNotFoundError):
         web = create_app(paths, max_seconds)
-    typer.echo(f"reenact app on http://{'[' + host + ']' if ':' in host else host}:{port}/ (Ctrl-C stops it)")
-    launch(web, paths, host, port)
+    shown = "[" + host + "]" if ":" in host else host
+    login = " (login required)" if auth else ""
+    typer.echo(f"reenact app on http://{shown}:{port}/{login} (Ctrl-C stops it)")
+    launch(web, paths, host, port, auth)
 
 
 if __name__ == "__main__":

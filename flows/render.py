@@ -130,6 +130,7 @@ def summary_markdown(result: dict[str, Any], output: str) -> str:
         ("provenance", verdict.describe()),
         ("manifest", f"`{verdict.manifest}`"),
         ("provenance digest", f"`sha256:{verdict.digest}`"),
+        ("watermark id (soft binding)", f"`{verdict.soft_binding or 'none'}`"),
     ]
     lines = ["# Render", "", "| | |", "| --- | --- |", *[f"| {key} | {value} |" for key, value in rows]]
     return "\n".join(lines)
@@ -184,4 +185,5 @@ def render_flow(
         "target": result["target"],
         "signed": verdict.ok,
         "provenance_digest": verdict.digest,
+        "watermark_id": verdict.soft_binding,
     }

@@ -1,22 +1,27 @@
 """The web app: what it refuses (fast), and the whole thing in a real headless Chromium (slow).
 
 The browser is Debian's `chromium`, driven by Playwright's Python package (its own browser download
-needs the internet); the app is `reenact app` in a process of its own, on 127.0.0.1.
+needs the internet); the app is `reenact app` in a process of its own, bound to every address (0.0.0.0)
+behind a login, and reached on 127.0.0.1.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import subprocess
+import urllib.error
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 import pytest
 from helpers import checkout_env, free_port, reenact, reenact_command, stop, wait_for_http
 from render_kit import ffmpeg, probe, write_voice
 
-from flows.app import BadUpload, TargetModels, _render_handler, check_speech
+from flows.app import AUTH_ENV, BadUpload, LoginError, TargetModels, _render_handler, check_speech, logins
 from flows.render import fetch_speech
 from models.rendering.render import RenderError
 from models.training.adapt import adapt_target
@@ -63,9 +68,24 @@ def test_speech_urls_other_than_http_are_refused(tmp_path):
     assert fetch_speech("speech.wav", tmp_path) == (Path("speech.wav"), "speech.wav")
 
 
-def test_app_listens_beyond_loopback_only_when_told_to(tmp_path):
+LOGIN = ("editor", "s3cret:with colon")
+
+
+def test_app_refuses_a_bind_beyond_loopback_without_a_login(tmp_path, monkeypatch):
+    monkeypatch.delenv(AUTH_ENV, raising=False)
     done = reenact("app", "--host", "0.0.0.0", cwd=tmp_path)
-    assert done.returncode == 2 and "--allow-remote" in done.stderr
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
+    assert "needs a login" in done.stderr and "--auth-file" in done.stderr and AUTH_ENV in done.stderr
+
+    (tmp_path / "logins.txt").write_text("# who may use the app\n\neditor:s3cret:with colon\nviewer:pw\n")
+    assert logins("0.0.0.0", tmp_path / "logins.txt") == [LOGIN, ("viewer", "pw")]
+    assert logins("127.0.0.1") is None, "loopback stays open to this machine"
+    monkeypatch.setenv(AUTH_ENV, "editor:s3cret:with colon")
+    assert logins("192.0.2.7") == [LOGIN]
+    (tmp_path / "bad.txt").write_text("just-a-name\n")
+    for bad, message in ((tmp_path / "bad.txt", "user:password"), (tmp_path / "none.txt", "No such file")):
+        with pytest.raises(LoginError, match=message):
+            logins("0.0.0.0", bad)
 
 
 @pytest.fixture
@@ -75,9 +95,11 @@ def running_app(tmp_path, kit):
     project.metrics.parent.mkdir()
     project.metrics.write_text(json.dumps({"model": {"sync_r": 0.955}}))
     port = free_port()
-    env = checkout_env(**{ENV_DIR: str(tmp_path / "keys"), "GRADIO_ANALYTICS_ENABLED": "False"})
+    env = checkout_env(**{ENV_DIR: str(tmp_path / "keys"), "GRADIO_ANALYTICS_ENABLED": "False",
+                          AUTH_ENV: ":".join(LOGIN)})
     log = open(tmp_path / "app.log", "w")  # noqa: SIM115  (the app writes to it until the fixture ends)
-    command = reenact_command("app", "--root", str(project.root), "--port", str(port), "--max-seconds", "10")
+    command = reenact_command("app", "--root", str(project.root), "--host", "0.0.0.0", "--port", str(port),
+                              "--max-seconds", "10")
     process = subprocess.Popen(
         command, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
@@ -88,6 +110,31 @@ def running_app(tmp_path, kit):
     finally:
         stop(process)
         log.close()
+
+
+def login_status(url: str, user: str, password: str) -> int:
+    form = urllib.parse.urlencode({"username": user, "password": password}).encode()
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url + "login", data=form), timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_a_bind_beyond_loopback_serves_behind_a_login(running_app):
+    url, _project = running_app
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(url + "config", timeout=10)
+    assert refused.value.code == 401, "nothing of the app without logging in"
+    assert login_status(url, LOGIN[0], "wrong") == 400
+    assert login_status(url, *LOGIN) == 200
+
+
+def log_in(page, url: str) -> None:
+    page.goto(url)
+    page.get_by_label("username").fill(LOGIN[0])
+    page.get_by_label("password").fill(LOGIN[1])
+    page.get_by_role("button", name="Login").click()
 
 
 def wait_for_status(page, text: str, timeout_s: float = 60) -> str:
@@ -115,7 +162,7 @@ def test_app_renders_an_upload_in_a_real_browser(running_app, tmp_path, kit):
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.goto(url)
+            log_in(page, url)
             page.wait_for_selector("#render")
             bad_uploads = {"notes.wav": "not an audio file", "long.wav": "at most 10 s"}
             for bad, message in bad_uploads.items():
@@ -133,7 +180,8 @@ def test_app_renders_an_upload_in_a_real_browser(running_app, tmp_path, kit):
             page.locator("#render").click()
             page.wait_for_selector("#result video[src]", timeout=180_000)
             status = wait_for_status(page, "signed and intact")
-            assert "trainedAlgorithmicMedia" in status and "speech.wav" in status
+            assert "digital source type\ttrainedAlgorithmicMedia\n" in status and "speech.wav" in status
+            assert re.search(r"watermark id \(soft binding\)\t[0-9a-f]{8}", status), status
             page.screenshot(path=str(tmp_path / "app.png"), full_page=True)
             served = page.request.get(page.locator("#result video").get_attribute("src"))
             assert served.ok

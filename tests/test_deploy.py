@@ -198,7 +198,7 @@ def test_render_deployment_signs_the_mp4_and_publishes_it(prefect_stack, kit, tm
 
     video = project.renders / "deployed.mp4"
     verdict = verify_mp4(video)
-    assert verdict.ok and verdict.synthetic
+    assert verdict.ok and verdict.synthetic and len(verdict.soft_binding) == 8
     assert verdict.facts["speech_name"] == url, "the manifest names the URL, not the temporary download"
     assert verdict.facts["speech_sha256"] == sha256_file(tmp_path / "speech.wav")
     keys = {a["key"]: a for a in artifacts}
@@ -213,5 +213,6 @@ def test_render_deployment_signs_the_mp4_and_publishes_it(prefect_stack, kit, tm
         verdict.facts["target_video"],
         verdict.digest,
         "signed and intact",
+        f"watermark id (soft binding) | `{verdict.soft_binding}`",
     ):
         assert text in summary, (text, summary)

@@ -22,6 +22,7 @@ from models.networks.unet import reference_bank
 from models.rendering.composite import composite
 from models.rendering.lips import closed_lips, expected_closed_lips, lips_moments
 from models.rendering.loading import Models
+from models.rendering.mark import Marker
 from models.rendering.panel import FramePanel, Panel, Traces
 from models.rendering.target import (
     TargetFrames,
@@ -123,13 +124,21 @@ def _faces(models: Models, final: np.ndarray, batch: int,
 
 class Layout:
     """What one render needs besides the lips: the output, the target, its rows and footage, the
-    corpus video the speech comes from (`real`, for the traces), where the project's files are."""
+    corpus video the speech comes from (`real`, for the traces), where the project's files are, and
+    the watermark every frame gets (`marker`; None only to measure what it costs)."""
 
     def __init__(
-        self, models: Models, params: Params, paths: Paths, output: Output, target: str, real: str | None
+        self,
+        models: Models,
+        params: Params,
+        paths: Paths,
+        output: Output,
+        target: str,
+        real: str | None,
+        marker: Marker | None = None,
     ):
         self.models, self.params, self.paths = models, params, paths
-        self.output, self.target, self.real = output, target, real
+        self.output, self.target, self.real, self.marker = output, target, real, marker
         painted = models.cgan_artifact.condition == "frame"
         self.rows = None
         if output in ("full", "panel") or painted:
@@ -149,6 +158,8 @@ class Layout:
         LSTM's lips and the loudness, both possibly memmaps."""
         r, fps = self.params.render, self.params.preprocess.fps
         faces = _faces(self.models, final, r.batch_size, self.paint)
+        if self.marker is not None and self.output in ("face", "face_panel"):
+            faces = self._marked_faces(faces)
         traces = Traces(
             final,
             raw[:, -1],
@@ -171,6 +182,16 @@ class Layout:
         composited = self._composited(faces, len(final), None)
         return FrameStream(self.footage.width, self.footage.height, None, composited)
 
+    def _marked_faces(self, faces: Batches) -> Batches:
+        """The generated crops, marked; a crop painted into a target frame's crop (`rows`) is marked
+        where that face's own landmarks put it."""
+        for start, batch in faces:
+            marked = []
+            for k, face in enumerate(batch):
+                points = self.rows.landmarks[pingpong(start + k, len(self.rows))] if self.rows else None
+                marked.append(self.marker.crop(face, start + k, points))
+            yield start, marked
+
     def _composited(self, faces: Batches, count: int, view: FramePanel | None) -> Batches:
         footage = self.footage(count)
         rows = self.rows
@@ -183,6 +204,10 @@ class Layout:
                 mixed, _ = composite(
                     frame, face, rows.crop[index], rows.landmarks[index], rows.face_found[index]
                 )
+                if self.marker is not None:  # over the face's region, where the reader aligns
+                    mixed = mixed if mixed is not frame else frame.copy()
+                    size = face.shape[0]
+                    mixed = self.marker.frame(mixed, rows.crop[index], size, start + k, rows.landmarks[index])
                 out.append(view.compose(start + k, frame, mixed) if view else mixed)
             yield start, out
 

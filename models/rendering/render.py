@@ -41,13 +41,15 @@ from models.rendering.lips import (
     voiced_moments,
 )
 from models.rendering.loading import Models, load_models, models_stage
+from models.rendering.mark import Marker
 from models.rendering.media import Encoder
 from models.rendering.panel import real_video
 from models.rendering.speech import frame_count, stream_lips
 from tasks.config.entry import run
 from tasks.config.params import Output, Params, digest
 from tasks.config.paths import Paths
-from tasks.provenance.manifest import draw_label, render_facts, sign_mp4
+from tasks.provenance.manifest import draw_label, render_facts, sign_mp4, source_type_of
+from tasks.provenance.watermark import new_mark_id
 from tasks.rows.decode import DecodeError, MediaInfo, iter_audio, probe
 from tasks.rows.features import feature_layout
 from tasks.table.shards import partition_dir
@@ -74,7 +76,8 @@ class RenderOptions:
     comes from, for the traces' real mouth opening (None: found by the speech file's path in `paths.videos`).
     lips_out: also save the final lips as .npy. provenance: facts added to or overriding the
     manifest's (e.g. "speech_name" for speech downloaded from a URL). progress(phase, done, total):
-    phases "lips" then "frames".
+    phases "lips" then "frames". watermark: every frame carries the invisible mark
+    (tasks/provenance/watermark.py); False only to measure what it costs (benchmarks/watermark.py).
     """
 
     target: str | None = None
@@ -83,6 +86,7 @@ class RenderOptions:
     lips_out: Path | None = None
     provenance: dict | None = None
     progress: Progress | None = None
+    watermark: bool = True
 
 
 def clip_lips(models: Models, params: Params, lips: np.ndarray, target: str | None = None,
@@ -182,7 +186,8 @@ def render(
     facts of tasks.provenance.manifest.render_facts and `options.provenance`; provenance.label also draws a
     visible label in the corner. Raises RenderError naming the file for unreadable speech or an
     unusable target; `out` is then untouched. Returns {"frames", "audio_seconds", "video_seconds",
-    "wall_seconds", "target", "output", "out", "manifest" (what sign_mp4 returned)}.
+    "wall_seconds", "target", "output", "out", "manifest" (what sign_mp4 returned), "mark_id" (the
+    watermark's render id, which the manifest records as its soft binding)}.
     """
     started = time.perf_counter()
     audio, out = Path(audio), Path(out)
@@ -190,8 +195,10 @@ def render(
     output = check_output(options.output or params.render.output)
     info = _check_speech(audio, models, params)
     target = target_of(models, params, options.target)
-    layout = Layout(models, params, paths, output, target, _real(audio, paths, output, options.real))
-    signer = _Signer(audio, target, models, params, options.provenance)
+    mark_id = new_mark_id() if options.watermark else None
+    marker = Marker(mark_id, params.preprocess.fps) if mark_id is not None else None
+    layout = Layout(models, params, paths, output, target, _real(audio, paths, output, options.real), marker)
+    signer = _Signer(audio, target, models, params, options.provenance, source_type_of(output), mark_id)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="reenact-render-") as scratch:
         raw, clip, seconds = _speech_to_disk(models, audio, params, Path(scratch), info, options.progress)
@@ -209,6 +216,7 @@ def render(
         "output": output,
         "out": str(out),
         "manifest": signer.signed,
+        "mark_id": mark_id,
     }
 
 
@@ -222,9 +230,19 @@ def _real(audio: Path, paths: Paths, output: Output, real: str | None) -> str | 
 
 class _Signer:
     """Signs the encoder's finished temporary file in place, for the name it will have (the manifest's
-    title is the file's name), before the encoder renames it to `out` (tasks/provenance/manifest.py)."""
+    title is the file's name), before the encoder renames it to `out` (tasks/provenance/manifest.py):
+    with the output's digital source type and the watermark's id as the soft binding."""
 
-    def __init__(self, audio: Path, target: str, models: Models, params: Params, extra: dict | None):
+    def __init__(
+        self,
+        audio: Path,
+        target: str,
+        models: Models,
+        params: Params,
+        extra: dict | None,
+        source_type: str,
+        mark_id: int | None,
+    ):
         self.facts = render_facts(
             speech=audio,
             target_video=target,
@@ -235,11 +253,14 @@ class _Signer:
         )
         self.key_dir = params.provenance.key_dir or None
         self.signed: dict = {}
+        self.source_type, self.mark_id = source_type, mark_id
 
     def __call__(self, temp: Path, final: Path) -> None:
         with tempfile.TemporaryDirectory(prefix=".signing-", dir=temp.parent) as folder:
             signed = Path(folder) / final.name
-            self.signed.update(sign_mp4(temp, signed, self.facts, self.key_dir))
+            self.signed.update(
+                sign_mp4(temp, signed, self.facts, self.key_dir, self.source_type, self.mark_id)
+            )
             os.replace(signed, temp)
 
 

@@ -1,7 +1,10 @@
 """C2PA provenance for every mp4 reenact writes: a signed manifest that says the video is synthetic.
 
-The manifest declares the IPTC digital source type `trainedAlgorithmicMedia` and carries the
-facts of the render (tool and version, target video, the speech's file name and sha256 (never
+The manifest declares the IPTC digital source type exactly: `compositeWithTrainedAlgorithmicMedia` for an
+output that composites generated faces into real footage (full, panel, face_panel), `trainedAlgorithmicMedia`
+for the generated face crop alone (face). It records the watermark's render id as a `c2pa.soft-binding`
+assertion (tasks/provenance/watermark.py: ALG), so a copy stripped of the manifest still leads back to it,
+and carries the facts of the render (tool and version, target video, the speech's file name and sha256 (never
 the file), the params digest, the sha256 of both checkpoints) in an `org.reenact.render`
 assertion. It is signed with the identity of tasks/provenance/signing.py (an EC P-256 key whose certificate
 reenact makes on first use under a CA of its own, kept outside the repository). A self-made CA
@@ -28,9 +31,14 @@ from PIL import Image, ImageDraw, ImageFont
 
 from tasks.config.files import sha256_file
 from tasks.provenance.signing import SigningIdentity, ensure_signing_identity
+from tasks.provenance.watermark import ALG, mark_id_hex
 
 ASSERTION = "org.reenact.render"
-SOURCE_TYPE = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
+SOFT_BINDING = "c2pa.soft-binding"
+IPTC = "http://cv.iptc.org/newscodes/digitalsourcetype/"
+SOURCE_TYPE = IPTC + "trainedAlgorithmicMedia"  # generated media alone: the face crop
+COMPOSITE_TYPE = IPTC + "compositeWithTrainedAlgorithmicMedia"  # generated faces in real footage
+SYNTHETIC_TYPES = (SOURCE_TYPE, COMPOSITE_TYPE)
 FACTS = (
     "tool",
     "version",
@@ -65,6 +73,8 @@ class Verdict:
     digest: str = ""
     failures: list[str] = field(default_factory=list)
     error: str = ""
+    soft_binding: str = ""  # the watermark id the manifest records (ALG), hex; "" when none
+
 
     @property
     def ok(self) -> bool:
@@ -72,7 +82,7 @@ class Verdict:
 
     @property
     def synthetic(self) -> bool:
-        return self.source_type == SOURCE_TYPE
+        return self.source_type in SYNTHETIC_TYPES
 
     def describe(self) -> str:
         """One line for people: signed and intact, tampered, or unsigned."""
@@ -81,7 +91,9 @@ class Verdict:
         if not self.intact:
             why = ", ".join(self.failures) or self.error
             return f"TAMPERED: the file no longer matches its manifest ({why})"
-        kind = "AI-generated (trainedAlgorithmicMedia)" if self.synthetic else self.source_type or "unknown"
+        kinds = {SOURCE_TYPE: "AI-generated", COMPOSITE_TYPE: "real footage with AI-generated parts"}
+        name = self.source_type.rsplit("/", 1)[-1]
+        kind = f"{kinds[self.source_type]} ({name})" if self.synthetic else self.source_type or "unknown"
         return f"signed and intact: {kind}, by {self.signer}"
 
 
@@ -134,11 +146,18 @@ def render_facts(
     }
 
 
-def manifest_definition(facts: dict[str, Any], title: str) -> dict[str, Any]:
+def source_type_of(output: str) -> str:
+    """The IPTC digital source type of a render output: only the face crop ("face") is generated whole."""
+    return SOURCE_TYPE if output == "face" else COMPOSITE_TYPE
+
+
+def manifest_definition(
+    facts: dict[str, Any], title: str, source_type: str = SOURCE_TYPE, mark_id: int | None = None
+) -> dict[str, Any]:
     agent = {"name": facts["tool"], "version": str(facts["version"])}
     created = {
         "action": "c2pa.created",
-        "digitalSourceType": SOURCE_TYPE,
+        "digitalSourceType": source_type,
         "softwareAgent": agent,
         "description": f"speech-driven reenactment of {facts['target_video']}",
     }
@@ -149,16 +168,35 @@ def manifest_definition(facts: dict[str, Any], title: str) -> dict[str, Any]:
         "assertions": [
             {"label": "c2pa.actions.v2", "data": {"actions": [created]}},
             {"label": ASSERTION, "data": facts},
+            *([] if mark_id is None else [soft_binding(mark_id)]),
         ],
     }
 
 
+def soft_binding(mark_id: int) -> dict[str, Any]:
+    """The `c2pa.soft-binding` assertion of the watermark with render id `mark_id` (an empty scope:
+    the whole video)."""
+    data = {
+        "alg": ALG,
+        "blocks": [{"scope": {}, "value": mark_id_hex(mark_id)}],
+        "name": "reenact watermark: every frame, over the face",
+    }
+    return {"label": SOFT_BINDING, "data": data}
+
+
 def sign_mp4(
-    src: str | Path, dst: str | Path, facts: dict[str, Any], key_dir: str | Path | None = None
+    src: str | Path,
+    dst: str | Path,
+    facts: dict[str, Any],
+    key_dir: str | Path | None = None,
+    source_type: str | None = None,
+    mark_id: int | None = None,
 ) -> dict[str, Any]:
     """Sign the mp4 `src` into `dst` (may be the same path; `dst` is written under a temporary name and
     renamed, so it is either the old file or the whole signed one). `facts` needs FACTS' keys
-    (`render_facts` makes them; tool and version default to reenact's). Returns {"manifest" (its
+    (`render_facts` makes them; tool and version default to reenact's). `source_type`: the digital
+    source type (default SOURCE_TYPE; `source_type_of(output)` for a render); `mark_id`: the
+    watermark's render id, recorded as the soft binding. Returns {"manifest" (its
     label), "digest" (hex sha256 the manifest binds to the video's bytes), "signer", "seconds"}."""
     started = time.perf_counter()
     src, dst = Path(src), Path(dst)
@@ -169,7 +207,7 @@ def sign_mp4(
     identity = ensure_signing_identity(key_dir)
     partial = dst.with_name(f".{dst.name}.signing")
     try:
-        builder = c2pa.Builder(manifest_definition(facts, dst.name))
+        builder = c2pa.Builder(manifest_definition(facts, dst.name, source_type or SOURCE_TYPE, mark_id))
         with open(src, "rb") as source, open(partial, "w+b") as target:
             builder.sign(_signer(identity), "video/mp4", source, target)
         partial.replace(dst)
@@ -203,12 +241,23 @@ def _source_type(manifest: dict) -> str:
     return ""
 
 
+def _soft_binding(manifest: dict) -> str:
+    for assertion in manifest.get("assertions", []):
+        data = assertion.get("data", {})
+        if assertion.get("label") == SOFT_BINDING and data.get("alg") == ALG and data.get("blocks"):
+            return str(data["blocks"][0].get("value", ""))
+    return ""
+
+
 def verify_mp4(path: str | Path) -> Verdict:
     """Read and validate the file's C2PA manifest. Unsigned: signed=False. A changed byte of the video
     is a hash mismatch: intact=False. An untrusted (self-made) signer alone leaves intact=True."""
     path = Path(path)
     if not path.is_file():
         return Verdict(str(path), signed=False, intact=False, error="no such file")
+    with open(path, "rb") as stream:
+        if stream.read(12)[4:8] != b"ftyp":  # not ISO BMFF (mp4/mov): a .mkv or .webm copy holds no manifest
+            return Verdict(str(path), signed=False, intact=False, error="unsigned: no C2PA manifest")
     try:
         with open(path, "rb") as stream, c2pa.Reader("video/mp4", stream) as reader:
             store = json.loads(reader.json())
@@ -236,6 +285,7 @@ def verify_mp4(path: str | Path) -> Verdict:
         manifest=label,
         digest=_content_digest(manifest),
         failures=failures,
+        soft_binding=_soft_binding(manifest),
     )
 
 
