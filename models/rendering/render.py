@@ -78,6 +78,8 @@ class RenderOptions:
     manifest's (e.g. "speech_name" for speech downloaded from a URL). progress(phase, done, total):
     phases "lips" then "frames". watermark: every frame carries the invisible mark
     (tasks/provenance/watermark.py); False only to measure what it costs (benchmarks/watermark.py).
+    mark_id: the mark's 32-bit id (None: a fresh random one, as every render should have; a fixed one
+    makes a render repeatable, e.g. in tests).
     """
 
     target: str | None = None
@@ -87,6 +89,7 @@ class RenderOptions:
     provenance: dict | None = None
     progress: Progress | None = None
     watermark: bool = True
+    mark_id: int | None = None
 
 
 def clip_lips(models: Models, params: Params, lips: np.ndarray, target: str | None = None,
@@ -195,7 +198,7 @@ def render(
     output = check_output(options.output or params.render.output)
     info = _check_speech(audio, models, params)
     target = target_of(models, params, options.target)
-    mark_id = new_mark_id() if options.watermark else None
+    mark_id = (new_mark_id() if options.mark_id is None else options.mark_id) if options.watermark else None
     marker = Marker(mark_id, params.preprocess.fps) if mark_id is not None else None
     layout = Layout(models, params, paths, output, target, _real(audio, paths, output, options.real), marker)
     signer = _Signer(audio, target, models, params, options.provenance, source_type_of(output), mark_id)
