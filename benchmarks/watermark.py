@@ -44,7 +44,7 @@ from models.rendering.render import RenderOptions, load_models, render
 from models.rendering.target import pingpong, read_target_rows
 from tasks.config.params import load_params
 from tasks.config.paths import Paths
-from tasks.provenance.watermark import read_mark
+from tasks.provenance.mark_reader import read_mark
 from tasks.rows.decode import iter_frames, probe
 
 REAL = ROOT.parent / "shared" / "fixtures" / "real"
@@ -113,7 +113,8 @@ def mark_psnr(path: Path, result: dict, models, paths: Paths) -> tuple[float, fl
         if rows is None:
             marked = marker.crop(frame, index)
         else:
-            marked = marker.frame(frame.copy(), rows.crop[pingpong(index, len(rows))], size, index)
+            row = pingpong(index, len(rows))
+            marked = marker.frame(frame.copy(), rows.crop[row], size, index, rows.landmarks[row])
         spent += time.perf_counter() - started
         mse = float(np.mean((marked.astype(np.float64) - frame) ** 2))
         errors.append(mse)

@@ -27,7 +27,7 @@ from tasks.config.entry import (
 from tasks.config.paths import Paths
 
 if TYPE_CHECKING:
-    from tasks.provenance.watermark import MarkReading
+    from tasks.provenance.mark_reader import MarkReading
 
 app = typer.Typer(
     help="reenact: speech -> talking-head video. Build the dataset with Prefect, train and render with DVC.",
@@ -272,7 +272,7 @@ def verify(
     file: Annotated[Path, typer.Argument(help="a video (an mp4 for the manifest; any video for the mark)")],
 ) -> None:
     from tasks.provenance.manifest import verify_mp4
-    from tasks.provenance.watermark import read_mark
+    from tasks.provenance.mark_reader import read_mark
 
     verdict = verify_mp4(file)
     mark = read_mark(file) if file.is_file() else None

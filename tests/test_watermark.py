@@ -19,17 +19,20 @@ from models.rendering.mark import Marker
 from models.rendering.render import RenderOptions, render
 from models.rendering.target import read_target_rows
 from tasks.provenance.manifest import COMPOSITE_TYPE, SOFT_BINDING, SOURCE_TYPE, verify_mp4
+from tasks.provenance.mark_reader import MIN_TAG_Z, read_mark
 from tasks.provenance.signing import ENV_DIR
 from tasks.provenance.watermark import (
     ALG,
-    MIN_TAG_Z,
+    CRC_BITS,
+    FLIP_BITS,
+    ID_BITS,
     PAYLOAD_BITS,
     TAG_BITS,
+    decode_id,
     mark_id_hex,
     new_mark_id,
     parse_payload,
     payload_bits,
-    read_mark,
 )
 from tasks.rows.decode import iter_frames
 
@@ -55,6 +58,23 @@ def test_the_payload_round_trips_and_a_flipped_bit_is_caught():
         broken[2] ^= 1
         assert not parse_payload(broken)[0], "not reenact's tag"
     assert mark_id_hex(0xBEEF) == "0000beef"
+
+
+def test_the_soft_decoder_mends_faint_wrong_bits_and_never_invents_an_id():
+    rng = np.random.default_rng(5)
+    for mark_id in (0xDEADBEEF, 7, new_mark_id()):
+        sent = payload_bits(mark_id)[TAG_BITS:].astype(np.float64) * 2 - 1
+        read = sent * rng.uniform(2.0, 6.0, ID_BITS + CRC_BITS)
+        assert decode_id(read) == mark_id
+        faint = read.copy()
+        faint[[1, 20, 40]] = -0.3 * sent[[1, 20, 40]]  # three bits read wrong, faintly
+        assert decode_id(faint) == mark_id
+        clear = read.copy()
+        clear[[3, 30]] = -4.0 * sent[[3, 30]]  # two bits read wrong, clearly: no search flips those
+        assert decode_id(clear) is None
+    # noise passes the CRC-16 for 1 in 65536 words tried, and the search tries at most 2**FLIP_BITS
+    noise = [decode_id(rng.normal(0.0, 1.0, ID_BITS + CRC_BITS)) for _ in range(4000)]
+    assert sum(n is not None for n in noise) <= 4000 * 2 * 2**FLIP_BITS / 2**CRC_BITS
 
 
 def test_the_mark_costs_a_frame_more_than_40_db_and_stays_on_the_face(footage):

@@ -1,6 +1,7 @@
-"""The watermark put on every frame a render writes (tasks/provenance/watermark.py; ARCHITECTURE.md,
-Provenance: the mark): onto a generated face crop, or onto a full frame over the face's region,
-always placed where a reader aligning that frame's own face will look.
+"""The watermark put on every frame a render writes (tasks/provenance/watermark.py, read back by
+tasks/provenance/mark_reader.py; ARCHITECTURE.md, Provenance: the mark): onto a generated face crop,
+or onto a full frame over the face's region, always placed where a reader aligning that frame's own
+face will look.
 
 The frame table's crop transform is smoothed over time (tasks/rows/align.py), so on a moving head the
 face sits a little off the template in its crop; a reader aligns each frame afresh from its landmarks.
