@@ -179,6 +179,23 @@ def test_train_fraction_fine_tunes_on_the_first_frames_only(footage, tmp_path):
     assert read_target(paths, "held") == target
 
 
+def test_adapt_ema_keeps_the_average_of_the_steps(footage, tmp_path):
+    """adapt.ema > 0 keeps the moving average of the generator's weights over the steps: the same steps
+    as without it, but weights nearer the corpus generator's they started from."""
+    clip = footage.paths.videos / f"{footage.target}.mp4"
+    corpus = CganArtifact.load(footage.paths.cgan).state_dict
+    moved = {}
+    for ema in (0.0, 0.9):
+        paths = footage.paths.moved(targets=tmp_path / f"targets_{ema}")
+        params = footage.params.model_copy(update={"adapt": footage.params.adapt.model_copy(
+            update={"min_seconds": 1.0, "epochs": 3, "ema": ema})})
+        target = adapt_target(clip, "me", paths, params)
+        tuned = CganArtifact.load(target.paths.cgan).state_dict
+        moved[ema] = sum(float((tuned[k].float() - corpus[k].float()).norm()) for k in corpus)
+        assert target.steps >= 3
+    assert 0 < moved[0.9] < moved[0.0], moved
+
+
 def test_the_adapt_stage_adapts_each_listed_target_with_the_row_making_code():
     stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["adapt"]
     assert stage["foreach"] == "${adapt.targets}"

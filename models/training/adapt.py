@@ -142,7 +142,7 @@ def _finetune(name: str, paths: Paths, into: Paths, params: Params, frames: int,
 
     try:
         finetune(paths.moved(shards=into.shards), params.model_copy(update={"cgan": cgan}), name, into.cgan,
-                 frames=slice(0, frames), seconds=seconds, progress=progress)
+                 frames=slice(0, frames), seconds=seconds, progress=progress, ema=params.adapt.ema)
     except ValueError as exc:  # rows made with other lip points or crop size, no face among `frames`
         raise AdaptError(str(exc)) from None
     report("fine-tune", steps[0], steps[0])

@@ -30,6 +30,7 @@ import torch
 import torch.distributed as dist
 from PIL import Image
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from models.artifacts import CganArtifact, Condition, References
@@ -266,7 +267,7 @@ def cgan_artifact(generator: nn.Module, noise: torch.Tensor, data: FaceData, p: 
 
 def finetune(
     paths: Paths, params: Params, video_id: str, out: Path, *, frames: slice | None = None,
-    seconds: float | None = None, progress: Callable[[int, int], None] | None = None,
+    seconds: float | None = None, progress: Callable[[int, int], None] | None = None, ema: float = 0.0,
 ) -> CganArtifact:
     """The corpus generator (paths.cgan, left as it is) trained on one video alone: the rows of partition
     `video_id` of paths.shards with a face (only `frames` of them when given, e.g. the first 75%), for
@@ -274,7 +275,9 @@ def finetune(
     each step. Its condition, hparams and lips z-scoring are the corpus generator's (the discriminator
     starts afresh; the optimisers follow params.cgan); its target_video is `video_id`, its lips_stats
     hold that video's and, for the frame generator, its references that video's reference crops (all
-    of the frames trained on). Written to `out` (atomically) and returned."""
+    of the frames trained on). `ema` > 0: the weights kept are the exponential moving average of the
+    generator's over the steps, with that decay (Polyak averaging, torch.optim.swa_utils), not the
+    last step's. Written to `out` (atomically) and returned."""
     base = CganArtifact.load(paths.cgan)
     video, rows = _finetune_rows(paths, base, video_id, frames)
     p, device = params.cgan, pick_device(params.device)
@@ -291,9 +294,14 @@ def finetune(
     total = p.finetune_epochs * len(batches(data, 0, p, single, params.seed))
     deadline = time.perf_counter() + (seconds if seconds is not None else math.inf)
     done = {"steps": 0, "epochs": 0}
+    average = None  # the weights' moving average, when `ema` asks for one
+    if ema:
+        average = AveragedModel(gan.netG, multi_avg_fn=get_ema_multi_avg_fn(ema), use_buffers=True)
 
     def after_step() -> bool:
         done["steps"] += 1
+        if average is not None:
+            average.update_parameters(gan.netG)
         if progress is not None:
             progress(done["steps"], total)
         return time.perf_counter() >= deadline
@@ -303,9 +311,10 @@ def finetune(
         done["epochs"] += 1
         if time.perf_counter() >= deadline:
             break
+    kept = gan.netG if average is None else average.module
     artifact = replace(
         base,
-        state_dict={name: value.detach().cpu() for name, value in gan.netG.state_dict().items()},
+        state_dict={name: value.detach().cpu() for name, value in kept.state_dict().items()},
         lips_stats={**base.lips_stats, video_id: lips_moments(video.lips[rows])},
         target_video=video_id,
         references=references,

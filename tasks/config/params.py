@@ -200,6 +200,7 @@ class AdaptParams(_Section):
     seconds: float = Field(420.0, gt=0.0)
     epochs: int = Field(100, ge=1)
     references: int = Field(64, ge=1, le=256)
+    ema: float = Field(0.0, ge=0.0, lt=1.0)
     targets: list[AdaptTarget] = Field(default_factory=list)
 
 
