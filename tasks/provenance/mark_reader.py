@@ -236,6 +236,7 @@ def bit_fits(seconds: np.ndarray, cells: np.ndarray, usable: np.ndarray, burst: 
     values = high_passed(seconds, cells.reshape(len(cells), -1).astype(np.float64), burst)
     dof = max(len(values) - 2, 1)
     inside = usable.ravel() & (bit_cells().owner.ravel() >= 0)
+    inside = inside if inside.any() else bit_cells().owner.ravel() >= 0  # none whole: weigh by all
     fit, *_ = np.linalg.lstsq(design, values, rcond=None)  # (2, cells)
     residuals = values - design @ fit
     root = np.sqrt(frame_weights(residuals[:, inside], _cell_noise(residuals, dof)[inside]))[:, None]
