@@ -245,3 +245,28 @@ def test_fine_detail_of_a_softer_face_stays_off_the_border():
         seams.append(composite_sum / source_sum)
     assert seams[1] < 0.9  # the plain blend's blurred ring
     assert abs(np.log(seams[0])) < abs(np.log(seams[1])) / 2
+
+
+@pytest.mark.real_media
+def test_the_encoder_alone_reads_as_a_blurred_border_against_the_raw_source(real_clip, tmp_path):
+    """Why `seam` is measured against the source passed through the same encoder: untouched real frames,
+    encoded and decoded, already lose gradient on any border, so against the raw source a composite
+    would be charged for the encoder's softening."""
+    from models.rendering.media import Encoder
+    from tasks.config.params import RenderParams
+    from tasks.rows.decode import iter_frames, probe
+
+    frames = [frame for _, frame in zip(range(12), iter_frames(real_clip, 25.0))]
+    height, width = frames[0].shape[:2]
+    width -= width % 2  # H.264 in yuv420p: the encoder drops an odd last column
+    frames = [np.ascontiguousarray(frame[:, :width]) for frame in frames]
+    alpha = np.zeros((height, width), np.float32)
+    cv2.ellipse(alpha, (width // 2, height // 2), (width // 5, height // 4), 0, 0, 360, 1.0, -1)
+    out = tmp_path / "untouched.mp4"
+    with Encoder(out, real_clip, len(frames) / 25, (width, height), 25.0, RenderParams()) as encoder:
+        for frame in frames:
+            encoder.write(frame)
+    decoded = list(iter_frames(out, 25.0))
+    assert len(decoded) == len(frames) and probe(out).width == width
+    sums = np.array([seam_gradients(d, f, alpha)[:2] for d, f in zip(decoded, frames)]).sum(0)
+    assert 0.9 < sums[0] / sums[1] < 0.99  # 0.969 on this clip

@@ -4,11 +4,14 @@ its own speech, each beside the Wav2Lip-style hard paste of the crop's box (`bas
 - full_lmd_px: dlib run on the composited full frames, its lips mapped into crop pixels by the frame's
   crop transform, against the lips the generator was asked for (full_face_found: the share found);
 - seam: mean gradient magnitude on the mask's border in the composite over the same in the source
-  (1.0: the border cannot be seen; a pasted box's edge is a step, far above 1);
+  passed through the same encoder (1.0: the border cannot be seen; a pasted box's edge is a step, far
+  above 1). The encoder softens every edge a little; measured against the raw source, that softening
+  would count as a blurred border;
 - outside_psnr: composite vs source outside the mask, in dB: only re-encoding differs there.
 
 Both videos go through the encoder and are decoded back, so every metric is measured on what a
-viewer gets. Frames are streamed; memory holds the masks (a byte a pixel) of the clip.
+viewer gets; so does the untouched source, once, as the seam's reference. Frames are streamed;
+memory holds the masks (a byte a pixel) of the clip.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from tasks.rows import landmarks as lm
 from tasks.rows.decode import iter_frames, probe, read_audio
 
 METHODS = ("composite", "baseline_paste")
+REFERENCE = "source"  # the untouched frames, encoded like the methods' clips
 
 
 def gradient(image: np.ndarray) -> np.ndarray:
@@ -95,19 +99,19 @@ def lips_in_crop(
 
 
 def _write_clips(frames, faces, rows, scratch: Path, audio: Path, fps: float, params) -> dict[str, list]:
-    """Composite and paste every frame into two mp4s under `scratch`; returns their masks (uint8)."""
+    """Composite and paste every frame into two mp4s under `scratch`, and the source frames untouched
+    into a third (REFERENCE); returns the methods' masks (uint8)."""
     masks = {method: [] for method in METHODS}
     info = probe(audio)
     seconds = len(faces) / fps
     encoders = {
-        method: Encoder(
-            scratch / f"{method}.mp4", audio, seconds, (info.width, info.height), fps, params.render
-        )
-        for method in METHODS
+        name: Encoder(scratch / f"{name}.mp4", audio, seconds, (info.width, info.height), fps, params.render)
+        for name in (*METHODS, REFERENCE)
     }
-    with encoders["composite"] as soft, encoders["baseline_paste"] as hard:
+    with encoders["composite"] as soft, encoders["baseline_paste"] as hard, encoders[REFERENCE] as untouched:
         for index, (frame, face) in enumerate(zip(frames, faces)):
             args = (frame, face, rows.crop[index])
+            untouched.write(frame)
             for method, encoder, (image, alpha) in (
                 ("composite", soft, composite(*args, rows.landmarks[index], rows.face_found[index], True)),
                 ("baseline_paste", hard, hard_paste(*args, rows.face_found[index])),
@@ -135,13 +139,13 @@ def composite_metrics(models: Models, params: Params, paths: Paths) -> dict:
     tallies = {method: _Tally(face_size) for method in METHODS}
     with tempfile.TemporaryDirectory(prefix="reenact-eval-") as scratch:
         masks = _write_clips(iter_frames(path, p.fps), faces, rows, Path(scratch), path, p.fps, params)
-        decoded = [iter_frames(Path(scratch) / f"{m}.mp4", p.fps) for m in METHODS]
-        for index, (source, *outputs) in enumerate(zip(iter_frames(path, p.fps), *decoded)):
+        decoded = [iter_frames(Path(scratch) / f"{name}.mp4", p.fps) for name in (REFERENCE, *METHODS)]
+        for index, (source, encoded, *outputs) in enumerate(zip(iter_frames(path, p.fps), *decoded)):
             for method, image in zip(METHODS, outputs):
                 mask = masks[method][index]
                 alpha = None if mask is None else mask.astype(np.float32) / 255
                 found = None if alpha is None else lips_in_crop(image, rows.crop[index], indices, face_size)
-                tallies[method].add(image, source, alpha, found, lips[index])
+                tallies[method].add(image, source, encoded, alpha, found, lips[index])
     metrics = {}
     for method, tally in tallies.items():
         metrics.update(tally.metrics("" if method == "composite" else f"{method}/"))
@@ -155,15 +159,16 @@ class _Tally:
         self.face_size = face_size
         self.seam, self.outside, self.lmd, self.asked = [0.0, 0.0], [0.0, 0], [], 0
 
-    def add(self, image, source, alpha: np.ndarray | None, found: np.ndarray | None, asked) -> None:
-        """One decoded output frame beside its source frame; `alpha` its mask (None: no face),
-        `found` the lips dlib finds on it in [0, 1] of the crop (None: none), `asked` the generator's."""
+    def add(self, image, source, encoded, alpha: np.ndarray | None, found: np.ndarray | None, asked) -> None:
+        """One decoded output frame beside its source frame (`encoded`: that frame through the same
+        encoder); `alpha` its mask (None: no face), `found` the lips dlib finds on it in [0, 1] of the
+        crop (None: none), `asked` the generator's."""
         error, values = outside_error(image, source, alpha)
         self.outside[0] += error
         self.outside[1] += values
         if alpha is None:
             return
-        composite_sum, source_sum, _ = seam_gradients(image, source, alpha)
+        composite_sum, source_sum, _ = seam_gradients(image, encoded, alpha)
         self.seam[0] += composite_sum
         self.seam[1] += source_sum
         self.asked += 1
