@@ -53,16 +53,18 @@ def _stage(module: str, root: Path, *extra: str) -> None:
 
 
 def _project(folder: Path, overrides: dict[str, str], stamp: dict) -> tuple[Paths, bool]:
-    """(the project in `folder`, whether it is built already); an outdated one is removed first."""
+    """(the project in `folder`, whether it is built already); an outdated one is removed first. Its
+    params.yaml is written anew either way: a kept corpus differs only in UNUSED_SECTIONS, which the
+    benchmarks read from it (adapt's settings, say) and must be today's."""
     paths = Paths.at(folder)
     stamp_file = folder / STAMP
-    if stamp_file.is_file() and json.loads(stamp_file.read_text()) == stamp and paths.cgan.is_file():
-        return paths, True
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
+    built = stamp_file.is_file() and json.loads(stamp_file.read_text()) == stamp and paths.cgan.is_file()
+    if not built:
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
     params = load_params(ROOT / "params.yaml", overrides)
     paths.params.write_text(yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False))
-    return paths, False
+    return paths, built
 
 
 def build(work: Path = WORK, sources: Path = SOURCES, overrides: dict[str, str] | None = None) -> dict:

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from conftest import REAL_MEDIA, REAL_SPEECH
 from helpers import ROOT, dvc_project_copy, reenact
@@ -179,21 +180,23 @@ def test_train_fraction_fine_tunes_on_the_first_frames_only(footage, tmp_path):
     assert read_target(paths, "held") == target
 
 
-def test_adapt_ema_keeps_the_average_of_the_steps(footage, tmp_path):
+def test_adapt_ema_keeps_the_average_of_the_steps_and_mouth_weight_reaches_the_loss(footage, tmp_path):
     """adapt.ema > 0 keeps the moving average of the generator's weights over the steps: the same steps
-    as without it, but weights nearer the corpus generator's they started from."""
+    as without it, but weights nearer the corpus generator's they started from. adapt.mouth_weight, not
+    cgan.mouth_weight, weighs the fine-tuning's L1: the same steps with another weight end elsewhere."""
     clip = footage.paths.videos / f"{footage.target}.mp4"
     corpus = CganArtifact.load(footage.paths.cgan).state_dict
-    moved = {}
-    for ema in (0.0, 0.9):
-        paths = footage.paths.moved(targets=tmp_path / f"targets_{ema}")
+    moved, tuned = {}, {}
+    for ema, mouth in ((0.0, 1.0), (0.9, 1.0), (0.0, 4.0)):
+        paths = footage.paths.moved(targets=tmp_path / f"targets_{ema}_{mouth}")
         params = footage.params.model_copy(update={"adapt": footage.params.adapt.model_copy(
-            update={"min_seconds": 1.0, "epochs": 3, "ema": ema})})
+            update={"min_seconds": 1.0, "epochs": 3, "ema": ema, "mouth_weight": mouth})})
         target = adapt_target(clip, "me", paths, params)
-        tuned = CganArtifact.load(target.paths.cgan).state_dict
-        moved[ema] = sum(float((tuned[k].float() - corpus[k].float()).norm()) for k in corpus)
+        state = tuned[ema, mouth] = CganArtifact.load(target.paths.cgan).state_dict
+        moved[ema, mouth] = sum(float((state[k].float() - corpus[k].float()).norm()) for k in corpus)
         assert target.steps >= 3
-    assert 0 < moved[0.9] < moved[0.0], moved
+    assert 0 < moved[0.9, 1.0] < moved[0.0, 1.0], moved
+    assert any(not torch.equal(tuned[0.0, 1.0][k], tuned[0.0, 4.0][k]) for k in corpus)
 
 
 def test_the_adapt_stage_adapts_each_listed_target_with_the_row_making_code():

@@ -132,7 +132,8 @@ def _finetune(name: str, paths: Paths, into: Paths, params: Params, frames: int,
     adapt.epochs epochs at most, `seconds` of wall time at most, written to into.cgan; the steps done."""
     epochs = params.adapt.epochs
     cgan = params.cgan.model_copy(update={"finetune_epochs": epochs, "references": params.adapt.references,
-                                          "epochs": max(params.cgan.epochs, epochs)})
+                                          "epochs": max(params.cgan.epochs, epochs),
+                                          "mouth_weight": params.adapt.mouth_weight})
     steps, started = [0], time.perf_counter()
 
     def progress(step: int, total: int) -> None:

@@ -199,8 +199,9 @@ class AdaptParams(_Section):
     min_seconds: float = Field(3.0, gt=0.0)
     seconds: float = Field(420.0, gt=0.0)
     epochs: int = Field(100, ge=1)
-    references: int = Field(64, ge=1, le=256)
-    ema: float = Field(0.0, ge=0.0, lt=1.0)
+    references: int = Field(128, ge=1, le=256)
+    ema: float = Field(0.98, ge=0.0, lt=1.0)
+    mouth_weight: float = Field(1.0, ge=0.0)
     targets: list[AdaptTarget] = Field(default_factory=list)
 
 
