@@ -38,6 +38,47 @@ def drawn_landmarks(lips: np.ndarray) -> np.ndarray:
     return points
 
 
+# The 8 lip points (preprocess.lip_indices' order) of a closed mouth, in [0, 1] of the crop.
+CLOSED_LIPS = np.array(
+    [[0.35, 0.72], [0.44, 0.69], [0.56, 0.69], [0.65, 0.72], [0.56, 0.76], [0.44, 0.76], [0.5, 0.71],
+     [0.5, 0.73]],
+    np.float32,
+)
+
+
+def _loudness(frames: int, fps: float, rng: np.random.Generator) -> np.ndarray:
+    """(frames,) float32 in [0, 1]: three sines of random phase, a smooth stand-in for speech."""
+    t = np.arange(frames) / fps
+    phases = rng.uniform(0, 2 * np.pi, 3)
+    drive = (
+        np.sin(2 * np.pi * 2.1 * t + phases[0])
+        + 0.6 * np.sin(2 * np.pi * 3.7 * t + phases[1])
+        + 0.3 * np.sin(2 * np.pi * 0.7 * t + phases[2])
+    )
+    return ((drive - drive.min()) / (np.ptp(drive) + 1e-9)).astype(np.float32)
+
+
+def _lips_of(drive: float) -> np.ndarray:
+    """(8, 2) lip points for a loudness in [0, 1]: the lower lip drops and the corners part."""
+    lips = CLOSED_LIPS.copy()
+    lips[[4, 5, 7], 1] += 0.12 * drive
+    lips[[0, 3], 0] += np.array([-1, 1]) * 0.03 * drive
+    return lips
+
+
+def _face(lips: np.ndarray, size: int, tone: float) -> np.ndarray:
+    """(size, size, 3) uint8: an oval head of skin `tone` whose dark mouth spans the lips."""
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    head = ((xx - 0.5) / 0.38) ** 2 + ((yy - 0.5) / 0.48) ** 2 < 1
+    centre, half_height = (lips[6, 1] + lips[7, 1]) / 2, 0.01 + (lips[7, 1] - lips[6, 1]) / 2
+    width = lips[3, 0] - lips[0, 0]
+    mouth = ((xx - 0.5) / width * 2) ** 2 + ((yy - centre) / half_height) ** 2 < 1
+    image = np.full((size, size, 3), 40, np.uint8)
+    image[head] = (np.array([230, 180, 150]) * tone).astype(np.uint8)
+    image[mouth] = (90, 20, 30)
+    return image
+
+
 def synthetic_shards(
     shards: str | Path,
     videos: int = 3,
@@ -57,54 +98,24 @@ def synthetic_shards(
     rng = np.random.default_rng(seed)
     dim = feature_dim(params)
     mix = rng.normal(size=(5, dim)).astype(np.float32)
-    yy, xx = np.mgrid[0:size, 0:size] / size
-    closed = np.array(
-        [
-            [0.35, 0.72],
-            [0.44, 0.69],
-            [0.56, 0.69],
-            [0.65, 0.72],
-            [0.56, 0.76],
-            [0.44, 0.76],
-            [0.5, 0.71],
-            [0.5, 0.73],
-        ],
-        np.float32,
-    )
+    no_landmarks, no_lips = np.full(LANDMARKS_DIM, np.nan, np.float32), np.full(LIPS_DIM, np.nan, np.float32)
     for index in range(videos):
-        t = np.arange(frames) / params.fps
-        phases = rng.uniform(0, 2 * np.pi, 3)
-        drive = (
-            np.sin(2 * np.pi * 2.1 * t + phases[0])
-            + 0.6 * np.sin(2 * np.pi * 3.7 * t + phases[1])
-            + 0.3 * np.sin(2 * np.pi * 0.7 * t + phases[2])
-        )
-        drive = ((drive - drive.min()) / (np.ptp(drive) + 1e-9)).astype(np.float32)
+        drive = _loudness(frames, params.fps, rng)
         shifted = np.stack([np.roll(drive, s) for s in (-2, -1, 0, 1, 2)], axis=1)
         audio = shifted @ mix + 0.05 * rng.normal(size=(frames, dim)).astype(np.float32)
         tone = rng.uniform(0.6, 0.9)
         with ShardWriter(shards, f"synthetic_{index}", params, sha256=f"synthetic-{seed}-{index}") as writer:
             for i in range(frames):
                 face_found = i % 25 != 24
-                lips = closed.copy()
-                lips[[4, 5, 7], 1] += 0.12 * drive[i]  # lower lip drops as the mouth opens
-                lips[[0, 3], 0] += np.array([-1, 1]) * 0.03 * drive[i]
-                head = ((xx - 0.5) / 0.38) ** 2 + ((yy - 0.5) / 0.48) ** 2 < 1
-                centre, half_height = (lips[6, 1] + lips[7, 1]) / 2, 0.01 + (lips[7, 1] - lips[6, 1]) / 2
-                width = lips[3, 0] - lips[0, 0]
-                mouth = ((xx - 0.5) / width * 2) ** 2 + ((yy - centre) / half_height) ** 2 < 1
-                image = np.full((size, size, 3), 40, np.uint8)
-                image[head] = (np.array([230, 180, 150]) * tone).astype(np.uint8)
-                image[mouth] = (90, 20, 30)
-                jpeg = simplejpeg.encode_jpeg(image, quality=params.jpeg_quality, colorspace="RGB")
-                landmarks = (drawn_landmarks(lips) * size).reshape(-1) if face_found else np.full(
-                    LANDMARKS_DIM, np.nan, np.float32)
+                lips = _lips_of(drive[i])
+                jpeg = simplejpeg.encode_jpeg(_face(lips, size, tone), quality=params.jpeg_quality,
+                                              colorspace="RGB")
                 writer.add(
                     frame=i,
                     time=i / params.fps,
                     face_found=face_found,
-                    landmarks=landmarks,
-                    lips=lips.reshape(-1) if face_found else np.full(LIPS_DIM, np.nan, np.float32),
+                    landmarks=(drawn_landmarks(lips) * size).reshape(-1) if face_found else no_landmarks,
+                    lips=lips.reshape(-1) if face_found else no_lips,
                     audio=audio[i],
                     face=jpeg,
                     crop=np.zeros(CROP_DIM, np.float32),
