@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib
 import json
 import os
 import random
@@ -39,9 +40,22 @@ def autocast(device: torch.device, enabled: bool):
 
 
 def run_key(*parts: Any) -> str:
-    """What a checkpoint must match to be resumed: the params that shape it and the data it saw."""
+    """What a checkpoint must match to be resumed: the params that shape it, the data it saw and the
+    code that trains it (`code_digest`)."""
     text = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def code_digest(*modules: str) -> str:
+    """A digest of the source files of `modules` (dotted names): a training stage puts its loop's and its
+    networks' in its run key, so that after a change to them DVC's rerun trains anew instead of resuming
+    the checkpoint the old code finished."""
+    digest = hashlib.sha256()
+    for name in modules:
+        digest.update(name.encode())
+        with open(importlib.import_module(name).__file__, "rb") as source:
+            digest.update(source.read())
+    return digest.hexdigest()[:16]
 
 
 class Process(NamedTuple):

@@ -87,6 +87,21 @@ def test_train_lstm_resumes_and_extends(tmp_path, stage, capsys):
     assert "starting afresh" in capsys.readouterr().out
 
 
+def test_a_change_to_the_training_code_trains_anew(tmp_path, stage, capsys, monkeypatch):
+    """The run key holds the training code (models/common.py: code_digest): after a change to it, DVC's
+    rerun of the stage must not resume the checkpoint the old code finished."""
+    train_lstm.main(stage("lstm", *TINY_LSTM, "lstm.epochs=2"))
+    edited = tmp_path / "edited_loop.py"
+    edited.write_text("STEP = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(train_lstm, "CODE", (*train_lstm.CODE, "edited_loop"))
+    capsys.readouterr()
+    train_lstm.main(stage("lstm", *TINY_LSTM, "lstm.epochs=2"))
+    assert "starting afresh" in capsys.readouterr().out
+    train_lstm.main(stage("lstm", *TINY_LSTM, "lstm.epochs=2"))  # the same code again: resumed
+    assert "resuming from" in capsys.readouterr().out
+
+
 def test_train_cgan_writes_generator_samples_and_metrics(tmp_path, stage):
     train_cgan.main(stage("cgan", *TINY_CGAN, "cgan.epochs=2", "cgan.finetune_epochs=1",
                           "cgan.adversarial_weight=1", "cgan.references=5"))

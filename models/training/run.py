@@ -51,7 +51,7 @@ class TrainingRun:
         if checkpoint is None:
             return {}
         if checkpoint["run_key"] != self.key:
-            self.say(f"{self.last} was made with other params or data; starting afresh")
+            self.say(f"{self.last} was made with other params, data or code; starting afresh")
             return {}
         if not all(_fits(obj, checkpoint[name]) for name, obj in self.state.items()):
             self.say(f"{self.last} holds a network of another shape (the code changed); starting afresh")

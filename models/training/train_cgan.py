@@ -34,7 +34,15 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from models.artifacts import CganArtifact, Condition, References
-from models.common import Process, autocast, init_distributed, pick_device, run_key, seed_everything
+from models.common import (
+    Process,
+    autocast,
+    code_digest,
+    init_distributed,
+    pick_device,
+    run_key,
+    seed_everything,
+)
 from models.evaluation.metrics import redetected_lmd
 from models.networks.cgan import GENERATORS, generator_hparams, to_uint8
 from models.networks.unet import reference_bank
@@ -72,6 +80,10 @@ from tasks.rows.landmarks import landmarks_in_crops
 from tasks.table.shards import evenly_spaced, video_metadata
 
 SAMPLES = 8  # columns of the sample grid
+# The code a checkpoint's run key holds (models/common.py: code_digest): this loop, the step, the networks,
+# the data.
+CODE = ("models.training.train_cgan", "models.training.gan", "models.networks.cgan", "models.networks.unet",
+        "models.training.data")
 Dataset = FacesWithLips | FramesWithReferences
 
 
@@ -216,7 +228,7 @@ def train(root: Root = DEFAULT_ROOT, params_file: ParamsFile = None, override: O
     raw = Gan.build(p, int(data.corpus.meta["face_size"]), device, use_amp, memory_format)
     # Epochs and how the data is fed are left out of the key: a longer or shorter run resumes.
     key = run_key(p.model_dump(exclude={"epochs", "finetune_epochs", "num_workers", "val_frames"}),
-                  params.split.model_dump(), params.seed, data.corpus.fingerprint())
+                  params.split.model_dump(), params.seed, data.corpus.fingerprint(), code_digest(*CODE))
     training = TrainingRun("cgan", key, raw.state(), paths, process.is_main)
     gan = raw.distributed(process)
 

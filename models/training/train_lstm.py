@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from models.artifacts import LstmArtifact
-from models.common import autocast, pick_device, run_key, seed_everything
+from models.common import autocast, code_digest, pick_device, run_key, seed_everything
 from models.evaluation.metrics import finite_or_none, lip_metrics
 from models.evaluation.speakers import held_out_scores
 from models.networks.lstm import AudioToLips, predict_lips
@@ -50,6 +50,9 @@ from tasks.config.entry import (
     stage_paths,
 )
 from tasks.config.params import LstmParams, Params
+
+# The code a checkpoint's run key holds (models/common.py: code_digest): this loop, the network, the data.
+CODE = ("models.training.train_lstm", "models.networks.lstm", "models.training.data")
 
 
 @dataclass
@@ -141,7 +144,7 @@ def train(root: Root = DEFAULT_ROOT, params_file: ParamsFile = None, override: O
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     # A checkpoint is resumed only when made from the same params and data; more epochs extend a run.
     key = run_key(p.model_dump(exclude={"epochs"}), params.split.model_dump(), params.seed,
-                  corpus.fingerprint())
+                  corpus.fingerprint(), code_digest(*CODE))
     training = TrainingRun("lstm", key, {"model": model, "optimizer": optimizer, "scaler": scaler},
                            paths)
     best = training.restored("best", {"val_loss": float("inf"), "epoch": -1, "state_dict": None})
