@@ -23,7 +23,7 @@ from models.networks.unet import UNetGenerator, hard_mask
 from models.rendering.target import decode_crops
 from models.training import train_cgan, train_lstm
 from models.training.data import load_video
-from models.training.train_cgan import finetune
+from models.training.finetune import finetune
 from tasks.config.params import PreprocessParams, load_params, parse_override
 from tasks.config.paths import Paths
 from tasks.table.shards import partition_dir

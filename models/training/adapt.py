@@ -1,7 +1,7 @@
 """A real person as a target in one step: `reenact adapt VIDEO --name NAME` (ARCHITECTURE.md, Adapted
 targets). The clip is checked, ingested and preprocessed by the project's own per-video code
 (tasks/ingest/download.py, tasks/rows/video.py), the corpus generator is fine-tuned on its rows
-(models/training/train_cgan.py: finetune) within a time budget, and the result is registered in
+(models/training/finetune.py) within a time budget, and the result is registered in
 paths.target_dir(NAME), laid out as Paths.in_target says:
 
     targets/NAME/cgan.pt                          the fine-tuned generator (the corpus LSTM is kept)
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from models.errors import AdaptError
-from models.training.train_cgan import finetune
+from models.training.finetune import finetune
 from tasks.config.files import atomic_path, safe_id
 from tasks.config.params import Params
 from tasks.config.paths import TARGET_RECORD, Paths

@@ -14,15 +14,13 @@ every video (for aligning speakers when rendering) and the frame generator's ref
 paths.cgan (models/artifacts.py: CganArtifact); each path under --root (tasks/config/paths.py). Only
 rank 0 logs and saves; cgan.batch_size is per process.
 
-`finetune` trains a copy of paths.cgan on one more video (reenact adapt).
+`models/training/finetune.py` trains a copy of paths.cgan on one more video (reenact adapt).
 """
 
 from __future__ import annotations
 
-import math
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +28,6 @@ import torch
 import torch.distributed as dist
 from PIL import Image
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from models.artifacts import CganArtifact, Condition, References
@@ -44,18 +41,14 @@ from models.common import (
     seed_everything,
 )
 from models.evaluation.metrics import redetected_lmd
-from models.networks.cgan import GENERATORS, generator_hparams, to_uint8
-from models.networks.unet import reference_bank
-from models.rendering.lips import lips_moments
+from models.networks.cgan import generator_hparams, to_uint8
 from models.training.data import (
     Corpus,
     FacesWithLips,
     FramesWithReferences,
     Split,
-    Video,
     lips_stats,
     load_corpus,
-    load_video,
     split_corpus,
     target_video,
     video_lips_stats,
@@ -75,13 +68,11 @@ from tasks.config.entry import (
     stage_paths,
 )
 from tasks.config.params import CganParams, Params
-from tasks.config.paths import Paths
 from tasks.rows.landmarks import landmarks_in_crops
-from tasks.table.shards import evenly_spaced, video_metadata
+from tasks.table.shards import evenly_spaced
 
 SAMPLES = 8  # columns of the sample grid
-# The code a checkpoint's run key holds (models/common.py: code_digest): this loop, the step, the networks,
-# the data.
+# The code a checkpoint's run key holds (models/common.py: code_digest): loop, step, networks, data.
 CODE = ("models.training.train_cgan", "models.training.gan", "models.networks.cgan", "models.networks.unet",
         "models.training.data")
 Dataset = FacesWithLips | FramesWithReferences
@@ -275,81 +266,6 @@ def cgan_artifact(generator: nn.Module, noise: torch.Tensor, data: FaceData, p: 
         epoch=p.epochs,
         **made_from(p, data.corpus, data.split),
     )
-
-
-def finetune(
-    paths: Paths, params: Params, video_id: str, out: Path, *, frames: slice | None = None,
-    seconds: float | None = None, progress: Callable[[int, int], None] | None = None, ema: float = 0.0,
-) -> CganArtifact:
-    """The corpus generator (paths.cgan, left as it is) trained on one video alone: the rows of partition
-    `video_id` of paths.shards with a face (only `frames` of them when given, e.g. the first 75%), for
-    cgan.finetune_epochs epochs or until `seconds` of wall time, calling `progress(step, total)` after
-    each step. Its condition, hparams and lips z-scoring are the corpus generator's (the discriminator
-    starts afresh; the optimisers follow params.cgan); its target_video is `video_id`, its lips_stats
-    hold that video's and, for the frame generator, its references that video's reference crops (all
-    of the frames trained on). `ema` > 0: the weights kept are the exponential moving average of the
-    generator's over the steps, with that decay (Polyak averaging, torch.optim.swa_utils), not the
-    last step's. Written to `out` (atomically) and returned."""
-    base = CganArtifact.load(paths.cgan)
-    video, rows = _finetune_rows(paths, base, video_id, frames)
-    p, device = params.cgan, pick_device(params.device)
-    seed_everything(params.seed)
-    corpus = Corpus([video], video_metadata(paths.shards, video_id))
-    references = dict(base.references)
-    if base.condition == "frame":
-        references[video_id] = reference_bank(video.lips, rows, video.faces, base.lip_indices, p.references)
-    data = dataset(corpus, {video_id: rows}, base.lips_mean, base.lips_std, references, p, base.condition)
-    netG = base.network(GENERATORS[base.condition], paths.cgan, device)
-    use_amp = p.amp and device.type == "cuda"
-    gan = Gan.around(netG, base.condition, p, device, use_amp, torch.contiguous_format)
-    single = Process(device, 0, 1)
-    total = p.finetune_epochs * len(batches(data, 0, p, single, params.seed))
-    deadline = time.perf_counter() + (seconds if seconds is not None else math.inf)
-    done = {"steps": 0, "epochs": 0}
-    average = None  # the weights' moving average, when `ema` asks for one
-    if ema:
-        average = AveragedModel(gan.netG, multi_avg_fn=get_ema_multi_avg_fn(ema), use_buffers=True)
-
-    def after_step() -> bool:
-        done["steps"] += 1
-        if average is not None:
-            average.update_parameters(gan.netG)
-        if progress is not None:
-            progress(done["steps"], total)
-        return time.perf_counter() >= deadline
-
-    for epoch in range(p.finetune_epochs):
-        train_epoch(gan, batches(data, epoch, p, single, params.seed), p, after_step)
-        done["epochs"] += 1
-        if time.perf_counter() >= deadline:
-            break
-    kept = gan.netG if average is None else average.module
-    artifact = replace(
-        base,
-        state_dict={name: value.detach().cpu() for name, value in kept.state_dict().items()},
-        lips_stats={**base.lips_stats, video_id: lips_moments(video.lips[rows])},
-        target_video=video_id,
-        references=references,
-        epoch=base.epoch + done["epochs"],
-    )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    artifact.save(out)
-    return artifact
-
-
-def _finetune_rows(paths: Paths, base: CganArtifact, video_id: str,
-                   frames: slice | None) -> tuple[Video, np.ndarray]:
-    """The video to fine-tune on and which of its rows: those of `frames` with a face."""
-    video = load_video(paths.shards, video_id, faces=True)
-    meta = video_metadata(paths.shards, video_id)
-    if [int(i) for i in meta["lip_indices"]] != base.lip_indices or int(meta["face_size"]) != base.face_size:
-        raise ValueError(f"{video_id}: made with other lip points or crop size than {paths.cgan}")
-    rows = np.zeros(len(video), bool)
-    rows[frames if frames is not None else slice(None)] = True
-    rows &= video.face_found
-    if not rows.any():
-        raise ValueError(f"{video_id}: no frame with a face to fine-tune on")
-    return video, rows
 
 
 def main(argv: list[str] | None = None) -> None:
