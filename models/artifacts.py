@@ -30,6 +30,10 @@ FORMAT = 2
 # noise vector; "frame", a U-Net from a frame of the target (the param cgan.condition).
 Condition = Literal["noise", "frame"]
 CONDITIONS: tuple[Condition, ...] = get_args(Condition)
+# The real-faces base that ships inside the package: an LSTM and a frame generator trained on the real
+# fixtures whose licences allow sharing the weights (MODEL_CARD.md beside them; `dvc repro base`
+# rebuilds them, flows/corpus.py). `reenact adapt` starts from it (adapt.base: shipped).
+SHIPPED_BASE = Path(__file__).resolve().parent / "base"
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:

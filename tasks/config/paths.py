@@ -13,10 +13,24 @@ ARCHITECTURE.md shows the layout on disk.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 VIDEOS_TABLE = "_videos.parquet"
+# The checkout this code runs from, and the real talking-head fixtures that sit beside it (never in it:
+# ../shared/fixtures/real, with SOURCES.md; $REENACT_FIXTURES points elsewhere). Evaluations, the shipped
+# base's rebuild and the real_media tests read them; a fresh clone has none.
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+REAL_FIXTURES = Path(os.environ.get("REENACT_FIXTURES") or PROJECT_ROOT.parent / "shared/fixtures/real")
+
+
+def require_real_fixtures() -> Path:
+    """REAL_FIXTURES, or SystemExit with one line saying they are missing and what needs them."""
+    if not (REAL_FIXTURES / "SOURCES.md").is_file():
+        raise SystemExit(f"{REAL_FIXTURES}: no real fixtures here (SOURCES.md and the clips it lists); this "
+                         "needs them beside the project, or $REENACT_FIXTURES naming their folder")
+    return REAL_FIXTURES
 TARGET_RECORD = "target.json"  # inside an adapted target's folder: what `reenact adapt` made it from
 
 
