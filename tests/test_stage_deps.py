@@ -5,39 +5,15 @@ that has since changed. (`${...}` deps, the data a stage is given, are left out 
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tasks.config.imports import import_closure
+
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-
-
-def module_file(name: str) -> Path | None:
-    """The project file of module `name`, None for one outside the project (or a name in a module)."""
-    for candidate in (ROOT / f"{name.replace('.', '/')}.py", ROOT / name.replace(".", "/") / "__init__.py"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def import_closure(module: str) -> set[Path]:
-    """The project files `module` imports, transitively, wherever the import statement stands."""
-    seen: set[Path] = set()
-    todo = [module]
-    while todo:
-        path = module_file(todo.pop())
-        if path is None or path in seen:
-            continue
-        seen.add(path)
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Import):
-                todo += [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                todo += [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
-    return seen
 
 
 def test_the_closure_follows_lazy_imports():
