@@ -13,6 +13,7 @@ remakes it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Self, get_args
@@ -26,6 +27,9 @@ from tasks.config.files import atomic_path
 
 # 2: the generator's `condition`, and this number. 1: what came before, read as format 2.
 FORMAT = 2
+# A training checkpoint's (Checkpoint). 2: run_key, epoch, state, extra and this number. 1: the state
+# objects and the extras side by side with run_key and epoch, told apart by the state's names.
+CHECKPOINT_FORMAT = 2
 # What the generator makes a face from besides the lips: "noise", the paper's DCGAN from one fixed
 # noise vector; "frame", a U-Net from a frame of the target (the param cgan.condition).
 Condition = Literal["noise", "frame"]
@@ -56,6 +60,48 @@ def load_checkpoint(path: str | Path) -> dict[str, Any] | None:
     if not isinstance(checkpoint, dict):
         raise CheckpointError(f"{path}: not a checkpoint (it holds a {type(checkpoint).__name__})")
     return checkpoint
+
+
+@dataclass(eq=False)
+class Checkpoint:
+    """A training stage's resumable checkpoint (`<checkpoints>/<stage>/last.pt`, models/training/run.py):
+    the run key it was made under (models/common.py: run_key), the epochs done, the `state_dict()` of each
+    object the loop resumes (networks, optimisers, the GradScaler) by name, and what else the loop keeps
+    (`extra`: the LSTM's best epoch so far and its random state)."""
+
+    run_key: str
+    epoch: int  # epochs done
+    state: dict[str, dict[str, Any]]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def save(self, path: str | Path) -> None:
+        save_checkpoint({"format": CHECKPOINT_FORMAT, "run_key": self.run_key, "epoch": self.epoch,
+                         "state": self.state, "extra": self.extra}, path)
+
+    @classmethod
+    def load(cls, path: str | Path, names: Iterable[str] = ()) -> Checkpoint | None:
+        """The checkpoint in `path`, None without a file. `names`: the state objects', which a checkpoint
+        of format 1 keeps beside its other values (one lacking some holds none for them). CheckpointError
+        of one line naming the file when it is unreadable, of a newer format, or lacks its key or epoch."""
+        saved = load_checkpoint(path)
+        if saved is None:
+            return None
+        version, names = saved.get("format", 1), set(names)
+        if not isinstance(version, int) or version > CHECKPOINT_FORMAT:
+            raise CheckpointError(f"{path}: a checkpoint of format {version!r}, which this reenact (format "
+                                  f"{CHECKPOINT_FORMAT}) does not read; delete it to train afresh")
+        try:
+            if version == 1:
+                state = {name: saved[name] for name in names if name in saved}
+                kept = names | {"run_key", "epoch"}
+                extra = {key: value for key, value in saved.items() if key not in kept}
+            else:
+                state, extra = dict(saved["state"]), dict(saved["extra"])
+            return cls(str(saved["run_key"]), int(saved["epoch"]), state, extra)
+        except (KeyError, TypeError, ValueError) as exc:
+            what = f"no {exc.args[0]!r}" if isinstance(exc, KeyError) else _reason(exc)
+            message = f"{path}: not a training checkpoint ({what}); delete it to train afresh"
+            raise CheckpointError(message) from None
 
 
 def _reason(exc: BaseException) -> str:

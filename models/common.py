@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib
 import json
 import os
 import random
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -15,14 +15,24 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
+from tasks.config.imports import import_closure
+from tasks.config.params import ParamsError
+from tasks.config.paths import PROJECT_ROOT
+
 # Offline platform: never phone home (ARCHITECTURE.md, rules). DVCLive imports DVC.
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
 
 def pick_device(name: str) -> torch.device:
-    """params.device: 'auto' takes CUDA when present."""
+    """params.device: 'auto' takes CUDA when present; a CUDA device this machine lacks is a ParamsError
+    (one line), not torch's traceback from deep in the first model moved there."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):  # "cuda" or "cuda:N" (tasks/config/params.py checks the form)
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if int(name.partition(":")[2] or 0) >= count:
+            here = f"{count} CUDA device(s) here" if count else "no CUDA device here"
+            raise ParamsError(f"device {name}: {here}; use auto or cpu")
     return torch.device(name)
 
 
@@ -46,15 +56,17 @@ def run_key(*parts: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def code_digest(*modules: str) -> str:
-    """A digest of the source files of `modules` (dotted names): a training stage puts its loop's and its
-    networks' in its run key, so that after a change to them DVC's rerun trains anew instead of resuming
-    the checkpoint the old code finished."""
+def code_digest(module: str, root: Path = PROJECT_ROOT) -> str:
+    """A digest of the source of `module` (dotted) and of every project module it imports, directly or
+    through others, lazily too (tasks/config/imports.py: import_closure), as the files under `root` stand
+    now: a training stage puts its entry module's in its run key, so that after a change to any code the
+    stage runs, DVC's rerun trains anew instead of resuming the checkpoint the old code finished."""
+    files = import_closure(module, root)
+    if not files:
+        raise ValueError(f"{module}: no such module under {root}")
     digest = hashlib.sha256()
-    for name in modules:
-        digest.update(name.encode())
-        with open(importlib.import_module(name).__file__, "rb") as source:
-            digest.update(source.read())
+    for path in sorted(files, key=lambda file: file.relative_to(root).as_posix()):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:16]
 
 

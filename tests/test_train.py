@@ -16,7 +16,9 @@ import pytest
 import torch
 from helpers import synthetic_shards
 
-from models.artifacts import CganArtifact, load_checkpoint
+from models.artifacts import CganArtifact, Checkpoint, save_checkpoint
+from models.common import code_digest
+from models.errors import CheckpointError
 from models.networks.cgan import Frames, Generator, generate_faces, load_generator
 from models.networks.lstm import load_lstm
 from models.networks.unet import UNetGenerator, hard_mask
@@ -24,12 +26,16 @@ from models.rendering.target import decode_crops
 from models.training import train_cgan, train_lstm
 from models.training.data import load_video
 from models.training.finetune import finetune
+from tasks.config.imports import import_closure
 from tasks.config.params import PreprocessParams, load_params, parse_override
 from tasks.config.paths import Paths
 from tasks.table.shards import partition_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_LSTM = ["lstm.hidden=16", "lstm.fc_hidden=16", "lstm.context=2", "lstm.batch_size=32", "lstm.lr=0.003"]
+# The lower-face mask: what the U-Net's input masks and compositing blends; train_cgan imports it only
+# through other modules.
+MASK_MODULE = "models/rendering/composite.py"
 TINY_CGAN = ["cgan.ngf=4", "cgan.ndf=4", "cgan.batch_size=16", "cgan.num_workers=0", "cgan.val_frames=16"]
 
 
@@ -74,7 +80,7 @@ def test_train_lstm_writes_a_usable_artifact_and_metrics(tmp_path, stage):
 
 def test_train_lstm_resumes_and_extends(tmp_path, stage, capsys):
     train_lstm.main(stage("lstm", *TINY_LSTM, "lstm.epochs=2"))
-    assert load_checkpoint(tmp_path / "checkpoints" / "lstm" / "last.pt")["epoch"] == 2
+    assert Checkpoint.load(tmp_path / "checkpoints" / "lstm" / "last.pt").epoch == 2
     capsys.readouterr()
     train_lstm.main(stage("lstm", *TINY_LSTM, "lstm.epochs=4"))
     assert "resuming from" in capsys.readouterr().out
@@ -87,19 +93,54 @@ def test_train_lstm_resumes_and_extends(tmp_path, stage, capsys):
     assert "starting afresh" in capsys.readouterr().out
 
 
-def test_a_change_to_the_training_code_trains_anew(tmp_path, stage, capsys, monkeypatch):
-    """The run key holds the training code (models/common.py: code_digest): after a change to it, DVC's
-    rerun of the stage must not resume the checkpoint the old code finished."""
-    train_lstm.main(stage("lstm", *TINY_LSTM, "lstm.epochs=2"))
-    edited = tmp_path / "edited_loop.py"
-    edited.write_text("STEP = 1\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(train_lstm, "CODE", (*train_lstm.CODE, "edited_loop"))
-    capsys.readouterr()
-    train_lstm.main(stage("lstm", *TINY_LSTM, "lstm.epochs=2"))
-    assert "starting afresh" in capsys.readouterr().out
-    train_lstm.main(stage("lstm", *TINY_LSTM, "lstm.epochs=2"))  # the same code again: resumed
-    assert "resuming from" in capsys.readouterr().out
+def test_a_change_to_any_module_the_stage_imports_trains_anew(tmp_path, stage):
+    """The run key holds the code of every project module the stage's entry imports, through others too
+    (models/common.py: code_digest). A copy of that code whose lower-face mask is changed (train_cgan
+    reaches it only through the data and the U-Net), run as DVC reruns the stage, refuses the checkpoint
+    the code as it was finished and trains anew."""
+    entry = "models.training.train_cgan"
+    argv = stage("cgan", *TINY_CGAN, "cgan.epochs=1", "cgan.finetune_epochs=0")
+
+    def rerun(code: Path) -> str:
+        env = {**_env(), "PYTHONPATH": str(code)}
+        result = subprocess.run([sys.executable, "-m", entry, *argv], cwd=code, env=env, capture_output=True,
+                                text=True, timeout=300, check=False)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        return result.stdout
+
+    assert "cgan: epoch 1/1" in rerun(ROOT)
+    code = tmp_path / "code"
+    for path in import_closure(entry):  # the stage's code and its packages' __init__.py
+        name = path.relative_to(ROOT)
+        for file in [name, *(folder / "__init__.py" for folder in name.parents)]:
+            if (ROOT / file).is_file():
+                (code / file).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(ROOT / file, code / file)
+    assert code_digest(entry, code) == code_digest(entry), "the same code elsewhere makes the same key"
+    mask = code / MASK_MODULE
+    mask.write_text(mask.read_text() + "\nJAW_MARGIN = 0.08  # the mask changed\n")
+    assert code_digest(entry, code) != code_digest(entry)
+
+    out = rerun(code)
+    assert "was made with other params, data or code; starting afresh" in out and "cgan: epoch 1/1" in out
+
+
+def test_a_checkpoint_of_the_older_layout_still_resumes(tmp_path):
+    """A last.pt written before models/artifacts.py: Checkpoint (its state and extras beside the run key
+    and epoch) is read as one; a file that is no checkpoint stops the run in one line."""
+    from models.training.run import TrainingRun
+
+    paths = Paths.at(tmp_path)
+    old = torch.nn.Linear(4, 8)
+    last = paths.checkpoint_dir("lstm") / "last.pt"
+    save_checkpoint({"run_key": "key", "epoch": 3, "model": old.state_dict(), "best": {"epoch": 2}}, last)
+    same = torch.nn.Linear(4, 8)
+    resumed = TrainingRun("lstm", "key", {"model": same}, paths, is_main=False)
+    assert resumed.start_epoch == 3 and torch.equal(same.weight, old.weight)
+    assert resumed.restored("best") == {"epoch": 2} and resumed.restored("rng", "none") == "none"
+    save_checkpoint({"epoch": 3}, last)
+    with pytest.raises(CheckpointError, match=r"last\.pt: not a training checkpoint \(no 'run_key'\)"):
+        TrainingRun("lstm", "key", {"model": same}, paths, is_main=False)
 
 
 def test_train_cgan_writes_generator_samples_and_metrics(tmp_path, stage):
@@ -154,7 +195,7 @@ def test_killed_cgan_run_resumes_and_finishes(tmp_path, stage):
     finally:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
-    done = load_checkpoint(last)["epoch"]
+    done = Checkpoint.load(last).epoch
     assert 1 <= done < 40, "killed after its first epoch, well before the last"
     assert not (tmp_path / "cgan.pt").exists()
 
@@ -254,7 +295,7 @@ def test_a_checkpoint_of_a_network_of_another_shape_starts_afresh(tmp_path):
     run.save(0)
     wider = torch.nn.Linear(4, 16)
     again = TrainingRun("cgan", "same-key", {"netG": wider}, paths, is_main=False)
-    assert again.start_epoch == 0 and again.resumed == {}
+    assert again.start_epoch == 0 and again.resumed is None
     same = torch.nn.Linear(4, 8)
     resumed = TrainingRun("cgan", "same-key", {"netG": same}, paths, is_main=False)
     assert resumed.start_epoch == 1 and torch.equal(same.weight, old.weight)

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from models.artifacts import Artifact, load_checkpoint, save_checkpoint
+from models.artifacts import Artifact, Checkpoint
 from models.training.data import Corpus, Split
 from tasks.config.params import digest
 from tasks.config.paths import Paths
@@ -26,14 +26,14 @@ class TrainingRun:
     epoch, finished with an artifact.
 
     `state` names the objects whose `state_dict()` the checkpoint keeps (models, optimisers, the
-    GradScaler), by the keys the checkpoint stores them under.
+    GradScaler): models/artifacts.py: Checkpoint.state. `resumed` is the checkpoint resumed, or None.
     """
 
     def __init__(self, stage: str, key: str, state: dict[str, Any], paths: Paths, is_main: bool = True):
         self.stage, self.key, self.state, self.is_main = stage, key, state, is_main
         self.last = paths.checkpoint_dir(stage) / "last.pt"
         self.resumed = self._resume()
-        self.start_epoch = self.resumed.get("epoch", 0)
+        self.start_epoch = self.resumed.epoch if self.resumed is not None else 0
         self.live = None
         if is_main:
             from dvclive import Live  # imports DVC: only the process that logs pays for it
@@ -45,26 +45,26 @@ class TrainingRun:
         if self.is_main:
             print(f"{self.stage}: {text}")
 
-    def _resume(self) -> dict[str, Any]:
-        """The last checkpoint, loaded into `state`, when it belongs to this run; else {}."""
-        checkpoint = load_checkpoint(self.last)
+    def _resume(self) -> Checkpoint | None:
+        """The last checkpoint, loaded into `state`, when it belongs to this run; else None."""
+        checkpoint = Checkpoint.load(self.last, self.state)
         if checkpoint is None:
-            return {}
-        if checkpoint["run_key"] != self.key:
+            return None
+        if checkpoint.run_key != self.key:
             self.say(f"{self.last} was made with other params, data or code; starting afresh")
-            return {}
-        if not all(_fits(obj, checkpoint[name]) for name, obj in self.state.items()):
+            return None
+        if not all(_fits(obj, checkpoint.state.get(name)) for name, obj in self.state.items()):
             self.say(f"{self.last} holds a network of another shape (the code changed); starting afresh")
-            return {}
+            return None
         for name, obj in self.state.items():
-            if checkpoint[name]:  # empty when saved by a disabled (CPU) GradScaler
-                obj.load_state_dict(checkpoint[name])
-        self.say(f"resuming from {self.last} after epoch {checkpoint['epoch']}")
+            if checkpoint.state[name]:  # empty when saved by a disabled (CPU) GradScaler
+                obj.load_state_dict(checkpoint.state[name])
+        self.say(f"resuming from {self.last} after epoch {checkpoint.epoch}")
         return checkpoint
 
     def restored(self, name: str, default: Any = None) -> Any:
         """What `save(..., name=value)` kept in the checkpoint this run resumed from, else `default`."""
-        return self.resumed.get(name, default)
+        return default if self.resumed is None else self.resumed.extra.get(name, default)
 
     def summarise(self, values: dict[str, Any]) -> None:
         for name, value in values.items():
@@ -81,7 +81,7 @@ class TrainingRun:
     def save(self, epoch: int, **extra: Any) -> None:
         """The resumable checkpoint after `epoch` (counted from 0): every state object, and `extra`."""
         state = {name: obj.state_dict() for name, obj in self.state.items()}
-        save_checkpoint({"run_key": self.key, "epoch": epoch + 1, **state, **extra}, self.last)
+        Checkpoint(self.key, epoch + 1, state, extra).save(self.last)
 
     def finish(self, artifact: Artifact, out: Path) -> None:
         self.live.end()
@@ -109,8 +109,11 @@ def made_from(section: Any, corpus: Corpus, split: Split) -> dict[str, Any]:
     }
 
 
-def _fits(obj: Any, saved: dict) -> bool:
-    """Whether a module's saved state has its parameters' names and shapes (other objects: always)."""
+def _fits(obj: Any, saved: dict | None) -> bool:
+    """Whether a module's saved state has its parameters' names and shapes (other objects: always, when
+    the checkpoint holds one)."""
+    if saved is None:
+        return False
     if not isinstance(obj, torch.nn.Module):
         return True
     own = obj.state_dict()

@@ -72,9 +72,6 @@ from tasks.rows.landmarks import landmarks_in_crops
 from tasks.table.shards import evenly_spaced
 
 SAMPLES = 8  # columns of the sample grid
-# The code a checkpoint's run key holds (models/common.py: code_digest): loop, step, networks, data.
-CODE = ("models.training.train_cgan", "models.training.gan", "models.networks.cgan", "models.networks.unet",
-        "models.training.data")
 Dataset = FacesWithLips | FramesWithReferences
 
 
@@ -217,9 +214,11 @@ def train(root: Root = DEFAULT_ROOT, params_file: ParamsFile = None, override: O
     noise = torch.randn(p.noise_dim, generator=torch.Generator().manual_seed(params.seed))
 
     raw = Gan.build(p, int(data.corpus.meta["face_size"]), device, use_amp, memory_format)
-    # Epochs and how the data is fed are left out of the key: a longer or shorter run resumes.
+    # Epochs and how the data is fed are left out of the key: a longer or shorter run resumes. The code is
+    # this module's and all it imports (also when run as __main__).
     key = run_key(p.model_dump(exclude={"epochs", "finetune_epochs", "num_workers", "val_frames"}),
-                  params.split.model_dump(), params.seed, data.corpus.fingerprint(), code_digest(*CODE))
+                  params.split.model_dump(), params.seed, data.corpus.fingerprint(),
+                  code_digest(__spec__.name))
     training = TrainingRun("cgan", key, raw.state(), paths, process.is_main)
     gan = raw.distributed(process)
 

@@ -51,9 +51,6 @@ from tasks.config.entry import (
 )
 from tasks.config.params import LstmParams, Params
 
-# The code a checkpoint's run key holds (models/common.py: code_digest): this loop, the network, the data.
-CODE = ("models.training.train_lstm", "models.networks.lstm", "models.training.data")
-
 
 @dataclass
 class LipsData:
@@ -142,9 +139,10 @@ def train(root: Root = DEFAULT_ROOT, params_file: ParamsFile = None, override: O
     model = AudioToLips(**hparams).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=p.lr)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    # A checkpoint is resumed only when made from the same params and data; more epochs extend a run.
+    # A checkpoint is resumed only when made from the same params, data and code (this module's and all
+    # it imports, also when run as __main__); more epochs extend a run.
     key = run_key(p.model_dump(exclude={"epochs"}), params.split.model_dump(), params.seed,
-                  corpus.fingerprint(), code_digest(*CODE))
+                  corpus.fingerprint(), code_digest(__spec__.name))
     training = TrainingRun("lstm", key, {"model": model, "optimizer": optimizer, "scaler": scaler},
                            paths)
     best = training.restored("best", {"val_loss": float("inf"), "epoch": -1, "state_dict": None})
