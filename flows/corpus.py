@@ -39,8 +39,13 @@ from tasks.config.paths import PROJECT_ROOT, Paths, require_real_fixtures
 STAMP = "corpus.json"
 STAGES = ("flows.ingest", "flows.preprocess", "models.training.train_lstm", "models.training.train_cgan",
           "models.evaluation.evaluate")
+ROWS = STAGES[:2]  # the frame table alone (evals/speech.py trains its own LSTMs on it)
+TRAINING = STAGES[2:4]
+# what each stage leaves (a Paths field): a corpus is kept only while its last stage's is there
+MADE = dict(zip(STAGES, ("manifest", "videos_table", "lstm", "cgan", "metrics"), strict=True))
 # params sections no stage of a corpus build reads: a change there (a new adapt setting) keeps the corpus
 UNUSED_SECTIONS = {"demo", "adapt", "provenance"}
+ROW_SECTIONS = {"data", "preprocess"}  # all that ingest and preprocess read (dvc.yaml)
 
 BASE_SOURCES = PROJECT_ROOT / "data" / "sources" / "base.txt"
 BASE_WORK = PROJECT_ROOT / ".cache" / "base"
@@ -49,33 +54,55 @@ BASE_WORK = PROJECT_ROOT / ".cache" / "base"
 BASE_OVERRIDES: dict[str, Any] = {"cgan.epochs": 4, "cgan.finetune_epochs": 0, "split.by": "time"}
 
 
-def _stage(module: str, root: Path) -> None:
+def _stage(module: str, root: Path, *extra: str) -> None:
     """One stage, run as dvc.yaml runs it (from the project root, so that relative sources resolve)."""
-    command = [sys.executable, "-m", module, "--root", str(root)]
+    command = [sys.executable, "-m", module, "--root", str(root), *extra]
     print(f"corpus: {' '.join(command[1:])}", file=sys.stderr, flush=True)
     subprocess.run(command, cwd=PROJECT_ROOT, check=True, stdout=sys.stderr)
 
 
-def build_corpus(root: Path, sources: Path, overrides: dict[str, Any] | None = None) -> Paths:
-    """The project at `root` built from `sources` (kept when its stamp matches); its Paths."""
+def build_corpus(root: Path, sources: Path, overrides: dict[str, Any] | None = None,
+                 stages: tuple[str, ...] = STAGES, rows: Paths | None = None) -> Paths:
+    """The project at `root` built from `sources` (kept when its stamp matches); its Paths.
+
+    `stages`: those of STAGES to run, in order (ROWS: the frame table alone, stamped with the params it
+    reads only). `rows`: a corpus built already whose frame table and footage `stages` (training stages
+    only) train on instead of their own, as `--shards`; its stamp is part of this one's.
+    The params.yaml at `root` is written anew even when the corpus is kept: it differs then only in
+    sections its stages do not read, which a caller may (an evaluation reads adapt's) and which must be
+    today's."""
     sources = Path(sources).resolve()
     if not sources.is_file():
         raise SystemExit(f"{sources}: no such sources file")
+    if rows is not None and not set(stages) <= set(TRAINING):
+        raise ValueError(f"on another corpus's rows only {TRAINING} run, not {stages}")
     settings = {"data.source": "sources", "data.sources_file": str(sources), **(overrides or {})}
     params = load_params(PROJECT_ROOT / "params.yaml", settings)
-    used = params.model_dump(mode="json", exclude=UNUSED_SECTIONS)
+    if set(stages) <= set(ROWS):
+        used = params.model_dump(mode="json", include=ROW_SECTIONS)
+    else:
+        used = params.model_dump(mode="json", exclude=UNUSED_SECTIONS)
     stamp = {"sources": hashlib.sha256(sources.read_bytes()).hexdigest(), "params": used}
+    if stages != STAGES:
+        stamp["stages"] = list(stages)
     paths = Paths.at(Path(root))
+    if rows is not None:
+        stamp["rows"] = json.loads((rows.root / STAMP).read_text())
+        paths = paths.moved(shards=rows.shards, videos=rows.videos)
     stamp_file = paths.root / STAMP
-    if stamp_file.is_file() and json.loads(stamp_file.read_text()) == stamp and paths.metrics.is_file():
+    kept = (stamp_file.is_file() and json.loads(stamp_file.read_text()) == stamp
+            and getattr(paths, MADE[stages[-1]]).exists())
+    if kept:
         print(f"corpus: {paths.root} is built from these sources and params; kept", file=sys.stderr)
-        return paths
-    shutil.rmtree(paths.root, ignore_errors=True)
-    paths.root.mkdir(parents=True)
+    else:
+        shutil.rmtree(paths.root, ignore_errors=True)
+        paths.root.mkdir(parents=True)
     paths.params.write_text(yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False))
-    for module in STAGES:
-        _stage(module, paths.root.resolve())
-    stamp_file.write_text(json.dumps(stamp))
+    if not kept:
+        extra = ("--shards", str(rows.shards.resolve())) if rows is not None else ()
+        for module in stages:
+            _stage(module, paths.root.resolve(), *extra)
+        stamp_file.write_text(json.dumps(stamp))
     return paths
 
 
