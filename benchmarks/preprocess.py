@@ -1,6 +1,6 @@
 """Throughput of the per-video task on one core, against the naive loop it replaces.
 
-    python benchmarks/preprocess.py [VIDEO]   # default: the project's demo_00, else the real clip
+    python -m benchmarks.preprocess [VIDEO]   # default: the project's demo_00, else the real clip
 
 Prints one JSON object, all measured in this run: `decode_fps`, ffmpeg decoding alone (the
 frames the task reads: I420, or RGB at an odd size); `task_fps`, the whole per-video task,
@@ -18,11 +18,11 @@ of the task and left out: a worker pays them once, not per video.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import resource
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -31,12 +31,12 @@ from pathlib import Path
 import cv2
 
 from tasks.config.params import PreprocessParams
-from tasks.config.paths import Paths
+from tasks.config.paths import REAL_FIXTURES, Paths
 from tasks.rows import landmarks as lm
 from tasks.rows.decode import iter_frames, probe
 from tasks.rows.video import frame_format, process_video
 
-REAL_CLIP = Path(__file__).resolve().parents[2] / "shared/fixtures/real/WDA_AlexandriaOcasioCortez_000.mp4"
+REAL_CLIP = REAL_FIXTURES / "WDA_AlexandriaOcasioCortez_000.mp4"
 
 
 def default_video() -> Path:
@@ -63,8 +63,18 @@ def measure(loop: Callable[[], int]) -> tuple[int, float, float]:
     return frames, frames / cpu, frames / wall
 
 
-def main() -> None:
-    video = Path(sys.argv[1]) if len(sys.argv) > 1 else default_video()
+def parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.preprocess",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("video", nargs="?", type=Path,
+                        help=f"default: the project's demo_00, else {REAL_CLIP.name} of the real fixtures")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    video = parser().parse_args(argv).video or default_video()
+    if not video.is_file():
+        raise SystemExit(f"{video}: no such file")
     # One core for this process and, by inheritance, for ffmpeg: the per-core figure that
     # sizes a worker pool.
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})

@@ -1,6 +1,6 @@
 """Rendering speed on this machine, printed as one JSON object.
 
-    python benchmarks/render.py [AUDIO] [--threads 2] [--repeats 2] [--target ID] [--root ...] [--lstm ...]
+    python -m benchmarks.render [AUDIO] [--threads 2] [--repeats 2] [--target ID] [--root ...] [--lstm ...]
 
 Every figure is seconds of audio rendered per second of wall time for the whole of `render()`:
 probing, decoding, features, LSTM, alignment, generator, compositing, encoding (H.264 + AAC),
@@ -15,9 +15,9 @@ signing and the rename; the best of `--repeats` runs after one warm-up render.
 - seamless_clone_*: the same full-frame renders with compositing done as SadTalker's paste_pic
   does it, the generated crop's whole box put back with cv2.seamlessClone frame by frame: the
   naive baseline, in the same run.
-AUDIO defaults to the real speech fixture if present, else a demo clip's audio track. The models,
-frame table and footage are the project's under --root (default: this checkout; tasks/config/paths.py),
-each movable on its own (--params, --lstm, --cgan, --shards, --videos).
+AUDIO defaults to the real speech fixture (tasks/config/paths.py: REAL_FIXTURES) if present, else a demo
+clip's audio track. The models, frame table and footage are the project's under --root (default: this
+checkout; tasks/config/paths.py), each movable on its own (--params, --lstm, --cgan, --shards, --videos).
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ import dataclasses
 import json
 import platform
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -35,18 +34,15 @@ import cv2
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
 from models.networks.cgan import load_generator
 from models.rendering import layouts
 from models.rendering.composite import warp_back
 from models.rendering.render import RenderOptions, load_models, render
 from tasks.config.params import load_params
-from tasks.config.paths import Paths
+from tasks.config.paths import PROJECT_ROOT, REAL_FIXTURES, Paths
 from tasks.rows.video import process_video
 
-REAL_SPEECH = ROOT.parent / "shared" / "fixtures" / "real" / "RD_Radio31_000.wav"
+REAL_SPEECH = REAL_FIXTURES / "RD_Radio31_000.wav"
 
 
 def default_audio(videos: Path) -> Path:
@@ -106,16 +102,17 @@ def make_720p(videos: Path, shards: Path, target: str, scratch: Path, params) ->
     return out_videos, out_shards, video_id
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.render", description=__doc__.split("\n\n")[0])
     parser.add_argument("audio", nargs="?", type=Path, default=None)
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default: %(default)s)")
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--root", type=Path, default=ROOT, help="the project (default: this checkout)")
+    parser.add_argument("--root", type=Path, default=PROJECT_ROOT,
+                        help="the project (default: this checkout)")
     for location in ("params", "lstm", "cgan", "shards", "videos"):
         parser.add_argument(f"--{location}", type=Path, default=None, help="default: the project's")
     parser.add_argument("--target", default=None, help="default: the generator's target video")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     paths = Paths.at(
         args.root, params=args.params, lstm=args.lstm, cgan=args.cgan, shards=args.shards, videos=args.videos
     )
@@ -141,7 +138,7 @@ def main() -> None:
         ) -> dict:
             params = load_params(paths.params, overrides)
             results = [
-                render(audio, out, models, params, Paths.at(ROOT, shards=shards, videos=videos),
+                render(audio, out, models, params, paths.moved(shards=shards, videos=videos),
                        RenderOptions(target=target, output=output))
                 for _ in range(repeats)
             ]

@@ -1,6 +1,6 @@
 """Training throughput on the present device, printed as one JSON object.
 
-    python benchmarks/train.py [--root .] [--shards DIR] [--synthetic] [--seconds 10] [--override KEY=VALUE]
+    python -m benchmarks.train [--root .] [--shards DIR] [--synthetic] [--seconds 10] [--override KEY=VALUE]
 
 lstm_samples_per_s: training frames per second of the LSTM (forward, backward, Adam) with the
 whole dataset on the device and batches gathered in one index, as models.training.train_lstm does.
@@ -19,15 +19,12 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from models.common import pick_device, seed_everything
 from models.networks.lstm import AudioToLips
@@ -115,8 +112,8 @@ def cgan_rate(params, corpus, split, device, seconds: float, naive: bool) -> flo
     return rate(step, batches, seconds, device)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.train", description=__doc__.splitlines()[0])
     parser.add_argument("--root", default=".", help="the project (default: this folder)")
     parser.add_argument("--params", default=None, help="default: the project's")
     parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE")
@@ -125,7 +122,7 @@ def main() -> None:
     parser.add_argument("--skip-naive", action="store_true")
     parser.add_argument("--synthetic", action="store_true",
                         help="a synthetic corpus at preprocess.face_size even where shards exist")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     paths = Paths.at(args.root, params=args.params, shards=args.shards)
     params = load_params(paths.params, dict(parse_override(text) for text in args.override))
     device = pick_device(params.device)

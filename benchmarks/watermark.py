@@ -1,7 +1,7 @@
 """Does reenact's watermark outlive what platforms do to a video, and never show up where it is not?
 Printed as one JSON object.
 
-    python benchmarks/watermark.py [--root .] [--renders 20] [--seconds 4.5] [--keep DIR]
+    python -m benchmarks.watermark [--root .] [--renders 20] [--seconds 4.5] [--keep DIR]
 
 - Renders: `--renders` real renders (render() as every entry point calls it), full frame and face crop
   in turn, over the generator's targets in turn, each driven by different speech: espeak-ng sentences
@@ -11,8 +11,9 @@ Printed as one JSON object.
   of: nothing; H.264 CRF 28; scaled to 360 p (the short side); cropped 10 % on each side; a 3 s
   excerpt from the middle; all of these at once (crop, scale, excerpt, CRF 28). ffmpeg makes each
   copy; the manifest does not survive any of them.
-- False positives (`false_positive`): the share of unmarked real clips (../shared/fixtures/real/*.mp4,
-  grid/*.mpg, the project's raw videos) that read as marked, with the highest tag statistic seen.
+- False positives (`false_positive`): the share of unmarked real clips (the real fixtures' *.mp4 and
+  grid/*.mpg, tasks/config/paths.py: REAL_FIXTURES; the project's raw videos) that read as marked, with
+  the highest tag statistic seen.
 - PSNR (`psnr_db`): the mark against the unmarked frame, computed on unmarked renders' own frames with
   the mark put on as render() puts it (per render: over all its frames; and the worst single frame).
 - Cost (`realtime_factor`): every render is made twice in this run, marked and unmarked (the order
@@ -29,25 +30,21 @@ import argparse
 import json
 import platform
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
 from models.rendering.mark import Marker
 from models.rendering.render import RenderOptions, load_models, render
 from models.rendering.target import pingpong, read_target_rows
 from tasks.config.params import load_params
-from tasks.config.paths import Paths
+from tasks.config.paths import PROJECT_ROOT, REAL_FIXTURES, Paths
 from tasks.provenance.mark_reader import read_mark
 from tasks.rows.decode import iter_frames, probe
 
-REAL = ROOT.parent / "shared" / "fixtures" / "real"
+REAL = REAL_FIXTURES
 SENTENCES = [
     ("en", "The quick brown fox jumps over the lazy dog, and then it runs back home."),
     ("en-us+f3", "Please remember to bring your notes to the meeting tomorrow morning."),
@@ -133,13 +130,19 @@ def unmarked_clips(videos: Path) -> list[Path]:
     return [clip for clip in clips.values() if clip.suffix in (".mp4", ".mpg")]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--root", type=Path, default=ROOT, help="the project (default: this checkout)")
+def parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.watermark",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--root", type=Path, default=PROJECT_ROOT,
+                        help="the project (default: this checkout)")
     parser.add_argument("--renders", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=4.5, help="length of each render's speech")
     parser.add_argument("--keep", type=Path, default=None, help="keep the renders and copies here")
-    args = parser.parse_args()
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
     paths = Paths.at(args.root.resolve())
     params = load_params(paths.params)
     models = load_models(paths.lstm, paths.cgan, params.device)

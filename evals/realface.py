@@ -1,14 +1,16 @@
 """On a real person's footage, does the adapted frame generator paint a real mouth, not a smear?
 
-    python benchmarks/realface.py [CLIP ...] [--root DIR | --work DIR] [--noise-cgan FILE] [--sheets DIR]
-                                  [--adapt-seconds S] [--baselines-only] [--threads 2] [--override K=V]
+    python -m evals.realface [CLIP ...] [--root DIR | --base | --work DIR] [--noise-cgan FILE] [--sheets DIR]
+                             [--adapt-seconds S] [--baselines-only] [--threads 2] [--override K=V]
 
-CLIP defaults to anchor_20s, speaker_15s, may_5s and map_5s of ../shared/fixtures/real/. The corpus
-models: by default the real-faces corpus (benchmarks/realface_corpus.py: data/sources/real_faces.txt,
-none of those four people; built once into --work, default .cache/realface, ~15 min on 2 cores), its
-frame generator for ours and its noise generator for noise_; or those of the project --root (its
-params.yaml, paths.lstm and paths.cgan: they must exist). Per clip, in a temporary project of its
-own, they are adapted to the clip's first 75% of frames by
+CLIP defaults to anchor_20s, speaker_15s, may_5s and map_5s of the real fixtures (tasks/config/paths.py:
+REAL_FIXTURES; without them it stops in one line). The corpus models: by default the real-faces corpus
+(`real_faces_corpus`: data/sources/real_faces.txt, none of those four people, built once into --work,
+default .cache/realface, by flows/corpus.py's stages; its training ~15 min on 2 cores), its frame generator
+for ours and, for noise_, the paper's generator trained on its rows; with --base the shipped base
+(models/base/lstm.pt and cgan.pt: `dvc repro base`), with no noise generator unless --noise-cgan; or those
+of the project --root (its params.yaml, paths.lstm and paths.cgan: they must exist). Per clip, in a
+temporary project of its own, they are adapted to the clip's first 75% of frames by
 `reenact adapt`'s function (models/training/adapt.py: adapt_target, train_fraction=0.75); then every
 held-out frame (the last 25%, never trained on) is painted given its own true lips, and measured
 (models/evaluation/mouth_metrics.py) against the real frame:
@@ -39,16 +41,15 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 import torch
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from models.artifacts import CganArtifact
+from flows.corpus import build_corpus
+from models.artifacts import SHIPPED_BASE, CganArtifact
 from models.errors import CheckpointError
 from models.evaluation.baselines import (
     FaceRows,
@@ -72,14 +73,23 @@ from models.networks.cgan import generate_faces, load_generator
 from models.networks.unet import UNetGenerator
 from models.rendering.composite import composite
 from tasks.config.params import Params, ParamsError, load_params, parse_override
-from tasks.config.paths import Paths
+from tasks.config.paths import PROJECT_ROOT, REAL_FIXTURES, Paths, require_real_fixtures
 from tasks.rows.decode import iter_frames, probe
 from tasks.rows.video import process_video, video_id_of
 from tasks.table.shards import evenly_spaced
 from tasks.table.sheet import contact_sheet
 
-REAL = ROOT.parent / "shared" / "fixtures" / "real"
-CLIPS = [REAL / f"{name}.mp4" for name in ("anchor_20s", "speaker_15s", "may_5s", "map_5s")]
+CLIPS = [REAL_FIXTURES / f"{name}.mp4" for name in ("anchor_20s", "speaker_15s", "may_5s", "map_5s")]
+SHEETS = Path(tempfile.gettempdir()) / "reenact-realface"
+# The real-faces corpus: 14 people of the fixtures, none of CLIPS'. Both generators train for these epochs on
+# every video, no finetune epochs (the corpus generator is the start of every adaptation, not one
+# person's); the noise one (noise_) on the frame corpus's rows.
+SOURCES = PROJECT_ROOT / "data" / "sources" / "real_faces.txt"
+WORK = PROJECT_ROOT / ".cache" / "realface"
+CORPUS: dict[str, dict[str, Any]] = {
+    "frame": {"cgan.condition": "frame", "cgan.epochs": 12, "cgan.finetune_epochs": 0},
+    "noise": {"cgan.condition": "noise", "cgan.epochs": 10, "cgan.finetune_epochs": 0},
+}
 TRAIN_FRACTION = 0.75
 KEYS = ("clip", "adapt_seconds", "mouth_psnr", "mouth_ssim", "full_lmd_px", "dlib_floor_px", "flicker",
         "noise_mouth_psnr", "noise_mouth_ssim", "nearest_mouth_psnr", "nearest_mouth_ssim",
@@ -90,6 +100,16 @@ SHEET_ROWS, SHEET_ZOOM = 6, 2
 
 def say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
+
+
+def real_faces_corpus(work: Path = WORK) -> dict[str, Paths]:
+    """{"frame": the real-faces corpus (its LSTM and frame generator), "noise": the paper's generator trained
+    on its rows}, in work/frame and work/noise, each built by flows/corpus.py unless its stamp matches."""
+    require_real_fixtures()
+    frame = build_corpus(Path(work) / "frame", SOURCES, CORPUS["frame"])
+    noise = build_corpus(Path(work) / "noise", SOURCES, CORPUS["noise"],
+                         stages=("models.training.train_cgan",), rows=frame)
+    return {"frame": frame, "noise": noise}
 
 
 def adapt(clip: Path, paths: Paths, params: Params, seconds: float | None) -> tuple[Path, float, Path]:
@@ -202,15 +222,16 @@ def _rounded(value):
     return None if value is None else round(value, 4)
 
 
-def plan_methods(args, corpus: Paths) -> dict:
+def plan_methods(args, corpus: Paths, made_by: str) -> dict:
     """Which generators run: {"ours": bool, "noise": the noise generator's artifact or None}; each
-    one that cannot run is said on stderr. Exits in one line when the corpus models are missing."""
+    one that cannot run is said on stderr. Exits in one line when the corpus models are missing
+    (`made_by`: what makes them, `{stage}` the stage of each)."""
     if args.baselines_only:
         say("ours and noise_: null (--baselines-only)")
         return {"ours": False, "noise": None}
     for path, stage in ((corpus.lstm, "train_lstm"), (corpus.cgan, "train_cgan")):
         if not path.exists():
-            raise SystemExit(f"{path}: no corpus model (run `dvc repro {stage}` in {args.root}, "
+            raise SystemExit(f"{path}: no corpus model ({made_by.format(stage=stage)}, "
                              f"or give --baselines-only)")
     try:
         import models.training.adapt  # noqa: F401
@@ -227,44 +248,63 @@ def plan_methods(args, corpus: Paths) -> dict:
     return {"ours": ours, "noise": noise}
 
 
-def parse(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("clips", nargs="*", type=Path, default=CLIPS, metavar="CLIP")
-    parser.add_argument("--root", type=Path, default=None,
-                        help="the corpus project (default: the real-faces one: realface_corpus.py)")
-    parser.add_argument("--work", type=Path, default=None, help="where that corpus is built and kept "
-                        "(default: .cache/realface)")
+def parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m evals.realface", description=__doc__.split("\n\n")[0])
+    parser.add_argument("clips", nargs="*", type=Path, metavar="CLIP",
+                        help="default: anchor_20s, speaker_15s, may_5s and map_5s of the real fixtures")
+    start = parser.add_mutually_exclusive_group()
+    start.add_argument("--root", type=Path, default=None,
+                        help="the corpus project (default: the real-faces corpus, built into --work)")
+    start.add_argument("--base", action="store_true",
+                        help=f"adapt from the shipped base ({SHIPPED_BASE}/lstm.pt, cgan.pt) with this "
+                        "checkout's params, instead of the real-faces corpus")
+    parser.add_argument("--work", type=Path, default=WORK,
+                        help="where the real-faces corpus is built and kept (default: %(default)s)")
     for location in ("params", "lstm", "cgan"):
         parser.add_argument(f"--{location}", type=Path, default=None, help="default: the project's")
     parser.add_argument("--noise-cgan", type=Path, default=None,
-                        help="a noise-conditioned corpus generator, for noise_ (default: none)")
+                        help="a noise-conditioned corpus generator, for noise_ (default: the real-faces "
+                        "corpus's; none with --root or --base)")
     parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--sheets", type=Path, default=Path(tempfile.gettempdir()) / "reenact-realface")
+    parser.add_argument("--sheets", type=Path, default=SHEETS, help="default: %(default)s")
     parser.add_argument("--adapt-seconds", type=float, default=None, help="adapt's time budget per clip")
     parser.add_argument("--baselines-only", action="store_true", help="no corpus models: the baselines")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default: %(default)s)")
-    return parser.parse_args(argv)
+    return parser
+
+
+def corpus_models(args) -> tuple[Paths, str]:
+    """(the project whose params and models are adapted from, what makes its models): --base, --root, this
+    checkout (--baselines-only: no models), or the real-faces corpus (built unless kept; sets
+    args.noise_cgan to its noise generator unless given)."""
+    if args.base:
+        paths = Paths.at(PROJECT_ROOT, params=args.params, lstm=args.lstm or SHIPPED_BASE / "lstm.pt",
+                         cgan=args.cgan or SHIPPED_BASE / "cgan.pt")
+        return paths, "run `dvc repro base`"
+    if args.root is None and args.baselines_only:  # no models needed: this checkout's params
+        args.root = PROJECT_ROOT
+    if args.root is None:  # the real-faces corpus, built once
+        built = real_faces_corpus(args.work)
+        args.root, args.noise_cgan = built["frame"].root, args.noise_cgan or built["noise"].cgan
+    paths = Paths.at(args.root, params=args.params, lstm=args.lstm, cgan=args.cgan)
+    return paths, f"run `dvc repro {{stage}}` in {args.root}"
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    args = parse(argv)
-    torch.set_num_threads(args.threads)
+    args = parser().parse_args(argv)
+    if not args.clips:
+        require_real_fixtures()
+        args.clips = CLIPS
     missing = [str(clip) for clip in args.clips if not clip.is_file()]
     if missing:
         raise SystemExit(f"{', '.join(missing)}: no such file")
-    if args.root is None and args.baselines_only:  # no models needed: this checkout's params
-        args.root = ROOT
-    if args.root is None:  # the real-faces corpus, built once (benchmarks/realface_corpus.py)
-        from benchmarks.realface_corpus import WORK, build
-
-        roots = build(args.work or WORK)
-        args.root, args.noise_cgan = Path(roots["frame"]), args.noise_cgan or Paths.at(roots["noise"]).cgan
-    corpus = Paths.at(args.root, params=args.params, lstm=args.lstm, cgan=args.cgan)
+    corpus, made_by = corpus_models(args)
     try:
-        plan = plan_methods(args, corpus)
+        plan = plan_methods(args, corpus, made_by)
         params = load_params(corpus.params, dict(map(parse_override, args.override)))
     except (ParamsError, CheckpointError) as exc:
         raise SystemExit(str(exc)) from None
+    torch.set_num_threads(args.threads)
     results = []
     for clip in args.clips:
         with tempfile.TemporaryDirectory(prefix="reenact-realface-") as scratch:

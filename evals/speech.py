@@ -1,14 +1,16 @@
 """Speech -> lips learned from real people and measured on people it never heard.
 
-    python benchmarks/speech.py [--work DIR] [--sources FILE] [--with-demo] [--epochs N] [--grid]
-                                [--override KEY=VALUE ...]
+    python -m evals.speech [--work DIR] [--sources FILE] [--with-demo] [--epochs N] [--grid]
+                           [--override KEY=VALUE ...]
 
 The corpus: a project in --work (default .cache/speech/real, or .cache/speech/real+demo with --with-demo)
-made from --sources (default data/sources/real_voices.txt: the 18 people of ../shared/fixtures/real) by
-`python -m flows.ingest` and `flows.preprocess` with --root, as `dvc repro` runs them (~2 min on 2 cores,
-once; --with-demo adds the demo corpus's six espeak clips, tasks/demo/corpus.py). The split is
+made from --sources (default data/sources/real_voices.txt: the 18 people of the real fixtures,
+tasks/config/paths.py: REAL_FIXTURES; without them it stops in one line) by flows/corpus.py with its
+ROWS stages, `python -m flows.ingest` and `flows.preprocess` with --root, as `dvc repro` runs them (~2 min
+on 2 cores, once; kept while the sources and the params those stages read are the same; --with-demo adds
+the demo corpus's six espeak clips, tasks/demo/corpus.py, made beside --work). The split is
 `split.by: speaker` with `split.held_out` the four natural speakers HELD_OUT (~45 s; never trained on; the
-clips benchmarks/realface.py measures faces on): the other 14 people (~70 s, 8 of them GRID's 3 s command
+clips evals/realface.py measures faces on): the other 14 people (~70 s, 8 of them GRID's 3 s command
 sentences) are the training set.
 
 The LSTM is trained by the ordinary stage (`python -m models.training.train_lstm --root RUN --shards ...`,
@@ -40,11 +42,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
+from flows.corpus import ROWS, build_corpus
 from models.evaluation.metrics import finite_or_none
 from models.evaluation.speakers import (
     LoudnessLips,
@@ -58,14 +57,13 @@ from models.rendering.lips import lips_moments
 from models.training.data import Corpus, Split, load_corpus, speaker_of, split_corpus
 from models.training.train_lstm import lips_data, lstm_artifact, train_epoch
 from tasks.config.params import DemoParams, Params, load_params, parse_override
-from tasks.config.paths import Paths
+from tasks.config.paths import PROJECT_ROOT, Paths, require_real_fixtures
 from tasks.rows.decode import read_audio
 from tasks.table.shards import read_videos_table
 
-SOURCES = ROOT / "data" / "sources" / "real_voices.txt"
-WORK = ROOT / ".cache" / "speech"
+SOURCES = PROJECT_ROOT / "data" / "sources" / "real_voices.txt"
+WORK = PROJECT_ROOT / ".cache" / "speech"
 HELD_OUT = ["anchor_20s", "speaker_15s", "may_5s", "map_5s"]
-STAMP = "speech-corpus.json"
 MAX_EPOCHS, FOLDS = 30, 2
 GRID = {"lstm.bidirectional": [False, True], "lstm.layers": [1, 2], "lstm.dropout": [0.0, 0.3, 0.5]}
 KEYS = ("mouth_open_r", "lmd_px", "sync_offset_frames")
@@ -80,53 +78,53 @@ def stage(module: str, root: Path, *extra: str) -> None:
     sources file's relative paths resolve), its output on stderr."""
     command = [sys.executable, "-m", module, "--root", str(root), *extra]
     say(f"speech: {' '.join(command[1:])}")
-    subprocess.run(command, cwd=ROOT, check=True, stdout=sys.stderr)
+    subprocess.run(command, cwd=PROJECT_ROOT, check=True, stdout=sys.stderr)
 
 
 def corpus_sources(work: Path, sources: Path, with_demo: bool) -> Path:
-    """The sources file the project is made from: `sources`, or a copy with the demo clips added. Stops in
-    one line when a file it names is missing (../shared/fixtures/real beside the checkout)."""
+    """The sources file the project is made from: `sources`, or a copy with the demo clips added, both
+    made beside `work` (which a rebuild empties). Stops in one line when the real fixtures are missing (for
+    the default sources) or a file it names is."""
     if not sources.is_file():
         raise SystemExit(f"{sources}: no such sources file")
+    if sources.resolve() == SOURCES:
+        require_real_fixtures()
     missing = [line for line in map(str.strip, sources.read_text().splitlines())
-               if line and not line.startswith(("#", "http://", "https://")) and not (ROOT / line).is_file()]
+               if line and not line.startswith(("#", "http://", "https://"))
+               and not (PROJECT_ROOT / line).is_file()]
     if missing:
         raise SystemExit(f"{sources}: {len(missing)} of its files are missing, e.g. {missing[0]}")
     if not with_demo:
         return sources.resolve()
     from tasks.demo.corpus import make_demo_corpus
 
-    clips = work / "demo_clips"
+    beside = work.parent / f"{work.name}-sources"
+    clips = beside / "demo_clips"
     if not all((clips / f"demo_{i:02d}.mp4").is_file() for i in range(DemoParams().clips)):
         make_demo_corpus(clips, DemoParams())
     lines = [line.strip() for line in sources.read_text().splitlines() if line.strip()]
-    real = [line if line.startswith("#") else str((ROOT / line).resolve()) for line in lines]
-    written = work / "sources.txt"
+    real = [line if line.startswith("#") else str((PROJECT_ROOT / line).resolve()) for line in lines]
+    written = beside / "sources.txt"
     written.write_text("\n".join(real + sorted(str(p) for p in clips.glob("demo_*.mp4"))) + "\n")
     return written
 
 
 def build(work: Path, sources: Path, overrides: dict) -> Paths:
-    """The project in `work`, ingested and preprocessed unless its stamp (sources, params) says it is."""
-    work.mkdir(parents=True, exist_ok=True)
-    settings = {"data.source": "sources", "data.sources_file": str(sources), "split.by": "speaker",
-                "split.held_out": HELD_OUT, **overrides}
-    params = load_params(ROOT / "params.yaml", settings)
-    paths = Paths.at(work)
-    paths.params.write_text(yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False))
-    stamp = {"sources": hashlib.sha256(sources.read_bytes()).hexdigest(),
-             "rows": params.model_dump(mode="json", include={"data", "preprocess", "demo"})}
-    if not ((work / STAMP).is_file() and json.loads((work / STAMP).read_text()) == stamp):
-        stage("flows.ingest", work)
-        for _ in range(2):  # a video that failed is tried once more (the rest are current and skipped)
-            stage("flows.preprocess", work)
-            failed = [row["video_id"] for row in read_videos_table(paths.shards) if row["status"] == "failed"]
-            if not failed:
-                break
-        if failed:
-            raise SystemExit(f"{paths.videos_table}: {', '.join(failed)} failed to preprocess")
-        (work / STAMP).write_text(json.dumps(stamp))
+    """The project in `work`, ingested and preprocessed by flows/corpus.py unless it is already (its
+    params.yaml is today's with `overrides` either way). A video that failed is tried once more."""
+    settings = {"split.by": "speaker", "split.held_out": HELD_OUT, **overrides}
+    paths = build_corpus(work, sources, settings, stages=ROWS)
+    failed = failed_videos(paths)
+    if failed:  # the rest are current and skipped
+        stage("flows.preprocess", paths.root)
+        failed = failed_videos(paths)
+    if failed:
+        raise SystemExit(f"{paths.videos_table}: {', '.join(failed)} failed to preprocess")
     return paths
+
+
+def failed_videos(paths: Paths) -> list[str]:
+    return [row["video_id"] for row in read_videos_table(paths.shards) if row["status"] == "failed"]
 
 
 def choose_epochs(corpus: Corpus, split: Split, params: Params) -> int:
@@ -220,19 +218,24 @@ def grid(project: Paths, epochs: int) -> list[dict]:
     return rows
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--work", type=Path)
-    parser.add_argument("--sources", type=Path, default=SOURCES)
+def parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m evals.speech", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--work", type=Path, help=f"the corpus project (default: {WORK}/real, or "
+                        f"{WORK}/real+demo with --with-demo)")
+    parser.add_argument("--sources", type=Path, default=SOURCES, help="default: %(default)s")
     parser.add_argument("--with-demo", action="store_true", help="the demo corpus's clips in training too")
     parser.add_argument("--epochs", type=int, help="instead of choosing them by cross-validation")
     parser.add_argument("--grid", action="store_true", help="also the paper's grid (make lstm-grid's)")
     parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(2)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parser().parse_args(argv)
     work = args.work or WORK / ("real+demo" if args.with_demo else "real")
     project = build(work, corpus_sources(work, args.sources, args.with_demo),
                     dict(map(parse_override, args.override)))
+    torch.set_num_threads(2)
     params = load_params(project.params)
     corpus = load_corpus(project.shards)
     split = split_corpus(corpus, params)

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from tasks.config.paths import REAL_FIXTURES
+
 ROOT = Path(__file__).resolve().parents[1]
-REAL_MEDIA = ROOT.parent / "shared" / "fixtures" / "real"
+REAL_MEDIA = REAL_FIXTURES  # the real fixtures beside the project (ARCHITECTURE.md), or $REENACT_FIXTURES
 REAL_CLIP = REAL_MEDIA / "WDA_AlexandriaOcasioCortez_000.mp4"
 REAL_SPEECH = REAL_MEDIA / "RD_Radio31_000.wav"
 

@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 import skimage.data
+from conftest import REAL_CLIP, REAL_MEDIA
 from helpers import inter_ocular
 from PIL import Image
 
@@ -22,8 +23,6 @@ from tasks.rows.crop import face_width
 from tasks.rows.decode import iter_frames
 from tasks.table.sheet import contact_sheet
 
-REAL_MEDIA = Path(__file__).resolve().parents[2] / "shared/fixtures/real"
-REAL_CLIP = REAL_MEDIA / "WDA_AlexandriaOcasioCortez_000.mp4"
 PARAMS = PreprocessParams()
 
 

@@ -15,6 +15,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import simplejpeg
+from conftest import REAL_MEDIA
 from helpers import LogLines, dvc_project_copy
 
 from tasks.config.params import PreprocessParams, load_params, rows_digest
@@ -26,7 +27,6 @@ from tasks.table import shards
 
 PARAMS = PreprocessParams()
 ROOT = Path(__file__).resolve().parents[1]
-REAL_MEDIA = ROOT.parent / "shared" / "fixtures" / "real"
 LOG_ENERGY = FEATURE_LAYOUT.index("log_energy")
 BURST_AT = 1.0  # seconds: a 10 ms 1 kHz burst centred here, silence elsewhere
 

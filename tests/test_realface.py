@@ -1,5 +1,6 @@
-"""benchmarks/realface.py as a user runs it: its one-line refusals (fast), and its baselines end to end on a
-real clip (real_media, slow): the keys, figures in the range a real face gives, the contact sheet."""
+"""evals/realface.py as a user runs it (`python -m evals.realface`): its one-line refusals (fast), and its
+baselines end to end on a real clip (real_media, slow): the keys, figures in the range a real face gives, the
+contact sheet."""
 
 from __future__ import annotations
 
@@ -13,15 +14,18 @@ import pytest
 from conftest import REAL_MEDIA
 from PIL import Image
 
+from evals.realface import corpus_models, parser
+from models.artifacts import SHIPPED_BASE
+
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "benchmarks" / "realface.py"
+MODULE = "evals.realface"
 KEYS = ["clip", "adapt_seconds", "mouth_psnr", "mouth_ssim", "full_lmd_px", "dlib_floor_px", "flicker",
         "noise_mouth_psnr", "noise_mouth_ssim", "nearest_mouth_psnr", "nearest_mouth_ssim",
         "mean_mouth_psnr", "mean_mouth_ssim"]
 
 
 def realface(*args: str | Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", MODULE, *map(str, args)], capture_output=True, text=True,
                           check=False, cwd=ROOT, timeout=600)
 
 
@@ -33,6 +37,22 @@ def test_without_corpus_models_it_says_so_in_one_line(tmp_path):
     assert result.stderr.strip().count("\n") == 0
     assert "no corpus model" in result.stderr and "--baselines-only" in result.stderr
     assert str(tmp_path / "artifacts") in result.stderr
+
+
+def test_base_adapts_from_the_shipped_base_with_this_checkouts_params_and_no_noise_generator():
+    args = parser().parse_args(["--base"])
+    corpus, made_by = corpus_models(args)
+    assert (corpus.lstm, corpus.cgan) == (SHIPPED_BASE / "lstm.pt", SHIPPED_BASE / "cgan.pt")
+    assert corpus.params == ROOT / "params.yaml" and args.noise_cgan is None and "dvc repro base" in made_by
+
+
+def test_without_the_shipped_base_it_says_what_makes_it_in_one_line(tmp_path):
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"not looked at")
+    result = realface(clip, "--base", "--lstm", tmp_path / "lstm.pt")
+    assert result.returncode != 0 and result.stdout == ""
+    assert result.stderr.strip() == (f"{tmp_path / 'lstm.pt'}: no corpus model (run `dvc repro base`, "
+                                     "or give --baselines-only)")
 
 
 def test_a_missing_clip_is_one_line(tmp_path):
@@ -95,7 +115,7 @@ def test_an_adapted_real_face_beats_every_baseline_on_its_held_out_quarter(tmp_p
     clip = REAL_MEDIA / "may_5s.mp4"
     if not clip.exists():
         pytest.skip(f"{clip} absent")
-    result = subprocess.run([sys.executable, str(SCRIPT), str(clip), "--sheets", str(tmp_path),
+    result = subprocess.run([sys.executable, "-m", MODULE, str(clip), "--sheets", str(tmp_path),
                              "--adapt-seconds", "150"], capture_output=True, text=True, check=False, cwd=ROOT,
                             timeout=3600)
     assert result.returncode == 0, result.stderr[-2000:]

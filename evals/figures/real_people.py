@@ -1,16 +1,17 @@
 """Real people speaking another person's speech: the README's figure, our generator beside the paper's.
 
-    python benchmarks/real_people.py [CLIP ...] [--audio WAV] [--seconds 150] [--out docs/real_people.jpg]
+    python -m evals.figures.real_people [CLIP ...] [--audio WAV] [--seconds 150] [--out docs/real_people.jpg]
 
-CLIP defaults to may_5s, speaker_15s and map_5s of ../shared/fixtures/real (none of them in the
-real-faces corpus), --audio to RD_Radio31_000.wav there (another speaker). From the real-faces corpus
-(benchmarks/realface_corpus.py, built once) each clip is made a target twice, as a user does:
+CLIP defaults to may_5s, speaker_15s and map_5s of the real fixtures (tasks/config/paths.py: REAL_FIXTURES;
+without them it stops in one line; none of them in the real-faces corpus), --audio to RD_Radio31_000.wav
+there (another speaker). From the real-faces corpus (evals/realface.py: real_faces_corpus, built once
+into --work) each clip is made a target twice, as a user does:
 `reenact adapt CLIP --name NAME --seconds S` in the frame project (cgan.condition=frame) and in the noise
 project (the paper's generator, adapted the same way); then `reenact render --audio WAV --target NAME`
 in each. The figure: one row per person, the full frame of our render at the middle of the speech, then
 the lower face (the frame warped into the target's aligned crop, its lower half, enlarged) of ours at
 three moments, then the paper's at the same three. Prints one JSON object per person (adapt and render
-seconds, frames) and writes the figure and the renders (--renders).
+seconds, frames) and writes the figure and the renders (--renders, default .cache/real_people).
 """
 
 from __future__ import annotations
@@ -24,19 +25,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from benchmarks.realface_corpus import WORK, build
+from evals.realface import WORK, real_faces_corpus
 from models.evaluation.baselines import read_face_rows
 from models.rendering.target import pingpong
 from models.training.adapt import read_target
-from tasks.config.paths import Paths
+from tasks.config.paths import PROJECT_ROOT, REAL_FIXTURES, Paths, require_real_fixtures
 from tasks.rows.decode import iter_frames
 from tasks.rows.video import video_id_of
 
-REAL = ROOT.parent / "shared" / "fixtures" / "real"
-CLIPS = [REAL / f"{name}.mp4" for name in ("may_5s", "speaker_15s", "map_5s")]
+CLIPS = [REAL_FIXTURES / f"{name}.mp4" for name in ("may_5s", "speaker_15s", "map_5s")]
+AUDIO = REAL_FIXTURES / "RD_Radio31_000.wav"
 MOMENTS = (0.3, 0.5, 0.7)  # of the speech
 ROW_HEIGHT = 192
 
@@ -44,7 +42,7 @@ ROW_HEIGHT = 192
 def reenact(*args: str | Path) -> str:
     command = [str(Path(sys.executable).parent / "reenact"), *map(str, args)]
     print("real people: reenact " + " ".join(map(str, args)), file=sys.stderr, flush=True)
-    return subprocess.run(command, cwd=ROOT, check=True, capture_output=True, text=True).stdout
+    return subprocess.run(command, cwd=PROJECT_ROOT, check=True, capture_output=True, text=True).stdout
 
 
 def lower_faces(video: Path, target: Paths, name: str, fps: float, picks: list[int]) -> list[np.ndarray]:
@@ -61,10 +59,11 @@ def lower_faces(video: Path, target: Paths, name: str, fps: float, picks: list[i
     return out
 
 
-def person(clip: Path, roots: dict, audio: Path, seconds: float, renders: Path) -> tuple[dict, np.ndarray]:
+def person(clip: Path, corpus: dict[str, Paths], audio: Path, seconds: float,
+           renders: Path) -> tuple[dict, np.ndarray]:
     name, fps, tiles, record = video_id_of(clip), 30.0, {}, {"clip": clip.name}
-    frame_root, lstm = Path(roots["frame"]), Paths.at(roots["frame"]).lstm
-    for method, root in (("ours", frame_root), ("paper", Path(roots["noise"]))):
+    lstm = corpus["frame"].lstm
+    for method, root in (("ours", corpus["frame"].root), ("paper", corpus["noise"].root)):
         said = reenact("adapt", clip, "--name", name, "--seconds", seconds, "--replace", "--root", root,
                        "--lstm", lstm)
         record[f"{method}_adapt"] = said.strip().splitlines()[0]
@@ -86,20 +85,32 @@ def person(clip: Path, roots: dict, audio: Path, seconds: float, renders: Path) 
     return record, np.concatenate([np.pad(t, ((0, 0), (2, 2), (0, 0))) for t in row], 1)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m evals.figures.real_people",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("clips", nargs="*", type=Path, default=CLIPS, metavar="CLIP")
-    parser.add_argument("--audio", type=Path, default=REAL / "RD_Radio31_000.wav")
+    parser.add_argument("--audio", type=Path, default=AUDIO, help="default: %(default)s")
     parser.add_argument("--seconds", type=float, default=150.0, help="adapt's budget per target")
-    parser.add_argument("--work", type=Path, default=WORK, help="the real-faces corpus (realface_corpus.py)")
-    parser.add_argument("--renders", type=Path, default=ROOT / "renders" / "real_people")
-    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "real_people.jpg")
-    args = parser.parse_args()
-    roots = build(args.work)
+    parser.add_argument("--work", type=Path, default=WORK,
+                        help="where the real-faces corpus is built and kept (default: %(default)s)")
+    parser.add_argument("--renders", type=Path, default=PROJECT_ROOT / ".cache" / "real_people",
+                        help="default: %(default)s")
+    parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "docs" / "real_people.jpg",
+                        help="default: %(default)s")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    require_real_fixtures()  # the corpus is made of them
+    missing = [str(path) for path in (*args.clips, args.audio) if not path.is_file()]
+    if missing:
+        raise SystemExit(f"{', '.join(missing)}: no such file")
+    corpus = real_faces_corpus(args.work)
     args.renders.mkdir(parents=True, exist_ok=True)
     rows = []
     for clip in args.clips:
-        record, row = person(clip, roots, args.audio, args.seconds, args.renders)
+        record, row = person(clip, corpus, args.audio, args.seconds, args.renders)
         print(json.dumps(record), flush=True)
         rows.append(row)
     width = max(r.shape[1] for r in rows)

@@ -1,14 +1,15 @@
 """A held-out real speaker's speech on a real target, as a render panel, and one frame of it for the README.
 
-    python benchmarks/speech_panel.py [--speech may_5s] [--target WDA_AlexandriaOcasioCortez_000]
-                                      [--cgan FILE] [--at SECONDS] [--out docs/speech_panel.jpg]
+    python -m evals.figures.speech_panel [--speech may_5s] [--target WDA_AlexandriaOcasioCortez_000]
+                                         [--cgan FILE] [--at SECONDS] [--out docs/speech_panel.jpg]
 
-The speech: a clip of benchmarks/speech.py's held-out people (its audio; its real lips are known, so the
+The speech: a clip of evals/speech.py's held-out people (its audio; its real lips are known, so the
 panel traces the real mouth opening beside the one asked for, and the loudness). The LSTM: the one
-benchmarks/speech.py trained last (run it first). The target: a real person of the real-faces corpus,
-painted by that corpus's frame generator (benchmarks/realface_corpus.py, built once into .cache/realface,
-~15 min on 2 cores; or --cgan, a generator trained on the same rows, e.g. another checkout's
-.cache/realface/frame/artifacts/cgan.pt). The render is `reenact render`'s (output "panel": the target's
+evals/speech.py trained last (run it first). The target: a real person of the real-faces corpus,
+painted by that corpus's frame generator (evals/realface.py: real_faces_corpus, built once into
+.cache/realface; or --cgan, a generator trained on the same rows, e.g. another checkout's
+.cache/realface/frame/artifacts/cgan.pt). Needs the real fixtures (tasks/config/paths.py: REAL_FIXTURES);
+without them it stops in one line. The render is `reenact render`'s (output "panel": the target's
 frame beside the composite, the traces below), into the speech project's renders/; the frame at --at
 seconds is written to --out.
 """
@@ -16,40 +17,43 @@ seconds is written to --out.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import cv2
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from benchmarks.speech import HELD_OUT, SOURCES, WORK, build, corpus_sources, say
+from evals.speech import HELD_OUT, SOURCES, WORK, build, corpus_sources, say
 from models.rendering.render import RenderOptions, load_models, render
 from tasks.config.params import load_params
-from tasks.config.paths import Paths
+from tasks.config.paths import PROJECT_ROOT, Paths, require_real_fixtures
 from tasks.rows.decode import iter_frames
 
 TARGET = "WDA_AlexandriaOcasioCortez_000"
 
 
-def main(argv: list[str] | None = None) -> Path:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m evals.figures.speech_panel",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("--speech", default="may_5s", choices=HELD_OUT)
     parser.add_argument("--target", default=TARGET)
     parser.add_argument("--cgan", type=Path, help="default: the real-faces corpus's frame generator")
     parser.add_argument("--at", type=float, default=2.5, help="seconds into the render")
-    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "speech_panel.jpg")
-    args = parser.parse_args(argv)
+    parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "docs" / "speech_panel.jpg",
+                        help="default: %(default)s")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> Path:
+    args = parser().parse_args(argv)
+    require_real_fixtures()
     work = WORK / "real"
     project = build(work, corpus_sources(work, SOURCES, False), {})
     lstm = Paths.at(work / "runs" / "lstm").lstm
     if not lstm.is_file():
-        raise SystemExit(f"{lstm}: no LSTM yet (run python benchmarks/speech.py first)")
+        raise SystemExit(f"{lstm}: no LSTM yet (run python -m evals.speech first)")
     if args.cgan is None:
-        from benchmarks.realface_corpus import build as realface
+        from evals.realface import real_faces_corpus
 
-        args.cgan = Paths.at(realface()["frame"]).cgan
+        args.cgan = real_faces_corpus()["frame"].cgan
     params = load_params(project.params)
     out = project.renders / f"{args.speech}_on_{args.target}.mp4"
     result = render(project.videos / f"{args.speech}.mp4", out, load_models(lstm, args.cgan, params.device),

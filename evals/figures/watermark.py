@@ -1,7 +1,10 @@
 """The README's picture of the watermark: one frame of a full-frame render, unmarked and marked, and
 their difference x10 (grey: none), at 100 %.
 
-    python benchmarks/watermark_figure.py AUDIO OUT.png [--root PROJECT] [--target ID] [--frame 7]
+    python -m evals.figures.watermark [AUDIO] [OUT.png] [--root PROJECT] [--target ID] [--frame 7]
+
+AUDIO defaults to RD_Radio31_000.wav of the real fixtures (tasks/config/paths.py: REAL_FIXTURES; without
+them it stops in one line), OUT.png to docs/watermark.png.
 
 It renders AUDIO unmarked (render(), as every entry point does), then puts the mark on the chosen frame
 exactly as render() puts it (models/rendering/mark.py: Marker.frame through the target row's crop
@@ -12,33 +15,40 @@ is at a flat peak of the 3 Hz swing: the strongest the mark ever is.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
 from models.rendering.mark import Marker
 from models.rendering.render import RenderOptions, load_models, render
 from models.rendering.target import pingpong, read_target_rows
 from tasks.config.params import load_params
-from tasks.config.paths import Paths
+from tasks.config.paths import PROJECT_ROOT, Paths, require_real_fixtures
 from tasks.provenance.watermark import swing
 from tasks.rows.decode import iter_frames
 
+SPEECH = "RD_Radio31_000.wav"  # of the real fixtures
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("audio", type=Path)
-    parser.add_argument("out", type=Path)
-    parser.add_argument("--root", type=Path, default=ROOT)
+
+def parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m evals.figures.watermark",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("audio", type=Path, nargs="?", help=f"default: {SPEECH} of the real fixtures")
+    parser.add_argument("out", type=Path, nargs="?", default=PROJECT_ROOT / "docs" / "watermark.png",
+                        help="default: %(default)s")
+    parser.add_argument("--root", type=Path, default=PROJECT_ROOT, help="the project (default: %(default)s)")
     parser.add_argument("--target", default="", help="default: the first target")
     parser.add_argument("--frame", type=int, default=7)
-    args = parser.parse_args()
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    audio = args.audio or require_real_fixtures() / SPEECH
+    if not audio.is_file():
+        raise SystemExit(f"{audio}: no such file")
     paths = Paths.at(args.root.resolve())
     params = load_params(paths.params)
     models = load_models(paths.lstm, paths.cgan, params.device)
@@ -46,7 +56,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="reenact-mark-figure-") as scratch:
         video = Path(scratch) / "unmarked.mp4"
         options = RenderOptions(target=target, output="full", watermark=False)
-        render(args.audio, video, models, params, paths, options)
+        render(audio, video, models, params, paths, options)
         frame = next(f for i, f in enumerate(iter_frames(video, 30.0)) if i == args.frame).copy()
     rows = read_target_rows(paths.shards, target)
     row = pingpong(args.frame, len(rows))

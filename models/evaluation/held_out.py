@@ -1,7 +1,7 @@
 """The mouth metrics of evaluate (ARCHITECTURE.md, Metrics): on frames the generator never saw, each
 driven by its own true lips, so that the real frame is the answer (models/evaluation/mouth_metrics.py).
 
-The first validation video (never trained on) is split in time as benchmarks/realface.py splits a real
+The first validation video (never trained on) is split in time as evals/realface.py splits a real
 clip: its first TRAIN_FRACTION of frames are what a method may look at, its last quarter is painted.
 The frame generator paints each held-out frame from its own masked crop and lips, with a reference bank
 made of the first frames alone (models/networks/unet.py: bank_rows, cgan.references of them), as a
