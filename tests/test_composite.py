@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from models.evaluation.composite_metrics import boundary, outside_error, seam_gradients
-from models.rendering.composite import blend, composite, hard_paste, lower_face_mask, match_colour, warp_back
+from models.networks.mask import lower_face_mask
+from models.rendering.composite import blend, composite, hard_paste, match_colour, warp_back
 from models.rendering.lips import bound_lips, lips_distance, lips_moments
 from models.rendering.target import pingpong
 

@@ -15,8 +15,9 @@ import pytest
 from helpers import reenact
 from render_kit import ffmpeg, probe, psnr, write_voice
 
+from models.networks.mask import lower_face_mask
 from models.rendering import render as render_module
-from models.rendering.composite import lower_face_mask, warp_back
+from models.rendering.composite import warp_back
 from models.rendering.layouts import Layout
 from models.rendering.render import RenderError, RenderOptions, render
 from models.rendering.target import TargetFrames, pingpong, read_target_rows

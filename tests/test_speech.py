@@ -157,7 +157,7 @@ def test_music_or_noise_gives_a_face_not_an_error(kit, tmp_path, kind):
 
 def target_colour(rows) -> np.ndarray:
     """The mean RGB of the target's crops."""
-    from models.rendering.target import decode_crops
+    from tasks.table.shards import decode_crops
 
     return decode_crops(rows.faces, np.flatnonzero(rows.face_found)[:20]).mean((0, 1, 2))
 

@@ -22,20 +22,19 @@ from models.errors import CheckpointError
 from models.networks.cgan import Frames, Generator, generate_faces, load_generator
 from models.networks.lstm import load_lstm
 from models.networks.unet import UNetGenerator, hard_mask
-from models.rendering.target import decode_crops
 from models.training import train_cgan, train_lstm
 from models.training.data import load_video
 from models.training.finetune import finetune
 from tasks.config.imports import import_closure
 from tasks.config.params import PreprocessParams, load_params, parse_override
 from tasks.config.paths import Paths
-from tasks.table.shards import partition_dir
+from tasks.table.shards import decode_crops, partition_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_LSTM = ["lstm.hidden=16", "lstm.fc_hidden=16", "lstm.context=2", "lstm.batch_size=32", "lstm.lr=0.003"]
 # The lower-face mask: what the U-Net's input masks and compositing blends; train_cgan imports it only
 # through other modules.
-MASK_MODULE = "models/rendering/composite.py"
+MASK_MODULE = "models/networks/mask.py"
 TINY_CGAN = ["cgan.ngf=4", "cgan.ndf=4", "cgan.batch_size=16", "cgan.num_workers=0", "cgan.val_frames=16"]
 
 

@@ -11,6 +11,7 @@ import torch
 from test_composite import MEAN_FACE
 
 from models.artifacts import References
+from models.networks.mask import lower_face_mask
 from models.networks.unet import (
     IN_CHANNELS,
     NEAR_GAP,
@@ -27,7 +28,6 @@ from models.networks.unet import (
     pick_references,
     reference_bank,
 )
-from models.rendering.composite import lower_face_mask
 from tasks.rows.landmarks import LIPS_DIM
 
 LIP_INDICES = [48, 50, 52, 54, 56, 58, 62, 66]

@@ -27,8 +27,9 @@ import torch
 
 from models.artifacts import CganArtifact, References
 from models.networks.cgan import to_uint8
+from models.networks.mask import lower_face_mask
 from models.networks.unet import UNetGenerator, generator_input, hard_mask, pick_references
-from models.rendering.composite import composite, lower_face_mask
+from models.rendering.composite import composite
 from tasks.table.shards import list_column_as_array, read_frames
 
 IDENTITY = np.array([[1, 0, 0], [0, 1, 0]], np.float64)  # a crop's own pixels -> crop pixels

@@ -5,8 +5,8 @@ face of a real aligned crop, in that frame's own pose and light (as ObamaNet's p
 face, Wav2Lip's masked lower half + reference frame, MuseTalk's masked latent + reference latent).
 Its input (`generator_input`), channels in this order, all S x S (S = `size`, 128 or 256):
 
-    3   the crop, [-1, 1], zeroed inside the hard mask (`hard_mask`: the compositing mask of
-        models/rendering/composite.py where it is at least HARD_FROM, so the composite takes every pixel it
+    3   the crop, [-1, 1], zeroed inside the hard mask (`hard_mask`: the compositing mask,
+        models/networks/mask.py, where it is at least HARD_FROM, so the composite takes every pixel it
         blends from the generator from the painted region or from the frame itself)
     1   the hard mask, 1 inside the region to paint
     3   a reference crop of the same video, [-1, 1]: a mouth to copy texture and teeth from
@@ -34,11 +34,10 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from models.artifacts import References
-from models.rendering.composite import lower_face_mask
-from models.rendering.target import decode_crops
+from models.networks.mask import lower_face_mask
 from tasks.config.params import FACE_SIZES
 from tasks.rows.landmarks import LIPS_DIM, lips_opening
-from tasks.table.shards import evenly_spaced
+from tasks.table.shards import decode_crops, evenly_spaced
 
 # The hard mask: where the compositing mask is at least this. 0.5 is its polygon (the jaw pushed out,
 # the nose base); outside it the composite fades to the frame, which is what the generator returns there.

@@ -2,10 +2,11 @@
 
 Per frame, from that frame's row of the frame table (its crop transform and 68 landmarks):
 
-1. a soft mask of the lower face in crop pixels: the jaw line from cheek to cheek, closed along the
-   base of the nose, the jaw pushed outwards so that a generated chin lower than the real one is
-   still inside, feathered by a Gaussian whose width is a share of the face (the crop is scaled
-   to the face, so a fixed width in crop pixels is proportional to the face in the frame);
+1. a soft mask of the lower face in crop pixels (models/networks/mask.py, the region the frame generator
+   paints): the jaw line from cheek to cheek, closed along the base of the nose, the jaw pushed outwards
+   so that a generated chin lower than the real one is still inside, feathered by a Gaussian whose width
+   is a share of the face (the crop is scaled to the face, so a fixed width in crop pixels is
+   proportional to the face in the frame);
 2. the generated face shifted to the real frame's colour in the band where the mask fades;
 3. face and mask warped back with the inverse of the crop transform, onto the face's region of
    the frame only, at the frame's own resolution, and blended there in two bands: coarse changes
@@ -21,51 +22,14 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-# Lower face: dlib's jaw points 2..14 (cheek, chin, cheek), then back along the nose base 35..31.
-JAW = list(range(2, 15))
-NOSE_BASE = [35, 34, 33, 32, 31]
-# The jaw is pushed this share of the face size away from the mouth: an opened generated mouth
-# drops its chin below the real one, which must not show as a second chin.
-JAW_MARGIN = 0.06
-# Feathering: Gaussian sigma as a share of the face size (5 px at 128: MuseTalk feathers ~10%).
-FEATHER = 0.04
+from models.networks.mask import lower_face_mask
+
 # Fine detail (finer than DETAIL_SIGMA crop pixels: the generator's softest scale) comes from the
 # generated face only where the mask is past DETAIL_START, fully past DETAIL_FULL (blend_bands).
 DETAIL_SIGMA = 1.5
 DETAIL_START, DETAIL_FULL = 0.6, 0.9
 # Fewer pixels than this in the fading band (a face mostly off the crop): no colour to match.
 MIN_BAND = 16
-# The mask is forced to 0 over this many crop pixels at the crop's edge, so the warped mask never
-# ends in a step where the crop ends.
-EDGE = 3
-
-
-def _blur_sigma(size: int) -> float:
-    return FEATHER * size
-
-
-def lower_face_polygon(landmarks: np.ndarray, size: int) -> np.ndarray:
-    """(18, 2) float32 polygon of the lower face in crop pixels, the jaw pushed out by JAW_MARGIN."""
-    landmarks = np.asarray(landmarks, np.float32).reshape(-1, 2)
-    jaw, nose = landmarks[JAW], landmarks[NOSE_BASE]
-    centre = landmarks[48:68].mean(0)  # the mouth
-    away = jaw - centre
-    away /= np.linalg.norm(away, axis=1, keepdims=True) + 1e-6
-    return np.vstack([jaw + JAW_MARGIN * size * away, nose]).astype(np.float32)
-
-
-def lower_face_mask(landmarks: np.ndarray, size: int) -> np.ndarray:
-    """(size, size) float32 alpha in [0, 1]: 1 inside the lower face, feathered at its border,
-    0 at the crop's edge. `landmarks` are the frame table's, in crop pixels."""
-    polygon = lower_face_polygon(landmarks, size)
-    mask = np.zeros((size, size), np.float32)
-    cv2.fillPoly(
-        mask, [np.round(polygon * 16).astype(np.int32)], 1.0, cv2.LINE_AA, shift=4
-    )  # 4 fraction bits
-    sigma = _blur_sigma(size)
-    mask = cv2.GaussianBlur(mask, (0, 0), sigma, borderType=cv2.BORDER_CONSTANT)
-    ramp = np.clip(np.minimum(np.arange(size), np.arange(size)[::-1]) / EDGE, 0, 1).astype(np.float32)
-    return np.clip(mask, 0.0, 1.0) * ramp[:, None] * ramp[None, :]  # the blur's rounding overshoots 1
 
 
 def match_colour(face: np.ndarray, real: np.ndarray, mask: np.ndarray) -> np.ndarray:

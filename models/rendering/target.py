@@ -16,11 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import simplejpeg
 
 from models.errors import RenderError
 from tasks.rows.decode import DecodeError, MediaInfo, iter_frames, probe
-from tasks.table.shards import list_column_as_array, part_files, partition_dir, read_frames
+from tasks.table.shards import decode_crops, list_column_as_array, part_files, partition_dir, read_frames
 
 # A backward pass holds this many bytes of decoded frames at a time (~0.3 s of 1080p, 2 s of 512^2).
 SEGMENT_BYTES = 96 * 2**20
@@ -43,11 +42,6 @@ class TargetRows:
     def crops(self, indices: np.ndarray) -> np.ndarray:
         """(n, S, S, 3) uint8: the aligned crops of frames `indices` (read with faces=True)."""
         return decode_crops(self.faces, indices)
-
-
-def decode_crops(faces: pa.Array, indices: np.ndarray) -> np.ndarray:
-    """(n, S, S, 3) uint8 RGB: the JPEG crops (the frame table's `face`) at `indices`."""
-    return np.stack([simplejpeg.decode_jpeg(faces[int(i)].as_py(), colorspace="RGB") for i in indices])
 
 
 def read_target_rows(shards: str | Path, video_id: str, faces: bool = False) -> TargetRows:

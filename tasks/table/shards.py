@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
+import simplejpeg
 
 from tasks.config.files import atomic_path
 from tasks.config.params import PreprocessParams, rows_digest
@@ -314,6 +315,11 @@ def list_column_as_array(table: pa.Table, name: str) -> np.ndarray:
     width = column.type.list_size
     flat = [chunk.flatten().to_numpy(zero_copy_only=False) for chunk in column.chunks]
     return np.concatenate(flat or [np.zeros(0, np.float32)]).astype(np.float32).reshape(-1, width)
+
+
+def decode_crops(faces: pa.Array, indices: np.ndarray) -> np.ndarray:
+    """(n, S, S, 3) uint8 RGB: the JPEG crops (the frame table's `face`) at `indices`."""
+    return np.stack([simplejpeg.decode_jpeg(faces[int(i)].as_py(), colorspace="RGB") for i in indices])
 
 
 def evenly_spaced(n: int, count: int) -> np.ndarray:
