@@ -9,8 +9,9 @@ renders go to renders/app.
 The models are loaded once per process and renders run one at a time through Gradio's queue
 (concurrency_limit=1), so two users cannot both hold a render's memory. Bad input is a message in
 the page, never a stack trace. It listens on loopback unless told otherwise (flows/cli.py); on any
-other address it asks for a login (`logins`: a file of `user:password` lines or $REENACT_APP_AUTH)
-and will not start without one.
+other address it asks for a login and will not start without one. What stands before it (the login
+page, wrong logins slowed, uploads bounded) is flows/app_guard.py; its process, its folder of
+temporary files and its stop, flows/serve.py.
 """
 
 from __future__ import annotations
@@ -26,54 +27,21 @@ from typing import Any
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr
+from gradio.utils import get_upload_folder
 
 from flows.render import default_out, render_file
-from models.rendering.loading import Models, load_target_models, target_paths
-from models.rendering.render import RenderError, load_models
+from flows.serve import Stop, discard_upload
+from models.rendering.loading import Target, resolve_target
+from models.rendering.render import RenderError, RenderResult, load_models
 from models.training.adapt import list_targets
-from tasks.config.params import ParamsError, load_params
+from tasks.config.params import Params, ParamsError, load_params
 from tasks.config.paths import TARGET_RECORD, Paths
 from tasks.rows.decode import DecodeError, probe
 from tasks.table.inspect import summarize, write_sheet
 from tasks.table.shards import frames_with_face, read_frames
 
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
-AUTH_ENV = "REENACT_APP_AUTH"
+AUTH_MESSAGE = "Log in with a user and password from the app's login file."
 OUTPUT_LABELS = {"full": "Full frame", "face": "Face", "panel": "Panel (target | composite, lip traces)"}
-
-
-class LoginError(ValueError):
-    """The app may not start: a bind beyond loopback without a login, or an unreadable login file."""
-
-
-def _pair(line: str, where: str) -> tuple[str, str]:
-    user, sep, password = line.partition(":")
-    if not sep or not user.strip() or not password:
-        raise LoginError(f"{where}: a login is `user:password`, got {line[:40]!r}")
-    return user.strip(), password
-
-
-def logins(host: str, auth_file: Path | None = None) -> list[tuple[str, str]] | None:
-    """The (user, password) pairs the app asks for: from `auth_file` (one `user:password` a line;
-    blank lines and # comments skipped), else $REENACT_APP_AUTH (`user:password`); None on loopback
-    without either. Beyond loopback without either: LoginError saying how to give one."""
-    if auth_file is not None:
-        try:
-            lines = Path(auth_file).read_text().splitlines()
-        except OSError as exc:
-            raise LoginError(f"{auth_file}: {exc.strerror or exc}") from None
-        pairs = [_pair(line, str(auth_file)) for line in lines if line.strip() and not line.startswith("#")]
-        if not pairs:
-            raise LoginError(f"{auth_file}: no `user:password` line")
-        return pairs
-    if os.environ.get(AUTH_ENV):
-        return [_pair(os.environ[AUTH_ENV], AUTH_ENV)]
-    if host in LOOPBACK:
-        return None
-    raise LoginError(
-        f"--host {host} serves the app beyond this machine, so it needs a login: "
-        f"--auth-file FILE (lines `user:password`) or {AUTH_ENV}=user:password"
-    )
 
 
 class BadUpload(ValueError):
@@ -85,6 +53,8 @@ def check_speech(path: str | None, max_seconds: float) -> float:
     if not path:
         raise BadUpload("No speech yet: upload an audio file or record some.")
     name = Path(path).name
+    if not Path(path).is_file():
+        raise BadUpload(f"{name} is gone: upload it again (the app removes each upload after its render).")
     if Path(path).stat().st_size == 0:
         raise BadUpload(f"{name} is empty.")
     try:
@@ -165,14 +135,14 @@ def dataset_view(paths: Paths, cache: Path) -> tuple[str | None, list[list[Any]]
     return sheet, rows, metrics
 
 
-def provenance_markdown(result: dict[str, Any]) -> str:
-    verdict = result["provenance"]
+def provenance_markdown(result: RenderResult) -> str:
+    verdict = result.provenance
     lines = [
         f"**{verdict.describe()}**",
         "",
         (
-            f"{result['video_seconds']:.1f} s of video on `{result['target']}` in "
-            f"{result['wall_seconds']:.1f} s ({result['realtime_factor']:.1f}x real time)"
+            f"{result.video_seconds:.1f} s of video on `{result.target}` in "
+            f"{result.wall_seconds:.1f} s ({result.realtime_factor:.1f}x real time)"
         ),
         "",
         "| field | the manifest says |",
@@ -186,44 +156,64 @@ def provenance_markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-class TargetModels:
-    """The models and Paths a render of each target runs with, each loaded once: the corpus's for its
-    videos, an adapted target's own generator, rows and footage (models/rendering/loading.py). A target
-    adapted again (`reenact adapt --replace`) while the app runs is loaded again."""
+class Targets:
+    """Every target a render may name, each resolved once (models/rendering/loading.py: resolve_target):
+    the corpus's videos with the project's models, loaded at start; an adapted target with its own, one
+    at a time, resolved again when it is adapted again (`reenact adapt --replace`) while the app runs."""
 
-    def __init__(self, models: Models, paths: Paths, device: str):
-        self.models, self.paths, self.device = models, paths, device
-        self.loaded: dict[tuple[str, float], tuple[Models, Paths]] = {}
+    def __init__(self, paths: Paths, params: Params):
+        self.paths, self.params = paths, params
+        self.models = load_models(paths.lstm, paths.cgan, params.device)
+        self.loaded: dict[tuple[str, float | None], Target] = {}
 
     def choices(self) -> list[tuple[str, str]]:
         """(label, target) of each video of the corpus generator, then each adapted target."""
         corpus = [(video_id, video_id) for video_id in sorted(self.models.cgan_artifact.lips_stats)]
         return corpus + [(f"{t.name} (adapted)", t.name) for t in list_targets(self.paths)]
 
-    def __call__(self, target: str) -> tuple[Models, Paths]:
-        record = self.paths.target_dir(target) / TARGET_RECORD
-        if not record.is_file():
-            return self.models, self.paths
-        key = (target, record.stat().st_mtime)
+    def __call__(self, name: str) -> Target:
+        record = self.paths.target_dir(name) / TARGET_RECORD
+        key = (name, record.stat().st_mtime if record.is_file() else None)
         if key not in self.loaded:
-            self.loaded = {key: load_target_models(self.paths, target, self.device)}  # one adapted at a time
+            if key[1] is not None:  # one adapted target loaded at a time
+                self.loaded = {k: v for k, v in self.loaded.items() if v.adapted is None}
+            self.loaded[key] = resolve_target(self.paths, self.params, name, self.models)
         return self.loaded[key]
 
+    def thumbnail(self, name: str, cache: Path) -> str | None:
+        """The target's thumbnail, None for one that does not resolve."""
+        try:
+            return thumbnail(name, self(name).paths, cache)
+        except (RenderError, FileNotFoundError):
+            return None
 
-def _render_handler(targets: TargetModels, max_seconds: float):
+
+def _render_handler(targets: Targets, max_seconds: float, stop: Stop | None = None):
+    stop = stop or Stop()
+
     def render(speech: str | None, target: str, output: str, progress=gr.Progress()):  # noqa: B008
+        """One render at a time; the upload is removed once it is done, whatever became of it."""
+        with stop.rendering:
+            try:
+                return render_once(speech, target, output, progress)
+            finally:
+                discard_upload(speech, Path(get_upload_folder()))
+
+    def report(progress: gr.Progress, phase: str, done: int, total: int) -> None:
+        stop.check()
+        progress((done, total), desc=phase)
+
+    def render_once(speech: str | None, target: str, output: str, progress: gr.Progress):
         try:
             check_speech(speech, max_seconds)
             out = default_out(targets.paths.app_renders, Path(speech).name, target, output)
-            models, paths = targets(target)
             result = render_file(
                 speech,
                 out,
-                paths=paths,
-                target=target,
+                paths=targets.paths,
+                target=targets(target),
                 output=output,
-                models=models,
-                progress=lambda phase, done, total: progress((done, total), desc=phase),
+                progress=lambda phase, done, total: report(progress, phase, done, total),
             )
         except (BadUpload, RenderError, ParamsError, FileNotFoundError) as exc:
             return None, None, f"**Cannot render:** {exc}"
@@ -232,13 +222,12 @@ def _render_handler(targets: TargetModels, max_seconds: float):
 
             traceback.print_exc()
             return None, None, f"**Render failed:** {type(exc).__name__}: {exc}"
-        return result["out"], result["out"], provenance_markdown(result)
+        return result.out, result.out, provenance_markdown(result)
 
     return render
 
 
-def _render_tab(targets: TargetModels, max_seconds: float, default: str, cache: Path) -> None:
-    paths = targets.paths
+def _render_tab(targets: Targets, max_seconds: float, default: str, cache: Path, stop: Stop) -> None:
     with gr.Row():
         with gr.Column():
             speech = gr.Audio(
@@ -248,7 +237,7 @@ def _render_tab(targets: TargetModels, max_seconds: float, default: str, cache: 
                 targets.choices(), value=default, label="Target video (whose face speaks)", elem_id="target"
             )
             preview = gr.Image(
-                thumbnail(default, paths, cache),
+                targets.thumbnail(default, cache),
                 label="Target",
                 interactive=False,
                 height=200,
@@ -269,9 +258,9 @@ def _render_tab(targets: TargetModels, max_seconds: float, default: str, cache: 
                 "`reenact verify FILE` checks both.",
                 elem_id="status",
             )
-    target.change(lambda video_id: thumbnail(video_id, target_paths(paths, video_id), cache), target, preview)
+    target.change(lambda name: targets.thumbnail(name, cache), target, preview)
     button.click(
-        _render_handler(targets, max_seconds),
+        _render_handler(targets, max_seconds, stop),
         [speech, target, output],
         [video, download, status],
         concurrency_limit=1,
@@ -302,19 +291,20 @@ def _dataset_tab(paths: Paths, cache: Path) -> None:
     refresh.click(reload, None, [table, image, report])
 
 
-def create_app(paths: Paths, max_seconds: float = 300.0) -> gr.Blocks:
+def create_app(paths: Paths, max_seconds: float = 300.0, stop: Stop | None = None) -> gr.Blocks:
     """The Blocks app over the project at `paths`, with the models loaded; uploads longer than
-    `max_seconds` are refused. Raises FileNotFoundError / ParamsError / RenderError."""
+    `max_seconds` are refused; `stop(app)` ends it. Raises FileNotFoundError / ParamsError / RenderError."""
     params = load_params(paths.params)
-    models = load_models(paths.lstm, paths.cgan, params.device)
-    targets = TargetModels(models, paths, params.device)
-    default = params.render.target_video or models.cgan_artifact.target_video
+    targets = Targets(paths, params)
+    default = params.render.target_video or targets.models.cgan_artifact.target_video
     cache = Path(tempfile.mkdtemp(prefix="reenact-app-"))
     paths.app_renders.mkdir(parents=True, exist_ok=True)
+    # Renders and thumbnails are served from where they are, not copied into Gradio's upload folder.
+    gr.set_static_paths([paths.app_renders.resolve(), cache])
     with gr.Blocks(title="reenact", analytics_enabled=False) as app:
         gr.Markdown("# reenact\nSpeech in, talking head out. Every video is signed as AI-generated.")
         with gr.Tab("Render"):
-            _render_tab(targets, max_seconds, default, cache)
+            _render_tab(targets, max_seconds, default, cache, stop or Stop())
         with gr.Tab("Dataset"):
             _dataset_tab(paths, cache)
     app.queue(default_concurrency_limit=1)
@@ -327,21 +317,25 @@ def launch(
     host: str = "127.0.0.1",
     port: int = 7860,
     auth: list[tuple[str, str]] | None = None,
+    guard: Any = None,
+    max_file_bytes: int = 200_000_000,
 ) -> None:
-    """Serve until interrupted, behind Gradio's login page when `auth` (from `logins`) is given; only
-    the render folder and the app's cache are served as files."""
+    """Serve until interrupted, with Gradio's sessions when `auth` (flows/app_guard.py: logins) is given
+    and `guard` (a starlette Middleware: flows/app_guard.py) before its routes; only the render folder and
+    the app's thumbnails are served as files, and no upload may be larger than `max_file_bytes`."""
     # System fonts: the default theme's web fonts would be fetched from the internet.
     theme = gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
     app.launch(
         server_name=host,
         server_port=port,
         auth=auth,
-        auth_message="reenact: log in with a user and password from the app's login file" if auth else None,
+        auth_message=AUTH_MESSAGE if auth else None,
         share=False,
         ssr_mode=False,
         show_error=False,
         allowed_paths=[str(paths.app_renders.resolve())],
-        max_file_size="200mb",
+        max_file_size=max_file_bytes,
         theme=theme,
         footer_links=[],
+        app_kwargs={"middleware": [guard]} if guard else None,
     )

@@ -4,26 +4,21 @@ one Paths down."""
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import inspect as signatures
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from tasks.config.entry import (
-    DEFAULT_ROOT,
-    Cgan,
-    Lstm,
-    Overrides,
-    ParamsFile,
-    Root,
-    Shards,
-    Videos,
-    stage_paths,
+from flows.cli_support import (
+    check_out,
+    checked_overrides,
+    ended_by_signals,
+    errors_in_one_line,
+    finite_positive,
+    progress_bar,
+    project_command,
 )
+from tasks.config.entry import DEFAULT_ROOT, Overrides, Root, stage_paths
 from tasks.config.paths import Paths
 
 if TYPE_CHECKING:
@@ -39,46 +34,6 @@ app = typer.Typer(
 @app.callback()
 def main() -> None:
     """reenact: speech -> talking-head video."""
-
-
-# The options that say where the project is: (annotation, default) of each, as every stage has them.
-LOCATIONS: dict[str, tuple[Any, Any]] = {
-    "root": (Root, DEFAULT_ROOT),
-    "params_file": (ParamsFile, None),
-    "lstm": (Lstm, None),
-    "cgan": (Cgan, None),
-    "shards": (Shards, None),
-    "videos": (Videos, None),
-}
-
-
-def project_command(command: Callable[..., None]) -> Callable[..., None]:
-    """`command(..., paths: Paths)` as a command whose options end with --root and the locations
-    (LOCATIONS) in place of `paths`, which it is given built from them."""
-    own = [p for p in signatures.signature(command, eval_str=True).parameters.values() if p.name != "paths"]
-    kind = signatures.Parameter.KEYWORD_ONLY
-    locations = [signatures.Parameter(name, kind, default=default, annotation=annotation)
-                 for name, (annotation, default) in LOCATIONS.items()]
-
-    @functools.wraps(command)
-    def with_paths(*args: Any, **options: Any) -> None:
-        given = {name: options.pop(name) for name in LOCATIONS}
-        root, given["params"] = given.pop("root"), given.pop("params_file")
-        command(*args, paths=stage_paths(root, **given), **options)
-
-    with_paths.__signature__ = signatures.Signature([*own, *locations])
-    with_paths.__annotations__ = {p.name: p.annotation for p in (*own, *locations)}
-    return with_paths
-
-
-@contextlib.contextmanager
-def errors_in_one_line(*kinds: type[BaseException]) -> Iterator[None]:
-    """An error of these kinds ends the command with exit status 1 and one line on stderr."""
-    try:
-        yield
-    except kinds as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
 
 
 @app.command()
@@ -148,25 +103,6 @@ OUTPUT_OF_FLAGS = {
 }
 
 
-@contextlib.contextmanager
-def progress_bar():
-    """A progress(phase, done, total) callback drawing one rich bar per phase on stderr (a terminal only)."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    columns = (TextColumn("{task.description:>10}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    console = Console(stderr=True)
-    with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as bar:
-        tasks = {}
-
-        def progress(phase: str, done: int, total: int) -> None:
-            if phase not in tasks:
-                tasks[phase] = bar.add_task(phase, total=total)
-            bar.update(tasks[phase], completed=done, total=total)
-
-        yield progress
-
-
 @app.command()
 @project_command
 def render(
@@ -186,24 +122,24 @@ def render(
     from flows.render import render_file
     from models.errors import CheckpointError
     from models.rendering.render import RenderError
-    from tasks.config.entry import parse_overrides
     from tasks.config.params import ParamsError
 
     known = (RenderError, ParamsError, FileNotFoundError, CheckpointError, ArrowInvalid)
-    with errors_in_one_line(*known), progress_bar() as progress:
+    with errors_in_one_line(*known), ended_by_signals(), progress_bar() as progress:
+        check_out(out)
         result = render_file(
             audio,
             out,
             paths=paths,
             target=target,
             output=OUTPUT_OF_FLAGS[face_only, panel],
-            overrides=parse_overrides(override),
+            overrides=checked_overrides(paths, override),
             progress=progress,
         )
     typer.echo(
-        f"{result['out']}: {result['frames']} frames, {result['audio_seconds']:.2f} s of audio on "
-        f"{result['target']} ({result['output']}), in {result['wall_seconds']:.1f} s "
-        f"({result['realtime_factor']:.1f}x real time); {result['provenance'].describe()}"
+        f"{result.out}: {result.frames} frames, {result.audio_seconds:.2f} s of audio on "
+        f"{result.target} ({result.output}), in {result.wall_seconds:.1f} s "
+        f"({result.realtime_factor:.1f}x real time); {result.provenance.describe()}"
     )
 
 
@@ -216,7 +152,8 @@ def adapt(
     name: Annotated[str, typer.Option(help="the target's name: letters, digits, _ and -")],
     paths: Paths,
     seconds: Annotated[
-        float | None, typer.Option(help="wall-clock budget of the fine-tuning (default: adapt.seconds)")
+        float | None, typer.Option(help="wall-clock budget of the fine-tuning (default: adapt.seconds)",
+                                   callback=finite_positive)
     ] = None,
     replace: Annotated[bool, typer.Option(help="adapt an existing target of that name again")] = False,
     override: Overrides = None,
@@ -226,11 +163,11 @@ def adapt(
     `reenact render --target NAME`. Nothing of the corpus is written; a bad clip registers nothing."""
     from models.errors import AdaptError, CheckpointError
     from models.training.adapt import adapt_target
-    from tasks.config.entry import parse_overrides
     from tasks.config.params import ParamsError, load_params
 
-    with errors_in_one_line(AdaptError, CheckpointError, ParamsError), progress_bar() as progress:
-        params = load_params(paths.params, parse_overrides(override))
+    with errors_in_one_line(AdaptError, CheckpointError, ParamsError), ended_by_signals(), \
+            progress_bar() as progress:
+        params = load_params(paths.params, checked_overrides(paths, override))
         target = adapt_target(video, name, paths, params, seconds=seconds, replace=replace, progress=progress)
     typer.echo(
         f"{target.name}: {target.frames} frames ({target.frames_with_face} with a face) of {video}, "
@@ -315,32 +252,38 @@ def web_app(
     host: Annotated[
         str, typer.Option(help="address to listen on; beyond loopback the app asks for a login")
     ] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="port to listen on")] = 7860,
+    port: Annotated[int, typer.Option(help="port to listen on", min=1, max=65535)] = 7860,
     auth_file: Annotated[
         Path | None,
         typer.Option(help="logins, one `user:password` a line (or $REENACT_APP_AUTH=user:password); "
                      "needed for a --host beyond loopback"),
     ] = None,
-    max_seconds: Annotated[float, typer.Option(help="longest speech an upload may be, in seconds")] = 300.0,
+    max_seconds: Annotated[float, typer.Option(help="longest speech an upload may be, in seconds",
+                                               callback=finite_positive)] = 300.0,
+    max_upload_mb: Annotated[int | None, typer.Option(
+        help="most MB the app keeps of uploads at once (default: what a --max-seconds wav needs)", min=1,
+    )] = None,
 ) -> None:
     """The web app: speech -> a signed talking-head video in the browser, and the dataset at a glance.
-    Its renders go to paths.app_renders. On loopback it is open to this machine's users; on any other
-    address it refuses to start without a login."""
-    from flows.app import LoginError, create_app, launch, logins
+    Its renders go to paths.app_renders; uploads and temporary files to a folder of its own, removed
+    when it stops. On loopback it is open to this machine's users; on any other address it refuses to
+    start without a login (flows/app_guard.py)."""
+    from flows.app_guard import StartError
+    from flows.serve import serve
+    from flows.stopping import Stopped, stop_on_signals
+    from models.errors import CheckpointError
     from models.rendering.render import RenderError
     from tasks.config.params import ParamsError
 
     try:
-        auth = logins(host, auth_file)
-    except LoginError as exc:
+        with errors_in_one_line(RenderError, ParamsError, FileNotFoundError, CheckpointError), \
+                stop_on_signals():
+            serve(paths, host, port, auth_file, max_seconds, max_upload_mb, say=typer.echo)
+    except StartError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    with errors_in_one_line(RenderError, ParamsError, FileNotFoundError):
-        web = create_app(paths, max_seconds)
-    shown = "[" + host + "]" if ":" in host else host
-    login = " (login required)" if auth else ""
-    typer.echo(f"reenact app on http://{shown}:{port}/{login} (Ctrl-C stops it)")
-    launch(web, paths, host, port, auth)
+    except Stopped as stopped:
+        typer.echo(f"reenact app: {stopped}; its uploads and temporary files are removed")
 
 
 if __name__ == "__main__":

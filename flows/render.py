@@ -15,8 +15,9 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 from prefect import flow, get_run_logger
@@ -24,17 +25,14 @@ from prefect.artifacts import create_link_artifact
 
 from flows.common import artifact_key, flow_project, publish_markdown, record_params
 from models.rendering.layouts import check_output
-from models.rendering.loading import load_target_models
-from models.rendering.render import RenderError, RenderOptions
+from models.rendering.loading import Target, resolve_target
+from models.rendering.render import RenderError, RenderOptions, RenderResult
 from models.rendering.render import render as render_video
 from tasks.config.files import safe_id
 from tasks.config.params import Output, load_params
 from tasks.config.paths import Paths
 from tasks.ingest.download import SourceError, check_source
 from tasks.provenance.manifest import Verdict, verify_mp4
-
-if TYPE_CHECKING:
-    from models.rendering.render import Models
 
 Progress = Callable[[str, int, int], None]
 MAX_DOWNLOAD_BYTES = 512 << 20
@@ -79,54 +77,46 @@ def render_file(
     out: str | Path | None = None,
     *,
     paths: Paths,
-    target: str | None = None,
+    target: str | Target | None = None,
     output: Output | None = None,
     overrides: dict[str, Any] | None = None,
-    models: Models | None = None,
     progress: Progress | None = None,
-) -> dict[str, Any]:
+) -> RenderResult:
     """Render speech (a path or an http(s) URL) to a signed mp4 (default: a new file in `paths.runs`)
-    and read its manifest back. The params, the weights (unless `models` are given), the frame table
-    and the target's footage are the project's: `paths` (tasks/config/paths.py); a target adapted by
-    `reenact adapt` brings its own generator, rows and footage (unless `models` are given).
+    and read its manifest back. The params are the project's (`paths`, tasks/config/paths.py) with
+    `overrides`; `target` is a name that models/rendering/loading.py: resolve_target resolves (an adapted
+    target brings its own generator, rows and footage), or a Target already resolved (the web app keeps
+    them loaded).
 
-    Returns models.rendering.render.render's dict plus "realtime_factor" (audio seconds per wall second),
-    "speech" (the name the manifest records) and "provenance" (a tasks.provenance.manifest.Verdict).
-    Raises RenderError (bad speech, unknown target, refused URL), ParamsError, FileNotFoundError.
+    Returns the render's RenderResult with `speech` (the name the manifest records) and `provenance` (a
+    tasks.provenance.manifest.Verdict). Raises RenderError (bad speech, unknown target, refused URL),
+    ParamsError, FileNotFoundError.
     """
     params = load_params(paths.params, overrides)
     output = check_output(output or params.render.output)  # before the models load
-    if models is None:  # an adapted target (`reenact adapt`) brings its own generator, rows and footage
-        models, paths = load_target_models(paths, target or params.render.target_video, params.device)
+    if not isinstance(target, Target):
+        target = resolve_target(paths, params, target)
     with tempfile.TemporaryDirectory(prefix="reenact-speech-") as scratch:
         speech, name = fetch_speech(audio, Path(scratch))
-        out = Path(out) if out else default_out(paths.runs, name, target, output)
+        out = Path(out) if out else default_out(paths.runs, name, target.name, output)
         # The manifest names the speech as the user gave it (a URL, not the temporary download).
         facts = {"speech_name": name} if name != speech.name else None
         result = render_video(
-            speech,
-            out,
-            models,
-            params,
-            paths,
-            RenderOptions(target=target, output=output, progress=progress, provenance=facts),
+            speech, out, target, params, RenderOptions(output=output, progress=progress, provenance=facts)
         )
-    result["realtime_factor"] = result["audio_seconds"] / max(result["wall_seconds"], 1e-9)
-    result["speech"] = name
-    result["provenance"] = verify_mp4(out)
-    return result
+    return replace(result, speech=name, provenance=verify_mp4(out))
 
 
-def summary_markdown(result: dict[str, Any], output: str) -> str:
-    verdict: Verdict = result["provenance"]
+def summary_markdown(result: RenderResult, output: str) -> str:
+    verdict: Verdict = result.provenance
     rows = [
-        ("video", f"`{result['out']}`"),
-        ("speech", f"`{result['speech']}`"),
-        ("target", f"`{result['target']}`"),
+        ("video", f"`{result.out}`"),
+        ("speech", f"`{result.speech}`"),
+        ("target", f"`{result.target}`"),
         ("output", output),
-        ("length", f"{result['video_seconds']:.2f} s ({result['frames']} frames)"),
-        ("render time", f"{result['wall_seconds']:.1f} s"),
-        ("real-time factor", f"{result['realtime_factor']:.2f}x"),
+        ("length", f"{result.video_seconds:.2f} s ({result.frames} frames)"),
+        ("render time", f"{result.wall_seconds:.1f} s"),
+        ("real-time factor", f"{result.realtime_factor:.2f}x"),
         ("provenance", verdict.describe()),
         ("manifest", f"`{verdict.manifest}`"),
         ("provenance digest", f"`sha256:{verdict.digest}`"),
@@ -168,7 +158,7 @@ def render_flow(
         overrides=overrides,
         progress=progress,
     )
-    verdict: Verdict = result["provenance"]
+    verdict: Verdict = result.provenance
     logger.info("%s: %s", out_path, verdict.describe())
     create_link_artifact(
         key=artifact_key("render-video"),
@@ -179,10 +169,10 @@ def render_flow(
     publish_markdown("render-summary", summary_markdown(result, output), "length, speed, target, provenance")
     return {
         "out": str(out_path),
-        "frames": result["frames"],
-        "audio_seconds": result["audio_seconds"],
-        "realtime_factor": result["realtime_factor"],
-        "target": result["target"],
+        "frames": result.frames,
+        "audio_seconds": result.audio_seconds,
+        "realtime_factor": result.realtime_factor,
+        "target": result.target,
         "signed": verdict.ok,
         "provenance_digest": verdict.digest,
         "watermark_id": verdict.soft_binding,

@@ -30,7 +30,7 @@ import pytest
 import soundfile
 import yaml
 
-from models.rendering.render import Models, load_models
+from models.rendering.render import Models, Target, load_models, resolve_target
 from tasks.config.params import DemoParams, Params, load_params
 from tasks.config.paths import Paths
 from tasks.demo.corpus import make_demo_corpus
@@ -70,6 +70,11 @@ class Trained:
     def target(self) -> str:
         """The generator's target video: whose face speaks when a render names none."""
         return self.models.cgan_artifact.target_video
+
+    def resolve(self, params: Params | None = None, name: str | None = None,
+                paths: Paths | None = None) -> Target:
+        """The target a render of this project runs on (resolve_target with the loaded models)."""
+        return resolve_target(paths or self.paths, params or self.params, name, self.models)
 
 
 class TinyModels:

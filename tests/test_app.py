@@ -21,7 +21,7 @@ import pytest
 from helpers import checkout_env, free_port, reenact, reenact_command, stop, wait_for_http
 from render_kit import ffmpeg, probe, write_voice
 
-from flows.app import AUTH_ENV, BadUpload, LoginError, TargetModels, _render_handler, check_speech, logins
+from flows.app import AUTH_ENV, BadUpload, LoginError, Targets, _render_handler, check_speech, logins
 from flows.render import fetch_speech
 from models.rendering.render import RenderError
 from models.training.adapt import adapt_target
@@ -206,10 +206,12 @@ def test_the_app_offers_adapted_targets_and_renders_them_with_their_own_generato
     params = footage.params.model_copy(update={"adapt": footage.params.adapt.model_copy(
         update={"min_seconds": 1.0, "epochs": 1})})
     adapted = adapt_target(clip, "me", paths, params)
-    targets = TargetModels(footage.models, paths, "cpu")
+    targets = Targets(paths, params)
     corpus = sorted(footage.models.cgan_artifact.lips_stats)
     assert targets.choices() == [(video_id, video_id) for video_id in corpus] + [("me (adapted)", "me")]
-    assert targets(footage.target) == (footage.models, paths)
+    corpus_target = targets(footage.target)
+    assert corpus_target.models is targets.models and corpus_target.paths == paths
+    assert corpus_target.adapted is None
 
     write_voice(tmp_path / "speech.wav", 1.0)
     render = _render_handler(targets, max_seconds=10.0)
@@ -221,4 +223,4 @@ def test_the_app_offers_adapted_targets_and_renders_them_with_their_own_generato
     video = next(s for s in probe(Path(out))["streams"] if s["codec_type"] == "video")
     first = next(iter_frames(adapted.video, 30.0))
     assert (video["width"], video["height"]) == first.shape[1::-1], "the adapted target's own footage"
-    assert targets("me")[0] is targets("me")[0], "loaded once"
+    assert targets("me") is targets("me"), "loaded once"

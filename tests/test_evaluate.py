@@ -119,15 +119,13 @@ def test_sync_lips_take_the_path_render_takes(kit, tmp_path):
     render.render(
         tmp_path / "speech.wav",
         tmp_path / "speech.mp4",
-        models,
+        kit.resolve(params),
         params,
-        kit.paths,
-        render.RenderOptions(output="face", lips_out=tmp_path / "lips.npy"),
-    )
+        render.RenderOptions(output="face", lips_out=tmp_path / "lips.npy"))
     pp = params.preprocess
     raw = speech_lips(models, speech, pp.sample_rate, pp.fps, pp)
     np.testing.assert_allclose(
-        render.clip_lips(models, params, raw), np.load(tmp_path / "lips.npy"), atol=1e-4
+        render.clip_lips(kit.resolve(params), params, raw), np.load(tmp_path / "lips.npy"), atol=1e-4
     )
 
 

@@ -19,7 +19,7 @@ from models.networks.mask import lower_face_mask
 from models.rendering import render as render_module
 from models.rendering.composite import warp_back
 from models.rendering.layouts import Layout
-from models.rendering.render import RenderError, RenderOptions, render
+from models.rendering.render import RenderError, render
 from models.rendering.target import TargetFrames, pingpong, read_target_rows
 from tasks.config.paths import Paths
 from tasks.rows.decode import iter_frames
@@ -57,14 +57,12 @@ def test_full_frame_render_is_the_target_outside_the_mouth(footage, tmp_path):
     result = render(
         source,
         tmp_path / "talk.mp4",
-        footage.models,
-        footage.params,
-        footage.paths,
-    )
-    assert result["output"] == "full" and result["target"] == footage.target
+        footage.resolve(footage.params),
+        footage.params)
+    assert result.output == "full" and result.target == footage.target
     width, height, duration, video_codec, audio_codec = video_info(tmp_path / "talk.mp4")
     assert (width, height, video_codec, audio_codec) == (512, 512, "h264", "aac")
-    assert duration == pytest.approx(result["audio_seconds"], abs=1.5 / FPS)
+    assert duration == pytest.approx(result.audio_seconds, abs=1.5 / FPS)
     rows = read_target_rows(footage.paths.shards, footage.target)
     target_file = footage.paths.videos / f"{footage.target}.mp4"
     target = list(iter_frames(target_file, FPS))
@@ -74,7 +72,7 @@ def test_full_frame_render_is_the_target_outside_the_mouth(footage, tmp_path):
         real, outside = target[shown], outside_masks(rows, shown, out.shape)
         assert psnr(out[outside], real[outside]) > 35, index
         changed.append(psnr(out[~outside], real[~outside]) if (~outside).any() else np.inf)
-    assert index == result["frames"] - 1
+    assert index == result.frames - 1
     assert np.median(changed) < 30  # the lower face is the generator's, not the target's
 
 
@@ -88,7 +86,7 @@ def test_a_frame_render_is_exactly_the_target_outside_the_mask(footage):
     frames = len(target) + 20
     stats = models.cgan_artifact.lips_stats[footage.target]
     lips = np.random.default_rng(0).multivariate_normal(stats.mean, stats.cov, frames).astype(np.float32)
-    layout = Layout(models, footage.params, paths, "full", footage.target, None)
+    layout = Layout(footage.resolve(), footage.params, "full", None)
     stream = layout.frames(lips, np.hstack([lips, np.zeros((frames, 1), np.float32)]))
     changed = []
     for start, batch in stream.batches:
@@ -105,12 +103,10 @@ def test_speech_longer_than_the_target_plays_it_forward_and_back(footage, tmp_pa
     result = render(
         write_voice(tmp_path / "long.wav", 5.0),
         tmp_path / "long.mp4",
-        footage.models,
-        footage.params,
-        footage.paths,
-    )
+        footage.resolve(footage.params),
+        footage.params)
     frames = round(5.0 * FPS)
-    assert result["frames"] == frames and video_info(tmp_path / "long.mp4")[2] == pytest.approx(
+    assert result.frames == frames and video_info(tmp_path / "long.mp4")[2] == pytest.approx(
         5.0, abs=1.5 / FPS
     )
     target = list(iter_frames(footage.paths.videos / f"{footage.target}.mp4", FPS))
@@ -179,11 +175,8 @@ def test_unknown_target_is_a_render_error_naming_it(footage, tmp_path):
         render(
             write_voice(tmp_path / "s.wav", 0.5),
             tmp_path / "x.mp4",
-            footage.models,
-            footage.params,
-            footage.paths,
-            RenderOptions(target="nobody"),
-        )
+            footage.resolve(footage.params, "nobody"),
+            footage.params)
     assert not (tmp_path / "x.mp4").exists()
 
 
@@ -208,13 +201,10 @@ def test_a_target_of_odd_size_gives_an_even_video_of_its_frames(footage, tmp_pat
     result = render(
         write_voice(tmp_path / "s.wav", 1.0),
         tmp_path / "odd.mp4",
-        footage.models,
-        footage.params,
-        odd,
-        RenderOptions(target="odd"),
-    )
+        footage.resolve(footage.params, "odd", paths=odd),
+        footage.params)
     assert video_info(tmp_path / "odd.mp4")[:2] == (640, 360)
     target = list(iter_frames(odd.videos / "odd.mp4", FPS))
     first = next(iter_frames(tmp_path / "odd.mp4", FPS))
     assert psnr(first[:, :120], target[0][:360, :120]) > 35  # the background left of the face, untouched
-    assert result["frames"] == 30
+    assert result.frames == 30

@@ -217,12 +217,12 @@ def frame_at(path: Path, index: int, size: int) -> np.ndarray:
 
 def test_a_fresh_render_is_signed_with_its_inputs_and_the_label_param_shows(kit, tmp_path):
     write_voice(tmp_path / "speech.wav", 1.5, seed=7)
-    common = {"paths": kit.paths, "target": None, "output": "face", "models": kit.models}
+    common = {"paths": kit.paths, "target": kit.resolve(), "output": "face"}
     result = render_file(tmp_path / "speech.wav", tmp_path / "talk.mp4", **common)
-    verdict = result["provenance"]
-    assert verdict.ok and verdict.synthetic and result["speech"] == "speech.wav"
+    verdict = result.provenance
+    assert verdict.ok and verdict.synthetic and result.speech == "speech.wav"
     facts = verdict.facts
-    assert facts["target_video"] == result["target"] == kit.target
+    assert facts["target_video"] == result.target == kit.target
     assert facts["speech_name"] == "speech.wav"
     assert facts["speech_sha256"] == sha256_file(tmp_path / "speech.wav")
     assert facts["lstm_sha256"] == sha256_file(kit.paths.lstm)
@@ -233,7 +233,7 @@ def test_a_fresh_render_is_signed_with_its_inputs_and_the_label_param_shows(kit,
     labelled = render_file(
         tmp_path / "speech.wav", tmp_path / "labelled.mp4", overrides={"provenance.label": True}, **common
     )
-    assert labelled["provenance"].ok
+    assert labelled.provenance.ok
     plain, marked = frame_at(tmp_path / "talk.mp4", 10, 128), frame_at(tmp_path / "labelled.mp4", 10, 128)
     corner = np.abs(plain[-20:, -50:].astype(int) - marked[-20:, -50:]).mean()
     rest = np.abs(plain[:64, :64].astype(int) - marked[:64, :64]).mean()

@@ -57,7 +57,7 @@ def test_face_output_is_the_target_crop_with_its_lower_face_painted(kit):
     frames = len(rows) + 30  # past the target's last frame: it plays backwards
     stats = models.cgan_artifact.lips_stats[target]
     lips = np.random.default_rng(0).multivariate_normal(stats.mean, stats.cov, frames).astype(np.float32)
-    layout = layouts.Layout(models, kit.params, kit.paths, "face", target, None)
+    layout = layouts.Layout(kit.resolve(), kit.params, "face", None)
     stream = layout.frames(lips, np.hstack([lips, np.zeros((frames, 1), np.float32)]))
     assert (stream.width, stream.height) == (128, 128)
     painted = []
@@ -84,23 +84,23 @@ def test_the_noise_generator_still_renders_faces_from_its_noise(noise_kit, tmp_p
     assert noise_kit.models.cgan_artifact.condition == "noise"
     write_voice(tmp_path / "speech.wav", 1.5, seed=1)
     noise = load_params(noise_kit.paths.params)
-    result = render(tmp_path / "speech.wav", tmp_path / "talk.mp4", noise_kit.models, noise, noise_kit.paths,
+    result = render(tmp_path / "speech.wav", tmp_path / "talk.mp4", noise_kit.resolve(noise), noise,
                     RenderOptions(lips_out=tmp_path / "lips.npy"))
     check_video(tmp_path / "talk.mp4", 1.5)
     faces = generate_faces(noise_kit.models.generator, noise_kit.models.cgan_artifact,
                            np.load(tmp_path / "lips.npy"))
     decoded = list(iter_frames(tmp_path / "talk.mp4", 30.0))
-    assert len(decoded) == result["frames"] == len(faces)
+    assert len(decoded) == result.frames == len(faces)
     assert np.median([psnr(out, face) for out, face in zip(decoded, faces)]) > 30  # its own faces, encoded
 
 
 def test_render_wav_gives_h264_aac_as_long_as_the_audio(kit, tmp_path):
     write_voice(tmp_path / "speech.wav", 2.5, seed=1)
     params = load_params(kit.paths.params, {"render.size": 256})
-    result = render(tmp_path / "speech.wav", tmp_path / "talk.mp4", kit.models, params, kit.paths)
+    result = render(tmp_path / "speech.wav", tmp_path / "talk.mp4", kit.resolve(params), params)
     check_video(tmp_path / "talk.mp4", 2.5, size=(256, 256))
-    assert result["frames"] == 75 and result["audio_seconds"] == pytest.approx(2.5)
-    assert result["target"] == kit.target
+    assert result.frames == 75 and result.audio_seconds == pytest.approx(2.5)
+    assert result.target == kit.target
     assert sorted(p.name for p in tmp_path.iterdir()) == ["speech.wav", "talk.mp4"]
 
 
@@ -110,7 +110,7 @@ def test_render_stereo_44k_compressed_audio(kit, tmp_path, suffix, codec):
     soundfile.write(tmp_path / "stereo.wav", stereo, 44100)
     source = tmp_path / f"speech{suffix}"
     ffmpeg("-i", str(tmp_path / "stereo.wav"), "-c:a", codec, "-b:a", "128k", str(source))
-    render(source, tmp_path / "talk.mp4", kit.models, kit.params, kit.paths)
+    render(source, tmp_path / "talk.mp4", kit.resolve(kit.params), kit.params)
     info = check_video(tmp_path / "talk.mp4", seconds_of(source))
     audio = next(s for s in info["streams"] if s["codec_type"] == "audio")
     assert (audio["channels"], audio["sample_rate"]) == (2, "44100")
@@ -138,11 +138,9 @@ def test_render_lips_do_not_depend_on_the_chunk_size(kit, tmp_path):
         render(
             tmp_path / "speech.wav",
             tmp_path / "talk.mp4",
-            kit.models,
+            kit.resolve(params),
             params,
-            kit.paths,
-            RenderOptions(lips_out=tmp_path / f"{seconds}.npy"),
-        )
+            RenderOptions(lips_out=tmp_path / f"{seconds}.npy"))
         lips[seconds] = np.load(tmp_path / f"{seconds}.npy")
     assert lips[1.0].shape == (102, 16)
     np.testing.assert_allclose(lips[1.0], lips[10.0], atol=1e-5)
@@ -215,7 +213,7 @@ def test_bad_input_is_a_render_error_and_leaves_no_file(kit, tmp_path, kind):
         ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x64:rate=30", "-t", "1", str(source))
     before = sorted(tmp_path.iterdir())
     with pytest.raises(RenderError, match=source.name):
-        render(source, tmp_path / "talk.mp4", kit.models, kit.params, kit.paths)
+        render(source, tmp_path / "talk.mp4", kit.resolve(kit.params), kit.params)
     assert sorted(tmp_path.iterdir()) == before
 
 
@@ -233,14 +231,14 @@ def test_a_failure_midway_leaves_no_broken_mp4(kit, tmp_path, monkeypatch):
     monkeypatch.setattr(layouts, "generate_faces", failing)
     params = load_params(kit.paths.params, {"render.batch_size": 16})
     with pytest.raises(MemoryError):
-        render(tmp_path / "speech.wav", tmp_path / "talk.mp4", kit.models, params, kit.paths)
+        render(tmp_path / "speech.wav", tmp_path / "talk.mp4", kit.resolve(params), params)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["speech.wav"]
 
 
 def test_a_tenth_of_a_second_gives_three_frames(kit, tmp_path):
     write_voice(tmp_path / "blip.wav", 0.1)
-    result = render(tmp_path / "blip.wav", tmp_path / "blip.mp4", kit.models, kit.params, kit.paths)
-    assert result["frames"] == 3
+    result = render(tmp_path / "blip.wav", tmp_path / "blip.mp4", kit.resolve(kit.params), kit.params)
+    assert result.frames == 3
     info = check_video(tmp_path / "blip.mp4", 0.1)
     assert int(next(s for s in info["streams"] if s["codec_type"] == "video")["nb_frames"]) == 3
 
@@ -250,11 +248,9 @@ def test_silence_gives_a_still_closed_mouth(kit, tmp_path):
     render(
         tmp_path / "silence.wav",
         tmp_path / "silence.mp4",
-        kit.models,
+        kit.resolve(kit.params),
         kit.params,
-        kit.paths,
-        RenderOptions(lips_out=tmp_path / "lips.npy"),
-    )
+        RenderOptions(lips_out=tmp_path / "lips.npy"))
     check_video(tmp_path / "silence.mp4", 2.0)
     lips = np.load(tmp_path / "lips.npy")
     assert np.isfinite(lips).all() and np.ptp(lips, axis=0).max() < 1e-6
@@ -291,7 +287,7 @@ def least_like(faces: list[np.ndarray | None], index: int) -> np.ndarray:
 
 def test_panel_shows_the_real_frames_of_a_corpus_video(kit, tmp_path):
     def panel(audio: Path, name: str, **real) -> Path:
-        render(audio, tmp_path / name, kit.models, kit.params, kit.paths,
+        render(audio, tmp_path / name, kit.resolve(kit.params), kit.params,
                RenderOptions(output="face_panel", **real))
         return tmp_path / name
 
@@ -331,11 +327,11 @@ def test_cli_renders_and_reports_bad_input_in_one_line(kit, tmp_path):
 @pytest.mark.real_media
 def test_real_speech_from_another_speaker_moves_the_mouth_with_loudness(kit, tmp_path, real_speech):
     options = RenderOptions(lips_out=tmp_path / "lips.npy")
-    result = render(real_speech, tmp_path / "talk.mp4", kit.models, kit.params, kit.paths, options)
+    result = render(real_speech, tmp_path / "talk.mp4", kit.resolve(kit.params), kit.params, options)
     check_video(tmp_path / "talk.mp4", seconds_of(real_speech))
     lips = np.load(tmp_path / "lips.npy")
     opening = lips_opening(lips, kit.models.cgan_artifact.lip_indices)
-    assert len(opening) == result["frames"] and opening.std() > 0
+    assert len(opening) == result.frames and opening.std() > 0
     samples = read_audio(real_speech, SR)
     window = round(0.04 * SR)
     centres = (np.arange(len(opening)) / 30 * SR).astype(int)

@@ -123,7 +123,7 @@ def test_silence_padding_gives_a_closed_still_mouth(kit, tmp_path):
     lips = {}
     for seconds in (1.0, 10.0):  # the gate is the same across chunks
         params = load_params(kit.paths.params, {"render.chunk_seconds": seconds})
-        render(tmp_path / "padded.wav", tmp_path / "padded.mp4", kit.models, params, kit.paths,
+        render(tmp_path / "padded.wav", tmp_path / "padded.mp4", kit.resolve(params), params,
                RenderOptions(lips_out=tmp_path / "lips.npy"))
         lips[seconds] = np.load(tmp_path / "lips.npy")
     np.testing.assert_allclose(lips[1.0], lips[10.0], atol=1e-5)
@@ -174,7 +174,7 @@ def test_real_voices_it_never_heard_beat_loudness_in_sync_and_close_in_silence()
                           cwd=ROOT, timeout=1500)
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert abs(result["sync_offset_frames"]) <= 1
-    assert result["mouth_open_r"] > result["loudness_mouth_open_r"]
-    assert result["closed_gap"] <= 0 <= result["closed_floor_gap"]  # within their closed-mouth range
-    assert result["closed_std"] < 0.05  # crop pixels: still
+    assert abs(result.sync_offset_frames) <= 1
+    assert result.mouth_open_r > result.loudness_mouth_open_r
+    assert result.closed_gap <= 0 <= result.closed_floor_gap  # within their closed-mouth range
+    assert result.closed_std < 0.05  # crop pixels: still

@@ -99,11 +99,11 @@ def test_the_mark_costs_a_frame_more_than_40_db_and_stays_on_the_face(footage):
 
 def test_a_render_stripped_by_re_encoding_verifies_as_watermark_found(footage, tmp_path):
     write_voice(tmp_path / "speech.wav", 4.0, seed=11)
-    result = render(tmp_path / "speech.wav", tmp_path / "talk.mp4", footage.models, footage.params,
-                    footage.paths, RenderOptions(output="full", mark_id=FIXED_ID))
+    result = render(tmp_path / "speech.wav", tmp_path / "talk.mp4", footage.resolve(),
+                    footage.params, RenderOptions(output="full", mark_id=FIXED_ID))
     verdict = verify_mp4(tmp_path / "talk.mp4")
     assert verdict.ok and verdict.source_type == COMPOSITE_TYPE and verdict.synthetic
-    assert verdict.soft_binding == mark_id_hex(result["mark_id"])
+    assert verdict.soft_binding == mark_id_hex(result.mark_id)
     signed = reenact("verify", "talk.mp4", cwd=tmp_path)
     assert signed.returncode == 0, signed.stdout + signed.stderr
     assert f"soft binding         {verdict.soft_binding}" in signed.stdout
@@ -138,13 +138,13 @@ def test_plain_footage_has_no_watermark(footage, tmp_path):
 
 def test_the_manifest_records_the_mark_as_a_soft_binding(footage, tmp_path):
     write_voice(tmp_path / "speech.wav", 1.0, seed=2)
-    result = render(tmp_path / "speech.wav", tmp_path / "face.mp4", footage.models, footage.params,
-                    footage.paths, RenderOptions(output="face"))
+    result = render(tmp_path / "speech.wav", tmp_path / "face.mp4", footage.resolve(),
+                    footage.params, RenderOptions(output="face"))
     with open(tmp_path / "face.mp4", "rb") as stream, c2pa.Reader("video/mp4", stream) as reader:
         store = json.loads(reader.json())
     assertions = {a["label"]: a["data"] for a in store["manifests"][store["active_manifest"]]["assertions"]}
     assert assertions[SOFT_BINDING]["alg"] == ALG
-    assert assertions[SOFT_BINDING]["blocks"] == [{"scope": {}, "value": mark_id_hex(result["mark_id"])}]
+    assert assertions[SOFT_BINDING]["blocks"] == [{"scope": {}, "value": mark_id_hex(result.mark_id)}]
     action = assertions["c2pa.actions.v2"]["actions"][0]
     assert action["digitalSourceType"] == SOURCE_TYPE
     assert SOURCE_TYPE == "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
@@ -153,10 +153,10 @@ def test_the_manifest_records_the_mark_as_a_soft_binding(footage, tmp_path):
 
 def test_a_panel_is_found_beside_its_unmarked_target_tile(footage, tmp_path):
     write_voice(tmp_path / "speech.wav", 3.0, seed=4)
-    result = render(tmp_path / "speech.wav", tmp_path / "panel.mp4", footage.models, footage.params,
-                    footage.paths, RenderOptions(output="panel", mark_id=FIXED_ID))
+    result = render(tmp_path / "speech.wav", tmp_path / "panel.mp4", footage.resolve(),
+                    footage.params, RenderOptions(output="panel", mark_id=FIXED_ID))
     # re-encoded without its manifest (the kit's panel tiles are half the footage's size: its mark is
     # half as large as a default panel's, whose composite tile keeps the footage's own size)
     ffmpeg("-i", str(tmp_path / "panel.mp4"), "-c:v", "libx264", "-crf", "20", str(tmp_path / "copy.mp4"))
     reading = read_mark(tmp_path / "copy.mp4")
-    assert reading.found and reading.mark_id == result["mark_id"], reading
+    assert reading.found and reading.mark_id == result.mark_id, reading

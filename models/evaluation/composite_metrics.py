@@ -27,13 +27,12 @@ from models.evaluation.metrics import lip_distances
 from models.networks.cgan import generate_faces
 from models.rendering import render
 from models.rendering.composite import composite, hard_paste
-from models.rendering.layouts import painter, target_of
-from models.rendering.loading import Models
+from models.rendering.layouts import painter
+from models.rendering.loading import Target
 from models.rendering.media import Encoder
 from models.rendering.speech import speech_lips
-from models.rendering.target import read_target_rows, target_video_file
+from models.rendering.target import target_video_file
 from tasks.config.params import Params
-from tasks.config.paths import Paths
 from tasks.rows import landmarks as lm
 from tasks.rows.decode import iter_frames, probe, read_audio
 
@@ -121,18 +120,15 @@ def _write_clips(frames, faces, rows, scratch: Path, audio: Path, fps: float, pa
     return masks
 
 
-def composite_metrics(models: Models, params: Params, paths: Paths) -> dict:
-    """The metrics above on the first evaluate.composite_seconds of the generator's target video
-    (its rows in `paths.shards`, its footage in `paths.videos`)."""
-    p = params.preprocess
-    target = target_of(models, params)
-    path = target_video_file(paths.videos, target)
-    rows = read_target_rows(paths.shards, target, faces=models.cgan_artifact.condition == "frame")
+def composite_metrics(target: Target, params: Params) -> dict:
+    """The metrics above on the first evaluate.composite_seconds of the target video (resolve_target: the
+    generator's own, its rows and footage in the project's frame table and videos)."""
+    p, models = params.preprocess, target.models
+    path = target_video_file(target.paths.videos, target.name)
+    rows = target.needs_rows("the compositing metrics")
     count = min(len(rows), round(params.evaluate.composite_seconds * p.fps))
     samples = read_audio(path, p.sample_rate)[: round((count / p.fps + 1) * p.sample_rate)]
-    lips = render.clip_lips(
-        models, params, speech_lips(models, samples, p.sample_rate, p.fps, p)[:count], target
-    )
+    lips = render.clip_lips(target, params, speech_lips(models, samples, p.sample_rate, p.fps, p)[:count])
     paint = painter(models, rows)  # the frame generator paints frames 0.. in order
     faces = generate_faces(models.generator, models.cgan_artifact, lips, frames=paint and paint(0, lips))
     indices, face_size = models.cgan_artifact.lip_indices, models.cgan_artifact.face_size

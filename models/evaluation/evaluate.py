@@ -43,7 +43,7 @@ from models.networks.lstm import predict_lips
 from models.networks.unet import pick_references
 from models.rendering import render
 from models.rendering.layouts import references_of
-from models.rendering.loading import Models, load_models, models_stage
+from models.rendering.loading import Models, Target, load_models, models_stage, resolve_target
 from models.rendering.speech import speech_lips
 from models.training.data import Corpus, Split, load_corpus, split_corpus
 from tasks.config.entry import run
@@ -172,7 +172,7 @@ def speech_file(videos: Path, video_id: str) -> Path | None:
 
 
 def evaluate_sync(
-    corpus: Corpus, split: Split, models: Models, params: Params, videos: Path, rng: np.random.Generator
+    corpus: Corpus, split: Split, target: Target, params: Params, videos: Path, rng: np.random.Generator
 ) -> tuple[dict, dict | None]:
     """sync_r on the first validation video with speech under `videos`: its audio rendered on the
     target face, the mouth opening dlib finds there against that video's true one. Returns the
@@ -186,7 +186,7 @@ def evaluate_sync(
         )
         return {"sync_video": None, "sync_r": None, **{f"{b}/sync_r": None for b in BASELINES}}, None
     video_id, path = found_speech[0]
-    pp = params.preprocess
+    pp, models = params.preprocess, target.models
     # The clip starts at the video's first validation frame (frame 0 unless split by time).
     start = int(np.flatnonzero(split.val[video_id])[0])
     end = min(start + round(params.evaluate.sync_seconds * pp.fps), len(corpus.video(video_id)))
@@ -209,7 +209,7 @@ def evaluate_sync(
     metrics, generated_opening = {"sync_video": video_id}, None
     picks = [(video_id, frame) for frame in range(start, start + frames)]
     for name, lips in candidates.items():
-        asked = render.clip_lips(models, params, lips)
+        asked = render.clip_lips(target, params, lips)
         painted = own_frames(corpus, models, picks, asked)
         found = landmarks_in_crops(
             generate_faces(models.generator, cgan_artifact, asked, frames=painted), cgan_artifact.lip_indices
@@ -232,11 +232,11 @@ def evaluate_sync(
     return metrics, clip
 
 
-def evaluate_composite(models: Models, params: Params, paths: Paths) -> dict:
+def evaluate_composite(target: Target, params: Params) -> dict:
     """The compositing metrics (models/evaluation/composite_metrics.py), null when the target's
     footage is absent."""
     try:
-        return composite_metrics(models, params, paths)
+        return composite_metrics(target, params)
     except RenderError as exc:
         print(f"evaluate: {exc}: the compositing metrics are null")
         names = ("full_lmd_px", "full_face_found", "seam", "outside_psnr")
@@ -262,9 +262,10 @@ def evaluate(paths: Paths, params: Params) -> dict:
     metrics = evaluate_lstm(corpus, split, models, rng)
     generator_metrics, grid = evaluate_generator(corpus, split, models, params, rng)
     metrics.update(generator_metrics)
-    sync, clip = evaluate_sync(corpus, split, models, params, paths.videos, rng)
+    target = resolve_target(paths, params, models=models, adapted_targets=False)
+    sync, clip = evaluate_sync(corpus, split, target, params, paths.videos, rng)
     metrics.update(sync)
-    metrics.update(evaluate_composite(models, params, paths))
+    metrics.update(evaluate_composite(target, params))
     metrics.update(held_out_mouth(models, paths.shards, next(iter(split.val_videos()), None)))
     metrics = {k: v if isinstance(v, str) else finite_or_none(v) for k, v in metrics.items()}
 

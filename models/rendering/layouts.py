@@ -15,13 +15,12 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from models.artifacts import CganArtifact, LipsStats, References
+from models.artifacts import CganArtifact, References
 from models.errors import RenderError
 from models.networks.cgan import Frames, generate_faces
 from models.networks.unet import reference_bank
 from models.rendering.composite import composite
-from models.rendering.lips import closed_lips, expected_closed_lips, lips_moments
-from models.rendering.loading import Models
+from models.rendering.loading import Models, Target
 from models.rendering.mark import Marker
 from models.rendering.panel import FramePanel, Panel, Traces
 from models.rendering.target import (
@@ -32,7 +31,6 @@ from models.rendering.target import (
     target_video_file,
 )
 from tasks.config.params import OUTPUTS, CganParams, Output, Params
-from tasks.config.paths import Paths
 
 
 def check_output(output: str) -> Output:
@@ -40,25 +38,6 @@ def check_output(output: str) -> Output:
     if output not in OUTPUTS:
         raise RenderError(f"output {output!r}: not one of {', '.join(OUTPUTS)}")
     return output
-
-
-def target_of(models: Models, params: Params, target: str | None = None) -> str:
-    """The video whose face speaks: `target`, else render.target_video, else the generator's target."""
-    return target or params.render.target_video or models.cgan_artifact.target_video
-
-
-def target_stats(models: Models, target: str, rows_lips: np.ndarray | None) -> LipsStats:
-    """The target's lip statistics: the generator's record of them, else its rows' (a video the
-    generator was not trained on can still be a target)."""
-    stats = models.cgan_artifact.lips_stats
-    if target in stats:
-        return stats[target]
-    if rows_lips is None or (~np.isnan(rows_lips).any(1)).sum() < 2:
-        raise RenderError(
-            f"target {target!r}: not a video the generator knows ({', '.join(sorted(stats))}) "
-            "and no frames with a face in the frame table"
-        )
-    return lips_moments(rows_lips[~np.isnan(rows_lips).any(1)])
 
 
 Batches = Iterator[tuple[int, Sequence[np.ndarray]]]
@@ -123,34 +102,25 @@ def _faces(models: Models, final: np.ndarray, batch: int,
 
 
 class Layout:
-    """What one render needs besides the lips: the output, the target, its rows and footage, the
-    corpus video the speech comes from (`real`, for the traces), where the project's files are, and
+    """What one render needs besides the lips: the output, the target (resolved: its models, rows,
+    footage and lip statistics), the corpus video the speech comes from (`real`, for the traces), and
     the watermark every frame gets (`marker`; None only to measure what it costs)."""
 
-    def __init__(
-        self,
-        models: Models,
-        params: Params,
-        paths: Paths,
-        output: Output,
-        target: str,
-        real: str | None,
-        marker: Marker | None = None,
-    ):
-        self.models, self.params, self.paths = models, params, paths
-        self.output, self.target, self.real, self.marker = output, target, real, marker
-        painted = models.cgan_artifact.condition == "frame"
+    def __init__(self, target: Target, params: Params, output: Output, real: str | None,
+                 marker: Marker | None = None):
+        self.models, self.params, self.paths = target.models, params, target.paths
+        self.output, self.target, self.real, self.marker = output, target.name, real, marker
+        self.stats, self.closed = target.stats, target.closed
+        painted = self.models.cgan_artifact.condition == "frame"
         self.rows = None
         if output in ("full", "panel") or painted:
-            self.rows = read_target_rows(paths.shards, target, faces=painted)
-        self.stats = target_stats(models, target, self.rows.lips if self.rows else None)
-        indices = models.cgan_artifact.lip_indices
-        self.closed = target_closed(paths.shards, target, self.rows, self.stats, indices)
-        self.paint = painter(models, self.rows) if painted else None
+            self.rows = target.needs_rows(f"output {output}" if output in ("full", "panel") else
+                                          "the frame generator")
+        self.paint = painter(self.models, self.rows) if painted else None
         self.footage = None
         if output in ("full", "panel"):
             self.footage = TargetFrames(
-                target_video_file(paths.videos, target), params.preprocess.fps, len(self.rows)
+                target_video_file(self.paths.videos, target.name), params.preprocess.fps, len(self.rows)
             )
 
     def frames(self, final: np.ndarray, raw: np.memmap) -> FrameStream:
@@ -210,19 +180,6 @@ class Layout:
                     mixed = self.marker.frame(mixed, rows.crop[index], size, start + k, rows.landmarks[index])
                 out.append(view.compose(start + k, frame, mixed) if view else mixed)
             yield start, out
-
-
-def target_closed(shards: Path, target: str, rows: TargetRows | None, stats: LipsStats,
-                  lip_indices: list[int]) -> np.ndarray:
-    """The target's closed lips, where the silence gate closes its mouth: from its rows (lips.closed_lips),
-    else, with none to read, expected from its lip statistics (lips.expected_closed_lips)."""
-    if rows is None:
-        try:
-            rows = read_target_rows(shards, target)
-        except RenderError:
-            return expected_closed_lips(stats, lip_indices)
-    lips = rows.lips[rows.face_found]
-    return closed_lips(lips, lip_indices) if len(lips) >= 2 else expected_closed_lips(stats, lip_indices)
 
 
 def real_lips(shards: Path, real: str | None) -> np.ndarray | None:

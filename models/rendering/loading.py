@@ -1,5 +1,6 @@
-"""Loading what rendering and evaluation need, once: the LSTM and the generator with their artifacts;
-and the command line of the stages that use them (evaluate, render)."""
+"""Loading what rendering and evaluation need, once: the LSTM and the generator with their artifacts,
+the target whose face speaks (`resolve_target`, the one place a target is resolved), and the command
+line of the stages that use them (evaluate, render)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-from models.artifacts import CganArtifact, LstmArtifact
+from models.artifacts import CganArtifact, LipsStats, LstmArtifact
 from models.common import pick_device
 from models.errors import RenderError
 from models.networks.cgan import load_generator
 from models.networks.lstm import AudioToLips, load_lstm
+from models.rendering.lips import closed_lips, expected_closed_lips, lips_moments
+from models.rendering.target import TargetRows, read_target_rows
+from models.training.adapt import Adapted, read_target
 from tasks.config.entry import (
     DEFAULT_ROOT,
     Cgan,
@@ -28,7 +33,7 @@ from tasks.config.entry import (
     stage_paths,
 )
 from tasks.config.params import Params
-from tasks.config.paths import Paths
+from tasks.config.paths import TARGET_RECORD, Paths
 
 
 @dataclass
@@ -60,19 +65,78 @@ def load_models(lstm_path: str | Path, cgan_path: str | Path, device: str = "aut
     return Models(lstm, lstm_artifact, generator, cgan_artifact, device, Path(lstm_path), Path(cgan_path))
 
 
-def target_paths(paths: Paths, target: str | None) -> Paths:
-    """The project as a render of `target` sees it: for a target adapted by `reenact adapt` (a folder
-    paths.target_dir(target)), its own generator, rows and footage (Paths.in_target) beside the
-    project's LSTM; for any other target, the project's."""
-    if target and paths.target_dir(target).is_dir():
-        return paths.in_target(paths.target_dir(target))
-    return paths
+@dataclass(frozen=True)
+class Target:
+    """Whose face speaks, resolved once by `resolve_target`: its name (the video id of its rows), the
+    models a render of it runs with, the project as it sees it (an adapted target's own generator, rows
+    and footage), its rows (None when it has none: `no_rows` says why), its lip statistics and the
+    closed lips its silence gate closes to; `adapted`, the record of a target made by `reenact adapt`."""
+
+    name: str
+    models: Models
+    paths: Paths
+    rows: TargetRows | None
+    stats: LipsStats
+    closed: np.ndarray
+    adapted: Adapted | None = None
+    no_rows: str = ""
+
+    def needs_rows(self, why: str) -> TargetRows:
+        """Its rows, or RenderError saying there are none and what needed them."""
+        if self.rows is None:
+            raise RenderError(f"{self.no_rows} ({why} needs them)" if why else self.no_rows)
+        return self.rows
 
 
-def load_target_models(paths: Paths, target: str | None, device: str = "auto") -> tuple[Models, Paths]:
-    """(the models, the project's Paths) a render of `target` runs with (`target_paths`)."""
-    paths = target_paths(paths, target)
-    return load_models(paths.lstm, paths.cgan, device), paths
+def resolve_target(paths: Paths, params: Params, name: str | None = None, models: Models | None = None,
+                   *, adapted_targets: bool = True) -> Target:
+    """The one way every entry point (CLI, app, deployment, DVC stage, benchmarks) finds a target:
+    `name`, else render.target_video, else the generator's own target. A target adapted by `reenact adapt`
+    (paths.target_dir(name) with its record) brings its own generator, rows and footage (Paths.in_target)
+    and the LSTM it was adapted with (the project's, for one adapted before targets carried theirs);
+    any other name is a video of the project's frame table, rendered with `models` when given (already
+    loaded project models), else the project's. RenderError when it is neither. `adapted_targets=False`:
+    a video of the frame table only (evaluate measures the corpus models on their own target)."""
+    wanted = name or params.render.target_video or None
+    adapted = None
+    if adapted_targets and wanted and (paths.target_dir(wanted) / TARGET_RECORD).is_file():
+        adapted = read_target(paths, wanted)
+        lstm = adapted.paths.lstm if adapted.paths.lstm.is_file() else paths.lstm
+        paths = adapted.paths
+        models = load_models(lstm, paths.cgan, params.device)
+    elif models is None:
+        models = load_models(paths.lstm, paths.cgan, params.device)
+    wanted = wanted or models.cgan_artifact.target_video
+    artifact = models.cgan_artifact
+    rows, no_rows = None, ""
+    try:
+        rows = read_target_rows(paths.shards, wanted, faces=artifact.condition == "frame")
+    except RenderError as exc:
+        no_rows = str(exc)
+    stats = target_stats(artifact, wanted, rows)
+    closed = target_closed(rows, stats, artifact.lip_indices)
+    return Target(wanted, models, paths, rows, stats, closed, adapted, no_rows)
+
+
+def target_stats(artifact: CganArtifact, target: str, rows: TargetRows | None) -> LipsStats:
+    """The target's lip statistics: the generator's record of them, else its rows' (a video the
+    generator was not trained on can still be a target)."""
+    if target in artifact.lips_stats:
+        return artifact.lips_stats[target]
+    lips = rows.lips[~np.isnan(rows.lips).any(1)] if rows is not None else np.empty((0, 0))
+    if len(lips) < 2:
+        raise RenderError(
+            f"target {target!r}: not an adapted target, nor a video the generator knows "
+            f"({', '.join(sorted(artifact.lips_stats))}) or with frames with a face in the frame table"
+        )
+    return lips_moments(lips)
+
+
+def target_closed(rows: TargetRows | None, stats: LipsStats, lip_indices: list[int]) -> np.ndarray:
+    """The target's closed lips, where the silence gate closes its mouth: from its rows (lips.closed_lips),
+    else, with none to read, expected from its lip statistics (lips.expected_closed_lips)."""
+    lips = rows.lips[rows.face_found] if rows is not None else np.empty((0, 0))
+    return closed_lips(lips, lip_indices) if len(lips) >= 2 else expected_closed_lips(stats, lip_indices)
 
 
 def models_stage(body: Callable[[Paths, Params], Any]) -> Callable[..., Any]:

@@ -28,7 +28,7 @@ import numpy as np
 
 from models.artifacts import LipsStats
 from models.errors import RenderError
-from models.rendering.layouts import FrameStream, Layout, check_output, target_of
+from models.rendering.layouts import FrameStream, Layout, check_output
 from models.rendering.lips import (
     GATE_WINDOW,
     MomentSums,
@@ -40,7 +40,7 @@ from models.rendering.lips import (
     speaker_lips,
     voiced_moments,
 )
-from models.rendering.loading import Models, load_models, models_stage
+from models.rendering.loading import Models, Target, load_models, models_stage, resolve_target
 from models.rendering.mark import Marker
 from models.rendering.media import Encoder
 from models.rendering.panel import real_video
@@ -48,7 +48,7 @@ from models.rendering.speech import frame_count, stream_lips
 from tasks.config.entry import run
 from tasks.config.params import Output, Params, digest
 from tasks.config.paths import Paths
-from tasks.provenance.manifest import draw_label, render_facts, sign_mp4, source_type_of
+from tasks.provenance.manifest import Verdict, draw_label, render_facts, sign_mp4, source_type_of
 from tasks.provenance.watermark import new_mark_id
 from tasks.rows.decode import DecodeError, MediaInfo, iter_audio, probe
 from tasks.rows.features import feature_layout
@@ -60,10 +60,12 @@ __all__ = [
     "Models",
     "RenderError",
     "RenderOptions",
+    "RenderResult",
+    "Target",
     "clip_lips",
     "load_models",
     "render",
-    "target_of",
+    "resolve_target",
 ]
 
 
@@ -71,7 +73,6 @@ __all__ = [
 class RenderOptions:
     """What one render may choose besides the speech, the models, the params and the project's files.
 
-    target: the video id whose face speaks (None: render.target_video, else the generator's target).
     output: one of OUTPUTS (tasks/config/params.py; None: render.output). real: the corpus video the speech
     comes from, for the traces' real mouth opening (None: found by the speech file's path in `paths.videos`).
     lips_out: also save the final lips as .npy. provenance: facts added to or overriding the
@@ -82,7 +83,6 @@ class RenderOptions:
     makes a render repeatable, e.g. in tests).
     """
 
-    target: str | None = None
     output: Output | None = None
     real: str | None = None
     lips_out: Path | None = None
@@ -92,13 +92,38 @@ class RenderOptions:
     mark_id: int | None = None
 
 
-def clip_lips(models: Models, params: Params, lips: np.ndarray, target: str | None = None,
-              loudness: np.ndarray | None = None, closed: np.ndarray | None = None) -> np.ndarray:
+@dataclass(frozen=True)
+class RenderResult:
+    """What one render made: `frames` at preprocess.fps from `audio_seconds` of speech, on `target` as
+    `output`, in `wall_seconds`, written to `out` with its signed manifest (`manifest`, what sign_mp4
+    returned) and the watermark's render id (`mark_id`, which the manifest records as its soft binding);
+    `speech` (the name the manifest records) and `provenance` (the manifest read back) when the caller
+    read it back (flows/render.py: render_file)."""
+
+    frames: int
+    audio_seconds: float
+    video_seconds: float
+    wall_seconds: float
+    target: str
+    output: Output
+    out: str
+    manifest: dict
+    mark_id: int | None
+    speech: str | None = None
+    provenance: Verdict | None = None
+
+    @property
+    def realtime_factor(self) -> float:
+        """Seconds of audio rendered per second of wall time."""
+        return self.audio_seconds / max(self.wall_seconds, 1e-9)
+
+
+def clip_lips(target: Target, params: Params, lips: np.ndarray, loudness: np.ndarray | None = None,
+              closed: np.ndarray | None = None) -> np.ndarray:
     """What render() does to a whole clip's raw lips in memory, before the generator; with `loudness` (the
     log energy per frame, features[:, LOG_ENERGY]) and the target's `closed` lips, the silence gate too."""
-    stats = models.cgan_artifact.lips_stats
-    return speaker_lips(lips, params, stats[target_of(models, params, target)], pooled_stats(stats),
-                        loudness, closed)
+    stats = target.models.cgan_artifact.lips_stats
+    return speaker_lips(lips, params, target.stats, pooled_stats(stats), loudness, closed)
 
 
 def _speech_to_disk(
@@ -172,36 +197,33 @@ def _lips_to_disk(
 def render(
     audio: str | Path,
     out: str | Path,
-    models: Models,
+    target: Target,
     params: Params,
-    paths: Paths | None = None,
     options: RenderOptions | None = None,
-) -> dict:
+) -> RenderResult:
     """Render `audio` (any file ffmpeg reads with an audio stream) as `out`, an H.264 + AAC mp4 at
-    preprocess.fps with the original audio, T = ceil(seconds * fps) frames (at most a frame longer).
+    preprocess.fps with the original audio, T = ceil(seconds * fps) frames (at most a frame longer), on
+    `target` (models/rendering/loading.py: resolve_target gives it: its models, rows and footage).
 
     The output (RenderOptions.output, default render.output): "full", the target's own frames at their
     resolution with the lower face replaced (frames ping-pong when the speech outlasts the target);
     "panel", the target frame beside the composite over the lip traces; "face", the generated crop at
-    render.size; "face_panel", the paper's Fig. 6. The target's rows and footage come from
-    `paths.shards` and `paths.videos` (default: the project under the current folder).
+    render.size; "face_panel", the paper's Fig. 6.
     The mp4 carries a signed C2PA manifest declaring it synthetic (tasks/provenance/manifest.py), with the
     facts of tasks.provenance.manifest.render_facts and `options.provenance`; provenance.label also draws a
     visible label in the corner. Raises RenderError naming the file for unreadable speech or an
-    unusable target; `out` is then untouched. Returns {"frames", "audio_seconds", "video_seconds",
-    "wall_seconds", "target", "output", "out", "manifest" (what sign_mp4 returned), "mark_id" (the
-    watermark's render id, which the manifest records as its soft binding)}.
+    unusable target; `out` is then untouched.
     """
     started = time.perf_counter()
     audio, out = Path(audio), Path(out)
-    paths, options = paths or Paths.at(), options or RenderOptions()
+    options = options or RenderOptions()
+    models, paths = target.models, target.paths
     output = check_output(options.output or params.render.output)
     info = _check_speech(audio, models, params)
-    target = target_of(models, params, options.target)
     mark_id = (new_mark_id() if options.mark_id is None else options.mark_id) if options.watermark else None
     marker = Marker(mark_id, params.preprocess.fps) if mark_id is not None else None
-    layout = Layout(models, params, paths, output, target, _real(audio, paths, output, options.real), marker)
-    signer = _Signer(audio, target, models, params, options.provenance, source_type_of(output), mark_id)
+    layout = Layout(target, params, output, _real(audio, paths, output, options.real), marker)
+    signer = _Signer(audio, target.name, models, params, options.provenance, source_type_of(output), mark_id)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="reenact-render-") as scratch:
         raw, clip, seconds = _speech_to_disk(models, audio, params, Path(scratch), info, options.progress)
@@ -210,17 +232,17 @@ def render(
         if options.lips_out is not None:
             np.save(options.lips_out, np.asarray(final))
         _encode(layout.frames(final, raw), out, audio, seconds, params, signer, options.progress)
-    return {
-        "frames": len(final),
-        "audio_seconds": seconds,
-        "video_seconds": len(final) / params.preprocess.fps,
-        "wall_seconds": time.perf_counter() - started,
-        "target": target,
-        "output": output,
-        "out": str(out),
-        "manifest": signer.signed,
-        "mark_id": mark_id,
-    }
+    return RenderResult(
+        frames=len(final),
+        audio_seconds=seconds,
+        video_seconds=len(final) / params.preprocess.fps,
+        wall_seconds=time.perf_counter() - started,
+        target=target.name,
+        output=output,
+        out=str(out),
+        manifest=signer.signed,
+        mark_id=mark_id,
+    )
 
 
 def _real(audio: Path, paths: Paths, output: Output, real: str | None) -> str | None:
@@ -315,20 +337,19 @@ def render_stage(paths: Paths, params: Params) -> None:
     if not val_videos:
         raise SystemExit(f"{paths.shards}: no validation video to render")
     video_id = val_videos[0]
-    models = load_models(paths.lstm, paths.cgan, params.device)
+    target = resolve_target(paths, params)
     for name, output in (("demo.mp4", "full"), ("demo_panel.mp4", "panel")):
         result = render(
             paths.videos / f"{video_id}.mp4",
             paths.renders / name,
-            models,
+            target,
             params,
-            paths,
             RenderOptions(output=output, real=video_id),
         )
         print(
-            f"render: {result['out']}: {video_id}'s speech on {result['target']} ({output}), "
-            f"{result['frames']} frames ({result['audio_seconds']:.2f} s of audio) "
-            f"in {result['wall_seconds']:.1f} s"
+            f"render: {result.out}: {video_id}'s speech on {result.target} ({output}), "
+            f"{result.frames} frames ({result.audio_seconds:.2f} s of audio) "
+            f"in {result.wall_seconds:.1f} s"
         )
 
 

@@ -12,13 +12,14 @@ paths.target_dir(NAME), laid out as Paths.in_target says:
 Everything is made in a hidden folder beside it and renamed into place at the end
 (tasks.config.files.atomic_path): a bad clip or a killed run registers nothing, and nothing of the
 corpus (paths.raw, paths.shards, paths.artifacts) is ever written. `reenact render --target NAME`
-then renders with that folder (models/rendering/loading.py: load_target_models).
+then renders with that folder (models/rendering/loading.py: resolve_target).
 """
 
 from __future__ import annotations
 
 import datetime
 import json
+import math
 import os
 import shutil
 import time
@@ -29,19 +30,19 @@ from typing import Any
 
 from models.errors import AdaptError
 from models.training.finetune import finetune
-from tasks.config.files import atomic_path, safe_id
+from tasks.config.files import Busy, atomic_path, exclusive, safe_id
 from tasks.config.params import Params
 from tasks.config.paths import TARGET_RECORD, Paths
 from tasks.ingest.download import SourceError, fetch, source_id
 from tasks.rows.decode import DecodeError, MediaInfo, probe
 from tasks.rows.video import MIN_FACE_SHARE, VideoError, process_video
-from tasks.table.shards import partition_dir
+from tasks.table.shards import part_files, partition_dir
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total): phases "preprocess", "fine-tune"
 
 
 @dataclass(frozen=True)
-class Target:
+class Adapted:
     """A registered target: where its files are and what it was made from (its TARGET_RECORD)."""
 
     name: str
@@ -152,7 +153,7 @@ def _finetune(name: str, paths: Paths, into: Paths, params: Params, frames: int,
 
 def adapt_target(video: str | Path, name: str, paths: Paths, params: Params, *, train_fraction: float = 1.0,
                  seconds: float | None = None, replace: bool = False,
-                 progress: Progress | None = None) -> Target:
+                 progress: Progress | None = None) -> Adapted:
     """Make `video` (a local clip of one person speaking) the target `name` of the project at `paths`:
     check it, preprocess it, fine-tune the corpus generator (paths.cgan) on the first `train_fraction`
     of its frames for at most `seconds` (default adapt.seconds), and register it in
@@ -164,15 +165,21 @@ def adapt_target(video: str | Path, name: str, paths: Paths, params: Params, *, 
     started, video = time.perf_counter(), Path(video)
     if not 0.0 < train_fraction <= 1.0:
         raise AdaptError(f"train_fraction {train_fraction}: must be in (0, 1]")
+    if seconds is not None and not (math.isfinite(seconds) and seconds > 0):
+        raise AdaptError(f"seconds {seconds}: a time budget is a finite number of seconds above 0")
     check_name(name, paths, replace)
     check_clip(video, params.adapt.min_seconds)
     report = progress or (lambda phase, done, total: None)
-    # A killed adapt of this name left its staging folder (tasks.config.files.temporary_name's pattern).
-    for leftover in paths.targets.glob(f".{name}.*.tmp"):
-        shutil.rmtree(leftover, ignore_errors=True)
     made_targets = not paths.targets.exists()
     try:
-        with atomic_path(paths.target_dir(name)) as staging:
+        # One adapt of a name at a time: the lock is held from before the name is checked again to after
+        # the target is in place, so no other adapt of it clears this one's staging folder or swaps in
+        # its own.
+        with exclusive(paths.targets / f".{name}.lock"), atomic_path(paths.target_dir(name)) as staging:
+            check_name(name, paths, replace)  # again, under the lock: one may have registered it meanwhile
+            # A killed adapt of this name left its staging folder (tasks.config.files.temporary_name).
+            for leftover in paths.targets.glob(f".{name}.*.tmp"):
+                shutil.rmtree(leftover, ignore_errors=True)
             into = paths.in_target(staging)
             footage = _ingest(video, name, into, params)
             row = _preprocess(video, footage, into, params, report)
@@ -181,7 +188,7 @@ def adapt_target(video: str | Path, name: str, paths: Paths, params: Params, *, 
             steps = _finetune(name, paths, into, params, train_frames,
                               params.adapt.seconds if seconds is None else seconds, report)
             finished = time.perf_counter()
-            target = Target(
+            target = Adapted(
                 name=name, folder=paths.target_dir(name), paths=paths.in_target(paths.target_dir(name)),
                 source=str(video.resolve()), sha256=row["sha256"],
                 frames=row["frames"], frames_with_face=row["frames_with_face"], train_frames=train_frames,
@@ -191,25 +198,47 @@ def adapt_target(video: str | Path, name: str, paths: Paths, params: Params, *, 
                 created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             )
             (staging / TARGET_RECORD).write_text(json.dumps(target.record(), indent=2) + "\n")
-    except BaseException:
+    except BaseException as exc:
         if made_targets and paths.targets.is_dir() and not any(paths.targets.iterdir()):
             paths.targets.rmdir()  # made for the staging folder alone
+        if isinstance(exc, Busy):
+            raise AdaptError(f"name {name!r}: another `reenact adapt` of it is running ({exc}); "
+                             "wait for it to end") from None
         raise
     return target
 
 
-def read_target(paths: Paths, name: str) -> Target:
+def read_target(paths: Paths, name: str) -> Adapted:
     """The registered target `name`; AdaptError when there is none."""
     record = paths.target_dir(name) / TARGET_RECORD
     if not record.is_file():
         raise AdaptError(f"target {name!r}: not adapted ({record} absent)")
     folder = paths.target_dir(name)
-    return Target(folder=folder, paths=paths.in_target(folder), **json.loads(record.read_text()))
+    return Adapted(folder=folder, paths=paths.in_target(folder), **json.loads(record.read_text()))
 
 
-def list_targets(paths: Paths) -> list[Target]:
-    """Every registered target of the project, by name (folders being made are hidden and skipped)."""
+def missing_parts(paths: Paths, name: str) -> list[str]:
+    """What the target folder `name` lacks of what a render of it reads: its record, generator, rows and
+    footage (an empty list: it is complete)."""
+    folder = paths.target_dir(name)
+    mine = paths.in_target(folder)
+    parts = {TARGET_RECORD: (folder / TARGET_RECORD).is_file(), mine.cgan.name: mine.cgan.is_file(),
+             "shards": bool(part_files(mine.shards, name)),
+             "footage": (mine.videos / f"{name}.mp4").is_file()}
+    return [part for part, present in parts.items() if not present]
+
+
+def list_targets(paths: Paths) -> list[Adapted]:
+    """Every registered target of the project that renders, by name: folders being made are hidden and
+    skipped, and so is a folder that lacks a part a render reads (missing_parts) or whose record is
+    unreadable."""
     if not paths.targets.is_dir():
         return []
     names = sorted(p.name for p in paths.targets.iterdir() if not p.name.startswith(".") and p.is_dir())
-    return [read_target(paths, name) for name in names if (paths.target_dir(name) / TARGET_RECORD).is_file()]
+    found = []
+    for name in (name for name in names if not missing_parts(paths, name)):
+        try:
+            found.append(read_target(paths, name))
+        except (ValueError, TypeError):  # a record that is not JSON or not a target's
+            continue
+    return found
