@@ -50,6 +50,7 @@ import yaml
 
 from flows.corpus import build_corpus
 from models.artifacts import SHIPPED_BASE, CganArtifact
+from models.common import finite_or_none
 from models.errors import CheckpointError
 from models.evaluation.baselines import (
     FaceRows,
@@ -60,7 +61,6 @@ from models.evaluation.baselines import (
     read_face_rows,
     split_in_time,
 )
-from models.evaluation.metrics import finite_or_none
 from models.evaluation.mouth_metrics import (
     dlib_floor_px,
     flicker,

@@ -120,7 +120,7 @@ def _array(value: Any, dtype: type = np.float32) -> np.ndarray:
 @dataclass(eq=False)
 class LipsStats:
     """The mean and covariance of a video's lips (LIPS_DIM, in [0, 1] of the crop) over `frames`
-    frames with a face: what rendering aligns one speaker's lips to another's with (models/rendering/lips.py
+    frames with a face: what rendering aligns one speaker's lips to another's with (models/training/lips.py
     builds them: lips_moments, MomentSums, pooled_stats)."""
 
     mean: np.ndarray  # (LIPS_DIM,) float64

@@ -10,8 +10,8 @@ import pytest
 from models.evaluation.composite_metrics import boundary, outside_error, seam_gradients
 from models.networks.mask import lower_face_mask
 from models.rendering.composite import blend, composite, hard_paste, match_colour, warp_back
-from models.rendering.lips import bound_lips, lips_distance, lips_moments
 from models.rendering.target import pingpong
+from models.training.lips import bound_lips, lips_distance, lips_moments
 
 SIZE = 128
 # dlib's 68 points of a frontal face in [0, 1] of an aligned crop (the mean of the demo corpus' rows).

@@ -11,18 +11,18 @@ import numpy as np
 import pytest
 import soundfile
 
+from models.common import finite_or_none
 from models.evaluation import evaluate
 from models.evaluation.metrics import (
     beats_baselines,
-    finite_or_none,
     image_metrics,
     lstm_metrics,
-    redetected_lmd,
     sync_metric,
 )
 from models.rendering import render
 from models.rendering.speech import speech_lips
 from models.training.data import load_corpus, split_corpus
+from models.training.lip_metrics import redetected_lmd
 
 PINNED_KEYS = {"lstm/val_loss", "lmd_px", "mouth_open_r", "gen_ssim", "gen_psnr", "gen_lmd_px", "sync_r"}
 COMPOSITE_KEYS = {"full_lmd_px", "seam", "outside_psnr"}

@@ -18,7 +18,6 @@ from models.artifacts import (
     save_checkpoint,
 )
 from models.errors import CheckpointError, RenderError
-from models.evaluation.metrics import lip_metrics
 from models.networks.cgan import Discriminator, Frames, Generator, generate_faces, load_generator
 from models.networks.lstm import AudioToLips, load_lstm, predict_lips, window_index
 from models.networks.unet import UNetGenerator, hard_mask, images
@@ -34,6 +33,7 @@ from models.training.data import (
     target_video,
     video_references,
 )
+from models.training.lip_metrics import lip_metrics
 from tasks.config.params import FACE_SIZE, OUTPUTS, Output, Params, ParamsError, RenderParams, load_params
 
 

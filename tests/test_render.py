@@ -17,10 +17,10 @@ from models.artifacts import LipsStats
 from models.networks.cgan import generate_faces
 from models.networks.unet import hard_mask
 from models.rendering import layouts
-from models.rendering.lips import align_lips, lips_moments, pooled_stats, smooth_lips
 from models.rendering.render import RenderError, RenderOptions, render
 from models.rendering.speech import frame_count, speech_lips, stream_lips
 from models.rendering.target import pingpong, read_target_rows
+from models.training.lips import align_lips, lips_moments, pooled_stats, smooth_lips
 from tasks.config.params import load_params
 from tasks.rows.decode import iter_frames, read_audio
 from tasks.rows.landmarks import lips_opening

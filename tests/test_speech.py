@@ -1,5 +1,5 @@
 """Speech -> lips on people never heard (models/evaluation/speakers.py): the sync lag, the baselines, the
-silence padding and the silence gate of rendering (models/rendering/lips.py); speech that is not speech."""
+silence padding and the silence gate of rendering (models/training/lips.py); speech that is not speech."""
 
 from __future__ import annotations
 
@@ -15,12 +15,12 @@ from helpers import reenact
 from render_kit import ROOT, SR, voice
 from test_render import check_video
 
-from models.evaluation.metrics import closed_mouth, lag_correlations, sync_offset
-from models.evaluation.speakers import LoudnessLips, held_out_scores, pad_with_silence
-from models.rendering.lips import closed_lips, expected_closed_lips, lips_moments
 from models.rendering.render import RenderOptions, render
 from models.rendering.target import read_target_rows
 from models.training.data import Corpus, Video
+from models.training.lip_metrics import closed_mouth, lag_correlations, sync_offset
+from models.training.lips import closed_lips, expected_closed_lips, lips_moments
+from models.training.speakers import LoudnessLips, held_out_scores, pad_with_silence
 from tasks.config.params import load_params
 from tasks.rows.decode import iter_frames
 from tasks.rows.features import LOG_ENERGY

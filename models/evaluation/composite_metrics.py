@@ -23,7 +23,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from models.evaluation.metrics import lip_distances
 from models.networks.cgan import generate_faces
 from models.rendering import render
 from models.rendering.composite import composite, hard_paste
@@ -32,6 +31,7 @@ from models.rendering.loading import Target
 from models.rendering.media import Encoder
 from models.rendering.speech import speech_lips
 from models.rendering.target import target_video_file
+from models.training.lip_metrics import lip_distances
 from tasks.config.params import Params
 from tasks.rows import landmarks as lm
 from tasks.rows.decode import iter_frames, probe, read_audio

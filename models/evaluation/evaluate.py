@@ -24,17 +24,15 @@ from pathlib import Path
 import numpy as np
 import simplejpeg
 
-from models.common import seed_everything
+from models.common import finite_or_none, seed_everything
 from models.errors import RenderError
 from models.evaluation.composite_metrics import composite_metrics
 from models.evaluation.held_out import held_out_mouth
 from models.evaluation.metrics import (
     beats_baselines,
-    finite_or_none,
     generator_obedience,
     image_metrics,
     lstm_metrics,
-    redetected_lmd,
     sync_metric,
 )
 from models.evaluation.report import BASELINES, counted, print_table, write_plots
@@ -46,6 +44,7 @@ from models.rendering.layouts import references_of
 from models.rendering.loading import Models, Target, load_models, models_stage, resolve_target
 from models.rendering.speech import speech_lips
 from models.training.data import Corpus, Split, load_corpus, split_corpus
+from models.training.lip_metrics import redetected_lmd
 from tasks.config.entry import run
 from tasks.config.params import Params
 from tasks.config.paths import Paths

@@ -28,8 +28,9 @@ import numpy as np
 from skimage.metrics import structural_similarity
 
 from models.evaluation.composite_metrics import gradient, lips_in_crop
-from models.evaluation.metrics import MIN_MSE, redetected_lmd
+from models.evaluation.metrics import MIN_MSE
 from models.networks.unet import HARD_FROM
+from models.training.lip_metrics import redetected_lmd
 
 SSIM_SIGMA = 1.5  # Wang et al.'s Gaussian window
 SSIM_RADIUS = int(3.5 * SSIM_SIGMA + 0.5)  # scikit-image's window at that sigma: 2 * radius + 1 wide

@@ -29,7 +29,12 @@ import numpy as np
 from models.artifacts import LipsStats
 from models.errors import RenderError
 from models.rendering.layouts import FrameStream, Layout, check_output
-from models.rendering.lips import (
+from models.rendering.loading import Models, Target, load_models, models_stage, resolve_target
+from models.rendering.mark import Marker
+from models.rendering.media import Encoder
+from models.rendering.panel import real_video
+from models.rendering.speech import frame_count, stream_lips
+from models.training.lips import (
     GATE_WINDOW,
     MomentSums,
     Silence,
@@ -40,11 +45,6 @@ from models.rendering.lips import (
     speaker_lips,
     voiced_moments,
 )
-from models.rendering.loading import Models, Target, load_models, models_stage, resolve_target
-from models.rendering.mark import Marker
-from models.rendering.media import Encoder
-from models.rendering.panel import real_video
-from models.rendering.speech import frame_count, stream_lips
 from tasks.config.entry import run
 from tasks.config.params import Output, Params, digest
 from tasks.config.paths import Paths

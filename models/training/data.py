@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 from models.artifacts import LipsStats, References
 from models.networks.lstm import window_index
 from models.networks.unet import hard_mask, images, mouth_weights, pick_references, reference_bank
-from models.rendering.lips import lips_moments
+from models.training.lips import lips_moments
 from tasks.config.params import Params
 from tasks.rows.landmarks import LIPS_DIM
 from tasks.table.shards import (

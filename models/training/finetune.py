@@ -18,9 +18,9 @@ from models.artifacts import CganArtifact
 from models.common import Process, pick_device, seed_everything
 from models.networks.cgan import GENERATORS
 from models.networks.unet import reference_bank
-from models.rendering.lips import lips_moments
 from models.training.data import Corpus, Video, load_video
 from models.training.gan import Gan, train_epoch
+from models.training.lips import lips_moments
 from models.training.train_cgan import batches, dataset
 from tasks.config.params import Params
 from tasks.config.paths import Paths

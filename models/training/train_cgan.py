@@ -40,7 +40,6 @@ from models.common import (
     run_key,
     seed_everything,
 )
-from models.evaluation.metrics import redetected_lmd
 from models.networks.cgan import generator_hparams, to_uint8
 from models.training.data import (
     Corpus,
@@ -55,6 +54,7 @@ from models.training.data import (
     video_references,
 )
 from models.training.gan import Gan, fakes, train_epoch
+from models.training.lip_metrics import redetected_lmd
 from models.training.run import TrainingRun, epoch_line, made_from
 from tasks.config.entry import (
     DEFAULT_ROOT,

@@ -24,9 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from models.artifacts import LstmArtifact
-from models.common import autocast, code_digest, pick_device, run_key, seed_everything
-from models.evaluation.metrics import finite_or_none, lip_metrics
-from models.evaluation.speakers import held_out_scores
+from models.common import autocast, code_digest, finite_or_none, pick_device, run_key, seed_everything
 from models.networks.lstm import AudioToLips, predict_lips
 from models.training.data import (
     Corpus,
@@ -37,7 +35,9 @@ from models.training.data import (
     load_corpus,
     split_corpus,
 )
+from models.training.lip_metrics import lip_metrics
 from models.training.run import TrainingRun, epoch_line, made_from
+from models.training.speakers import held_out_scores
 from tasks.config.entry import (
     DEFAULT_ROOT,
     Lstm,
@@ -181,7 +181,7 @@ def train(root: Root = DEFAULT_ROOT, params_file: ParamsFile = None, override: O
 def speaker_figures(model: AudioToLips, hparams: dict, data: LipsData, corpus: Corpus, split: Split,
                     params: Params, baselines: bool = True) -> dict:
     """On the videos held out whole (split.held_out(): by speaker, people never heard), the lips a render
-    asks for measured against theirs (models/evaluation/speakers.py), keys prefixed held_out_; with
+    asks for measured against theirs (models/training/speakers.py), keys prefixed held_out_; with
     `baselines`, also the loudness_ and mean_ baselines'. {} when no video is held out whole."""
     held_out = sorted(split.held_out())
     if not held_out:

@@ -1,8 +1,10 @@
-"""Small file helpers: atomic writes, streamed hashing and safe names."""
+"""Small file helpers: atomic writes, a lock one process holds at a time, streamed hashing and safe
+names."""
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
 import re
@@ -63,3 +65,40 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
             shutil.rmtree(temp, ignore_errors=True)
         else:
             temp.unlink(missing_ok=True)
+
+
+class Busy(RuntimeError):
+    """Another process holds the lock; the message says which."""
+
+
+@contextlib.contextmanager
+def exclusive(lock: str | Path) -> Iterator[None]:
+    """Hold the lock file `lock` for the block, or raise Busy at once when another process holds it.
+
+    fcntl.flock on the file: the kernel drops it when its holder ends, however it ends, so a killed
+    holder never leaves the lock taken. The file holds the holder's pid (for Busy's message) and is removed
+    when the block ends; a process that opened it just before is not fooled, because a lock counts only on
+    the file that still has the name."""
+    lock = Path(lock)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip()
+            os.close(fd)
+            raise Busy(f"process {holder or '?'} holds {lock}") from None
+        try:
+            if os.stat(lock).st_ino == os.fstat(fd).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # its holder removed the file between our open and our lock: lock the new one
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+        os.close(fd)

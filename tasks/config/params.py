@@ -27,8 +27,14 @@ class ParamsError(ValueError):
     """params.yaml (or an override) holds an unknown key or a bad value."""
 
 
+class OverrideError(ParamsError):
+    """An `--override KEY=VALUE` is bad: not KEY=VALUE, not YAML, an unknown key or a bad value. It is an
+    argument of the command, so the CLI says so as a usage error (exit 2)."""
+
+
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No NaN or infinity anywhere: a time budget of nan or inf would be no budget at all.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class DataParams(_Section):
@@ -254,11 +260,16 @@ def _describe(error: ValidationError) -> str:
 
 
 def parse_override(text: str) -> tuple[str, Any]:
-    """'preprocess.fps=25' -> ('preprocess.fps', 25), the value read as YAML."""
+    """'preprocess.fps=25' -> ('preprocess.fps', 25), the value read as YAML; OverrideError naming it
+    when it is not KEY=VALUE or its value is not YAML."""
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
-        raise ParamsError(f"override {text!r} is not KEY=VALUE")
-    return key.strip(), yaml.safe_load(raw)
+        raise OverrideError(f"override {text!r} is not KEY=VALUE")
+    try:
+        return key.strip(), yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise OverrideError(f"override {text!r}: the value is not YAML ({problem})") from None
 
 
 def _apply(raw: dict, key: str, value: Any) -> None:
@@ -267,7 +278,7 @@ def _apply(raw: dict, key: str, value: Any) -> None:
     for part in parents:
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
-            raise ParamsError(f"override '{key}': '{part}' is not a section")
+            raise OverrideError(f"override '{key}': '{part}' is not a section")
         node = child
     node[leaf] = value
 
@@ -280,6 +291,10 @@ def load_params(path: str | Path, overrides: dict[str, Any] | None = None) -> Pa
         raw = yaml.safe_load(path.read_text()) or {}
     except FileNotFoundError:
         raise ParamsError(f"{path}: no such params file") from None
+    except OSError as exc:  # a folder, no permission
+        raise ParamsError(f"{path}: cannot read the params file ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise ParamsError(f"{path}: not a params file (not text)") from None
     except yaml.YAMLError as exc:
         raise ParamsError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
@@ -289,7 +304,17 @@ def load_params(path: str | Path, overrides: dict[str, Any] | None = None) -> Pa
     try:
         return Params.model_validate(raw)
     except ValidationError as exc:
+        errors = exc.errors()
+        overridden = [key for key in overrides or {} if any(_within(item["loc"], key) for item in errors)]
+        if overridden:
+            raise OverrideError(f"override {', '.join(overridden)}: {_describe(exc)}") from None
         raise ParamsError(f"{path}: {_describe(exc)}") from None
+
+
+def _within(loc: tuple, key: str) -> bool:
+    """Whether an error at `loc` lies in the overridden `key` (or holds it: a check across a section)."""
+    parts, at = key.split("."), [str(part) for part in loc]
+    return at[: len(parts)] == parts or (bool(at) and parts[: len(at)] == at)
 
 
 def digest(section: BaseModel, exclude: frozenset[str] = frozenset()) -> str:
