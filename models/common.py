@@ -1,10 +1,11 @@
-"""What the model stages share: device and seeding, run keys, DDP."""
+"""What the model stages share: device and seeding, run keys, DDP, metrics written as JSON."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import json
+import math
 import os
 import random
 from pathlib import Path
@@ -47,6 +48,11 @@ def autocast(device: torch.device, enabled: bool):
     if enabled and device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.float16)
     return contextlib.nullcontext()
+
+
+def finite_or_none(value: float) -> float | None:
+    """JSON has no NaN: an undefined metric (a constant's r, no face found) is written as null."""
+    return None if value is None or not math.isfinite(value) else float(value)
 
 
 def run_key(*parts: Any) -> str:

@@ -1,4 +1,5 @@
-"""The pinned metrics of ARCHITECTURE.md ("Metrics") as functions of arrays, for training and evaluation.
+"""The pinned metrics of ARCHITECTURE.md ("Metrics") that evaluation reports, as functions of arrays, and
+how each compares with its baselines. The lip metrics training logs too are models/training/lip_metrics.py.
 
 Lips are (frames, 16) in [0, 1] of the crop; faces are (frames, S, S, 3) uint8.
 """
@@ -11,8 +12,8 @@ import numpy as np
 import torch
 from torchmetrics.image import StructuralSimilarityIndexMeasure
 
-from models.rendering.lips import CLOSED_QUANTILE
-from tasks.rows.landmarks import LIP_POINTS, landmarks_in_crops, lips_opening
+from models.training.lip_metrics import lip_metrics, redetected_lmd
+from tasks.rows.landmarks import landmarks_in_crops
 
 # Which way is better, per metric name: compared against each baseline by `beats_baselines`.
 HIGHER_IS_BETTER = {"mouth_open_r", "gen_ssim", "gen_psnr", "sync_r", "outside_psnr", "mouth_psnr",
@@ -21,80 +22,12 @@ LOWER_IS_BETTER = {"lstm/val_loss", "lmd_px", "gen_lmd_px", "full_lmd_px"}
 CLOSER_TO_ONE_IS_BETTER = {"seam"}  # a ratio to the source: 1.0 is a border nobody can see
 
 
-def lip_distances(predicted: np.ndarray, true: np.ndarray, face_size: int) -> np.ndarray:
-    """(frames,) the mean distance of each frame's lip points from the true ones, in crop pixels:
-    lmd_px of one frame. Lips are (frames, LIPS_DIM) in [0, 1] of the crop."""
-    offsets = (np.asarray(predicted) - np.asarray(true)).reshape(len(true), LIP_POINTS, 2)
-    return np.linalg.norm(offsets, axis=2).mean(1) * face_size
-
-
-def lip_metrics(predicted: np.ndarray, true: np.ndarray, face_size: int, lip_indices: list[int]) -> dict:
-    """lmd_px (mean distance of the lip points, crop pixels) and mouth_open_r (Pearson r of the mouth
-    opening, tasks.rows.landmarks.lips_opening)."""
-    # float64 before the mean: a constant prediction must come out exactly constant (r undefined).
-    opening_p = lips_opening(predicted, lip_indices).astype(np.float64)
-    opening_t = lips_opening(true, lip_indices).astype(np.float64)
-    p, t = opening_p - opening_p.mean(), opening_t - opening_t.mean()
-    scale = np.sqrt((p * p).sum() * (t * t).sum())
-    r = float((p * t).sum() / scale) if scale > 0 else float("nan")  # undefined for a constant opening
-    return {"lmd_px": float(lip_distances(predicted, true, face_size).mean()), "mouth_open_r": r}
-
-
-# sync_offset_frames looks this many frames either way: a third of a second at 30 fps.
-MAX_LAG = 10
-
-
-def lag_correlations(asked: np.ndarray, real: np.ndarray, max_lag: int = MAX_LAG) -> np.ndarray:
-    """(2 max_lag + 1,) Pearson r of the opening asked for k frames later against the real one,
-    asked[t + k] against real[t], for k = -max_lag .. max_lag over the t where both are finite; NaN where
-    it is undefined (a constant, too few frames)."""
-    asked, real = np.asarray(asked, np.float64), np.asarray(real, np.float64)
-    curve = np.full(2 * max_lag + 1, np.nan)
-    for i, k in enumerate(range(-max_lag, max_lag + 1)):
-        a, r = (asked[k:], real[: len(real) - k]) if k >= 0 else (asked[: len(asked) + k], real[-k:])
-        ok = np.isfinite(a) & np.isfinite(r)
-        if ok.sum() >= 3 and a[ok].std() > 0 and r[ok].std() > 0:
-            curve[i] = np.corrcoef(a[ok], r[ok])[0, 1]
-    return curve
-
-
-def sync_offset(curves: list[np.ndarray], weights: list[float]) -> float:
-    """sync_offset_frames: the lag k (lag_correlations' order) at which the weighted mean of several
-    speakers' curves peaks. 0 is in sync; k > 0: the opening asked for comes k frames after the real one
-    (late), k < 0: before it (early). NaN when no curve is defined."""
-    curves, weights = np.asarray(curves, np.float64), np.asarray(weights, np.float64)[:, None]
-    known = np.isfinite(curves)
-    total = (np.where(known, curves, 0) * weights).sum(0) / np.maximum((known * weights).sum(0), 1e-12)
-    if not known.any():
-        return float("nan")
-    total[~known.any(0)] = -np.inf
-    return float(np.argmax(total) - (len(total) - 1) // 2)
-
-
-def closed_mouth(asked: np.ndarray, real: np.ndarray) -> tuple[float, float]:
-    """(closed_gap, closed_std): the mean opening asked for over a silent stretch less the speaker's
-    closed-mouth opening (the CLOSED_QUANTILE of their real openings): at most 0 is within their
-    closed-mouth range; and how much the asked opening moves there (its std). In the openings' units."""
-    closed = np.nanquantile(np.asarray(real, np.float64), CLOSED_QUANTILE)
-    asked = np.asarray(asked, np.float64)
-    return float(asked.mean() - closed), float(asked.std())
-
-
 def lstm_metrics(
     predicted: np.ndarray, true: np.ndarray, lips_std: np.ndarray, face_size: int, lip_indices: list[int]
 ) -> dict:
     """lstm/val_loss (MSE of the z-scored lips: the mean cancels in the difference), lmd_px, mouth_open_r."""
     val_loss = float(np.mean(((predicted - true) / lips_std) ** 2))
     return {"lstm/val_loss": val_loss, **lip_metrics(predicted, true, face_size, lip_indices)}
-
-
-def redetected_lmd(found: np.ndarray, asked: np.ndarray, face_size: int) -> tuple[float, float]:
-    """(lmd_px over the frames where dlib found a face, share of frames where it did) for lips found
-    by tasks.rows.landmarks.landmarks_in_crops (NaN rows: no face) against the lips asked for."""
-    ok = ~np.isnan(found[:, 0])
-    if not ok.any():
-        return float("nan"), 0.0
-    return float(lip_distances(found[ok], asked[ok], face_size).mean()), float(ok.mean())
 
 
 def generator_obedience(faces: np.ndarray, asked: np.ndarray, lip_indices: list[int]) -> dict:
@@ -133,11 +66,6 @@ def sync_metric(found: np.ndarray, true: np.ndarray, face_size: int, lip_indices
     if ok.sum() < 3:
         return float("nan")
     return lip_metrics(found[ok], true[ok], face_size, lip_indices)["mouth_open_r"]
-
-
-def finite_or_none(value: float) -> float | None:
-    """JSON has no NaN: an undefined metric (a constant's r, no face found) is written as null."""
-    return None if value is None or not math.isfinite(value) else float(value)
 
 
 def beats_baselines(metrics: dict, baselines: tuple[str, ...]) -> dict[str, bool]:

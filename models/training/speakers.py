@@ -1,7 +1,7 @@
 """Speech -> lips measured on people the LSTM never heard (ARCHITECTURE.md, Metrics).
 
 Each held-out video's speech (its audio column) goes through a predictor of raw lips, then through what a
-render does to them for a target (models/rendering/render.py: speaker_lips, `render.align`), the target
+render does to them for a target (models/training/lips.py: speaker_lips, `render.align`), the target
 being that speaker's own lips; what comes out is measured against their true lips: `mouth_open_r`,
 `lmd_px` (the mean over speakers) and `sync_offset_frames` (metrics.sync_offset over every speaker's
 lag_correlations). The predictors: the LSTM, and two baselines fitted on the training speakers only,
@@ -20,9 +20,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from models.artifacts import LipsStats
-from models.evaluation.metrics import closed_mouth, lag_correlations, lip_metrics, sync_offset
-from models.rendering.lips import closed_lips, lips_moments, speaker_lips
 from models.training.data import Corpus, Video
+from models.training.lip_metrics import closed_mouth, lag_correlations, lip_metrics, sync_offset
+from models.training.lips import closed_lips, lips_moments, speaker_lips
 from tasks.config.params import Params
 from tasks.rows.features import LOG_ENERGY, audio_features
 from tasks.rows.landmarks import lips_opening

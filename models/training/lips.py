@@ -5,7 +5,9 @@ distribution (the paper's Fig. 7 failure: such lips give broken faces), and clos
 speech is silent (the silence gate: `render.silence_db`). `speaker_lips` does all of it to a whole clip.
 
 Statistics are models.artifacts.LipsStats, as the generator's artifact carries them per video;
-`lips_moments` is what makes them from lips.
+`lips_moments` is what makes them from lips. Here, below rendering, because training uses both: the
+datasets take each video's statistics, and train_lstm measures held-out speakers through what a render
+does to their lips (models/training/speakers.py).
 """
 
 from __future__ import annotations
@@ -210,7 +212,7 @@ def gate_lips(lips: np.ndarray, loudness: np.ndarray, threshold: float, closed: 
 
 @dataclass(frozen=True)
 class Silence:
-    """The silence gate of one clip (models/rendering/lips.py: gate_lips): frames whose loudness is under
+    """The silence gate of one clip (models/training/lips.py: gate_lips): frames whose loudness is under
     `threshold` close onto `closed`, the target's closed lips."""
 
     threshold: float
@@ -228,7 +230,7 @@ def final_lips(
     silence: Silence | None = None,
 ) -> np.ndarray:
     """Raw LSTM lips -> what the generator is given: aligned, smoothed, bounded, closed where the speech
-    is silent (models/rendering/lips.py)."""
+    is silent (models/training/lips.py)."""
     r = params.render
     if r.align != "none":
         lips = align_lips(lips, target, source, prior)
