@@ -36,8 +36,7 @@ from models.training.data import (
     split_corpus,
     video_references,
 )
-from models.training.gan import STEPS, Gan, to_device
-from models.training.train_cgan import dataset
+from models.training.gan import STEPS, Gan, dataset, to_device
 from models.training.train_lstm import lstm_step
 from tasks.config.params import load_params, parse_override
 from tasks.config.paths import Paths

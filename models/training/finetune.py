@@ -1,5 +1,5 @@
 """`reenact adapt`'s training: a copy of the corpus generator (paths.cgan) trained on one more video,
-with the corpus run's datasets and steps (models/training/train_cgan.py, models/training/gan.py).
+with the corpus run's datasets and steps (models/training/gan.py).
 """
 
 from __future__ import annotations
@@ -19,9 +19,8 @@ from models.common import Process, pick_device, seed_everything
 from models.networks.cgan import GENERATORS
 from models.networks.unet import reference_bank
 from models.training.data import Corpus, Video, load_video
-from models.training.gan import Gan, train_epoch
+from models.training.gan import Gan, batches, dataset, train_epoch
 from models.training.lips import lips_moments
-from models.training.train_cgan import batches, dataset
 from tasks.config.params import Params
 from tasks.config.paths import Paths
 from tasks.table.shards import video_metadata

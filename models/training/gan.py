@@ -1,6 +1,8 @@
 """What one generator training step is, for either condition (models/artifacts.py: Condition): the networks,
 their optimisers and the scaler (`Gan`), a step on one batch (`step`), an epoch (`train_epoch`) and
-the generator's faces for a fixed batch (`fakes`). models/training/train_cgan.py runs them.
+the generator's faces for a fixed batch (`fakes`); the condition's dataset over some rows (`dataset`) and an
+epoch's batches of it (`batches`). models/training/train_cgan.py runs them, and models/training/finetune.py
+on one more video.
 
 A batch is what the condition's dataset yields (models/training/data.py): `noise`, (real face, z-scored
 lips) from FacesWithLips; `frame`, (real crop, hard mask, reference crop, z-scored lips, L1 weights) from
@@ -12,12 +14,13 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 
-from models.artifacts import Condition
+from models.artifacts import Condition, References
 from models.common import Process, autocast, distributed
 from models.networks.cgan import Discriminator, Generator, generator_hparams
 from models.networks.unet import (
@@ -27,9 +30,31 @@ from models.networks.unet import (
     generator_input,
     generator_loss,
 )
+from models.training.data import Corpus, FacesWithLips, FramesWithReferences
 from tasks.config.params import CganParams
 
 Batch = list[torch.Tensor]
+Dataset = FacesWithLips | FramesWithReferences
+
+
+def dataset(corpus: Corpus, rows: dict[str, np.ndarray], lips_mean: np.ndarray, lips_std: np.ndarray,
+            references: dict[str, References], p: CganParams, condition: str) -> Dataset:
+    """The rows as the dataset of `condition`'s generator."""
+    if condition == "frame":
+        return FramesWithReferences(corpus, rows, lips_mean, lips_std, references, p.mouth_weight)
+    return FacesWithLips(corpus, rows, lips_mean, lips_std)
+
+
+def batches(dataset: Dataset, epoch: int, p: CganParams, process: Process, seed: int) -> DataLoader:
+    """One epoch's batches; under DDP each process draws its own share of a shuffle common to all."""
+    sampler = None
+    if process.world > 1:
+        sampler = DistributedSampler(dataset, process.world, process.rank, shuffle=True, seed=seed,
+                                     drop_last=True)
+        sampler.set_epoch(epoch)
+    return DataLoader(dataset, batch_size=p.batch_size, shuffle=sampler is None, sampler=sampler,
+                      num_workers=p.num_workers, pin_memory=process.device.type == "cuda",
+                      drop_last=len(dataset) >= p.batch_size * process.world)
 
 
 @dataclass

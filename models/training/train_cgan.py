@@ -28,11 +28,9 @@ import torch
 import torch.distributed as dist
 from PIL import Image
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler
 
 from models.artifacts import CganArtifact, Condition, References
 from models.common import (
-    Process,
     autocast,
     code_digest,
     init_distributed,
@@ -43,8 +41,6 @@ from models.common import (
 from models.networks.cgan import generator_hparams, to_uint8
 from models.training.data import (
     Corpus,
-    FacesWithLips,
-    FramesWithReferences,
     Split,
     lips_stats,
     load_corpus,
@@ -53,7 +49,7 @@ from models.training.data import (
     video_lips_stats,
     video_references,
 )
-from models.training.gan import Gan, fakes, train_epoch
+from models.training.gan import Dataset, Gan, batches, dataset, fakes, train_epoch
 from models.training.lip_metrics import redetected_lmd
 from models.training.run import TrainingRun, epoch_line, made_from
 from tasks.config.entry import (
@@ -72,7 +68,6 @@ from tasks.rows.landmarks import landmarks_in_crops
 from tasks.table.shards import evenly_spaced
 
 SAMPLES = 8  # columns of the sample grid
-Dataset = FacesWithLips | FramesWithReferences
 
 
 @dataclass
@@ -103,14 +98,6 @@ class FaceData:
         return None if self.val_batch is None else self.val_batch[3 if self.condition == "frame" else 1]
 
 
-def dataset(corpus: Corpus, rows: dict[str, np.ndarray], lips_mean: np.ndarray, lips_std: np.ndarray,
-            references: dict[str, References], p: CganParams, condition: str) -> Dataset:
-    """The rows as the dataset of `condition`'s generator."""
-    if condition == "frame":
-        return FramesWithReferences(corpus, rows, lips_mean, lips_std, references, p.mouth_weight)
-    return FacesWithLips(corpus, rows, lips_mean, lips_std)
-
-
 def face_data(shards: Path, params: Params) -> FaceData:
     """Faces stay JPEG until a batch needs them; lips are z-scored with the train split's stats."""
     p = params.cgan
@@ -134,18 +121,6 @@ def face_data(shards: Path, params: Params) -> FaceData:
         val_batch=[torch.stack(column) for column in zip(*items)] if items else None,
         samples=evenly_spaced(len(val_index), SAMPLES),
     )
-
-
-def batches(dataset: Dataset, epoch: int, p: CganParams, process: Process, seed: int) -> DataLoader:
-    """One epoch's batches; under DDP each process draws its own share of a shuffle common to all."""
-    sampler = None
-    if process.world > 1:
-        sampler = DistributedSampler(dataset, process.world, process.rank, shuffle=True, seed=seed,
-                                     drop_last=True)
-        sampler.set_epoch(epoch)
-    return DataLoader(dataset, batch_size=p.batch_size, shuffle=sampler is None, sampler=sampler,
-                      num_workers=p.num_workers, pin_memory=process.device.type == "cuda",
-                      drop_last=len(dataset) >= p.batch_size * process.world)
 
 
 def masked_l1(fake: torch.Tensor, data: FaceData) -> float:
