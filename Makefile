@@ -11,7 +11,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 export NUMBA_CACHE_DIR ?= $(CURDIR)/.cache/numba
 
-.PHONY: setup system-packages demo ingest preprocess lstm-grid lstm-grid-real test test-slow test-all lint clean
+.PHONY: setup system-packages demo base ingest preprocess lstm-grid lstm-grid-real test test-slow test-all lint clean
 
 setup: system-packages $(STAMP)
 
@@ -32,6 +32,12 @@ $(STAMP): pyproject.toml constraints.txt
 
 demo: setup
 	$(BIN)/dvc repro
+
+# The shipped real-faces base (models/base/: lstm.pt, cgan.pt, MODEL_CARD.md) rebuilt from the real fixtures
+# beside the checkout (../shared/fixtures/real or $REENACT_FIXTURES). Its DVC stage is frozen, so that
+# `dvc repro` (make demo) never rebuilds it on a machine without the fixtures.
+base: setup
+	PATH=$(CURDIR)/$(BIN):$$PATH; dvc unfreeze base && { dvc repro base; status=$$?; dvc freeze base; exit $$status; }
 
 ingest: setup
 	$(BIN)/dvc repro ingest

@@ -33,7 +33,7 @@ from flows.render import default_out, render_file
 from flows.serve import Stop, discard_upload
 from models.rendering.loading import Target, resolve_target
 from models.rendering.render import RenderError, RenderResult, load_models
-from models.training.adapt import list_targets
+from models.training.targets import list_targets
 from tasks.config.params import Params, ParamsError, load_params
 from tasks.config.paths import TARGET_RECORD, Paths
 from tasks.rows.decode import DecodeError, probe

@@ -178,8 +178,8 @@ def adapt(
 
 @app.command()
 def targets(root: Root = DEFAULT_ROOT) -> None:
-    """The targets adapted by `reenact adapt`: name, frames, fine-tuning, when, from what."""
-    from models.training.adapt import list_targets
+    """The targets adapted by `reenact adapt`: name, frames, fine-tuning, when, from what clip and base."""
+    from models.training.targets import list_targets
 
     found = list_targets(stage_paths(root))
     if not found:
@@ -187,7 +187,7 @@ def targets(root: Root = DEFAULT_ROOT) -> None:
         return
     for t in found:
         typer.echo(f"{t.name:<16} {t.frames:>6} frames  {t.steps:>5} steps  {t.adapt_seconds:>6.0f} s  "
-                   f"{t.created}  {t.source}")
+                   f"{t.created}  {t.source}  (base: {t.base})")
 
 
 VERIFY_EXIT = {

@@ -90,8 +90,9 @@ class TinyModels:
 
 
 def train_project(paths: Paths, corpus: Corpus, overrides: dict[str, Any]) -> Trained:
-    """Write params.yaml and the corpus, then run both training stages in the project."""
-    params = load_params(ROOT / "params.yaml", overrides)
+    """Write params.yaml and the corpus, then run both training stages in the project. Its targets adapt
+    from its own models (adapt.base: project), unless the overrides say otherwise."""
+    params = load_params(ROOT / "params.yaml", {"adapt.base": "project", **overrides})
     paths.root.mkdir(parents=True)
     paths.params.write_text(yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False))
     corpus(paths, params)

@@ -21,7 +21,8 @@ from render_kit import Trained, ffmpeg, probe, write_voice
 
 from models.artifacts import CganArtifact
 from models.errors import AdaptError
-from models.training.adapt import adapt_target, list_targets, read_target
+from models.training.adapt import adapt_target
+from models.training.targets import list_targets, read_target
 from tasks.config.paths import TARGET_RECORD, Paths
 from tasks.rows import rowkey
 from tasks.rows.decode import iter_frames

@@ -28,7 +28,7 @@ import numpy as np
 from evals.realface import WORK, real_faces_corpus
 from models.evaluation.baselines import read_face_rows
 from models.rendering.target import pingpong
-from models.training.adapt import read_target
+from models.training.targets import read_target
 from tasks.config.paths import PROJECT_ROOT, REAL_FIXTURES, Paths, require_real_fixtures
 from tasks.rows.decode import iter_frames
 from tasks.rows.video import video_id_of

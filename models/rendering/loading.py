@@ -18,8 +18,8 @@ from models.errors import RenderError
 from models.networks.cgan import load_generator
 from models.networks.lstm import AudioToLips, load_lstm
 from models.rendering.target import TargetRows, read_target_rows
-from models.training.adapt import Adapted, read_target
 from models.training.lips import closed_lips, expected_closed_lips, lips_moments
+from models.training.targets import Adapted, read_target
 from tasks.config.entry import (
     DEFAULT_ROOT,
     Cgan,

@@ -1,6 +1,6 @@
 """A real person as a target in one step: `reenact adapt VIDEO --name NAME` (ARCHITECTURE.md, Adapted
 targets). The clip is checked, ingested and preprocessed by the project's own per-video code
-(tasks/ingest/download.py, tasks/rows/video.py), the corpus generator is fine-tuned on its rows
+(tasks/ingest/download.py, tasks/ingest/video.py), the corpus generator is fine-tuned on its rows
 (models/training/finetune.py) within a time budget, and the result is registered in
 paths.target_dir(NAME), laid out as Paths.in_target says:
 
@@ -24,49 +24,22 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from models.artifacts import SHIPPED_BASE
 from models.errors import AdaptError
 from models.training.finetune import finetune
+from models.training.targets import Adapted
 from tasks.config.files import Busy, atomic_path, exclusive, safe_id
 from tasks.config.params import Params
 from tasks.config.paths import TARGET_RECORD, Paths
 from tasks.ingest.download import SourceError, fetch, source_id
+from tasks.ingest.video import MIN_FACE_SHARE, VideoError, process_video
 from tasks.rows.decode import DecodeError, MediaInfo, probe
-from tasks.rows.video import MIN_FACE_SHARE, VideoError, process_video
-from tasks.table.shards import part_files, partition_dir
+from tasks.table.shards import partition_dir
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total): phases "preprocess", "fine-tune"
-
-
-@dataclass(frozen=True)
-class Adapted:
-    """A registered target: where its files are and what it was made from (its TARGET_RECORD)."""
-
-    name: str
-    folder: Path  # paths.target_dir(name)
-    paths: Paths  # the project as a render of this target sees it: its generator, rows and footage
-    source: str  # the clip it was made from (absolute)
-    sha256: str  # of the footage
-    frames: int  # rows of the clip at preprocess.fps
-    frames_with_face: int
-    train_frames: int  # the first frames fine-tuned on (train_fraction of them); the rest held out
-    steps: int  # fine-tuning steps done
-    preprocess_seconds: float
-    finetune_seconds: float
-    adapt_seconds: float  # the whole adapt, checks to registration
-    created: str  # UTC, ISO 8601
-
-    @property
-    def video(self) -> Path:
-        """The footage renders composite into."""
-        return self.paths.videos / f"{self.name}.mp4"
-
-    def record(self) -> dict[str, Any]:
-        """What TARGET_RECORD holds: all but where the files are."""
-        return {key: value for key, value in asdict(self).items() if key not in ("folder", "paths")}
 
 
 def check_clip(video: Path, min_seconds: float) -> MediaInfo:
@@ -98,7 +71,17 @@ def check_name(name: str, paths: Paths, replace: bool) -> None:
                          "--replace adapts it again")
     for model in (paths.cgan, paths.lstm):
         if not model.is_file():
-            raise AdaptError(f"{model}: no such file; adapt starts from the corpus models (`dvc repro`)")
+            shipped = model.parent == SHIPPED_BASE
+            remedy = "`make base` rebuilds the shipped base" if shipped else "`dvc repro`"
+            raise AdaptError(f"{model}: no such file; adapt starts from it ({remedy})")
+
+
+def adapt_start(paths: Paths, params: Params) -> Paths:
+    """The project as adapt starts from it: with adapt.base shipped, the real-faces base in the package
+    (models/base/: its LSTM and frame generator); with project, the project's own artifacts."""
+    if params.adapt.base == "shipped":
+        return paths.moved(lstm=SHIPPED_BASE / "lstm.pt", cgan=SHIPPED_BASE / "cgan.pt")
+    return paths
 
 
 def _ingest(video: Path, name: str, into: Paths, params: Params) -> Path:
@@ -155,7 +138,8 @@ def adapt_target(video: str | Path, name: str, paths: Paths, params: Params, *, 
                  seconds: float | None = None, replace: bool = False,
                  progress: Progress | None = None) -> Adapted:
     """Make `video` (a local clip of one person speaking) the target `name` of the project at `paths`:
-    check it, preprocess it, fine-tune the corpus generator (paths.cgan) on the first `train_fraction`
+    check it, preprocess it, fine-tune the generator it starts from (adapt_start: the shipped base, or the
+    project's paths.cgan) on the first `train_fraction`
     of its frames for at most `seconds` (default adapt.seconds), and register it in
     paths.target_dir(name). `replace`: an existing target of that name is replaced (else refused).
     `progress(phase, done, total)`: phases "preprocess" (frames), "fine-tune" (steps).
@@ -167,6 +151,7 @@ def adapt_target(video: str | Path, name: str, paths: Paths, params: Params, *, 
         raise AdaptError(f"train_fraction {train_fraction}: must be in (0, 1]")
     if seconds is not None and not (math.isfinite(seconds) and seconds > 0):
         raise AdaptError(f"seconds {seconds}: a time budget is a finite number of seconds above 0")
+    paths = adapt_start(paths, params)
     check_name(name, paths, replace)
     check_clip(video, params.adapt.min_seconds)
     report = progress or (lambda phase, done, total: None)
@@ -187,6 +172,7 @@ def adapt_target(video: str | Path, name: str, paths: Paths, params: Params, *, 
             train_frames = max(1, round(train_fraction * row["frames"]))
             steps = _finetune(name, paths, into, params, train_frames,
                               params.adapt.seconds if seconds is None else seconds, report)
+            shutil.copy2(paths.lstm, into.lstm)  # the LSTM renders of it run with: the one it started beside
             finished = time.perf_counter()
             target = Adapted(
                 name=name, folder=paths.target_dir(name), paths=paths.in_target(paths.target_dir(name)),
@@ -196,6 +182,7 @@ def adapt_target(video: str | Path, name: str, paths: Paths, params: Params, *, 
                 finetune_seconds=round(finished - preprocessed, 1),
                 adapt_seconds=round(finished - started, 1),
                 created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+                base="shipped" if params.adapt.base == "shipped" else str(paths.cgan.resolve()),
             )
             (staging / TARGET_RECORD).write_text(json.dumps(target.record(), indent=2) + "\n")
     except BaseException as exc:
@@ -206,39 +193,3 @@ def adapt_target(video: str | Path, name: str, paths: Paths, params: Params, *, 
                              "wait for it to end") from None
         raise
     return target
-
-
-def read_target(paths: Paths, name: str) -> Adapted:
-    """The registered target `name`; AdaptError when there is none."""
-    record = paths.target_dir(name) / TARGET_RECORD
-    if not record.is_file():
-        raise AdaptError(f"target {name!r}: not adapted ({record} absent)")
-    folder = paths.target_dir(name)
-    return Adapted(folder=folder, paths=paths.in_target(folder), **json.loads(record.read_text()))
-
-
-def missing_parts(paths: Paths, name: str) -> list[str]:
-    """What the target folder `name` lacks of what a render of it reads: its record, generator, rows and
-    footage (an empty list: it is complete)."""
-    folder = paths.target_dir(name)
-    mine = paths.in_target(folder)
-    parts = {TARGET_RECORD: (folder / TARGET_RECORD).is_file(), mine.cgan.name: mine.cgan.is_file(),
-             "shards": bool(part_files(mine.shards, name)),
-             "footage": (mine.videos / f"{name}.mp4").is_file()}
-    return [part for part, present in parts.items() if not present]
-
-
-def list_targets(paths: Paths) -> list[Adapted]:
-    """Every registered target of the project that renders, by name: folders being made are hidden and
-    skipped, and so is a folder that lacks a part a render reads (missing_parts) or whose record is
-    unreadable."""
-    if not paths.targets.is_dir():
-        return []
-    names = sorted(p.name for p in paths.targets.iterdir() if not p.name.startswith(".") and p.is_dir())
-    found = []
-    for name in (name for name in names if not missing_parts(paths, name)):
-        try:
-            found.append(read_target(paths, name))
-        except (ValueError, TypeError):  # a record that is not JSON or not a target's
-            continue
-    return found

@@ -202,6 +202,7 @@ class AdaptTarget(_Section):
 
 
 class AdaptParams(_Section):
+    base: Literal["shipped", "project"] = "shipped"
     min_seconds: float = Field(3.0, gt=0.0)
     seconds: float = Field(420.0, gt=0.0)
     epochs: int = Field(100, ge=1)

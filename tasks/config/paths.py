@@ -123,11 +123,13 @@ class Paths:
 
     def in_target(self, folder: str | Path) -> Paths:
         """The project as a render of an adapted target sees it: the target's own generator (cgan), rows
-        (shards) and footage (raw, videos) in `folder` (target_dir(name), or the folder it is made in),
-        its record at `folder / TARGET_RECORD`; everything else, the LSTM included, the project's."""
+        (shards) and footage (raw, videos) in `folder` (target_dir(name), or the folder it is made in)
+        and the LSTM it was adapted beside (a target adapted before targets kept one renders with the
+        project's: models/rendering/loading.py), its record at `folder / TARGET_RECORD`; everything else
+        the project's."""
         folder = Path(folder)
         return self.moved(raw=folder, videos=folder / "videos", shards=folder / "shards",
-                          cgan=folder / "cgan.pt")
+                          cgan=folder / "cgan.pt", lstm=folder / "lstm.pt")
 
     def checkpoint_dir(self, stage: str) -> Path:
         """The last epoch of a training stage ("lstm", "cgan"), which a rerun resumes from."""
