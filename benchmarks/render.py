@@ -37,10 +37,10 @@ import torch
 from models.networks.cgan import load_generator
 from models.rendering import layouts
 from models.rendering.composite import warp_back
-from models.rendering.render import RenderOptions, load_models, render
+from models.rendering.render import RenderOptions, load_models, render, resolve_target
 from tasks.config.params import load_params
 from tasks.config.paths import PROJECT_ROOT, REAL_FIXTURES, Paths
-from tasks.rows.video import process_video
+from tasks.ingest.video import process_video
 
 REAL_SPEECH = REAL_FIXTURES / "RD_Radio31_000.wav"
 
@@ -137,12 +137,10 @@ def main(argv: list[str] | None = None) -> None:
             **overrides,
         ) -> dict:
             params = load_params(paths.params, overrides)
-            results = [
-                render(audio, out, models, params, paths.moved(shards=shards, videos=videos),
-                       RenderOptions(target=target, output=output))
-                for _ in range(repeats)
-            ]
-            return min(results, key=lambda run: run["wall_seconds"])
+            speaking = resolve_target(paths.moved(shards=shards, videos=videos), params, target, models)
+            options = RenderOptions(output=output)
+            results = [render(audio, out, speaking, params, options) for _ in range(repeats)]
+            return min(results, key=lambda run: run.wall_seconds)
 
         best(1, **{"render.size": 128})
         runs["128"] = best(args.repeats, **{"render.size": 128})
@@ -162,7 +160,7 @@ def main(argv: list[str] | None = None) -> None:
             layouts.composite = composite
 
     def factor(key: str) -> float:
-        return round(runs[key]["audio_seconds"] / runs[key]["wall_seconds"], 2)
+        return round(runs[key].realtime_factor, 2)
 
     print(
         json.dumps(

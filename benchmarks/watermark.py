@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from models.rendering.mark import Marker
-from models.rendering.render import RenderOptions, load_models, render
+from models.rendering.render import RenderOptions, load_models, render, resolve_target
 from models.rendering.target import pingpong, read_target_rows
 from tasks.config.params import load_params
 from tasks.config.paths import PROJECT_ROOT, REAL_FIXTURES, Paths
@@ -100,8 +100,8 @@ def copy_of(path: Path, name: str, out: Path) -> Path:
 def mark_psnr(path: Path, result: dict, models, paths: Paths) -> tuple[float, float, float]:
     """(PSNR over all frames, worst frame's, seconds spent marking) of the mark put on the unmarked
     render `path` as render() puts it: onto the face crop, or through the target frame's crop transform."""
-    marker = Marker(result["mark_id"], 30.0)
-    rows = read_target_rows(paths.shards, result["target"]) if result["output"] == "full" else None
+    marker = Marker(result.mark_id, 30.0)
+    rows = read_target_rows(paths.shards, result.target) if result.output == "full" else None
     size = models.cgan_artifact.face_size
     errors, worst, spent = [], np.inf, 0.0
     for index, frame in enumerate(iter_frames(path, 30.0)):
@@ -154,21 +154,24 @@ def main(argv: list[str] | None = None) -> None:
         speech = speeches(folder, paths.videos, args.seconds)
         jobs = [(speech[i % len(speech)], targets[i % len(targets)], ("full", "face")[i % 2])
                 for i in range(args.renders)]
-        render(speech[0], folder / "warm_up.mp4", models, params, paths, RenderOptions(output="face"))
+        render(speech[0], folder / "warm_up.mp4", resolve_target(paths, params, None, models), params,
+               RenderOptions(output="face"))
         renders, reads = [], {name: [] for name in TRANSFORMS}
         psnrs, worst, audio_s, wall_s = [], [], {True: 0.0, False: 0.0}, {True: 0.0, False: 0.0}
-        drops, marking, frames = [], 0.0, 0
+        drops, marking, frames, resolved = [], 0.0, 0, {}
         for index, (audio, target, output) in enumerate(jobs):
             out = folder / f"render_{index:02d}_{output}_{target}.mp4"
             made = {}
             for marked in (True, False) if index % 2 else (False, True):
                 name = out if marked else out.with_name(f"{out.stem}_unmarked.mp4")
-                options = RenderOptions(target=target, output=output, watermark=marked)
-                made[marked] = render(audio, name, models, params, paths, options)
-                audio_s[marked] += made[marked]["audio_seconds"]
-                wall_s[marked] += made[marked]["wall_seconds"]
-            mark_id = made[True]["mark_id"]
-            speed = {m: made[m]["audio_seconds"] / made[m]["wall_seconds"] for m in made}
+                options = RenderOptions(output=output, watermark=marked)
+                if target not in resolved:
+                    resolved[target] = resolve_target(paths, params, target, models)
+                made[marked] = render(audio, name, resolved[target], params, options)
+                audio_s[marked] += made[marked].audio_seconds
+                wall_s[marked] += made[marked].wall_seconds
+            mark_id = made[True].mark_id
+            speed = {m: made[m].realtime_factor for m in made}
             drops.append(100 * (1 - speed[True] / speed[False]))
             row = {"render": out.name, "speech": audio.name, "id": f"{mark_id:08x}"}
             for name in TRANSFORMS:

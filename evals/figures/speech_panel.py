@@ -22,7 +22,7 @@ from pathlib import Path
 import cv2
 
 from evals.speech import HELD_OUT, SOURCES, WORK, build, corpus_sources, say
-from models.rendering.render import RenderOptions, load_models, render
+from models.rendering.render import RenderOptions, load_models, render, resolve_target
 from tasks.config.params import load_params
 from tasks.config.paths import PROJECT_ROOT, Paths, require_real_fixtures
 from tasks.rows.decode import iter_frames
@@ -56,9 +56,10 @@ def main(argv: list[str] | None = None) -> Path:
         args.cgan = real_faces_corpus()["frame"].cgan
     params = load_params(project.params)
     out = project.renders / f"{args.speech}_on_{args.target}.mp4"
-    result = render(project.videos / f"{args.speech}.mp4", out, load_models(lstm, args.cgan, params.device),
-                    params, project, RenderOptions(output="panel", target=args.target, real=args.speech))
-    say(f"speech panel: {out}: {result['frames']} frames in {result['wall_seconds']:.1f} s")
+    target = resolve_target(project, params, args.target, load_models(lstm, args.cgan, params.device))
+    result = render(project.videos / f"{args.speech}.mp4", out, target, params,
+                    RenderOptions(output="panel", real=args.speech))
+    say(f"speech panel: {out}: {result.frames} frames in {result.wall_seconds:.1f} s")
     wanted = round(args.at * params.preprocess.fps)
     frame = next(f for i, f in enumerate(iter_frames(out, params.preprocess.fps)) if i == wanted)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from models.rendering.mark import Marker
-from models.rendering.render import RenderOptions, load_models, render
+from models.rendering.render import RenderOptions, load_models, render, resolve_target
 from models.rendering.target import pingpong, read_target_rows
 from tasks.config.params import load_params
 from tasks.config.paths import PROJECT_ROOT, Paths, require_real_fixtures
@@ -55,8 +55,8 @@ def main(argv: list[str] | None = None) -> None:
     target = args.target or min(models.cgan_artifact.lips_stats)
     with tempfile.TemporaryDirectory(prefix="reenact-mark-figure-") as scratch:
         video = Path(scratch) / "unmarked.mp4"
-        options = RenderOptions(target=target, output="full", watermark=False)
-        render(audio, video, models, params, paths, options)
+        options = RenderOptions(output="full", watermark=False)
+        render(audio, video, resolve_target(paths, params, target, models), params, options)
         frame = next(f for i, f in enumerate(iter_frames(video, 30.0)) if i == args.frame).copy()
     rows = read_target_rows(paths.shards, target)
     row = pingpong(args.frame, len(rows))
