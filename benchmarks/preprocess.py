@@ -4,7 +4,7 @@
 
 Prints one JSON object, all measured in this run: `decode_fps`, ffmpeg decoding alone (the
 frames the task reads: I420, or RGB at an odd size); `task_fps`, the whole per-video task,
-tasks.rows.video.process_video into a temporary shards folder (probe, audio read, features,
+tasks.ingest.video.process_video into a temporary shards folder (probe, audio read, features,
 decoding, tracking, JPEG, Parquet); `naive_fps`, HOG on every full-resolution RGB frame + the shape predictor;
 `naive_x2_fps`, the same with HOG on every frame upsampled 2x (what finds faces of ~40-80
 px, which the task finds by climbing to that scale only when it must); and the speedups of
@@ -32,9 +32,9 @@ import cv2
 
 from tasks.config.params import PreprocessParams
 from tasks.config.paths import REAL_FIXTURES, Paths
+from tasks.ingest.video import frame_format, process_video
 from tasks.rows import landmarks as lm
 from tasks.rows.decode import iter_frames, probe
-from tasks.rows.video import frame_format, process_video
 
 REAL_CLIP = REAL_FIXTURES / "WDA_AlexandriaOcasioCortez_000.mp4"
 

@@ -74,8 +74,8 @@ from models.networks.unet import UNetGenerator
 from models.rendering.composite import composite
 from tasks.config.params import Params, ParamsError, load_params, parse_override
 from tasks.config.paths import PROJECT_ROOT, REAL_FIXTURES, Paths, require_real_fixtures
+from tasks.ingest.video import process_video, video_id_of
 from tasks.rows.decode import iter_frames, probe
-from tasks.rows.video import process_video, video_id_of
 from tasks.table.shards import evenly_spaced
 from tasks.table.sheet import contact_sheet
 

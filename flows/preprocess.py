@@ -1,7 +1,7 @@
 """The `preprocess` flow: every raw video -> its partition of the frame table in paths.shards (under
 the project root, tasks/config/paths.py).
 
-One task run per video (tasks/rows/video.py), mapped over the task runner that
+One task run per video (tasks/ingest/video.py), mapped over the task runner that
 `preprocess.task_runner` names: threads, processes, or a Dask cluster (an existing one at
 `preprocess.dask_address`, else a local one). A video whose shard is current (same source
 bytes, same row-making params and code: tasks/rows/rowkey.py) is skipped; a bad video is a
@@ -33,7 +33,7 @@ from flows.common import (
 from tasks.config.params import PreprocessParams
 from tasks.config.paths import Paths
 from tasks.ingest.download import read_manifest
-from tasks.rows.video import preprocess_video
+from tasks.ingest.video import preprocess_video
 from tasks.table.shards import clean_temporaries, read_videos_table, remove_stale, write_videos_table
 
 USABLE_SOURCES = ("ok", "skipped")

@@ -34,9 +34,9 @@ from models.rendering.render import Models, Target, load_models, resolve_target
 from tasks.config.params import DemoParams, Params, load_params
 from tasks.config.paths import Paths
 from tasks.demo.corpus import make_demo_corpus
+from tasks.ingest.video import process_video
 from tasks.rows.features import audio_features
 from tasks.rows.landmarks import lips_opening
-from tasks.rows.video import process_video
 from tasks.table.shards import part_files
 from tasks.table.synthetic import synthetic_shards
 

@@ -22,8 +22,8 @@ from models.rendering.layouts import Layout
 from models.rendering.render import RenderError, render
 from models.rendering.target import TargetFrames, pingpong, read_target_rows
 from tasks.config.paths import Paths
+from tasks.ingest.video import process_video
 from tasks.rows.decode import iter_frames
-from tasks.rows.video import process_video
 
 FPS = 30.0
 LABEL = 24  # the rows of a panel tile's label, left out of comparisons

@@ -1,4 +1,4 @@
-"""The per-video unit (tasks/rows/video.py) and the preprocess flow, on real files made by ffmpeg."""
+"""The per-video unit (tasks/ingest/video.py) and the preprocess flow, on real files made by ffmpeg."""
 
 import logging
 import os
@@ -19,10 +19,10 @@ from conftest import REAL_MEDIA
 from helpers import LogLines, dvc_project_copy
 
 from tasks.config.params import PreprocessParams, load_params, rows_digest
+from tasks.ingest.video import VideoError, face_warning, preprocess_video, process_video
 from tasks.rows import rowkey
 from tasks.rows.decode import DecodeError, iter_frames
 from tasks.rows.features import FEATURE_LAYOUT
-from tasks.rows.video import VideoError, face_warning, preprocess_video, process_video
 from tasks.table import shards
 
 PARAMS = PreprocessParams()
@@ -345,7 +345,7 @@ def test_killed_run_leaves_nothing_half_written(prefect_server, media, tmp_path)
     shards_dir = tmp_path / "shards"
     runner = (
         "import sys; from pathlib import Path; from tasks.config.params import PreprocessParams; "
-        "from tasks.rows.video import process_video; "
+        "from tasks.ingest.video import process_video; "
         "process_video(Path(sys.argv[1]), Path(sys.argv[2]), PreprocessParams(row_group_size=16))"
     )
     process = subprocess.Popen([sys.executable, "-c", runner, str(long_video), str(shards_dir)])

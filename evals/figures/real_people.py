@@ -30,8 +30,8 @@ from models.evaluation.baselines import read_face_rows
 from models.rendering.target import pingpong
 from models.training.targets import read_target
 from tasks.config.paths import PROJECT_ROOT, REAL_FIXTURES, Paths, require_real_fixtures
+from tasks.ingest.video import video_id_of
 from tasks.rows.decode import iter_frames
-from tasks.rows.video import video_id_of
 
 CLIPS = [REAL_FIXTURES / f"{name}.mp4" for name in ("may_5s", "speaker_15s", "map_5s")]
 AUDIO = REAL_FIXTURES / "RD_Radio31_000.wav"

@@ -51,7 +51,7 @@ VIDEOS_SCHEMA = pa.schema([
     ("fps", pa.float64()),
     ("source", pa.string()),
     ("sha256", pa.string()),
-    # Why a video has a face in under half its frames (tasks/rows/video.py face_warning); "" if it has enough.
+    # Why a video has a face in under half its frames (tasks/ingest/video.py face_warning); "" with enough.
     ("warning", pa.string()),
 ])
 
