@@ -17,7 +17,7 @@ The LSTM is trained by the ordinary stage (`python -m models.training.train_lstm
 params.yaml's lstm section, a run folder of its own made afresh) for --epochs epochs, or, by default, for the
 number of epochs that cross-validation over the *training* speakers picks (choose_epochs: 2 folds of them held
 out in turn; the held-out people play no part in it). Then, on HELD_OUT, after the alignment a render makes
-to each speaker (models/evaluation/speakers.py): the LSTM's mouth_open_r, lmd_px, sync_offset_frames; the
+to each speaker (models/training/speakers.py): the LSTM's mouth_open_r, lmd_px, sync_offset_frames; the
 same prefixed loudness_ (the opening an affine function of log energy, fitted on the training speakers) and
 mean_ (the training mean); closed_gap and closed_std (crop px; their speech padded with 0.5-2 s silences:
 the mean opening asked for in the silences less their own closed-mouth opening, and its std there); and

@@ -1,4 +1,4 @@
-"""Speech -> lips on people never heard (models/evaluation/speakers.py): the sync lag, the baselines, the
+"""Speech -> lips on people never heard (models/training/speakers.py): the sync lag, the baselines, the
 silence padding and the silence gate of rendering (models/training/lips.py); speech that is not speech."""
 
 from __future__ import annotations

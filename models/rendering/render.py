@@ -8,7 +8,7 @@ paths.renders / demo_panel.mp4 (the target frame beside the composite, with the 
 `reenact render --audio speech.wav --out talk.mp4` is the same `render()` for any audio ffmpeg reads.
 
 The steps, each in its own module: speech -> raw lips (models/rendering/speech.py, streamed), raw -> final
-lips (models/rendering/lips.py: aligned to the target, smoothed, bounded to what the generator saw), final
+lips (models/training/lips.py: aligned to the target, smoothed, bounded to what the generator saw), final
 lips -> faces (models/networks/cgan.py), faces -> the target's frames (models/rendering/target.py,
 models/rendering/composite.py),
 frames -> mp4 (models/rendering/media.py). Memory stays flat however long the speech: audio arrives through an

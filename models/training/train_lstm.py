@@ -4,7 +4,7 @@
 
 Reads paths.shards, logs every epoch to paths.live_dir("lstm") (train_loss, val_loss, lmd_px,
 mouth_open_r; baseline_* once: the "predict the train mean" model; held_out_mouth_open_r when videos are
-held out whole, and at the end every held_out_* figure of models/evaluation/speakers.py, baselines
+held out whole, and at the end every held_out_* figure of models/training/speakers.py, baselines
 included, for the weights kept), keeps a resumable
 checkpoint in paths.checkpoint_dir("lstm") / last.pt and writes the best epoch's weights, with the stats
 needed to use them, to paths.lstm (models/artifacts.py: LstmArtifact), each under
