@@ -19,8 +19,9 @@ from conftest import REAL_MEDIA, REAL_SPEECH
 from helpers import ROOT, dvc_project_copy, reenact
 from render_kit import Trained, ffmpeg, probe, write_voice
 
-from models.artifacts import CganArtifact
+from models.artifacts import SHIPPED_BASE, CganArtifact
 from models.errors import AdaptError
+from models.training import adapt
 from models.training.adapt import adapt_target
 from models.training.targets import list_targets, read_target
 from tasks.config.paths import TARGET_RECORD, Paths
@@ -139,7 +140,10 @@ def test_adapt_registers_a_target_that_renders_on_its_own_footage(footage, tmp_p
     assert target.frames == 60 and target.frames_with_face >= 30 and target.train_frames == 60
     assert target.steps >= 1 and target.adapt_seconds > 0 and target.source == str(clip)
     mine = target.paths
-    assert sorted(p.name for p in target.folder.iterdir()) == ["cgan.pt", "shards", TARGET_RECORD, "videos"]
+    assert sorted(p.name for p in target.folder.iterdir()) == ["cgan.pt", "lstm.pt", "shards", TARGET_RECORD,
+                                                               "videos"]
+    assert target.base == str(footage.paths.cgan.resolve()), "adapt.base: project, the tiny corpus's"
+    assert mine.lstm.read_bytes() == footage.paths.lstm.read_bytes(), "renders of it keep its start's LSTM"
     assert target.video == mine.videos / "me.mp4" and target.video.read_bytes() == clip.read_bytes()
     assert read_frames(mine.shards, "me", ["frame"]).num_rows == 60
     tuned, corpus = CganArtifact.load(mine.cgan), CganArtifact.load(footage.paths.cgan)
@@ -250,3 +254,42 @@ def test_a_real_person_adapts_and_speaks_another_voice(footage, tmp_path):
     assert "on may (full)" in done.stdout
     video = next(s for s in probe(tmp_path / "talk.mp4")["streams"] if s["codec_type"] == "video")
     assert (video["width"], video["height"]) == (512, 512)
+
+
+def test_a_project_with_no_models_adapts_from_the_shipped_base(footage, tmp_path):
+    """adapt.base: shipped (the default) starts from the real-faces base in the package, so a project
+    with no models of its own (a fresh clone) adapts a person and renders them: the target carries the
+    base's LSTM, its generator knows the base's people, and the render is signed with both."""
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes((footage.paths.videos / f"{footage.target}.mp4").read_bytes())
+    root = tmp_path / "fresh"
+    root.mkdir()
+    (root / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    done = reenact("adapt", str(clip), "--name", "me", "--seconds", "5", "--override", "adapt.min_seconds=1",
+                   "--root", str(root), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    target = read_target(Paths.at(root), "me")
+    assert target.base == "shipped"
+    assert target.paths.lstm.read_bytes() == (SHIPPED_BASE / "lstm.pt").read_bytes()
+    base = CganArtifact.load(SHIPPED_BASE / "cgan.pt")
+    tuned = CganArtifact.load(target.paths.cgan)
+    assert set(tuned.lips_stats) == set(base.lips_stats) | {"me"} and tuned.condition == base.condition
+    assert "(base: shipped)" in reenact("targets", "--root", str(root), cwd=tmp_path).stdout
+
+    speech = write_voice(tmp_path / "speech.wav", 1.0)
+    done = reenact("render", "--audio", str(speech), "--out", str(tmp_path / "talk.mp4"), "--target", "me",
+                   "--root", str(root), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    signed = reenact("verify", str(tmp_path / "talk.mp4"), cwd=tmp_path).stdout
+    lstm_sha256 = hashlib.sha256(target.paths.lstm.read_bytes()).hexdigest()
+    assert f"lstm_sha256          {lstm_sha256}" in signed, signed
+
+
+def test_a_missing_shipped_base_is_one_line_naming_it(footage, tmp_path, monkeypatch):
+    monkeypatch.setattr(adapt, "SHIPPED_BASE", tmp_path / "no-base")
+    params = footage.params.model_copy(update={"adapt": footage.params.adapt.model_copy(
+        update={"base": "shipped"})})
+    with pytest.raises(AdaptError, match=r"no-base/cgan.pt: no such file; .*`make base`"):
+        adapt_target(footage.paths.videos / f"{footage.target}.mp4", "me",
+                     footage.paths.moved(targets=tmp_path / "targets"), params)
+    assert not (tmp_path / "targets").exists()
