@@ -10,6 +10,9 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from flows.cli_support import (
+    UsageError,
+    check_locations,
+    check_name,
     check_out,
     checked_overrides,
     ended_by_signals,
@@ -17,6 +20,7 @@ from flows.cli_support import (
     finite_positive,
     progress_bar,
     project_command,
+    usage_error,
 )
 from tasks.config.entry import DEFAULT_ROOT, Overrides, Root, stage_paths
 from tasks.config.paths import Paths
@@ -59,13 +63,16 @@ def inspect(
     """Videos, frames, the share with a face, bytes on disk, and the schema with its metadata."""
     from tasks.table.inspect import report, write_sheet
 
+    check_locations({"root": root})
+    if sheet is not None:
+        with errors_in_one_line():
+            check_out(sheet, "--sheet", "the PNG")
     shards_dir = stage_paths(root, shards=shards_dir).shards
     if not shards_dir.is_dir():
         typer.echo(f"error: {shards_dir}: no such folder (`dvc repro preprocess` makes it)", err=True)
         raise typer.Exit(1)
     try:
-        if not report(shards_dir):
-            raise typer.Exit(1)
+        report(shards_dir)
         if sheet is not None:
             typer.echo(f"contact sheet: {write_sheet(shards_dir, sheet)}")
     except (ValueError, OSError) as exc:  # a corrupt part file (pyarrow's ArrowInvalid is a ValueError)
@@ -127,6 +134,9 @@ def render(
     known = (RenderError, ParamsError, FileNotFoundError, CheckpointError, ArrowInvalid)
     with errors_in_one_line(*known), ended_by_signals(), progress_bar() as progress:
         check_out(out)
+        check_name("--target", target)
+        if not audio.strip():
+            raise UsageError("--audio '': give a speech file or an http(s) URL")
         result = render_file(
             audio,
             out,
@@ -167,6 +177,7 @@ def adapt(
 
     with errors_in_one_line(AdaptError, CheckpointError, ParamsError), ended_by_signals(), \
             progress_bar() as progress:
+        check_name("--name", name)
         params = load_params(paths.params, checked_overrides(paths, override))
         target = adapt_target(video, name, paths, params, seconds=seconds, replace=replace, progress=progress)
     typer.echo(
@@ -181,6 +192,7 @@ def targets(root: Root = DEFAULT_ROOT) -> None:
     """The targets adapted by `reenact adapt`: name, frames, fine-tuning, when, from what clip and base."""
     from models.training.targets import list_targets
 
+    check_locations({"root": root})
     found = list_targets(stage_paths(root))
     if not found:
         typer.echo(f"no adapted targets in {stage_paths(root).targets} (`reenact adapt VIDEO --name NAME`)")
@@ -211,6 +223,8 @@ def verify(
     from tasks.provenance.manifest import verify_mp4
     from tasks.provenance.mark_reader import read_mark
 
+    if file.is_dir():
+        raise usage_error(f"FILE {file}: a folder; give a video file")
     verdict = verify_mp4(file)
     mark = read_mark(file) if file.is_file() else None
     if not verdict.signed:

@@ -129,13 +129,22 @@ def checked_overrides(paths: Paths, override: list[str] | None) -> dict[str, Any
     return overrides
 
 
-def check_out(out: Path) -> None:
+def check_out(out: Path, flag: str = "--out", what: str = "the mp4") -> None:
     """UsageError unless `out` can name a file to write: not a folder, not under a file."""
     if out.is_dir():
-        raise UsageError(f"--out {out}: a folder; give the mp4 file to write")
+        raise UsageError(f"{flag} {out}: a folder; give {what} file to write")
     parent = next((p for p in out.parents if p.exists()), None)
     if parent is not None and not parent.is_dir():
-        raise UsageError(f"--out {out}: {parent} is a file, not a folder")
+        raise UsageError(f"{flag} {out}: {parent} is a file, not a folder")
+
+
+def check_name(flag: str, name: str | None) -> None:
+    """UsageError unless `name` (of --target, --name) can name a target: a video id of the corpus or an
+    adapted target's name, both letters, digits, _ and - (at most 64; tasks/config/files.py: safe_id)."""
+    from tasks.config.files import safe_id
+
+    if name is not None and safe_id(name) != name:
+        raise UsageError(f"{flag} {name[:80]!r}: a target's name is letters, digits, _ and - (at most 64)")
 
 
 @contextlib.contextmanager

@@ -37,6 +37,8 @@ def default_upload_mb(max_seconds: float) -> int:
 
 def check_listen(host: str, port: int) -> None:
     """StartError naming --host or --port unless this process may listen there now."""
+    if not host.strip():
+        raise StartError("--host '': give an address to listen on (127.0.0.1, or 0.0.0.0 for every one)")
     try:
         family, kind, proto, _, address = socket.getaddrinfo(
             host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]

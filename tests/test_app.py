@@ -21,7 +21,8 @@ import pytest
 from helpers import checkout_env, free_port, reenact, reenact_command, stop, wait_for_http
 from render_kit import ffmpeg, probe, write_voice
 
-from flows.app import AUTH_ENV, BadUpload, LoginError, Targets, _render_handler, check_speech, logins
+from flows.app import BadUpload, Targets, _render_handler, check_speech
+from flows.app_guard import AUTH_ENV, LoginError, logins
 from flows.render import fetch_speech
 from models.rendering.render import RenderError
 from models.training.adapt import adapt_target
@@ -77,13 +78,16 @@ def test_app_refuses_a_bind_beyond_loopback_without_a_login(tmp_path, monkeypatc
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
     assert "needs a login" in done.stderr and "--auth-file" in done.stderr and AUTH_ENV in done.stderr
 
-    (tmp_path / "logins.txt").write_text("# who may use the app\n\neditor:s3cret:with colon\nviewer:pw\n")
-    assert logins("0.0.0.0", tmp_path / "logins.txt") == [LOGIN, ("viewer", "pw")]
+    (tmp_path / "logins.txt").write_text("# who may use the app\n\neditor:s3cret:with colon\n"
+                                         "viewer:twelve chars\n")
+    assert logins("0.0.0.0", tmp_path / "logins.txt") == [LOGIN, ("viewer", "twelve chars")]
     assert logins("127.0.0.1") is None, "loopback stays open to this machine"
     monkeypatch.setenv(AUTH_ENV, "editor:s3cret:with colon")
     assert logins("192.0.2.7") == [LOGIN]
     (tmp_path / "bad.txt").write_text("just-a-name\n")
-    for bad, message in ((tmp_path / "bad.txt", "user:password"), (tmp_path / "none.txt", "No such file")):
+    (tmp_path / "weak.txt").write_text("viewer:pw\n")
+    for bad, message in ((tmp_path / "bad.txt", "user:password"), (tmp_path / "none.txt", "No such file"),
+                         (tmp_path / "weak.txt", "needs at least 12")):
         with pytest.raises(LoginError, match=message):
             logins("0.0.0.0", bad)
 

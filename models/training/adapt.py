@@ -27,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from models.artifacts import SHIPPED_BASE
+from models.artifacts import SHIPPED_BASE, CganArtifact, LstmArtifact
 from models.errors import AdaptError
 from models.training.finetune import finetune
 from models.training.targets import Adapted
@@ -74,6 +74,13 @@ def check_name(name: str, paths: Paths, replace: bool) -> None:
             shipped = model.parent == SHIPPED_BASE
             remedy = "`make base` rebuilds the shipped base" if shipped else "`dvc repro`"
             raise AdaptError(f"{model}: no such file; adapt starts from it ({remedy})")
+
+
+def check_models(paths: Paths) -> None:
+    """CheckpointError (one line naming the file) unless the models adapt starts from are readable
+    artifacts: found before the clip is preprocessed, and no target is registered with a broken LSTM."""
+    CganArtifact.load(paths.cgan)
+    LstmArtifact.load(paths.lstm)
 
 
 def adapt_start(paths: Paths, params: Params) -> Paths:
@@ -153,6 +160,7 @@ def adapt_target(video: str | Path, name: str, paths: Paths, params: Params, *, 
         raise AdaptError(f"seconds {seconds}: a time budget is a finite number of seconds above 0")
     paths = adapt_start(paths, params)
     check_name(name, paths, replace)
+    check_models(paths)
     check_clip(video, params.adapt.min_seconds)
     report = progress or (lambda phase, done, total: None)
     made_targets = not paths.targets.exists()

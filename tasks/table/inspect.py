@@ -61,13 +61,13 @@ def _size(n: float) -> str:
 
 
 def report(shards: Path, console: Console | None = None) -> list[VideoSummary]:
-    """Print the per-video table, the totals, the last run's failures and the schema; return the summaries."""
+    """Print the per-video table, the totals, the last run's failures and the schema; return the summaries.
+    ValueError for a folder with no video in it."""
     console = console or Console()
     shards = Path(shards)
     summaries = summarize(shards)
     if not summaries:
-        console.print(f"[red]{shards}: no {PARTITION}=<id> partitions[/red]")
-        return summaries
+        raise ValueError(f"{shards}: no {PARTITION}=<id> partitions: not a frame table")
 
     videos = Table(title=f"{shards}: {len(summaries)} videos")
     for column in ("video", "frames", "with a face", "share", "parts", "on disk"):
