@@ -190,10 +190,16 @@ def adapt(
 @app.command()
 def targets(root: Root = DEFAULT_ROOT) -> None:
     """The targets adapted by `reenact adapt`: name, frames, fine-tuning, when, from what clip and base."""
-    from models.training.targets import list_targets
+    from models.training.targets import list_targets, missing_parts
 
     check_locations({"root": root})
-    found = list_targets(stage_paths(root))
+    paths = stage_paths(root)
+    found = list_targets(paths)
+    for folder in sorted(paths.targets.glob("[!.]*")) if paths.targets.is_dir() else []:
+        if folder.is_dir() and folder.name not in {t.name for t in found}:  # a render of it would fail
+            lacks = ", ".join(missing_parts(paths, folder.name)) or "readable record"
+            typer.echo(f"{folder.name}: not listed, it lacks its {lacks}; `reenact adapt VIDEO --name "
+                       f"{folder.name} --replace` makes it again", err=True)
     if not found:
         typer.echo(f"no adapted targets in {stage_paths(root).targets} (`reenact adapt VIDEO --name NAME`)")
         return

@@ -1,6 +1,7 @@
 """Two `reenact adapt` runs of one name at once (models/training/adapt.py): the second is refused in one
 line while the first holds the name's lock (tasks/config/files.py: exclusive), and touches nothing of
-the first's staging folder; a target folder that lacks a part a render reads is never listed."""
+the first's staging folder; a target folder that lacks a part a render reads is never listed; a time
+budget is a finite number of seconds above 0."""
 
 from __future__ import annotations
 
@@ -14,8 +15,11 @@ import pytest
 from helpers import checkout_env, reenact
 from render_kit import ffmpeg
 
+from models.errors import AdaptError
+from models.training.adapt import adapt_target
 from models.training.targets import list_targets
 from tasks.config.files import Busy, exclusive
+from tasks.config.params import OverrideError, Params, ParamsError, load_params
 from tasks.config.paths import TARGET_RECORD, Paths
 
 
@@ -78,3 +82,20 @@ def test_only_targets_that_render_are_listed(kit, tmp_path):
     assert list_targets(paths) == []
     done = reenact("targets", "--root", str(paths.root), cwd=tmp_path)
     assert done.returncode == 0 and done.stdout.startswith("no adapted targets"), done.stdout + done.stderr
+    again = "`reenact adapt VIDEO --name {} --replace` makes it again"
+    assert done.stderr.splitlines() == [
+        f"garbled: not listed, it lacks its cgan.pt, shards, footage; {again.format('garbled')}",
+        f"race: not listed, it lacks its shards, footage; {again.format('race')}"]
+
+
+@pytest.mark.parametrize("seconds", [float("nan"), float("inf"), -5.0, 0.0])
+def test_a_time_budget_is_finite_and_above_zero(tmp_path, seconds):
+    """(`reenact adapt --seconds nan`, -5, 0: tests/test_cli_walk.py.)"""
+    with pytest.raises(AdaptError, match=f"seconds {seconds}: a time budget is a finite number of seconds"):
+        adapt_target(tmp_path / "clip.mp4", "me", Paths.at(tmp_path), Params(), seconds=seconds)
+    (tmp_path / "params.yaml").write_text("{}\n")
+    with pytest.raises(OverrideError, match="bad value for 'adapt.seconds'"):
+        load_params(tmp_path / "params.yaml", {"adapt.seconds": seconds})
+    (tmp_path / "params.yaml").write_text(f"adapt:\n  seconds: {seconds}\n")
+    with pytest.raises(ParamsError, match="bad value for 'adapt.seconds'"):
+        load_params(tmp_path / "params.yaml")
