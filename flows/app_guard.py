@@ -33,7 +33,8 @@ AUTH_ENV = "REENACT_APP_AUTH"
 MIN_PASSWORD = 12
 WRONG_LOGINS = 5
 BLOCKED_SECONDS = 60.0
-SMALL_BODY = 64 << 10  # a login, a queue request: never counted against the budget
+SMALL_BODY = 64 << 10  # a login, a queue request: not counted against the budget (an upload always is)
+UPLOADS = ("/upload", "/process_recording")  # the routes that keep what they are sent
 
 
 class StartError(ValueError):
@@ -229,7 +230,7 @@ class Guard:
             size = int(headers.get(b"content-length", b"0"))
         except ValueError:
             return await PlainTextResponse("a bad Content-Length", 400)(scope, receive, send)
-        if size <= SMALL_BODY:
+        if size <= SMALL_BODY and not scope["path"].rstrip("/").endswith(UPLOADS):
             return await self.app(scope, receive, send)
         held = self.budget.reserve(size)
         if held is None:

@@ -216,6 +216,8 @@ def test_uploads_are_bounded_and_each_is_removed_after_its_render(guarded, tmp_p
     assert not Path(kept).exists(), "the upload is removed once rendered"
     assert list(guarded.project.app_renders.glob("first_synthetic_0_face_*.mp4")), "the render is kept"
     assert upload(guarded, second, cookie)[0] == 200, "room again"
+    small = [upload(guarded, wav(tmp_path / f"small_{n}.wav", 0.2, seed=n), cookie)[0] for n in range(20)]
+    assert 5 < small.index(413) < 15 and set(small[small.index(413):]) == {413}, "small ones count too"
 
 
 def test_an_app_stopped_while_it_renders_leaves_nothing_behind(kit, tmp_path):

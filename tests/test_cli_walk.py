@@ -9,6 +9,7 @@ import socket
 from pathlib import Path
 
 import pytest
+import torch
 import typer.main
 from render_kit import write_voice
 from typer.testing import CliRunner
@@ -28,7 +29,8 @@ BAD: dict[str, list[str]] = {
     "out": ["{folder}", "{garbage}/talk.mp4"],
     "target": ["", "../../etc", "no such target", "a/b", "x" * 300],
     "override": ["adapt.epochs=[", "seed", "=1", "nosuch.key=1", "render.size=7", "adapt.seconds=nan",
-                 "render=3", "device=cuda:9", "render.output=movie"],
+                 "render=3", "device=cuda:9", "render.output=movie",
+                 *([] if torch.cuda.is_available() else ["device=cuda"])],
     "params_file": FILES,
     "lstm": FILES,
     "cgan": FILES,
@@ -46,7 +48,8 @@ BAD: dict[str, list[str]] = {
 }
 # Those the issue named: each must be exit status 2.
 EXIT_2 = {("render", "out", "{folder}"), ("render", "override", "adapt.epochs=["),
-          ("render", "override", "device=cuda:9"), ("adapt", "override", "adapt.epochs=["),
+          ("render", "override", "device=cuda:9"), ("render", "override", "device=cuda"),
+          ("adapt", "override", "adapt.epochs=["),
           ("adapt", "seconds", "nan"), ("adapt", "seconds", "-5"), ("adapt", "seconds", "0"),
           ("app", "port", "70000"), ("app", "port", "-1"), ("app", "port", "{busy}")}
 
