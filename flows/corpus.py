@@ -18,6 +18,7 @@ from them (adapt.base: shipped).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -30,7 +31,7 @@ from typing import Annotated, Any
 import typer
 import yaml
 
-from models.artifacts import SHIPPED_BASE
+from models.artifacts import SHIPPED_BASE, CganArtifact
 from tasks.config.entry import Overrides, parse_overrides
 from tasks.config.files import atomic_path
 from tasks.config.params import load_params
@@ -135,11 +136,18 @@ def build_base(work: Path = BASE_WORK, into: Path = SHIPPED_BASE) -> Path:
     refused = {name: lic for name, lic in licences.items() if "NC" in lic or lic == "unknown"}
     if refused:
         raise SystemExit(f"{BASE_SOURCES}: licence does not allow sharing weights: {refused}")
-    paths = build_corpus(work, BASE_SOURCES, BASE_OVERRIDES)
+    return export_base(build_corpus(work, BASE_SOURCES, BASE_OVERRIDES), licences, into)
+
+
+def export_base(paths: Paths, licences: dict[str, str], into: Path = SHIPPED_BASE) -> Path:
+    """The base corpus at `paths` as the package ships it: its LSTM, its generator without the reference
+    crops it keeps of each training video (faces of the footage, which is never shipped; adapt makes the
+    target's own), and the model card."""
+    generator = CganArtifact.load(paths.cgan)
     with atomic_path(Path(into)) as staging:
         staging.mkdir(parents=True)
         shutil.copy2(paths.lstm, staging / "lstm.pt")
-        shutil.copy2(paths.cgan, staging / "cgan.pt")
+        dataclasses.replace(generator, references={}).save(staging / "cgan.pt")
         (staging / "MODEL_CARD.md").write_text(model_card(paths, licences))
     return Path(into)
 
@@ -148,8 +156,8 @@ CARD = """# The real-faces base (models/base/)
 
 What `reenact adapt` starts from (`adapt.base: shipped`): `lstm.pt` (speech -> 8 lip points, the
 paper's BiLSTM) and `cgan.pt` (the frame-conditioned U-Net that paints a lower face from a reference
-crop and the lips). Written by `dvc repro base` (flows/corpus.py) from the real fixtures beside the
-project; data/sources/base.txt lists the clips. Do not edit by hand.
+crop and the lips). Written by `make base` (the frozen DVC stage base, flows/corpus.py) from the real
+fixtures beside the project; data/sources/base.txt lists the clips. Do not edit by hand.
 
 ## Intended use
 
@@ -160,7 +168,8 @@ and watermarked as synthetic. It is no one's face: it paints the person of the r
 
 {clips} clips, {frames} frames at {fps} fps. Every clip's licence allows sharing weights trained on it:
 the non-commercial ones are left out, and so are the four clips adaptation is measured on (anchor_20s,
-speaker_15s, may_5s, map_5s), so that no measured person is in the base. No footage is shipped.
+speaker_15s, may_5s, map_5s), so that no measured person is in the base. No footage is shipped: the
+generator keeps no reference crops of these clips (`adapt` makes the target's own).
 
 | clip | frames | with a face | licence |
 | --- | --- | --- | --- |
