@@ -32,6 +32,7 @@ from tasks.config.entry import (
     stage_params,
     stage_paths,
 )
+from tasks.config.files import safe_id
 from tasks.config.params import Params
 from tasks.config.paths import TARGET_RECORD, Paths
 
@@ -98,6 +99,9 @@ def resolve_target(paths: Paths, params: Params, name: str | None = None, models
     loaded project models), else the project's. RenderError when it is neither. `adapted_targets=False`:
     a video of the frame table only (evaluate measures the corpus models on their own target)."""
     wanted = name or params.render.target_video or None
+    if wanted and safe_id(wanted) != wanted:  # it names a folder: no path, at most 64 characters
+        raise RenderError(f"target {wanted[:80]!r}: not a target name (letters, digits, _ and -, "
+                          "at most 64)")
     adapted = None
     if adapted_targets and wanted and (paths.target_dir(wanted) / TARGET_RECORD).is_file():
         adapted = read_target(paths, wanted)
