@@ -21,6 +21,7 @@ from render_kit import Trained, ffmpeg, probe, write_voice
 
 from models.artifacts import SHIPPED_BASE, CganArtifact
 from models.errors import AdaptError
+from models.rendering import render as render_stage
 from models.training import adapt
 from models.training.adapt import adapt_target
 from models.training.targets import list_targets, read_target
@@ -160,6 +161,12 @@ def test_adapt_registers_a_target_that_renders_on_its_own_footage(footage, tmp_p
     assert (streams["video"]["width"], streams["video"]["height"]) == first.shape[1::-1]
     signed = reenact("verify", str(tmp_path / "talk.mp4"), cwd=tmp_path).stdout
     assert f"cgan_sha256          {hashlib.sha256(mine.cgan.read_bytes()).hexdigest()}" in signed, signed
+
+    # The DVC stage render, told render.target_video: me, renders onto the adapted target too.
+    render_stage.main([*project, "--override", "render.target_video=me"])
+    staged = reenact("verify", str(tmp_path / "p" / "renders" / "demo.mp4"), cwd=tmp_path).stdout
+    assert "target_video         me" in staged, staged
+    assert f"cgan_sha256          {hashlib.sha256(mine.cgan.read_bytes()).hexdigest()}" in staged, staged
 
     done = reenact("adapt", str(clip), "--name", "me", *project, cwd=tmp_path)
     one_line_error(done, "already a target", "--replace")
