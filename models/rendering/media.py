@@ -6,6 +6,7 @@ can fill up and stall ffmpeg."""
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
@@ -19,6 +20,7 @@ import numpy as np
 from models.errors import RenderError
 from tasks.config.files import atomic_path
 from tasks.config.params import RenderParams
+from tasks.provenance.manifest import sign_mp4
 
 
 def _last_line(log: IO[bytes], code: int | None) -> str:
@@ -120,3 +122,21 @@ class Encoder:
             raise RenderError(
                 f"{self.out}: encoding failed: {_last_line(self.log, self.process.wait())}"
             ) from None
+
+
+class Signer:
+    """The encoder's `finish`: signs its finished temporary file in place, for the name it will have (the
+    manifest's title is the file's name), before the encoder renames it to `out`
+    (tasks/provenance/manifest.py): the render's `facts`, the output's digital source type and the
+    watermark's id as the soft binding. What sign_mp4 returned is kept in `signed`."""
+
+    def __init__(self, facts: dict, key_dir: str | None, source_type: str, mark_id: int | None):
+        self.facts, self.key_dir, self.source_type, self.mark_id = facts, key_dir, source_type, mark_id
+        self.signed: dict = {}
+
+    def __call__(self, temp: Path, final: Path) -> None:
+        with tempfile.TemporaryDirectory(prefix=".signing-", dir=temp.parent) as folder:
+            signed = Path(folder) / final.name
+            made = sign_mp4(temp, signed, self.facts, self.key_dir, self.source_type, self.mark_id)
+            self.signed.update(made)
+            os.replace(signed, temp)

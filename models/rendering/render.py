@@ -17,7 +17,6 @@ ffmpeg pipe, lips wait on disk (64 bytes a frame), frames stream into ffmpeg's s
 
 from __future__ import annotations
 
-import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -31,7 +30,7 @@ from models.errors import RenderError
 from models.rendering.layouts import FrameStream, Layout, check_output
 from models.rendering.loading import Models, Target, load_models, models_stage, resolve_target
 from models.rendering.mark import Marker
-from models.rendering.media import Encoder
+from models.rendering.media import Encoder, Signer
 from models.rendering.panel import real_video
 from models.rendering.speech import frame_count, stream_lips
 from models.training.lips import (
@@ -48,7 +47,7 @@ from models.training.lips import (
 from tasks.config.entry import run
 from tasks.config.params import Output, Params, digest
 from tasks.config.paths import Paths
-from tasks.provenance.manifest import Verdict, draw_label, render_facts, sign_mp4, source_type_of
+from tasks.provenance.manifest import Verdict, draw_label, render_facts, source_type_of
 from tasks.provenance.watermark import new_mark_id
 from tasks.rows.decode import DecodeError, MediaInfo, iter_audio, probe
 from tasks.rows.features import feature_layout
@@ -223,7 +222,9 @@ def render(
     mark_id = (new_mark_id() if options.mark_id is None else options.mark_id) if options.watermark else None
     marker = Marker(mark_id, params.preprocess.fps) if mark_id is not None else None
     layout = Layout(target, params, output, _real(audio, paths, output, options.real), marker)
-    signer = _Signer(audio, target.name, models, params, options.provenance, source_type_of(output), mark_id)
+    facts = render_facts(speech=audio, target_video=target.name, params_digest=digest(params),
+                         lstm=models.lstm_path, cgan=models.cgan_path, **(options.provenance or {}))
+    signer = Signer(facts, params.provenance.key_dir or None, source_type_of(output), mark_id)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="reenact-render-") as scratch:
         raw, clip, seconds = _speech_to_disk(models, audio, params, Path(scratch), info, options.progress)
@@ -253,49 +254,13 @@ def _real(audio: Path, paths: Paths, output: Output, real: str | None) -> str | 
     return real
 
 
-class _Signer:
-    """Signs the encoder's finished temporary file in place, for the name it will have (the manifest's
-    title is the file's name), before the encoder renames it to `out` (tasks/provenance/manifest.py):
-    with the output's digital source type and the watermark's id as the soft binding."""
-
-    def __init__(
-        self,
-        audio: Path,
-        target: str,
-        models: Models,
-        params: Params,
-        extra: dict | None,
-        source_type: str,
-        mark_id: int | None,
-    ):
-        self.facts = render_facts(
-            speech=audio,
-            target_video=target,
-            params_digest=digest(params),
-            lstm=models.lstm_path,
-            cgan=models.cgan_path,
-            **(extra or {}),
-        )
-        self.key_dir = params.provenance.key_dir or None
-        self.signed: dict = {}
-        self.source_type, self.mark_id = source_type, mark_id
-
-    def __call__(self, temp: Path, final: Path) -> None:
-        with tempfile.TemporaryDirectory(prefix=".signing-", dir=temp.parent) as folder:
-            signed = Path(folder) / final.name
-            self.signed.update(
-                sign_mp4(temp, signed, self.facts, self.key_dir, self.source_type, self.mark_id)
-            )
-            os.replace(signed, temp)
-
-
 def _encode(
     frames: FrameStream,
     out: Path,
     audio: Path,
     seconds: float,
     params: Params,
-    signer: _Signer,
+    signer: Signer,
     progress: Progress | None,
 ) -> None:
     """Step 3: the layout's frames into the mp4, labelled when provenance.label says so."""

@@ -18,9 +18,9 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 VIDEOS_TABLE = "_videos.parquet"
-# The checkout this code runs from, and the real talking-head fixtures that sit beside it (never in it:
-# ../shared/fixtures/real, with SOURCES.md; $REENACT_FIXTURES points elsewhere). Evaluations, the shipped
-# base's rebuild and the real_media tests read them; a fresh clone has none.
+# The checkout this code runs from, and the real talking-head fixtures that sit beside it, never in it (a
+# folder with SOURCES.md and the clips; $REENACT_FIXTURES points elsewhere; ARCHITECTURE.md, The shipped
+# base). Evaluations, the base's rebuild and the real_media tests read them; a fresh clone has none.
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 REAL_FIXTURES = Path(os.environ.get("REENACT_FIXTURES") or PROJECT_ROOT.parent / "shared/fixtures/real")
 
