@@ -36,8 +36,11 @@ demo: setup
 # The shipped real-faces base (models/base/: lstm.pt, cgan.pt, MODEL_CARD.md) rebuilt from the real fixtures
 # beside the checkout (../shared/fixtures/real or $REENACT_FIXTURES). Its DVC stage is frozen, so that
 # `dvc repro` (make demo) never rebuilds it on a machine without the fixtures.
+# dvc.yaml is put back as it was afterwards: (un)freeze would rewrite its layout, and restoring it freezes it again.
 base: setup
-	PATH=$(CURDIR)/$(BIN):$$PATH; dvc unfreeze base && { dvc repro base; status=$$?; dvc freeze base; exit $$status; }
+	mkdir -p .dvc/tmp && cp dvc.yaml .dvc/tmp/dvc.yaml.frozen
+	PATH=$(CURDIR)/$(BIN):$$PATH; dvc unfreeze base && dvc repro base; status=$$?; \
+		cp .dvc/tmp/dvc.yaml.frozen dvc.yaml; exit $$status
 
 ingest: setup
 	$(BIN)/dvc repro ingest
