@@ -3,6 +3,7 @@ of a flow run as a DVC stage, and publishing Prefect artifacts."""
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from tasks.config.entry import (
     stage_paths,
 )
 from tasks.config.params import Params, load_params
-from tasks.config.paths import Paths
+from tasks.config.paths import PROJECT_ROOT, Paths
 
 
 def flow_project(root: str | Path, params_file: str | Path | None = None,
@@ -36,12 +37,51 @@ def flow_project(root: str | Path, params_file: str | Path | None = None,
 
 
 def record_params(flow_name: str, params: Params, overrides: dict[str, Any] | None,
-                  sections: set[str]) -> None:
-    """Log and publish the params a run used, so a deployment run with overrides is reproducible."""
+                  sections: set[str], params_file: str | Path | None = None) -> None:
+    """Log and publish the params a run used, so a deployment run with overrides is reproducible: the
+    overrides it was given, and where its params file (None: the project's) sets these sections otherwise
+    than the project's own params.yaml, or, being that file, than its committed version (`dvc exp run
+    -S` rewrites it; `params_changes`)."""
     used = yaml.safe_dump(params.model_dump(mode="json", include=sections), sort_keys=False)
-    get_run_logger().info("params used (overrides: %s):\n%s", overrides or "none", used)
-    markdown = f"# params used\n\noverrides: `{overrides or {}}`\n\n```yaml\n{used}```"
+    changed = params_changes(Path(params_file) if params_file else PROJECT_ROOT / "params.yaml", sections)
+    said = f"overrides: {overrides or 'none'}" + (f"; {changed}" if changed else "")
+    get_run_logger().info("params used (%s):\n%s", said, used)
+    markdown = f"# params used\n\n{said}\n\n```yaml\n{used}```"
     publish_markdown(f"{flow_name}-params", markdown, f"the params this {flow_name} run used")
+
+
+def params_changes(params_file: Path, sections: set[str]) -> str:
+    """`params.yaml differs from ... in: data.source=sources, ...` within `sections`, against the project's
+    params.yaml when `params_file` is another file, else against the project's committed params.yaml (git's
+    HEAD); "" when they agree or there is nothing to compare with (no git, no commit, a bad file)."""
+    project = PROJECT_ROOT / "params.yaml"
+    try:
+        mine = load_params(params_file).model_dump(mode="json", include=sections)
+        if params_file.resolve() != project.resolve():
+            against, theirs = str(project), load_params(project).model_dump(mode="json", include=sections)
+        else:
+            committed = subprocess.run(["git", "-C", str(PROJECT_ROOT), "show", "HEAD:params.yaml"],
+                                       capture_output=True, text=True, timeout=10, check=True).stdout
+            against = "the committed params.yaml"
+            theirs = Params.model_validate(yaml.safe_load(committed) or {}).model_dump(mode="json",
+                                                                                        include=sections)
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return ""
+    differ = {key: value for key, value in _flat(mine).items() if _flat(theirs).get(key) != value}
+    if not differ:
+        return ""
+    return f"{params_file} differs from {against} in: " + ", ".join(f"{k}={v}" for k, v in differ.items())
+
+
+def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'data': {'limit': 3}} -> {'data.limit': 3}."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat |= _flat(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def run_stage(stage: Flow, preflight: Callable[[Params, Paths], str | None] | None = None,

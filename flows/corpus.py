@@ -5,10 +5,12 @@
 
 `build` runs the project's own stages (`flows.ingest`, `flows.preprocess`, `models.training.train_lstm`,
 `models.training.train_cgan`, `models.evaluation.evaluate`) with `--root DIR`, as `dvc repro` runs them, on
-the sources listed in SOURCES, with this project's params.yaml and the overrides written to DIR/params.yaml.
-The workspace (its params.yaml, data/, artifacts/) is never written: an interrupted build leaves it as
-it was, and DIR as far as it got. A DIR whose stamp (the sources, the params and the overrides) matches
-and whose models exist is kept.
+the sources listed in SOURCES, with this project's params.yaml and the overrides written to DIR/params.yaml
+and given to each stage as `--override` too, so that each stage's log names them. The workspace (its
+params.yaml, data/, artifacts/) is never written: an interrupted build (SIGINT, SIGTERM, SIGHUP) stops its
+stage and leaves the workspace as it was, and DIR as far as it got. A DIR whose stamp (the sources, the
+params and the overrides) matches and whose models exist is kept. Progress: the stages done of those to
+run, a line at least every 15 s (tasks/config/progress.py), beside each stage's own output on stderr.
 
 `base` builds data/sources/base.txt (the real fixtures beside the project whose licences allow the
 weights to be shared) into --work (default .cache/base) and copies its LSTM and frame generator,
@@ -31,11 +33,13 @@ from typing import Annotated, Any
 import typer
 import yaml
 
+from flows.stopping import Stopped, stop_on_signals
 from models.artifacts import SHIPPED_BASE, CganArtifact
 from tasks.config.entry import Overrides, parse_overrides
 from tasks.config.files import atomic_path
 from tasks.config.params import load_params
 from tasks.config.paths import PROJECT_ROOT, Paths, require_real_fixtures
+from tasks.config.progress import Progress
 
 STAMP = "corpus.json"
 STAGES = ("flows.ingest", "flows.preprocess", "models.training.train_lstm", "models.training.train_cgan",
@@ -56,10 +60,28 @@ BASE_OVERRIDES: dict[str, Any] = {"cgan.epochs": 4, "cgan.finetune_epochs": 0, "
 
 
 def _stage(module: str, root: Path, *extra: str) -> None:
-    """One stage, run as dvc.yaml runs it (from the project root, so that relative sources resolve)."""
+    """One stage, run as dvc.yaml runs it (from the project root, so that relative sources resolve). An
+    exception here (a signal's Stopped included) ends the stage first: SIGTERM, then SIGKILL after 20 s."""
     command = [sys.executable, "-m", module, "--root", str(root), *extra]
     print(f"corpus: {' '.join(command[1:])}", file=sys.stderr, flush=True)
-    subprocess.run(command, cwd=PROJECT_ROOT, check=True, stdout=sys.stderr)
+    with subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=sys.stderr) as process:
+        try:
+            code = process.wait()
+        except BaseException:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+            raise
+    if code:
+        raise subprocess.CalledProcessError(code, command)
+
+
+def override_options(settings: dict[str, Any]) -> list[str]:
+    """`--override KEY=VALUE` for each setting, the value as JSON (which the stages read as YAML)."""
+    return [option for key, value in settings.items()
+            for option in ("--override", f"{key}={json.dumps(value)}")]
 
 
 def build_corpus(root: Path, sources: Path, overrides: dict[str, Any] | None = None,
@@ -100,9 +122,12 @@ def build_corpus(root: Path, sources: Path, overrides: dict[str, Any] | None = N
         paths.root.mkdir(parents=True)
     paths.params.write_text(yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False))
     if not kept:
-        extra = ("--shards", str(rows.shards.resolve())) if rows is not None else ()
-        for module in stages:
-            _stage(module, paths.root.resolve(), *extra)
+        extra = ["--shards", str(rows.shards.resolve())] if rows is not None else []
+        with Progress("corpus", units={"build": "stages"}) as progress:
+            for done, module in enumerate(stages):
+                progress("build", done, len(stages))
+                _stage(module, paths.root.resolve(), *extra, *override_options(settings))
+            progress("build", len(stages), len(stages))
         stamp_file.write_text(json.dumps(stamp))
     return paths
 
@@ -232,8 +257,14 @@ def build(
     root: Annotated[Path, typer.Option(help="the project folder the corpus is built in")],
     override: Overrides = None,
 ) -> None:
-    """Build a corpus from SOURCES into its own project folder (--root); the workspace is never written."""
-    paths = build_corpus(root, sources, parse_overrides(override))
+    """Build a corpus from SOURCES into its own project folder (--root); the workspace is never written.
+    Stopped (Ctrl-C, SIGTERM, SIGHUP), it ends the stage it runs and leaves --root as far as it got."""
+    try:
+        with stop_on_signals():
+            paths = build_corpus(root, sources, parse_overrides(override))
+    except Stopped as stopped:
+        typer.echo(f"corpus: {stopped}; {root} is left as far as it got, the workspace as it was", err=True)
+        raise
     typer.echo(json.dumps({"root": str(paths.root), "lstm": str(paths.lstm), "cgan": str(paths.cgan)}))
 
 
@@ -242,7 +273,8 @@ def base(
     work: Annotated[Path, typer.Option(help="where the base corpus is built and kept")] = BASE_WORK,
 ) -> None:
     """Rebuild the shipped real-faces base (models/base/) from the real fixtures beside the project."""
-    typer.echo(f"base: {build_base(work)}")
+    with stop_on_signals():
+        typer.echo(f"base: {build_base(work)}")
 
 
 if __name__ == "__main__":

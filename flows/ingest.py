@@ -134,7 +134,7 @@ def ingest(params_file: str | None = None, overrides: dict[str, Any] | None = No
     # params_file, raw_dir: None is the project's (tasks/config/paths.py).
     logger = get_run_logger()
     paths, params = flow_project(root, params_file, overrides, raw=raw_dir)
-    record_params("ingest", params, overrides, {"data", "demo"})
+    record_params("ingest", params, overrides, {"data", "demo"}, params_file or paths.params)
     paths.videos.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     if params.data.source == "demo":

@@ -110,7 +110,7 @@ def preprocess(params_file: str | None = None, overrides: dict[str, Any] | None 
     started = time.perf_counter()
     logger = get_run_logger()
     paths, all_params = flow_project(root, params_file, overrides, raw=raw_dir, shards=shards_dir)
-    record_params("preprocess", all_params, overrides, {"preprocess"})
+    record_params("preprocess", all_params, overrides, {"preprocess"}, params_file or paths.params)
     params = all_params.preprocess
     shards_root = paths.shards
     shards_root.mkdir(parents=True, exist_ok=True)

@@ -139,7 +139,7 @@ def render_flow(
     relative to it; default a new file in its paths.runs); publishes a link and a summary."""
     logger = get_run_logger()
     paths, params = flow_project(Path(root).resolve(), None, overrides)  # fail fast, naming the bad key
-    record_params("render", params, overrides, {"device", "render", "provenance"})
+    record_params("render", params, overrides, {"device", "render", "provenance"}, paths.params)
     output = output or params.render.output
     out_path = paths.root / out if out else default_out(paths.runs, str(audio), target, output)
     last = {"logged": 0.0}
