@@ -1,6 +1,8 @@
 """The plumbing both training stages share, so that each stage's `train` reads as its loop:
-the resumable checkpoint (`<checkpoints>/<stage>/last.pt`), DVCLive (`<dvclive>/<stage>`) and the
-artifact, each where the project's Paths put it.
+the resumable checkpoint (`<checkpoints>/<stage>/last.pt`), DVCLive (`<dvclive>/<stage>`), the
+artifact, each where the project's Paths put it, and progress (tasks/config/progress.py): epochs done of
+the run's total with the time left, a bar on a terminal, else a line at least every 15 s however long
+an epoch is, beside the line each epoch prints (`epoch_line`).
 
 Only the main process (rank 0 under torchrun) logs to DVCLive and writes files; every process
 resumes from the same checkpoint.
@@ -8,7 +10,9 @@ resumes from the same checkpoint.
 
 from __future__ import annotations
 
+import sys
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +22,7 @@ from models.artifacts import Artifact, Checkpoint
 from models.training.data import Corpus, Split
 from tasks.config.params import digest
 from tasks.config.paths import Paths
+from tasks.config.progress import Progress, clock
 
 
 class TrainingRun:
@@ -27,15 +32,22 @@ class TrainingRun:
 
     `state` names the objects whose `state_dict()` the checkpoint keeps (models, optimisers, the
     GradScaler): models/artifacts.py: Checkpoint.state. `resumed` is the checkpoint resumed, or None.
+    `epochs`: the run's total, which its progress counts to (None: shown as not known).
     """
 
-    def __init__(self, stage: str, key: str, state: dict[str, Any], paths: Paths, is_main: bool = True):
+    def __init__(self, stage: str, key: str, state: dict[str, Any], paths: Paths, is_main: bool = True,
+                 epochs: int | None = None):
         self.stage, self.key, self.state, self.is_main = stage, key, state, is_main
+        self.epochs = epochs
         self.last = paths.checkpoint_dir(stage) / "last.pt"
         self.resumed = self._resume()
         self.start_epoch = self.resumed.epoch if self.resumed is not None else 0
         self.live = None
+        self.progress: Progress | None = None
         if is_main:
+            self.progress = Progress(stage, stream=sys.stdout, units={"training": "epochs"}).__enter__()
+            weakref.finalize(self, self.progress.close)  # a run dropped unfinished stops its lines too
+            self.progress("training", self.start_epoch, epochs)
             from dvclive import Live  # imports DVC: only the process that logs pays for it
 
             self.live = Live(str(paths.live_dir(stage)), resume=self.start_epoch > 0, report=None,
@@ -82,17 +94,24 @@ class TrainingRun:
         """The resumable checkpoint after `epoch` (counted from 0): every state object, and `extra`."""
         state = {name: obj.state_dict() for name, obj in self.state.items()}
         Checkpoint(self.key, epoch + 1, state, extra).save(self.last)
+        if self.progress is not None:
+            self.progress("training", epoch + 1, self.epochs)
 
     def finish(self, artifact: Artifact, out: Path) -> None:
+        if self.progress is not None:
+            self.progress.close()
         self.live.end()
         artifact.save(out)
 
 
 def epoch_line(stage: str, epoch: int, epochs: int, metrics: dict[str, float], started: float,
                note: str = "") -> str:
-    """`lstm: epoch 3/30 train_loss 0.4123 ... (1.2s)`: what a stage prints after each epoch."""
+    """`lstm: epoch 3/30 train_loss 0.4123 ... (1.2s, ~0:33 left)`: what a stage prints after each epoch
+    (the time left: the epochs to come at this epoch's pace)."""
     values = " ".join(f"{name} {value:.4f}" for name, value in metrics.items())
-    return f"{stage}: epoch {epoch + 1}/{epochs}{note} {values} ({time.perf_counter() - started:.1f}s)"
+    took = time.perf_counter() - started
+    left = clock(took * (epochs - epoch - 1))
+    return f"{stage}: epoch {epoch + 1}/{epochs}{note} {values} ({took:.1f}s, ~{left} left)"
 
 
 def made_from(section: Any, corpus: Corpus, split: Split) -> dict[str, Any]:

@@ -194,7 +194,7 @@ def train(root: Root = DEFAULT_ROOT, params_file: ParamsFile = None, override: O
     key = run_key(p.model_dump(exclude={"epochs", "finetune_epochs", "num_workers", "val_frames"}),
                   params.split.model_dump(), params.seed, data.corpus.fingerprint(),
                   code_digest(__spec__.name))
-    training = TrainingRun("cgan", key, raw.state(), paths, process.is_main)
+    training = TrainingRun("cgan", key, raw.state(), paths, process.is_main, epochs=p.epochs)
     gan = raw.distributed(process)
 
     for epoch in range(training.start_epoch, p.epochs):
