@@ -18,6 +18,7 @@ from flows.cli_support import (
     ended_by_signals,
     errors_in_one_line,
     finite_positive,
+    held_out_measure,
     progress_bar,
     project_command,
     usage_error,
@@ -132,7 +133,8 @@ def render(
     from tasks.config.params import ParamsError
 
     known = (RenderError, ParamsError, FileNotFoundError, CheckpointError, ArrowInvalid)
-    with errors_in_one_line(*known), ended_by_signals(), progress_bar() as progress:
+    units = {"lips": "frames", "frames": "frames"}
+    with errors_in_one_line(*known), ended_by_signals(), progress_bar("render", units) as progress:
         check_out(out)
         check_name("--target", target)
         if not audio.strip():
@@ -166,20 +168,31 @@ def adapt(
                                    callback=finite_positive)
     ] = None,
     replace: Annotated[bool, typer.Option(help="adapt an existing target of that name again")] = False,
+    strict: Annotated[bool, typer.Option(
+        help="refuse footage outside what works well (head turned, face small or blurred, often no face) "
+             "instead of warning")] = False,
+    hold_out: Annotated[bool, typer.Option(
+        help="fine-tune on the first 75% of the frames and measure the last quarter (reenact targets "
+             "shows the figures)")] = False,
     override: Overrides = None,
 ) -> None:
-    """Make a real person a target: check and preprocess VIDEO, fine-tune the corpus generator on it
-    (the corpus LSTM is kept) and register it in the project's targets folder for
-    `reenact render --target NAME`. Nothing of the corpus is written; a bad clip registers nothing."""
+    """Make a real person a target: check and preprocess VIDEO, look at it (one warning line for footage
+    outside what works well), fine-tune the corpus generator on it (the corpus LSTM is kept) and register
+    it in the project's targets folder for `reenact render --target NAME`. Nothing of the corpus is
+    written; a bad clip registers nothing."""
     from models.errors import AdaptError, CheckpointError
     from models.training.adapt import adapt_target
     from tasks.config.params import ParamsError, load_params
 
+    units = {"preprocess": "frames", "fine-tune": "steps"}
     with errors_in_one_line(AdaptError, CheckpointError, ParamsError), ended_by_signals(), \
-            progress_bar() as progress:
+            progress_bar("adapt", units) as progress:
         check_name("--name", name)
         params = load_params(paths.params, checked_overrides(paths, override))
-        target = adapt_target(video, name, paths, params, seconds=seconds, replace=replace, progress=progress)
+        fraction, measure = held_out_measure(params.device) if hold_out else (1.0, None)
+        target = adapt_target(video, name, paths, params, seconds=seconds, replace=replace, progress=progress,
+                              strict=strict, warn=lambda line: typer.echo(f"warning: {line}", err=True),
+                              train_fraction=fraction, measure=measure)
     typer.echo(
         f"{target.name}: {target.frames} frames ({target.frames_with_face} with a face) of {video}, "
         f"{target.steps} fine-tuning steps, in {target.adapt_seconds:.0f} s -> {target.folder}\n"
@@ -189,8 +202,9 @@ def adapt(
 
 @app.command()
 def targets(root: Root = DEFAULT_ROOT) -> None:
-    """The targets adapted by `reenact adapt`: name, frames, fine-tuning, when, from what clip and base."""
-    from models.training.targets import list_targets, missing_parts
+    """The targets adapted by `reenact adapt`: name, frames, fine-tuning steps and time, when, from what clip
+    and base, what adapt saw in the clip, and the figures of its held-out frames when it measured them."""
+    from models.training.targets import describe, list_targets, missing_parts
 
     check_locations({"root": root})
     paths = stage_paths(root)
@@ -204,8 +218,7 @@ def targets(root: Root = DEFAULT_ROOT) -> None:
         typer.echo(f"no adapted targets in {stage_paths(root).targets} (`reenact adapt VIDEO --name NAME`)")
         return
     for t in found:
-        typer.echo(f"{t.name:<16} {t.frames:>6} frames  {t.steps:>5} steps  {t.adapt_seconds:>6.0f} s  "
-                   f"{t.created}  {t.source}  (base: {t.base})")
+        typer.echo("\n".join(describe(t)))
 
 
 VERIFY_EXIT = {

@@ -1,5 +1,6 @@
 """What the `reenact` commands (flows/cli.py) share: the project's location options (`project_command`),
-the checks of an argument before any work, errors as one line, signals, and the progress bar.
+the checks of an argument before any work, errors as one line, signals, and progress
+(tasks/config/progress.py).
 
 Exit statuses: 0 done; 1 an input that cannot be used (a file missing, unreadable or corrupt, speech
 that is not audio, a clip with no face); 2 a bad argument, said in one line naming it (a value out of
@@ -24,6 +25,7 @@ from flows.stopping import Stopped, stop_on_signals
 from tasks.config.entry import DEFAULT_ROOT, Cgan, Lstm, ParamsFile, Root, Shards, Videos, stage_paths
 from tasks.config.params import OverrideError, ParamsError
 from tasks.config.paths import Paths
+from tasks.config.progress import Progress
 
 # The options that say where the project is: (annotation, default) of each, as every stage has them.
 LOCATIONS: dict[str, tuple[Any, Any]] = {
@@ -147,20 +149,26 @@ def check_name(flag: str, name: str | None) -> None:
         raise UsageError(f"{flag} {name[:80]!r}: a target's name is letters, digits, _ and - (at most 64)")
 
 
+def held_out_measure(device: str) -> tuple[float, Callable[[Paths, str], dict[str, Any]]]:
+    """`reenact adapt --hold-out`: the share of a clip's frames fine-tuned on, and what measures the staged
+    target on the rest as evaluate measures a held-out quarter (models/evaluation/held_out.py: the mouth
+    figures beside the nearest-lips and mean-face baselines'), for target.json's held_out."""
+    from models.common import finite_or_none
+    from models.evaluation.held_out import TRAIN_FRACTION, held_out_mouth
+    from models.rendering.loading import load_models
+
+    def measure(project: Paths, name: str) -> dict[str, Any]:
+        figures = held_out_mouth(load_models(project.lstm, project.cgan, device), project.shards, name)
+        return {key: finite_or_none(round(float(value), 4)) if value is not None else None
+                for key, value in figures.items() if key != "mouth_video"}
+
+    return TRAIN_FRACTION, measure
+
+
 @contextlib.contextmanager
-def progress_bar():
-    """A progress(phase, done, total) callback drawing one rich bar per phase on stderr (a terminal only)."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    columns = (TextColumn("{task.description:>10}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    console = Console(stderr=True)
-    with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as bar:
-        tasks = {}
-
-        def progress(phase: str, done: int, total: int) -> None:
-            if phase not in tasks:
-                tasks[phase] = bar.add_task(phase, total=total)
-            bar.update(tasks[phase], completed=done, total=total)
-
+def progress_bar(label: str, units: dict[str, str] | None = None) -> Iterator[Progress]:
+    """A progress(phase, done, total, budget=None) callback on stderr (tasks/config/progress.py): a bar per
+    phase with a fixed total and the time left on a terminal, else a plain `LABEL: ...` line at least
+    every 15 s."""
+    with Progress(label, units=units) as progress:
         yield progress

@@ -132,7 +132,7 @@ def test_adapt_registers_a_target_that_renders_on_its_own_footage(footage, tmp_p
     done = reenact("adapt", str(clip), "--name", "me", "--seconds", "5", "--override", "adapt.min_seconds=1",
                    *project, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert "--target me" in done.stdout
+    assert "--target me" in done.stdout and "warning" not in done.stderr, "frontal footage: no warning"
     assert corpus_digest(footage) == before
     paths = Paths.at(tmp_path / "p")
     target = read_target(paths, "me")
@@ -179,12 +179,16 @@ def test_train_fraction_fine_tunes_on_the_first_frames_only(footage, tmp_path):
         update={"min_seconds": 1.0, "epochs": 1})})
     calls = []
     target = adapt_target(clip, "held", paths, params, train_fraction=0.75,
-                          progress=lambda phase, done, total: calls.append((phase, done, total)))
+                          progress=lambda phase, done, total, budget=None: calls.append((phase, done, total,
+                                                                                         budget)))
     assert target.train_frames == 45 and target.frames == 60
-    assert {phase for phase, _, _ in calls} == {"preprocess", "fine-tune"}
-    assert all(0 < done <= total for _, done, total in calls)
-    assert calls[-1] == ("fine-tune", target.steps, target.steps), "the last call fills the bar"
-    assert ("preprocess", 60, 60) in calls
+    assert {phase for phase, *_ in calls} == {"preprocess", "fine-tune"}
+    assert all(0 < done <= total for _, done, total, _ in calls)
+    tuning = [call for call in calls if call[0] == "fine-tune"]
+    assert len({total for _, _, total, _ in tuning}) == 1, "the steps the epochs plan: a fixed total"
+    assert all(0 < budget <= params.adapt.seconds for *_, budget in tuning), "within adapt.seconds"
+    assert calls[-1][:3] == ("fine-tune", target.steps, target.steps), "the last call fills the bar"
+    assert ("preprocess", 60, 60, None) in calls
     tuned = CganArtifact.load(target.paths.cgan)
     face_in_first = read_frames(target.paths.shards, "held", ["face_found"]).column("face_found")
     assert tuned.lips_stats["held"].frames == sum(face_in_first.to_pylist()[:45])
@@ -281,7 +285,9 @@ def test_a_project_with_no_models_adapts_from_the_shipped_base(footage, tmp_path
     base = CganArtifact.load(SHIPPED_BASE / "cgan.pt")
     tuned = CganArtifact.load(target.paths.cgan)
     assert set(tuned.lips_stats) == set(base.lips_stats) | {"me"} and tuned.condition == base.condition
-    assert "(base: shipped)" in reenact("targets", "--root", str(root), cwd=tmp_path).stdout
+    listed = reenact("targets", "--root", str(root), cwd=tmp_path).stdout
+    base_sha256 = hashlib.sha256((SHIPPED_BASE / "cgan.pt").read_bytes()).hexdigest()
+    assert f"base: shipped (sha256 {base_sha256[:12]}, trained on {len(base.lips_stats)} videos)" in listed
 
     speech = write_voice(tmp_path / "speech.wav", 1.0)
     done = reenact("render", "--audio", str(speech), "--out", str(tmp_path / "talk.mp4"), "--target", "me",

@@ -7,7 +7,12 @@ paths.target_dir(NAME), laid out as Paths.in_target says:
     targets/NAME/cgan.pt                          the fine-tuned generator (the corpus LSTM is kept)
     targets/NAME/shards/video_id=NAME/part-*.parquet   the clip's rows
     targets/NAME/videos/NAME.mp4                  the footage rendering composites into
-    targets/NAME/target.json                      name, source, frames, when, seconds (TARGET_RECORD)
+    targets/NAME/target.json                      name, source, base, frames, steps, seconds, what adapt
+                                                  saw in the clip, held-out figures (TARGET_RECORD)
+
+Before it trains, adapt looks at the clip's rows (models/training/footage.py: head turn, face size, blur,
+frames with a face): footage outside what works well is one warning line naming the problem and the
+frames, or, `strict`, an AdaptError.
 
 Everything is made in a hidden folder beside it and renamed into place at the end
 (tasks.config.files.atomic_path): a bad clip or a killed run registers nothing, and nothing of the
@@ -30,16 +35,19 @@ from typing import Any
 from models.artifacts import SHIPPED_BASE, CganArtifact, LstmArtifact
 from models.errors import AdaptError
 from models.training.finetune import finetune
+from models.training.footage import Footage, look_at
 from models.training.targets import Adapted
-from tasks.config.files import Busy, atomic_path, exclusive, safe_id
+from tasks.config.files import Busy, atomic_path, exclusive, safe_id, sha256_file
 from tasks.config.params import Params
 from tasks.config.paths import TARGET_RECORD, Paths
+from tasks.config.progress import Report, silent
 from tasks.ingest.download import SourceError, fetch, source_id
 from tasks.ingest.video import MIN_FACE_SHARE, VideoError, process_video
 from tasks.rows.decode import DecodeError, MediaInfo, probe
 from tasks.table.shards import partition_dir
 
-Progress = Callable[[str, int, int], None]  # (phase, done, total): phases "preprocess", "fine-tune"
+# After fine-tuning, figures of the staged target (its project, its name) for target.json's held_out.
+Measure = Callable[[Paths, str], dict[str, Any]]
 
 
 def check_clip(video: Path, min_seconds: float) -> MediaInfo:
@@ -76,11 +84,12 @@ def check_name(name: str, paths: Paths, replace: bool) -> None:
             raise AdaptError(f"{model}: no such file; adapt starts from it ({remedy})")
 
 
-def check_models(paths: Paths) -> None:
-    """CheckpointError (one line naming the file) unless the models adapt starts from are readable
-    artifacts: found before the clip is preprocessed, and no target is registered with a broken LSTM."""
-    CganArtifact.load(paths.cgan)
+def check_models(paths: Paths) -> CganArtifact:
+    """The generator adapt starts from; CheckpointError (one line naming the file) unless it and the LSTM
+    are readable artifacts: found before the clip is preprocessed, and no target is registered with a
+    broken LSTM."""
     LstmArtifact.load(paths.lstm)
+    return CganArtifact.load(paths.cgan)
 
 
 def adapt_start(paths: Paths, params: Params) -> Paths:
@@ -103,7 +112,7 @@ def _ingest(video: Path, name: str, into: Paths, params: Params) -> Path:
     return footage
 
 
-def _preprocess(video: Path, footage: Path, into: Paths, params: Params, report: Progress) -> dict[str, Any]:
+def _preprocess(video: Path, footage: Path, into: Paths, params: Params, report: Report) -> dict[str, Any]:
     """The footage's rows in into.shards; AdaptError when a face is in under MIN_FACE_SHARE of frames."""
     try:
         row = process_video(footage, into.shards, params.preprocess,
@@ -118,38 +127,56 @@ def _preprocess(video: Path, footage: Path, into: Paths, params: Params, report:
 
 
 def _finetune(name: str, paths: Paths, into: Paths, params: Params, frames: int, seconds: float,
-              report: Progress) -> int:
+              report: Report) -> int:
     """The corpus generator (paths.cgan) fine-tuned on the first `frames` rows of into.shards for
-    adapt.epochs epochs at most, `seconds` of wall time at most, written to into.cgan; the steps done."""
+    adapt.epochs epochs at most, `seconds` of wall time at most, written to into.cgan; the steps done.
+    Its progress: the steps the epochs plan (a fixed total), within the budget of `seconds`."""
     epochs = params.adapt.epochs
     cgan = params.cgan.model_copy(update={"finetune_epochs": epochs, "references": params.adapt.references,
                                           "epochs": max(params.cgan.epochs, epochs),
                                           "mouth_weight": params.adapt.mouth_weight})
-    steps, started = [0], time.perf_counter()
+    steps, started = {"done": 0, "total": 0, "budget": seconds}, time.perf_counter()
 
     def progress(step: int, total: int) -> None:
-        """The steps out of those the epochs or, at this pace, the budget allow, whichever are fewer."""
-        steps[0], elapsed = step, max(time.perf_counter() - started, 1e-9)
-        report("fine-tune", step, min(total, step + int(max(0.0, seconds - elapsed) * step / elapsed)))
+        if not steps["done"]:  # the budget left when the phase's clock starts, at its first step
+            steps["budget"] = max(0.0, seconds - (time.perf_counter() - started))
+        steps.update(done=step, total=total)
+        report("fine-tune", step, total, budget=steps["budget"])
 
     try:
         finetune(paths.moved(shards=into.shards), params.model_copy(update={"cgan": cgan}), name, into.cgan,
                  frames=slice(0, frames), seconds=seconds, progress=progress, ema=params.adapt.ema)
     except ValueError as exc:  # rows made with other lip points or crop size, no face among `frames`
         raise AdaptError(str(exc)) from None
-    report("fine-tune", steps[0], steps[0])
-    return steps[0]
+    report("fine-tune", steps["done"], steps["total"], budget=steps["budget"])
+    return steps["done"]
+
+
+def _look(video: Path, into: Paths, name: str, params: Params, strict: bool,
+          warn: Callable[[str], None]) -> Footage:
+    """What the clip's rows show (models/training/footage.py); its problems are one line to `warn`, or,
+    `strict`, an AdaptError."""
+    footage = look_at(into.shards, name, params.adapt)
+    if footage.problems:
+        line = footage.warning(params.adapt)
+        if strict:
+            raise AdaptError(f"{video}: {line}; --strict refuses it, nothing is registered")
+        warn(line)
+    return footage
 
 
 def adapt_target(video: str | Path, name: str, paths: Paths, params: Params, *, train_fraction: float = 1.0,
-                 seconds: float | None = None, replace: bool = False,
-                 progress: Progress | None = None) -> Adapted:
+                 seconds: float | None = None, replace: bool = False, progress: Report | None = None,
+                 strict: bool = False, warn: Callable[[str], None] | None = None,
+                 measure: Measure | None = None) -> Adapted:
     """Make `video` (a local clip of one person speaking) the target `name` of the project at `paths`:
-    check it, preprocess it, fine-tune the generator it starts from (adapt_start: the shipped base, or the
-    project's paths.cgan) on the first `train_fraction`
-    of its frames for at most `seconds` (default adapt.seconds), and register it in
-    paths.target_dir(name). `replace`: an existing target of that name is replaced (else refused).
-    `progress(phase, done, total)`: phases "preprocess" (frames), "fine-tune" (steps).
+    check it, preprocess it, look at it (footage.py: one line to `warn` naming what is outside what works
+    well; `strict`: an AdaptError instead), fine-tune the generator it starts from (adapt_start: the
+    shipped base, or the project's paths.cgan) on the first `train_fraction` of its frames for at most
+    `seconds` (default adapt.seconds), `measure` the staged target when given (its figures: target.json's
+    held_out), and register it in paths.target_dir(name). `replace`: an existing target of that name is
+    replaced (else refused). `progress(phase, done, total, budget)`: phases "preprocess" (frames),
+    "fine-tune" (steps, within the budget).
 
     Raises AdaptError with one line naming the input and the problem; nothing is registered then, and
     nothing of the corpus is ever written."""
@@ -160,9 +187,8 @@ def adapt_target(video: str | Path, name: str, paths: Paths, params: Params, *, 
         raise AdaptError(f"seconds {seconds}: a time budget is a finite number of seconds above 0")
     paths = adapt_start(paths, params)
     check_name(name, paths, replace)
-    check_models(paths)
+    base = check_models(paths)
     check_clip(video, params.adapt.min_seconds)
-    report = progress or (lambda phase, done, total: None)
     made_targets = not paths.targets.exists()
     try:
         # One adapt of a name at a time: the lock is held from before the name is checked again to after
@@ -173,24 +199,15 @@ def adapt_target(video: str | Path, name: str, paths: Paths, params: Params, *, 
             # A killed adapt of this name left its staging folder (tasks.config.files.temporary_name).
             for leftover in paths.targets.glob(f".{name}.*.tmp"):
                 shutil.rmtree(leftover, ignore_errors=True)
-            into = paths.in_target(staging)
-            footage = _ingest(video, name, into, params)
-            row = _preprocess(video, footage, into, params, report)
-            preprocessed = time.perf_counter()
-            train_frames = max(1, round(train_fraction * row["frames"]))
-            steps = _finetune(name, paths, into, params, train_frames,
-                              params.adapt.seconds if seconds is None else seconds, report)
-            shutil.copy2(paths.lstm, into.lstm)  # the LSTM renders of it run with: the one it started beside
-            finished = time.perf_counter()
+            record = _staged(video, name, paths, params, paths.in_target(staging), train_fraction,
+                             params.adapt.seconds if seconds is None else seconds, progress or silent,
+                             strict, warn or (lambda line: None), measure)
             target = Adapted(
                 name=name, folder=paths.target_dir(name), paths=paths.in_target(paths.target_dir(name)),
-                source=str(video.resolve()), sha256=row["sha256"],
-                frames=row["frames"], frames_with_face=row["frames_with_face"], train_frames=train_frames,
-                steps=steps, preprocess_seconds=round(preprocessed - started, 1),
-                finetune_seconds=round(finished - preprocessed, 1),
-                adapt_seconds=round(finished - started, 1),
+                source=str(video.resolve()), adapt_seconds=round(time.perf_counter() - started, 1),
                 created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
                 base="shipped" if params.adapt.base == "shipped" else str(paths.cgan.resolve()),
+                base_sha256=sha256_file(paths.cgan), base_videos=len(base.lips_stats), **record,
             )
             (staging / TARGET_RECORD).write_text(json.dumps(target.record(), indent=2) + "\n")
     except BaseException as exc:
@@ -201,3 +218,24 @@ def adapt_target(video: str | Path, name: str, paths: Paths, params: Params, *, 
                              "wait for it to end") from None
         raise
     return target
+
+
+def _staged(video: Path, name: str, paths: Paths, params: Params, into: Paths, train_fraction: float,
+            seconds: float, report: Report, strict: bool, warn: Callable[[str], None],
+            measure: Measure | None) -> dict[str, Any]:
+    """The target made in the staging project `into`: ingested, preprocessed, looked at, fine-tuned,
+    given its LSTM and measured; what its record says of it (Adapted's fields)."""
+    started = time.perf_counter()
+    row = _preprocess(video, _ingest(video, name, into, params), into, params, report)
+    footage = _look(video, into, name, params, strict, warn)
+    preprocessed = time.perf_counter()
+    train_frames = max(1, round(train_fraction * row["frames"]))
+    steps = _finetune(name, paths, into, params, train_frames, seconds, report)
+    shutil.copy2(paths.lstm, into.lstm)  # the LSTM renders of it run with: the one it started beside
+    finished = time.perf_counter()
+    held_out = measure(into, name) if measure is not None and train_fraction < 1.0 else None
+    return {"sha256": row["sha256"], "frames": row["frames"], "frames_with_face": row["frames_with_face"],
+            "train_frames": train_frames, "steps": steps,
+            "preprocess_seconds": round(preprocessed - started, 1),
+            "finetune_seconds": round(finished - preprocessed, 1),
+            "footage": footage.figures | {"warning": footage.warning(params.adapt)}, "held_out": held_out}

@@ -33,6 +33,10 @@ class Adapted:
     adapt_seconds: float  # the whole adapt, checks to registration
     created: str  # UTC, ISO 8601
     base: str = "project"  # what it started from: "shipped" (models/base/), or the project's cgan file
+    base_sha256: str = ""  # of that generator's file ("": adapted before targets recorded it)
+    base_videos: int = 0  # the videos that generator was trained on (0: not recorded)
+    footage: dict[str, Any] | None = None  # what adapt saw in the clip, its warning (training/footage.py)
+    held_out: dict[str, Any] | None = None  # figures of the frames held out of fine-tuning, when measured
 
     @property
     def video(self) -> Path:
@@ -78,3 +82,44 @@ def list_targets(paths: Paths) -> list[Adapted]:
         except (ValueError, TypeError):  # a record that is not JSON or not a target's
             continue
     return found
+
+
+
+def describe(target: Adapted) -> list[str]:
+    """What `reenact targets` says of a target: what it is made of, where it started from, what adapt saw
+    in its clip and, when adapt measured them (--hold-out), the figures of its held-out frames."""
+    t = target
+    first = f"{t.name:<16} {t.frames:>6} frames  {t.steps:>5} steps  {t.adapt_seconds:>6.0f} s  {t.created}"
+    lines = [f"{first}  {t.source}", f"    base: {_base(t)}"]
+    if t.footage:
+        f = t.footage
+        warning = f"; {f['warning']}" if f.get("warning") else ""
+        lines.append(f"    footage: a face in {f.get('face_share', 0):.0%} of frames, head turned "
+                     f"{f.get('yaw_median_deg')}° (median), face {f.get('face_px_median')} px wide, "
+                     f"sharpness {f.get('sharpness_median')}{warning}")
+    if t.held_out:
+        held = f"the last {1 - t.train_frames / max(t.frames, 1):.0%}"
+        lines.append(f"    held-out frames ({held}): {_held_out(t.held_out) or 'not measurable'}")
+    return lines
+
+
+def _base(t: Adapted) -> str:
+    """`shipped (sha256 0123456789ab, trained on 37 videos)`."""
+    if not t.base_sha256:
+        return t.base
+    trained = f", trained on {t.base_videos} videos" if t.base_videos else ""
+    return f"{t.base} (sha256 {t.base_sha256[:12]}{trained})"
+
+
+def _held_out(figures: dict[str, Any]) -> str:
+    """`mouth_psnr 31.20 dB (nearest-lips 29.10 dB, mean face 27.00 dB); mouth_ssim ...`."""
+    said = []
+    for key, form in (("mouth_psnr", "{:.2f} dB"), ("mouth_ssim", "{:.3f}")):
+        if figures.get(key) is None:
+            continue
+        baselines = [f"{name} {form.format(figures[f'baseline_{kind}/{key}'])}"
+                     for kind, name in (("nearest", "nearest-lips"), ("mean", "mean face"))
+                     if figures.get(f"baseline_{kind}/{key}") is not None]
+        against = f" ({', '.join(baselines)})" if baselines else ""
+        said.append(f"{key} {form.format(figures[key])}{against}")
+    return "; ".join(said)

@@ -209,6 +209,10 @@ class AdaptParams(_Section):
     references: int = Field(128, ge=1, le=256)
     ema: float = Field(0.98, ge=0.0, lt=1.0)
     mouth_weight: float = Field(1.0, ge=0.0)
+    max_yaw: float = Field(25.0, gt=0.0, le=90.0)
+    min_face_px: float = Field(80.0, ge=0.0)
+    min_sharpness: float = Field(40.0, ge=0.0)
+    footage_share: float = Field(0.25, ge=0.0, le=1.0)
     targets: list[AdaptTarget] = Field(default_factory=list)
 
 
