@@ -93,7 +93,7 @@ def describe(target: Adapted) -> list[str]:
     lines = [f"{first}  {t.source}", f"    base: {_base(t)}"]
     if t.footage:
         f = t.footage
-        warning = f"; {f['warning']}" if f.get("warning") else ""
+        warning = f"; warned of {f['warning'].removeprefix('footage: ')}" if f.get("warning") else ""
         lines.append(f"    footage: a face in {f.get('face_share', 0):.0%} of frames, head turned "
                      f"{f.get('yaw_median_deg')}° (median), face {f.get('face_px_median')} px wide, "
                      f"sharpness {f.get('sharpness_median')}{warning}")
