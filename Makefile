@@ -51,8 +51,9 @@ preprocess: setup
 # The paper's Tables 1 and 2 as a DVC experiment grid: {uni, bi}directional x {1, 2} layers x
 # dropout {0, 0.3, 0.5}, queued, run one at a time, then shown side by side, with the held-out videos'
 # figures after a render's alignment (held_out_*: people never heard when split.by is speaker).
-# lstm-grid-real: the same grid on the real voices of the real fixtures (tasks/config/paths.py: REAL_FIXTURES),
-# 4 people held out (python -m evals.speech --grid: the same train_lstm stage, a markdown table).
+# lstm-grid-real: the same grid on real Obama, trained on the first 80 % of his weekly address and measured on
+# the rest, as the paper did (python -m evals.speech --obama: the same train_lstm stage, a markdown table;
+# needs the real fixtures, tasks/config/paths.py: REAL_FIXTURES).
 lstm-grid: setup
 	PATH=$(CURDIR)/$(BIN):$$PATH; \
 	dvc exp run --queue -S 'lstm.bidirectional=false,true' -S 'lstm.layers=1,2' -S 'lstm.dropout=0,0.3,0.5' train_lstm && \
@@ -63,7 +64,7 @@ lstm-grid: setup
 		--sort-by best_val_loss --sort-order asc
 
 lstm-grid-real: setup
-	$(BIN)/python -m evals.speech --grid
+	$(BIN)/python -m evals.speech --obama
 
 test: setup
 	$(BIN)/pytest -q

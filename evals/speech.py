@@ -1,31 +1,33 @@
 """Speech -> lips learned from real people and measured on people it never heard.
 
-    python -m evals.speech [--work DIR] [--sources FILE] [--with-demo] [--epochs N] [--grid]
+    python -m evals.speech [--work DIR] [--sources FILE] [--with-demo] [--epochs N] [--obama]
                            [--override KEY=VALUE ...]
 
 The corpus: a project in --work (default .cache/speech/real, or .cache/speech/real+demo with --with-demo)
-made from --sources (default data/sources/real_voices.txt: the 18 people of the real fixtures,
+made from --sources (default data/sources/real_voices.txt: every clip of the real fixtures, 37 people,
 tasks/config/paths.py: REAL_FIXTURES; without them it stops in one line) by flows/corpus.py with its
 ROWS stages, `python -m flows.ingest` and `flows.preprocess` with --root, as `dvc repro` runs them (~2 min
 on 2 cores, once; kept while the sources and the params those stages read are the same; --with-demo adds
 the demo corpus's six espeak clips, tasks/demo/corpus.py, made beside --work). The split is
-`split.by: speaker` with `split.held_out` the four natural speakers HELD_OUT (~45 s; never trained on; the
-clips evals/realface.py measures faces on): the other 14 people (~70 s, 8 of them GRID's 3 s command
-sentences) are the training set.
+`split.by: speaker` with each clip's person in `split.speakers` (PEOPLE) and `split.held_out` the 8 people
+of HELD_OUT (~55 s, 7 source repositories; never trained on, never used to choose anything); Obama
+(`split.by_time`) is trained on the first 80 % of his weekly address and measured on the last 20 %, as the
+paper measured on held-out addresses. The other 28 people (~5.5 min) are the training set.
 
 The LSTM is trained by the ordinary stage (`python -m models.training.train_lstm --root RUN --shards ...`,
 params.yaml's lstm section, a run folder of its own made afresh) for --epochs epochs, or, by default, for the
 number of epochs that cross-validation over the *training* speakers picks (choose_epochs: 2 folds of them held
 out in turn; the held-out people play no part in it). Then, on HELD_OUT, after the alignment a render makes
-to each speaker (models/training/speakers.py): the LSTM's mouth_open_r, lmd_px, sync_offset_frames; the
-same prefixed loudness_ (the opening an affine function of log energy, fitted on the training speakers) and
-mean_ (the training mean); closed_gap and closed_std (crop px; their speech padded with 0.5-2 s silences:
-the mean opening asked for in the silences less their own closed-mouth opening, and its std there); and
+to each speaker (models/training/speakers.py): the LSTM's mouth_open_r, lmd_px, sync_offset_frames, amp
+(the opening's swing over the speaker's own) and amp_min; the same prefixed loudness_ (the opening an affine
+function of log energy, fitted on the training speakers) and mean_ (the training mean); closed_gap and
+closed_std (crop px; their speech padded with 0.5-2 s silences: the mean opening asked for in the silences
+less their own closed-mouth opening, and its std there); obama_* (the same on his last 20 %); and
 train_seconds (the stage's wall time). stderr has the per-speaker figures; the last line of stdout is one
 flat JSON object. --override applies to the project's params (e.g. render.silence_db=0: no silence gate).
 
---grid also trains the paper's grid (uni/bi x 1/2 layers x dropout 0/0.3/0.5, `make lstm-grid`'s) for the
-same epochs and prints a markdown table of each setting's held-out figures (the stage's held_out_* metrics).
+--obama also runs the paper's experiment on Obama alone and the paper's grid on it (evals/speech_paper.py);
+evals/speech_tries.py measures other inputs (phones, per-utterance normalisation, augmentation, ...).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ import numpy as np
 import torch
 
 from flows.corpus import ROWS, build_corpus
+from models.artifacts import LipsStats
 from models.common import finite_or_none
 from models.networks.lstm import AudioToLips, load_lstm, predict_lips
 from models.training.data import Corpus, Split, load_corpus, speaker_of, split_corpus
@@ -63,10 +66,17 @@ from tasks.table.shards import read_videos_table
 
 SOURCES = PROJECT_ROOT / "data" / "sources" / "real_voices.txt"
 WORK = PROJECT_ROOT / ".cache" / "speech"
-HELD_OUT = ["anchor_20s", "speaker_15s", "may_5s", "map_5s"]
+# People never trained on, never used to choose a setting: 8 from 7 source repositories (SOURCES.md beside
+# the fixtures), never Obama. The first four are the clips evals/realface.py measures faces on.
+HELD_OUT = ["anchor_20s", "speaker_15s", "may_5s", "map_5s", "00086", "731200067", "short_chtf_4", "lbax4n"]
+# The person of each clip with another clip of the same person, and Obama's (SOURCES.md's `person`
+# column); every other clip is a person of its own.
+PEOPLE = {"WDA_AlexandriaOcasioCortez_000": "aoc", "aoc_5s": "aoc", "ng_25s": "ng", "ng_27s": "ng",
+          "li_10s": "li", "li_15s": "li", "li_7s": "li", "noem_18s": "noem", "short_chtf_2": "noem",
+          "obama_30s": "obama"}
+# The paper's own setting: trained on the first 80 % of one weekly address, measured on its last 20 %.
+OBAMA = "obama_30s"
 MAX_EPOCHS, FOLDS = 30, 2
-GRID = {"lstm.bidirectional": [False, True], "lstm.layers": [1, 2], "lstm.dropout": [0.0, 0.3, 0.5]}
-KEYS = ("mouth_open_r", "lmd_px", "sync_offset_frames")
 
 
 def say(line: str) -> None:
@@ -112,7 +122,8 @@ def corpus_sources(work: Path, sources: Path, with_demo: bool) -> Path:
 def build(work: Path, sources: Path, overrides: dict) -> Paths:
     """The project in `work`, ingested and preprocessed by flows/corpus.py unless it is already (its
     params.yaml is today's with `overrides` either way). A video that failed is tried once more."""
-    settings = {"split.by": "speaker", "split.held_out": HELD_OUT, **overrides}
+    settings = {"split.by": "speaker", "split.held_out": HELD_OUT, "split.speakers": PEOPLE,
+                "split.by_time": [OBAMA], **overrides}
     paths = build_corpus(work, sources, settings, stages=ROWS)
     failed = failed_videos(paths)
     if failed:  # the rest are current and skipped
@@ -148,7 +159,7 @@ def epoch_curve(corpus: Corpus, split: Split, held: list[str], params: Params) -
     """mouth_open_r on `held` after each epoch of the stage's step (models/training/train_lstm.py)."""
     p, device = params.lstm, torch.device("cpu")
     torch.manual_seed(params.seed)
-    data = lips_data(corpus, split, p.context, device)
+    data = lips_data(corpus, split, p, device)
     hparams = AudioToLips.hparams(p, features=data.train.audio.shape[1])
     model = AudioToLips(**hparams)
     optimizer = torch.optim.Adam(model.parameters(), lr=p.lr)
@@ -157,10 +168,10 @@ def epoch_curve(corpus: Corpus, split: Split, held: list[str], params: Params) -
     for epoch in range(MAX_EPOCHS):
         train_epoch(model, optimizer, scaler, data, p, device, False)
         model.eval()
-        artifact = lstm_artifact(model.state_dict(), hparams, data, corpus, split, params,
+        artifact = lstm_artifact(model, hparams, data, corpus, split, params,
                                  {"epoch": epoch + 1, "val_loss": float("nan")})
         scores = held_out_scores(lambda audio, a=artifact: predict_lips(model, a, audio), corpus, split.train,
-                                 held, params, baselines=False)
+                                 held, params, baselines=False, output=artifact.output_stats)
         curve.append(scores["mouth_open_r"])
     return curve
 
@@ -183,39 +194,34 @@ def measure(lstm: Path, corpus: Corpus, split: Split, params: Params, project: P
     model, artifact = load_lstm(lstm)
     predict = lambda audio: predict_lips(model, artifact, audio)
     held = sorted(split.held_out())
-    scores = held_out_scores(predict, corpus, split.train, held, params)
+    output = artifact.output_stats
+    scores = held_out_scores(predict, corpus, split.train, held, params, output=output)
     lip_indices, face_size = list(corpus.meta["lip_indices"]), int(corpus.meta["face_size"])
     stats = lips_moments(training_lips(corpus, split.train))
     videos = [corpus.video(v) for v in held]
-    _, per_video = speaker_scores(predict, videos, params, stats, face_size, lip_indices)
+    _, per_video = speaker_scores(predict, videos, params, stats, face_size, lip_indices, output=output)
     loudness = LoudnessLips.fit(corpus, split.train, lip_indices)
     _, per_loudness = speaker_scores(loudness, videos, params, stats, face_size, lip_indices)
     speech = {v: read_audio(project.videos / f"{v}.mp4", params.preprocess.sample_rate) for v in held}
-    silence, per_silence = silence_scores(predict, speech, corpus, stats, params, seed=params.seed)
+    silence, per_silence = silence_scores(predict, speech, corpus, stats, params, params.seed, output)
     for row, baseline, closed in zip(per_video, per_loudness, per_silence):
         row = {**row, **{f"loudness_{k}": v for k, v in baseline.items() if k != "video_id"}, **closed}
         say("speech: " + json.dumps({k: finite_or_none(v) if k != "video_id" else v for k, v in row.items()}))
-    return {**scores, **silence}
+    return {**scores, **silence, **later_scores(predict, corpus, split, params, output)}
 
 
-def grid(project: Paths, epochs: int) -> list[dict]:
-    """Each setting of GRID trained by the stage for `epochs`: its held_out_* figures and baselines."""
-    rows = []
-    for values in itertools.product(*GRID.values()):
-        setting = dict(zip(GRID, values))
-        name = "-".join(f"{key.split('.')[1]}{value}" for key, value in setting.items())
-        overrides = [f"lstm.epochs={epochs}", *(f"{key}={value}" for key, value in setting.items())]
-        _, seconds, metrics = train(project.root / "grid" / name, project, overrides)
-        rows.append({**setting, **{k: metrics.get(f"held_out_{k}") for k in KEYS},
-                     "loudness_mouth_open_r": metrics.get("held_out_loudness_mouth_open_r"),
-                     "train_seconds": round(seconds, 1)})
-        say("speech: grid " + json.dumps(rows[-1]))
-    columns = list(rows[0])
-    print("| " + " | ".join(columns) + " |\n|" + "---|" * len(columns))
-    for row in rows:
-        cells = (f"{v:.3f}" if isinstance(v, float) and k not in GRID else str(v) for k, v in row.items())
-        print("| " + " | ".join(cells) + " |")
-    return rows
+def later_scores(predict, corpus: Corpus, split: Split, params: Params, output: LipsStats | None) -> dict:
+    """On the later part of the videos split.by_time names (Obama's last 20 %: the paper's held-out
+    addresses), the figures of held_out_scores, baselines included, keys prefixed with the video's person
+    (split.speakers: obama_mouth_open_r, ...); the mean over them when several are one person's."""
+    figures: dict[str, list[float]] = {}
+    for video in params.split.by_time:
+        measured = {video: split.val[video]}
+        scores = held_out_scores(predict, corpus, split.train, [video], params, measured=measured,
+                                 output=output)
+        for key, value in scores.items():
+            figures.setdefault(f"{speaker_of(video, params)}_{key}", []).append(value)
+    return {key: float(np.mean(values)) for key, values in figures.items()}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -225,7 +231,8 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--sources", type=Path, default=SOURCES, help="default: %(default)s")
     parser.add_argument("--with-demo", action="store_true", help="the demo corpus's clips in training too")
     parser.add_argument("--epochs", type=int, help="instead of choosing them by cross-validation")
-    parser.add_argument("--grid", action="store_true", help="also the paper's grid (make lstm-grid's)")
+    parser.add_argument("--obama", action="store_true",
+                        help="also the paper's experiment: Obama alone, and the paper's grid on it")
     parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE")
     return parser
 
@@ -246,8 +253,10 @@ def main(argv: list[str] | None = None) -> dict:
     frames = sum(int((rows & corpus.video(video).face_found).sum()) for video, rows in split.train.items())
     result = {**measure(lstm, corpus, split, params, project), "train_seconds": seconds, "epochs": epochs,
               "train_frames": frames, "silence_db": params.render.silence_db}
-    if args.grid:
-        grid(project, epochs)
+    if args.obama:
+        from evals.speech_paper import obama_experiment
+
+        obama_experiment(project, corpus, params, epochs)
     result = {key: finite_or_none(v) if isinstance(v, float) else v for key, v in result.items()}
     print(json.dumps(result))
     return result

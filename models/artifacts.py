@@ -262,11 +262,25 @@ class LstmArtifact(Artifact):
     face_size: int
     feature_layout: list[str]  # tasks/rows/features.py: feature_layout
     val_loss: float  # the best epoch's
+    # The statistics of the lips it predicts for its training speech (voiced frames): how widely its mouth
+    # swings on speech it knows, what a clip's own swing is judged against (models/training/lips.py:
+    # source_stats). None in artifacts written before it was kept.
+    output_stats: LipsStats | None = None
+
+    def to_disk(self) -> dict[str, Any]:
+        saved = super().to_disk()
+        if self.output_stats is None:
+            del saved["output_stats"]
+        else:
+            saved["output_stats"] = self.output_stats.to_disk()
+        return saved
 
     @classmethod
     def from_disk(cls, saved: dict[str, Any]) -> LstmArtifact:
+        output = saved.get("output_stats")
         return cls(
             **cls._made(saved),
+            output_stats=LipsStats.from_disk(output) if output is not None else None,
             context=int(saved["context"]),
             audio_mean=_array(saved["audio_mean"]),
             audio_std=_array(saved["audio_std"]),

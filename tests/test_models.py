@@ -34,6 +34,7 @@ from models.training.data import (
     video_references,
 )
 from models.training.lip_metrics import lip_metrics
+from models.training.train_lstm import lips_data
 from tasks.config.params import FACE_SIZE, OUTPUTS, Output, Params, ParamsError, RenderParams, load_params
 
 
@@ -364,3 +365,37 @@ def test_params_defaults_are_valid():
     params = Params()
     assert params.cgan.finetune_epochs <= params.cgan.epochs
     assert load_params("params.yaml").lstm.context >= 0
+
+
+def test_split_by_time_within_the_speaker_split_measures_a_trained_persons_later_speech(six_videos, params):
+    corpus = load_corpus(six_videos)
+    named = {"split.by": "speaker", "split.held_out": ["synthetic_1"], "split.by_time": ["synthetic_2"],
+             "split.val_fraction": 0.25, "lstm.context": 2}
+    split = split_corpus(corpus, params(**named))
+    train, val = np.flatnonzero(split.train["synthetic_2"]), np.flatnonzero(split.val["synthetic_2"])
+    assert val.min() == 30 and val.max() == 39 and val.min() - train.max() >= 2 * 2 + 1  # its last 25 %
+    assert train.min() == 0 and split.held_out() == {"synthetic_1"}  # held out whole: only the named person
+    assert split.val["synthetic_1"].all() and split.train["synthetic_0"].all()
+    with pytest.raises(ValueError, match="held out whole"):
+        split_corpus(corpus, params(**{**named, "split.by_time": ["synthetic_1"]}))
+    with pytest.raises(ValueError, match="no video 'nobody'"):
+        split_corpus(corpus, params(**{**named, "split.by_time": ["nobody"]}))
+    with pytest.raises(ParamsError, match="split.by: speaker"):
+        params(**{"split.by": "time", "split.by_time": ["synthetic_2"]})
+
+
+def test_speaker_targets_take_off_whose_mouth_it_is(six_videos, params):
+    corpus = load_corpus(six_videos)
+    for v in corpus.videos:  # each person's mouth sits elsewhere in the crop
+        v.lips = v.lips + 0.01 * int(v.video_id[-1])
+    split = split_corpus(corpus, params(**{"split.by": "speaker", "split.held_out": ["synthetic_5"]}))
+    by_speaker = lips_data(corpus, split, params(**{"lstm.targets": "speaker"}).lstm, torch.device("cpu"))
+    as_they_are = lips_data(corpus, split, params(**{"lstm.targets": "corpus"}).lstm, torch.device("cpu"))
+    assert (by_speaker.lips_std < as_they_are.lips_std).all()  # the spread between people is gone
+    offset = 0
+    for v in corpus.videos:  # every video's targets have mean 0: no speech has to tell whose mouth it is
+        count = int((split.train[v.video_id] & v.face_found).sum())
+        centred = by_speaker.train.lips[offset:offset + count].numpy() * by_speaker.lips_std  # crop units
+        assert count == 0 or np.abs(centred.mean(0)).max() < 1e-6
+        offset += count
+    np.testing.assert_allclose(by_speaker.lips_mean, as_they_are.lips_mean)  # predictions land on the corpus

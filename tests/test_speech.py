@@ -3,9 +3,12 @@ silence padding and the silence gate of rendering (models/training/lips.py); spe
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -164,17 +167,68 @@ def target_colour(rows) -> np.ndarray:
 
 @pytest.mark.slow
 @pytest.mark.real_media
-@pytest.mark.timeout(1800)  # the evaluation's own subprocess timeout is 1500 s
-def test_real_voices_it_never_heard_beat_loudness_in_sync_and_close_in_silence():
+@pytest.mark.timeout(3000)  # the evaluation's own subprocess timeout is 2700 s
+def test_real_voices_it_never_heard_move_real_mouths_as_widely_as_theirs():
     """`python -m evals.speech` as the README runs it (the first run builds the real-voices corpus into
-    .cache/speech/real, ~2 min on 2 cores; then ~3 min), against the issue's targets."""
+    .cache/speech/real, ~3 min on 2 cores), against the targets of ARCHITECTURE.md (Metrics): people never
+    heard and Obama's later speech followed, beating both baselines, a swing like theirs, in sync, shut in
+    silence, trained in 10 minutes."""
     if not REAL_MEDIA.is_dir():
         pytest.skip(f"{REAL_MEDIA} absent")
     done = subprocess.run([sys.executable, "-m", "evals.speech"], capture_output=True, text=True, check=False,
-                          cwd=ROOT, timeout=1500)
+                          cwd=ROOT, timeout=2700)
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert abs(result.sync_offset_frames) <= 1
-    assert result.mouth_open_r > result.loudness_mouth_open_r
-    assert result.closed_gap <= 0 <= result.closed_floor_gap  # within their closed-mouth range
-    assert result.closed_std < 0.05  # crop pixels: still
+    assert result["mouth_open_r"] >= 0.55
+    assert result["lmd_px"] < min(result["loudness_lmd_px"], result["mean_lmd_px"])
+    assert 0.8 <= result["amp"] <= 1.25 and result["amp_min"] >= 0.6
+    assert abs(result["sync_offset_frames"]) <= 1
+    assert result["obama_mouth_open_r"] >= 0.7
+    assert result["obama_lmd_px"] < min(result["obama_loudness_lmd_px"], result["obama_mean_lmd_px"])
+    assert result["closed_gap"] <= 0 <= result["closed_floor_gap"]  # within their closed-mouth range
+    assert result["closed_std"] < 0.05  # crop pixels: still
+    assert result["train_seconds"] <= 600
+
+
+def fixture_people() -> tuple[dict[str, str], dict[str, str]]:
+    """(clip stem -> person, clip stem -> source repository) as SOURCES.md beside the fixtures gives them:
+    its `person` column where a row has one (`vox/*.mp4` is vox_<name>), else the clip is a person of its
+    own; WDA_AlexandriaOcasioCortez_000 is `aoc`, as its text says."""
+    people, repos = {}, {}
+    for row in (REAL_MEDIA / "SOURCES.md").read_text().splitlines():
+        cells = [cell.strip() for cell in row.strip().strip("|").split("|")]
+        if len(cells) < 4 or not cells[0].startswith("`"):
+            continue
+        repo = cells[3].split(":")[0]  # "owner/name: path (licence)", or the short name a row above gave
+        for name in re.findall(r"`([^`]+)`", cells[0]):
+            stems = [p.stem for p in sorted(REAL_MEDIA.glob(name))] if "*" in name else [Path(name).stem]
+            for stem in stems:
+                person = cells[4].strip("`") if len(cells) > 4 else stem
+                people[stem] = person.replace("<file name>", stem)
+                repos[stem] = repo
+    people["WDA_AlexandriaOcasioCortez_000"] = "aoc"
+    return people, repos
+
+
+@pytest.mark.real_media
+def test_real_voices_cover_every_fixture_and_keep_each_person_on_one_side():
+    """data/sources/real_voices.txt lists every clip of the fixtures; evals/speech.py's people (PEOPLE,
+    split.speakers) are SOURCES.md's; its held-out people are 8 or more from 4 or more repositories,
+    never Obama, and Obama is trained on his first 80 % (split.by_time)."""
+    if not REAL_MEDIA.is_dir():
+        pytest.skip(f"{REAL_MEDIA} absent")
+    from evals.speech import HELD_OUT, OBAMA, PEOPLE, SOURCES
+
+    listed = [(ROOT / line).resolve() for line in SOURCES.read_text().splitlines()
+              if line.strip() and not line.startswith("#")]
+    clips = sorted(p.resolve() for p in REAL_MEDIA.rglob("*") if p.suffix in {".mp4", ".mpg"})
+    assert sorted(listed) == clips and len(listed) == len(set(listed))
+    people, repos = fixture_people()
+    assert {p.stem for p in clips} <= people.keys()
+    ours = {p.stem: PEOPLE.get(p.stem, p.stem) for p in clips}
+    for a, b in itertools.combinations(ours, 2):  # one person there is one person here, and only then
+        assert (people[a] == people[b]) == (ours[a] == ours[b]), (a, b)
+    assert len(set(ours.values())) == 37
+    held = {ours[v] for v in HELD_OUT}
+    assert len(held) >= 8 and len({repos[v] for v in HELD_OUT}) >= 4 and ours[OBAMA] not in held
+    assert not any(ours[v] in held for v in ours if v not in HELD_OUT)  # no held-out person trains

@@ -122,7 +122,8 @@ def clip_lips(target: Target, params: Params, lips: np.ndarray, loudness: np.nda
     """What render() does to a whole clip's raw lips in memory, before the generator; with `loudness` (the
     log energy per frame, features[:, LOG_ENERGY]) and the target's `closed` lips, the silence gate too."""
     stats = target.models.cgan_artifact.lips_stats
-    return speaker_lips(lips, params, target.stats, pooled_stats(stats), loudness, closed)
+    return speaker_lips(lips, params, target.stats, pooled_stats(stats), loudness, closed,
+                        target.models.lstm_artifact.output_stats)
 
 
 def _speech_to_disk(
@@ -173,6 +174,7 @@ def _lips_to_disk(
     target: LipsStats,
     closed: np.ndarray,
     scratch: Path,
+    output: LipsStats | None = None,
 ) -> np.memmap:
     """Step 2: raw -> final lips chunk by chunk, each with the smoothing windows' margin (speaker_lips, in
     constant memory: the clip's statistics over its voiced frames, read from disk)."""
@@ -181,7 +183,8 @@ def _lips_to_disk(
     corpus = pooled_stats(stats)
     chunk = max(1, round(r.chunk_seconds * params.preprocess.fps))
     silence = Silence(silence_threshold(raw[:, -1], r.silence_db), closed)
-    source, prior = source_stats(r.align, voiced_moments(raw, silence.threshold, chunk, every), corpus)
+    clip = voiced_moments(raw, silence.threshold, chunk, every)
+    source, prior = source_stats(r.align, clip, corpus, output)
     final = np.memmap(scratch / "final.f32", np.float32, "w+", shape=(frames, dim))
     half = max(r.smooth_window, GATE_WINDOW) // 2
     for start in range(0, frames, chunk):
@@ -229,7 +232,8 @@ def render(
     with tempfile.TemporaryDirectory(prefix="reenact-render-") as scratch:
         raw, clip, seconds = _speech_to_disk(models, audio, params, Path(scratch), info, options.progress)
         stats = models.cgan_artifact.lips_stats
-        final = _lips_to_disk(raw, clip, params, stats, layout.stats, layout.closed, Path(scratch))
+        final = _lips_to_disk(raw, clip, params, stats, layout.stats, layout.closed, Path(scratch),
+                              models.lstm_artifact.output_stats)
         if options.lips_out is not None:
             np.save(options.lips_out, np.asarray(final))
         _encode(layout.frames(final, raw), out, audio, seconds, params, signer, options.progress)

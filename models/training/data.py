@@ -149,7 +149,8 @@ def split_corpus(corpus: Corpus, params: Params) -> Split:
 
     By video: a `val_fraction` share of the videos, picked by a hash of their id (stable
     when videos are added), never the GAN's target video. By speaker: every video of the people
-    held_out_speakers names, so that no person is on both sides. By time (or `auto` with fewer
+    held_out_speakers names, so that no person is on both sides, and the videos split.by_time names split
+    by time as below (a trained person measured on their own later speech). By time (or `auto` with fewer
     than 3 videos): the last `val_fraction` of each video, with a gap of 2n+1 frames so that
     no LSTM window of a train frame overlaps one of a val frame.
     """
@@ -168,15 +169,32 @@ def split_corpus(corpus: Corpus, params: Params) -> Split:
             held_out = {v.video_id for v in corpus.videos if speaker_of(v.video_id, params) in people}
         train = {v.video_id: np.full(len(v), v.video_id not in held_out) for v in corpus.videos}
         val = {v.video_id: np.full(len(v), v.video_id in held_out) for v in corpus.videos}
+        for v in _by_time_videos(corpus, params, held_out):
+            train[v.video_id], val[v.video_id] = _time_split(v, params)
         return Split(by, train, val)
     train, val = {}, {}
-    gap = 2 * params.lstm.context + 1
     for v in corpus.videos:
-        frames = np.arange(len(v))
-        cut = len(v) - math.ceil(params.split.val_fraction * len(v))
-        train[v.video_id] = frames < cut - gap
-        val[v.video_id] = frames >= cut
+        train[v.video_id], val[v.video_id] = _time_split(v, params)
     return Split(by, train, val)
+
+
+def _time_split(v: Video, params: Params) -> tuple[np.ndarray, np.ndarray]:
+    """(train, val) of one video split by time: its last val_fraction is val, with a gap of 2n+1 frames
+    before it so that no LSTM window of a train frame overlaps one of a val frame."""
+    frames = np.arange(len(v))
+    cut = len(v) - math.ceil(params.split.val_fraction * len(v))
+    return frames < cut - (2 * params.lstm.context + 1), frames >= cut
+
+
+def _by_time_videos(corpus: Corpus, params: Params, held_out: set[str]) -> list[Video]:
+    """The videos split.by_time names (a trained person's, split by time within the speaker split)."""
+    names = set(params.split.by_time)
+    missing = names - {v.video_id for v in corpus.videos}
+    if missing:
+        raise ValueError(f"split.by_time: no video {min(missing)!r} in the shards")
+    if names & held_out:
+        raise ValueError(f"split.by_time: {min(names & held_out)!r} is held out whole (split.held_out)")
+    return [v for v in corpus.videos if v.video_id in names]
 
 
 def audio_stats(corpus: Corpus, rows: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -185,10 +203,23 @@ def audio_stats(corpus: Corpus, rows: dict[str, np.ndarray]) -> tuple[np.ndarray
     return audio.mean(0).astype(np.float32), np.maximum(audio.std(0), 1e-6).astype(np.float32)
 
 
-def lips_stats(corpus: Corpus, rows: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and std of the lips over the given rows that have a face: what targets are z-scored with."""
-    lips = np.concatenate([v.lips[rows[v.video_id] & v.face_found] for v in corpus.videos]).astype(np.float64)
-    return lips.mean(0).astype(np.float32), np.maximum(lips.std(0), 1e-6).astype(np.float32)
+def lips_stats(corpus: Corpus, rows: dict[str, np.ndarray],
+               targets: str = "corpus") -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std of the lips over the given rows that have a face: what targets are z-scored with. With
+    `targets` "speaker" (lstm.targets), the std is of each video's lips less their own mean (speaker_mean)."""
+    kept = [(v, rows[v.video_id] & v.face_found) for v in corpus.videos]
+    lips = np.concatenate([v.lips[k] for v, k in kept]).astype(np.float64)
+    if targets == "speaker":
+        spread = np.concatenate([v.lips[k] - speaker_mean(v, k) for v, k in kept if k.any()]).std(0)
+    else:
+        spread = lips.std(0)
+    return lips.mean(0).astype(np.float32), np.maximum(spread, 1e-6).astype(np.float32)
+
+
+def speaker_mean(video: Video, rows: np.ndarray) -> np.ndarray:
+    """(LIPS_DIM,) the mean of a video's lips over `rows` (with a face): whose mouth it is, which no speech
+    tells. lstm.targets "speaker" takes it off every target, so the LSTM learns how speech moves a mouth."""
+    return video.lips[rows & video.face_found].mean(0).astype(np.float32)
 
 
 def video_lips_stats(corpus: Corpus) -> dict[str, LipsStats]:
@@ -201,20 +232,23 @@ def video_lips_stats(corpus: Corpus) -> dict[str, LipsStats]:
 
 class LipsWindows(Dataset):
     """For each frame with a face in `rows`: its window of 2n+1 normalised audio features and its
-    z-scored lips. Frames without a face are no target but stay in their neighbours' windows.
+    z-scored lips (less `centre`'s mean of its video where it has one: lstm.targets "speaker", instead of
+    lips_mean). Frames without a face are no target but stay in their neighbours' windows.
 
     Indexing takes an int or a LongTensor of indices, so a training loop can fetch a whole
     batch in one gather: `audio, lips = dataset[idx]`.
     """
 
     def __init__(self, corpus: Corpus, rows: dict[str, np.ndarray], context: int,
-                 audio_mean: np.ndarray, audio_std: np.ndarray, lips_mean: np.ndarray, lips_std: np.ndarray):
+                 audio_mean: np.ndarray, audio_std: np.ndarray, lips_mean: np.ndarray, lips_std: np.ndarray,
+                 centre: dict[str, np.ndarray] | None = None):
         audio, windows, lips, offset = [], [], [], 0
         for v in corpus.videos:
             audio.append((v.audio - audio_mean) / audio_std)
             targets = np.flatnonzero(rows[v.video_id] & v.face_found)
             windows.append(window_index(len(v), context)[targets] + offset)
-            lips.append((v.lips[targets] - lips_mean) / lips_std)
+            mean = lips_mean if centre is None else centre.get(v.video_id, lips_mean)
+            lips.append((v.lips[targets] - mean) / lips_std)
             offset += len(v)
         self.audio = torch.from_numpy(np.concatenate(audio).astype(np.float32))
         self.windows = torch.from_numpy(np.concatenate(windows).astype(np.int64))

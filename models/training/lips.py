@@ -155,11 +155,14 @@ def bound_lips(lips: np.ndarray, stats: LipsStats, bound: float) -> np.ndarray:
 
 
 def source_stats(
-    mode: str, clip: LipsStats, corpus: LipsStats
+    mode: str, clip: LipsStats, corpus: LipsStats, output: LipsStats | None = None
 ) -> tuple[LipsStats | None, LipsStats | None]:
     """(source, prior) for align_lips from render.align, the clip's own lip moments and the corpus's
-    (`pooled_stats` of the generator's lip statistics)."""
-    return (corpus, None) if mode == "corpus" else (clip, corpus)
+    (`pooled_stats` of the generator's lip statistics). `output`: the LSTM's own (LstmArtifact.output_stats,
+    how widely it moves the mouth on speech it knows), the prior a clip's swing is judged against: the
+    corpus's lips also vary from person to person, which no prediction does, so against them every clip
+    would look as if it barely moved and be shrunk."""
+    return (corpus, None) if mode == "corpus" else (clip, output or corpus)
 
 
 def closed_lips(lips: np.ndarray, lip_indices: list[int]) -> np.ndarray:
@@ -241,19 +244,21 @@ def final_lips(
 
 
 def speaker_lips(lips: np.ndarray, params: Params, target: LipsStats, corpus: LipsStats,
-                 loudness: np.ndarray | None = None, closed: np.ndarray | None = None) -> np.ndarray:
+                 loudness: np.ndarray | None = None, closed: np.ndarray | None = None,
+                 output: LipsStats | None = None) -> np.ndarray:
     """What render() does to a whole clip's raw lips for a target speaker of lip statistics `target`, the
-    corpus's being `corpus` (the lips the generator, or the LSTM, was trained on). With `loudness` (the log
-    energy per frame) and the target's `closed` lips (closed_lips), the clip's statistics are its voiced
-    frames' and its silences close the mouth (render.silence_db)."""
+    corpus's being `corpus` (the lips the generator, or the LSTM, was trained on), the LSTM's `output`
+    (source_stats). With `loudness` (the log energy per frame) and the target's `closed` lips
+    (closed_lips), the clip's statistics are its voiced frames' and its silences close the mouth
+    (render.silence_db)."""
     lips = np.asarray(lips, np.float32)
     if loudness is None or closed is None:
-        source, prior = source_stats(params.render.align, lips_moments(lips), corpus)
+        source, prior = source_stats(params.render.align, lips_moments(lips), corpus, output)
         return final_lips(lips, params, target, source, prior, corpus)
     threshold = silence_threshold(loudness, params.render.silence_db)
     voiced = np.asarray(loudness) >= threshold
     clip = lips_moments(lips[voiced] if voiced.sum() >= 2 else lips)
-    source, prior = source_stats(params.render.align, clip, corpus)
+    source, prior = source_stats(params.render.align, clip, corpus, output)
     return final_lips(lips, params, target, source, prior, corpus, loudness, Silence(threshold, closed))
 
 

@@ -3,9 +3,11 @@
 Each held-out video's speech (its audio column) goes through a predictor of raw lips, then through what a
 render does to them for a target (models/training/lips.py: speaker_lips, `render.align`), the target
 being that speaker's own lips; what comes out is measured against their true lips: `mouth_open_r`,
-`lmd_px` (the mean over speakers) and `sync_offset_frames` (metrics.sync_offset over every speaker's
-lag_correlations). The predictors: the LSTM, and two baselines fitted on the training speakers only,
-`loudness_` (LoudnessLips: the opening an affine function of log energy) and `mean_` (the training mean).
+`lmd_px` (the mean over speakers), `sync_offset_frames` (metrics.sync_offset over every speaker's
+lag_correlations) and `amp` (the std of the opening asked for over the std of the speaker's real opening:
+1 when the mouth swings as widely as theirs; the mean over speakers, `amp_min` the smallest). The
+predictors: the LSTM, and two baselines fitted on the training speakers only, `loudness_` (LoudnessLips:
+the opening an affine function of log energy) and `mean_` (the training mean).
 
 `silence_scores` pads a speaker's real speech with silences and measures the mouth asked for there against
 their closed mouth (metrics.closed_mouth): `closed_gap`, `closed_std`, in crop pixels.
@@ -22,7 +24,7 @@ import numpy as np
 from models.artifacts import LipsStats
 from models.training.data import Corpus, Video
 from models.training.lip_metrics import closed_mouth, lag_correlations, lip_metrics, sync_offset
-from models.training.lips import closed_lips, lips_moments, speaker_lips
+from models.training.lips import MomentSums, closed_lips, lips_moments, silence_threshold, speaker_lips
 from tasks.config.params import Params
 from tasks.rows.features import LOG_ENERGY, audio_features
 from tasks.rows.landmarks import lips_opening
@@ -68,6 +70,19 @@ class LoudnessLips:
         return (self.mean + np.outer(opening - self.mean_opening, self.direction)).astype(np.float32)
 
 
+def output_stats(predict: Predict, corpus: Corpus, rows: dict[str, np.ndarray], params: Params) -> LipsStats:
+    """The statistics of the lips `predict` asks for on the voiced frames (render.silence_db) of the speech
+    of the videos with rows in `rows` (the training frames): LstmArtifact.output_stats."""
+    sums = MomentSums(len(corpus.videos[0].lips[0]))
+    for v in corpus.videos:
+        if not rows[v.video_id].any():
+            continue
+        loudness = v.audio[:, LOG_ENERGY]
+        voiced = rows[v.video_id] & (loudness >= silence_threshold(loudness, params.render.silence_db))
+        sums.add(predict(v.audio)[voiced])
+    return sums.moments()
+
+
 def mean_lips(corpus: Corpus, rows: dict[str, np.ndarray]) -> Predict:
     """The training mean, whatever the speech."""
     mean = training_lips(corpus, rows).mean(0).astype(np.float32)
@@ -75,29 +90,45 @@ def mean_lips(corpus: Corpus, rows: dict[str, np.ndarray]) -> Predict:
 
 
 def speaker_scores(predict: Predict, videos: list[Video], params: Params, corpus: LipsStats,
-                   face_size: int, lip_indices: list[int]) -> tuple[dict, list[dict]]:
-    """({mouth_open_r, lmd_px, sync_offset_frames} over `videos`, the same per video): each video's
-    speech through `predict`, aligned to the video's own lips as a render aligns to its target."""
+                   face_size: int, lip_indices: list[int],
+                   measured: dict[str, np.ndarray] | None = None,
+                   output: LipsStats | None = None) -> tuple[dict, list[dict]]:
+    """({mouth_open_r, lmd_px, sync_offset_frames, amp, amp_min} over `videos`, the same per video): each
+    video's speech through `predict`, aligned to the video's own lips as a render aligns to its target.
+    `measured`: per video id, the frames measured (and whose lips are the target's), e.g. the later part
+    of a trained person's video (split.by_time); the whole video's speech is heard either way. `output`:
+    the predictor's own lip statistics (LstmArtifact.output_stats; models/training/lips.py: source_stats)."""
     per_video, curves, weights = [], [], []
     for v in videos:
-        face = v.face_found
+        face = v.face_found if measured is None else v.face_found & measured[v.video_id]
         asked = speaker_lips(predict(v.audio), params, lips_moments(v.lips[face]), corpus,
-                             v.audio[:, LOG_ENERGY], closed_lips(v.lips[face], lip_indices))
+                             v.audio[:, LOG_ENERGY], closed_lips(v.lips[face], lip_indices), output)
         scores = lip_metrics(asked[face], v.lips[face], face_size, lip_indices)
         real = np.where(face, lips_opening(np.nan_to_num(v.lips), lip_indices), np.nan)
-        curves.append(lag_correlations(lips_opening(asked, lip_indices), real))
+        opening = lips_opening(asked, lip_indices)
+        if measured is not None:  # the lag curve over the measured span only
+            span = np.flatnonzero(measured[v.video_id])
+            opening, real = opening[span[0]:span[-1] + 1], real[span[0]:span[-1] + 1]
+            face = face[span[0]:span[-1] + 1]
+        curves.append(lag_correlations(opening, real))
         weights.append(float(face.sum()))
         per_video.append({"video_id": v.video_id, **scores,
-                          "sync_offset_frames": sync_offset(curves[-1:], [1.0])})
-    together = {name: float(np.mean([s[name] for s in per_video])) for name in ("mouth_open_r", "lmd_px")}
+                          "sync_offset_frames": sync_offset(curves[-1:], [1.0]),
+                          "amp": float(np.std(opening[face]) / max(float(np.nanstd(real)), 1e-12))})
+    together = {name: float(np.mean([row[name] for row in per_video])) 
+                for name in ("mouth_open_r", "lmd_px", "amp")}
+    together["amp_min"] = float(min(s["amp"] for s in per_video))
     together["sync_offset_frames"] = sync_offset(curves, weights)
     return together, per_video
 
 
 def held_out_scores(predict: Predict, corpus: Corpus, rows: dict[str, np.ndarray], held_out: list[str],
-                    params: Params, baselines: bool = True) -> dict:
+                    params: Params, baselines: bool = True,
+                    measured: dict[str, np.ndarray] | None = None,
+                    output: LipsStats | None = None) -> dict:
     """speaker_scores of `predict` and (`baselines`), prefixed loudness_ and mean_, of the two baselines
-    fitted on `rows` (the training frames), on the videos `held_out`; flat, as a benchmark prints it."""
+    fitted on `rows` (the training frames), on the videos `held_out` (`measured`: speaker_scores'); flat,
+    as a benchmark prints it."""
     lip_indices, face_size = list(corpus.meta["lip_indices"]), int(corpus.meta["face_size"])
     videos = [corpus.video(video_id) for video_id in held_out]
     stats = lips_moments(training_lips(corpus, rows))
@@ -105,7 +136,8 @@ def held_out_scores(predict: Predict, corpus: Corpus, rows: dict[str, np.ndarray
     if baselines:
         methods.update(loudness_=LoudnessLips.fit(corpus, rows, lip_indices), mean_=mean_lips(corpus, rows))
     for prefix, method in methods.items():
-        together, _ = speaker_scores(method, videos, params, stats, face_size, lip_indices)
+        together, _ = speaker_scores(method, videos, params, stats, face_size, lip_indices, measured,
+                                     output if prefix == "" else None)
         scores.update({prefix + name: value for name, value in together.items()})
     return scores
 
@@ -130,7 +162,7 @@ def pad_with_silence(samples: np.ndarray, sample_rate: int, fps: float,
 
 
 def silence_scores(predict: Predict, speech: dict[str, np.ndarray], corpus: Corpus, stats: LipsStats,
-                   params: Params, seed: int = 0) -> tuple[dict, list[dict]]:
+                   params: Params, seed: int = 0, output: LipsStats | None = None) -> tuple[dict, list[dict]]:
     """({closed_gap, closed_std, closed_floor_gap} in crop pixels, the mean over the speakers of `speech`
     (video id -> its samples at preprocess.sample_rate), the same per speaker): metrics.closed_mouth over
     the silences pad_with_silence puts in their speech, the mouth asked for aligned to the speaker's own
@@ -146,7 +178,7 @@ def silence_scores(predict: Predict, speech: dict[str, np.ndarray], corpus: Corp
         features = audio_features(padded, p.sample_rate, np.arange(len(silent)) / p.fps, p)
         own = v.lips[v.face_found]
         asked = speaker_lips(predict(features), params, lips_moments(own), stats, features[:, LOG_ENERGY],
-                             closed_lips(own, lip_indices))
+                             closed_lips(own, lip_indices), output)
         opening, real = lips_opening(asked, lip_indices)[silent], lips_opening(own, lip_indices)
         gap, std = closed_mouth(opening, real)
         per_video.append({"video_id": video_id, "closed_gap": gap * face_size, "closed_std": std * face_size,

@@ -33,11 +33,12 @@ from models.training.data import (
     audio_stats,
     lips_stats,
     load_corpus,
+    speaker_mean,
     split_corpus,
 )
 from models.training.lip_metrics import lip_metrics
 from models.training.run import TrainingRun, epoch_line, made_from
-from models.training.speakers import held_out_scores
+from models.training.speakers import held_out_scores, output_stats
 from tasks.config.entry import (
     DEFAULT_ROOT,
     Lstm,
@@ -64,11 +65,19 @@ class LipsData:
     lips_std: np.ndarray
 
 
-def lips_data(corpus: Corpus, split: Split, context: int, device: torch.device) -> LipsData:
-    """Both splits normalised with the stats of the train split only."""
-    stats = (*audio_stats(corpus, split.train), *lips_stats(corpus, split.train))
-    train = LipsWindows(corpus, split.train, context, *stats).to(device)
-    val = LipsWindows(corpus, split.val, context, *stats).to(device)
+def lips_data(corpus: Corpus, split: Split, p: LstmParams, device: torch.device) -> LipsData:
+    """Both splits normalised with the stats of the train split only. With lstm.targets "speaker", each
+    video's lips less their own mean (its train frames', else its val frames': data.speaker_mean)."""
+    stats = (*audio_stats(corpus, split.train), *lips_stats(corpus, split.train, p.targets))
+    centre = None
+    if p.targets == "speaker":
+        centre = {}
+        for v in corpus.videos:
+            rows = split.train[v.video_id]
+            rows = rows if (rows & v.face_found).any() else split.val[v.video_id]
+            centre[v.video_id] = speaker_mean(v, rows)
+    train = LipsWindows(corpus, split.train, p.context, *stats, centre=centre).to(device)
+    val = LipsWindows(corpus, split.val, p.context, *stats, centre=centre).to(device)
     return LipsData(train, val, *stats)
 
 
@@ -132,7 +141,7 @@ def train(root: Root = DEFAULT_ROOT, params_file: ParamsFile = None, override: O
 
     corpus = load_corpus(paths.shards)
     split = split_corpus(corpus, params)
-    data = lips_data(corpus, split, p.context, device)
+    data = lips_data(corpus, split, p, device)
     print(f"lstm: {len(data.train)} train / {len(data.val)} val frames, split by {split.by}, on {device}")
 
     hparams = AudioToLips.hparams(p, features=data.train.audio.shape[1])
@@ -174,7 +183,7 @@ def train(root: Root = DEFAULT_ROOT, params_file: ParamsFile = None, override: O
     training.summarise({name: finite_or_none(value) for name, value in held_out.items()})
     if held_out:
         print("lstm: held-out videos, aligned as a render aligns: " + json.dumps(held_out))
-    training.finish(lstm_artifact(model.state_dict(), hparams, data, corpus, split, params, best), paths.lstm)
+    training.finish(lstm_artifact(model, hparams, data, corpus, split, params, best), paths.lstm)
     print(f"lstm: wrote {paths.lstm} (epoch {best['epoch']}, val_loss {best['val_loss']:.4f})")
 
 
@@ -187,18 +196,21 @@ def speaker_figures(model: AudioToLips, hparams: dict, data: LipsData, corpus: C
     if not held_out:
         return {}
     model.eval()
-    artifact = lstm_artifact(model.state_dict(), hparams, data, corpus, split, params,
+    artifact = lstm_artifact(model, hparams, data, corpus, split, params,
                              {"epoch": 0, "val_loss": float("nan")})
     predict = lambda audio: predict_lips(model, artifact, audio)
-    scores = held_out_scores(predict, corpus, split.train, held_out, params, baselines)
+    scores = held_out_scores(predict, corpus, split.train, held_out, params, baselines,
+                             output=artifact.output_stats)
     return {f"held_out_{name}": value for name, value in scores.items()}
 
 
-def lstm_artifact(weights: dict, hparams: dict, data: LipsData, corpus: Corpus, split: Split, params: Params,
-                  best: dict) -> LstmArtifact:
-    """The best epoch's weights and everything needed to use them (models/networks/lstm.py: predict_lips)."""
-    return LstmArtifact(
-        state_dict=weights,
+def lstm_artifact(model: AudioToLips, hparams: dict, data: LipsData, corpus: Corpus, split: Split,
+                  params: Params, best: dict) -> LstmArtifact:
+    """The model's weights (in eval mode) and everything needed to use them (models/networks/lstm.py:
+    predict_lips), with the statistics of what it predicts for its training speech (output_stats)."""
+    model.eval()
+    artifact = LstmArtifact(
+        state_dict={k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         hparams=hparams,
         context=params.lstm.context,
         audio_mean=data.audio_mean, audio_std=data.audio_std,
@@ -208,6 +220,9 @@ def lstm_artifact(weights: dict, hparams: dict, data: LipsData, corpus: Corpus, 
         epoch=best["epoch"], val_loss=best["val_loss"],
         **made_from(params.lstm, corpus, split),
     )
+    predict = lambda audio: predict_lips(model, artifact, audio)
+    artifact.output_stats = output_stats(predict, corpus, split.train, params)
+    return artifact
 
 
 def main(argv: list[str] | None = None) -> None:

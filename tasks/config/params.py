@@ -96,17 +96,19 @@ class SplitParams(_Section):
     val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     held_out: list[str] = Field(default_factory=list)
     speakers: dict[str, str] = Field(default_factory=dict)
+    by_time: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _people_need_the_speaker_split(self) -> SplitParams:
-        if (self.held_out or self.speakers) and self.by != "speaker":
-            raise ValueError(f"split.held_out and split.speakers name people: they need split.by: speaker "
-                             f"(split.by is {self.by})")
+        if (self.held_out or self.speakers or self.by_time) and self.by != "speaker":
+            raise ValueError(f"split.held_out, split.speakers and split.by_time name people and videos: they "
+                             f"need split.by: speaker (split.by is {self.by})")
         return self
 
 
 class LstmParams(_Section):
     context: int = Field(5, ge=0, le=50)
+    targets: Literal["corpus", "speaker"] = "speaker"
     hidden: int = Field(128, ge=4, le=4096)
     layers: int = Field(1, ge=1, le=8)
     bidirectional: bool = True

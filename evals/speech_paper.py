@@ -1,0 +1,61 @@
+"""The paper's experiment on real Obama (`python -m evals.speech --obama`): trained on the first 80 % of one
+weekly address, alone or with the other people of the real-voices corpus, measured on its last 20 %, as
+the paper measured on held-out addresses; and the paper's grid (its Tables 1-2: uni/bi x 1/2 layers x
+dropout 0/0.3/0.5) trained on Obama alone. Each run is the ordinary train_lstm stage in a run folder of its
+own (evals/speech.py: train), measured by evals/speech.py: later_scores; a markdown table on stdout.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+from evals.speech import OBAMA, later_scores, say, train
+from models.networks.lstm import load_lstm, predict_lips
+from models.training.data import Corpus, speaker_of, split_corpus
+from tasks.config.params import Params, load_params, parse_override
+from tasks.config.paths import Paths
+
+GRID = {"lstm.bidirectional": [False, True], "lstm.layers": [1, 2], "lstm.dropout": [0.0, 0.3, 0.5]}
+KEYS = ("mouth_open_r", "lmd_px", "sync_offset_frames", "amp")
+
+
+def obama_run(project: Paths, corpus: Corpus, name: str, overrides: list[str]) -> dict:
+    """The stage trained in runs/NAME with `overrides`; Obama's later figures (obama_*, baselines too)."""
+    lstm, seconds, _ = train(project.root / "runs" / name, project, overrides)
+    params = load_params(project.params, dict(map(parse_override, overrides)))
+    split = split_corpus(corpus, params)
+    model, artifact = load_lstm(lstm)
+    scores = later_scores(lambda audio: predict_lips(model, artifact, audio), corpus, split, params,
+                          artifact.output_stats)
+    return {**scores, "train_seconds": round(seconds, 1)}
+
+
+def alone(corpus: Corpus, params: Params) -> str:
+    """The override that holds out every person but Obama: trained on his first 80 % only."""
+    others = sorted({speaker_of(v.video_id, params) for v in corpus.videos} - {speaker_of(OBAMA, params)})
+    return f"split.held_out={json.dumps(others)}"
+
+
+def obama_experiment(project: Paths, corpus: Corpus, params: Params, epochs: int) -> list[dict]:
+    """The paper's grid trained on Obama alone for `epochs` (its row bi/1 layer/dropout 0 is the default
+    setting): Obama's later figures, his baselines, a markdown table."""
+    rows = []
+    for values in itertools.product(*GRID.values()):
+        setting = dict(zip(GRID, values, strict=True))
+        name = "obama-" + "-".join(f"{key.split('.')[1]}{value}" for key, value in setting.items())
+        overrides = [f"lstm.epochs={epochs}", alone(corpus, params),
+                     *(f"{key}={value}" for key, value in setting.items())]
+        scores = obama_run(project, corpus, name, overrides)
+        rows.append({**setting, **{k: scores.get(f"obama_{k}") for k in KEYS},
+                     "loudness_mouth_open_r": scores.get("obama_loudness_mouth_open_r"),
+                     "loudness_lmd_px": scores.get("obama_loudness_lmd_px"),
+                     "mean_lmd_px": scores.get("obama_mean_lmd_px"),
+                     "train_seconds": scores["train_seconds"]})
+        say("speech: obama grid " + json.dumps(rows[-1]))
+    columns = list(rows[0])
+    print("| " + " | ".join(columns) + " |\n|" + "---|" * len(columns))
+    for row in rows:
+        cells = (f"{v:.3f}" if isinstance(v, float) and k not in GRID else str(v) for k, v in row.items())
+        print("| " + " | ".join(cells) + " |")
+    return rows

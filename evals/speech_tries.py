@@ -1,0 +1,291 @@
+"""Tries of what the LSTM hears and how it learns, each measured on the people it never heard.
+
+    python -m evals.speech_tries [--try NAME ...] [--list]
+
+On the real-voices corpus of evals/speech.py (built there; its split: HELD_OUT never trained on, Obama's
+first 80 % trained on and his last 20 % measured), each try trains the stage's network
+(models/networks/lstm.py: AudioToLips, Adam on the MSE of z-scored lips, params.yaml's lstm batch size
+and learning rate) in-process on inputs the frame table does not hold. Nothing about the held-out people
+chooses anything: the epochs (at most MAX_EPOCHS, looked at every EVERY) are those after which a dev third
+of the *training* people (by a hash of their name) is followed best when the rest trains; then the try
+trains on every training person for that many epochs and is measured on HELD_OUT and on Obama's later 20 %
+with the figures of evals/speech.py (models/training/speakers.py: speaker_scores, after the alignment a
+render makes). One JSON line per try on stdout, then a markdown table; per-person figures on stderr.
+
+The settings a try combines (TRIES names them):
+- inputs: `mfcc` (the frame table's 28-D audio: the paper's), `utterance` (the same standardised over each
+  clip: whose voice and which microphone cancel out), `phones` (tasks/rows/phones.py: PocketSphinx phone
+  shares, 40 more), `augment` (copies of the training speech with pitch shift, reverberation, noise, gain);
+- targets: `speaker` (each video's lips less their own mean, lstm.targets) or `corpus`;
+- `dropout`, `input_noise` (Gaussian, on the standardised inputs, while training), `context`, `hidden`;
+- `ensemble`: the mean of that many models trained from different seeds;
+- `sync`: each training clip's own lag between speech and mouth (2-fold: a model trained on the other
+  people finds it, within +-SYNC_LAG frames) taken off before the final training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from evals.speech import HELD_OUT, OBAMA, SOURCES, WORK, build, corpus_sources, say
+from models.artifacts import LipsStats
+from models.networks.lstm import AudioToLips, window_index
+from models.training.data import Corpus, load_corpus, speaker_of, split_corpus
+from models.training.lip_metrics import lag_correlations
+from models.training.lips import lips_moments
+from models.training.speakers import output_stats, speaker_scores
+from tasks.config.params import Params, load_params
+from tasks.rows.decode import read_audio
+from tasks.rows.features import audio_features
+from tasks.rows.landmarks import lips_opening
+from tasks.rows.phones import phone_features, phone_track
+
+MAX_EPOCHS, EVERY, SYNC_LAG = 20, 5, 4
+TRIES = {
+    "paper": {"inputs": ["mfcc"], "targets": "corpus"},
+    "utterance": {"inputs": ["utterance"], "targets": "corpus"},
+    "speaker": {"inputs": ["mfcc"], "targets": "speaker"},
+    "speaker+reg": {"inputs": ["mfcc"], "targets": "speaker", "dropout": 0.5, "input_noise": 0.3},
+    "speaker+reg+context10": {"inputs": ["mfcc"], "targets": "speaker", "dropout": 0.5, "input_noise": 0.3,
+                              "context": 10},
+    "phones": {"inputs": ["mfcc", "phones"], "targets": "corpus"},
+    "speaker+reg+phones": {"inputs": ["mfcc", "phones"], "targets": "speaker", "dropout": 0.5,
+                           "input_noise": 0.3},
+    "speaker+reg+augment": {"inputs": ["mfcc"], "targets": "speaker", "dropout": 0.5, "input_noise": 0.3,
+                            "augment": 2},
+    "speaker+reg+sync": {"inputs": ["mfcc"], "targets": "speaker", "dropout": 0.5, "input_noise": 0.3,
+                         "sync": True},
+    "speaker+reg+ensemble3": {"inputs": ["mfcc"], "targets": "speaker", "dropout": 0.5, "input_noise": 0.3,
+                              "ensemble": 3},
+}
+Predict = Callable[[str], np.ndarray]  # video id -> raw lips (frames, LIPS_DIM) for its whole speech
+
+
+class Inputs:
+    """Per video (and per augmented copy), the features a try can combine, made once and kept in `cache`."""
+
+    def __init__(self, corpus: Corpus, videos: Path, params: Params, cache: Path):
+        self.corpus, self.videos, self.params, self.cache = corpus, videos, params, cache
+        cache.mkdir(parents=True, exist_ok=True)
+        self.copies: dict[int, dict[str, dict[str, np.ndarray]]] = {}
+
+    def copy(self, k: int) -> dict[str, dict[str, np.ndarray]]:
+        """Copy 0: the speech as recorded; copy k > 0: the training videos' speech altered (seed k)."""
+        if k not in self.copies:
+            file = self.cache / f"inputs-{k}-{self.corpus.fingerprint()}.npz"
+            if file.is_file():
+                saved = np.load(file)
+                parts = {tuple(name.split("/")): saved[name] for name in saved.files}
+                self.copies[k] = {}
+                for (video, part), value in parts.items():
+                    self.copies[k].setdefault(video, {})[part] = value
+            else:
+                self.copies[k] = self._make(k)
+                flat = {f"{v}/{p}": a for v, parts in self.copies[k].items() for p, a in parts.items()}
+                np.savez(file, **flat)
+        return self.copies[k]
+
+    def _make(self, k: int) -> dict[str, dict[str, np.ndarray]]:
+        p, rng, made = self.params.preprocess, np.random.default_rng(k), {}
+        for v in self.corpus.videos:
+            if k and v.video_id in HELD_OUT:
+                continue
+            samples = read_audio(self.videos / f"{v.video_id}.mp4", p.sample_rate)
+            if k:
+                samples = altered(samples, p.sample_rate, rng)
+            times = np.arange(len(v)) / p.fps
+            made[v.video_id] = {"mfcc": audio_features(samples, p.sample_rate, times, p),
+                                "phones": phone_features(phone_track(samples, p.sample_rate), times)}
+            say(f"speech tries: inputs of {v.video_id} (copy {k})")
+        return made
+
+
+def altered(samples: np.ndarray, rate: int, rng: np.random.Generator) -> np.ndarray:
+    """Another voice in another room: pitch +-3 semitones, reverberation (RT60 0.15-0.6 s), noise at
+    10-30 dB SNR, gain 0.3-1.5."""
+    import librosa
+
+    samples = librosa.effects.pitch_shift(samples, sr=rate, n_steps=float(rng.uniform(-3, 3)))
+    length = int(rng.uniform(0.15, 0.6) * rate)
+    response = rng.standard_normal(length) * np.exp(-6.9 * np.arange(length) / length)
+    response[0] = 1.0
+    samples = np.convolve(samples, response / np.sqrt(np.abs(response).sum()))[: len(samples)]
+    power = np.mean(samples**2)
+    samples = samples + rng.standard_normal(len(samples)) * np.sqrt(power / 10 ** (rng.uniform(10, 30) / 10))
+    return (samples * rng.uniform(0.3, 1.5)).astype(np.float32)
+
+
+def features(parts: dict[str, np.ndarray], setting: dict) -> np.ndarray:
+    """(frames, D) the inputs a try hears, before standardising over the training set."""
+    mfcc = parts["mfcc"].astype(np.float32)
+    if "utterance" in setting["inputs"]:
+        mfcc = (mfcc - mfcc.mean(0)) / np.maximum(mfcc.std(0), 1e-3)
+    extra = [parts["phones"].astype(np.float32)] if "phones" in setting["inputs"] else []
+    return np.concatenate([mfcc, *extra], 1)
+
+
+def fit(setting: dict, train: dict[str, np.ndarray], inputs: Inputs, corpus: Corpus, params: Params,
+        epochs: int, seed: int = 0, shifts: dict[str, int] | None = None,
+        dev: Callable[[Predict], float] | None = None) -> tuple[Predict, list[float]]:
+    """A model trained on the frames `train` names (per video) for `epochs`; (its predictor, dev's figure
+    after every EVERY epochs when `dev` is given)."""
+    context, shifts = setting.get("context", params.lstm.context), shifts or {}
+    xs, windows, ys, offset = [], [], [], 0
+    for k in range(1 + setting.get("augment", 0)):
+        for v in corpus.videos:
+            rows = train.get(v.video_id)
+            if rows is None or v.video_id not in inputs.copy(k) or not (rows & v.face_found).any():
+                continue
+            frames = np.flatnonzero(rows & v.face_found)
+            lips = v.lips[frames] - (v.lips[frames].mean(0) if setting["targets"] == "speaker" else 0)
+            heard = np.clip(frames + shifts.get(v.video_id, 0), 0, len(v) - 1)
+            xs.append(features(inputs.copy(k)[v.video_id], setting))
+            windows.append(window_index(len(v), context)[heard] + offset)
+            ys.append(lips)
+            offset += len(v)
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    x_mean, x_std = x.mean(0), np.maximum(x.std(0), 1e-6)
+    lips_mean = np.concatenate([v.lips[r & v.face_found] for v in corpus.videos
+                                if (r := train.get(v.video_id)) is not None]).mean(0)
+    y_std = np.maximum(y.std(0), 1e-6)
+    y_mean = 0 if setting["targets"] == "speaker" else lips_mean
+    audio = torch.from_numpy(((x - x_mean) / x_std).astype(np.float32))
+    index = torch.from_numpy(np.concatenate(windows))
+    target = torch.from_numpy(((y - y_mean) / y_std).astype(np.float32))
+    torch.manual_seed(params.seed + seed)
+    model = AudioToLips(features=x.shape[1], hidden=setting.get("hidden", params.lstm.hidden),
+                        bidirectional=params.lstm.bidirectional, dropout=setting.get("dropout", 0.0))
+    optimizer = torch.optim.Adam(model.parameters(), lr=params.lstm.lr)
+
+    def predict(video: str) -> np.ndarray:
+        x_in = (features(inputs.copy(0)[video], setting) - x_mean) / x_std
+        with torch.no_grad():
+            windows = torch.from_numpy(window_index(len(x_in), context))
+            heard = torch.from_numpy(x_in.astype(np.float32))[windows]
+            out = model(heard)
+        return out.numpy() * y_std + lips_mean
+
+    curve = []
+    for epoch in range(epochs):
+        model.train()
+        for batch in torch.randperm(len(target)).split(params.lstm.batch_size):
+            heard = audio[index[batch]]
+            heard = heard + setting.get("input_noise", 0.0) * torch.randn_like(heard)
+            loss = F.mse_loss(model(heard), target[batch])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        if dev is not None and (epoch + 1) % EVERY == 0:
+            model.eval()
+            curve.append(dev(predict))
+    model.eval()
+    return predict, curve
+
+
+def ensemble(setting: dict, train: dict[str, np.ndarray], inputs: Inputs, corpus: Corpus, params: Params,
+             epochs: int, shifts: dict[str, int] | None = None) -> Predict:
+    models = [fit(setting, train, inputs, corpus, params, epochs, seed, shifts)[0]
+              for seed in range(setting.get("ensemble", 1))]
+    return lambda video: np.mean([m(video) for m in models], 0)
+
+
+def by_audio(predict: Predict, corpus: Corpus, videos: list[str]) -> Callable[[np.ndarray], np.ndarray]:
+    """The predictor as models/training/speakers.py calls one: on a video's audio column."""
+    lips = {id(corpus.video(v).audio): predict(v) for v in videos}
+    return lambda audio: lips[id(audio)]
+
+
+def scores(predict: Predict, corpus: Corpus, videos: list[str], params: Params,
+           measured: dict[str, np.ndarray] | None = None,
+           output: LipsStats | None = None) -> tuple[dict, list[dict]]:
+    """speaker_scores of the predictor on `videos`, the lip statistics of the training people as the
+    corpus's (what the bound keeps lips near), `output` its own (LstmArtifact.output_stats)."""
+    trained = [v.lips[v.face_found] for v in corpus.videos if v.video_id not in HELD_OUT]
+    stats = lips_moments(np.concatenate(trained))
+    return speaker_scores(by_audio(predict, corpus, videos), [corpus.video(v) for v in videos], params, stats,
+                          int(corpus.meta["face_size"]), list(corpus.meta["lip_indices"]), measured, output)
+
+
+def sync_shifts(setting: dict, train: dict[str, np.ndarray], inputs: Inputs, corpus: Corpus, params: Params,
+                epochs: int) -> dict[str, int]:
+    """Each training clip's lag between speech and mouth (frames), found by a model trained on the other
+    half of the people (2 folds); only where the lag curve says something (r >= 0.15 at its peak)."""
+    people = sorted({speaker_of(v, params) for v in train}, key=by_hash)
+    shifts = {}
+    lip_indices = list(corpus.meta["lip_indices"])
+    for fold in range(2):
+        held = [v for v in train if speaker_of(v, params) in people[fold::2] and v != OBAMA]
+        rest = {v: r for v, r in train.items() if v not in held}
+        predict, _ = fit(setting, rest, inputs, corpus, params, epochs)
+        for video in held:
+            v = corpus.video(video)
+            real = np.where(v.face_found, lips_opening(np.nan_to_num(v.lips), lip_indices), np.nan)
+            curve = lag_correlations(lips_opening(predict(video), lip_indices), real, SYNC_LAG)
+            if np.isfinite(curve).any() and np.nanmax(curve) >= 0.15:
+                shifts[video] = int(np.nanargmax(curve)) - SYNC_LAG
+    return shifts
+
+
+def by_hash(name: str) -> str:
+    return hashlib.sha256(name.encode()).hexdigest()
+
+
+def run_try(name: str, setting: dict, corpus: Corpus, params: Params, inputs: Inputs) -> dict:
+    split = split_corpus(corpus, params)
+    train = {v: rows for v, rows in split.train.items() if rows.any()}
+    people = sorted({speaker_of(v, params) for v in train if v != OBAMA}, key=by_hash)
+    dev_videos = [v for v in train if speaker_of(v, params) in set(people[::3])]
+    started = time.perf_counter()
+    _, curve = fit(setting, {v: r for v, r in train.items() if v not in dev_videos}, inputs, corpus, params,
+                   MAX_EPOCHS, dev=lambda p: scores(p, corpus, dev_videos, params)[0]["mouth_open_r"])
+    epochs = EVERY * (int(np.argmax(curve)) + 1)
+    chosen = time.perf_counter()
+    shifts = sync_shifts(setting, train, inputs, corpus, params, epochs) if setting.get("sync") else None
+    predict = ensemble(setting, train, inputs, corpus, params, epochs, shifts)
+    trained = time.perf_counter()
+    output = output_stats(by_audio(predict, corpus, list(train)), corpus, split.train, params)
+    held, per_person = scores(predict, corpus, HELD_OUT, params, output=output)
+    obama, _ = scores(predict, corpus, [OBAMA], params, {OBAMA: split.val[OBAMA]}, output)
+    for row in per_person:
+        say(f"speech tries: {name} " + json.dumps({k: v if isinstance(v, str) else round(v, 3)
+                                                    for k, v in row.items()}))
+    return {"try": name, **{k: round(v, 3) for k, v in held.items()},
+            **{f"obama_{k}": round(v, 3) for k, v in obama.items()}, "dev_mouth_open_r": round(max(curve), 3),
+            "epochs": epochs, "train_seconds": round(trained - chosen, 1),
+            "choose_seconds": round(chosen - started, 1)}
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(prog="python -m evals.speech_tries",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--try", dest="tries", action="append", choices=list(TRIES), help="default: all")
+    args = parser.parse_args(argv)
+    work = WORK / "real"
+    project = build(work, corpus_sources(work, SOURCES, False), {})
+    torch.set_num_threads(2)
+    params, corpus = load_params(project.params), load_corpus(project.shards)
+    inputs = Inputs(corpus, project.videos, params, work / "tries")
+    rows = []
+    for name in args.tries or list(TRIES):
+        rows.append(run_try(name, TRIES[name], corpus, params, inputs))
+        print(json.dumps(rows[-1]), flush=True)
+    columns = ["try", "mouth_open_r", "lmd_px", "amp", "sync_offset_frames", "obama_mouth_open_r",
+               "obama_lmd_px", "dev_mouth_open_r", "epochs", "train_seconds"]
+    print("| " + " | ".join(columns) + " |\n|" + "---|" * len(columns))
+    for row in rows:
+        print("| " + " | ".join(str(row[c]) for c in columns) + " |")
+    return rows
+
+
+if __name__ == "__main__":
+    sys.exit(main() and 0)
