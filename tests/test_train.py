@@ -75,6 +75,9 @@ def test_train_lstm_writes_a_usable_artifact_and_metrics(tmp_path, stage):
             "context", "params_digest"} <= checkpoint.keys()
     _, artifact = load_lstm(tmp_path / "lstm.pt")
     assert artifact.hparams["hidden"] == 16 and artifact.audio_mean.dtype == np.float32
+    # how widely it moves the mouth on speech it knows: what a clip's swing is judged against
+    assert artifact.output_stats is not None and artifact.output_stats.frames > 0
+    assert 0 < np.trace(artifact.output_stats.cov) < np.trace(np.diag(artifact.lips_std.astype(float) ** 2)) * 4
 
 
 def test_train_lstm_resumes_and_extends(tmp_path, stage, capsys):

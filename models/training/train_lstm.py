@@ -82,8 +82,11 @@ def lips_data(corpus: Corpus, split: Split, p: LstmParams, device: torch.device)
 
 
 def lstm_step(model, optimizer, scaler, audio: torch.Tensor, lips: torch.Tensor, device: torch.device,
-              use_amp: bool) -> torch.Tensor:
-    """One Adam step on the MSE of z-scored lips; returns the batch loss."""
+              use_amp: bool, input_noise: float = 0.0) -> torch.Tensor:
+    """One Adam step on the MSE of z-scored lips (the standardised features with Gaussian noise of std
+    `input_noise` added); returns the batch loss."""
+    if input_noise:
+        audio = audio + input_noise * torch.randn_like(audio)
     with autocast(device, use_amp):
         loss = F.mse_loss(model(audio).float(), lips)
     optimizer.zero_grad(set_to_none=True)
@@ -100,7 +103,7 @@ def train_epoch(model, optimizer, scaler, data: LipsData, p: LstmParams, device:
     total, count = 0.0, 0
     for index in torch.randperm(len(data.train), device=device).split(p.batch_size):
         audio, lips = data.train[index]
-        loss = lstm_step(model, optimizer, scaler, audio, lips, device, use_amp)
+        loss = lstm_step(model, optimizer, scaler, audio, lips, device, use_amp, p.input_noise)
         total, count = total + loss.item() * len(index), count + len(index)
     return total / max(count, 1)
 

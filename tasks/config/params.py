@@ -113,6 +113,7 @@ class LstmParams(_Section):
     layers: int = Field(1, ge=1, le=8)
     bidirectional: bool = True
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    input_noise: float = Field(0.0, ge=0.0, le=10.0)
     fc_hidden: int = Field(128, ge=4, le=4096)
     epochs: int = Field(30, ge=1)
     batch_size: int = Field(256, ge=1)
