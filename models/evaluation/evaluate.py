@@ -43,7 +43,7 @@ from models.rendering import render
 from models.rendering.layouts import references_of
 from models.rendering.loading import Models, Target, load_models, models_stage, resolve_target
 from models.rendering.speech import speech_lips
-from models.training.data import Corpus, Split, load_corpus, split_corpus
+from models.training.data import Corpus, Split, load_corpus, speaker_means, split_corpus
 from models.training.lip_metrics import redetected_lmd
 from tasks.config.entry import run
 from tasks.config.params import Params
@@ -68,18 +68,25 @@ def random_train_lips(corpus: Corpus, split: Split, count: int, rng: np.random.G
 def evaluate_lstm(corpus: Corpus, split: Split, models: Models, rng: np.random.Generator) -> dict:
     """LSTM metrics over every validation frame with a face, computed as train_lstm does (its stats)."""
     artifact = models.lstm_artifact
-    predicted, true = [], []
+    # An LSTM of lstm.targets "speaker" says how the mouth moves, not whose it is: its lips (and the mean
+    # baseline's) are measured placed on the speaker's own mean mouth, as train_lstm measures them (a render
+    # aligns them to a target).
+    centres = speaker_means(corpus, split) if artifact.params.get("targets") == "speaker" else {}
+    predicted, true, mean = [], [], []
     for video_id, frames in rows_with_face(corpus, split.val):
         if len(frames):
             video = corpus.video(video_id)
-            predicted.append(predict_lips(models.lstm, artifact, video.audio)[frames])
+            lips = predict_lips(models.lstm, artifact, video.audio)[frames]
+            if video_id in centres:  # the shift first: a lip coordinate that never moves stays exact
+                lips = lips + (centres[video_id] - artifact.lips_mean)
+            predicted.append(lips)
             true.append(video.lips[frames])
-    predicted, true = np.concatenate(predicted), np.concatenate(true)
+            mean.append(np.broadcast_to(centres.get(video_id, artifact.lips_mean), lips.shape))
+    predicted, true, mean = np.concatenate(predicted), np.concatenate(true), np.concatenate(mean)
     def score(lips: np.ndarray) -> dict:
         return lstm_metrics(lips, true, artifact.lips_std, artifact.face_size, artifact.lip_indices)
 
     metrics = score(predicted)
-    mean = np.broadcast_to(artifact.lips_mean, true.shape)
     metrics.update({f"baseline_mean/{k}": v for k, v in score(mean).items()})
     random = random_train_lips(corpus, split, len(true), rng)
     metrics.update({f"baseline_random/{k}": v for k, v in score(random).items()})

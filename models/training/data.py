@@ -222,6 +222,16 @@ def speaker_mean(video: Video, rows: np.ndarray) -> np.ndarray:
     return video.lips[rows & video.face_found].mean(0).astype(np.float32)
 
 
+def speaker_means(corpus: Corpus, split: Split) -> dict[str, np.ndarray]:
+    """Per video, speaker_mean over its train frames (over its val frames when none trains): where
+    lstm.targets "speaker" centres its lips, in training and when the evaluation measures them."""
+    means = {}
+    for v in corpus.videos:
+        rows = split.train[v.video_id]
+        means[v.video_id] = speaker_mean(v, rows if (rows & v.face_found).any() else split.val[v.video_id])
+    return means
+
+
 def video_lips_stats(corpus: Corpus) -> dict[str, LipsStats]:
     """Per video with 2 frames with a face or more: the statistics of its lips, for aligning one
     speaker's lips to another's."""

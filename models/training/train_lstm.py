@@ -33,7 +33,7 @@ from models.training.data import (
     audio_stats,
     lips_stats,
     load_corpus,
-    speaker_mean,
+    speaker_means,
     split_corpus,
 )
 from models.training.lip_metrics import lip_metrics
@@ -69,13 +69,7 @@ def lips_data(corpus: Corpus, split: Split, p: LstmParams, device: torch.device)
     """Both splits normalised with the stats of the train split only. With lstm.targets "speaker", each
     video's lips less their own mean (its train frames', else its val frames': data.speaker_mean)."""
     stats = (*audio_stats(corpus, split.train), *lips_stats(corpus, split.train, p.targets))
-    centre = None
-    if p.targets == "speaker":
-        centre = {}
-        for v in corpus.videos:
-            rows = split.train[v.video_id]
-            rows = rows if (rows & v.face_found).any() else split.val[v.video_id]
-            centre[v.video_id] = speaker_mean(v, rows)
+    centre = speaker_means(corpus, split) if p.targets == "speaker" else None
     train = LipsWindows(corpus, split.train, p.context, *stats, centre=centre).to(device)
     val = LipsWindows(corpus, split.val, p.context, *stats, centre=centre).to(device)
     return LipsData(train, val, *stats)
