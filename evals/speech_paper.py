@@ -1,8 +1,9 @@
 """The paper's experiment on real Obama (`python -m evals.speech --obama`): trained on the first 80 % of one
 weekly address, alone or with the other people of the real-voices corpus, measured on its last 20 %, as
 the paper measured on held-out addresses; and the paper's grid (its Tables 1-2: uni/bi x 1/2 layers x
-dropout 0/0.3/0.5) trained on Obama alone. Each run is the ordinary train_lstm stage in a run folder of its
-own (evals/speech.py: train), measured by evals/speech.py: later_scores; a markdown table on stdout.
+dropout 0/0.3/0.5) trained on Obama alone, for as many steps as the run on everyone. Each run is the
+ordinary train_lstm stage in a run folder of its own (evals/speech.py: train), measured by
+evals/speech.py: later_scores; a markdown table on stdout.
 """
 
 from __future__ import annotations
@@ -38,8 +39,12 @@ def alone(corpus: Corpus, params: Params) -> str:
 
 
 def obama_experiment(project: Paths, corpus: Corpus, params: Params, epochs: int) -> list[dict]:
-    """The paper's grid trained on Obama alone for `epochs` (its row bi/1 layer/dropout 0 is the default
-    setting): Obama's later figures, his baselines, a markdown table."""
+    """The paper's grid trained on Obama alone for as many steps as `epochs` over every training person
+    take (his 80 % is a twentieth of them): Obama's later figures, his baselines, a markdown table."""
+    split = split_corpus(corpus, params)
+    frames = {v.video_id: int((split.train[v.video_id] & v.face_found).sum()) for v in corpus.videos}
+    epochs = max(epochs, round(epochs * sum(frames.values()) / max(frames[OBAMA], 1)))
+    say(f"speech: Obama alone, {frames[OBAMA]} frames, {epochs} epochs (the steps of the default run)")
     rows = []
     for values in itertools.product(*GRID.values()):
         setting = dict(zip(GRID, values, strict=True))

@@ -2,6 +2,7 @@
 
     python -m flows.corpus build SOURCES --root DIR [--override KEY=VALUE ...]
     python -m flows.corpus base [--work DIR]          # what `dvc repro base` runs
+    python -m flows.corpus base-lstm [--work DIR]     # the shipped LSTM alone, the generator kept
 
 `build` runs the project's own stages (`flows.ingest`, `flows.preprocess`, `models.training.train_lstm`,
 `models.training.train_cgan`, `models.evaluation.evaluate`) with `--root DIR`, as `dvc repro` runs them, on
@@ -20,10 +21,8 @@ from them (adapt.base: shipped).
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
-import re
 import shutil
 import subprocess
 import sys
@@ -34,11 +33,9 @@ import typer
 import yaml
 
 from flows.stopping import Stopped, stop_on_signals
-from models.artifacts import SHIPPED_BASE, CganArtifact
 from tasks.config.entry import Overrides, parse_overrides
-from tasks.config.files import atomic_path
 from tasks.config.params import load_params
-from tasks.config.paths import PROJECT_ROOT, Paths, require_real_fixtures
+from tasks.config.paths import PROJECT_ROOT, Paths
 from tasks.config.progress import Progress
 
 STAMP = "corpus.json"
@@ -51,12 +48,9 @@ MADE = dict(zip(STAGES, ("manifest", "videos_table", "lstm", "cgan", "metrics"),
 # params sections no stage of a corpus build reads: a change there (a new adapt setting) keeps the corpus
 UNUSED_SECTIONS = {"demo", "adapt", "provenance"}
 ROW_SECTIONS = {"data", "preprocess"}  # all that ingest and preprocess read (dvc.yaml)
+BASE_WORK = PROJECT_ROOT / ".cache" / "base"  # where the shipped base is built (flows/base.py)
+BASE_LSTM_WORK = PROJECT_ROOT / ".cache" / "base-lstm"  # where its LSTM alone is retrained
 
-BASE_SOURCES = PROJECT_ROOT / "data" / "sources" / "base.txt"
-BASE_WORK = PROJECT_ROOT / ".cache" / "base"
-# The base is a corpus generator (no finetune epochs: it is the start of every adaptation, not one
-# person's), trained on every person: the last 20 % of each clip is its validation.
-BASE_OVERRIDES: dict[str, Any] = {"cgan.epochs": 4, "cgan.finetune_epochs": 0, "split.by": "time"}
 
 
 def _stage(module: str, root: Path, *extra: str) -> None:
@@ -132,121 +126,6 @@ def build_corpus(root: Path, sources: Path, overrides: dict[str, Any] | None = N
     return paths
 
 
-def fixtures_dir(name: str) -> Path:
-    """The fixtures folder a listed clip lies in (the folder above a grid/ or vox/ subfolder)."""
-    path = Path(name)
-    return path.parents[1] if path.parent.name in ("grid", "vox") else path.parent
-
-
-def _licences(names: list[str], fixtures: Path) -> dict[str, str]:
-    """Each clip's licence as SOURCES.md beside the fixtures gives it (the parenthesis of its row)."""
-    rows = (fixtures / "SOURCES.md").read_text().splitlines()
-    found = {}
-    for name in names:
-        path = Path(name)
-        # a clip's own row names it in backticks; one in a subfolder (grid/, vox/) is named by a glob
-        key = f"`{path.parent.name}/*" if path.parent != fixtures_dir(name) else f"`{path.name}`"
-        row = next((r for r in rows if r.startswith("|") and key in r), "")
-        licence = re.findall(r"\(([A-Za-z0-9.\-]+)[;)]", row)
-        found[name] = licence[0] if licence else "unknown"
-    return found
-
-
-def build_base(work: Path = BASE_WORK, into: Path = SHIPPED_BASE) -> Path:
-    """The shipped base rebuilt from the real fixtures: models/base/{lstm.pt, cgan.pt, MODEL_CARD.md}."""
-    fixtures = require_real_fixtures()
-    listed = [line.strip() for line in BASE_SOURCES.read_text().splitlines()
-              if line.strip() and not line.startswith("#")]
-    licences = _licences(listed, fixtures)
-    refused = {name: lic for name, lic in licences.items() if "NC" in lic or lic == "unknown"}
-    if refused:
-        raise SystemExit(f"{BASE_SOURCES}: licence does not allow sharing weights: {refused}")
-    return export_base(build_corpus(work, BASE_SOURCES, BASE_OVERRIDES), licences, into)
-
-
-def export_base(paths: Paths, licences: dict[str, str], into: Path = SHIPPED_BASE) -> Path:
-    """The base corpus at `paths` as the package ships it: its LSTM, its generator without the reference
-    crops it keeps of each training video (faces of the footage, which is never shipped; adapt makes the
-    target's own), and the model card."""
-    generator = CganArtifact.load(paths.cgan)
-    with atomic_path(Path(into)) as staging:
-        staging.mkdir(parents=True)
-        shutil.copy2(paths.lstm, staging / "lstm.pt")
-        dataclasses.replace(generator, references={}).save(staging / "cgan.pt")
-        (staging / "MODEL_CARD.md").write_text(model_card(paths, licences))
-    return Path(into)
-
-
-CARD = """# The real-faces base (models/base/)
-
-What `reenact adapt` starts from (`adapt.base: shipped`): `lstm.pt` (speech -> 8 lip points, the
-paper's BiLSTM) and `cgan.pt` (the frame-conditioned U-Net that paints a lower face from a reference
-crop and the lips). Written by `make base` (the frozen DVC stage base, flows/corpus.py) from the real
-fixtures beside the project; data/sources/base.txt lists the clips. Do not edit by hand.
-
-## Intended use
-
-A start for fine-tuning on one consenting person's footage (`reenact adapt`), whose renders are signed
-and watermarked as synthetic. It is no one's face: it paints the person of the reference crop it is given.
-
-## Data
-
-{clips} clips, {frames} frames at {fps} fps. Every clip's licence allows sharing weights trained on it:
-the non-commercial ones are left out, and so are the four clips adaptation is measured on (anchor_20s,
-speaker_15s, may_5s, map_5s), so that no measured person is in the base. No footage is shipped: the
-generator keeps no reference crops of these clips (`adapt` makes the target's own).
-
-| clip | frames | with a face | licence |
-| --- | --- | --- | --- |
-{rows}
-
-## Params
-
-The project's params.yaml at build time with {overrides}:
-
-```yaml
-{used}```
-
-## Held-out figures
-
-`python -m models.evaluation.evaluate` on the base's own validation frames (the last 20 % of every clip,
-never trained on); `baseline_*` are what the evaluation compares against (ARCHITECTURE.md, Evaluation).
-
-| metric | value |
-| --- | --- |
-{figures}
-
-## Licences
-
-The weights are shared under the licences of the clips above ({licences}); credit goes to the
-repositories that published each clip.
-"""
-
-
-def model_card(paths: Paths, licences: dict[str, str]) -> str:
-    """MODEL_CARD.md of the base built at `paths`: its data, params, held-out figures and licences."""
-    import pyarrow.parquet as pq
-
-    params = load_params(paths.params)
-    videos = {row["video_id"]: row for row in pq.read_table(paths.videos_table).to_pylist()}
-    rows = []
-    for name, licence in licences.items():
-        row = videos.get(Path(name).stem, {})
-        shown = Path(name).relative_to(fixtures_dir(name)).as_posix()
-        rows.append(f"| `{shown}` | {row.get('frames', 0)} | {row.get('frames_with_face', 0)} | {licence} |")
-    metrics = json.loads(paths.metrics.read_text())
-    figures = [f"| `{key}` | {value:.4g} |" for key, value in sorted(metrics.items())
-               if isinstance(value, int | float) and not isinstance(value, bool)]
-    used = yaml.safe_dump(params.model_dump(mode="json", include={"preprocess", "lstm", "cgan", "split"}),
-                          sort_keys=False)
-    return CARD.format(
-        clips=len(licences), frames=sum(r.get("frames", 0) for r in videos.values()),
-        fps=params.preprocess.fps,
-        rows="\n".join(rows), overrides=", ".join(f"`{k}={v}`" for k, v in BASE_OVERRIDES.items()),
-        used=used, figures="\n".join(figures), licences=", ".join(sorted(set(licences.values()))),
-    )
-
-
 cli = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
                   help=__doc__.split("\n\n")[0])
 
@@ -273,8 +152,21 @@ def base(
     work: Annotated[Path, typer.Option(help="where the base corpus is built and kept")] = BASE_WORK,
 ) -> None:
     """Rebuild the shipped real-faces base (models/base/) from the real fixtures beside the project."""
+    from flows.base import build_base
+
     with stop_on_signals():
         typer.echo(f"base: {build_base(work)}")
+
+
+@cli.command("base-lstm")
+def base_lstm(
+    work: Annotated[Path, typer.Option(help="where its frame table and run are kept")] = BASE_LSTM_WORK,
+) -> None:
+    """Retrain the shipped LSTM alone (models/base/lstm.pt and its model card section), the generator kept."""
+    from flows.base import build_base_lstm
+
+    with stop_on_signals():
+        typer.echo(f"base-lstm: {build_base_lstm(work)}")
 
 
 if __name__ == "__main__":

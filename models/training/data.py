@@ -223,12 +223,14 @@ def speaker_mean(video: Video, rows: np.ndarray) -> np.ndarray:
 
 
 def speaker_means(corpus: Corpus, split: Split) -> dict[str, np.ndarray]:
-    """Per video, speaker_mean over its train frames (over its val frames when none trains): where
-    lstm.targets "speaker" centres its lips, in training and when the evaluation measures them."""
+    """Per video with frames on either side, speaker_mean over its train frames (over its val frames when
+    none trains): where lstm.targets "speaker" centres its lips, in training and when they are measured."""
     means = {}
     for v in corpus.videos:
-        rows = split.train[v.video_id]
-        means[v.video_id] = speaker_mean(v, rows if (rows & v.face_found).any() else split.val[v.video_id])
+        rows = next((r for r in (split.train[v.video_id], split.val[v.video_id]) if (r & v.face_found).any()),
+                    None)
+        if rows is not None:  # a video on neither side (a fold of cross-validation leaves some out) has none
+            means[v.video_id] = speaker_mean(v, rows)
     return means
 
 
