@@ -150,7 +150,7 @@ def train(root: Root = DEFAULT_ROOT, params_file: ParamsFile = None, override: O
     key = run_key(p.model_dump(exclude={"epochs"}), params.split.model_dump(), params.seed,
                   corpus.fingerprint(), code_digest(__spec__.name))
     training = TrainingRun("lstm", key, {"model": model, "optimizer": optimizer, "scaler": scaler},
-                           paths)
+                           paths, epochs=p.epochs)
     best = training.restored("best", {"val_loss": float("inf"), "epoch": -1, "state_dict": None})
     rng = training.restored("rng")
     if rng is not None:
