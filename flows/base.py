@@ -79,7 +79,7 @@ def build_base_lstm(work: Path = BASE_LSTM_WORK, into: Path = SHIPPED_BASE) -> P
     trained = build_corpus(work / "lstm", BASE_SOURCES, BASE_OVERRIDES, stages=TRAINING[:1], rows=rows)
     with atomic_path(Path(into) / "lstm.pt") as staging:
         shutil.copy2(trained.lstm, staging)
-    return refresh_lstm_card(trained, into)
+    return refresh_lstm_card(trained, into, alone=True)
 
 
 LSTM_CARD = """## The LSTM
@@ -97,18 +97,22 @@ On the held-out 20 % of every clip, placed on each speaker's own mean mouth (`ls
 | --- | --- |
 {figures}
 
-How it does on people it never heard is measured by `python -m evals.speech` (docs/results.md).
+How it does on people it never heard is measured by `python -m evals.speech` (docs/results.md).{alone}
 """
+ALONE = """ This LSTM
+was retrained after the generator (`make base-lstm`): the Params and Held-out figures above are of the
+whole build, the LSTM it had then included."""
 
 
-def refresh_lstm_card(paths: Paths, into: Path = SHIPPED_BASE) -> Path:
-    """The model card's LSTM section (LSTM_CARD) written anew from the training run at `paths`."""
+def refresh_lstm_card(paths: Paths, into: Path = SHIPPED_BASE, alone: bool = False) -> Path:
+    """The model card's LSTM section (LSTM_CARD) written anew from the training run at `paths` (`alone`:
+    retrained after the generator, which the card's other sections describe)."""
     params = load_params(paths.params)
     metrics = json.loads((paths.dvclive / "lstm" / "metrics.json").read_text())
     keys = ("best_val_loss", "baseline_val_loss", "lmd_px", "baseline_lmd_px", "mouth_open_r", "best_epoch")
     figures = "\n".join(f"| `{key}` | {metrics[key]:.4g} |" for key in keys if key in metrics)
     section = LSTM_CARD.format(used=yaml.safe_dump(params.lstm.model_dump(mode="json"), sort_keys=False),
-                               targets=params.lstm.targets, figures=figures)
+                               targets=params.lstm.targets, figures=figures, alone=ALONE if alone else "")
     card_file = Path(into) / "MODEL_CARD.md"
     card = card_file.read_text()
     head, found, tail = card.partition("## The LSTM\n")
