@@ -2,8 +2,8 @@
 weekly address, alone or with the other people of the real-voices corpus, measured on its last 20 %, as
 the paper measured on held-out addresses; and the paper's grid (its Tables 1-2: uni/bi x 1/2 layers x
 dropout 0/0.3/0.5) trained on Obama alone, for as many steps as the run on everyone. Each run is the
-ordinary train_lstm stage in a run folder of its own (evals/speech.py: train), measured by
-evals/speech.py: later_scores; a markdown table on stdout.
+ordinary train_lstm stage in a run folder of its own (evals/speech.py: train); Obama alone is a project of
+his clip alone (WORK/obama), split by time. A markdown table on stdout.
 """
 
 from __future__ import annotations
@@ -11,31 +11,37 @@ from __future__ import annotations
 import itertools
 import json
 
-from evals.speech import OBAMA, later_scores, say, train
+from evals.speech import OBAMA, WORK, build, say, train
 from models.networks.lstm import load_lstm, predict_lips
-from models.training.data import Corpus, speaker_of, split_corpus
+from models.training.data import Corpus, load_corpus, split_corpus
+from models.training.speakers import held_out_scores
 from tasks.config.params import Params, load_params, parse_override
-from tasks.config.paths import Paths
+from tasks.config.paths import REAL_FIXTURES, Paths
 
 GRID = {"lstm.bidirectional": [False, True], "lstm.layers": [1, 2], "lstm.dropout": [0.0, 0.3, 0.5]}
 KEYS = ("mouth_open_r", "lmd_px", "sync_offset_frames", "amp")
 
 
+def obama_project() -> tuple[Paths, Corpus, Params]:
+    """A project of Obama's address alone (WORK/obama, its frame table made once), split by time: his
+    first 80 % trains, his last 20 % is measured."""
+    work = WORK / "obama"
+    sources = WORK / "obama-sources.txt"
+    sources.write_text(f"{REAL_FIXTURES.resolve() / f'{OBAMA}.mp4'}\n")
+    project = build(work, sources, {"split.by": "time", "split.held_out": [], "split.speakers": {},
+                                    "split.by_time": []})
+    return project, load_corpus(project.shards), load_params(project.params)
+
+
 def obama_run(project: Paths, corpus: Corpus, name: str, overrides: list[str]) -> dict:
-    """The stage trained in runs/NAME with `overrides`; Obama's later figures (obama_*, baselines too)."""
+    """The stage trained in runs/NAME with `overrides`; his later figures (obama_*, baselines too)."""
     lstm, seconds, _ = train(project.root / "runs" / name, project, overrides)
     params = load_params(project.params, dict(map(parse_override, overrides)))
     split = split_corpus(corpus, params)
     model, artifact = load_lstm(lstm)
-    scores = later_scores(lambda audio: predict_lips(model, artifact, audio), corpus, split, params,
-                          artifact.output_stats)
-    return {**scores, "train_seconds": round(seconds, 1)}
-
-
-def alone(corpus: Corpus, params: Params) -> str:
-    """The override that holds out every person but Obama: trained on his first 80 % only."""
-    others = sorted({speaker_of(v.video_id, params) for v in corpus.videos} - {speaker_of(OBAMA, params)})
-    return f"split.held_out={json.dumps(others)}"
+    scores = held_out_scores(lambda audio: predict_lips(model, artifact, audio), corpus, split.train, [OBAMA],
+                             params, measured={OBAMA: split.val[OBAMA]}, output=artifact.output_stats)
+    return {**{f"obama_{k}": v for k, v in scores.items()}, "train_seconds": round(seconds, 1)}
 
 
 def obama_experiment(project: Paths, corpus: Corpus, params: Params, epochs: int) -> list[dict]:
@@ -45,12 +51,12 @@ def obama_experiment(project: Paths, corpus: Corpus, params: Params, epochs: int
     frames = {v.video_id: int((split.train[v.video_id] & v.face_found).sum()) for v in corpus.videos}
     epochs = max(epochs, round(epochs * sum(frames.values()) / max(frames[OBAMA], 1)))
     say(f"speech: Obama alone, {frames[OBAMA]} frames, {epochs} epochs (the steps of the default run)")
+    project, corpus, params = obama_project()
     rows = []
     for values in itertools.product(*GRID.values()):
         setting = dict(zip(GRID, values, strict=True))
         name = "obama-" + "-".join(f"{key.split('.')[1]}{value}" for key, value in setting.items())
-        overrides = [f"lstm.epochs={epochs}", alone(corpus, params),
-                     *(f"{key}={value}" for key, value in setting.items())]
+        overrides = [f"lstm.epochs={epochs}", *(f"{key}={value}" for key, value in setting.items())]
         scores = obama_run(project, corpus, name, overrides)
         rows.append({**setting, **{k: scores.get(f"obama_{k}") for k in KEYS},
                      "loudness_mouth_open_r": scores.get("obama_loudness_mouth_open_r"),

@@ -265,11 +265,15 @@ def run_try(name: str, setting: dict, corpus: Corpus, params: Params, inputs: In
             "choose_seconds": round(chosen - started, 1)}
 
 
-def main(argv: list[str] | None = None) -> list[dict]:
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m evals.speech_tries",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--try", dest="tries", action="append", choices=list(TRIES), help="default: all")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    args = parser().parse_args(argv)
     work = WORK / "real"
     project = build(work, corpus_sources(work, SOURCES, False), {})
     torch.set_num_threads(2)

@@ -70,14 +70,18 @@ def trace(real: np.ndarray, asked: np.ndarray, fps: float, title: str, width: in
     return Image.open(buffer).convert("RGB")
 
 
-def main(argv: list[str] | None = None) -> Path:
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m evals.figures.real_voice",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--speech", default="may_5s", choices=HELD_OUT)
     parser.add_argument("--target", default="obama")
     parser.add_argument("--seconds", type=float, default=420.0, help="adapt's budget when it has to adapt")
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "docs" / "real_voice.jpg")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> Path:
+    args = parser().parse_args(argv)
     require_real_fixtures()
     work = WORK / "real"
     project = build(work, corpus_sources(work, SOURCES, False), {})
