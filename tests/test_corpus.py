@@ -182,7 +182,7 @@ def test_a_build_stopped_while_it_trains_leaves_the_workspace_as_it_was(prefect_
         process = subprocess.Popen(command, cwd=workspace, env=env, stdout=out, stderr=subprocess.STDOUT,
                                    start_new_session=True)
     try:
-        wait_for(log, "lstm: training 0/", process)
+        wait_for(log, "lstm: training ", process)  # its progress: the LSTM's stage is training
         stage = [child for child in psutil.Process(process.pid).children()
                  if "models.training.train_lstm" in child.cmdline()]
         process.send_signal(signal.SIGTERM)  # the build alone: it must end its stage itself
