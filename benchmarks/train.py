@@ -28,15 +28,9 @@ from torch.utils.data import DataLoader
 
 from models.common import pick_device, seed_everything
 from models.networks.lstm import AudioToLips
-from models.training.data import (
-    LipsWindows,
-    audio_stats,
-    lips_stats,
-    load_corpus,
-    split_corpus,
-    video_references,
-)
+from models.training.data import LipsWindows, audio_stats, lips_stats, load_corpus, video_references
 from models.training.gan import STEPS, Gan, dataset, to_device
+from models.training.split import split_corpus
 from models.training.train_lstm import lstm_step
 from tasks.config.params import load_params, parse_override
 from tasks.config.paths import Paths

@@ -49,7 +49,7 @@ from flows.corpus import ROWS, build_corpus
 from models.artifacts import LipsStats
 from models.common import finite_or_none
 from models.networks.lstm import AudioToLips, load_lstm, predict_lips
-from models.training.data import Corpus, Split, load_corpus, speaker_of, split_corpus
+from models.training.data import Corpus, load_corpus
 from models.training.lips import lips_moments
 from models.training.speakers import (
     LoudnessLips,
@@ -58,6 +58,7 @@ from models.training.speakers import (
     speaker_scores,
     training_lips,
 )
+from models.training.split import Split, speaker_of, split_corpus
 from models.training.train_lstm import lips_data, lstm_artifact, train_epoch
 from tasks.config.params import DemoParams, Params, load_params, parse_override
 from tasks.config.paths import PROJECT_ROOT, Paths, require_real_fixtures

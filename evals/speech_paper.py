@@ -13,8 +13,9 @@ import json
 
 from evals.speech import OBAMA, WORK, build, say, train
 from models.networks.lstm import load_lstm, predict_lips
-from models.training.data import Corpus, load_corpus, split_corpus
+from models.training.data import Corpus, load_corpus
 from models.training.speakers import held_out_scores
+from models.training.split import split_corpus
 from tasks.config.params import Params, load_params, parse_override
 from tasks.config.paths import REAL_FIXTURES, Paths
 

@@ -40,10 +40,11 @@ import torch.nn.functional as F
 from evals.speech import HELD_OUT, OBAMA, SOURCES, WORK, build, corpus_sources, say
 from models.artifacts import LipsStats
 from models.networks.lstm import AudioToLips, window_index
-from models.training.data import Corpus, load_corpus, speaker_of, split_corpus
+from models.training.data import Corpus, load_corpus
 from models.training.lip_metrics import lag_correlations
 from models.training.lips import lips_moments
 from models.training.speakers import output_stats, speaker_scores
+from models.training.split import speaker_of, split_corpus
 from tasks.config.params import Params, load_params
 from tasks.rows.decode import read_audio
 from tasks.rows.features import audio_features

@@ -17,9 +17,10 @@ import numpy as np
 
 from evals.speech import HELD_OUT, SOURCES, WORK, build, corpus_sources
 from models.networks.lstm import load_lstm, predict_lips
-from models.training.data import load_corpus, split_corpus
+from models.training.data import load_corpus
 from models.training.lips import closed_lips, lips_moments, speaker_lips
 from models.training.speakers import training_lips
+from models.training.split import split_corpus
 from tasks.config.params import load_params
 from tasks.config.paths import Paths
 from tasks.rows.decode import read_audio

@@ -21,8 +21,9 @@ from models.evaluation.metrics import (
 )
 from models.rendering import render
 from models.rendering.speech import speech_lips
-from models.training.data import load_corpus, split_corpus
+from models.training.data import load_corpus
 from models.training.lip_metrics import redetected_lmd
+from models.training.split import split_corpus
 
 PINNED_KEYS = {"lstm/val_loss", "lmd_px", "mouth_open_r", "gen_ssim", "gen_psnr", "gen_lmd_px", "sync_r"}
 COMPOSITE_KEYS = {"full_lmd_px", "seam", "outside_psnr"}

@@ -29,11 +29,10 @@ from models.training.data import (
     audio_stats,
     lips_stats,
     load_corpus,
-    split_corpus,
-    target_video,
     video_references,
 )
 from models.training.lip_metrics import lip_metrics
+from models.training.split import split_corpus, target_video
 from models.training.train_lstm import lips_data
 from tasks.config.params import FACE_SIZE, OUTPUTS, Output, Params, ParamsError, RenderParams, load_params
 

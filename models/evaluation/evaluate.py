@@ -43,8 +43,9 @@ from models.rendering import render
 from models.rendering.layouts import references_of
 from models.rendering.loading import Models, Target, load_models, models_stage, resolve_target
 from models.rendering.speech import speech_lips
-from models.training.data import Corpus, Split, load_corpus, speaker_means, split_corpus
+from models.training.data import Corpus, load_corpus, speaker_means
 from models.training.lip_metrics import redetected_lmd
+from models.training.split import Split, split_corpus
 from tasks.config.entry import run
 from tasks.config.params import Params
 from tasks.config.paths import Paths

@@ -300,7 +300,8 @@ def render_stage(paths: Paths, params: Params) -> None:
     """Render a held-out video's speech onto the target's own footage (paths.renders / demo.mp4) and the panel
     beside it (paths.renders / demo_panel.mp4), under --root: the DVC stage render."""
 
-    from models.training.data import load_corpus, split_corpus
+    from models.training.data import load_corpus
+    from models.training.split import split_corpus
 
     val_videos = split_corpus(load_corpus(paths.shards), params).val_videos()
     if not val_videos:

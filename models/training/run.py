@@ -19,7 +19,8 @@ from typing import Any
 import torch
 
 from models.artifacts import Artifact, Checkpoint
-from models.training.data import Corpus, Split
+from models.training.data import Corpus
+from models.training.split import Split
 from tasks.config.params import digest
 from tasks.config.paths import Paths
 from tasks.config.progress import Progress, clock

@@ -39,19 +39,11 @@ from models.common import (
     seed_everything,
 )
 from models.networks.cgan import generator_hparams, to_uint8
-from models.training.data import (
-    Corpus,
-    Split,
-    lips_stats,
-    load_corpus,
-    split_corpus,
-    target_video,
-    video_lips_stats,
-    video_references,
-)
+from models.training.data import Corpus, lips_stats, load_corpus, video_lips_stats, video_references
 from models.training.gan import Dataset, Gan, batches, dataset, fakes, train_epoch
 from models.training.lip_metrics import redetected_lmd
 from models.training.run import TrainingRun, epoch_line, made_from
+from models.training.split import Split, split_corpus, target_video
 from tasks.config.entry import (
     DEFAULT_ROOT,
     Cgan,

@@ -26,19 +26,11 @@ import torch.nn.functional as F
 from models.artifacts import LstmArtifact
 from models.common import autocast, code_digest, finite_or_none, pick_device, run_key, seed_everything
 from models.networks.lstm import AudioToLips, predict_lips
-from models.training.data import (
-    Corpus,
-    LipsWindows,
-    Split,
-    audio_stats,
-    lips_stats,
-    load_corpus,
-    speaker_means,
-    split_corpus,
-)
+from models.training.data import Corpus, LipsWindows, audio_stats, lips_stats, load_corpus, speaker_means
 from models.training.lip_metrics import lip_metrics
 from models.training.run import TrainingRun, epoch_line, made_from
 from models.training.speakers import held_out_scores, output_stats
+from models.training.split import Split, split_corpus
 from tasks.config.entry import (
     DEFAULT_ROOT,
     Lstm,
