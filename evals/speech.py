@@ -135,6 +135,18 @@ def build(work: Path, sources: Path, overrides: dict) -> Paths:
     return paths
 
 
+def trained_lstm() -> tuple[Paths, Path]:
+    """(the real-voices project, the LSTM `python -m evals.speech` trained last in it): what the figures
+    and evals.visemes take; one line when the fixtures or that LSTM are missing."""
+    require_real_fixtures()
+    work = WORK / "real"
+    project = build(work, corpus_sources(work, SOURCES, False), {})
+    lstm = Paths.at(work / "runs" / "lstm").lstm
+    if not lstm.is_file():
+        raise SystemExit(f"{lstm}: no LSTM yet (run python -m evals.speech first)")
+    return project, lstm
+
+
 def failed_videos(paths: Paths) -> list[str]:
     return [row["video_id"] for row in read_videos_table(paths.shards) if row["status"] == "failed"]
 

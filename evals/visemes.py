@@ -15,14 +15,17 @@ import argparse
 
 import numpy as np
 
-from evals.speech import HELD_OUT, SOURCES, WORK, build, corpus_sources
+from evals.speech import (
+    HELD_OUT,
+    WORK,  # noqa: F401  where it writes (its project), as tests/test_evals.py reads
+    trained_lstm,
+)
 from models.networks.lstm import load_lstm, predict_lips
 from models.training.data import load_corpus
 from models.training.lips import closed_lips, lips_moments, speaker_lips
 from models.training.speakers import training_lips
 from models.training.split import split_corpus
 from tasks.config.params import load_params
-from tasks.config.paths import Paths
 from tasks.rows.decode import read_audio
 from tasks.rows.features import LOG_ENERGY
 from tasks.rows.landmarks import lips_opening
@@ -42,12 +45,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> dict:
     parser().parse_args(argv)
-    work = WORK / "real"
-    project = build(work, corpus_sources(work, SOURCES, False), {})
+    project, lstm = trained_lstm()
     params, corpus = load_params(project.params), load_corpus(project.shards)
-    lstm = Paths.at(work / "runs" / "lstm").lstm
-    if not lstm.is_file():
-        raise SystemExit(f"{lstm}: no LSTM yet (run python -m evals.speech first)")
     model, artifact = load_lstm(lstm)
     split, indices, p = split_corpus(corpus, params), list(corpus.meta["lip_indices"]), params.preprocess
     stats = lips_moments(training_lips(corpus, split.train))

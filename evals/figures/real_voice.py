@@ -29,11 +29,17 @@ import matplotlib.pyplot as plt
 import numpy as np
 from PIL import Image
 
-from evals.speech import HELD_OUT, OBAMA, SOURCES, WORK, build, corpus_sources, say
+from evals.speech import (
+    HELD_OUT,
+    OBAMA,
+    WORK,  # noqa: F401  where it writes (its project), as tests/test_evals.py reads
+    say,
+    trained_lstm,
+)
 from models.rendering.render import RenderOptions, load_models, render, resolve_target
 from models.training.data import load_video
 from tasks.config.params import load_params
-from tasks.config.paths import PROJECT_ROOT, Paths, require_real_fixtures
+from tasks.config.paths import PROJECT_ROOT, Paths
 from tasks.rows.decode import iter_frames
 from tasks.rows.landmarks import lips_opening
 
@@ -82,17 +88,13 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> Path:
     args = parser().parse_args(argv)
-    require_real_fixtures()
-    work = WORK / "real"
-    project = build(work, corpus_sources(work, SOURCES, False), {})
-    lstm = Paths.at(work / "runs" / "lstm").lstm
-    if not lstm.is_file():
-        raise SystemExit(f"{lstm}: no LSTM yet (run python -m evals.speech first)")
+    project, lstm = trained_lstm()
     adapted(project, args.target, args.seconds)
     params = load_params(project.params)
     target = resolve_target(project, params, args.target)
     target = dataclasses.replace(target, models=load_models(lstm, target.paths.cgan, params.device))
-    out, lips_file = project.renders / f"{args.speech}_on_{args.target}.mp4", work / "real_voice_lips.npy"
+    out = project.renders / f"{args.speech}_on_{args.target}.mp4"
+    lips_file = project.root / "real_voice_lips.npy"
     result = render(project.videos / f"{args.speech}.mp4", out, target, params,
                     RenderOptions(output="full", lips_out=lips_file))
     say(f"real voice: {out}: {result.frames} frames in {result.wall_seconds:.1f} s")

@@ -21,10 +21,15 @@ from pathlib import Path
 
 import cv2
 
-from evals.speech import HELD_OUT, SOURCES, WORK, build, corpus_sources, say
+from evals.speech import (
+    HELD_OUT,
+    WORK,  # noqa: F401  where it writes (its project), as tests/test_evals.py reads
+    say,
+    trained_lstm,
+)
 from models.rendering.render import RenderOptions, load_models, render, resolve_target
 from tasks.config.params import load_params
-from tasks.config.paths import PROJECT_ROOT, Paths, require_real_fixtures
+from tasks.config.paths import PROJECT_ROOT
 from tasks.rows.decode import iter_frames
 
 TARGET = "WDA_AlexandriaOcasioCortez_000"
@@ -44,12 +49,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> Path:
     args = parser().parse_args(argv)
-    require_real_fixtures()
-    work = WORK / "real"
-    project = build(work, corpus_sources(work, SOURCES, False), {})
-    lstm = Paths.at(work / "runs" / "lstm").lstm
-    if not lstm.is_file():
-        raise SystemExit(f"{lstm}: no LSTM yet (run python -m evals.speech first)")
+    project, lstm = trained_lstm()
     if args.cgan is None:
         from evals.realface import real_faces_corpus
 
