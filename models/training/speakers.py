@@ -115,7 +115,7 @@ def speaker_scores(predict: Predict, videos: list[Video], params: Params, corpus
         per_video.append({"video_id": v.video_id, **scores,
                           "sync_offset_frames": sync_offset(curves[-1:], [1.0]),
                           "amp": float(np.std(opening[face]) / max(float(np.nanstd(real)), 1e-12))})
-    together = {name: float(np.mean([row[name] for row in per_video])) 
+    together = {name: float(np.mean([row[name] for row in per_video]))
                 for name in ("mouth_open_r", "lmd_px", "amp")}
     together["amp_min"] = float(min(s["amp"] for s in per_video))
     together["sync_offset_frames"] = sync_offset(curves, weights)
