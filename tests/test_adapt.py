@@ -120,7 +120,7 @@ def test_a_name_that_cannot_be_registered_is_refused(footage, tmp_path):
         adapt_target(clip, "you", paths.moved(lstm=tmp_path / "lstm.pt"), footage.params)
 
 
-def test_adapt_registers_a_target_that_renders_on_its_own_footage(footage, tmp_path):
+def test_adapt_registers_a_target_that_renders_on_its_own_footage(footage, tmp_path, monkeypatch, capsys):
     """A demo clip (2 s: adapt.min_seconds lowered for it) adapted through the CLI, then rendered with
     --target: the target's own frames, its own generator, the corpus left as it was."""
     clip = tmp_path / "clip.mp4"
@@ -162,8 +162,12 @@ def test_adapt_registers_a_target_that_renders_on_its_own_footage(footage, tmp_p
     signed = reenact("verify", str(tmp_path / "talk.mp4"), cwd=tmp_path).stdout
     assert f"cgan_sha256          {hashlib.sha256(mine.cgan.read_bytes()).hexdigest()}" in signed, signed
 
-    # The DVC stage render, told render.target_video: me, renders onto the adapted target too.
+    # The DVC stage render, told render.target_video: me, renders onto the adapted target too, saying its
+    # progress into the log (here every 0.05 s, not 15).
+    monkeypatch.setenv("REENACT_PROGRESS_SECONDS", "0.05")
+    capsys.readouterr()
     render_stage.main([*project, "--override", "render.target_video=me"])
+    assert "render demo.mp4: frames " in capsys.readouterr().out
     staged = reenact("verify", str(tmp_path / "p" / "renders" / "demo.mp4"), cwd=tmp_path).stdout
     assert "target_video         me" in staged, staged
     assert f"cgan_sha256          {hashlib.sha256(mine.cgan.read_bytes()).hexdigest()}" in staged, staged

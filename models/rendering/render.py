@@ -17,6 +17,7 @@ ffmpeg pipe, lips wait on disk (64 bytes a frame), frames stream into ffmpeg's s
 
 from __future__ import annotations
 
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -47,6 +48,7 @@ from models.training.lips import (
 from tasks.config.entry import run
 from tasks.config.params import Output, Params, digest
 from tasks.config.paths import Paths
+from tasks.config.progress import Progress as Shown
 from tasks.provenance.manifest import Verdict, draw_label, render_facts, source_type_of
 from tasks.provenance.watermark import new_mark_id
 from tasks.rows.decode import DecodeError, MediaInfo, iter_audio, probe
@@ -309,13 +311,16 @@ def render_stage(paths: Paths, params: Params) -> None:
     video_id = val_videos[0]
     target = resolve_target(paths, params)
     for name, output in (("demo.mp4", "full"), ("demo_panel.mp4", "panel")):
-        result = render(
-            paths.videos / f"{video_id}.mp4",
-            paths.renders / name,
-            target,
-            params,
-            RenderOptions(output=output, real=video_id),
-        )
+        # a bar on a terminal, else a line at least every 15 s (tasks/config/progress.py)
+        units = {"lips": "frames", "frames": "frames"}
+        with Shown(f"render {name}", stream=sys.stdout, units=units) as shown:
+            result = render(
+                paths.videos / f"{video_id}.mp4",
+                paths.renders / name,
+                target,
+                params,
+                RenderOptions(output=output, real=video_id, progress=shown),
+            )
         print(
             f"render: {result.out}: {video_id}'s speech on {result.target} ({output}), "
             f"{result.frames} frames ({result.audio_seconds:.2f} s of audio) "
