@@ -19,6 +19,7 @@ that is undefined (a constant's r, no face found, no raw video to take speech fr
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +50,7 @@ from models.training.split import Split, split_corpus
 from tasks.config.entry import run
 from tasks.config.params import Params
 from tasks.config.paths import Paths
+from tasks.config.progress import Progress
 from tasks.rows.decode import read_audio
 from tasks.rows.landmarks import landmarks_in_crops, lips_opening
 from tasks.table.shards import evenly_spaced
@@ -250,6 +252,10 @@ def evaluate_composite(target: Target, params: Params) -> dict:
         return {f"{prefix}{name}": None for name in names for prefix in ("", "baseline_paste/")}
 
 
+# What evaluate measures, in turn: the LSTM, the generator, the sync clip, the composite, the held-out mouth.
+PARTS = 5
+
+
 @models_stage
 def evaluate(paths: Paths, params: Params) -> dict:
     """Evaluate both models on the validation split, and the compositing: the DVC stage evaluate.
@@ -266,14 +272,22 @@ def evaluate(paths: Paths, params: Params) -> dict:
             f"({trained_on}): params or shards changed since training"
         )
 
-    metrics = evaluate_lstm(corpus, split, models, rng)
-    generator_metrics, grid = evaluate_generator(corpus, split, models, params, rng)
-    metrics.update(generator_metrics)
-    target = resolve_target(paths, params, models=models, adapted_targets=False)
-    sync, clip = evaluate_sync(corpus, split, target, params, paths.videos, rng)
-    metrics.update(sync)
-    metrics.update(evaluate_composite(target, params))
-    metrics.update(held_out_mouth(models, paths.shards, next(iter(split.val_videos()), None)))
+    # its five parts, a bar on a terminal, else a line at least every 15 s (tasks/config/progress.py)
+    with Progress("evaluate", stream=sys.stdout, units={"parts": "parts"}) as shown:
+        shown("parts", 0, PARTS)
+        metrics = evaluate_lstm(corpus, split, models, rng)
+        shown("parts", 1, PARTS)
+        generator_metrics, grid = evaluate_generator(corpus, split, models, params, rng)
+        metrics.update(generator_metrics)
+        shown("parts", 2, PARTS)
+        target = resolve_target(paths, params, models=models, adapted_targets=False)
+        sync, clip = evaluate_sync(corpus, split, target, params, paths.videos, rng)
+        metrics.update(sync)
+        shown("parts", 3, PARTS)
+        metrics.update(evaluate_composite(target, params))
+        shown("parts", 4, PARTS)
+        metrics.update(held_out_mouth(models, paths.shards, next(iter(split.val_videos()), None)))
+        shown("parts", PARTS, PARTS)
     metrics = {k: v if isinstance(v, str) else finite_or_none(v) for k, v in metrics.items()}
 
     paths.reports.mkdir(parents=True, exist_ok=True)
