@@ -16,21 +16,25 @@ held-out frame (the last 25%, never trained on) is painted given its own true li
 (models/evaluation/mouth_metrics.py) against the real frame:
 
     mouth_psnr, mouth_ssim   the adapted frame generator, composited into the crop as a render does
+    sharpness, teeth         its lower face's gradient and its open mouths' bright share, over the real's
+    detectability            a classifier's accuracy telling its lower face from the real one (0.5: none)
+    detectability_blurred    ... the same of the real frames blurred as soft as ours: under 0.8, blind
+                             (models/evaluation/detectability.py; mouth_metrics.py for the others)
     full_lmd_px              dlib on its full-frame composites vs the lips asked for (crop px) ...
     dlib_floor_px            ... and dlib on the real frames vs their own table lips: the floor
     flicker                  frame-to-frame change inside the mask / the real video's (1: natural)
-    noise_mouth_*            the paper's generator (cgan.condition=noise) adapted the same way
-    nearest_mouth_*          nearest-lips retrieval from the training frames (models/evaluation/baselines.py)
-    mean_mouth_*             the mean training face
+    noise_*                  the paper's generator (cgan.condition=noise) adapted the same way
+    nearest_*                nearest-lips retrieval from the training frames (models/evaluation/baselines.py)
+    mean_*                   the mean training face
     adapt_seconds            the wall time of the adaptation
 
 The frame generator paints from the held-out frame's masked crop, the reference a render picks for those
 lips from the adapted target's bank (adapt.references training crops), and the frame's own lips. noise_
 needs a noise-conditioned corpus generator (--noise-cgan, or --root's own when it is one). A figure
 that cannot be had is null, and stderr says why in one line. Prints one JSON object per clip, then the
-JSON list of them all as the last line; stderr also has, per clip, each method's flicker and sharpness
-(mouth_metrics.py) and the nearest-lips composites' full_lmd_px. A contact sheet per clip (rows: held-out
-frames; columns: real | ours | nearest | mean, the lower face enlarged) goes to --sheets.
+JSON list of them all as the last line; stderr also has, per clip, each method's flicker (mouth_metrics.py),
+the blurred control's sigma and the nearest-lips composites' full_lmd_px. A contact sheet per clip (rows:
+held-out frames; columns: real | ours | nearest | mean, the lower face enlarged) goes to --sheets.
 """
 
 from __future__ import annotations
@@ -61,6 +65,7 @@ from models.evaluation.baselines import (
     read_face_rows,
     split_in_time,
 )
+from models.evaluation.detectability import blurred, detectability, matched_blur
 from models.evaluation.mouth_metrics import (
     dlib_floor_px,
     flicker,
@@ -68,6 +73,7 @@ from models.evaluation.mouth_metrics import (
     mouth_scores,
     redetected_lips,
     sharpness,
+    teeth,
 )
 from models.networks.cgan import generate_faces, load_generator
 from models.networks.unet import UNetGenerator
@@ -91,10 +97,10 @@ CORPUS: dict[str, dict[str, Any]] = {
     "noise": {"cgan.condition": "noise", "cgan.epochs": 10, "cgan.finetune_epochs": 0},
 }
 TRAIN_FRACTION = 0.75
-KEYS = ("clip", "adapt_seconds", "mouth_psnr", "mouth_ssim", "full_lmd_px", "dlib_floor_px", "flicker",
-        "noise_mouth_psnr", "noise_mouth_ssim", "nearest_mouth_psnr", "nearest_mouth_ssim",
-        "mean_mouth_psnr", "mean_mouth_ssim")
 PREFIX = {"ours": "", "noise": "noise_", "nearest": "nearest_", "mean": "mean_"}
+SCORES = ("mouth_psnr", "mouth_ssim", "sharpness", "teeth", "detectability")  # every method's
+KEYS = ("clip", "adapt_seconds", *SCORES, "detectability_blurred", "full_lmd_px", "dlib_floor_px", "flicker",
+        *(PREFIX[name] + key for name in ("noise", "nearest", "mean") for key in SCORES))
 SHEET_ROWS, SHEET_ZOOM = 6, 2
 
 
@@ -199,20 +205,39 @@ def measure(clip: Path, scratch: Path, corpus: Paths, params: Params, plan: dict
     composites = {name: composite_crops(faces, held) for name, faces in painters.items()}
     masks = held.soft_masks()
     for name, images in composites.items():
-        for key, value in mouth_scores(images, held.faces, masks).items():
+        for key, value in lower_face_scores(images, held, masks).items():
             result[PREFIX[name] + key] = value
     frames, indices = held_frames(clip, held, params.preprocess.fps), params.preprocess.lip_indices
     result["dlib_floor_px"] = dlib_floor_px(frames, held.crops, held.lips, indices, held.size)
     if "ours" in composites:
         result["full_lmd_px"] = full_frame_lmd(frames, painters["ours"], held, indices)
         result["flicker"] = flicker(composites["ours"], masks, held.faces)
+        sigma = matched_blur(held.faces, masks, result["sharpness"])
+        result["detectability_blurred"] = _detected(blurred(held.faces, masks, sigma), held, masks)
+        say(f"{clip.name}: the blurred control's sigma {sigma:.2f} px (sharpness {result['sharpness']:.3f})")
     say(json.dumps({"clip": clip.name, "train_frames": len(train), "held_out": len(held),
                     "nearest_full_lmd_px": full_frame_lmd(frames, painters["nearest"], held, indices),
-                    **{f"{name}_{metric.__name__}": round(metric(images, masks, held.faces), 4)
-                       for name, images in composites.items() for metric in (flicker, sharpness)}}))
+                    **{f"{name}_flicker": round(flicker(images, masks, held.faces), 4)
+                       for name, images in composites.items()}}))
     sheet = lower_face_sheet(args.sheets / f"{clip.stem}.png", held, composites)
     say(f"{clip.name}: sheet {sheet}")
     return {key: _rounded(value) for key, value in result.items()}
+
+
+def lower_face_scores(images: np.ndarray, held: FaceRows, masks: np.ndarray) -> dict[str, float | None]:
+    """SCORES of one method's composites against the held-out real crops."""
+    return {**mouth_scores(images, held.faces, masks), "sharpness": sharpness(images, masks, held.faces),
+            "teeth": teeth(images, masks, held.faces, held.landmarks),
+            "detectability": _detected(images, held, masks)}
+
+
+def _detected(images: np.ndarray, held: FaceRows, masks: np.ndarray) -> float | None:
+    """detectability of `images` against the real crops; None (and why, on stderr) when it cannot be had."""
+    try:
+        return detectability(held.faces, images, masks, held.frames)
+    except ValueError as exc:
+        say(f"detectability: null: {exc}")
+        return None
 
 
 def _rounded(value):

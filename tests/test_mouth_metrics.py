@@ -1,7 +1,9 @@
 """The mouth metrics (models/evaluation/mouth_metrics.py) and the baselines (models/evaluation/baselines.py)
 on a real photo that talks: scikit-image's astronaut with her mouth opened by the demo corpus' warp
 (tasks/demo/warp.py), her head drifting, each frame aligned by the project's own tracker. A smear must
-score worse than a real frame off by a pixel; the real video flickers 1.0, a noisy one more."""
+score worse than a real frame off by a pixel; the real video flickers 1.0, a noisy one more; a mouth with its
+teeth painted out scores low on teeth, and a classifier tells a blurred mouth from the real one
+(models/evaluation/detectability.py) but not the real one from itself."""
 
 from __future__ import annotations
 
@@ -22,15 +24,29 @@ from models.evaluation.baselines import (
     paint_frames,
     split_in_time,
 )
+from models.evaluation.detectability import (
+    GAP,
+    block_folds,
+    detectability,
+    detectability_scores,
+    matched_blur,
+)
+from models.evaluation.detectability import (
+    blurred as soft,
+)
 from models.evaluation.mouth_metrics import (
+    INNER_LIPS,
+    bright_in_mouth,
     dlib_floor_px,
     flicker,
     full_lmd_px,
+    mouth_open,
     mouth_psnr,
     mouth_scores,
     mouth_ssim,
     redetected_lips,
     sharpness,
+    teeth,
 )
 from models.networks.unet import UNetGenerator
 from tasks.config.params import PreprocessParams
@@ -42,17 +58,29 @@ OPENINGS = [0.0, 0.2, 0.5, 0.8, 1.0, 0.6, 0.3, 0.1, 0.0, 0.4, 0.9, 0.5]
 PARAMS = PreprocessParams()
 
 
-@pytest.fixture(scope="module")
-def clip() -> tuple[list[np.ndarray], FaceRows]:
-    """(full frames, their rows) of a 12-frame talking astronaut."""
+def talking(openings: list[float]) -> tuple[list[np.ndarray], FaceRows]:
+    """(full frames, their rows) of the astronaut talking with these openings, her head drifting."""
     rig, tracker = face_rig(FRAME), FaceTracker(PARAMS)
-    frames = [render(rig, opening, 0.0, (0.4 * i, 0.5 * i, 0.2 * i)) for i, opening in enumerate(OPENINGS)]
+    frames = [render(rig, opening, 0.0, (0.4 * (i % 12), 0.5 * (i % 12), 0.2 * (i % 12)))
+              for i, opening in enumerate(openings)]
     aligned = [tracker(frame) for frame in frames]
     assert all(a.face_found for a in aligned)
     rows = FaceRows(np.arange(len(frames)), np.stack([a.face for a in aligned]),
                     np.stack([a.landmarks for a in aligned]), np.stack([a.lips for a in aligned]),
                     np.stack([a.crop for a in aligned]))
     return frames, rows
+
+
+@pytest.fixture(scope="module")
+def clip() -> tuple[list[np.ndarray], FaceRows]:
+    """(full frames, their rows) of a 12-frame talking astronaut."""
+    return talking(OPENINGS)
+
+
+@pytest.fixture(scope="module")
+def longer_clip() -> FaceRows:
+    """The rows of 36 frames of her talking: enough to train a classifier on some and test it on others."""
+    return talking(OPENINGS * 3)[1]
 
 
 def blurred(faces: np.ndarray, masks: np.ndarray, sigma: float) -> np.ndarray:
@@ -180,3 +208,59 @@ def test_the_frame_generator_paints_the_held_out_crop_around_its_nearest_lips_re
     hard = held.hard_masks() > 0
     assert np.abs(brighter.astype(int) - painted)[~hard].max() <= 1
     assert (brighter.astype(int) - painted)[hard].mean() > 40
+
+
+def without_teeth(rows: FaceRows) -> np.ndarray:
+    """The crops with the inside of the lips filled with the darkest colour there: no teeth."""
+    faces = rows.faces.copy()
+    for face, points in zip(faces, rows.landmarks):
+        hole = np.zeros(face.shape[:2], np.uint8)
+        cv2.fillPoly(hole, [np.round(points[INNER_LIPS]).astype(np.int32)], 1)
+        if hole.any():
+            face[hole > 0] = face[hole > 0].min(0)
+    return faces
+
+
+def test_teeth_sees_a_mouth_painted_without_them_and_forgives_a_darker_face(longer_clip):
+    rows = longer_clip
+    masks, faces = rows.soft_masks(), rows.faces
+    is_open = mouth_open(rows.landmarks)
+    assert is_open.sum() >= 12 and not is_open.all()  # the closed ones do not count
+    assert sum(bright_in_mouth(f, p, m)[0] for f, p, m in zip(faces[is_open], rows.landmarks[is_open],
+                                                               masks[is_open])) > 100  # she shows teeth
+    assert teeth(faces, masks, faces, rows.landmarks) == 1.0
+    assert teeth(without_teeth(rows), masks, faces, rows.landmarks) < 0.2
+    darker = (faces * 0.8).astype(np.uint8)  # the whole face a shade darker: bright against its own skin
+    assert 0.9 < teeth(darker, masks, faces, rows.landmarks) < 1.1
+    assert teeth(soft(faces, masks, 3.0), masks, faces, rows.landmarks) < 0.9  # a smear pales them
+    closed = ~is_open
+    assert np.isnan(teeth(faces[closed], masks[closed], faces[closed], rows.landmarks[closed]))
+
+
+def test_block_folds_test_every_frame_once_and_never_train_on_a_test_frames_neighbour():
+    frames = np.array([*range(10), *range(12, 40)])  # frames 10 and 11 without a face
+    splits = block_folds(frames)
+    tested = np.concatenate([test for _, test in splits])
+    assert sorted(tested) == list(range(len(frames)))
+    for train, test in splits:
+        assert np.diff(test).max() == 1 and len(train) > 0
+        distance = np.abs(frames[train][:, None] - frames[test][None]).min()
+        assert distance > GAP
+
+
+def test_a_classifier_cannot_tell_the_real_mouth_from_itself_and_tells_a_blurred_one(longer_clip):
+    rows = longer_clip
+    masks, faces = rows.soft_masks(), rows.faces
+    assert detectability(faces, faces, masks, rows.frames) == 0.5  # each frame's two crops: one right
+    smear = soft(faces, masks, 2.0)
+    assert sharpness(smear, masks, faces) < 0.8
+    assert detectability(faces, smear, masks, rows.frames) >= 0.9
+    target = sharpness(soft(faces, masks, 1.5), masks, faces)
+    assert matched_blur(faces, masks, target) == pytest.approx(1.5, abs=0.05)
+    assert matched_blur(faces, masks, 1.02) == 0.0  # sharper than the real frames: no blur to match
+    scores = detectability_scores(faces, smear, masks, rows.frames)
+    assert scores["blur_sigma"] == pytest.approx(2.0, abs=0.05) and scores["detectability_blurred"] >= 0.9
+    with pytest.raises(ValueError, match="at least 20 needed"):
+        detectability(faces[:8], faces[:8], masks[:8], rows.frames[:8])
+    with pytest.raises(ValueError, match="36 real, 35 painted"):
+        detectability(faces, faces[1:], masks, rows.frames)

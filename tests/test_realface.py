@@ -19,9 +19,9 @@ from models.artifacts import SHIPPED_BASE
 
 ROOT = Path(__file__).resolve().parents[1]
 MODULE = "evals.realface"
-KEYS = ["clip", "adapt_seconds", "mouth_psnr", "mouth_ssim", "full_lmd_px", "dlib_floor_px", "flicker",
-        "noise_mouth_psnr", "noise_mouth_ssim", "nearest_mouth_psnr", "nearest_mouth_ssim",
-        "mean_mouth_psnr", "mean_mouth_ssim"]
+SCORES = ["mouth_psnr", "mouth_ssim", "sharpness", "teeth", "detectability"]
+KEYS = ["clip", "adapt_seconds", *SCORES, "detectability_blurred", "full_lmd_px", "dlib_floor_px", "flicker",
+        *(f"{method}_{key}" for method in ("noise", "nearest", "mean") for key in SCORES)]
 
 
 def realface(*args: str | Path) -> subprocess.CompletedProcess:
@@ -71,8 +71,8 @@ def test_baselines_on_a_real_clip(tmp_path):
     lines = result.stdout.strip().splitlines()
     one, every = json.loads(lines[0]), json.loads(lines[-1])
     assert every == [one] and list(one) == KEYS and one["clip"] == "may_5s.mp4"
-    for key in ("adapt_seconds", "mouth_psnr", "mouth_ssim", "full_lmd_px", "flicker", "noise_mouth_psnr",
-                "noise_mouth_ssim"):
+    for key in ("adapt_seconds", *SCORES, "detectability_blurred", "full_lmd_px", "flicker",
+                *(f"noise_{key}" for key in SCORES)):
         assert one[key] is None, key
     assert "--baselines-only" in result.stderr
     for method in ("nearest", "mean"):  # a real face: neither a copy of the truth nor noise
@@ -81,7 +81,10 @@ def test_baselines_on_a_real_clip(tmp_path):
     diagnostics = json.loads(next(line for line in result.stderr.splitlines() if line.startswith("{")))
     assert diagnostics["held_out"] == 37 and diagnostics["train_frames"] == 112  # 150 frames at 30 fps
     assert diagnostics["mean_flicker"] < 0.5 < diagnostics["nearest_flicker"]  # the mean face barely moves
-    assert diagnostics["mean_sharpness"] < diagnostics["nearest_sharpness"]
+    assert one["mean_sharpness"] < 0.9 < one["nearest_sharpness"] < 1.1  # retrieval: a real mouth's texture
+    assert one["mean_teeth"] < one["nearest_teeth"] and 0.8 < one["nearest_teeth"] < 1.25
+    assert one["mean_detectability"] >= 0.9  # a smear is given away; a real mouth pasted
+    assert one["nearest_detectability"] >= 0.7  # into another frame is too, less surely
     sheet = np.asarray(Image.open(tmp_path / "may_5s.png"))
     tile_h, tile_w = sheet.shape[0] // 7, sheet.shape[1] // 4  # a row of labels, six frames; four columns
     real, ours, nearest = (sheet[tile_h : 2 * tile_h, c * tile_w : (c + 1) * tile_w] for c in range(3))

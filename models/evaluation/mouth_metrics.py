@@ -12,6 +12,15 @@ frames each driven by its own true lips, composites against the real frames:
   real mouth; a smear is below). Not a target of ARCHITECTURE.md yet: a blurred copy of the true
   frame, posed exactly, passes PSNR and SSIM over the lower face better than a real mouth of another
   frame; this says what they forgive.
+- teeth: on the frames whose real mouth is open (the inner-lip gap, dlib points 62-66, at least
+  OPEN_FROM of the mouth's width, 48-54), the share of bright pixels inside the inner-lip polygon
+  (points 60-67 of the real frame's landmarks), ours over the real frames' (1.0: as much teeth; a pale
+  band or a dark hole is below). Bright is relative to each image's own skin, so a painting a shade
+  darker all over is not counted as toothless: grey at least BRIGHT times the median grey of the
+  lower face's skin (the hard mask less the outer-lip polygon grown by SKIN_MARGIN px). At 0.85 that
+  takes the teeth of a lit mouth and of a dim one, and not the dark inside or the tongue (measured on
+  may_5s, map_5s and speaker_15s of the real fixtures). NaN when no real frame shows any.
+- detectability: models/evaluation/detectability.py (a classifier's accuracy, real against ours).
 - full_lmd_px / dlib_floor_px: dlib run on full frames (models/evaluation/composite_metrics.py:
   lips_in_crop), its lips in crop pixels against the lips asked for; on the real frames against
   their own table lips, that is the floor no painting can go under (dlib's own noise).
@@ -24,6 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import cv2
 import numpy as np
 from skimage.metrics import structural_similarity
 
@@ -31,9 +41,15 @@ from models.evaluation.composite_metrics import gradient, lips_in_crop
 from models.evaluation.metrics import MIN_MSE
 from models.networks.unet import HARD_FROM
 from models.training.lip_metrics import redetected_lmd
+from tasks.rows.landmarks import INNER_BOTTOM, INNER_TOP
 
 SSIM_SIGMA = 1.5  # Wang et al.'s Gaussian window
 SSIM_RADIUS = int(3.5 * SSIM_SIGMA + 0.5)  # scikit-image's window at that sigma: 2 * radius + 1 wide
+OUTER_LIPS, INNER_LIPS = slice(48, 60), slice(60, 68)  # dlib's 68 points: the lips' two contours
+MOUTH_LEFT, MOUTH_RIGHT = 48, 54
+OPEN_FROM = 0.15  # teeth: a mouth is open when its inner gap is at least this share of its width
+BRIGHT = 0.85  # teeth: a pixel is bright at this share of the median grey of the skin around the mouth
+SKIN_MARGIN = 2  # px (at 128) kept between the lips and the skin whose brightness counts
 
 
 def inside(mask: np.ndarray) -> np.ndarray:
@@ -92,6 +108,48 @@ def sharpness(frames: np.ndarray, masks: np.ndarray, real_frames: np.ndarray) ->
         region = inside(mask)
         ours += float(gradient(frame)[region].sum())
         real += float(gradient(true)[region].sum())
+    return ours / real if real > 0 else float("nan")
+
+
+def mouth_open(landmarks: np.ndarray) -> np.ndarray:
+    """(N,) bool: which rows' mouths are open (inner gap at least OPEN_FROM of the mouth's width), from
+    their landmarks (N, 68, 2)."""
+    points = np.asarray(landmarks, np.float64)
+    gap = np.linalg.norm(points[:, INNER_BOTTOM] - points[:, INNER_TOP], axis=1)
+    width = np.linalg.norm(points[:, MOUTH_RIGHT] - points[:, MOUTH_LEFT], axis=1)
+    return gap >= OPEN_FROM * width
+
+
+def _polygon(points: np.ndarray, side: int) -> np.ndarray:
+    region = np.zeros((side, side), np.uint8)
+    cv2.fillPoly(region, [np.round(points * 4).astype(np.int32)], 1, shift=2)  # quarter-pixel vertices
+    return region.astype(bool)
+
+
+def bright_in_mouth(image: np.ndarray, landmarks: np.ndarray, mask: np.ndarray) -> tuple[int, int]:
+    """(bright pixels, pixels) inside the inner-lip polygon of `landmarks` (68, 2) on `image`; bright:
+    grey >= BRIGHT x the median grey of the skin (`mask`'s hard region less the outer lips, grown)."""
+    side = image.shape[0]
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    mouth = _polygon(landmarks[INNER_LIPS], side)
+    margin = max(1, round(SKIN_MARGIN * side / 128))
+    lips = cv2.dilate(_polygon(landmarks[OUTER_LIPS], side).astype(np.uint8),
+                      np.ones((2 * margin + 1, 2 * margin + 1), np.uint8)).astype(bool)
+    skin = inside(mask) & ~lips
+    if not skin.any():
+        raise ValueError("bright_in_mouth: no skin in the mask around the lips (is the mask this face's?)")
+    bright = grey[mouth] >= BRIGHT * np.median(grey[skin])
+    return int(bright.sum()), int(mouth.sum())
+
+
+def teeth(frames: np.ndarray, masks: np.ndarray, real_frames: np.ndarray, landmarks: np.ndarray) -> float:
+    """The bright share inside the inner lips of `frames` over that of `real_frames`, summed over the
+    rows whose real mouth is open (`mouth_open` of the real `landmarks`, (N, 68, 2) crop pixels); NaN
+    when none is open or no real one shows a bright pixel there."""
+    ours = real = 0
+    for index in np.flatnonzero(mouth_open(landmarks)):
+        ours += bright_in_mouth(frames[index], landmarks[index], masks[index])[0]
+        real += bright_in_mouth(real_frames[index], landmarks[index], masks[index])[0]
     return ours / real if real > 0 else float("nan")
 
 
