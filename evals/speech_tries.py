@@ -13,7 +13,7 @@ with the figures of evals/speech.py (models/training/speakers.py: speaker_scores
 render makes). One JSON line per try on stdout, then a markdown table; per-person figures on stderr.
 
 The settings a try combines (TRIES names them):
-- inputs: `mfcc` (the frame table's 28-D audio: the paper's), `utterance` (the same standardised over each
+- inputs: `mfcc` (the paper's 28-D audio), `energy` (its log energy and delta alone), `utterance` (the same standardised over each
   clip: whose voice and which microphone cancel out), `phones` (tasks/rows/phones.py: PocketSphinx phone
   shares, 40 more), `augment` (copies of the training speech with pitch shift, reverberation, noise, gain);
 - targets: `speaker` (each video's lips less their own mean, lstm.targets) or `corpus`;
@@ -47,7 +47,7 @@ from models.training.speakers import output_stats, speaker_scores
 from models.training.split import speaker_of, split_corpus
 from tasks.config.params import Params, load_params
 from tasks.rows.decode import read_audio
-from tasks.rows.features import audio_features
+from tasks.rows.features import DELTA_LOG_ENERGY, LOG_ENERGY, audio_features
 from tasks.rows.landmarks import lips_opening
 from tasks.rows.phones import phone_features, phone_track
 
@@ -62,6 +62,12 @@ TRIES = {
     "phones": {"inputs": ["mfcc", "phones"], "targets": "corpus"},
     "speaker+reg+phones": {"inputs": ["mfcc", "phones"], "targets": "speaker", "dropout": 0.5,
                            "input_noise": 0.3},
+    "speaker+reg+phones+energy": {"inputs": ["energy", "phones"], "targets": "speaker", "dropout": 0.5,
+                                  "input_noise": 0.3},
+    "speaker+reg+phones+context10": {"inputs": ["mfcc", "phones"], "targets": "speaker", "dropout": 0.5,
+                                     "input_noise": 0.3, "context": 10},
+    "speaker+reg+phones+hidden64": {"inputs": ["mfcc", "phones"], "targets": "speaker", "dropout": 0.5,
+                                    "input_noise": 0.3, "hidden": 64},
     "speaker+reg+augment": {"inputs": ["mfcc"], "targets": "speaker", "dropout": 0.5, "input_noise": 0.3,
                             "augment": 2},
     "speaker+reg+sync": {"inputs": ["mfcc"], "targets": "speaker", "dropout": 0.5, "input_noise": 0.3,
@@ -97,7 +103,9 @@ class Inputs:
         return self.copies[k]
 
     def _make(self, k: int) -> dict[str, dict[str, np.ndarray]]:
-        p, rng, made = self.params.preprocess, np.random.default_rng(k), {}
+        # `mfcc`: the paper's 28 (the frame table's audio less its phones, which `phones` adds when asked).
+        p = self.params.preprocess.model_copy(update={"phones": False})
+        rng, made = np.random.default_rng(k), {}
         for v in self.corpus.videos:
             if k and v.video_id in HELD_OUT:
                 continue
@@ -129,6 +137,8 @@ def altered(samples: np.ndarray, rate: int, rng: np.random.Generator) -> np.ndar
 def features(parts: dict[str, np.ndarray], setting: dict) -> np.ndarray:
     """(frames, D) the inputs a try hears, before standardising over the training set."""
     mfcc = parts["mfcc"].astype(np.float32)
+    if "energy" in setting["inputs"]:  # the loudness alone (log energy and its delta), no MFCC
+        mfcc = mfcc[:, [LOG_ENERGY, DELTA_LOG_ENERGY]]
     if "utterance" in setting["inputs"]:
         mfcc = (mfcc - mfcc.mean(0)) / np.maximum(mfcc.std(0), 1e-3)
     extra = [parts["phones"].astype(np.float32)] if "phones" in setting["inputs"] else []

@@ -2,10 +2,11 @@ import numpy as np
 import pytest
 
 from tasks.config.params import PreprocessParams
-from tasks.rows.features import FEATURE_LAYOUT, audio_features, feature_layout
+from tasks.rows.features import FEATURE_LAYOUT, audio_features, feature_dim, feature_layout
+from tasks.rows.phones import PHONES, block_track, phone_track
 
 SR = 16000
-PARAMS = PreprocessParams()
+PARAMS = PreprocessParams(phones=False)  # the paper's 28-D; the phones have tests of their own below
 LOG_ENERGY = FEATURE_LAYOUT.index("log_energy")
 
 
@@ -89,3 +90,34 @@ def test_deltas_follow_the_energy():
     features = audio_features(samples, SR, np.arange(60) / 30, PARAMS)
     delta = features[:, -1]
     assert (delta[5:25] > 0).all() and (delta[35:55] < 0).all()
+
+
+def test_phones_sit_between_the_deltas_and_the_loudness():
+    layout = feature_layout(13, phones=True)
+    assert len(layout) == 68 == feature_dim(PreprocessParams(phones=True)) == len(set(layout))
+    assert layout[26] == "phone_SIL" and layout[-2:] == ["log_energy", "delta_log_energy"]
+    samples = _speechlike(1.5, seed=3)
+    times = np.arange(45) / 30
+    with_phones = audio_features(samples, SR, times, PreprocessParams(phones=True))
+    without = audio_features(samples, SR, times, PARAMS)
+    np.testing.assert_array_equal(with_phones[:, :26], without[:, :26])
+    np.testing.assert_array_equal(with_phones[:, -2:], without[:, -2:])
+    shares = with_phones[:, 26:-2]
+    assert shares.shape == (45, len(PHONES)) and np.allclose(shares.sum(1), 1)
+
+
+def test_silence_is_the_silence_phone():
+    shares = audio_features(np.zeros(SR, np.float32), SR, np.arange(30) / 30, PreprocessParams(phones=True))
+    assert np.allclose(shares[:, 26], 1)
+
+
+def test_blocks_decode_on_their_own(monkeypatch):
+    """Speech decoded in blocks: each block's phones are those of its samples alone, full blocks exactly
+    BLOCK_S / STEP_S steps, so a stream that sees one block at a time gets the same track."""
+    import tasks.rows.phones as phones
+
+    monkeypatch.setattr(phones, "BLOCK_S", 1)
+    samples = _speechlike(2.5, seed=4)
+    track = block_track(samples, SR)
+    assert len(track) == 100 + 100 + len(phone_track(samples[2 * SR:], SR))
+    np.testing.assert_array_equal(track[100:200], phone_track(samples[SR : 2 * SR], SR)[:100])

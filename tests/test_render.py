@@ -116,7 +116,13 @@ def test_render_stereo_44k_compressed_audio(kit, tmp_path, suffix, codec):
     assert (audio["channels"], audio["sample_rate"]) == (2, "44100")
 
 
-def test_chunked_lips_equal_whole_file_lips(kit):
+@pytest.mark.parametrize("block_seconds", [60, 1])
+def test_chunked_lips_equal_whole_file_lips(kit, monkeypatch, block_seconds):
+    """Also when the phones are decoded in several blocks (tasks/rows/phones.py: BLOCK_S made short)."""
+    import tasks.rows.phones as phones
+
+    monkeypatch.setattr(phones, "BLOCK_S", block_seconds)
+    assert any(name.startswith("phone_") for name in kit.models.lstm_artifact.feature_layout)
     samples = voice(4.3, seed=4)
     p = kit.params.preprocess
     whole = speech_lips(kit.models, samples, SR, p.fps, p)

@@ -65,7 +65,13 @@ def load_lstm(path: str | Path, device: str | torch.device = "cpu") -> tuple[Aud
 @torch.no_grad()
 def predict_lips(model: AudioToLips, artifact: LstmArtifact, features: np.ndarray,
                  batch_size: int = 1024) -> np.ndarray:
-    """(frames, FEATURE_DIM) raw audio features of a clip -> (frames, LIPS_DIM) lips in [0, 1] of the crop."""
+    """(frames, D) raw audio features of a clip, in the artifact's feature layout (D = 28, or 68 with phones)
+    -> (frames, LIPS_DIM) lips in [0, 1] of the crop. ValueError when D is not what the LSTM heard."""
+    features = np.asarray(features, np.float32).reshape(len(features), -1)
+    if features.shape[1] != len(artifact.audio_mean):
+        heard = "with phones" if any(n.startswith("phone_") for n in artifact.feature_layout) else "without phones"
+        raise ValueError(f"the LSTM hears {len(artifact.audio_mean)} audio features ({heard}), given "
+                         f"{features.shape[1]}: rows made with another preprocess.phones or n_mfcc")
     device = next(model.parameters()).device
     normalised = torch.from_numpy(
         ((np.asarray(features, np.float32) - artifact.audio_mean) / artifact.audio_std).astype(np.float32)

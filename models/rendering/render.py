@@ -52,7 +52,7 @@ from tasks.config.progress import Progress as Shown
 from tasks.provenance.manifest import Verdict, draw_label, render_facts, source_type_of
 from tasks.provenance.watermark import new_mark_id
 from tasks.rows.decode import DecodeError, MediaInfo, iter_audio, probe
-from tasks.rows.features import feature_layout
+from tasks.rows.features import LOG_ENERGY
 from tasks.table.shards import partition_dir
 
 Progress = Callable[[str, int, int], None]
@@ -135,7 +135,7 @@ def _speech_to_disk(
     p, r = params.preprocess, params.render
     estimate = frame_count(round(info.duration * p.sample_rate), p.sample_rate, p.fps)
     report = progress or (lambda phase, done, total: None)
-    loudness = feature_layout(p.n_mfcc).index("log_energy")
+    loudness = LOG_ENERGY
     blocks = iter_audio(audio, p.sample_rate, round(r.chunk_seconds * p.sample_rate), info)
     counted = _Counted(blocks)
     sums, chunk = None, max(1, round(r.chunk_seconds * p.fps))

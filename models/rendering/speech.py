@@ -1,6 +1,9 @@
 """Speech -> lips, streaming (ARCHITECTURE.md, Rendering): audio features computed exactly as in
 preprocessing (tasks.rows.features.audio_features), then the LSTM, a chunk of frames at a time in
 constant memory, equal to a whole-file run.
+
+What the LSTM hears is its own: its artifact's feature layout (with or without phones) decides, not the
+project's `preprocess.phones`, so a shipped or adapted LSTM renders in any project (`heard_params`).
 """
 
 from __future__ import annotations
@@ -10,15 +13,31 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
+from models.errors import RenderError
 from models.networks.lstm import predict_lips
 from models.rendering.loading import Models
 from tasks.config.params import PreprocessParams
-from tasks.rows.features import DELTA_WIDTH, audio_features
+from tasks.rows.features import DELTA_WIDTH, audio_features, params_layout
+from tasks.rows.phones import PHONE_WINDOW_S, STEP_S, PhoneBlocks, block_steps
 
 
 def frame_count(samples: int, sample_rate: int, fps: float) -> int:
     """Frames at times i / fps that cover `samples`: ceil(seconds * fps), immune to 8.0 * 30 = 240.00..03."""
     return math.ceil(samples * fps / sample_rate - 1e-9)
+
+
+def heard_params(models: Models, params: PreprocessParams) -> PreprocessParams:
+    """`params` with `phones` as the LSTM was trained (its artifact's feature layout); RenderError when
+    that layout is not one preprocessing makes with these params (another n_mfcc)."""
+    layout = list(models.lstm_artifact.feature_layout)
+    if not layout:  # an artifact from before layouts were recorded: the paper's features
+        return params.model_copy(update={"phones": False})
+    heard = params.model_copy(update={"phones": any(name.startswith("phone_") for name in layout)})
+    if params_layout(heard) != layout:
+        raise RenderError(f"{models.lstm_path}: the LSTM hears {len(layout)} audio features "
+                          f"({layout[0]} .. {layout[-1]}), not what preprocess.n_mfcc={params.n_mfcc} makes "
+                          f"({len(params_layout(heard))}); render with the params it was trained with")
+    return heard
 
 
 def speech_lips(
@@ -28,15 +47,17 @@ def speech_lips(
     i / fps, T = ceil(len(samples) / sample_rate * fps). Holds the whole clip: `stream_lips` is the
     same in constant memory."""
     times = np.arange(frame_count(len(samples), sample_rate, fps)) / fps
-    features = audio_features(samples, sample_rate, times, params)
+    features = audio_features(samples, sample_rate, times, heard_params(models, params))
     return predict_lips(models.lstm, models.lstm_artifact, features)
 
 
 class _Buffer:
-    """The samples still needed: a window of the stream, `offset` the global index of its first."""
+    """The samples still needed: a window of the stream, `offset` the global index of its first. With
+    `phones` (a PhoneBlocks), every sample read also goes there."""
 
-    def __init__(self, blocks: Iterable[np.ndarray]):
+    def __init__(self, blocks: Iterable[np.ndarray], phones: PhoneBlocks | None = None):
         self.blocks, self.samples, self.offset, self.ended = iter(blocks), np.zeros(0, np.float32), 0, False
+        self.phones = phones
 
     @property
     def end(self) -> int:
@@ -49,9 +70,13 @@ class _Buffer:
             block = next(self.blocks, None)
             if block is None:
                 self.ended = True
+                if self.phones is not None:
+                    self.phones.finish()
                 break
             pieces.append(np.asarray(block, np.float32).reshape(-1))
             have += len(pieces[-1])
+            if self.phones is not None:
+                self.phones.add(pieces[-1])
         self.samples = np.concatenate(pieces)
 
     def drop_before(self, keep: int) -> None:
@@ -73,14 +98,21 @@ def stream_lips(
     Each chunk is computed over its frames plus a margin on both sides, wide enough for the deltas
     (DELTA_WIDTH frames) and the LSTM's window (2 * context + 1 frames) to see the same neighbours as
     in a whole-file run; the margin frames are thrown away. Samples are kept from the first one the
-    next chunk's earliest window needs.
+    next chunk's earliest window needs. When the LSTM hears phones, they are decoded block by block as
+    the samples pass (PhoneBlocks), and a chunk waits for the block its last frame falls in.
     """
+    params = heard_params(models, params)
     margin = models.lstm_artifact.context + DELTA_WIDTH
     # Half of the feature window, rounded up, and one sample of slack for the rounding of centres.
     pad = round(params.window_ms / 1000 * sample_rate) + 1
-    buffer, done = _Buffer(blocks), 0
+    phones = PhoneBlocks(sample_rate) if params.phones else None
+    buffer, done = _Buffer(blocks, phones), 0
     while True:
-        buffer.fill(math.ceil((done + chunk_frames + margin - 1) / fps * sample_rate) + pad)
+        needed = math.ceil((done + chunk_frames + margin - 1) / fps * sample_rate) + pad
+        if phones is not None:  # the last frame's phones, up to the end of the block they fall in
+            needed += math.ceil((PHONE_WINDOW_S + 2 * STEP_S) * sample_rate)
+            needed = math.ceil(needed / block_steps(sample_rate)) * block_steps(sample_rate)
+        buffer.fill(needed)
         total = frame_count(buffer.end, sample_rate, fps) if buffer.ended else None
         if total is not None and done >= total:
             return
@@ -89,8 +121,11 @@ def stream_lips(
         last = end + margin if total is None else min(end + margin, total)
         # Times relative to the buffer's start: the same window centres as over the whole file.
         times = np.arange(first, last) / fps - buffer.offset / sample_rate
-        features = audio_features(buffer.samples, sample_rate, times, params)
+        shares = None if phones is None else phones.features(np.arange(first, last) / fps)
+        features = audio_features(buffer.samples, sample_rate, times, params, shares)
         lips = predict_lips(models.lstm, models.lstm_artifact, features)
         yield lips[done - first : end - first], features[done - first : end - first]
         done = end
         buffer.drop_before(max(0, math.floor((done - margin) / fps * sample_rate) - pad))
+        if phones is not None:
+            phones.forget(max(0, done - margin) / fps - 2 * PHONE_WINDOW_S)

@@ -1,4 +1,6 @@
-"""Audio features per video frame: 13 MFCC, 13 delta, log energy, delta log energy.
+"""Audio features per video frame: 13 MFCC, 13 delta, log energy, delta log energy (the paper's 28), and with
+`preprocess.phones` the share of each of PocketSphinx's 40 phones around the frame (tasks/rows/phones.py),
+between the deltas and the log energy, so that the loudness stays the last two columns.
 
 Each frame's window is centred on the frame's time (audio and video are aligned by
 timestamps, never by integer frame ratios), so the same code serves the dataset (frame
@@ -13,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from tasks.config.params import PreprocessParams
+from tasks.rows.phones import PHONES, block_track, phone_features
 
 # librosa compiles with numba on first use; without a writable cache that costs ~15 s per process.
 os.environ.setdefault("NUMBA_CACHE_DIR", str(Path.home() / ".cache" / "reenact" / "numba"))
@@ -28,21 +31,26 @@ ENERGY_FLOOR = 1e-10
 BLOCK = 4096
 
 
-def feature_layout(n_mfcc: int = 13) -> list[str]:
+def feature_layout(n_mfcc: int = 13, phones: bool = False) -> list[str]:
     """Names of the feature dimensions in column order, as stored in the shard metadata."""
     return ([f"mfcc_{i}" for i in range(n_mfcc)] + [f"delta_mfcc_{i}" for i in range(n_mfcc)]
-            + ["log_energy", "delta_log_energy"])
+            + ([f"phone_{name}" for name in PHONES] if phones else []) + ["log_energy", "delta_log_energy"])
+
+
+def params_layout(params: PreprocessParams) -> list[str]:
+    """The layout `audio_features` makes with these params."""
+    return feature_layout(params.n_mfcc, params.phones)
 
 
 FEATURE_LAYOUT = feature_layout()
-# The width of a feature vector with the default preprocess.n_mfcc (13): 28.
+# The width of the paper's feature vector (the default preprocess.n_mfcc, 13, without phones): 28.
 FEATURE_DIM = len(FEATURE_LAYOUT)
-# Columns of a feature vector whatever n_mfcc: the loudness (log energy) and its delta come last.
+# Columns of a feature vector whatever n_mfcc and phones: the loudness (log energy) and its delta come last.
 LOG_ENERGY, DELTA_LOG_ENERGY = -2, -1
 
 
 def feature_dim(params: PreprocessParams) -> int:
-    return 2 * params.n_mfcc + 2
+    return len(params_layout(params))
 
 
 def _static(samples: np.ndarray, sample_rate: int, times: np.ndarray, params: PreprocessParams) -> np.ndarray:
@@ -80,10 +88,12 @@ def _deltas(static: np.ndarray) -> np.ndarray:
 
 
 def audio_features(samples: np.ndarray, sample_rate: int, times: np.ndarray,
-                   params: PreprocessParams) -> np.ndarray:
-    """(N, 2 * n_mfcc + 2) float32 features for frame times `times` (seconds), in FEATURE_LAYOUT order.
+                   params: PreprocessParams, phones: np.ndarray | None = None) -> np.ndarray:
+    """(N, feature_dim(params)) float32 features for frame times `times` (seconds), in `params_layout` order.
 
-    Deltas run over the sequence of frames given, so pass all the frames of a clip at once.
+    Deltas run over the sequence of frames given, so pass all the frames of a clip at once. With
+    `params.phones`, the phone shares are `phones` ((N, len(PHONES)), from a stream's PhoneBlocks) or, when
+    None, decoded from `samples` (which then start at the speech's first sample: block_track).
     """
     times = np.asarray(times, np.float64)
     if times.ndim != 1:
@@ -95,5 +105,10 @@ def audio_features(samples: np.ndarray, sample_rate: int, times: np.ndarray,
     static = _static(samples, sample_rate, times, params)
     deltas = _deltas(static)
     n = params.n_mfcc
-    features = np.concatenate([static[:, :n], deltas[:, :n], static[:, n:], deltas[:, n:]], axis=1)
-    return features
+    if not params.phones:
+        shares = np.zeros((len(times), 0), np.float32)
+    elif phones is None:
+        shares = phone_features(block_track(samples, sample_rate), times)
+    else:
+        shares = np.asarray(phones, np.float32)
+    return np.concatenate([static[:, :n], deltas[:, :n], shares, static[:, n:], deltas[:, n:]], axis=1)

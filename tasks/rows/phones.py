@@ -2,8 +2,13 @@
 decodes speech into phones (allphone search over its phone language model: the approach of Rhubarb Lip
 Sync), and each video frame gets the share of each phone in the PHONE_WINDOW_S around its time.
 
-Phones are what a mouth does, whoever speaks: the MFCC also say whose voice it is. evals/speech_tries.py
-measures them as an input of the LSTM (ARCHITECTURE.md, Metrics).
+Phones are what a mouth does, whoever speaks: the MFCC also say whose voice it is. With
+`preprocess.phones` they join the frame table's audio features (tasks/rows/features.py), and the LSTM hears
+them (ARCHITECTURE.md, Real voices; evals/speech_tries.py measured them).
+
+Speech is decoded in absolute blocks of BLOCK_S seconds, each on its own (`block_track`), so that a file
+read whole and the same file arriving in pieces (`PhoneBlocks`, models/rendering/speech.py: stream_lips)
+get the same phones: a block's phones depend on its samples alone.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ PHONES = ("SIL", "AA", "AE", "AH", "AO", "AW", "AY", "B", "CH", "D", "DH", "EH",
 MODEL_RATE = 16000  # the acoustic model's sample rate
 STEP_S = 0.01  # PocketSphinx's frame step
 PHONE_WINDOW_S = 0.03  # a video frame's phones: those within this of its time, either side
+SILENT_RMS = 1e-4  # a 10 ms step quieter than this (-80 dBFS) is silence, whatever the decoder makes of it
+BLOCK_S = 60  # seconds of speech decoded at once: memory and latency bounded, hour-long audio as well
 
 
 def _decoder():
@@ -47,7 +54,77 @@ def phone_track(samples: np.ndarray, sample_rate: int) -> np.ndarray:
     index = {name: i for i, name in enumerate(PHONES)}
     for segment in decoder.seg():
         track[segment.start_frame : segment.end_frame + 1] = index.get(segment.word, 0)
+    # The decoder normalises loudness away: digital silence (padding, a TTS pause) comes out as a phone.
+    hop = MODEL_RATE // 100
+    steps = len(samples) // hop
+    rms = np.sqrt(np.mean(samples[: steps * hop].reshape(steps, hop).astype(np.float64) ** 2, axis=1))
+    track[:steps][rms < SILENT_RMS] = 0
     return track
+
+
+def block_steps(sample_rate: int) -> int:
+    """Samples in one decoded block (BLOCK_S seconds)."""
+    return BLOCK_S * sample_rate
+
+
+def block_track(samples: np.ndarray, sample_rate: int) -> np.ndarray:
+    """`phone_track` of `samples` decoded block by block (BLOCK_S seconds each, from sample 0): a full
+    block gives exactly BLOCK_S / STEP_S steps, the last one what it covers."""
+    samples = np.asarray(samples, np.float32).reshape(-1)
+    size = block_steps(sample_rate)
+    if len(samples) <= size:
+        return phone_track(samples, sample_rate)
+    steps = round(BLOCK_S / STEP_S)
+    pieces = [phone_track(samples[lo : lo + size], sample_rate) for lo in range(0, len(samples), size)]
+    return np.concatenate([p[:steps] for p in pieces[:-1]] + [pieces[-1]])
+
+
+class PhoneBlocks:
+    """`block_track` of audio that arrives in pieces: `add` each piece (consecutive samples), `finish` at
+    the end; `features(times)` (seconds from the first sample) for times whose blocks are decoded
+    (`ready_until`). Blocks before `forget(seconds)` are let go, so memory stays bounded."""
+
+    def __init__(self, sample_rate: int):
+        self.rate, self.size = sample_rate, block_steps(sample_rate)
+        self.pending: list[np.ndarray] = []
+        self.pending_samples, self.tracks, self.first, self.ended = 0, {}, 0, False
+
+    @property
+    def ready_until(self) -> float:
+        """Seconds of speech whose phones are known (all of it once finished)."""
+        return float("inf") if self.ended else len(self.tracks) * BLOCK_S + self.first * BLOCK_S
+
+    def add(self, samples: np.ndarray) -> None:
+        samples = np.asarray(samples, np.float32).reshape(-1)
+        while len(samples):
+            take = min(len(samples), self.size - self.pending_samples)
+            self.pending.append(samples[:take])
+            self.pending_samples += take
+            samples = samples[take:]
+            if self.pending_samples == self.size:
+                self._decode()
+
+    def finish(self) -> None:
+        if self.pending_samples:
+            self._decode()
+        self.ended = True
+
+    def _decode(self) -> None:
+        block = self.first + len(self.tracks)
+        self.tracks[block] = phone_track(np.concatenate(self.pending), self.rate)
+        self.pending, self.pending_samples = [], 0
+
+    def forget(self, seconds: float) -> None:
+        while self.first < int(seconds // BLOCK_S) and self.first in self.tracks:
+            del self.tracks[self.first]
+            self.first += 1
+
+    def features(self, times: np.ndarray) -> np.ndarray:
+        """`phone_features` of the blocks held, at `times` (seconds from the stream's first sample)."""
+        steps = round(BLOCK_S / STEP_S)
+        blocks = sorted(self.tracks)
+        track = np.concatenate([self.tracks[b][:steps] for b in blocks[:-1]] + [self.tracks[blocks[-1]]])
+        return phone_features(track, np.asarray(times, np.float64) - self.first * BLOCK_S)
 
 
 def phone_features(track: np.ndarray, times: np.ndarray) -> np.ndarray:

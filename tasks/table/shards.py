@@ -29,7 +29,7 @@ from tasks.config.files import atomic_path
 from tasks.config.params import PreprocessParams, rows_digest
 from tasks.config.paths import VIDEOS_TABLE
 from tasks.rows.crop import CROP_DIM
-from tasks.rows.features import feature_dim, feature_layout
+from tasks.rows.features import feature_dim, params_layout
 from tasks.rows.landmarks import LANDMARKS_DIM, LIPS_DIM
 from tasks.rows.rowkey import FORMAT_VERSION, cache_key, code_digest
 from tasks.table.tables import read_status_table, write_status_table
@@ -77,7 +77,7 @@ def shard_metadata(params: PreprocessParams, sha256: str) -> dict[str, Any]:
         "sample_rate": params.sample_rate,
         "face_size": params.face_size,
         "lip_indices": list(params.lip_indices),
-        "feature_layout": feature_layout(params.n_mfcc),
+        "feature_layout": params_layout(params),
         # What makes the shard current (tasks/rows/rowkey.py): the key, and what it is made of.
         "cache_key": cache_key(params),
         "params_digest": rows_digest(params),
