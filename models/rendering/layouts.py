@@ -171,15 +171,21 @@ class Layout:
                 index, frame = next(footage)
                 if index != pingpong(start + k, len(rows)):
                     raise RuntimeError(f"footage frame {index} is not the one painted for {start + k}")
-                mixed, _ = composite(
-                    frame, face, rows.crop[index], rows.landmarks[index], rows.face_found[index]
-                )
-                if self.marker is not None:  # over the face's region, where the reader aligns
-                    mixed = mixed if mixed is not frame else frame.copy()
-                    size = face.shape[0]
-                    mixed = self.marker.frame(mixed, rows.crop[index], size, start + k, rows.landmarks[index])
+                mixed = composite_marked(frame, face, rows, index, start + k, self.marker)
                 out.append(view.compose(start + k, frame, mixed) if view else mixed)
             yield start, out
+
+
+def composite_marked(frame: np.ndarray, face: np.ndarray, rows: TargetRows, index: int, number: int,
+                     marker: Marker | None) -> np.ndarray:
+    """Output frame `number`: the generated `face` composited into target frame `index` (`frame`, by its
+    row of `rows`), then marked over the face's region, where a reader aligns (`marker` None: unmarked).
+    What a render and a live stream (models/rendering/stream.py) do to every full frame."""
+    mixed, _ = composite(frame, face, rows.crop[index], rows.landmarks[index], rows.face_found[index])
+    if marker is None:
+        return mixed
+    mixed = mixed if mixed is not frame else frame.copy()
+    return marker.frame(mixed, rows.crop[index], face.shape[0], number, rows.landmarks[index])
 
 
 def real_lips(shards: Path, real: str | None) -> np.ndarray | None:

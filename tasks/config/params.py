@@ -226,6 +226,18 @@ class ProvenanceParams(_Section):
     label_text: str = Field("AI-generated", min_length=1, max_length=40)
 
 
+class LiveParams(_Section):
+    """`reenact live` and the app's Live tab (models/rendering/stream.py; ARCHITECTURE.md, Live)."""
+
+    lookahead_ms: float = Field(300.0, ge=0.0, le=2000.0)
+    window_ms: float = Field(600.0, ge=100.0, le=5000.0)
+    max_batch: int = Field(3, ge=1, le=64)
+    warmup_seconds: float = Field(2.0, ge=0.0, le=60.0)
+    level_seconds: float = Field(30.0, ge=1.0, le=600.0)
+    footage_mb: int = Field(1024, ge=0, le=65536)
+    jpeg_quality: int = Field(80, ge=10, le=100)
+
+
 class Params(_Section):
     seed: int = 0
     device: str = "auto"
@@ -239,6 +251,7 @@ class Params(_Section):
     evaluate: EvaluateParams = EvaluateParams()
     adapt: AdaptParams = AdaptParams()
     provenance: ProvenanceParams = ProvenanceParams()
+    live: LiveParams = LiveParams()
 
     @field_validator("device")
     @classmethod
