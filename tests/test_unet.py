@@ -15,12 +15,15 @@ from models.networks.mask import lower_face_mask
 from models.networks.unet import (
     IN_CHANNELS,
     NEAR_GAP,
+    MultiScaleDiscriminator,
     PatchDiscriminator,
     UNetGenerator,
     discriminator_loss,
+    feature_matching,
     frame_input,
     generator_input,
     generator_loss,
+    gradient_l1,
     hard_mask,
     images,
     mouth_weights,
@@ -78,6 +81,26 @@ def test_shapes_and_the_frame_kept_outside_the_mask(size):
     assert logits.shape == (2, 1, size // 8 - 2, size // 8 - 2)
 
 
+def test_the_multi_scale_discriminator_judges_each_scale_and_matches_features_only_where_they_differ():
+    torch.manual_seed(0)
+    crops, mask, references, lips = face_batch(128)
+    discriminator = MultiScaleDiscriminator(base=8, scales=2).eval()  # spectral norm's power step held
+    masked = crops * (1 - mask)
+    logits = discriminator(crops, masked, lips)
+    assert [tuple(scale.shape) for scale in logits] == [(2, 1, 14, 14), (2, 1, 6, 6)]
+    features = discriminator.features(crops, masked, lips)
+    assert [len(scale) for scale in features] == [5, 5]  # four activations, then the logits
+    assert torch.equal(features[1][-1], logits[1])
+    assert feature_matching(features, features).item() == 0
+    fake = crops * (1 - mask) + references * mask
+    matching = feature_matching(discriminator.features(fake, masked, lips), features)
+    assert matching.item() > 0
+    matching.backward()  # the gradient reaches the discriminator through the fake only
+    assert discriminator.scales[0].main[0].parametrizations.weight.original.grad.abs().sum() > 0
+    assert discriminator_loss(logits, [scale + 1 for scale in logits], mask) > discriminator_loss(
+        logits, logits, mask)
+
+
 def test_only_128_and_256():
     with pytest.raises(ValueError, match="size must be one of"):
         UNetGenerator(64)
@@ -126,6 +149,27 @@ def test_the_l1_weighs_the_mouth_and_ignores_the_outside():
     assert cost(20, 20) == 0
 
 
+def test_the_gradient_term_costs_a_blur_more_than_a_shift_of_colour_and_ignores_the_outside():
+    crops, mask, _, lips = face_batch(128, batch=1)
+    smooth = torch.nn.functional.avg_pool2d(crops, 5, 1, 2)  # a real-looking picture has some smooth parts
+    real = (smooth + 0.3 * crops).clamp(-1, 1)
+    weights = mouth_weights(lips, mask, mouth=4.0)
+    blurred = torch.nn.functional.avg_pool2d(real, 3, 1, 1)
+    tinted = (real + 0.1).clamp(-1, 1)  # every pixel a tenth off, every edge kept
+    l1 = {name: generator_loss(fake, real, weights, l1_weight=1.0)[1]["l1"]
+          for name, fake in (("blurred", blurred), ("tinted", tinted))}
+    gradient = {name: gradient_l1(fake, real, weights).item() for name, fake in (("blurred", blurred),
+                                                                                  ("tinted", tinted))}
+    assert gradient_l1(real, real, weights).item() == 0
+    assert gradient["blurred"] / gradient["tinted"] > 5 * l1["blurred"] / l1["tinted"]
+    loss, parts = generator_loss(blurred, real, weights, l1_weight=1.0, gradient_weight=2.0)
+    assert loss.item() == pytest.approx(parts["l1"] + 2.0 * parts["gradient"], rel=1e-5)
+    assert "gradient" not in generator_loss(blurred, real, weights)[1]  # off by default
+    outside = real.clone()
+    outside[..., :20, :20] = 0  # the forehead: outside the mask
+    assert gradient_l1(outside, real, weights).item() == 0
+
+
 def test_patches_outside_the_mask_say_nothing():
     _, mask, _, _ = face_batch(128)
     real_logits, fake_logits = torch.zeros(2, 1, 14, 14), torch.zeros(2, 1, 14, 14)
@@ -140,7 +184,8 @@ def test_patches_outside_the_mask_say_nothing():
 
 def test_a_few_dozen_steps_reduce_the_masked_l1():
     """A smooth face with a dark mouth whose height follows the lips; 30 Adam steps on 2 crops, with the
-    discriminator in the loop, must cut the masked L1 well below where it starts."""
+    two-scale discriminator and its feature matching in the loop, must cut the masked L1 well below where
+    it starts."""
     torch.manual_seed(0)
     size = 128
     crops, mask, _, lips = face_batch(size, batch=2)
@@ -153,7 +198,7 @@ def test_a_few_dozen_steps_reduce_the_masked_l1():
     lips[:, 13] -= opening / 4  # the inner-lip points (62, 66: y at 13, 15) part with the opening
     lips[:, 15] += opening / 4
     references = torch.zeros_like(crops)  # nothing to copy: the lower face comes from the context and lips
-    generator, discriminator = UNetGenerator(size, base=8), PatchDiscriminator(base=8)
+    generator, discriminator = UNetGenerator(size, base=8), MultiScaleDiscriminator(base=8, scales=2)
     opt_g = torch.optim.Adam(generator.parameters(), 2e-3)
     opt_d = torch.optim.Adam(discriminator.parameters(), 2e-4)
     x, weights = generator_input(crops, mask, references, (lips - 0.5) / 0.1), mouth_weights(lips, mask)
@@ -165,7 +210,9 @@ def test_a_few_dozen_steps_reduce_the_masked_l1():
         opt_d.zero_grad()
         loss_d.backward()
         opt_d.step()
-        loss, parts = generator_loss(fake, crops, weights, discriminator(fake, x[:, :3], lips), mask)
+        fake_features = discriminator.features(fake, x[:, :3], lips)
+        loss, parts = generator_loss(fake, crops, weights, [scale[-1] for scale in fake_features], mask)
+        loss = loss + feature_matching(fake_features, discriminator.features(crops, x[:, :3], lips))
         opt_g.zero_grad()
         loss.backward()
         opt_g.step()

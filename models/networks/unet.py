@@ -19,7 +19,9 @@ reference plus a learned change, and starts as the reference itself: given the t
 lips are nearest as the reference, it begins at lips retrieval and learns to fit that mouth to this
 frame's pose, light and lips (on a CPU budget of minutes, from scratch it does not get that far).
 `PatchDiscriminator` judges (image, masked crop, lips) patches; `generator_loss` is an L1 weighted
-toward the mouth (`mouth_weights`) plus the adversarial term, both over the masked region only.
+toward the mouth (`mouth_weights`), an L1 of the images' gradients weighted the same (`gradient_l1`: an
+edge or a tooth painted soft costs there what a wrong colour costs in the L1) and the adversarial term,
+all over the masked region only (ARCHITECTURE.md, Adapted targets).
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ SIZES = FACE_SIZES
 # A frame's reference is never one of its own neighbours (in training, and when a video's own frames are
 # painted to be measured): a mouth this few frames away is nearly the answer itself.
 NEAR_GAP = 15
+Logits = torch.Tensor | list[torch.Tensor]  # a discriminator's, or one per scale (MultiScaleDiscriminator)
 
 
 def hard_mask(landmarks: np.ndarray, size: int) -> np.ndarray:
@@ -214,8 +217,47 @@ class PatchDiscriminator(nn.Module):
         self.main = nn.Sequential(*blocks)
 
     def forward(self, image: torch.Tensor, masked: torch.Tensor, lips: torch.Tensor) -> torch.Tensor:
-        side = image.shape[-1]
-        return self.main(torch.cat([image, masked, broadcast(lips.to(image.dtype), side)], 1))
+        return self.features(image, masked, lips)[-1]
+
+    def features(self, image: torch.Tensor, masked: torch.Tensor, lips: torch.Tensor) -> list[torch.Tensor]:
+        """Each convolution's activations (after its LeakyReLU), the logits last: what feature matching
+        compares."""
+        h = torch.cat([image, masked, broadcast(lips.to(image.dtype), image.shape[-1])], 1)
+        out = []
+        for layer in self.main:
+            h = layer(h)
+            if isinstance(layer, nn.LeakyReLU):
+                out.append(h)
+        return [*out, h]
+
+
+class MultiScaleDiscriminator(nn.Module):
+    """`scales` PatchDiscriminators (pix2pixHD's), the k-th judging the images halved k times: the finest
+    sees teeth and skin texture, the coarser the mouth as a whole. forward: the logits of each scale;
+    `features`: each scale's activations (`PatchDiscriminator.features`)."""
+
+    def __init__(self, lips: int = LIPS_DIM, base: int = 32, layers: int = 3, scales: int = 1):
+        super().__init__()
+        self.scales = nn.ModuleList(PatchDiscriminator(lips, base, layers) for _ in range(scales))
+
+    def _inputs(self, image: torch.Tensor, masked: torch.Tensor):
+        for scale in self.scales:
+            yield scale, image, masked
+            image, masked = F.avg_pool2d(image, 2), F.avg_pool2d(masked, 2)
+
+    def forward(self, image: torch.Tensor, masked: torch.Tensor, lips: torch.Tensor) -> list[torch.Tensor]:
+        return [scale(i, m, lips) for scale, i, m in self._inputs(image, masked)]
+
+    def features(self, image: torch.Tensor, masked: torch.Tensor,
+                 lips: torch.Tensor) -> list[list[torch.Tensor]]:
+        return [scale.features(i, m, lips) for scale, i, m in self._inputs(image, masked)]
+
+
+def feature_matching(fake: list[list[torch.Tensor]], real: list[list[torch.Tensor]]) -> torch.Tensor:
+    """pix2pixHD's feature matching: the mean over scales and layers (the logits left out) of the L1 of
+    the discriminator's activations on the fake against those on the real (held fixed)."""
+    pairs = [(f, r.detach()) for fs, rs in zip(fake, real) for f, r in zip(fs[:-1], rs[:-1])]
+    return torch.stack([(f - r).abs().mean() for f, r in pairs]).mean()
 
 
 def mouth_weights(lips: torch.Tensor, mask: torch.Tensor, mouth: float = 4.0) -> torch.Tensor:
@@ -243,24 +285,55 @@ def _weighted_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     return (values * weights).sum() / (weights.sum() * values.shape[1] / weights.shape[1]).clamp(min=1e-6)
 
 
+def _differences(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, C, S, S) -> its horizontal (B, C, S, S-1) and vertical (B, C, S-1, S) neighbour differences."""
+    return images[..., :, 1:] - images[..., :, :-1], images[..., 1:, :] - images[..., :-1, :]
+
+
+def gradient_l1(fake: torch.Tensor, real: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """The L1 of `fake`'s gradients (neighbour differences) against `real`'s, weighted by `weights`
+    (B, 1, S, S) where both pixels of a pair are weighted (the lesser of their weights)."""
+    (fake_x, fake_y), (real_x, real_y) = _differences(fake), _differences(real)
+    weight_x = torch.minimum(weights[..., :, 1:], weights[..., :, :-1])
+    weight_y = torch.minimum(weights[..., 1:, :], weights[..., :-1, :])
+    horizontal = _weighted_mean((fake_x - real_x).abs(), weight_x)
+    return (horizontal + _weighted_mean((fake_y - real_y).abs(), weight_y)) / 2
+
+
 def generator_loss(fake: torch.Tensor, real: torch.Tensor, weights: torch.Tensor,
-                   fake_logits: torch.Tensor | None = None, mask: torch.Tensor | None = None,
-                   l1_weight: float = 100.0, adversarial_weight: float = 1.0
+                   fake_logits: Logits | None = None, mask: torch.Tensor | None = None,
+                   l1_weight: float = 100.0, adversarial_weight: float = 1.0, gradient_weight: float = 0.0
                    ) -> tuple[torch.Tensor, dict[str, float]]:
     """(loss, its parts): `l1_weight` x the L1 of `fake` vs `real` weighted by `weights`
-    (`mouth_weights`), + `adversarial_weight` x the least-squares adversarial loss of `fake_logits`
-    over the masked patches (`mask` needed then). Images in [-1, 1]."""
+    (`mouth_weights`), + `gradient_weight` x their `gradient_l1` weighted the same, + `adversarial_weight`
+    x the least-squares adversarial loss of `fake_logits` over the masked patches (`mask` needed then).
+    Images in [-1, 1]."""
     l1 = _weighted_mean((fake - real).abs(), weights)
     loss, parts = l1_weight * l1, {"l1": float(l1.detach())}
+    if gradient_weight > 0:
+        gradient = gradient_l1(fake, real, weights)
+        loss = loss + gradient_weight * gradient
+        parts["gradient"] = float(gradient.detach())
     if fake_logits is not None:
-        adversarial = _weighted_mean((fake_logits - 1) ** 2, patch_weights(mask, fake_logits))
+        adversarial = _mean_over_scales([_weighted_mean((logits - 1) ** 2, patch_weights(mask, logits))
+                                         for logits in _scales(fake_logits)])
         loss = loss + adversarial_weight * adversarial
         parts["adversarial"] = float(adversarial.detach())
     return loss, parts
 
 
-def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor,
-                       mask: torch.Tensor) -> torch.Tensor:
-    """Least-squares GAN: real patches toward 1, fake toward 0, over the masked patches."""
-    weights = patch_weights(mask, real_logits)
-    return (_weighted_mean((real_logits - 1) ** 2, weights) + _weighted_mean(fake_logits**2, weights)) / 2
+def _scales(logits: Logits) -> list[torch.Tensor]:
+    return logits if isinstance(logits, list) else [logits]
+
+
+def _mean_over_scales(losses: list[torch.Tensor]) -> torch.Tensor:
+    return torch.stack(losses).mean()
+
+
+def discriminator_loss(real_logits: Logits, fake_logits: Logits, mask: torch.Tensor) -> torch.Tensor:
+    """Least-squares GAN: real patches toward 1, fake toward 0, over the masked patches (at every scale)."""
+    losses = []
+    for real, fake in zip(_scales(real_logits), _scales(fake_logits)):
+        weights = patch_weights(mask, real)
+        losses.append((_weighted_mean((real - 1) ** 2, weights) + _weighted_mean(fake**2, weights)) / 2)
+    return _mean_over_scales(losses)

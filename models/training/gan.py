@@ -24,9 +24,10 @@ from models.artifacts import Condition, References
 from models.common import Process, autocast, distributed
 from models.networks.cgan import Discriminator, Generator, generator_hparams
 from models.networks.unet import (
-    PatchDiscriminator,
+    MultiScaleDiscriminator,
     UNetGenerator,
     discriminator_loss,
+    feature_matching,
     generator_input,
     generator_loss,
 )
@@ -85,7 +86,8 @@ class Gan:
     def around(cls, netG: nn.Module, condition: Condition, p: CganParams, device: torch.device,
                use_amp: bool, memory_format: torch.memory_format) -> Gan:
         """A fresh discriminator and optimisers around the generator `netG` of `condition`."""
-        netD = PatchDiscriminator(base=p.ndf) if condition == "frame" else Discriminator(ndf=p.ndf)
+        netD = (MultiScaleDiscriminator(base=p.ndf, scales=p.discriminator_scales) if condition == "frame"
+                else Discriminator(ndf=p.ndf))
         netG = netG.to(device, memory_format=memory_format)
         netD = netD.to(device, memory_format=memory_format)
         optG = torch.optim.Adam(netG.parameters(), lr=p.lr_g, betas=(p.beta1, 0.999))
@@ -136,27 +138,37 @@ def noise_step(gan: Gan, batch: Batch, p: CganParams) -> tuple[torch.Tensor, tor
 
 
 def frame_step(gan: Gan, batch: Batch, p: CganParams) -> tuple[torch.Tensor, torch.Tensor]:
-    """One step of the frame generator (models/networks/unet.py): the PatchGAN on (image, masked crop,
-    lips) when cgan.adversarial_weight > 0 (loss_d is 0 without it), then the generator on
-    cgan.l1_weight x the mouth-weighted L1 + cgan.adversarial_weight x the adversarial term."""
+    """One step of the frame generator (models/networks/unet.py): the PatchGANs (cgan.discriminator_scales)
+    on (image, masked crop, lips) when cgan.adversarial_weight > 0 (loss_d is 0 without it), then the
+    generator on cgan.l1_weight x the mouth-weighted L1 + cgan.gradient_weight x that of the gradients
+    + cgan.adversarial_weight x the adversarial term + cgan.feature_matching_weight x feature matching."""
     real, mask, reference, lips, weights = batch
     x = generator_input(real, mask, reference, lips)
     masked = x[:, :3]
     with autocast(gan.device, gan.use_amp):
         fake = gan.netG(x)
-    fake_logits, loss_d = None, torch.zeros((), device=gan.device)
+    fake_logits, matching, loss_d = None, 0.0, torch.zeros((), device=gan.device)
     if p.adversarial_weight > 0:
         with autocast(gan.device, gan.use_amp):
-            loss_d = discriminator_loss(gan.netD(real, masked, lips).float(),
-                                        gan.netD(fake.detach(), masked, lips).float(), mask)
+            loss_d = discriminator_loss(_floats(gan.netD(real, masked, lips)),
+                                        _floats(gan.netD(fake.detach(), masked, lips)), mask)
         _update(gan, gan.optD, loss_d)
         with autocast(gan.device, gan.use_amp):
-            fake_logits = gan.netD(fake, masked, lips).float()
+            fake_features = gan.netD.features(fake, masked, lips)
+            fake_logits = [scale[-1].float() for scale in fake_features]
+            if p.feature_matching_weight > 0:
+                with torch.no_grad():
+                    real_features = gan.netD.features(real, masked, lips)
+                matching = p.feature_matching_weight * feature_matching(fake_features, real_features).float()
     loss_g, _ = generator_loss(fake.float(), real, weights, fake_logits, mask, p.l1_weight,
-                               p.adversarial_weight)
-    _update(gan, gan.optG, loss_g)
+                               p.adversarial_weight, p.gradient_weight)
+    _update(gan, gan.optG, loss_g + matching)
     gan.scaler.update()
     return loss_d, loss_g
+
+
+def _floats(logits: list[torch.Tensor]) -> list[torch.Tensor]:
+    return [scale.float() for scale in logits]
 
 
 STEPS = {"noise": noise_step, "frame": frame_step}

@@ -138,6 +138,9 @@ class CganParams(_Section):
     l1_weight: float = Field(50.0, ge=0.0)
     adversarial_weight: float = Field(1.0, ge=0.0)
     mouth_weight: float = Field(4.0, ge=0.0)
+    gradient_weight: float = Field(0.0, ge=0.0)  # frame: the L1 of the gradients (models/networks/unet.py)
+    discriminator_scales: int = Field(1, ge=1, le=4)  # frame: PatchGANs, each at half the last's size
+    feature_matching_weight: float = Field(0.0, ge=0.0)  # frame: with adversarial_weight > 0
     references: int = Field(16, ge=1, le=256)
     num_workers: int = Field(0, ge=0, le=64)
     val_frames: int = Field(256, ge=1)
