@@ -25,6 +25,7 @@ PHONES = ("SIL", "AA", "AE", "AH", "AO", "AW", "AY", "B", "CH", "D", "DH", "EH",
 MODEL_RATE = 16000  # the acoustic model's sample rate
 STEP_S = 0.01  # PocketSphinx's frame step
 PHONE_WINDOW_S = 0.03  # a video frame's phones: those within this of its time, either side
+INDEX = {name: i for i, name in enumerate(PHONES)}
 SILENT_RMS = 1e-4  # a 10 ms step quieter than this (-80 dBFS) is silence, whatever the decoder makes of it
 BLOCK_S = 60  # seconds of speech decoded at once: memory and latency bounded, hour-long audio as well
 
@@ -49,17 +50,99 @@ def phone_track(samples: np.ndarray, sample_rate: int) -> np.ndarray:
     decoder = _decoder()
     decoder.start_utt()
     pcm = (np.clip(np.nan_to_num(samples), -1, 1) * 32767).astype(np.int16)
-    decoder.process_raw(pcm.tobytes(), False, True)
+    # Not as one whole utterance (full_utt=False): the cepstral mean is then updated as the speech goes, as
+    # it must be live (PhoneStream), so the phones a live stream hears are those the LSTM trained on.
+    decoder.process_raw(pcm.tobytes(), False, False)
     decoder.end_utt()
-    index = {name: i for i, name in enumerate(PHONES)}
-    for segment in decoder.seg():
-        track[segment.start_frame : segment.end_frame + 1] = index.get(segment.word, 0)
-    # The decoder normalises loudness away: digital silence (padding, a TTS pause) comes out as a phone.
+    _paint(track, decoder.seg())
+    _gate(track, samples)
+    return track
+
+
+def _paint(track: np.ndarray, segments, offset: int = 0) -> None:
+    """Write the decoder's segments (steps from `offset`) into `track` as indices into PHONES."""
+    for segment in segments or ():  # None before the decoder has a hypothesis
+        lo, hi = segment.start_frame - offset, segment.end_frame + 1 - offset
+        if hi > 0:
+            track[max(lo, 0) : hi] = INDEX.get(segment.word, 0)
+
+
+def _gate(track: np.ndarray, samples: np.ndarray) -> None:
+    """The decoder normalises loudness away: digital silence (padding, a TTS pause) would come out as a
+    phone; steps of `samples` (at MODEL_RATE, track[0] their first) quieter than SILENT_RMS are silence."""
     hop = MODEL_RATE // 100
-    steps = len(samples) // hop
+    steps = min(len(samples) // hop, len(track))
     rms = np.sqrt(np.mean(samples[: steps * hop].reshape(steps, hop).astype(np.float64) ** 2, axis=1))
     track[:steps][rms < SILENT_RMS] = 0
-    return track
+
+
+class PhoneStream:
+    """Phones of live speech (models/rendering/stream.py): one decoder fed as the speech arrives, so each
+    step is decoded once. The latest phones are the decoder's best guess so far (its partial
+    segmentation), and may change as more speech comes; a frame painted `live.lookahead_ms` later sees
+    them settled enough. The utterance restarts every RESTART_S seconds, bounding the decoder's search."""
+
+    RESTART_S = float(BLOCK_S)  # as a file's blocks (block_track)
+    HOP = MODEL_RATE // 100  # samples per step
+
+    def __init__(self, sample_rate: int):
+        self.rate, self.decoder = sample_rate, _decoder()
+        self.decoder.start_utt()
+        self.track = np.zeros(0, np.int8)  # steps from `first` on
+        self.first = self.start = 0  # the track's first step; the current utterance's first step
+        self.quiet = np.zeros(0, bool)  # per step of the utterance: below SILENT_RMS
+        self.tail = np.zeros(0, np.float32)  # samples (at MODEL_RATE) short of a whole step
+        self.dirty = False  # speech added since the track was last painted
+
+    def add(self, samples: np.ndarray) -> None:
+        samples = np.asarray(samples, np.float32).reshape(-1)
+        if self.rate != MODEL_RATE:
+            samples = resample_poly(samples, MODEL_RATE, self.rate).astype(np.float32)
+        self._feed(samples)
+        self.tail = np.concatenate([self.tail, samples])
+        whole = len(self.tail) // self.HOP * self.HOP
+        steps = self.tail[:whole].reshape(-1, self.HOP).astype(np.float64)
+        self.quiet = np.concatenate([self.quiet, np.sqrt(np.mean(steps**2, axis=1)) < SILENT_RMS])
+        self.tail, self.dirty = self.tail[whole:], True
+        if len(self.quiet) >= self.RESTART_S / STEP_S:
+            self.decoder.end_utt()
+            self._update()
+            self.start, self.quiet = self.start + len(self.quiet), np.zeros(0, bool)
+            self.decoder.start_utt()
+            self._feed(self.tail)  # the part step belongs to the new utterance's first step
+
+    def _feed(self, samples: np.ndarray) -> None:
+        if not len(samples):
+            return
+        pcm = (np.clip(np.nan_to_num(samples), -1, 1) * 32767).astype(np.int16)
+        self.decoder.process_raw(pcm.tobytes(), False, False)
+
+    def _update(self) -> None:
+        """The current utterance's part of the track repainted from the decoder's segmentation so far."""
+        self.dirty = False
+        end = self.start + len(self.quiet) - self.first
+        if end > len(self.track):
+            self.track = np.concatenate([self.track, np.zeros(end - len(self.track), np.int8)])
+        skip = max(self.first - self.start, 0)  # steps of the utterance already let go
+        utterance = self.track[max(self.start - self.first, 0) :]
+        utterance[:] = 0
+        _paint(utterance, self.decoder.seg(), skip)
+        utterance[self.quiet[skip : skip + len(utterance)]] = 0
+
+    def forget(self, seconds: float) -> None:
+        """Let go of the steps before `seconds` (from the first sample)."""
+        if self.dirty:
+            self._update()
+        drop = min(int(seconds / STEP_S) - self.first, len(self.track))
+        if drop > 0:
+            self.track, self.first = self.track[drop:], self.first + drop
+
+    def features(self, times: np.ndarray) -> np.ndarray:
+        """`phone_features` at `times` (seconds from the first sample), of the phones heard so far."""
+        if self.dirty:
+            self._update()
+        track = self.track if len(self.track) else np.zeros(1, np.int8)
+        return phone_features(track, np.asarray(times, np.float64) - self.first * STEP_S)
 
 
 def block_steps(sample_rate: int) -> int:
