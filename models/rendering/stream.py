@@ -38,6 +38,7 @@ from models.rendering.mark import Marker
 from models.rendering.speech import frame_count, speech_lips
 from models.rendering.target import TargetFrames, pingpong, target_video_file
 from models.training.lips import (
+    GATE_WINDOW,
     MomentSums,
     Silence,
     final_lips,
@@ -168,18 +169,20 @@ class LiveStream:
         first = max(0, (start - self.back) // self.step * self.step)
         window = self.samples[self._sample(first) - self.offset:]
         raw = speech_lips(self.models, window, self.rate, self.fps, self.params.preprocess)
-        times = np.arange(len(raw)) / self.fps
-        loudness = audio_features(window, self.rate, times, self.loud_params)[:, LOG_ENERGY]
-        new = slice(start - first, end - first)
-        self.levels.extend(loudness[new].tolist())
         r = self.params.render
+        # the frames the smoothing and the gate reach from the new ones, as a file render's chunks take them
+        half = max(r.smooth_window, GATE_WINDOW) // 2
+        lo, hi = max(0, start - first - half), min(len(raw), end - first + half)
+        times = np.arange(lo, hi) / self.fps
+        loudness = audio_features(window, self.rate, times, self.loud_params)[:, LOG_ENERGY]
+        new = slice(start - first - lo, end - first - lo)
+        self.levels.extend(loudness[new].tolist())
         threshold = silence_threshold(np.asarray(self.levels), r.silence_db)
-        voiced = raw[new][loudness[new] >= threshold]
-        self.voiced.add(voiced)
+        self.voiced.add(raw[lo:hi][new][loudness[new] >= threshold])
         output = self.models.lstm_artifact.output_stats
         clip = self.voiced.moments() if self.voiced.frames >= max(self.warmup, 2) else (output or self.corpus)
         source, prior = source_stats(r.align, clip, self.corpus, output)
-        lips = final_lips(raw, self.params, self.target.stats, source, prior, self.corpus, loudness,
+        lips = final_lips(raw[lo:hi], self.params, self.target.stats, source, prior, self.corpus, loudness,
                           Silence(threshold, self.target.closed))
         return lips[new]
 
