@@ -233,7 +233,7 @@ class LiveParams(_Section):
     """`reenact live` and the app's Live tab (models/rendering/stream.py; ARCHITECTURE.md, Live)."""
 
     lookahead_ms: float = Field(300.0, ge=0.0, le=2000.0)
-    window_ms: float = Field(600.0, ge=100.0, le=5000.0)
+    window_ms: float = Field(450.0, ge=100.0, le=5000.0)
     max_batch: int = Field(3, ge=1, le=64)
     warmup_seconds: float = Field(2.0, ge=0.0, le=60.0)
     level_seconds: float = Field(30.0, ge=1.0, le=600.0)
