@@ -13,9 +13,10 @@ with the figures of evals/speech.py (models/training/speakers.py: speaker_scores
 render makes). One JSON line per try on stdout, then a markdown table; per-person figures on stderr.
 
 The settings a try combines (TRIES names them):
-- inputs: `mfcc` (the paper's 28-D audio), `energy` (its log energy and delta alone), `utterance` (the same standardised over each
-  clip: whose voice and which microphone cancel out), `phones` (tasks/rows/phones.py: PocketSphinx phone
-  shares, 40 more), `augment` (copies of the training speech with pitch shift, reverberation, noise, gain);
+- inputs: `mfcc` (the paper's 28-D audio), `energy` (its log energy and delta alone), `utterance` (the
+  same standardised over each clip: whose voice and which microphone cancel out), `phones`
+  (tasks/rows/phones.py: PocketSphinx phone shares, 40 more), `augment` (copies of the training speech
+  with pitch shift, reverberation, noise, gain);
 - targets: `speaker` (each video's lips less their own mean, lstm.targets) or `corpus`;
 - `dropout`, `input_noise` (Gaussian, on the standardised inputs, while training), `context`, `hidden`;
 - `ensemble`: the mean of that many models trained from different seeds;

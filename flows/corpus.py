@@ -10,8 +10,9 @@ the sources listed in SOURCES, with this project's params.yaml and the overrides
 and given to each stage as `--override` too, so that each stage's log names them. The workspace (its
 params.yaml, data/, artifacts/) is never written: an interrupted build (SIGINT, SIGTERM, SIGHUP) stops its
 stage and leaves the workspace as it was, and DIR as far as it got. A DIR whose stamp (the sources, the
-params and the overrides) matches and whose models exist is kept. Progress: the stages done of those to
-run, a line at least every 15 s (tasks/config/progress.py), beside each stage's own output on stderr.
+params, the overrides and the row-making code: tasks/rows/rowkey.py) matches and whose models exist is
+kept. Progress: the stages done of those to run, a line at least every 15 s (tasks/config/progress.py),
+beside each stage's own output on stderr.
 
 `base` builds data/sources/base.txt (the real fixtures beside the project whose licences allow the
 weights to be shared) into --work (default .cache/base) and copies its LSTM and frame generator,
@@ -37,6 +38,7 @@ from tasks.config.entry import Overrides, parse_overrides
 from tasks.config.params import load_params
 from tasks.config.paths import PROJECT_ROOT, Paths
 from tasks.config.progress import Progress
+from tasks.rows.rowkey import code_digest
 
 STAMP = "corpus.json"
 STAGES = ("flows.ingest", "flows.preprocess", "models.training.train_lstm", "models.training.train_cgan",
@@ -99,7 +101,9 @@ def build_corpus(root: Path, sources: Path, overrides: dict[str, Any] | None = N
         used = params.model_dump(mode="json", include=ROW_SECTIONS)
     else:
         used = params.model_dump(mode="json", exclude=UNUSED_SECTIONS)
-    stamp = {"sources": hashlib.sha256(sources.read_bytes()).hexdigest(), "params": used}
+    # The row-making code too: a change there (the phones' decoding) makes other rows from the same params.
+    stamp = {"sources": hashlib.sha256(sources.read_bytes()).hexdigest(), "params": used,
+             "row_code": code_digest()}
     if stages != STAGES:
         stamp["stages"] = list(stages)
     paths = Paths.at(Path(root))
