@@ -55,8 +55,9 @@ def test_frames_come_at_fps_with_their_times_once_the_lookahead_is_heard(footage
     for start in range(0, len(samples), CHUNK):
         pushed = stream.push(samples[start : start + CHUNK])
         for frame in pushed:
-            needed = frame.index * SR / params.preprocess.fps + 0.2 * SR - 1e-6
-            assert needed <= frame.heard < needed + CHUNK, "made as soon as its lookahead was heard"
+            at = frame.index * SR / params.preprocess.fps  # the frame's time, in samples
+            past = frame.heard - round(0.2 * SR)  # the speech heard before the lookahead
+            assert at - 1e-6 < past <= at + CHUNK + 1e-6, "made as soon as its lookahead was heard"
         frames += pushed
     frames += stream.flush()
     fps = params.preprocess.fps
@@ -67,6 +68,15 @@ def test_frames_come_at_fps_with_their_times_once_the_lookahead_is_heard(footage
     assert first.dtype == np.uint8 and first.shape == (stream.footage.height, stream.footage.width, 3)
     assert len({f.image.tobytes() for f in frames[:10]}) == 10, "the footage plays on"
     assert len(stream.samples) <= (params.live.window_ms / 1000 + 0.2) * SR + 3 * CHUNK, "speech forgotten"
+
+
+def test_without_lookahead_a_frame_waits_for_its_own_time_to_be_heard(footage):
+    params = with_params(footage.params, {"lookahead_ms": 0.0, "max_batch": 8})
+    stream = LiveStream(footage.resolve(), params, mark_id=7)
+    samples = speech(1.0)
+    # 1,600 samples end on frame 3's time at 30 fps: frames 0-2 are heard, frame 3 is not yet
+    got = [[f.index for f in stream.push(samples[start : start + 1600])] for start in range(0, 4800, 1600)]
+    assert got == [[0, 1, 2], [3, 4, 5], [6, 7, 8]]
 
 
 def test_a_slow_consumer_gets_the_newest_frames_and_the_older_ones_are_dropped(footage):

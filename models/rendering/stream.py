@@ -131,9 +131,8 @@ class LiveStream:
 
     def ready(self, final: bool = False) -> int:
         """Frames whose speech and lookahead have arrived (all frames the speech covers, `final`)."""
-        if final:
-            return frame_count(self.heard, self.rate, self.fps)
-        return max(0, math.floor((self.heard - self.lookahead) * self.fps / self.rate + 1e-9) + 1)
+        # frame i's time must be heard (i / fps before the last sample's), and the lookahead past it
+        return frame_count(max(0, self.heard - (0 if final else self.lookahead)), self.rate, self.fps)
 
     def push(self, chunk: np.ndarray) -> list[LiveFrame]:
         """Add a chunk of speech (mono float32 at preprocess.sample_rate, any length); the frames it made
