@@ -34,7 +34,8 @@ needs a noise-conditioned corpus generator (--noise-cgan, or --root's own when i
 that cannot be had is null, and stderr says why in one line. Prints one JSON object per clip, then the
 JSON list of them all as the last line; stderr also has, per clip, each method's flicker (mouth_metrics.py),
 the blurred control's sigma and the nearest-lips composites' full_lmd_px. A contact sheet per clip (rows:
-held-out frames; columns: real | ours | nearest | mean, the lower face enlarged) goes to --sheets.
+held-out frames; columns: real | ours | nearest | mean, the lower face composited into the full frame and
+cut out at its own pixels) goes to --sheets.
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ PREFIX = {"ours": "", "noise": "noise_", "nearest": "nearest_", "mean": "mean_"}
 SCORES = ("mouth_psnr", "mouth_ssim", "sharpness", "teeth", "detectability")  # every method's
 KEYS = ("clip", "adapt_seconds", *SCORES, "detectability_blurred", "full_lmd_px", "dlib_floor_px", "flicker",
         *(PREFIX[name] + key for name in ("noise", "nearest", "mean") for key in SCORES))
-SHEET_ROWS, SHEET_ZOOM = 6, 2
+SHEET_ROWS = 6
 
 
 def say(line: str) -> None:
@@ -157,28 +158,37 @@ def full_frame_lmd(frames: list[np.ndarray], faces: np.ndarray, held: FaceRows, 
     return full_lmd_px(redetected_lips(composites, held.crops, indices, held.size), held.lips, held.size)
 
 
-def lower_face_sheet(out: Path, held: FaceRows, composites: dict[str, np.ndarray]) -> Path:
-    """Rows: evenly spaced held-out frames; columns: real | ours | nearest | mean, each the lower face
-    (the box around the hard masks) enlarged SHEET_ZOOM times; a method without figures is black."""
+def lower_face_sheet(out: Path, frames: list[np.ndarray], held: FaceRows,
+                     painters: dict[str, np.ndarray]) -> Path:
+    """Rows: evenly spaced held-out frames; columns: real | ours | nearest | mean, each the lower face as
+    the output shows it: composited into the full frame as a render composites it, and cut out of the
+    frame at its own pixels (1:1, not enlarged from the crop); a method without figures is black."""
     picks = evenly_spaced(len(held), SHEET_ROWS)
-    region = held.hard_masks()[picks].max(0) > 0
-    rows, columns = np.flatnonzero(region.any(1)), np.flatnonzero(region.any(0))
-    box = np.s_[rows[0] : rows[-1] + 1, columns[0] : columns[-1] + 1]
-    size = (SHEET_ZOOM * (columns[-1] + 1 - columns[0]), SHEET_ZOOM * (rows[-1] + 1 - rows[0]))
+    hard = held.hard_masks()
+    boxes = np.array([_frame_box(hard[i], held.crops[i]) for i in picks])  # x0, y0, x1, y1 in frame px
+    width, height = (boxes[:, 2:] - boxes[:, :2]).max(0).astype(int)
     names = ("real", "ours", "nearest", "mean")
-    images = {"real": held.faces, **composites}
-    tiles = [_label(name, size) for name in names]
-    for i in picks:
+    tiles = [cv2.putText(np.zeros((height, width, 3), np.uint8), name, (8, height // 2),
+                         cv2.FONT_HERSHEY_SIMPLEX, 0.8, (255, 255, 255), 2, cv2.LINE_AA) for name in names]
+    for i, box in zip(picks, boxes):
+        frame = frames[i]
+        x0 = int(np.clip(round((box[0] + box[2] - width) / 2), 0, frame.shape[1] - width))
+        y0 = int(np.clip(round((box[1] + box[3] - height) / 2), 0, frame.shape[0] - height))
         for name in names:
-            tile = images[name][i][box] if name in images else np.zeros_like(held.faces[0][box])
-            tiles.append(cv2.resize(tile, size, interpolation=cv2.INTER_CUBIC))
+            image = (frame if name == "real" else np.zeros_like(frame) if name not in painters
+                     else composite(frame, painters[name][i], held.crops[i], held.landmarks[i])[0])
+            tiles.append(image[y0 : y0 + height, x0 : x0 + width])
     return contact_sheet(tiles, [np.full(2, np.nan)] * len(tiles), out, columns=len(names))
 
 
-def _label(text: str, size: tuple[int, int]) -> np.ndarray:
-    tile = np.zeros((size[1], size[0], 3), np.uint8)
-    cv2.putText(tile, text, (8, size[1] // 2), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (255, 255, 255), 2, cv2.LINE_AA)
-    return tile
+def _frame_box(mask: np.ndarray, crop: np.ndarray) -> np.ndarray:
+    """The box (x0, y0, x1, y1), frame pixels, around a crop's mask (crop: frame pixels -> crop pixels)."""
+    rows, columns = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    corners = np.array([(x, y) for x in (columns[0], columns[-1] + 1)
+                        for y in (rows[0], rows[-1] + 1)], float)
+    back = cv2.invertAffineTransform(np.asarray(crop, np.float64).reshape(2, 3))
+    points = corners @ back[:, :2].T + back[:, 2]
+    return np.concatenate([np.floor(points.min(0)), np.ceil(points.max(0))])
 
 
 def measure(clip: Path, scratch: Path, corpus: Paths, params: Params, plan: dict, args) -> dict:
@@ -219,7 +229,7 @@ def measure(clip: Path, scratch: Path, corpus: Paths, params: Params, plan: dict
                     "nearest_full_lmd_px": full_frame_lmd(frames, painters["nearest"], held, indices),
                     **{f"{name}_flicker": round(flicker(images, masks, held.faces), 4)
                        for name, images in composites.items()}}))
-    sheet = lower_face_sheet(args.sheets / f"{clip.stem}.png", held, composites)
+    sheet = lower_face_sheet(args.sheets / f"{clip.stem}.png", frames, held, painters)
     say(f"{clip.name}: sheet {sheet}")
     return {key: _rounded(value) for key, value in result.items()}
 

@@ -18,6 +18,7 @@ from models.networks.unet import (
     MultiScaleDiscriminator,
     PatchDiscriminator,
     UNetGenerator,
+    detail_l1,
     discriminator_loss,
     feature_matching,
     frame_input,
@@ -167,7 +168,20 @@ def test_the_gradient_term_costs_a_blur_more_than_a_shift_of_colour_and_ignores_
     assert "gradient" not in generator_loss(blurred, real, weights)[1]  # off by default
     outside = real.clone()
     outside[..., :20, :20] = 0  # the forehead: outside the mask
-    assert gradient_l1(outside, real, weights).item() == 0
+    assert gradient_l1(outside, real, weights).item() == 0 and detail_l1(outside, real, weights).item() == 0
+
+
+def test_the_detail_term_wants_as_much_texture_wherever_its_edges_lie():
+    crops, mask, _, lips = face_batch(128, batch=1)
+    real = (torch.nn.functional.avg_pool2d(crops, 5, 1, 2) + 0.3 * crops).clamp(-1, 1)
+    weights = mouth_weights(lips, mask, mouth=4.0)
+    blurred = torch.nn.functional.avg_pool2d(real, 3, 1, 1)
+    moved = torch.roll(real, 3, -1)  # the same texture, 3 px off: the L1 and the gradient L1 punish it
+    assert detail_l1(real, real, weights).item() == 0
+    assert detail_l1(blurred, real, weights) > 3 * detail_l1(moved, real, weights)
+    assert gradient_l1(moved, real, weights) > gradient_l1(blurred, real, weights)
+    loss, parts = generator_loss(blurred, real, weights, l1_weight=1.0, detail_weight=3.0)
+    assert loss.item() == pytest.approx(parts["l1"] + 3.0 * parts["detail"], rel=1e-5)
 
 
 def test_patches_outside_the_mask_say_nothing():

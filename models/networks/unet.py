@@ -220,8 +220,7 @@ class PatchDiscriminator(nn.Module):
         return self.features(image, masked, lips)[-1]
 
     def features(self, image: torch.Tensor, masked: torch.Tensor, lips: torch.Tensor) -> list[torch.Tensor]:
-        """Each convolution's activations (after its LeakyReLU), the logits last: what feature matching
-        compares."""
+        """Each convolution's activations, the logits last (what feature matching compares)."""
         h = torch.cat([image, masked, broadcast(lips.to(image.dtype), image.shape[-1])], 1)
         out = []
         for layer in self.main:
@@ -254,8 +253,7 @@ class MultiScaleDiscriminator(nn.Module):
 
 
 def feature_matching(fake: list[list[torch.Tensor]], real: list[list[torch.Tensor]]) -> torch.Tensor:
-    """pix2pixHD's feature matching: the mean over scales and layers (the logits left out) of the L1 of
-    the discriminator's activations on the fake against those on the real (held fixed)."""
+    """pix2pixHD's feature matching: the mean L1 of the activations on the fake against the real's."""
     pairs = [(f, r.detach()) for fs, rs in zip(fake, real) for f, r in zip(fs[:-1], rs[:-1])]
     return torch.stack([(f - r).abs().mean() for f, r in pairs]).mean()
 
@@ -285,38 +283,57 @@ def _weighted_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     return (values * weights).sum() / (weights.sum() * values.shape[1] / weights.shape[1]).clamp(min=1e-6)
 
 
-def _differences(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, C, S, S) -> its horizontal (B, C, S, S-1) and vertical (B, C, S-1, S) neighbour differences."""
-    return images[..., :, 1:] - images[..., :, :-1], images[..., 1:, :] - images[..., :-1, :]
-
-
 def gradient_l1(fake: torch.Tensor, real: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """The L1 of `fake`'s gradients (neighbour differences) against `real`'s, weighted by `weights`
-    (B, 1, S, S) where both pixels of a pair are weighted (the lesser of their weights)."""
-    (fake_x, fake_y), (real_x, real_y) = _differences(fake), _differences(real)
-    weight_x = torch.minimum(weights[..., :, 1:], weights[..., :, :-1])
-    weight_y = torch.minimum(weights[..., 1:, :], weights[..., :-1, :])
-    horizontal = _weighted_mean((fake_x - real_x).abs(), weight_x)
-    return (horizontal + _weighted_mean((fake_y - real_y).abs(), weight_y)) / 2
+    """The L1 of `fake`'s gradients (horizontal and vertical neighbour differences) against `real`'s,
+    weighted by `weights` (B, 1, S, S) where both pixels of a pair are weighted (the lesser weight)."""
+    error = fake - real
+    horizontal = (error[..., :, 1:] - error[..., :, :-1]).abs()
+    vertical = (error[..., 1:, :] - error[..., :-1, :]).abs()
+    return (_weighted_mean(horizontal, torch.minimum(weights[..., :, 1:], weights[..., :, :-1]))
+            + _weighted_mean(vertical, torch.minimum(weights[..., 1:, :], weights[..., :-1, :]))) / 2
+
+
+def _blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
+    """A separable Gaussian blur of (B, C, S, S), edges reflected."""
+    radius = max(1, int(3 * sigma + 0.5))
+    x = torch.arange(-radius, radius + 1, dtype=images.dtype, device=images.device)
+    kernel = torch.exp(-(x**2) / (2 * sigma**2))
+    kernel, channels = kernel / kernel.sum(), images.shape[1]
+    h = F.pad(images, (radius,) * 4, mode="reflect")
+    h = F.conv2d(h, kernel.view(1, 1, 1, -1).expand(channels, 1, 1, -1), groups=channels)
+    return F.conv2d(h, kernel.view(1, 1, -1, 1).expand(channels, 1, -1, 1), groups=channels)
+
+
+def detail_l1(fake: torch.Tensor, real: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """The L1 of the local fine-detail energy (|image - its 1 px Gaussian blur|, over the channels,
+    averaged over ~2 px) of `fake` against `real`, weighted by `weights` (B, 1, S, S): as much texture as
+    the real frame has there, wherever its edges lie (gradient_l1 asks them in place, which a reference of
+    another frame cannot give, so it also rewards a smooth guess)."""
+    def energy(images: torch.Tensor) -> torch.Tensor:
+        return _blur((images - _blur(images, 1.0)).abs().mean(1, keepdim=True), 2.0)
+
+    return _weighted_mean((energy(fake) - energy(real)).abs(), weights)
 
 
 def generator_loss(fake: torch.Tensor, real: torch.Tensor, weights: torch.Tensor,
                    fake_logits: Logits | None = None, mask: torch.Tensor | None = None,
-                   l1_weight: float = 100.0, adversarial_weight: float = 1.0, gradient_weight: float = 0.0
-                   ) -> tuple[torch.Tensor, dict[str, float]]:
+                   l1_weight: float = 100.0, adversarial_weight: float = 1.0, gradient_weight: float = 0.0,
+                   detail_weight: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
     """(loss, its parts): `l1_weight` x the L1 of `fake` vs `real` weighted by `weights`
-    (`mouth_weights`), + `gradient_weight` x their `gradient_l1` weighted the same, + `adversarial_weight`
-    x the least-squares adversarial loss of `fake_logits` over the masked patches (`mask` needed then).
-    Images in [-1, 1]."""
+    (`mouth_weights`), + `gradient_weight` x their `gradient_l1` and `detail_weight` x their `detail_l1`,
+    weighted the same, + `adversarial_weight` x the least-squares adversarial loss of `fake_logits` over
+    the masked patches (`mask` needed then). Images in [-1, 1]."""
     l1 = _weighted_mean((fake - real).abs(), weights)
     loss, parts = l1_weight * l1, {"l1": float(l1.detach())}
-    if gradient_weight > 0:
-        gradient = gradient_l1(fake, real, weights)
-        loss = loss + gradient_weight * gradient
-        parts["gradient"] = float(gradient.detach())
+    for name, term, weight in (("gradient", gradient_l1, gradient_weight),
+                               ("detail", detail_l1, detail_weight)):
+        if weight > 0:
+            value = term(fake, real, weights)
+            loss = loss + weight * value
+            parts[name] = float(value.detach())
     if fake_logits is not None:
-        adversarial = _mean_over_scales([_weighted_mean((logits - 1) ** 2, patch_weights(mask, logits))
-                                         for logits in _scales(fake_logits)])
+        adversarial = torch.stack([_weighted_mean((logits - 1) ** 2, patch_weights(mask, logits))
+                                   for logits in _scales(fake_logits)]).mean()
         loss = loss + adversarial_weight * adversarial
         parts["adversarial"] = float(adversarial.detach())
     return loss, parts
@@ -326,14 +343,10 @@ def _scales(logits: Logits) -> list[torch.Tensor]:
     return logits if isinstance(logits, list) else [logits]
 
 
-def _mean_over_scales(losses: list[torch.Tensor]) -> torch.Tensor:
-    return torch.stack(losses).mean()
-
-
 def discriminator_loss(real_logits: Logits, fake_logits: Logits, mask: torch.Tensor) -> torch.Tensor:
     """Least-squares GAN: real patches toward 1, fake toward 0, over the masked patches (at every scale)."""
     losses = []
     for real, fake in zip(_scales(real_logits), _scales(fake_logits)):
         weights = patch_weights(mask, real)
         losses.append((_weighted_mean((real - 1) ** 2, weights) + _weighted_mean(fake**2, weights)) / 2)
-    return _mean_over_scales(losses)
+    return torch.stack(losses).mean()

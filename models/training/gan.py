@@ -141,7 +141,8 @@ def frame_step(gan: Gan, batch: Batch, p: CganParams) -> tuple[torch.Tensor, tor
     """One step of the frame generator (models/networks/unet.py): the PatchGANs (cgan.discriminator_scales)
     on (image, masked crop, lips) when cgan.adversarial_weight > 0 (loss_d is 0 without it), then the
     generator on cgan.l1_weight x the mouth-weighted L1 + cgan.gradient_weight x that of the gradients
-    + cgan.adversarial_weight x the adversarial term + cgan.feature_matching_weight x feature matching."""
+    + cgan.detail_weight x that of the fine-detail energy + cgan.adversarial_weight x the adversarial
+    term + cgan.feature_matching_weight x feature matching."""
     real, mask, reference, lips, weights = batch
     x = generator_input(real, mask, reference, lips)
     masked = x[:, :3]
@@ -161,7 +162,7 @@ def frame_step(gan: Gan, batch: Batch, p: CganParams) -> tuple[torch.Tensor, tor
                     real_features = gan.netD.features(real, masked, lips)
                 matching = p.feature_matching_weight * feature_matching(fake_features, real_features).float()
     loss_g, _ = generator_loss(fake.float(), real, weights, fake_logits, mask, p.l1_weight,
-                               p.adversarial_weight, p.gradient_weight)
+                               p.adversarial_weight, p.gradient_weight, p.detail_weight)
     _update(gan, gan.optG, loss_g + matching)
     gan.scaler.update()
     return loss_d, loss_g
