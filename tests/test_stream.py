@@ -51,6 +51,8 @@ def test_frame_boundaries_fall_on_whole_samples():
 def test_frames_come_at_fps_with_their_times_once_the_lookahead_is_heard(footage):
     params = with_params(footage.params, {"lookahead_ms": 200.0, "max_batch": 8})
     stream = LiveStream(footage.resolve(), params, mark_id=7)
+    stream.warm_up()  # changes nothing of the stream
+    assert stream.heard == stream.next == stream.painted == 0
     samples, frames = speech(1.0), []
     for start in range(0, len(samples), CHUNK):
         pushed = stream.push(samples[start : start + CHUNK])

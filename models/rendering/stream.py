@@ -124,6 +124,13 @@ class LiveStream:
         self.samples, self.offset = np.zeros(0, np.float32), 0  # the speech kept, from sample `offset`
         self.next, self.dropped, self.painted = 0, 0, 0
 
+    def warm_up(self) -> None:
+        """A window of silence heard and a frame painted, both thrown away: torch and the features set
+        themselves up on their first call, so that the stream's first frames come as fast as the rest."""
+        silence = np.zeros(self._sample(self.back) + self.lookahead, np.float32)
+        speech_lips(self.models, silence, self.rate, self.fps, self.params.preprocess)
+        self._paint(0, np.asarray(self.target.closed, np.float32)[None])
+
     @property
     def heard(self) -> int:
         """Samples of speech pushed so far."""
