@@ -2,7 +2,8 @@
 
 Tab "Render": upload or record speech, pick a target (a video of the corpus, or a person adapted by
 `reenact adapt`; with a thumbnail), choose full frame / face / panel; progress while it renders, then
-the video to play and download, with what its C2PA manifest says. Tab "Dataset": the contact sheet,
+the video to play and download, with what its C2PA manifest says. Tab "Live": the browser's microphone in,
+the target speaking out, frame by frame (flows/live.py). Tab "Dataset": the contact sheet,
 `reenact inspect`'s table and paths.metrics. Every location is the project's (tasks/config/paths.py);
 renders go to renders/app.
 
@@ -29,6 +30,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr
 from gradio.utils import get_upload_folder
 
+from flows.live import Live, live_tab
 from flows.render import default_out, render_file
 from flows.serve import Stop, discard_upload
 from models.rendering.loading import Target, resolve_target
@@ -291,23 +293,34 @@ def _dataset_tab(paths: Paths, cache: Path) -> None:
     refresh.click(reload, None, [table, image, report])
 
 
-def create_app(paths: Paths, max_seconds: float = 300.0, stop: Stop | None = None) -> gr.Blocks:
+def create_app(paths: Paths, max_seconds: float = 300.0, stop: Stop | None = None,
+               live_only: str | None = None) -> gr.Blocks:
     """The Blocks app over the project at `paths`, with the models loaded; uploads longer than
-    `max_seconds` are refused; `stop(app)` ends it. Raises FileNotFoundError / ParamsError / RenderError."""
+    `max_seconds` are refused; `stop(app)` ends it; `live_only`: the Live view of that target alone
+    (`reenact live`). Raises FileNotFoundError / ParamsError / RenderError."""
     params = load_params(paths.params)
     targets = Targets(paths, params)
-    default = params.render.target_video or targets.models.cgan_artifact.target_video
+    default = live_only or params.render.target_video or targets.models.cgan_artifact.target_video
+    live = Live(targets, params, default)
+    if live_only:
+        live.check(live_only)
     cache = Path(tempfile.mkdtemp(prefix="reenact-app-"))
     paths.app_renders.mkdir(parents=True, exist_ok=True)
     # Renders and thumbnails are served from where they are, not copied into Gradio's upload folder.
     gr.set_static_paths([paths.app_renders.resolve(), cache])
     with gr.Blocks(title="reenact", analytics_enabled=False) as app:
         gr.Markdown("# reenact\nSpeech in, talking head out. Every video is signed as AI-generated.")
-        with gr.Tab("Render"):
-            _render_tab(targets, max_seconds, default, cache, stop or Stop())
-        with gr.Tab("Dataset"):
-            _dataset_tab(paths, cache)
+        if live_only:  # flows/live.py
+            live_tab(live, [(default, default)], default)
+        else:
+            with gr.Tab("Render"):
+                _render_tab(targets, max_seconds, default, cache, stop or Stop())
+            with gr.Tab("Live"):
+                live_tab(live, targets.choices(), default)
+            with gr.Tab("Dataset"):
+                _dataset_tab(paths, cache)
     app.queue(default_concurrency_limit=1)
+    app.reenact_routes = [live.route()]  # served beside Gradio's by `launch`
     return app
 
 
@@ -337,5 +350,5 @@ def launch(
         max_file_size=max_file_bytes,
         theme=theme,
         footer_links=[],
-        app_kwargs={"middleware": [guard]} if guard else None,
+        app_kwargs={"middleware": [guard] if guard else [], "routes": getattr(app, "reenact_routes", [])},
     )

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from starlette.requests import Request
+from starlette.requests import HTTPConnection
 from starlette.responses import HTMLResponse, PlainTextResponse
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -198,7 +198,7 @@ class Guard:
     @staticmethod
     def _logged_in(scope) -> bool:
         gradio = scope.get("app")
-        cookies = Request(scope).cookies
+        cookies = HTTPConnection(scope).cookies  # a request or a WebSocket (the Live view, flows/live.py)
         names = (f"access-token-{gradio.cookie_id}", f"access-token-unsecure-{gradio.cookie_id}")
         return any(cookies.get(name) in gradio.tokens for name in names if cookies.get(name))
 

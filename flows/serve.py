@@ -105,9 +105,10 @@ def discard_upload(path: str | None, uploads: Path) -> None:
 
 
 def serve(paths: Paths, host: str, port: int, auth_file: Path | None, max_seconds: float,
-          max_upload_mb: int | None, say: Callable[[str], None]) -> None:
-    """Serve the app of the project at `paths` until stopped. StartError (one line) for a bad argument,
-    before anything loads; what create_app raises for a bad project."""
+          max_upload_mb: int | None, say: Callable[[str], None], live_only: str | None = None) -> None:
+    """Serve the app of the project at `paths` until stopped (`live_only`: the Live view of that target
+    alone, `reenact live`). StartError (one line) for a bad argument, before anything loads; what
+    create_app raises for a bad project."""
     auth = logins(host, auth_file)
     check_listen(host, port)
     limit = (max_upload_mb or default_upload_mb(max_seconds)) * 1_000_000
@@ -117,11 +118,12 @@ def serve(paths: Paths, host: str, port: int, auth_file: Path | None, max_second
         from flows import app as web  # gradio is imported here, once GRADIO_TEMP_DIR is set
 
         stop = Stop()
-        blocks = web.create_app(paths, max_seconds, stop)
+        blocks = web.create_app(paths, max_seconds, stop, live_only)
         budget = Budget(folder, limit)
         guard = Middleware(Guard, login=auth is not None, budget=budget, message=web.AUTH_MESSAGE)
         shown = f"[{host}]" if ":" in host else host
-        say(f"reenact app on http://{shown}:{port}/{' (login required)' if auth else ''} (Ctrl-C stops it)")
+        login = " (login required)" if auth else ""
+        say(f"reenact {'live' if live_only else 'app'} on http://{shown}:{port}/{login} (Ctrl-C stops it)")
         try:
             web.launch(blocks, paths, host, port, auth, guard=guard, max_file_bytes=limit)
         except OSError as exc:  # the port taken between the check and the server's start

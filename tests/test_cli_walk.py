@@ -91,6 +91,8 @@ def good_arguments(command: str, kit, places: dict[str, str], port: int) -> dict
         "targets": {**project},
         "verify": {"file": [places["speech"]]},
         "app": {"host": ["--host", "127.0.0.1"], "port": ["--port", str(port)], **project},
+        "live": {"target": ["--target", kit.target], "host": ["--host", "127.0.0.1"],
+                 "port": ["--port", str(port)], **project},
         "version": {},
     }[command]
 
