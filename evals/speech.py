@@ -22,7 +22,8 @@ to each speaker (models/training/speakers.py): the LSTM's mouth_open_r, lmd_px, 
 (the opening's swing over the speaker's own) and amp_min; the same prefixed loudness_ (the opening an affine
 function of log energy, fitted on the training speakers) and mean_ (the training mean); closed_gap and
 closed_std (crop px; their speech padded with 0.5-2 s silences: the mean opening asked for in the silences
-less their own closed-mouth opening, and its std there); obama_* (the same on his last 20 %); and
+less their own closed-mouth opening, and its std there); obama_* (the same on his last 20 %, and
+obama_lag_frames, obama_mouth_open_r_at_lag: later_scores); and
 train_seconds (the stage's wall time). stderr has the per-speaker figures; the last line of stdout is one
 flat JSON object. --override applies to the project's params (e.g. render.silence_db=0: no silence gate).
 
@@ -226,15 +227,34 @@ def measure(lstm: Path, corpus: Corpus, split: Split, params: Params, project: P
 def later_scores(predict, corpus: Corpus, split: Split, params: Params, output: LipsStats | None) -> dict:
     """On the later part of the videos split.by_time names (Obama's last 20 %: the paper's held-out
     addresses), the figures of held_out_scores, baselines included, keys prefixed with the video's person
-    (split.speakers: obama_mouth_open_r, ...); the mean over them when several are one person's."""
+    (split.speakers: obama_mouth_open_r, ...); the mean over them when several are one person's.
+
+    Also `<person>_lag_frames`, the lag between the mouth asked for and the real one on the video's
+    *trained* part (a clip whose sound leads its picture, as Obama's does, is late by it wherever it is
+    measured), and `<person>_mouth_open_r_at_lag`, the later part's r with the mouth moved by that lag: what
+    the paper's one-speaker setting, which learns the speaker's own delay, would see."""
     figures: dict[str, list[float]] = {}
+    lip_indices, face_size = list(corpus.meta["lip_indices"]), int(corpus.meta["face_size"])
+    stats = lips_moments(training_lips(corpus, split.train))
     for video in params.split.by_time:
-        measured = {video: split.val[video]}
+        measured, person = {video: split.val[video]}, speaker_of(video, params)
         scores = held_out_scores(predict, corpus, split.train, [video], params, measured=measured,
                                  output=output)
+        _, trained = speaker_scores(predict, [corpus.video(video)], params, stats, face_size, lip_indices,
+                                    {video: split.train[video]}, output)
+        lag = int(trained[0]["sync_offset_frames"])
+        moved = held_out_scores(lambda audio, lag=lag: earlier(predict(audio), lag), corpus, split.train,
+                                [video], params, baselines=False, measured=measured, output=output)
+        scores.update(lag_frames=lag, mouth_open_r_at_lag=moved["mouth_open_r"])
         for key, value in scores.items():
-            figures.setdefault(f"{speaker_of(video, params)}_{key}", []).append(value)
+            figures.setdefault(f"{person}_{key}", []).append(value)
     return {key: float(np.mean(values)) for key, values in figures.items()}
+
+
+def earlier(lips: np.ndarray, frames: int) -> np.ndarray:
+    """`lips` moved `frames` earlier (later when negative), the ends held."""
+    index = np.clip(np.arange(len(lips)) + frames, 0, len(lips) - 1)
+    return lips[index]
 
 
 def parser() -> argparse.ArgumentParser:

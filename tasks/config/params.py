@@ -110,7 +110,7 @@ class SplitParams(_Section):
 class LstmParams(_Section):
     context: int = Field(5, ge=0, le=50)
     targets: Literal["corpus", "speaker"] = "speaker"
-    hidden: int = Field(128, ge=4, le=4096)
+    hidden: int = Field(64, ge=4, le=4096)
     layers: int = Field(1, ge=1, le=8)
     bidirectional: bool = True
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
@@ -217,6 +217,8 @@ class AdaptParams(_Section):
     references: int = Field(128, ge=1, le=256)
     ema: float = Field(0.98, ge=0.0, lt=1.0)
     mouth_weight: float = Field(1.0, ge=0.0)
+    detail_weight: float = Field(200.0, ge=0.0)  # the fine-tuning's cgan.detail_weight
+    gradient_weight: float = Field(0.0, ge=0.0)  # the fine-tuning's cgan.gradient_weight
     max_yaw: float = Field(25.0, gt=0.0, le=90.0)
     min_face_px: float = Field(80.0, ge=0.0)
     min_sharpness: float = Field(40.0, ge=0.0)
@@ -233,13 +235,14 @@ class ProvenanceParams(_Section):
 class LiveParams(_Section):
     """`reenact live` and the app's Live tab (models/rendering/stream.py; ARCHITECTURE.md, Live)."""
 
-    lookahead_ms: float = Field(300.0, ge=0.0, le=2000.0)
+    lookahead_ms: float = Field(200.0, ge=0.0, le=2000.0)
     window_ms: float = Field(450.0, ge=100.0, le=5000.0)
     max_batch: int = Field(3, ge=1, le=64)
     warmup_seconds: float = Field(2.0, ge=0.0, le=60.0)
     level_seconds: float = Field(30.0, ge=1.0, le=600.0)
     footage_mb: int = Field(1024, ge=0, le=65536)
     jpeg_quality: int = Field(80, ge=10, le=100)
+    threads: int = Field(1, ge=1, le=256)
 
 
 class Params(_Section):
