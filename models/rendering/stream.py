@@ -16,13 +16,16 @@ A file render (models/rendering/render.py) sees the whole clip; a stream sees wh
    provenance.label says so. The footage is decoded once, kept in memory (as JPEG past `live.footage_mb`).
 
 Falling behind: a step paints at most `live.max_batch` frames, the newest; older frames waiting are
-dropped, so the mouth stays in time with the voice and nothing queues without bound.
+dropped, so the mouth stays in time with the voice and nothing queues without bound. A step runs torch on
+`live.threads` threads (1: on two cores shared with other work, two threads wait on each other).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -128,8 +131,9 @@ class LiveStream:
         """A window of silence heard and a frame painted, both thrown away: torch and the features set
         themselves up on their first call, so that the stream's first frames come as fast as the rest."""
         silence = np.zeros(self._sample(self.back) + self.lookahead, np.float32)
-        speech_lips(self.models, silence, self.rate, self.fps, self.params.preprocess)
-        self._paint(0, np.asarray(self.target.closed, np.float32)[None])
+        with self._threads():
+            speech_lips(self.models, silence, self.rate, self.fps, self.params.preprocess)
+            self._paint(0, np.asarray(self.target.closed, np.float32)[None])
 
     @property
     def heard(self) -> int:
@@ -158,9 +162,24 @@ class LiveStream:
             frames += self._frames(min(self.ready(final=True), self.next + self.params.live.max_batch))
         return frames
 
+    @contextlib.contextmanager
+    def _threads(self) -> Iterator[None]:
+        """torch on live.threads threads while a step paints, then as it was (OpenMP's count is the calling
+        thread's own: a render on another thread keeps its)."""
+        threads = torch.get_num_threads()
+        torch.set_num_threads(self.params.live.threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(threads)
+
     def _frames(self, end: int) -> list[LiveFrame]:
         if end <= self.next:
             return []
+        with self._threads():
+            return self._step(end)
+
+    def _step(self, end: int) -> list[LiveFrame]:
         start = max(self.next, end - self.params.live.max_batch)
         self.dropped += start - self.next
         lips = self._lips(start, end)
