@@ -69,6 +69,8 @@ TRIES = {
                                      "input_noise": 0.3, "context": 10},
     "speaker+reg+phones+hidden64": {"inputs": ["mfcc", "phones"], "targets": "speaker", "dropout": 0.5,
                                     "input_noise": 0.3, "hidden": 64},
+    "speaker+reg+phones+hidden128": {"inputs": ["mfcc", "phones"], "targets": "speaker", "dropout": 0.5,
+                                     "input_noise": 0.3, "hidden": 128},
     "speaker+reg+augment": {"inputs": ["mfcc"], "targets": "speaker", "dropout": 0.5, "input_noise": 0.3,
                             "augment": 2},
     "speaker+reg+sync": {"inputs": ["mfcc"], "targets": "speaker", "dropout": 0.5, "input_noise": 0.3,
