@@ -41,13 +41,15 @@ def heard_params(models: Models, params: PreprocessParams) -> PreprocessParams:
 
 
 def speech_lips(
-    models: Models, samples: np.ndarray, sample_rate: int, fps: float, params: PreprocessParams
+    models: Models, samples: np.ndarray, sample_rate: int, fps: float, params: PreprocessParams,
+    phones: np.ndarray | None = None,
 ) -> np.ndarray:
     """(T, LIPS_DIM) raw LSTM lips in [0, 1] for the whole of `samples` (mono float32), frames at times
     i / fps, T = ceil(len(samples) / sample_rate * fps). Holds the whole clip: `stream_lips` is the
-    same in constant memory."""
+    same in constant memory. `phones`: the (T, len(PHONES)) phone shares when the LSTM hears phones and the
+    caller has them (a live stream's PhoneStream); None: decoded from `samples`."""
     times = np.arange(frame_count(len(samples), sample_rate, fps)) / fps
-    features = audio_features(samples, sample_rate, times, heard_params(models, params))
+    features = audio_features(samples, sample_rate, times, heard_params(models, params), phones)
     return predict_lips(models.lstm, models.lstm_artifact, features)
 
 
