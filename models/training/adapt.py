@@ -134,7 +134,9 @@ def _finetune(name: str, paths: Paths, into: Paths, params: Params, frames: int,
     epochs = params.adapt.epochs
     cgan = params.cgan.model_copy(update={"finetune_epochs": epochs, "references": params.adapt.references,
                                           "epochs": max(params.cgan.epochs, epochs),
-                                          "mouth_weight": params.adapt.mouth_weight})
+                                          "mouth_weight": params.adapt.mouth_weight,
+                                          "detail_weight": params.adapt.detail_weight,
+                                          "gradient_weight": params.adapt.gradient_weight})
     steps, started = {"done": 0, "total": 0, "budget": seconds}, time.perf_counter()
 
     def progress(step: int, total: int) -> None:
