@@ -110,7 +110,10 @@ def test_with_the_lstm_s_whole_window_heard_the_live_lips_are_the_offline_ones(f
                          {"align": "none", "silence_db": 0.0})
     samples = speech()
     live = np.stack([f.lips for f in run(LiveStream(footage.resolve(params), params), samples)])
-    np.testing.assert_allclose(live, offline_lips(footage, params, samples, gate=False), atol=1e-5)
+    # Exact but for the phones: live, the decoder's best guess a second on (tasks/rows/phones.py:
+    # PhoneStream); in a file, its final one.
+    assert any(name.startswith("phone_") for name in footage.models.lstm_artifact.feature_layout)
+    np.testing.assert_allclose(live, offline_lips(footage, params, samples, gate=False), atol=2e-3)
 
 
 def test_with_the_default_lookahead_the_mouth_opens_as_offline(footage):

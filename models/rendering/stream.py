@@ -38,7 +38,7 @@ from models.networks.cgan import generate_faces
 from models.rendering.layouts import composite_marked, painter
 from models.rendering.loading import Target
 from models.rendering.mark import Marker
-from models.rendering.speech import frame_count, speech_lips
+from models.rendering.speech import frame_count, heard_params, speech_lips
 from models.rendering.target import TargetFrames, pingpong, target_video_file
 from models.training.lips import (
     GATE_WINDOW,
@@ -53,6 +53,7 @@ from tasks.config.params import Params
 from tasks.provenance.manifest import draw_label
 from tasks.provenance.watermark import new_mark_id
 from tasks.rows.features import LOG_ENERGY, audio_features
+from tasks.rows.phones import PhoneStream
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,8 @@ class LiveStream:
         self.levels: deque[float] = deque(maxlen=max(1, round(live.level_seconds * self.fps)))
         # the silence gate's loudness (the log energy) needs no phone features (tasks/rows/features.py)
         self.loud_params = p.model_copy(update={"phones": False}) if hasattr(p, "phones") else p
+        # an LSTM that hears phones: decoded once, as the speech arrives (a file's are decoded in blocks)
+        self.phones = PhoneStream(self.rate) if heard_params(self.models, p).phones else None
         self.samples, self.offset = np.zeros(0, np.float32), 0  # the speech kept, from sample `offset`
         self.next, self.dropped, self.painted = 0, 0, 0
 
@@ -152,6 +155,8 @@ class LiveStream:
         if not np.isfinite(chunk).all():
             raise RenderError(f"a speech chunk of {len(chunk)} samples holds NaN or infinite values")
         self.samples = np.concatenate([self.samples, chunk])
+        if self.phones is not None:
+            self.phones.add(chunk)
         return self._frames(self.ready())
 
     def flush(self) -> list[LiveFrame]:
@@ -193,7 +198,11 @@ class LiveStream:
         """(end - start, LIPS_DIM) final lips of frames start..end-1 (models/training/lips.py: final_lips)."""
         first = max(0, (start - self.back) // self.step * self.step)
         window = self.samples[self._sample(first) - self.offset:]
-        raw = speech_lips(self.models, window, self.rate, self.fps, self.params.preprocess)
+        shares = None
+        if self.phones is not None:
+            shares = self.phones.features((first + np.arange(frame_count(len(window), self.rate, self.fps)))
+                                          / self.fps)
+        raw = speech_lips(self.models, window, self.rate, self.fps, self.params.preprocess, shares)
         r = self.params.render
         # the frames the smoothing and the gate reach from the new ones, as a file render's chunks take them
         half = max(r.smooth_window, GATE_WINDOW) // 2
@@ -232,3 +241,5 @@ class LiveStream:
         keep = self._sample(max(0, (self.next - self.back) // self.step * self.step))
         if keep > self.offset:
             self.samples, self.offset = self.samples[keep - self.offset:], keep
+            if self.phones is not None:
+                self.phones.forget(keep / self.rate - 0.1)  # a frame's phones reach PHONE_WINDOW_S back
