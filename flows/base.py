@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from flows.corpus import BASE_LSTM_WORK, BASE_WORK, ROWS, TRAINING, build_corpus
-from models.artifacts import SHIPPED_BASE, CganArtifact
+from models.artifacts import SHIPPED_BASE, CganArtifact, LstmArtifact
 from tasks.config.files import atomic_path
 from tasks.config.params import load_params
 from tasks.config.paths import PROJECT_ROOT, Paths, require_real_fixtures
@@ -85,7 +85,7 @@ def build_base_lstm(work: Path = BASE_LSTM_WORK, into: Path = SHIPPED_BASE) -> P
 LSTM_CARD = """## The LSTM
 
 `lstm.pt` as the base build trains it (`python -m flows.corpus base-lstm` retrains it alone): the
-clips above, the last 20 % of each clip held out, params.yaml's lstm section:
+clips above, the last 20 % of each clip held out, hearing {heard}; params.yaml's lstm section:
 
 ```yaml
 {used}```
@@ -111,8 +111,13 @@ def refresh_lstm_card(paths: Paths, into: Path = SHIPPED_BASE, alone: bool = Fal
     metrics = json.loads((paths.dvclive / "lstm" / "metrics.json").read_text())
     keys = ("best_val_loss", "baseline_val_loss", "lmd_px", "baseline_lmd_px", "mouth_open_r", "best_epoch")
     figures = "\n".join(f"| `{key}` | {metrics[key]:.4g} |" for key in keys if key in metrics)
+    layout = LstmArtifact.load(paths.lstm).feature_layout
+    phones = sum(name.startswith("phone_") for name in layout)
+    heard = (f"{len(layout)} audio features per frame ({len(layout) - phones} MFCC and loudness"
+             + (f", {phones} PocketSphinx phone shares: `preprocess.phones`)" if phones else ")"))
     section = LSTM_CARD.format(used=yaml.safe_dump(params.lstm.model_dump(mode="json"), sort_keys=False),
-                               targets=params.lstm.targets, figures=figures, alone=ALONE if alone else "")
+                               targets=params.lstm.targets, figures=figures, alone=ALONE if alone else "",
+                               heard=heard)
     card_file = Path(into) / "MODEL_CARD.md"
     card = card_file.read_text()
     head, found, tail = card.partition("## The LSTM\n")
