@@ -22,12 +22,11 @@ from tasks.config.params import PreprocessParams, load_params, rows_digest
 from tasks.ingest.video import VideoError, face_warning, preprocess_video, process_video
 from tasks.rows import rowkey
 from tasks.rows.decode import DecodeError, iter_frames
-from tasks.rows.features import FEATURE_LAYOUT
+from tasks.rows.features import LOG_ENERGY  # the loudness: next to last, with or without phones
 from tasks.table import shards
 
 PARAMS = PreprocessParams()
 ROOT = Path(__file__).resolve().parents[1]
-LOG_ENERGY = FEATURE_LAYOUT.index("log_energy")
 BURST_AT = 1.0  # seconds: a 10 ms 1 kHz burst centred here, silence elsewhere
 
 

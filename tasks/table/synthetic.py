@@ -93,7 +93,8 @@ def synthetic_shards(
     128x128 JPEG of a head whose dark mouth follows the lips, with its landmarks (`drawn_landmarks`).
     Every 25th frame has no face.
     """
-    params = params or PreprocessParams()
+    # Its audio is a random mix, not speech: the paper's 28 columns, no phones to decode.
+    params = params or PreprocessParams(phones=False)
     size = params.face_size
     rng = np.random.default_rng(seed)
     dim = feature_dim(params)
