@@ -154,12 +154,15 @@ def frame_step(gan: Gan, batch: Batch, p: CganParams) -> tuple[torch.Tensor, tor
             loss_d = discriminator_loss(_floats(gan.netD(real, masked, lips)),
                                         _floats(gan.netD(fake.detach(), masked, lips)), mask)
         _update(gan, gan.optD, loss_d)
+        # under torchrun netD is DistributedDataParallel, which forwards only forward(): features() is its
+        # module's (its gradients here reach the generator alone; the next discriminator step zeroes them)
+        critic = getattr(gan.netD, "module", gan.netD)
         with autocast(gan.device, gan.use_amp):
-            fake_features = gan.netD.features(fake, masked, lips)
+            fake_features = critic.features(fake, masked, lips)
             fake_logits = [scale[-1].float() for scale in fake_features]
             if p.feature_matching_weight > 0:
                 with torch.no_grad():
-                    real_features = gan.netD.features(real, masked, lips)
+                    real_features = critic.features(real, masked, lips)
                 matching = p.feature_matching_weight * feature_matching(fake_features, real_features).float()
     loss_g, _ = generator_loss(fake.float(), real, weights, fake_logits, mask, p.l1_weight,
                                p.adversarial_weight, p.gradient_weight, p.detail_weight)
