@@ -114,7 +114,7 @@ def test_silence_is_the_silence_phone():
 def test_blocks_decode_on_their_own(monkeypatch):
     """Speech decoded in blocks: each block's phones are those of its samples alone, full blocks exactly
     BLOCK_S / STEP_S steps, so a stream that sees one block at a time gets the same track."""
-    import tasks.rows.phones as phones
+    from tasks.rows import phones
 
     monkeypatch.setattr(phones, "BLOCK_S", 1)
     samples = _speechlike(2.5, seed=4)

@@ -69,7 +69,8 @@ def predict_lips(model: AudioToLips, artifact: LstmArtifact, features: np.ndarra
     -> (frames, LIPS_DIM) lips in [0, 1] of the crop. ValueError when D is not what the LSTM heard."""
     features = np.asarray(features, np.float32).reshape(len(features), -1)
     if features.shape[1] != len(artifact.audio_mean):
-        heard = "with phones" if any(n.startswith("phone_") for n in artifact.feature_layout) else "without phones"
+        phones = any(name.startswith("phone_") for name in artifact.feature_layout)
+        heard = "with phones" if phones else "without phones"
         raise ValueError(f"the LSTM hears {len(artifact.audio_mean)} audio features ({heard}), given "
                          f"{features.shape[1]}: rows made with another preprocess.phones or n_mfcc")
     device = next(model.parameters()).device
