@@ -106,8 +106,8 @@ def train_project(paths: Paths, corpus: Corpus, overrides: dict[str, Any]) -> Tr
 
 def voice_corpus(paths: Paths, params: Params, videos: int = 3) -> None:
     """Synthetic shards with a voice in their audio column, and that voice as each raw video."""
-    synthetic_shards(paths.shards, videos=videos, frames=120)
     p = params.preprocess
+    synthetic_shards(paths.shards, videos=videos, frames=120, params=p)  # its layout: the voice's features
     for index in range(videos):
         for path in part_files(paths.shards, f"synthetic_{index}"):
             table = pq.read_table(path)
