@@ -1,7 +1,8 @@
 """Live rendering as a microphone drives it, printed last as one flat JSON object (ARCHITECTURE.md, Live).
 
     python -m benchmarks.live [AUDIO] [--target NAME] [--lookahead-ms 0 100 200 300 400] [--seconds 0]
-                              [--repeat 1] [--chunk-ms 20] [--root ...] [--params ...] [--override KEY=VALUE]
+                              [--repeat 1] [--chunk-ms 20] [--no-naive] [--root ...] [--params ...]
+                              [--override KEY=VALUE]
 
 A feeder thread hands the speech to the stream in `--chunk-ms` chunks on the wall clock, as a microphone
 would; the stream (models/rendering/stream.py) paints what they make ready, and each frame is encoded as
@@ -130,6 +131,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--root", type=Path, default=PROJECT_ROOT)
     parser.add_argument("--params", type=Path)
     parser.add_argument("--override", action="append", default=[])
+    parser.add_argument("--naive", action=argparse.BooleanOptionalAction, default=True,
+                        help="also run the naive stream (--no-naive halves a long run)")
     args = parser.parse_args(argv)
     paths = Paths.at(args.root)
     params = load_params(args.params or paths.params, parse_overrides(args.override))
@@ -162,13 +165,14 @@ def main(argv: list[str] | None = None) -> None:
         key = f"{lookahead:g}"
         table[key] = measure(with_live(params, lookahead_ms=lookahead))
         print(f"lookahead {key} ms: {json.dumps(table[key])}", file=sys.stderr, flush=True)
-    naive = measure(with_live(params, lookahead_ms=0.0, max_batch=64))
+    naive = measure(with_live(params, lookahead_ms=0.0, max_batch=64)) if args.naive else {}
     head = dict(table.get(f"{params.live.lookahead_ms:g}") or measure(params))
     result = {
         **head,
         "load_avg_1min": [round(before, 2), round(os.getloadavg()[0], 2)],  # others' work on this CPU
         "lookahead_ms": params.live.lookahead_ms,
-        **{f"naive_{k}": naive[k] for k in ("latency_ms_p50", "latency_ms_p95", "fps", "dropped", "sync_r")},
+        **{f"naive_{k}": naive[k] for k in ("latency_ms_p50", "latency_ms_p95", "fps", "dropped", "sync_r")
+           if k in naive},
         "speech_seconds": round(len(samples) / rate, 2),
         "offline_render_seconds": round(offline_seconds, 2),
         "target": target.name,
