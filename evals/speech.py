@@ -23,7 +23,9 @@ to each speaker (models/training/speakers.py): the LSTM's mouth_open_r, lmd_px, 
 function of log energy, fitted on the training speakers) and mean_ (the training mean); closed_gap and
 closed_std (crop px; their speech padded with 0.5-2 s silences: the mean opening asked for in the silences
 less their own closed-mouth opening, and its std there); obama_* (the same on his last 20 %, and
-obama_lag_frames, obama_mouth_open_r_at_lag: later_scores); and
+obama_lag_frames, obama_mouth_open_r_at_lag: later_scores; his clip, as every training clip, with its lips
+moved by the sync offset the stage found on his first 80 % with models that never heard him,
+models/training/sync.py: `obama_sync_frames`); and
 train_seconds (the stage's wall time). stderr has the per-speaker figures; the last line of stdout is one
 flat JSON object. --override applies to the project's params (e.g. render.silence_db=0: no silence gate).
 
@@ -60,6 +62,7 @@ from models.training.speakers import (
     training_lips,
 )
 from models.training.split import Split, speaker_of, split_corpus
+from models.training.sync import in_sync
 from models.training.train_lstm import lips_data, lstm_artifact, train_epoch
 from tasks.config.params import DemoParams, Params, load_params, parse_override
 from tasks.config.paths import PROJECT_ROOT, Paths, require_real_fixtures
@@ -282,10 +285,12 @@ def main(argv: list[str] | None = None) -> dict:
     epochs = args.epochs or choose_epochs(corpus, split, params)
     say(f"speech: training on {len([v for v, r in split.train.items() if r.any()])} speakers for {epochs} "
         f"epochs; held out: {', '.join(sorted(split.held_out()))}")
-    lstm, seconds, _ = train(project.root / "runs" / "lstm", project, [f"lstm.epochs={epochs}"])
+    lstm, seconds, metrics = train(project.root / "runs" / "lstm", project, [f"lstm.epochs={epochs}"])
+    corpus = in_sync(corpus, metrics.get("sync_offsets", {}))  # the training videos as the stage moved them
     frames = sum(int((rows & corpus.video(video).face_found).sum()) for video, rows in split.train.items())
     result = {**measure(lstm, corpus, split, params, project), "train_seconds": seconds, "epochs": epochs,
-              "train_frames": frames, "silence_db": params.render.silence_db}
+              "train_frames": frames, "silence_db": params.render.silence_db,
+              "obama_sync_frames": metrics.get("sync_offsets", {}).get(OBAMA)}
     if args.obama:
         from evals.speech_paper import obama_experiment
 

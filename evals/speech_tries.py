@@ -20,8 +20,9 @@ The settings a try combines (TRIES names them):
 - targets: `speaker` (each video's lips less their own mean, lstm.targets) or `corpus`;
 - `dropout`, `input_noise` (Gaussian, on the standardised inputs, while training), `context`, `hidden`;
 - `ensemble`: the mean of that many models trained from different seeds;
-- `sync`: each training clip's own lag between speech and mouth (2-fold: a model trained on the other
-  people finds it, within +-SYNC_LAG frames) taken off before the final training.
+- `sync`: each training clip's own lag between speech and mouth taken off before the final training
+  (models/training/sync.py: lstm.sync_folds folds of the people, each clip's lag found by a model trained
+  on the other folds).
 """
 
 from __future__ import annotations
@@ -42,17 +43,16 @@ from evals.speech import HELD_OUT, OBAMA, SOURCES, WORK, build, corpus_sources, 
 from models.artifacts import LipsStats
 from models.networks.lstm import AudioToLips, window_index
 from models.training.data import Corpus, load_corpus
-from models.training.lip_metrics import lag_correlations
 from models.training.lips import lips_moments
 from models.training.speakers import output_stats, speaker_scores
-from models.training.split import speaker_of, split_corpus
+from models.training.split import Split, speaker_of, split_corpus
+from models.training.sync import video_offsets
 from tasks.config.params import Params, load_params
 from tasks.rows.decode import read_audio
 from tasks.rows.features import DELTA_LOG_ENERGY, LOG_ENERGY, audio_features
-from tasks.rows.landmarks import lips_opening
 from tasks.rows.phones import phone_features, phone_track
 
-MAX_EPOCHS, EVERY, SYNC_LAG = 20, 5, 4
+MAX_EPOCHS, EVERY = 20, 5
 TRIES = {
     "paper": {"inputs": ["mfcc"], "targets": "corpus"},
     "utterance": {"inputs": ["utterance"], "targets": "corpus"},
@@ -69,6 +69,8 @@ TRIES = {
                                      "input_noise": 0.3, "context": 10},
     "speaker+reg+phones+hidden64": {"inputs": ["mfcc", "phones"], "targets": "speaker", "dropout": 0.5,
                                     "input_noise": 0.3, "hidden": 64},
+    "speaker+reg+phones+hidden64+sync": {"inputs": ["mfcc", "phones"], "targets": "speaker", "dropout": 0.5,
+                                         "input_noise": 0.3, "hidden": 64, "sync": True},
     "speaker+reg+phones+hidden128": {"inputs": ["mfcc", "phones"], "targets": "speaker", "dropout": 0.5,
                                      "input_noise": 0.3, "hidden": 128},
     "speaker+reg+augment": {"inputs": ["mfcc"], "targets": "speaker", "dropout": 0.5, "input_noise": 0.3,
@@ -232,22 +234,16 @@ def scores(predict: Predict, corpus: Corpus, videos: list[str], params: Params,
 
 def sync_shifts(setting: dict, train: dict[str, np.ndarray], inputs: Inputs, corpus: Corpus, params: Params,
                 epochs: int) -> dict[str, int]:
-    """Each training clip's lag between speech and mouth (frames), found by a model trained on the other
-    half of the people (2 folds); only where the lag curve says something (r >= 0.15 at its peak)."""
-    people = sorted({speaker_of(v, params) for v in train}, key=by_hash)
-    shifts = {}
-    lip_indices = list(corpus.meta["lip_indices"])
-    for fold in range(2):
-        held = [v for v in train if speaker_of(v, params) in people[fold::2] and v != OBAMA]
-        rest = {v: r for v, r in train.items() if v not in held}
-        predict, _ = fit(setting, rest, inputs, corpus, params, epochs)
-        for video in held:
-            v = corpus.video(video)
-            real = np.where(v.face_found, lips_opening(np.nan_to_num(v.lips), lip_indices), np.nan)
-            curve = lag_correlations(lips_opening(predict(video), lip_indices), real, SYNC_LAG)
-            if np.isfinite(curve).any() and np.nanmax(curve) >= 0.15:
-                shifts[video] = int(np.nanargmax(curve)) - SYNC_LAG
-    return shifts
+    """Each training clip's own offset between speech and mouth, found as the stage finds it
+    (models/training/sync.py: lstm.sync_folds folds of the people, each measured by this try's model
+    trained on the others)."""
+    def fitted(others: Split) -> tuple[Callable[[np.ndarray], np.ndarray], None]:
+        predict, _ = fit(setting, {v: r for v, r in others.train.items() if r.any()}, inputs, corpus, params,
+                         epochs)
+        return by_audio(predict, corpus, list(train)), None
+
+    split = Split("speaker", dict(train), {v: np.zeros_like(rows) for v, rows in train.items()})
+    return video_offsets(corpus, split, params, fitted)
 
 
 def by_hash(name: str) -> str:

@@ -31,6 +31,7 @@ from models.training.lip_metrics import lip_metrics
 from models.training.run import TrainingRun, epoch_line, made_from
 from models.training.speakers import held_out_scores, output_stats
 from models.training.split import Split, split_corpus
+from models.training.sync import in_sync, video_offsets
 from tasks.config.entry import (
     DEFAULT_ROOT,
     Lstm,
@@ -130,6 +131,10 @@ def train(root: Root = DEFAULT_ROOT, params_file: ParamsFile = None, override: O
 
     corpus = load_corpus(paths.shards)
     split = split_corpus(corpus, params)
+    fingerprint = corpus.fingerprint()
+    offsets = video_offsets(corpus, split, params, lambda others: fitted(corpus, others, params, device))
+    corpus = in_sync(corpus, offsets)
+    seed_everything(params.seed)
     data = lips_data(corpus, split, p, device)
     print(f"lstm: {len(data.train)} train / {len(data.val)} val frames, split by {split.by}, on {device}")
 
@@ -140,7 +145,7 @@ def train(root: Root = DEFAULT_ROOT, params_file: ParamsFile = None, override: O
     # A checkpoint is resumed only when made from the same params, data and code (this module's and all
     # it imports, also when run as __main__); more epochs extend a run.
     key = run_key(p.model_dump(exclude={"epochs"}), params.split.model_dump(), params.seed,
-                  corpus.fingerprint(), code_digest(__spec__.name))
+                  fingerprint, code_digest(__spec__.name))
     training = TrainingRun("lstm", key, {"model": model, "optimizer": optimizer, "scaler": scaler},
                            paths, epochs=p.epochs)
     best = training.restored("best", {"val_loss": float("inf"), "epoch": -1, "state_dict": None})
@@ -148,8 +153,13 @@ def train(root: Root = DEFAULT_ROOT, params_file: ParamsFile = None, override: O
     if rng is not None:
         torch.set_rng_state(rng)
 
+    if offsets:
+        moved = " ".join(f"{v} {k:+d}" for v, k in sorted(offsets.items()) if k) or "none, all in sync"
+        print(f"lstm: training videos' lips moved by their sync offsets (frames, lstm.sync_folds "
+              f"{p.sync_folds}): {moved}")
     baseline = evaluate(model, data, corpus.meta, device, use_amp, predict_mean=True)
-    training.summarise({"baseline_val_loss": baseline["val_loss"], "baseline_lmd_px": baseline["lmd_px"]})
+    training.summarise({"sync_offsets": offsets, "baseline_val_loss": baseline["val_loss"],
+                        "baseline_lmd_px": baseline["lmd_px"]})
     print(f"lstm: baseline (predict the train mean) val_loss {baseline['val_loss']:.4f} "
           f"lmd_px {baseline['lmd_px']:.2f}")
     # By speaker, val_loss mostly says whose lips they are, which no speech tells: the last epoch is kept.
@@ -174,6 +184,23 @@ def train(root: Root = DEFAULT_ROOT, params_file: ParamsFile = None, override: O
         print("lstm: held-out videos, aligned as a render aligns: " + json.dumps(held_out))
     training.finish(lstm_artifact(model, hparams, data, corpus, split, params, best), paths.lstm)
     print(f"lstm: wrote {paths.lstm} (epoch {best['epoch']}, val_loss {best['val_loss']:.4f})")
+
+
+def fitted(corpus: Corpus, split: Split, params: Params, device: torch.device):
+    """(a predictor of raw lips, its output stats): an LSTM trained in-process on split.train for
+    lstm.epochs epochs, the last kept, with no checkpoint and no log (models/training/sync.py measures
+    each video's offset with such a model that never heard it)."""
+    p = params.lstm
+    data = lips_data(corpus, split, p, device)
+    hparams = AudioToLips.hparams(p, features=data.train.audio.shape[1])
+    model = AudioToLips(**hparams).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=p.lr)
+    scaler = torch.amp.GradScaler("cuda", enabled=False)
+    for _ in range(p.epochs):
+        train_epoch(model, optimizer, scaler, data, p, device, False)
+    last = {"epoch": p.epochs, "val_loss": 0.0}
+    artifact = lstm_artifact(model, hparams, data, corpus, split, params, last)
+    return (lambda audio: predict_lips(model, artifact, audio)), artifact.output_stats
 
 
 def speaker_figures(model: AudioToLips, hparams: dict, data: LipsData, corpus: Corpus, split: Split,

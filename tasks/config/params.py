@@ -120,6 +120,9 @@ class LstmParams(_Section):
     batch_size: int = Field(256, ge=1)
     lr: float = Field(1e-3, gt=0.0, le=1.0)
     amp: bool = True
+    # Folds of the training people whose LSTMs measure each training video's sound-picture offset, by
+    # which its lips are moved before training (models/training/sync.py); 0: the clips as they are.
+    sync_folds: int = Field(4, ge=0, le=16)
 
 
 class CganParams(_Section):
