@@ -46,7 +46,7 @@ from models.training.data import Corpus, load_corpus
 from models.training.lips import lips_moments
 from models.training.speakers import output_stats, speaker_scores
 from models.training.split import Split, speaker_of, split_corpus
-from models.training.sync import video_offsets
+from models.training.sync import in_sync, video_offsets
 from tasks.config.params import Params, load_params
 from tasks.rows.decode import read_audio
 from tasks.rows.features import DELTA_LOG_ENERGY, LOG_ENERGY, audio_features
@@ -242,7 +242,8 @@ def sync_shifts(setting: dict, train: dict[str, np.ndarray], inputs: Inputs, cor
                          epochs)
         return by_audio(predict, corpus, list(train)), None
 
-    split = Split("speaker", dict(train), {v: np.zeros_like(rows) for v, rows in train.items()})
+    rows = {v.video_id: train.get(v.video_id, np.zeros(len(v), bool)) for v in corpus.videos}
+    split = Split("speaker", rows, {v: np.zeros_like(r) for v, r in rows.items()})
     return video_offsets(corpus, split, params, fitted)
 
 
@@ -265,7 +266,9 @@ def run_try(name: str, setting: dict, corpus: Corpus, params: Params, inputs: In
     trained = time.perf_counter()
     output = output_stats(by_audio(predict, corpus, list(train)), corpus, split.train, params)
     held, per_person = scores(predict, corpus, HELD_OUT, params, output=output)
-    obama, _ = scores(predict, corpus, [OBAMA], params, {OBAMA: split.val[OBAMA]}, output)
+    # his clip as the try trained on it: moved by its own offset when the try syncs (evals/speech.py too)
+    synced = in_sync(corpus, shifts or {})
+    obama, _ = scores(predict, synced, [OBAMA], params, {OBAMA: split.val[OBAMA]}, output)
     for row in per_person:
         say(f"speech tries: {name} " + json.dumps({k: v if isinstance(v, str) else round(v, 3)
                                                     for k, v in row.items()}))
