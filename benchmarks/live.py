@@ -44,7 +44,7 @@ import simplejpeg
 import soundfile
 
 from benchmarks.render import default_audio
-from models.rendering.render import RenderOptions, load_models, render, resolve_target
+from models.rendering.render import RenderOptions, render, resolve_target
 from models.rendering.stream import LiveStream
 from tasks.config.entry import parse_overrides
 from tasks.config.params import Params, load_params
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> None:
     samples = read_audio(audio, rate)
     samples = samples[: round(args.seconds * rate)] if args.seconds > 0 else samples
     samples = np.tile(samples, max(1, args.repeat))
-    target = resolve_target(paths, params, args.target, load_models(paths.lstm, paths.cgan, params.device))
+    target = resolve_target(paths, params, args.target)  # an adapted target brings its own models
     before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="reenact-live-") as scratch:
         speech = Path(scratch) / "speech.wav"

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -30,17 +29,15 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr
 from gradio.utils import get_upload_folder
 
+from flows.app_targets import Targets
 from flows.live import Live, live_tab
 from flows.render import default_out, render_file
 from flows.serve import Stop, discard_upload
-from models.rendering.loading import Target, resolve_target
-from models.rendering.render import RenderError, RenderResult, load_models
-from models.training.targets import list_targets
-from tasks.config.params import Params, ParamsError, load_params
-from tasks.config.paths import TARGET_RECORD, Paths
+from models.rendering.render import RenderError, RenderResult
+from tasks.config.params import ParamsError, load_params
+from tasks.config.paths import Paths
 from tasks.rows.decode import DecodeError, probe
 from tasks.table.inspect import summarize, write_sheet
-from tasks.table.shards import frames_with_face, read_frames
 
 AUTH_MESSAGE = "Log in with a user and password from the app's login file."
 OUTPUT_LABELS = {"full": "Full frame", "face": "Face", "panel": "Panel (target | composite, lip traces)"}
@@ -72,43 +69,6 @@ def check_speech(path: str | None, max_seconds: float) -> float:
             f"{name} is {info.duration:.0f} s long; this app renders at most {max_seconds:.0f} s."
         )
     return info.duration
-
-
-def thumbnail(video_id: str, paths: Paths, cache: Path) -> str | None:
-    """A frame of the target: from its video when there is one, else its first face crop in the shards."""
-    png = cache / f"{video_id}.png"
-    if png.exists():
-        return str(png)
-    source = paths.videos / f"{video_id}.mp4"
-    if source.exists():
-        command = [
-            "ffmpeg",
-            "-nostdin",
-            "-v",
-            "error",
-            "-y",
-            "-ss",
-            "0.5",
-            "-i",
-            str(source),
-            "-frames:v",
-            "1",
-            "-vf",
-            "scale=256:-2",
-            str(png),
-        ]
-        done = subprocess.run(command, capture_output=True, check=False)
-        if done.returncode == 0 and png.exists():
-            return str(png)
-    try:
-        found = frames_with_face(paths.shards, video_id)
-    except FileNotFoundError:
-        return None
-    if len(found) == 0:
-        return None
-    face = read_frames(paths.shards, video_id, ["face"], frames=found[:1]).column("face")[0]
-    png.with_suffix(".jpg").write_bytes(face.as_py())
-    return str(png.with_suffix(".jpg"))
 
 
 def dataset_view(paths: Paths, cache: Path) -> tuple[str | None, list[list[Any]], Any]:
@@ -156,38 +116,6 @@ def provenance_markdown(result: RenderResult) -> str:
         f"| watermark id (soft binding) | `{verdict.soft_binding or 'none'}` |",
     ]
     return "\n".join(lines)
-
-
-class Targets:
-    """Every target a render may name, each resolved once (models/rendering/loading.py: resolve_target):
-    the corpus's videos with the project's models, loaded at start; an adapted target with its own, one
-    at a time, resolved again when it is adapted again (`reenact adapt --replace`) while the app runs."""
-
-    def __init__(self, paths: Paths, params: Params):
-        self.paths, self.params = paths, params
-        self.models = load_models(paths.lstm, paths.cgan, params.device)
-        self.loaded: dict[tuple[str, float | None], Target] = {}
-
-    def choices(self) -> list[tuple[str, str]]:
-        """(label, target) of each video of the corpus generator, then each adapted target."""
-        corpus = [(video_id, video_id) for video_id in sorted(self.models.cgan_artifact.lips_stats)]
-        return corpus + [(f"{t.name} (adapted)", t.name) for t in list_targets(self.paths)]
-
-    def __call__(self, name: str) -> Target:
-        record = self.paths.target_dir(name) / TARGET_RECORD
-        key = (name, record.stat().st_mtime if record.is_file() else None)
-        if key not in self.loaded:
-            if key[1] is not None:  # one adapted target loaded at a time
-                self.loaded = {k: v for k, v in self.loaded.items() if v.adapted is None}
-            self.loaded[key] = resolve_target(self.paths, self.params, name, self.models)
-        return self.loaded[key]
-
-    def thumbnail(self, name: str, cache: Path) -> str | None:
-        """The target's thumbnail, None for one that does not resolve."""
-        try:
-            return thumbnail(name, self(name).paths, cache)
-        except (RenderError, FileNotFoundError):
-            return None
 
 
 def _render_handler(targets: Targets, max_seconds: float, stop: Stop | None = None):
@@ -300,7 +228,7 @@ def create_app(paths: Paths, max_seconds: float = 300.0, stop: Stop | None = Non
     (`reenact live`). Raises FileNotFoundError / ParamsError / RenderError."""
     params = load_params(paths.params)
     targets = Targets(paths, params)
-    default = live_only or params.render.target_video or targets.models.cgan_artifact.target_video
+    default = live_only or params.render.target_video or targets.default()
     live = Live(targets, params, default)
     if live_only:
         live.check(live_only)

@@ -39,6 +39,7 @@ live.start = async function (target) {
   live.speech = [];  // {time, rms} per piece of speech the server heard
   live.sent = [];
   live.base = live.drawn = undefined;
+  live.clicked = performance.now();  // live.readyAt: when the server was ready (the start's two parts)
   const url = location.href.replace(/^http/, "ws").replace(/[?#].*$/, "").replace(/\/?$/, "/");
   const socket = live.socket = new WebSocket(`${url}live/socket?target=${encodeURIComponent(target)}`);
   socket.binaryType = "arraybuffer";
@@ -65,6 +66,7 @@ live.start = async function (target) {
 
 async function listen(socket, ready) {
   live.ready = ready;
+  live.readyAt = performance.now();
   const context = live.context = new AudioContext({sampleRate: ready.rate});
   await context.resume();
   live.microphone = await navigator.mediaDevices.getUserMedia({

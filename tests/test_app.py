@@ -21,8 +21,9 @@ import pytest
 from helpers import checkout_env, free_port, reenact, reenact_command, stop, wait_for_http
 from render_kit import ffmpeg, probe, write_voice
 
-from flows.app import BadUpload, Targets, _render_handler, check_speech
+from flows.app import BadUpload, _render_handler, check_speech
 from flows.app_guard import AUTH_ENV, LoginError, logins
+from flows.app_targets import Targets
 from flows.render import fetch_speech
 from models.rendering.render import RenderError
 from models.training.adapt import adapt_target
@@ -228,3 +229,11 @@ def test_the_app_offers_adapted_targets_and_renders_them_with_their_own_generato
     first = next(iter_frames(adapted.video, 30.0))
     assert (video["width"], video["height"]) == first.shape[1::-1], "the adapted target's own footage"
     assert targets("me") is targets("me"), "loaded once"
+
+    # A project with adapted targets only (no corpus models of its own) offers them, `me` first.
+    none = tmp_path / "none"
+    alone = Targets(paths.moved(lstm=none / "lstm.pt", cgan=none / "cgan.pt"), params)
+    assert alone.models is None and alone.choices() == [("me (adapted)", "me")] and alone.default() == "me"
+    assert alone("me").adapted is not None
+    with pytest.raises(FileNotFoundError, match="no such checkpoint"):
+        alone(footage.target)

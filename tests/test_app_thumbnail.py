@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from flows.app import thumbnail
+from flows.app_targets import thumbnail
 from tasks.config.params import PreprocessParams
 from tasks.config.paths import Paths
 from tasks.table.shards import ShardWriter

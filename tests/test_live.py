@@ -87,11 +87,15 @@ def test_the_live_view_speaks_with_a_fake_microphone_in_chromium(live_server, tm
             elapsed = time.monotonic() - started
             frames = page.evaluate("window.reenactLive.frames")
             speech = page.evaluate("window.reenactLive.speech")
+            dropped = page.evaluate("window.reenactLive.stats ? window.reenactLive.stats.dropped : 0")
             status = page.locator("#live-status").inner_text()
             page.screenshot(path=str(tmp_path / "live.png"))
             page.locator("#live-stop").click()
         finally:
             browser.close()
+    latency = np.array([f["latency"] for f in frames], float)
+    print(f"live in Chromium: {len(frames)} frames in {elapsed:.1f} s, {dropped} dropped by the server, "
+          f"latency p50 {np.nanpercentile(latency, 50):.0f} ms p95 {np.nanpercentile(latency, 95):.0f} ms")
     assert len(frames) / elapsed >= 2, f"{len(frames)} frames in {elapsed:.1f} s"
     assert "Live on" in status and "latency" in status, status
     times = np.array([f["time"] for f in frames])
