@@ -3,7 +3,8 @@ weekly address, alone or with the other people of the real-voices corpus, measur
 the paper measured on held-out addresses; and the paper's grid (its Tables 1-2: uni/bi x 1/2 layers x
 dropout 0/0.3/0.5) trained on Obama alone, for as many steps as the run on everyone. Each run is the
 ordinary train_lstm stage in a run folder of its own (evals/speech.py: train); Obama alone is a project of
-his clip alone (WORK/obama), split by time. A markdown table on stdout.
+his clip alone (WORK/obama), split by time, put in sync by the shipped base LSTM (models/training/sync.py:
+one person) and measured so. A markdown table on stdout.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from models.networks.lstm import load_lstm, predict_lips
 from models.training.data import Corpus, load_corpus
 from models.training.speakers import held_out_scores
 from models.training.split import split_corpus
+from models.training.sync import in_sync
 from tasks.config.params import Params, load_params, parse_override
 from tasks.config.paths import REAL_FIXTURES, Paths
 
@@ -36,13 +38,15 @@ def obama_project() -> tuple[Paths, Corpus, Params]:
 
 def obama_run(project: Paths, corpus: Corpus, name: str, overrides: list[str]) -> dict:
     """The stage trained in runs/NAME with `overrides`; his later figures (obama_*, baselines too)."""
-    lstm, seconds, _ = train(project.root / "runs" / name, project, overrides)
+    lstm, seconds, metrics = train(project.root / "runs" / name, project, overrides)
+    corpus = in_sync(corpus, metrics.get("sync_offsets", {}))  # his clip as the stage trained on it
     params = load_params(project.params, dict(map(parse_override, overrides)))
     split = split_corpus(corpus, params)
     model, artifact = load_lstm(lstm)
     scores = held_out_scores(lambda audio: predict_lips(model, artifact, audio), corpus, split.train, [OBAMA],
                              params, measured={OBAMA: split.val[OBAMA]}, output=artifact.output_stats)
-    return {**{f"obama_{k}": v for k, v in scores.items()}, "train_seconds": round(seconds, 1)}
+    return {**{f"obama_{k}": v for k, v in scores.items()}, "train_seconds": round(seconds, 1),
+            "sync_frames": metrics.get("sync_offsets", {}).get(OBAMA)}
 
 
 def obama_experiment(project: Paths, corpus: Corpus, params: Params, epochs: int) -> list[dict]:
@@ -63,7 +67,7 @@ def obama_experiment(project: Paths, corpus: Corpus, params: Params, epochs: int
                      "loudness_mouth_open_r": scores.get("obama_loudness_mouth_open_r"),
                      "loudness_lmd_px": scores.get("obama_loudness_lmd_px"),
                      "mean_lmd_px": scores.get("obama_mean_lmd_px"),
-                     "train_seconds": scores["train_seconds"]})
+                     "sync_frames": scores["sync_frames"], "train_seconds": scores["train_seconds"]})
         say("speech: obama grid " + json.dumps(rows[-1]))
     columns = list(rows[0])
     print("| " + " | ".join(columns) + " |\n|" + "---|" * len(columns))

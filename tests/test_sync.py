@@ -3,14 +3,17 @@ heard the clip, on its training frames only, and taken off its lips."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from render_kit import ROOT
 from test_speech import INDICES, lips_of, smooth_noise
 
+from models.artifacts import SHIPPED_BASE, LstmArtifact
 from models.training.data import Corpus, Video
 from models.training.split import Split
-from models.training.sync import in_sync, sync_folds, video_offsets
+from models.training.sync import in_sync, shipped_fit, sync_folds, video_offsets
 from tasks.config.params import load_params
 from tasks.rows.features import LOG_ENERGY
 from tasks.rows.landmarks import lips_opening
@@ -63,11 +66,29 @@ def test_offsets_are_found_by_models_that_never_heard_the_clip_and_taken_off():
         assert np.corrcoef(asked, real)[0, 1] == pytest.approx(1.0, abs=1e-4)
 
 
-def test_no_offsets_without_two_people_or_with_sync_off():
+def oracle(others: Split):
+    return (lambda audio: lips_of(opening(audio[:, LOG_ENERGY]))), None
+
+
+def test_one_person_is_measured_by_a_model_of_other_people_or_left_as_is():
     corpus, split = clips()
     same = {"split.by": "speaker", "split.speakers": dict.fromkeys(LATE, "same")}
-    one = load_params(ROOT / "params.yaml", same)
+    one = load_params(ROOT / "params.yaml", {**same, "render.silence_db": 0})
     assert sync_folds(split, one) == []
+    never = lambda others: pytest.fail("no other people to train on")
+    assert video_offsets(corpus, split, one, never, alone=lambda c: oracle) == LATE
+    assert video_offsets(corpus, split, one, never, alone=lambda c: None) == {}
+    # the shipped base measures a corpus whose rows it can hear, and only such a one
+    assert shipped_fit(corpus) is None  # these rows name no features
+    base = LstmArtifact.load(SHIPPED_BASE / "lstm.pt")
+    heard = replace(corpus, meta={**corpus.meta, "feature_layout": list(base.feature_layout)})
+    predict, output = shipped_fit(heard)(split)
+    audio = np.zeros((50, len(base.feature_layout)), np.float32)
+    assert predict(audio).shape == (50, 16) and output is not None
+
+
+def test_no_offsets_with_sync_off():
+    corpus, split = clips()
     off = load_params(ROOT / "params.yaml", {"lstm.sync_folds": 0})
     assert video_offsets(corpus, split, off, lambda others: pytest.fail("nothing to fit")) == {}
     two = load_params(ROOT / "params.yaml", {"lstm.sync_folds": 2})

@@ -11,7 +11,10 @@ within MAX_LAG frames, over the video's training frames only) is the video's off
 are then moved by it (the audio stays), so that the stage trains on sound and picture in sync.
 
 Only the training frames are measured, so a video split by time (split.by_time) is moved by what its
-trained part says; videos held out whole are never measured nor moved.
+trained part says; videos held out whole are never measured nor moved. A corpus of one person (the
+paper's setting: one man's addresses) has no other people to learn from, so its clips are measured by the
+shipped base LSTM (models/base/lstm.pt, trained on other people) when it hears what the corpus's rows
+hold, else left as they are.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from models.artifacts import LipsStats
+from models.artifacts import SHIPPED_BASE, LipsStats
+from models.networks.lstm import load_lstm, predict_lips
 from models.training.data import Corpus, Video
 from models.training.lips import lips_moments
 from models.training.speakers import Predict, speaker_scores, training_lips
@@ -46,16 +50,34 @@ def sync_folds(split: Split, params: Params) -> list[list[str]]:
             for fold in range(folds)]
 
 
-def video_offsets(corpus: Corpus, split: Split, params: Params, fit: Fit) -> dict[str, int]:
+def shipped_fit(corpus: Corpus) -> Fit | None:
+    """The shipped base LSTM as the measuring model (whatever split it is asked for: it never trained on
+    this corpus), when it hears the features the corpus's rows hold; else None."""
+    path = SHIPPED_BASE / "lstm.pt"
+    if not path.is_file():
+        return None
+    model, artifact = load_lstm(path)
+    if list(artifact.feature_layout) != list(corpus.meta.get("feature_layout", [])):
+        return None
+    return lambda split: ((lambda audio: predict_lips(model, artifact, audio)), artifact.output_stats)
+
+
+def video_offsets(corpus: Corpus, split: Split, params: Params, fit: Fit,
+                  alone: Callable[[Corpus], Fit | None] = shipped_fit) -> dict[str, int]:
     """{video id: its offset in frames} for every training video: > 0 when its sound comes after its
-    lips (the mouth asked for from its speech is late by that much), < 0 when it leads them."""
+    lips (the mouth asked for from its speech is late by that much), < 0 when it leads them. `alone`:
+    the measuring model of a corpus with one person (shipped_fit), when it gives one."""
     offsets: dict[str, int] = {}
     lip_indices, face_size = list(corpus.meta["lip_indices"]), int(corpus.meta["face_size"])
-    for fold in sync_folds(split, params):
+    folds = sync_folds(split, params)
+    if not folds and params.lstm.sync_folds and (base := alone(corpus)) is not None:
+        folds, fit = [sorted(video for video, rows in split.train.items() if rows.any())], base
+    for fold in folds:
         train = {video: rows & (video not in fold) for video, rows in split.train.items()}
         others = Split(split.by, train, {video: np.zeros_like(rows) for video, rows in split.train.items()})
         predict, output = fit(others)
-        stats = lips_moments(training_lips(corpus, train))
+        known = train if any(rows.any() for rows in train.values()) else split.train  # alone: its own lips
+        stats = lips_moments(training_lips(corpus, known))
         videos = [corpus.video(video) for video in fold]
         measured = {video: split.train[video] for video in fold}
         _, per_video = speaker_scores(predict, videos, params, stats, face_size, lip_indices, measured,
