@@ -120,8 +120,7 @@ def evaluate(model, data: LipsData, meta: dict, device: torch.device, use_amp: b
 def train(root: Root = DEFAULT_ROOT, params_file: ParamsFile = None, override: Overrides = None,
           shards: Shards = None, lstm: Lstm = None) -> None:
     """Train audio -> lips (models/networks/lstm.py) on the frame table: the DVC stage train_lstm.
-    `--lstm`: where
-    the artifact goes."""
+    `--lstm`: where the artifact goes."""
     paths = stage_paths(root, shards=shards, lstm=lstm)
     params = stage_params(params_file or paths.params, override)
     p = params.lstm
@@ -132,9 +131,7 @@ def train(root: Root = DEFAULT_ROOT, params_file: ParamsFile = None, override: O
     corpus = load_corpus(paths.shards)
     split = split_corpus(corpus, params)
     fingerprint = corpus.fingerprint()
-    offsets = video_offsets(corpus, split, params, lambda others: fitted(corpus, others, params, device))
-    corpus = in_sync(corpus, offsets)
-    seed_everything(params.seed)
+    corpus, offsets = synced(corpus, split, params, device)
     data = lips_data(corpus, split, p, device)
     print(f"lstm: {len(data.train)} train / {len(data.val)} val frames, split by {split.by}, on {device}")
 
@@ -153,10 +150,6 @@ def train(root: Root = DEFAULT_ROOT, params_file: ParamsFile = None, override: O
     if rng is not None:
         torch.set_rng_state(rng)
 
-    if offsets:
-        moved = " ".join(f"{v} {k:+d}" for v, k in sorted(offsets.items()) if k) or "none, all in sync"
-        print(f"lstm: training videos' lips moved by their sync offsets (frames, lstm.sync_folds "
-              f"{p.sync_folds}): {moved}")
     baseline = evaluate(model, data, corpus.meta, device, use_amp, predict_mean=True)
     training.summarise({"sync_offsets": offsets, "baseline_val_loss": baseline["val_loss"],
                         "baseline_lmd_px": baseline["lmd_px"]})
@@ -184,6 +177,20 @@ def train(root: Root = DEFAULT_ROOT, params_file: ParamsFile = None, override: O
         print("lstm: held-out videos, aligned as a render aligns: " + json.dumps(held_out))
     training.finish(lstm_artifact(model, hparams, data, corpus, split, params, best), paths.lstm)
     print(f"lstm: wrote {paths.lstm} (epoch {best['epoch']}, val_loss {best['val_loss']:.4f})")
+
+
+def synced(corpus: Corpus, split: Split, params: Params,
+           device: torch.device) -> tuple[Corpus, dict[str, int]]:
+    """(the corpus with each training video's lips moved by its sync offset, the offsets): models/training/
+    sync.py with fitted LSTMs; the RNGs seeded again after, so the training that follows starts as it
+    would without them."""
+    offsets = video_offsets(corpus, split, params, lambda others: fitted(corpus, others, params, device))
+    seed_everything(params.seed)
+    if offsets:
+        moved = " ".join(f"{v} {k:+d}" for v, k in sorted(offsets.items()) if k) or "none, all in sync"
+        print(f"lstm: training videos' lips moved by their sync offsets (frames, lstm.sync_folds "
+              f"{params.lstm.sync_folds}): {moved}")
+    return in_sync(corpus, offsets), offsets
 
 
 def fitted(corpus: Corpus, split: Split, params: Params, device: torch.device):
