@@ -140,9 +140,9 @@ def train(root: Root = DEFAULT_ROOT, params_file: ParamsFile = None, override: O
     optimizer = torch.optim.Adam(model.parameters(), lr=p.lr)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     # A checkpoint is resumed only when made from the same params, data and code (this module's and all
-    # it imports, also when run as __main__); more epochs extend a run.
+    # it imports, also when run as __main__) and the same sync offsets; more epochs extend a run.
     key = run_key(p.model_dump(exclude={"epochs"}), params.split.model_dump(), params.seed,
-                  fingerprint, code_digest(__spec__.name))
+                  fingerprint, offsets, code_digest(__spec__.name))
     training = TrainingRun("lstm", key, {"model": model, "optimizer": optimizer, "scaler": scaler},
                            paths, epochs=p.epochs)
     best = training.restored("best", {"val_loss": float("inf"), "epoch": -1, "state_dict": None})
