@@ -25,9 +25,10 @@ closed_std (crop px; their speech padded with 0.5-2 s silences: the mean opening
 less their own closed-mouth opening, and its std there); obama_* (the same on his last 20 %, and
 obama_lag_frames, obama_mouth_open_r_at_lag: later_scores; his clip, as every training clip, with its lips
 moved by the sync offset the stage found on his first 80 % with models that never heard him,
-models/training/sync.py: `obama_sync_frames`); and
-train_seconds (the stage's wall time). stderr has the per-speaker figures; the last line of stdout is one
-flat JSON object. --override applies to the project's params (e.g. render.silence_db=0: no silence gate).
+models/training/sync.py: `obama_sync_frames`); shape_gain (how much of the lips' shape beside the opening
+the LSTM is trusted with, models/training/shape.py); and train_seconds (the stage's wall time). stderr has
+the per-speaker figures; the last line of stdout is one flat JSON object. --override applies to the
+project's params (e.g. render.silence_db=0: no silence gate).
 
 --obama also runs the paper's experiment on Obama alone and the paper's grid on it (evals/speech_paper.py);
 evals/speech_tries.py measures other inputs (phones, per-utterance normalisation, augmentation, ...).
@@ -49,7 +50,7 @@ import numpy as np
 import torch
 
 from flows.corpus import ROWS, build_corpus
-from models.artifacts import LipsStats
+from models.artifacts import LipsStats, Shape
 from models.common import finite_or_none
 from models.networks.lstm import AudioToLips, load_lstm, predict_lips
 from models.training.data import Corpus, load_corpus
@@ -211,23 +212,26 @@ def measure(lstm: Path, corpus: Corpus, split: Split, params: Params, project: P
     model, artifact = load_lstm(lstm)
     predict = lambda audio: predict_lips(model, artifact, audio)
     held = sorted(split.held_out())
-    output = artifact.output_stats
-    scores = held_out_scores(predict, corpus, split.train, held, params, output=output)
+    output, shape = artifact.output_stats, artifact.shape
+    scores = held_out_scores(predict, corpus, split.train, held, params, output=output, shape=shape)
     lip_indices, face_size = list(corpus.meta["lip_indices"]), int(corpus.meta["face_size"])
     stats = lips_moments(training_lips(corpus, split.train))
     videos = [corpus.video(v) for v in held]
-    _, per_video = speaker_scores(predict, videos, params, stats, face_size, lip_indices, output=output)
+    _, per_video = speaker_scores(predict, videos, params, stats, face_size, lip_indices, output=output,
+                                  shape=shape)
     loudness = LoudnessLips.fit(corpus, split.train, lip_indices)
     _, per_loudness = speaker_scores(loudness, videos, params, stats, face_size, lip_indices)
     speech = {v: read_audio(project.videos / f"{v}.mp4", params.preprocess.sample_rate) for v in held}
-    silence, per_silence = silence_scores(predict, speech, corpus, stats, params, params.seed, output)
+    silence, per_silence = silence_scores(predict, speech, corpus, stats, params, params.seed, output, shape)
     for row, baseline, closed in zip(per_video, per_loudness, per_silence):
         row = {**row, **{f"loudness_{k}": v for k, v in baseline.items() if k != "video_id"}, **closed}
         say("speech: " + json.dumps({k: finite_or_none(v) if k != "video_id" else v for k, v in row.items()}))
-    return {**scores, **silence, **later_scores(predict, corpus, split, params, output)}
+    return {**scores, **silence, **later_scores(predict, corpus, split, params, output, shape),
+            "shape_gain": artifact.shape_gain}
 
 
-def later_scores(predict, corpus: Corpus, split: Split, params: Params, output: LipsStats | None) -> dict:
+def later_scores(predict, corpus: Corpus, split: Split, params: Params, output: LipsStats | None,
+                 shape: Shape | None = None) -> dict:
     """On the later part of the videos split.by_time names (Obama's last 20 %: the paper's held-out
     addresses), the figures of held_out_scores, baselines included, keys prefixed with the video's person
     (split.speakers: obama_mouth_open_r, ...); the mean over them when several are one person's.
@@ -242,12 +246,13 @@ def later_scores(predict, corpus: Corpus, split: Split, params: Params, output: 
     for video in params.split.by_time:
         measured, person = {video: split.val[video]}, speaker_of(video, params)
         scores = held_out_scores(predict, corpus, split.train, [video], params, measured=measured,
-                                 output=output)
+                                 output=output, shape=shape)
         _, trained = speaker_scores(predict, [corpus.video(video)], params, stats, face_size, lip_indices,
-                                    {video: split.train[video]}, output)
+                                    {video: split.train[video]}, output, shape)
         lag = int(trained[0]["sync_offset_frames"])
         moved = held_out_scores(lambda audio, lag=lag: earlier(predict(audio), lag), corpus, split.train,
-                                [video], params, baselines=False, measured=measured, output=output)
+                                [video], params, baselines=False, measured=measured, output=output,
+                                shape=shape)
         scores.update(lag_frames=lag, mouth_open_r_at_lag=moved["mouth_open_r"])
         for key, value in scores.items():
             figures.setdefault(f"{person}_{key}", []).append(value)

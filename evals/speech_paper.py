@@ -44,7 +44,8 @@ def obama_run(project: Paths, corpus: Corpus, name: str, overrides: list[str]) -
     split = split_corpus(corpus, params)
     model, artifact = load_lstm(lstm)
     scores = held_out_scores(lambda audio: predict_lips(model, artifact, audio), corpus, split.train, [OBAMA],
-                             params, measured={OBAMA: split.val[OBAMA]}, output=artifact.output_stats)
+                             params, measured={OBAMA: split.val[OBAMA]}, output=artifact.output_stats,
+                             shape=artifact.shape)
     return {**{f"obama_{k}": v for k, v in scores.items()}, "train_seconds": round(seconds, 1),
             "sync_frames": metrics.get("sync_offsets", {}).get(OBAMA)}
 

@@ -23,6 +23,8 @@ The settings a try combines (TRIES names them):
 - `sync`: each training clip's own lag between speech and mouth taken off before the final training
   (models/training/sync.py: lstm.sync_folds folds of the people, each clip's lag found by a model trained
   on the other folds).
+- `shape`: the lips' motion beside the opening scaled by what the same fold models earn on it for people
+  they never heard (models/training/shape.py), as a render does with the stage's LSTM.
 """
 
 from __future__ import annotations
@@ -40,13 +42,14 @@ import torch
 import torch.nn.functional as F
 
 from evals.speech import HELD_OUT, OBAMA, SOURCES, WORK, build, corpus_sources, say
-from models.artifacts import LipsStats
+from models.artifacts import LipsStats, Shape
 from models.networks.lstm import AudioToLips, window_index
 from models.training.data import Corpus, load_corpus
 from models.training.lips import lips_moments
+from models.training.shape import shape_gain
 from models.training.speakers import output_stats, speaker_scores
 from models.training.split import Split, speaker_of, split_corpus
-from models.training.sync import in_sync, video_offsets
+from models.training.sync import fold_fits, fold_offsets, in_sync
 from tasks.config.params import Params, load_params
 from tasks.rows.decode import read_audio
 from tasks.rows.features import DELTA_LOG_ENERGY, LOG_ENERGY, audio_features
@@ -71,6 +74,9 @@ TRIES = {
                                     "input_noise": 0.3, "hidden": 64},
     "speaker+reg+phones+hidden64+sync": {"inputs": ["mfcc", "phones"], "targets": "speaker", "dropout": 0.5,
                                          "input_noise": 0.3, "hidden": 64, "sync": True},
+    "speaker+reg+phones+hidden64+sync+shape": {"inputs": ["mfcc", "phones"], "targets": "speaker",
+                                               "dropout": 0.5, "input_noise": 0.3, "hidden": 64, "sync": True,
+                                               "shape": True},
     "speaker+reg+phones+hidden128": {"inputs": ["mfcc", "phones"], "targets": "speaker", "dropout": 0.5,
                                      "input_noise": 0.3, "hidden": 128},
     "speaker+reg+augment": {"inputs": ["mfcc"], "targets": "speaker", "dropout": 0.5, "input_noise": 0.3,
@@ -222,21 +228,22 @@ def by_audio(predict: Predict, corpus: Corpus, videos: list[str]) -> Callable[[n
 
 
 def scores(predict: Predict, corpus: Corpus, videos: list[str], params: Params,
-           measured: dict[str, np.ndarray] | None = None,
-           output: LipsStats | None = None) -> tuple[dict, list[dict]]:
+           measured: dict[str, np.ndarray] | None = None, output: LipsStats | None = None,
+           shape: Shape | None = None) -> tuple[dict, list[dict]]:
     """speaker_scores of the predictor on `videos`, the lip statistics of the training people as the
-    corpus's (what the bound keeps lips near), `output` its own (LstmArtifact.output_stats)."""
+    corpus's (what the bound keeps lips near), `output` and `shape` its own (LstmArtifact's)."""
     trained = [v.lips[v.face_found] for v in corpus.videos if v.video_id not in HELD_OUT]
     stats = lips_moments(np.concatenate(trained))
     return speaker_scores(by_audio(predict, corpus, videos), [corpus.video(v) for v in videos], params, stats,
-                          int(corpus.meta["face_size"]), list(corpus.meta["lip_indices"]), measured, output)
+                          int(corpus.meta["face_size"]), list(corpus.meta["lip_indices"]), measured, output,
+                          shape)
 
 
 def sync_shifts(setting: dict, train: dict[str, np.ndarray], inputs: Inputs, corpus: Corpus, params: Params,
-                epochs: int) -> dict[str, int]:
-    """Each training clip's own offset between speech and mouth, found as the stage finds it
-    (models/training/sync.py: lstm.sync_folds folds of the people, each measured by this try's model
-    trained on the others)."""
+                epochs: int) -> tuple[dict[str, int], float]:
+    """(each training clip's own offset between speech and mouth, the shape gain), found as the stage
+    finds them (models/training/sync.py: lstm.sync_folds folds of the people, each measured by this try's
+    model trained on the others; models/training/shape.py, with `shape` in the setting, else 1)."""
     def fitted(others: Split) -> tuple[Callable[[np.ndarray], np.ndarray], None]:
         predict, _ = fit(setting, {v: r for v, r in others.train.items() if r.any()}, inputs, corpus, params,
                          epochs)
@@ -244,7 +251,10 @@ def sync_shifts(setting: dict, train: dict[str, np.ndarray], inputs: Inputs, cor
 
     rows = {v.video_id: train.get(v.video_id, np.zeros(len(v), bool)) for v in corpus.videos}
     split = Split("speaker", rows, {v: np.zeros_like(r) for v, r in rows.items()})
-    return video_offsets(corpus, split, params, fitted)
+    fits = fold_fits(corpus, split, params, fitted)
+    offsets = fold_offsets(fits, corpus, split, params)
+    gain = shape_gain(fits, in_sync(corpus, offsets), split, params) if setting.get("shape") else 1.0
+    return offsets, gain
 
 
 def by_hash(name: str) -> str:
@@ -261,14 +271,17 @@ def run_try(name: str, setting: dict, corpus: Corpus, params: Params, inputs: In
                    MAX_EPOCHS, dev=lambda p: scores(p, corpus, dev_videos, params)[0]["mouth_open_r"])
     epochs = EVERY * (int(np.argmax(curve)) + 1)
     chosen = time.perf_counter()
-    shifts = sync_shifts(setting, train, inputs, corpus, params, epochs) if setting.get("sync") else None
+    shifts, gain = {}, 1.0
+    if setting.get("sync"):
+        shifts, gain = sync_shifts(setting, train, inputs, corpus, params, epochs)
+    shape = Shape(gain, tuple(corpus.meta["lip_indices"]))
     predict = ensemble(setting, train, inputs, corpus, params, epochs, shifts)
     trained = time.perf_counter()
     output = output_stats(by_audio(predict, corpus, list(train)), corpus, split.train, params)
-    held, per_person = scores(predict, corpus, HELD_OUT, params, output=output)
+    held, per_person = scores(predict, corpus, HELD_OUT, params, output=output, shape=shape)
     # his clip as the try trained on it: moved by its own offset when the try syncs (evals/speech.py too)
-    synced = in_sync(corpus, shifts or {})
-    obama, _ = scores(predict, synced, [OBAMA], params, {OBAMA: split.val[OBAMA]}, output)
+    synced = in_sync(corpus, shifts)
+    obama, _ = scores(predict, synced, [OBAMA], params, {OBAMA: split.val[OBAMA]}, output, shape)
     for row in per_person:
         say(f"speech tries: {name} " + json.dumps({k: v if isinstance(v, str) else round(v, 3)
                                                     for k, v in row.items()}))

@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> dict:
         face = v.face_found
         raw = predict_lips(model, artifact, v.audio)
         asked = speaker_lips(raw, params, lips_moments(v.lips[face]), stats, v.audio[:, LOG_ENERGY],
-                             closed_lips(v.lips[face], indices), artifact.output_stats)
+                             closed_lips(v.lips[face], indices), artifact.output_stats, artifact.shape)
         asked = standard(lips_opening(asked, indices), face)
         real = standard(lips_opening(np.nan_to_num(v.lips), indices), face)
         samples = read_audio(project.videos / f"{video}.mp4", p.sample_rate)

@@ -161,6 +161,16 @@ class References:
         return cls(saved["crops"], saved["lips"], saved["frames"])
 
 
+@dataclass(frozen=True)
+class Shape:
+    """How much of the lips' shape beside their opening an LSTM is trusted with (LstmArtifact.shape_gain):
+    models/training/lips.py's shaped_lips keeps the opening asked for whole and scales the rest of the lips'
+    motion by `gain`."""
+
+    gain: float
+    lip_indices: tuple[int, ...]
+
+
 @dataclass(kw_only=True, eq=False)
 class Artifact:
     """What both artifacts hold: the network's weights and constructor arguments, and how they were
@@ -266,6 +276,14 @@ class LstmArtifact(Artifact):
     # swings on speech it knows, what a clip's own swing is judged against (models/training/lips.py:
     # source_stats). None in artifacts written before it was kept.
     output_stats: LipsStats | None = None
+    # How much of the lips' motion beside the opening to trust (models/training/shape.py: measured on
+    # voices it never heard; 1: all of it, as artifacts written before it was kept).
+    shape_gain: float = 1.0
+
+    @property
+    def shape(self) -> Shape:
+        """What final_lips scales the lips' shape with (models/training/lips.py: Shape)."""
+        return Shape(self.shape_gain, tuple(self.lip_indices))
 
     def to_disk(self) -> dict[str, Any]:
         saved = super().to_disk()
@@ -281,6 +299,7 @@ class LstmArtifact(Artifact):
         return cls(
             **cls._made(saved),
             output_stats=LipsStats.from_disk(output) if output is not None else None,
+            shape_gain=float(saved.get("shape_gain", 1.0)),
             context=int(saved["context"]),
             audio_mean=_array(saved["audio_mean"]),
             audio_std=_array(saved["audio_std"]),

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.artifacts import LipsStats
+from models.artifacts import LipsStats, Shape
 from models.errors import RenderError
 from models.rendering.layouts import FrameStream, Layout, check_output
 from models.rendering.loading import Models, Target, load_models, models_stage, resolve_target
@@ -124,8 +124,9 @@ def clip_lips(target: Target, params: Params, lips: np.ndarray, loudness: np.nda
     """What render() does to a whole clip's raw lips in memory, before the generator; with `loudness` (the
     log energy per frame, features[:, LOG_ENERGY]) and the target's `closed` lips, the silence gate too."""
     stats = target.models.cgan_artifact.lips_stats
-    return speaker_lips(lips, params, target.stats, pooled_stats(stats), loudness, closed,
-                        target.models.lstm_artifact.output_stats)
+    lstm = target.models.lstm_artifact
+    return speaker_lips(lips, params, target.stats, pooled_stats(stats), loudness, closed, lstm.output_stats,
+                        lstm.shape)
 
 
 def _speech_to_disk(
@@ -177,6 +178,7 @@ def _lips_to_disk(
     closed: np.ndarray,
     scratch: Path,
     output: LipsStats | None = None,
+    shape: Shape | None = None,
 ) -> np.memmap:
     """Step 2: raw -> final lips chunk by chunk, each with the smoothing windows' margin (speaker_lips, in
     constant memory: the clip's statistics over its voiced frames, read from disk)."""
@@ -192,7 +194,7 @@ def _lips_to_disk(
     for start in range(0, frames, chunk):
         lo, hi = max(0, start - half), min(frames, start + chunk + half)
         block = np.asarray(raw[lo:hi])
-        lips = final_lips(block[:, :dim], params, target, source, prior, corpus, block[:, -1], silence)
+        lips = final_lips(block[:, :dim], params, target, source, prior, corpus, block[:, -1], silence, shape)
         final[start : start + chunk] = lips[start - lo : start - lo + chunk]
     final.flush()
     return final
@@ -235,7 +237,7 @@ def render(
         raw, clip, seconds = _speech_to_disk(models, audio, params, Path(scratch), info, options.progress)
         stats = models.cgan_artifact.lips_stats
         final = _lips_to_disk(raw, clip, params, stats, layout.stats, layout.closed, Path(scratch),
-                              models.lstm_artifact.output_stats)
+                              models.lstm_artifact.output_stats, models.lstm_artifact.shape)
         if options.lips_out is not None:
             np.save(options.lips_out, np.asarray(final))
         _encode(layout.frames(final, raw), out, audio, seconds, params, signer, options.progress)

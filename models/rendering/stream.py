@@ -217,7 +217,7 @@ class LiveStream:
         clip = self.voiced.moments() if self.voiced.frames >= max(self.warmup, 2) else (output or self.corpus)
         source, prior = source_stats(r.align, clip, self.corpus, output)
         lips = final_lips(raw[lo:hi], self.params, self.target.stats, source, prior, self.corpus, loudness,
-                          Silence(threshold, self.target.closed))
+                          Silence(threshold, self.target.closed), self.models.lstm_artifact.shape)
         return lips[new]
 
     def _paint(self, start: int, lips: np.ndarray) -> list[np.ndarray]:

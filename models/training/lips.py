@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import norm
 
-from models.artifacts import LipsStats
+from models.artifacts import LipsStats, Shape
 from tasks.config.params import Params
 from tasks.rows.landmarks import INNER_BOTTOM, INNER_TOP, lips_opening
 
@@ -174,17 +174,23 @@ def closed_lips(lips: np.ndarray, lip_indices: list[int]) -> np.ndarray:
     return lips[opening <= np.quantile(opening, CLOSED_QUANTILE)].mean(0).astype(np.float32)
 
 
+def opening_gradient(mean: np.ndarray, lip_indices: list[int]) -> np.ndarray:
+    """(LIPS_DIM,) the gradient of the opening (lips_opening, the inner-lip gap) at lips `mean`: the
+    opening taken as linear near there."""
+    points = np.asarray(mean, np.float64).reshape(-1, 2)
+    top, bottom = list(lip_indices).index(INNER_TOP), list(lip_indices).index(INNER_BOTTOM)
+    gap = points[bottom] - points[top]
+    gradient = np.zeros_like(points)
+    gradient[bottom], gradient[top] = gap, -gap
+    return gradient.reshape(-1) / max(np.linalg.norm(gap), 1e-12)
+
+
 def expected_closed_lips(stats: LipsStats, lip_indices: list[int]) -> np.ndarray:
     """closed_lips for a speaker known by their lip statistics alone (no frames to read): the expected lips
     (Gaussian) given an opening at its CLOSED_QUANTILE / 2, the middle of the lowest decile, the opening
     taken as linear near the mean (the inner-lip gap along its direction there)."""
     mean, cov = np.asarray(stats.mean, np.float64), np.asarray(stats.cov, np.float64)
-    points = mean.reshape(-1, 2)
-    top, bottom = list(lip_indices).index(INNER_TOP), list(lip_indices).index(INNER_BOTTOM)
-    gap = points[bottom] - points[top]
-    gradient = np.zeros_like(points)
-    gradient[bottom], gradient[top] = gap, -gap
-    gradient = gradient.reshape(-1) / max(np.linalg.norm(gap), 1e-12)
+    gradient = opening_gradient(mean, lip_indices)
     spread = float(np.sqrt(max(gradient @ cov @ gradient, 0.0)))
     if spread == 0:
         return mean.astype(np.float32)
@@ -213,6 +219,28 @@ def gate_lips(lips: np.ndarray, loudness: np.ndarray, threshold: float, closed: 
     return ((1 - weight) * lips + weight * np.asarray(closed, np.float32)).astype(np.float32)
 
 
+def opening_split(target: LipsStats, lip_indices: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """(along, rest): (LIPS_DIM, LIPS_DIM) maps of a deviation from the target's mean lips onto the part its
+    opening explains (the target's own lips regressed on their opening: how *their* lips move as they open)
+    and the rest, which leaves the opening as it is; along + rest is the identity."""
+    cov = np.asarray(target.cov, np.float64)
+    gradient = opening_gradient(target.mean, lip_indices)
+    spread = float(gradient @ cov @ gradient)
+    if spread <= 1e-18:  # a target that never opens: no opening to keep apart
+        return np.zeros_like(cov), np.eye(len(cov))
+    along = np.outer(cov @ gradient / spread, gradient)
+    return along, np.eye(len(cov)) - along
+
+
+def shaped_lips(lips: np.ndarray, target: LipsStats, shape: Shape) -> np.ndarray:
+    """Lips in the target's statistics with their motion beside the opening scaled by shape.gain (the opening
+    and the target's mean untouched), clipped to [0, 1]."""
+    along, rest = opening_split(target, list(shape.lip_indices))
+    mean = np.asarray(target.mean, np.float64)
+    moved = (np.asarray(lips, np.float64) - mean) @ (along + shape.gain * rest).T
+    return np.clip(mean + moved, 0.0, 1.0).astype(np.float32)
+
+
 @dataclass(frozen=True)
 class Silence:
     """The silence gate of one clip (models/training/lips.py: gate_lips): frames whose loudness is under
@@ -231,12 +259,16 @@ def final_lips(
     corpus: LipsStats,
     loudness: np.ndarray | None = None,
     silence: Silence | None = None,
+    shape: Shape | None = None,
 ) -> np.ndarray:
-    """Raw LSTM lips -> what the generator is given: aligned, smoothed, bounded, closed where the speech
-    is silent (models/training/lips.py)."""
+    """Raw LSTM lips -> what the generator is given: aligned, their shape beside the opening scaled by
+    what the LSTM is trusted with (`shape`), smoothed, bounded, closed where the speech is silent
+    (models/training/lips.py)."""
     r = params.render
     if r.align != "none":
         lips = align_lips(lips, target, source, prior)
+    if shape is not None and shape.gain != 1:
+        lips = shaped_lips(lips, target, shape)
     lips = bound_lips(smooth_lips(lips, r.smooth_window), corpus, r.max_lips_distance)
     if silence is None or loudness is None:
         return lips
@@ -245,21 +277,22 @@ def final_lips(
 
 def speaker_lips(lips: np.ndarray, params: Params, target: LipsStats, corpus: LipsStats,
                  loudness: np.ndarray | None = None, closed: np.ndarray | None = None,
-                 output: LipsStats | None = None) -> np.ndarray:
+                 output: LipsStats | None = None, shape: Shape | None = None) -> np.ndarray:
     """What render() does to a whole clip's raw lips for a target speaker of lip statistics `target`, the
     corpus's being `corpus` (the lips the generator, or the LSTM, was trained on), the LSTM's `output`
-    (source_stats). With `loudness` (the log energy per frame) and the target's `closed` lips
-    (closed_lips), the clip's statistics are its voiced frames' and its silences close the mouth
+    (source_stats) and `shape` (Shape). With `loudness` (the log energy per frame) and the target's `closed`
+    lips (closed_lips), the clip's statistics are its voiced frames' and its silences close the mouth
     (render.silence_db)."""
     lips = np.asarray(lips, np.float32)
     if loudness is None or closed is None:
         source, prior = source_stats(params.render.align, lips_moments(lips), corpus, output)
-        return final_lips(lips, params, target, source, prior, corpus)
+        return final_lips(lips, params, target, source, prior, corpus, shape=shape)
     threshold = silence_threshold(loudness, params.render.silence_db)
     voiced = np.asarray(loudness) >= threshold
     clip = lips_moments(lips[voiced] if voiced.sum() >= 2 else lips)
     source, prior = source_stats(params.render.align, clip, corpus, output)
-    return final_lips(lips, params, target, source, prior, corpus, loudness, Silence(threshold, closed))
+    return final_lips(lips, params, target, source, prior, corpus, loudness, Silence(threshold, closed),
+                      shape)
 
 
 def voiced_moments(raw: np.ndarray, threshold: float, chunk: int, every: LipsStats) -> LipsStats:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.artifacts import LipsStats
+from models.artifacts import LipsStats, Shape
 from models.training.data import Corpus, Video
 from models.training.lip_metrics import closed_mouth, lag_correlations, lip_metrics, sync_offset
 from models.training.lips import MomentSums, closed_lips, lips_moments, silence_threshold, speaker_lips
@@ -92,17 +92,18 @@ def mean_lips(corpus: Corpus, rows: dict[str, np.ndarray]) -> Predict:
 def speaker_scores(predict: Predict, videos: list[Video], params: Params, corpus: LipsStats,
                    face_size: int, lip_indices: list[int],
                    measured: dict[str, np.ndarray] | None = None,
-                   output: LipsStats | None = None) -> tuple[dict, list[dict]]:
+                   output: LipsStats | None = None, shape: Shape | None = None) -> tuple[dict, list[dict]]:
     """({mouth_open_r, lmd_px, sync_offset_frames, amp, amp_min} over `videos`, the same per video): each
     video's speech through `predict`, aligned to the video's own lips as a render aligns to its target.
     `measured`: per video id, the frames measured (and whose lips are the target's), e.g. the later part
     of a trained person's video (split.by_time); the whole video's speech is heard either way. `output`:
-    the predictor's own lip statistics (LstmArtifact.output_stats; models/training/lips.py: source_stats)."""
+    the predictor's own lip statistics (LstmArtifact.output_stats; models/training/lips.py: source_stats);
+    `shape`: how much of its lips' shape it is trusted with (LstmArtifact.shape)."""
     per_video, curves, weights = [], [], []
     for v in videos:
         face = v.face_found if measured is None else v.face_found & measured[v.video_id]
         asked = speaker_lips(predict(v.audio), params, lips_moments(v.lips[face]), corpus,
-                             v.audio[:, LOG_ENERGY], closed_lips(v.lips[face], lip_indices), output)
+                             v.audio[:, LOG_ENERGY], closed_lips(v.lips[face], lip_indices), output, shape)
         scores = lip_metrics(asked[face], v.lips[face], face_size, lip_indices)
         real = np.where(face, lips_opening(np.nan_to_num(v.lips), lip_indices), np.nan)
         opening = lips_opening(asked, lip_indices)
@@ -125,10 +126,10 @@ def speaker_scores(predict: Predict, videos: list[Video], params: Params, corpus
 def held_out_scores(predict: Predict, corpus: Corpus, rows: dict[str, np.ndarray], held_out: list[str],
                     params: Params, baselines: bool = True,
                     measured: dict[str, np.ndarray] | None = None,
-                    output: LipsStats | None = None) -> dict:
+                    output: LipsStats | None = None, shape: Shape | None = None) -> dict:
     """speaker_scores of `predict` and (`baselines`), prefixed loudness_ and mean_, of the two baselines
-    fitted on `rows` (the training frames), on the videos `held_out` (`measured`: speaker_scores'); flat,
-    as a benchmark prints it."""
+    fitted on `rows` (the training frames), on the videos `held_out` (`measured`, `output`, `shape`:
+    speaker_scores', the predictor's alone); flat, as a benchmark prints it."""
     lip_indices, face_size = list(corpus.meta["lip_indices"]), int(corpus.meta["face_size"])
     videos = [corpus.video(video_id) for video_id in held_out]
     stats = lips_moments(training_lips(corpus, rows))
@@ -136,8 +137,9 @@ def held_out_scores(predict: Predict, corpus: Corpus, rows: dict[str, np.ndarray
     if baselines:
         methods.update(loudness_=LoudnessLips.fit(corpus, rows, lip_indices), mean_=mean_lips(corpus, rows))
     for prefix, method in methods.items():
+        own = prefix == ""
         together, _ = speaker_scores(method, videos, params, stats, face_size, lip_indices, measured,
-                                     output if prefix == "" else None)
+                                     output if own else None, shape if own else None)
         scores.update({prefix + name: value for name, value in together.items()})
     return scores
 
@@ -162,7 +164,8 @@ def pad_with_silence(samples: np.ndarray, sample_rate: int, fps: float,
 
 
 def silence_scores(predict: Predict, speech: dict[str, np.ndarray], corpus: Corpus, stats: LipsStats,
-                   params: Params, seed: int = 0, output: LipsStats | None = None) -> tuple[dict, list[dict]]:
+                   params: Params, seed: int = 0, output: LipsStats | None = None,
+                   shape: Shape | None = None) -> tuple[dict, list[dict]]:
     """({closed_gap, closed_std, closed_floor_gap} in crop pixels, the mean over the speakers of `speech`
     (video id -> its samples at preprocess.sample_rate), the same per speaker): metrics.closed_mouth over
     the silences pad_with_silence puts in their speech, the mouth asked for aligned to the speaker's own
@@ -178,7 +181,7 @@ def silence_scores(predict: Predict, speech: dict[str, np.ndarray], corpus: Corp
         features = audio_features(padded, p.sample_rate, np.arange(len(silent)) / p.fps, p)
         own = v.lips[v.face_found]
         asked = speaker_lips(predict(features), params, lips_moments(own), stats, features[:, LOG_ENERGY],
-                             closed_lips(own, lip_indices), output)
+                             closed_lips(own, lip_indices), output, shape)
         opening, real = lips_opening(asked, lip_indices)[silent], lips_opening(own, lip_indices)
         gap, std = closed_mouth(opening, real)
         per_video.append({"video_id": video_id, "closed_gap": gap * face_size, "closed_std": std * face_size,

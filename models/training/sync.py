@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -62,29 +62,56 @@ def shipped_fit(corpus: Corpus) -> Fit | None:
     return lambda split: ((lambda audio: predict_lips(model, artifact, audio)), artifact.output_stats)
 
 
-def video_offsets(corpus: Corpus, split: Split, params: Params, fit: Fit,
-                  alone: Callable[[Corpus], Fit | None] = shipped_fit) -> dict[str, int]:
-    """{video id: its offset in frames} for every training video: > 0 when its sound comes after its
-    lips (the mouth asked for from its speech is late by that much), < 0 when it leads them. `alone`:
-    the measuring model of a corpus with one person (shipped_fit), when it gives one."""
-    offsets: dict[str, int] = {}
-    lip_indices, face_size = list(corpus.meta["lip_indices"]), int(corpus.meta["face_size"])
-    folds = sync_folds(split, params)
+@dataclass(frozen=True)
+class FoldFit:
+    """A model that never heard `videos`, to measure them with on their training frames: its predictor of raw
+    lips, its output stats, the lips of the frames it trained on (`stats`); `shipped`: the shipped base LSTM
+    measuring a corpus of one person (shipped_fit)."""
+
+    videos: list[str]
+    predict: Predict
+    output: LipsStats | None
+    stats: LipsStats
+    shipped: bool = False
+
+
+def fold_fits(corpus: Corpus, split: Split, params: Params, fit: Fit,
+              alone: Callable[[Corpus], Fit | None] = shipped_fit) -> list[FoldFit]:
+    """One FoldFit per fold of sync_folds, each fitted (`fit`) on the other folds' training frames; for a
+    corpus of one person, `alone`'s model (shipped_fit) over all its videos when it gives one; else []."""
+    folds, shipped = sync_folds(split, params), False
     if not folds and params.lstm.sync_folds and (base := alone(corpus)) is not None:
-        folds, fit = [sorted(video for video, rows in split.train.items() if rows.any())], base
+        folds, fit, shipped = [sorted(video for video, rows in split.train.items() if rows.any())], base, True
+    fits = []
     for fold in folds:
         train = {video: rows & (video not in fold) for video, rows in split.train.items()}
         others = Split(split.by, train, {video: np.zeros_like(rows) for video, rows in split.train.items()})
         predict, output = fit(others)
         known = train if any(rows.any() for rows in train.values()) else split.train  # alone: its own lips
-        stats = lips_moments(training_lips(corpus, known))
-        videos = [corpus.video(video) for video in fold]
-        measured = {video: split.train[video] for video in fold}
-        _, per_video = speaker_scores(predict, videos, params, stats, face_size, lip_indices, measured,
-                                      output)
+        fits.append(FoldFit(fold, predict, output, lips_moments(training_lips(corpus, known)), shipped))
+    return fits
+
+
+def fold_offsets(fits: list[FoldFit], corpus: Corpus, split: Split, params: Params) -> dict[str, int]:
+    """{video id: its offset in frames} for every video of `fits`, measured by the fit that never heard
+    it: > 0 when its sound comes after its lips (the mouth asked for from its speech is late by that much),
+    < 0 when it leads them."""
+    offsets: dict[str, int] = {}
+    lip_indices, face_size = list(corpus.meta["lip_indices"]), int(corpus.meta["face_size"])
+    for fit in fits:
+        videos = [corpus.video(video) for video in fit.videos]
+        measured = {video: split.train[video] for video in fit.videos}
+        _, per_video = speaker_scores(fit.predict, videos, params, fit.stats, face_size, lip_indices,
+                                      measured, fit.output)
         offsets.update({row["video_id"]: int(row["sync_offset_frames"]) for row in per_video
                         if np.isfinite(row["sync_offset_frames"])})
     return offsets
+
+
+def video_offsets(corpus: Corpus, split: Split, params: Params, fit: Fit,
+                  alone: Callable[[Corpus], Fit | None] = shipped_fit) -> dict[str, int]:
+    """fold_offsets of every training video, by fold_fits of `fit` (or `alone`, for one person)."""
+    return fold_offsets(fold_fits(corpus, split, params, fit, alone), corpus, split, params)
 
 
 def moved(video: Video, frames: int) -> Video:

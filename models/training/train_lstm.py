@@ -29,9 +29,10 @@ from models.networks.lstm import AudioToLips, predict_lips
 from models.training.data import Corpus, LipsWindows, audio_stats, lips_stats, load_corpus, speaker_means
 from models.training.lip_metrics import lip_metrics
 from models.training.run import TrainingRun, epoch_line, made_from
+from models.training.shape import shape_gain
 from models.training.speakers import held_out_scores, output_stats
 from models.training.split import Split, split_corpus
-from models.training.sync import in_sync, video_offsets
+from models.training.sync import fold_fits, fold_offsets, in_sync
 from tasks.config.entry import (
     DEFAULT_ROOT,
     Lstm,
@@ -131,7 +132,7 @@ def train(root: Root = DEFAULT_ROOT, params_file: ParamsFile = None, override: O
     corpus = load_corpus(paths.shards)
     split = split_corpus(corpus, params)
     fingerprint = corpus.fingerprint()
-    corpus, offsets = synced(corpus, split, params, device)
+    corpus, offsets, gain = synced(corpus, split, params, device)
     data = lips_data(corpus, split, p, device)
     print(f"lstm: {len(data.train)} train / {len(data.val)} val frames, split by {split.by}, on {device}")
 
@@ -151,7 +152,8 @@ def train(root: Root = DEFAULT_ROOT, params_file: ParamsFile = None, override: O
         torch.set_rng_state(rng)
 
     baseline = evaluate(model, data, corpus.meta, device, use_amp, predict_mean=True)
-    training.summarise({"sync_offsets": offsets, "baseline_val_loss": baseline["val_loss"],
+    training.summarise({"sync_offsets": offsets, "shape_gain": gain,
+                        "baseline_val_loss": baseline["val_loss"],
                         "baseline_lmd_px": baseline["lmd_px"]})
     print(f"lstm: baseline (predict the train mean) val_loss {baseline['val_loss']:.4f} "
           f"lmd_px {baseline['lmd_px']:.2f}")
@@ -161,7 +163,7 @@ def train(root: Root = DEFAULT_ROOT, params_file: ParamsFile = None, override: O
         started = time.perf_counter()
         metrics = {"train_loss": train_epoch(model, optimizer, scaler, data, p, device, use_amp),
                    **evaluate(model, data, corpus.meta, device, use_amp),
-                   **speaker_figures(model, hparams, data, corpus, split, params, baselines=False)}
+                   **speaker_figures(model, hparams, data, corpus, split, params, gain, baselines=False)}
         if keep_last or metrics["val_loss"] < best["val_loss"]:
             snapshot = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
             best = {"val_loss": metrics["val_loss"], "epoch": epoch + 1, "state_dict": snapshot}
@@ -171,26 +173,33 @@ def train(root: Root = DEFAULT_ROOT, params_file: ParamsFile = None, override: O
 
     if best["state_dict"] is not None:
         model.load_state_dict(best["state_dict"])
-    held_out = speaker_figures(model, hparams, data, corpus, split, params)
+    held_out = speaker_figures(model, hparams, data, corpus, split, params, gain)
     training.summarise({name: finite_or_none(value) for name, value in held_out.items()})
     if held_out:
         print("lstm: held-out videos, aligned as a render aligns: " + json.dumps(held_out))
-    training.finish(lstm_artifact(model, hparams, data, corpus, split, params, best), paths.lstm)
+    training.finish(lstm_artifact(model, hparams, data, corpus, split, params, best, gain), paths.lstm)
     print(f"lstm: wrote {paths.lstm} (epoch {best['epoch']}, val_loss {best['val_loss']:.4f})")
 
 
 def synced(corpus: Corpus, split: Split, params: Params,
-           device: torch.device) -> tuple[Corpus, dict[str, int]]:
-    """(the corpus with each training video's lips moved by its sync offset, the offsets): models/training/
-    sync.py with fitted LSTMs; the RNGs seeded again after, so the training that follows starts as it
-    would without them."""
-    offsets = video_offsets(corpus, split, params, lambda others: fitted(corpus, others, params, device))
+           device: torch.device) -> tuple[Corpus, dict[str, int], float]:
+    """(the corpus with each training video's lips moved by its sync offset, the offsets, the shape gain):
+    models/training/sync.py with fitted LSTMs, and what the same LSTMs earn on the lips' shape of the
+    videos they never heard, once in sync (models/training/shape.py); the RNGs seeded again after, so the
+    training that follows starts as it would without them."""
+    fits = fold_fits(corpus, split, params, lambda others: fitted(corpus, others, params, device))
+    offsets = fold_offsets(fits, corpus, split, params)
+    corpus = in_sync(corpus, offsets)
+    gain = shape_gain(fits, corpus, split, params)
     seed_everything(params.seed)
     if offsets:
         moved = " ".join(f"{v} {k:+d}" for v, k in sorted(offsets.items()) if k) or "none, all in sync"
         print(f"lstm: training videos' lips moved by their sync offsets (frames, lstm.sync_folds "
               f"{params.lstm.sync_folds}): {moved}")
-    return in_sync(corpus, offsets), offsets
+    if gain != 1:
+        print(f"lstm: the lips' shape beside the opening is trusted with a gain of {gain:.3f} "
+              f"(models/training/shape.py)")
+    return corpus, offsets, gain
 
 
 def fitted(corpus: Corpus, split: Split, params: Params, device: torch.device):
@@ -211,7 +220,7 @@ def fitted(corpus: Corpus, split: Split, params: Params, device: torch.device):
 
 
 def speaker_figures(model: AudioToLips, hparams: dict, data: LipsData, corpus: Corpus, split: Split,
-                    params: Params, baselines: bool = True) -> dict:
+                    params: Params, gain: float = 1.0, baselines: bool = True) -> dict:
     """On the videos held out whole (split.held_out(): by speaker, people never heard), the lips a render
     asks for measured against theirs (models/training/speakers.py), keys prefixed held_out_; with
     `baselines`, also the loudness_ and mean_ baselines'. {} when no video is held out whole."""
@@ -220,17 +229,18 @@ def speaker_figures(model: AudioToLips, hparams: dict, data: LipsData, corpus: C
         return {}
     model.eval()
     artifact = lstm_artifact(model, hparams, data, corpus, split, params,
-                             {"epoch": 0, "val_loss": float("nan")})
+                             {"epoch": 0, "val_loss": float("nan")}, gain)
     predict = lambda audio: predict_lips(model, artifact, audio)
     scores = held_out_scores(predict, corpus, split.train, held_out, params, baselines,
-                             output=artifact.output_stats)
+                             output=artifact.output_stats, shape=artifact.shape)
     return {f"held_out_{name}": value for name, value in scores.items()}
 
 
 def lstm_artifact(model: AudioToLips, hparams: dict, data: LipsData, corpus: Corpus, split: Split,
-                  params: Params, best: dict) -> LstmArtifact:
+                  params: Params, best: dict, gain: float = 1.0) -> LstmArtifact:
     """The model's weights (in eval mode) and everything needed to use them (models/networks/lstm.py:
-    predict_lips), with the statistics of what it predicts for its training speech (output_stats)."""
+    predict_lips), with the statistics of what it predicts for its training speech (output_stats) and the
+    shape gain it is trusted with (`gain`: models/training/shape.py)."""
     model.eval()
     artifact = LstmArtifact(
         state_dict={k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
@@ -240,7 +250,7 @@ def lstm_artifact(model: AudioToLips, hparams: dict, data: LipsData, corpus: Cor
         lips_mean=data.lips_mean, lips_std=data.lips_std,
         face_size=int(corpus.meta["face_size"]),
         feature_layout=list(corpus.meta.get("feature_layout", [])),
-        epoch=best["epoch"], val_loss=best["val_loss"],
+        epoch=best["epoch"], val_loss=best["val_loss"], shape_gain=gain,
         **made_from(params.lstm, corpus, split),
     )
     predict = lambda audio: predict_lips(model, artifact, audio)
