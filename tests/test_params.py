@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tasks.config.params import ParamsError, digest, load_params, parse_override
+from tasks.config.params import Params, ParamsError, digest, load_params, parse_override
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,6 +29,12 @@ def test_repo_params_load_and_hold_every_section():
                 assert dumped[section][key] == value, f"{section}.{key}"
         else:
             assert dumped[section] == values
+
+
+def test_the_code_defaults_are_params_yaml_s():
+    """One default per knob: a key left out of a params file (an older project's, an evaluation's
+    overrides) means what params.yaml says, not another value in the code."""
+    assert Params().model_dump() == load_params(ROOT / "params.yaml").model_dump()
 
 
 def test_unknown_key_is_named(tmp_path):

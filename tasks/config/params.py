@@ -113,8 +113,8 @@ class LstmParams(_Section):
     hidden: int = Field(64, ge=4, le=4096)
     layers: int = Field(1, ge=1, le=8)
     bidirectional: bool = True
-    dropout: float = Field(0.0, ge=0.0, lt=1.0)
-    input_noise: float = Field(0.0, ge=0.0, le=10.0)
+    dropout: float = Field(0.5, ge=0.0, lt=1.0)
+    input_noise: float = Field(0.3, ge=0.0, le=10.0)
     fc_hidden: int = Field(128, ge=4, le=4096)
     epochs: int = Field(30, ge=1)
     batch_size: int = Field(256, ge=1)
@@ -130,7 +130,7 @@ class CganParams(_Section):
     noise_dim: int = Field(50, ge=1, le=1024)
     ngf: int = Field(16, ge=4, le=512)
     ndf: int = Field(16, ge=4, le=512)
-    epochs: int = Field(4, ge=1)
+    epochs: int = Field(3, ge=1)
     finetune_epochs: int = Field(1, ge=0)
     target_video: str = ""
     batch_size: int = Field(16, ge=1)
@@ -139,7 +139,7 @@ class CganParams(_Section):
     beta1: float = Field(0.5, ge=0.0, lt=1.0)
     real_label: float = Field(0.9, gt=0.5, le=1.0)
     l1_weight: float = Field(50.0, ge=0.0)
-    adversarial_weight: float = Field(1.0, ge=0.0)
+    adversarial_weight: float = Field(0.0, ge=0.0)
     mouth_weight: float = Field(4.0, ge=0.0)
     gradient_weight: float = Field(0.0, ge=0.0)  # frame: the L1 of the gradients (models/networks/unet.py)
     detail_weight: float = Field(0.0, ge=0.0)  # frame: the L1 of the fine-detail energy (unet.py: detail_l1)
