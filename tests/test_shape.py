@@ -101,3 +101,20 @@ def test_a_render_keeps_the_opening_whatever_the_gain():
     assert opened[0.0].std() == pytest.approx(opened[1.0].std(), rel=0.02)
     # an artifact written before the gain was kept trusts the whole shape
     assert LstmArtifact.__dataclass_fields__["shape_gain"].default == 1.0
+
+
+def test_render_shape_gain_forces_the_artifact_s():
+    corpus, _ = clips()
+    video = corpus.video("bob")
+    own = lips_moments(video.lips)
+    earned = Shape(0.0, tuple(INDICES))
+
+    def asked(**override):
+        params = load_params(ROOT / "params.yaml", {"render.silence_db": 0, **override})
+        return speaker_lips(video.lips, params, own, own, shape=earned)
+
+    whole = speaker_lips(video.lips, load_params(ROOT / "params.yaml", {"render.silence_db": 0}), own, own)
+    np.testing.assert_allclose(asked(**{"render.shape_gain": 1}), whole, atol=1e-6)  # forced: all of it
+    flat = asked()  # auto: the artifact's 0
+    assert not np.allclose(flat, whole, atol=1e-3)
+    np.testing.assert_allclose(asked(**{"render.shape_gain": 0}), flat, atol=1e-6)

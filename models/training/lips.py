@@ -262,13 +262,15 @@ def final_lips(
     shape: Shape | None = None,
 ) -> np.ndarray:
     """Raw LSTM lips -> what the generator is given: aligned, their shape beside the opening scaled by
-    what the LSTM is trusted with (`shape`), smoothed, bounded, closed where the speech is silent
-    (models/training/lips.py)."""
+    what the LSTM is trusted with (`shape`, or render.shape_gain when a number), smoothed, bounded,
+    closed where the speech is silent (models/training/lips.py)."""
     r = params.render
     if r.align != "none":
         lips = align_lips(lips, target, source, prior)
-    if shape is not None and shape.gain != 1:
-        lips = shaped_lips(lips, target, shape)
+    if shape is not None:  # render.shape_gain: the LSTM's own (auto) or forced
+        gain = shape.gain if r.shape_gain == "auto" else float(r.shape_gain)
+        if gain != 1:
+            lips = shaped_lips(lips, target, Shape(gain, shape.lip_indices))
     lips = bound_lips(smooth_lips(lips, r.smooth_window), corpus, r.max_lips_distance)
     if silence is None or loudness is None:
         return lips

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -176,6 +176,7 @@ class RenderParams(_Section):
     align: Literal["clip", "corpus", "none"] = "clip"
     smooth_window: int = Field(3, ge=1, le=31)
     max_lips_distance: float = Field(6.0, ge=0.0)
+    shape_gain: Literal["auto"] | Annotated[float, Field(ge=0.0, le=1.0)] = "auto"
     silence_db: float = Field(50.0, ge=0.0, le=120.0)
     chunk_seconds: float = Field(10.0, ge=1.0, le=600.0)
     batch_size: int = Field(128, ge=1, le=4096)
