@@ -97,7 +97,9 @@ On the held-out 20 % of every clip, placed on each speaker's own mean mouth (`ls
 | --- | --- |
 {figures}
 
-How it does on people it never heard is measured by `python -m evals.speech` (docs/results.md).{alone}
+`shape_gain`: how much of the lips' motion beside the opening a render keeps (the opening is kept whole):
+what models of the same clips that never heard a clip earned on it (models/training/shape.py). How it
+does on people it never heard is measured by `python -m evals.speech` (docs/results.md).{alone}
 """
 ALONE = """ This LSTM
 was retrained after the generator (`make base-lstm`): the Params and Held-out figures above are of the
@@ -109,7 +111,8 @@ def refresh_lstm_card(paths: Paths, into: Path = SHIPPED_BASE, alone: bool = Fal
     retrained after the generator, which the card's other sections describe)."""
     params = load_params(paths.params)
     metrics = json.loads((paths.dvclive / "lstm" / "metrics.json").read_text())
-    keys = ("best_val_loss", "baseline_val_loss", "lmd_px", "baseline_lmd_px", "mouth_open_r", "best_epoch")
+    keys = ("best_val_loss", "baseline_val_loss", "lmd_px", "baseline_lmd_px", "mouth_open_r", "best_epoch",
+            "shape_gain")
     figures = "\n".join(f"| `{key}` | {metrics[key]:.4g} |" for key in keys if key in metrics)
     layout = LstmArtifact.load(paths.lstm).feature_layout
     phones = sum(name.startswith("phone_") for name in layout)
