@@ -18,7 +18,8 @@ held-out frame (the last 25%, never trained on) is painted given its own true li
     mouth_psnr, mouth_ssim   the adapted frame generator, composited into the crop as a render does
     sharpness, teeth         its lower face's gradient and its open mouths' bright share, over the real's
     detectability            a classifier's accuracy telling its lower face from the real one (0.5: none)
-    detectability_blurred    ... the same of the real frames blurred as soft as ours: under 0.8, blind
+    detectability_blurred    ... the same of the real frames blurred as soft as ours (at most sharpness
+                             0.9: detectability.CONTROL_SHARPNESS): under 0.8, blind
                              (models/evaluation/detectability.py; mouth_metrics.py for the others)
     full_lmd_px              dlib on its full-frame composites vs the lips asked for (crop px) ...
     dlib_floor_px            ... and dlib on the real frames vs their own table lips: the floor
@@ -66,7 +67,7 @@ from models.evaluation.baselines import (
     read_face_rows,
     split_in_time,
 )
-from models.evaluation.detectability import blurred, detectability, matched_blur
+from models.evaluation.detectability import blurred, control_sigma, detectability
 from models.evaluation.mouth_metrics import (
     dlib_floor_px,
     flicker,
@@ -222,7 +223,7 @@ def measure(clip: Path, scratch: Path, corpus: Paths, params: Params, plan: dict
     if "ours" in composites:
         result["full_lmd_px"] = full_frame_lmd(frames, painters["ours"], held, indices)
         result["flicker"] = flicker(composites["ours"], masks, held.faces)
-        sigma = matched_blur(held.faces, masks, result["sharpness"])
+        sigma = control_sigma(held.faces, masks, result["sharpness"])
         result["detectability_blurred"] = _detected(blurred(held.faces, masks, sigma), held, masks)
         say(f"{clip.name}: the blurred control's sigma {sigma:.2f} px (sharpness {result['sharpness']:.3f})")
     say(json.dumps({"clip": clip.name, "train_frames": len(train), "held_out": len(held),

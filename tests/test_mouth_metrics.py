@@ -25,6 +25,7 @@ from models.evaluation.baselines import (
     split_in_time,
 )
 from models.evaluation.detectability import (
+    CONTROL_SHARPNESS,
     GAP,
     block_folds,
     detectability,
@@ -260,6 +261,10 @@ def test_a_classifier_cannot_tell_the_real_mouth_from_itself_and_tells_a_blurred
     assert matched_blur(faces, masks, 1.02) == 0.0  # sharper than the real frames: no blur to match
     scores = detectability_scores(faces, smear, masks, rows.frames)
     assert scores["blur_sigma"] == pytest.approx(2.0, abs=0.05) and scores["detectability_blurred"] >= 0.9
+    # ours as sharp as the real frames: the control is still a blur a viewer sees, CONTROL_SHARPNESS soft
+    sigma = detectability_scores(faces, faces, masks, rows.frames)["blur_sigma"]
+    assert sigma > 0
+    assert sharpness(soft(faces, masks, sigma), masks, faces) == pytest.approx(CONTROL_SHARPNESS, abs=0.01)
     with pytest.raises(ValueError, match="at least 20 needed"):
         detectability(faces[:8], faces[:8], masks[:8], rows.frames[:8])
     with pytest.raises(ValueError, match="36 real, 35 painted"):

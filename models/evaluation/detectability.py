@@ -8,10 +8,12 @@
   set, so a neighbour of a test frame (nearly the same picture) never teaches the classifier the answer.
   A frame's real and painted crops always sit on the same side.
 - detectability_blurred: the same test of the real frames against themselves blurred inside the mask
-  (a Gaussian, blended by the soft compositing mask as a composite is) just as soft as ours
-  (`matched_blur`: the sigma at which their sharpness, models/evaluation/mouth_metrics.py, is ours). A test
-  that cannot catch that (under CONTROL_FLOOR) is blind to the softness a painted mouth shows;
-  blur_sigma says how strong it was (0 when ours is as sharp as the real frames: nothing to catch).
+  (a Gaussian, blended by the soft compositing mask as a composite is) as soft as ours, or as
+  CONTROL_SHARPNESS when ours is sharper (`control_sigma`; `matched_blur`: the sigma at which their
+  sharpness, models/evaluation/mouth_metrics.py, is that). A test that cannot catch that (under
+  CONTROL_FLOOR) is blind to the softness a painted mouth shows; blur_sigma says how strong it was. The
+  floor keeps the control a blur a viewer sees: matched to a mouth nearly as sharp as the real one, the
+  blur would be too slight for any test to catch, and say nothing of the test.
 
 Features of an image (`lower_face_features`), over the box around its hard mask cut into GRID cells, at
 the crop's own pixels (no resizing, which would hide softness): per cell the log mean gradient
@@ -39,6 +41,9 @@ BANDS = (0.7, 1.4, 2.8)  # sigma of the finer Gaussian of each band (the coarser
 C = 0.1  # the logistic regression's inverse regularisation: ~150 features, tens of frames
 CONTROL_FLOOR = 0.8  # detectability_blurred under this: the test is blind
 MAX_SIGMA = 8.0  # px: matched_blur's widest Gaussian
+# The control's sharpness when ours is sharper: the frame generator's when this test was first asked for
+# (0.88-0.93 of the real frames'), a softness a viewer sees.
+CONTROL_SHARPNESS = 0.9
 
 
 def lower_face_features(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -132,10 +137,16 @@ def matched_blur(real: np.ndarray, masks: np.ndarray, target: float, steps: int 
     return (low + high) / 2
 
 
+def control_sigma(real: np.ndarray, masks: np.ndarray, ours: float) -> float:
+    """The blur of the control (see the top): `real` as soft as `ours` (a sharpness), or as
+    CONTROL_SHARPNESS when ours is sharper or not a number."""
+    return matched_blur(real, masks, min(ours, CONTROL_SHARPNESS) if np.isfinite(ours) else CONTROL_SHARPNESS)
+
+
 def detectability_scores(real: np.ndarray, ours: np.ndarray, masks: np.ndarray,
                          frames: np.ndarray) -> dict[str, float]:
     """{detectability, detectability_blurred, blur_sigma} of `ours` against `real` (see the top)."""
-    sigma = matched_blur(real, masks, sharpness(ours, masks, real))
+    sigma = control_sigma(real, masks, sharpness(ours, masks, real))
     return {"detectability": detectability(real, ours, masks, frames),
             "detectability_blurred": detectability(real, blurred(real, masks, sigma), masks, frames),
             "blur_sigma": sigma}
