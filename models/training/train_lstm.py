@@ -153,8 +153,7 @@ def train(root: Root = DEFAULT_ROOT, params_file: ParamsFile = None, override: O
 
     baseline = evaluate(model, data, corpus.meta, device, use_amp, predict_mean=True)
     training.summarise({"sync_offsets": offsets, "shape_gain": gain,
-                        "baseline_val_loss": baseline["val_loss"],
-                        "baseline_lmd_px": baseline["lmd_px"]})
+                        **{f"baseline_{key}": baseline[key] for key in ("val_loss", "lmd_px")}})
     print(f"lstm: baseline (predict the train mean) val_loss {baseline['val_loss']:.4f} "
           f"lmd_px {baseline['lmd_px']:.2f}")
     # By speaker, val_loss mostly says whose lips they are, which no speech tells: the last epoch is kept.
