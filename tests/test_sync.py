@@ -13,7 +13,7 @@ from test_speech import INDICES, lips_of, smooth_noise
 from models.artifacts import SHIPPED_BASE, LstmArtifact
 from models.training.data import Corpus, Video
 from models.training.split import Split
-from models.training.sync import in_sync, shipped_fit, sync_folds, video_offsets
+from models.training.sync import fold_fits, fold_offsets, in_sync, shipped_fit, sync_folds
 from tasks.config.params import load_params
 from tasks.rows.features import LOG_ENERGY
 from tasks.rows.landmarks import lips_opening
@@ -64,6 +64,10 @@ def test_offsets_are_found_by_models_that_never_heard_the_clip_and_taken_off():
         asked = lips_opening(lips_of(opening(video.audio[:, LOG_ENERGY])), INDICES)[face]
         real = lips_opening(video.lips[face], INDICES)
         assert np.corrcoef(asked, real)[0, 1] == pytest.approx(1.0, abs=1e-4)
+
+
+def video_offsets(corpus, split, params, fit, alone=shipped_fit) -> dict[str, int]:
+    return fold_offsets(fold_fits(corpus, split, params, fit, alone), corpus, split, params)
 
 
 def oracle(others: Split):

@@ -22,7 +22,7 @@ import numpy as np
 from models.training.data import Corpus
 from models.training.lips import closed_lips, lips_moments, opening_split, speaker_lips
 from models.training.split import Split
-from models.training.sync import FoldFit
+from models.training.sync import Fit, FoldFit, fold_fits, fold_offsets, in_sync
 from tasks.config.params import Params
 from tasks.rows.features import LOG_ENERGY
 
@@ -51,3 +51,12 @@ def shape_gain(fits: list[FoldFit], corpus: Corpus, split: Split, params: Params
             agree += float((predicted * true).sum())
             power += float((predicted * predicted).sum())
     return 1.0 if power <= 0 else float(np.clip(agree / power, 0.0, 1.0))
+
+
+def folds_say(corpus: Corpus, split: Split, params: Params, fit: Fit) -> tuple[Corpus, dict[str, int], float]:
+    """(the corpus with each training video's lips moved by its offset, the offsets, the shape gain): what
+    the fold models of `fit` (models/training/sync.py: fold_fits) say of the videos each never heard."""
+    fits = fold_fits(corpus, split, params, fit)
+    offsets = fold_offsets(fits, corpus, split, params)
+    corpus = in_sync(corpus, offsets)
+    return corpus, offsets, shape_gain(fits, corpus, split, params)

@@ -108,12 +108,6 @@ def fold_offsets(fits: list[FoldFit], corpus: Corpus, split: Split, params: Para
     return offsets
 
 
-def video_offsets(corpus: Corpus, split: Split, params: Params, fit: Fit,
-                  alone: Callable[[Corpus], Fit | None] = shipped_fit) -> dict[str, int]:
-    """fold_offsets of every training video, by fold_fits of `fit` (or `alone`, for one person)."""
-    return fold_offsets(fold_fits(corpus, split, params, fit, alone), corpus, split, params)
-
-
 def moved(video: Video, frames: int) -> Video:
     """`video` with its lips (and face_found) `frames` later, against the same audio; the frames left
     without lips have no face."""
