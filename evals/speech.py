@@ -50,9 +50,9 @@ import numpy as np
 import torch
 
 from flows.corpus import ROWS, build_corpus
-from models.artifacts import LipsStats, Shape
 from models.common import finite_or_none
 from models.networks.lstm import AudioToLips, load_lstm, predict_lips
+from models.records import LipsStats, Shape
 from models.training.data import Corpus, load_corpus
 from models.training.lips import lips_moments
 from models.training.speakers import (

@@ -42,8 +42,8 @@ import torch
 import torch.nn.functional as F
 
 from evals.speech import HELD_OUT, OBAMA, SOURCES, WORK, build, corpus_sources, say
-from models.artifacts import LipsStats, Shape
 from models.networks.lstm import AudioToLips, window_index
+from models.records import LipsStats, Shape
 from models.training.data import Corpus, load_corpus
 from models.training.lips import lips_moments
 from models.training.shape import shape_gain

@@ -1,6 +1,7 @@
-"""What training hands to evaluation and rendering, typed: the LSTM's artifact (paths.lstm),
-the generator's (paths.cgan) and the lip statistics the generator's carries; and the one
-place where they, and training's resumable checkpoints, are written and read.
+"""What training hands to evaluation and rendering, typed: the LSTM's artifact (paths.lstm) and
+the generator's (paths.cgan), with the records they carry (models/records.py: the lip statistics,
+the reference crops); and the one place where they, and training's resumable checkpoints, are
+written and read.
 
 On disk an artifact is a dict of tensors, lists, numbers and strings, loadable with
 `torch.load(path, weights_only=True)`. In memory every array is a numpy array: float32 for the
@@ -23,6 +24,7 @@ import torch
 from torch import nn
 
 from models.errors import CheckpointError
+from models.records import LipsStats, References, Shape, as_array
 from tasks.config.files import atomic_path
 
 # 2: the generator's `condition`, and this number. 1: what came before, read as format 2.
@@ -108,67 +110,6 @@ def _reason(exc: BaseException) -> str:
     """The exception's type and the first sentence of its first line: what fits in a one-line error."""
     lines = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {lines[0].split('. ')[0][:160]}" if lines else type(exc).__name__
-
-
-def _array(value: Any, dtype: type = np.float32) -> np.ndarray:
-    """A tensor (as saved) or any array-like -> a numpy array of `dtype`."""
-    if isinstance(value, torch.Tensor):
-        value = value.detach().cpu().numpy()
-    return np.asarray(value, dtype)
-
-
-@dataclass(eq=False)
-class LipsStats:
-    """The mean and covariance of a video's lips (LIPS_DIM, in [0, 1] of the crop) over `frames`
-    frames with a face: what rendering aligns one speaker's lips to another's with (models/training/lips.py
-    builds them: lips_moments, MomentSums, pooled_stats)."""
-
-    mean: np.ndarray  # (LIPS_DIM,) float64
-    cov: np.ndarray  # (LIPS_DIM, LIPS_DIM) float64
-    frames: int
-
-    def __post_init__(self) -> None:
-        self.mean, self.cov = _array(self.mean, np.float64), _array(self.cov, np.float64)
-        self.frames = int(self.frames)
-
-    def to_disk(self) -> dict[str, Any]:
-        return {"mean": torch.from_numpy(self.mean.copy()), "cov": torch.from_numpy(self.cov.copy()),
-                "frames": self.frames}
-
-    @classmethod
-    def from_disk(cls, saved: dict[str, Any]) -> LipsStats:
-        return cls(saved["mean"], saved["cov"], saved["frames"])
-
-
-@dataclass(eq=False)
-class References:
-    """A video's reference crops for the frame generator (models/networks/unet.py: reference_bank picks the
-    frames, pick_references one of them per frame painted): the aligned crops, their lips, their frames."""
-
-    crops: np.ndarray  # (K, S, S, 3) uint8
-    lips: np.ndarray  # (K, LIPS_DIM) float32, in [0, 1] of the crop
-    frames: np.ndarray  # (K,) int64: which frames of the video they are
-
-    def __post_init__(self) -> None:
-        self.crops, self.lips = _array(self.crops, np.uint8), _array(self.lips)
-        self.frames = _array(self.frames, np.int64)
-
-    def to_disk(self) -> dict[str, Any]:
-        return {name: torch.from_numpy(np.array(getattr(self, name))) for name in ("crops", "lips", "frames")}
-
-    @classmethod
-    def from_disk(cls, saved: dict[str, Any]) -> References:
-        return cls(saved["crops"], saved["lips"], saved["frames"])
-
-
-@dataclass(frozen=True)
-class Shape:
-    """How much of the lips' shape beside their opening an LSTM is trusted with (LstmArtifact.shape_gain):
-    models/training/lips.py's shaped_lips keeps the opening asked for whole and scales the rest of the lips'
-    motion by `gain`."""
-
-    gain: float
-    lip_indices: tuple[int, ...]
 
 
 @dataclass(kw_only=True, eq=False)
@@ -301,10 +242,10 @@ class LstmArtifact(Artifact):
             output_stats=LipsStats.from_disk(output) if output is not None else None,
             shape_gain=float(saved.get("shape_gain", 1.0)),
             context=int(saved["context"]),
-            audio_mean=_array(saved["audio_mean"]),
-            audio_std=_array(saved["audio_std"]),
-            lips_mean=_array(saved["lips_mean"]),
-            lips_std=_array(saved["lips_std"]),
+            audio_mean=as_array(saved["audio_mean"]),
+            audio_std=as_array(saved["audio_std"]),
+            lips_mean=as_array(saved["lips_mean"]),
+            lips_std=as_array(saved["lips_std"]),
             face_size=int(saved["face_size"]),
             feature_layout=[str(name) for name in saved["feature_layout"]],
             val_loss=float(saved["val_loss"]),
@@ -344,9 +285,9 @@ class CganArtifact(Artifact):
         return cls(
             **cls._made(saved),
             condition=condition,
-            noise=_array(saved["noise"]) if condition == "noise" else None,
-            lips_mean=_array(saved["lips_mean"]),
-            lips_std=_array(saved["lips_std"]),
+            noise=as_array(saved["noise"]) if condition == "noise" else None,
+            lips_mean=as_array(saved["lips_mean"]),
+            lips_std=as_array(saved["lips_std"]),
             lips_stats={str(video): LipsStats.from_disk(s) for video, s in saved["lips_stats"].items()},
             target_video=str(saved["target_video"]),
             face_size=int(saved["face_size"]),

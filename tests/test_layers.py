@@ -3,9 +3,9 @@ import, at the top of a file or lazily inside a function, goes from a module to 
 one, and no units import each other round in a cycle.
 
 A unit is a subpackage of models/ or tasks/ (models/networks, tasks/rows, ...), the modules at the top of
-models/ (artifacts.py, errors.py, common.py) or of tasks/, or a whole top-level package (flows, benchmarks,
-evals). ORDER lists them bottom first; the units of one tier may not import each other, except the OPEN
-ones (benchmarks, evals), which may import anything, round no cycle.
+models/ (artifacts.py, records.py, errors.py, common.py) or of tasks/, or a whole top-level package (flows,
+benchmarks, evals). ORDER lists them bottom first; the units of one tier may not import each other, except the
+OPEN ones (benchmarks, evals), which may import anything, round no cycle.
 """
 
 from __future__ import annotations

@@ -9,18 +9,12 @@ import torch.nn.functional as F
 from helpers import synthetic_shards
 from test_composite import MEAN_FACE
 
-from models.artifacts import (
-    CganArtifact,
-    LipsStats,
-    LstmArtifact,
-    References,
-    load_checkpoint,
-    save_checkpoint,
-)
+from models.artifacts import CganArtifact, LstmArtifact, load_checkpoint, save_checkpoint
 from models.errors import CheckpointError, RenderError
 from models.networks.cgan import Discriminator, Frames, Generator, generate_faces, load_generator
 from models.networks.lstm import AudioToLips, load_lstm, predict_lips, window_index
 from models.networks.unet import UNetGenerator, hard_mask, images
+from models.records import LipsStats, References
 from models.rendering.layouts import check_output
 from models.training.data import (
     FacesWithLips,

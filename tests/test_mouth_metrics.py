@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.artifacts import CganArtifact, References
+from models.artifacts import CganArtifact
 from models.evaluation.baselines import (
     FaceRows,
     composite_crops,
@@ -50,6 +50,7 @@ from models.evaluation.mouth_metrics import (
     teeth,
 )
 from models.networks.unet import UNetGenerator
+from models.records import References
 from tasks.config.params import PreprocessParams
 from tasks.demo.warp import face_rig, render
 from tasks.rows.align import FaceTracker

@@ -13,9 +13,9 @@ import soundfile
 from helpers import reenact
 from render_kit import SR, TINY, ffmpeg, probe, psnr, voice, voice_corpus, write_voice
 
-from models.artifacts import LipsStats
 from models.networks.cgan import generate_faces
 from models.networks.unet import hard_mask
+from models.records import LipsStats
 from models.rendering import layouts
 from models.rendering.render import RenderError, RenderOptions, render
 from models.rendering.speech import frame_count, speech_lips, stream_lips

@@ -8,7 +8,8 @@ import pytest
 from render_kit import ROOT
 from test_speech import INDICES, lips_of, smooth_noise
 
-from models.artifacts import LstmArtifact, Shape
+from models.artifacts import LstmArtifact
+from models.records import Shape
 from models.training.data import Corpus, Video
 from models.training.lips import lips_moments, opening_split, shaped_lips, speaker_lips
 from models.training.shape import shape_gain

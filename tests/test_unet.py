@@ -10,7 +10,6 @@ import simplejpeg
 import torch
 from test_composite import MEAN_FACE
 
-from models.artifacts import References
 from models.networks.mask import lower_face_mask
 from models.networks.unet import (
     IN_CHANNELS,
@@ -32,6 +31,7 @@ from models.networks.unet import (
     pick_references,
     reference_bank,
 )
+from models.records import References
 from tasks.rows.landmarks import LIPS_DIM
 
 LIP_INDICES = [48, 50, 52, 54, 56, 58, 62, 66]

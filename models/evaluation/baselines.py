@@ -25,10 +25,11 @@ import numpy as np
 import simplejpeg
 import torch
 
-from models.artifacts import CganArtifact, References
+from models.artifacts import CganArtifact
 from models.networks.cgan import to_uint8
 from models.networks.mask import lower_face_mask
 from models.networks.unet import UNetGenerator, generator_input, hard_mask, pick_references
+from models.records import References
 from models.rendering.composite import composite
 from tasks.table.shards import list_column_as_array, read_frames
 

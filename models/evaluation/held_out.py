@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 
-from models.artifacts import References
 from models.evaluation.baselines import (
     composite_crops,
     mean_faces,
@@ -27,6 +26,7 @@ from models.evaluation.baselines import (
 )
 from models.evaluation.mouth_metrics import flicker, mouth_scores
 from models.networks.unet import bank_rows
+from models.records import References
 from models.rendering.loading import Models
 from tasks.config.params import CganParams
 

@@ -17,9 +17,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.artifacts import CganArtifact, References
+from models.artifacts import CganArtifact
 from models.errors import CheckpointError
 from models.networks.unet import UNetGenerator, frame_input, pick_references
+from models.records import References
 from tasks.config.params import CganParams
 from tasks.rows.landmarks import LIPS_DIM
 

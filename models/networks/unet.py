@@ -35,8 +35,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from models.artifacts import References
 from models.networks.mask import lower_face_mask
+from models.records import References
 from tasks.config.params import FACE_SIZES
 from tasks.rows.landmarks import LIPS_DIM, lips_opening
 from tasks.table.shards import decode_crops, evenly_spaced

@@ -15,10 +15,11 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from models.artifacts import CganArtifact, References
+from models.artifacts import CganArtifact
 from models.errors import RenderError
 from models.networks.cgan import Frames, generate_faces
 from models.networks.unet import reference_bank
+from models.records import References
 from models.rendering.composite import composite
 from models.rendering.loading import Models, Target
 from models.rendering.mark import Marker

@@ -12,11 +12,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from models.artifacts import CganArtifact, LipsStats, LstmArtifact
+from models.artifacts import CganArtifact, LstmArtifact
 from models.common import pick_device
 from models.errors import RenderError
 from models.networks.cgan import load_generator
 from models.networks.lstm import AudioToLips, load_lstm
+from models.records import LipsStats
 from models.rendering.target import TargetRows, read_target_rows
 from models.training.lips import closed_lips, expected_closed_lips, lips_moments
 from models.training.targets import Adapted, read_target

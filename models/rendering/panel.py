@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 import simplejpeg
 
-from models.artifacts import LipsStats
+from models.records import LipsStats
 from tasks.config.paths import Paths
 from tasks.rows.landmarks import lips_opening
 from tasks.table.shards import iter_batches, partition_dir

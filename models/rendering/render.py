@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from models.artifacts import LipsStats, Shape
 from models.errors import RenderError
+from models.records import LipsStats, Shape
 from models.rendering.layouts import FrameStream, Layout, check_output
 from models.rendering.loading import Models, Target, load_models, models_stage, resolve_target
 from models.rendering.mark import Marker

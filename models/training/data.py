@@ -18,9 +18,9 @@ import simplejpeg
 import torch
 from torch.utils.data import Dataset
 
-from models.artifacts import LipsStats, References
 from models.networks.lstm import window_index
 from models.networks.unet import hard_mask, images, mouth_weights, pick_references, reference_bank
+from models.records import LipsStats, References
 from models.training.lips import lips_moments
 
 if TYPE_CHECKING:

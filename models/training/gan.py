@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
-from models.artifacts import Condition, References
+from models.artifacts import Condition
 from models.common import Process, autocast, distributed
 from models.networks.cgan import Discriminator, Generator, generator_hparams
 from models.networks.unet import (
@@ -31,6 +31,7 @@ from models.networks.unet import (
     generator_input,
     generator_loss,
 )
+from models.records import References
 from models.training.data import Corpus, FacesWithLips, FramesWithReferences
 from tasks.config.params import CganParams
 

@@ -4,7 +4,7 @@ smooth them over time, pull lips unlike any the generator saw back onto its trai
 distribution (the paper's Fig. 7 failure: such lips give broken faces), and close the mouth where the
 speech is silent (the silence gate: `render.silence_db`). `speaker_lips` does all of it to a whole clip.
 
-Statistics are models.artifacts.LipsStats, as the generator's artifact carries them per video;
+Statistics are models.records.LipsStats, as the generator's artifact carries them per video;
 `lips_moments` is what makes them from lips. Here, below rendering, because training uses both: the
 datasets take each video's statistics, and train_lstm measures held-out speakers through what a render
 does to their lips (models/training/speakers.py).
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import norm
 
-from models.artifacts import LipsStats, Shape
+from models.records import LipsStats, Shape
 from tasks.config.params import Params
 from tasks.rows.landmarks import INNER_BOTTOM, INNER_TOP, lips_opening
 

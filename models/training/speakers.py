@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.artifacts import LipsStats, Shape
+from models.records import LipsStats, Shape
 from models.training.data import Corpus, Video
 from models.training.lip_metrics import closed_mouth, lag_correlations, lip_metrics, sync_offset
 from models.training.lips import MomentSums, closed_lips, lips_moments, silence_threshold, speaker_lips

@@ -25,8 +25,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from models.artifacts import SHIPPED_BASE, LipsStats
+from models.artifacts import SHIPPED_BASE
 from models.networks.lstm import load_lstm, predict_lips
+from models.records import LipsStats
 from models.training.data import Corpus, Video
 from models.training.lips import lips_moments
 from models.training.speakers import Predict, speaker_scores, training_lips

@@ -29,7 +29,7 @@ import torch.distributed as dist
 from PIL import Image
 from torch import nn
 
-from models.artifacts import CganArtifact, Condition, References
+from models.artifacts import CganArtifact, Condition
 from models.common import (
     autocast,
     code_digest,
@@ -39,6 +39,7 @@ from models.common import (
     seed_everything,
 )
 from models.networks.cgan import generator_hparams, to_uint8
+from models.records import References
 from models.training.data import Corpus, lips_stats, load_corpus, video_lips_stats, video_references
 from models.training.gan import Dataset, Gan, batches, dataset, fakes, train_epoch
 from models.training.lip_metrics import redetected_lmd
