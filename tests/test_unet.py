@@ -17,19 +17,21 @@ from models.networks.unet import (
     MultiScaleDiscriminator,
     PatchDiscriminator,
     UNetGenerator,
+    frame_input,
+    generator_input,
+    hard_mask,
+    images,
+    pick_references,
+    reference_bank,
+)
+from models.networks.unet_losses import (
     detail_l1,
     discriminator_loss,
     feature_matching,
-    frame_input,
-    generator_input,
     generator_loss,
     gradient_l1,
-    hard_mask,
-    images,
     mouth_weights,
     patch_weights,
-    pick_references,
-    reference_bank,
 )
 from models.records import References
 from tasks.rows.landmarks import LIPS_DIM

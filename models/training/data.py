@@ -19,7 +19,8 @@ import torch
 from torch.utils.data import Dataset
 
 from models.networks.lstm import window_index
-from models.networks.unet import hard_mask, images, mouth_weights, pick_references, reference_bank
+from models.networks.unet import hard_mask, images, pick_references, reference_bank
+from models.networks.unet_losses import mouth_weights
 from models.records import LipsStats, References
 from models.training.lips import lips_moments
 

@@ -141,8 +141,8 @@ class CganParams(_Section):
     l1_weight: float = Field(50.0, ge=0.0)
     adversarial_weight: float = Field(0.0, ge=0.0)
     mouth_weight: float = Field(4.0, ge=0.0)
-    gradient_weight: float = Field(0.0, ge=0.0)  # frame: the L1 of the gradients (models/networks/unet.py)
-    detail_weight: float = Field(0.0, ge=0.0)  # frame: the L1 of the fine-detail energy (unet.py: detail_l1)
+    gradient_weight: float = Field(0.0, ge=0.0)  # frame: the gradients' L1 (unet_losses.py: gradient_l1)
+    detail_weight: float = Field(0.0, ge=0.0)  # frame: fine-detail energy's L1 (unet_losses.py: detail_l1)
     discriminator_scales: int = Field(1, ge=1, le=4)  # frame: PatchGANs, each at half the last's size
     feature_matching_weight: float = Field(0.0, ge=0.0)  # frame: with adversarial_weight > 0
     references: int = Field(16, ge=1, le=256)
