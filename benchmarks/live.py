@@ -47,7 +47,8 @@ from benchmarks.render import default_audio
 from models.rendering.render import RenderOptions, render, resolve_target
 from models.rendering.stream import LiveStream
 from tasks.config.entry import parse_overrides
-from tasks.config.params import Params, load_params
+from tasks.config.params import Params
+from tasks.config.params_loader import load_params
 from tasks.config.paths import PROJECT_ROOT, Paths
 from tasks.rows.decode import read_audio
 from tasks.rows.landmarks import lips_opening

@@ -38,7 +38,7 @@ from models.networks.cgan import load_generator
 from models.rendering import layouts
 from models.rendering.composite import warp_back
 from models.rendering.render import RenderOptions, load_models, render, resolve_target
-from tasks.config.params import load_params
+from tasks.config.params_loader import load_params
 from tasks.config.paths import PROJECT_ROOT, REAL_FIXTURES, Paths
 from tasks.ingest.video import process_video
 

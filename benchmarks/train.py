@@ -32,7 +32,7 @@ from models.training.data import LipsWindows, audio_stats, lips_stats, load_corp
 from models.training.gan import STEPS, Gan, dataset, to_device
 from models.training.split import split_corpus
 from models.training.train_lstm import lstm_step
-from tasks.config.params import load_params, parse_override
+from tasks.config.params_loader import load_params, parse_override
 from tasks.config.paths import Paths
 from tasks.table.shards import video_ids
 from tasks.table.synthetic import synthetic_shards

@@ -39,7 +39,7 @@ import numpy as np
 from models.rendering.mark import Marker
 from models.rendering.render import RenderOptions, load_models, render, resolve_target
 from models.rendering.target import pingpong, read_target_rows
-from tasks.config.params import load_params
+from tasks.config.params_loader import load_params
 from tasks.config.paths import PROJECT_ROOT, REAL_FIXTURES, Paths
 from tasks.provenance.mark_reader import read_mark
 from tasks.rows.decode import iter_frames, probe

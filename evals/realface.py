@@ -80,7 +80,8 @@ from models.evaluation.mouth_metrics import (
 from models.networks.cgan import generate_faces, load_generator
 from models.networks.unet import UNetGenerator
 from models.rendering.composite import composite
-from tasks.config.params import Params, ParamsError, load_params, parse_override
+from tasks.config.params import Params
+from tasks.config.params_loader import ParamsError, load_params, parse_override
 from tasks.config.paths import PROJECT_ROOT, REAL_FIXTURES, Paths, require_real_fixtures
 from tasks.ingest.video import process_video, video_id_of
 from tasks.rows.decode import iter_frames, probe

@@ -65,7 +65,8 @@ from models.training.speakers import (
 from models.training.split import Split, speaker_of, split_corpus
 from models.training.sync import in_sync
 from models.training.train_lstm import lips_data, lstm_artifact, train_epoch
-from tasks.config.params import DemoParams, Params, load_params, parse_override
+from tasks.config.params import DemoParams, Params
+from tasks.config.params_loader import load_params, parse_override
 from tasks.config.paths import PROJECT_ROOT, Paths, require_real_fixtures
 from tasks.rows.decode import read_audio
 from tasks.table.shards import read_videos_table

@@ -18,7 +18,8 @@ from models.training.data import Corpus, load_corpus
 from models.training.speakers import held_out_scores
 from models.training.split import split_corpus
 from models.training.sync import in_sync
-from tasks.config.params import Params, load_params, parse_override
+from tasks.config.params import Params
+from tasks.config.params_loader import load_params, parse_override
 from tasks.config.paths import REAL_FIXTURES, Paths
 
 GRID = {"lstm.bidirectional": [False, True], "lstm.layers": [1, 2], "lstm.dropout": [0.0, 0.3, 0.5]}

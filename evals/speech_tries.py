@@ -50,7 +50,8 @@ from models.training.shape import shape_gain
 from models.training.speakers import output_stats, speaker_scores
 from models.training.split import Split, speaker_of, split_corpus
 from models.training.sync import fold_fits, fold_offsets, in_sync
-from tasks.config.params import Params, load_params
+from tasks.config.params import Params
+from tasks.config.params_loader import load_params
 from tasks.rows.decode import read_audio
 from tasks.rows.features import DELTA_LOG_ENERGY, LOG_ENERGY, audio_features
 from tasks.rows.phones import phone_features, phone_track

@@ -25,7 +25,7 @@ from models.training.data import load_corpus
 from models.training.lips import closed_lips, lips_moments, speaker_lips
 from models.training.speakers import training_lips
 from models.training.split import split_corpus
-from tasks.config.params import load_params
+from tasks.config.params_loader import load_params
 from tasks.rows.decode import read_audio
 from tasks.rows.features import LOG_ENERGY
 from tasks.rows.landmarks import lips_opening

@@ -34,7 +34,7 @@ from flows.live import Live, live_tab
 from flows.render import default_out, render_file
 from flows.serve import Stop, discard_upload
 from models.rendering.render import RenderError, RenderResult
-from tasks.config.params import ParamsError, load_params
+from tasks.config.params_loader import ParamsError, load_params
 from tasks.config.paths import Paths
 from tasks.rows.decode import DecodeError, probe
 from tasks.table.inspect import summarize, write_sheet

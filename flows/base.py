@@ -19,7 +19,7 @@ import yaml
 from flows.corpus import BASE_LSTM_WORK, BASE_WORK, ROWS, TRAINING, build_corpus
 from models.artifacts import SHIPPED_BASE, CganArtifact, LstmArtifact
 from tasks.config.files import atomic_path
-from tasks.config.params import load_params
+from tasks.config.params_loader import load_params
 from tasks.config.paths import PROJECT_ROOT, Paths, require_real_fixtures
 
 BASE_SOURCES = PROJECT_ROOT / "data" / "sources" / "base.txt"

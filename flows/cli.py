@@ -130,7 +130,7 @@ def render(
     from flows.render import render_file
     from models.errors import CheckpointError
     from models.rendering.render import RenderError
-    from tasks.config.params import ParamsError
+    from tasks.config.params_loader import ParamsError
 
     known = (RenderError, ParamsError, FileNotFoundError, CheckpointError, ArrowInvalid)
     units = {"lips": "frames", "frames": "frames"}
@@ -182,7 +182,7 @@ def adapt(
     written; a bad clip registers nothing."""
     from models.errors import AdaptError, CheckpointError
     from models.training.adapt import adapt_target
-    from tasks.config.params import ParamsError, load_params
+    from tasks.config.params_loader import ParamsError, load_params
 
     units = {"preprocess": "frames", "fine-tune": "steps"}
     with errors_in_one_line(AdaptError, CheckpointError, ParamsError), ended_by_signals(), \
@@ -335,7 +335,7 @@ def _serve(paths: Paths, host: str, port: int, auth_file: Path | None, max_secon
     from flows.stopping import Stopped, stop_on_signals
     from models.errors import CheckpointError
     from models.rendering.render import RenderError
-    from tasks.config.params import ParamsError
+    from tasks.config.params_loader import ParamsError
 
     try:
         with errors_in_one_line(RenderError, ParamsError, FileNotFoundError, CheckpointError), \

@@ -23,7 +23,7 @@ import typer
 
 from flows.stopping import Stopped, stop_on_signals
 from tasks.config.entry import DEFAULT_ROOT, Cgan, Lstm, ParamsFile, Root, Shards, Videos, stage_paths
-from tasks.config.params import OverrideError, ParamsError
+from tasks.config.params_loader import OverrideError, ParamsError
 from tasks.config.paths import Paths
 from tasks.config.progress import Progress
 
@@ -119,7 +119,7 @@ def checked_overrides(paths: Paths, override: list[str] | None) -> dict[str, Any
     lacks; ParamsError for a bad params file."""
     from models.common import pick_device
     from tasks.config.entry import parse_overrides
-    from tasks.config.params import load_params
+    from tasks.config.params_loader import load_params
 
     overrides = parse_overrides(override)
     params = load_params(paths.params, overrides)

@@ -24,7 +24,8 @@ from tasks.config.entry import (
     stage_params,
     stage_paths,
 )
-from tasks.config.params import Params, load_params
+from tasks.config.params import Params
+from tasks.config.params_loader import load_params
 from tasks.config.paths import PROJECT_ROOT, Paths
 
 

@@ -35,7 +35,7 @@ import yaml
 
 from flows.stopping import Stopped, stop_on_signals
 from tasks.config.entry import Overrides, parse_overrides
-from tasks.config.params import load_params
+from tasks.config.params_loader import load_params
 from tasks.config.paths import PROJECT_ROOT, Paths
 from tasks.config.progress import Progress
 from tasks.rows.rowkey import code_digest

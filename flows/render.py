@@ -29,7 +29,8 @@ from models.rendering.loading import Target, resolve_target
 from models.rendering.render import RenderError, RenderOptions, RenderResult
 from models.rendering.render import render as render_video
 from tasks.config.files import safe_id
-from tasks.config.params import Output, load_params
+from tasks.config.params import Output
+from tasks.config.params_loader import load_params
 from tasks.config.paths import Paths
 from tasks.ingest.download import SourceError, check_source
 from tasks.provenance.manifest import Verdict, verify_mp4

@@ -17,7 +17,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from tasks.config.imports import import_closure
-from tasks.config.params import ParamsError
+from tasks.config.params_loader import ParamsError
 from tasks.config.paths import PROJECT_ROOT
 
 # Offline platform: never phone home (ARCHITECTURE.md, rules). DVCLive imports DVC.

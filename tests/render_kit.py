@@ -31,7 +31,8 @@ import soundfile
 import yaml
 
 from models.rendering.render import Models, Target, load_models, resolve_target
-from tasks.config.params import DemoParams, Params, load_params
+from tasks.config.params import DemoParams, Params
+from tasks.config.params_loader import load_params
 from tasks.config.paths import Paths
 from tasks.demo.corpus import make_demo_corpus
 from tasks.ingest.video import process_video

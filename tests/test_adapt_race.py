@@ -19,7 +19,8 @@ from models.errors import AdaptError
 from models.training.adapt import adapt_target
 from models.training.targets import list_targets
 from tasks.config.files import Busy, exclusive
-from tasks.config.params import OverrideError, Params, ParamsError, load_params
+from tasks.config.params import Params
+from tasks.config.params_loader import OverrideError, ParamsError, load_params
 from tasks.config.paths import TARGET_RECORD, Paths
 
 

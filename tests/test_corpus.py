@@ -22,7 +22,8 @@ from helpers import ROOT
 
 from flows import corpus
 from flows.corpus import MADE, ROWS, STAGES, build_corpus, override_options
-from tasks.config.params import DemoParams, load_params
+from tasks.config.params import DemoParams
+from tasks.config.params_loader import load_params
 from tasks.config.paths import Paths
 from tasks.demo.corpus import make_demo_corpus
 

@@ -18,7 +18,7 @@ from helpers import BIN, dvc_project_copy, free_port, stop, wait_for_http
 from render_kit import write_voice
 
 from tasks.config.files import sha256_file
-from tasks.config.params import load_params
+from tasks.config.params_loader import load_params
 from tasks.config.paths import Paths
 from tasks.demo.corpus import make_clip
 from tasks.provenance.manifest import verify_mp4

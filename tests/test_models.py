@@ -28,7 +28,8 @@ from models.training.data import (
 from models.training.lip_metrics import lip_metrics
 from models.training.split import split_corpus, target_video
 from models.training.train_lstm import lips_data
-from tasks.config.params import FACE_SIZE, OUTPUTS, Output, Params, ParamsError, RenderParams, load_params
+from tasks.config.params import FACE_SIZE, OUTPUTS, Output, Params, RenderParams
+from tasks.config.params_loader import ParamsError, load_params
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tasks.config.params import Params, ParamsError, digest, load_params, parse_override
+from tasks.config.params import Params, digest
+from tasks.config.params_loader import ParamsError, load_params, parse_override
 
 ROOT = Path(__file__).resolve().parents[1]
 

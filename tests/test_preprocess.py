@@ -18,7 +18,8 @@ import simplejpeg
 from conftest import REAL_MEDIA
 from helpers import LogLines, dvc_project_copy
 
-from tasks.config.params import PreprocessParams, load_params, rows_digest
+from tasks.config.params import PreprocessParams, rows_digest
+from tasks.config.params_loader import load_params
 from tasks.ingest.video import VideoError, face_warning, preprocess_video, process_video
 from tasks.rows import rowkey
 from tasks.rows.decode import DecodeError, iter_frames

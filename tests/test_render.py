@@ -21,7 +21,7 @@ from models.rendering.render import RenderError, RenderOptions, render
 from models.rendering.speech import frame_count, speech_lips, stream_lips
 from models.rendering.target import pingpong, read_target_rows
 from models.training.lips import align_lips, lips_moments, pooled_stats, smooth_lips
-from tasks.config.params import load_params
+from tasks.config.params_loader import load_params
 from tasks.rows.decode import iter_frames, read_audio
 from tasks.rows.landmarks import lips_opening
 from tasks.table.shards import read_frames

@@ -15,7 +15,7 @@ from models.training.lips import lips_moments, opening_split, shaped_lips, speak
 from models.training.shape import shape_gain
 from models.training.split import Split
 from models.training.sync import FoldFit, fold_fits
-from tasks.config.params import load_params
+from tasks.config.params_loader import load_params
 from tasks.rows.features import LOG_ENERGY
 from tasks.rows.landmarks import lips_opening
 

@@ -24,7 +24,7 @@ from models.training.data import Corpus, Video
 from models.training.lip_metrics import closed_mouth, lag_correlations, sync_offset
 from models.training.lips import closed_lips, expected_closed_lips, lips_moments
 from models.training.speakers import LoudnessLips, held_out_scores, pad_with_silence
-from tasks.config.params import load_params
+from tasks.config.params_loader import load_params
 from tasks.rows.decode import iter_frames
 from tasks.rows.features import LOG_ENERGY
 from tasks.rows.landmarks import lips_opening

@@ -14,7 +14,7 @@ from models.artifacts import SHIPPED_BASE, LstmArtifact
 from models.training.data import Corpus, Video
 from models.training.split import Split
 from models.training.sync import fold_fits, fold_offsets, in_sync, shipped_fit, sync_folds
-from tasks.config.params import load_params
+from tasks.config.params_loader import load_params
 from tasks.rows.features import LOG_ENERGY
 from tasks.rows.landmarks import lips_opening
 

@@ -26,7 +26,8 @@ from models.training import train_cgan, train_lstm
 from models.training.data import load_video
 from models.training.finetune import finetune
 from tasks.config.imports import import_closure
-from tasks.config.params import PreprocessParams, load_params, parse_override
+from tasks.config.params import PreprocessParams
+from tasks.config.params_loader import load_params, parse_override
 from tasks.config.paths import Paths
 from tasks.table.shards import decode_crops, partition_dir
 

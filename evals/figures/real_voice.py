@@ -38,7 +38,7 @@ from evals.speech import (
 )
 from models.rendering.render import RenderOptions, load_models, render, resolve_target
 from models.training.data import load_video
-from tasks.config.params import load_params
+from tasks.config.params_loader import load_params
 from tasks.config.paths import PROJECT_ROOT, Paths
 from tasks.rows.decode import iter_frames
 from tasks.rows.landmarks import lips_opening

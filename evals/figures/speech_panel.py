@@ -28,7 +28,7 @@ from evals.speech import (
     trained_lstm,
 )
 from models.rendering.render import RenderOptions, load_models, render, resolve_target
-from tasks.config.params import load_params
+from tasks.config.params_loader import load_params
 from tasks.config.paths import PROJECT_ROOT
 from tasks.rows.decode import iter_frames
 

@@ -24,7 +24,7 @@ from PIL import Image
 from models.rendering.mark import Marker
 from models.rendering.render import RenderOptions, load_models, render, resolve_target
 from models.rendering.target import pingpong, read_target_rows
-from tasks.config.params import load_params
+from tasks.config.params_loader import load_params
 from tasks.config.paths import PROJECT_ROOT, Paths, require_real_fixtures
 from tasks.provenance.watermark import swing
 from tasks.rows.decode import iter_frames

@@ -26,7 +26,8 @@ from typing import Annotated, Any
 
 import typer
 
-from tasks.config.params import Params, ParamsError, load_params, parse_override
+from tasks.config.params import Params
+from tasks.config.params_loader import ParamsError, load_params, parse_override
 from tasks.config.paths import Paths
 
 DEFAULT_ROOT = Path(".")
