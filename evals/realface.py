@@ -5,9 +5,9 @@
 
 CLIP defaults to anchor_20s, speaker_15s, may_5s and map_5s of the real fixtures (tasks/config/paths.py:
 REAL_FIXTURES; without them it stops in one line). The corpus models: by default the real-faces corpus
-(`real_faces_corpus`: data/sources/real_faces.txt, none of those four people, built once into --work,
-default .cache/realface, by flows/corpus.py's stages; its training ~15 min on 2 cores), its frame generator
-for ours and, for noise_, the paper's generator trained on its rows; with --base the shipped base
+(evals/real_faces_corpus.py: data/sources/real_faces.txt, none of those four people, built once into
+--work, default .cache/realface, by flows/corpus.py's stages; its training ~15 min on 2 cores), its frame
+generator for ours and, for noise_, the paper's generator trained on its rows; with --base the shipped base
 (models/base/lstm.pt and cgan.pt: `dvc repro base`), with no noise generator unless --noise-cgan; or those
 of the project --root (its params.yaml, paths.lstm and paths.cgan: they must exist). Per clip, in a
 temporary project of its own, they are adapted to the clip's first 75% of frames by
@@ -47,14 +47,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
 import torch
 import yaml
 
-from flows.corpus import build_corpus
+from evals.real_faces_corpus import WORK, real_faces_corpus
 from models.artifacts import SHIPPED_BASE, CganArtifact
 from models.common import finite_or_none
 from models.errors import CheckpointError
@@ -90,15 +89,6 @@ from tasks.table.sheet import contact_sheet
 
 CLIPS = [REAL_FIXTURES / f"{name}.mp4" for name in ("anchor_20s", "speaker_15s", "may_5s", "map_5s")]
 SHEETS = Path(tempfile.gettempdir()) / "reenact-realface"
-# The real-faces corpus: 14 people of the fixtures, none of CLIPS'. Both generators train for these epochs on
-# every video, no finetune epochs (the corpus generator is the start of every adaptation, not one
-# person's); the noise one (noise_) on the frame corpus's rows.
-SOURCES = PROJECT_ROOT / "data" / "sources" / "real_faces.txt"
-WORK = PROJECT_ROOT / ".cache" / "realface"
-CORPUS: dict[str, dict[str, Any]] = {
-    "frame": {"cgan.condition": "frame", "cgan.epochs": 12, "cgan.finetune_epochs": 0},
-    "noise": {"cgan.condition": "noise", "cgan.epochs": 10, "cgan.finetune_epochs": 0},
-}
 TRAIN_FRACTION = 0.75
 PREFIX = {"ours": "", "noise": "noise_", "nearest": "nearest_", "mean": "mean_"}
 SCORES = ("mouth_psnr", "mouth_ssim", "sharpness", "teeth", "detectability")  # every method's
@@ -109,16 +99,6 @@ SHEET_ROWS = 6
 
 def say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
-
-
-def real_faces_corpus(work: Path = WORK) -> dict[str, Paths]:
-    """{"frame": the real-faces corpus (its LSTM and frame generator), "noise": the paper's generator trained
-    on its rows}, in work/frame and work/noise, each built by flows/corpus.py unless its stamp matches."""
-    require_real_fixtures()
-    frame = build_corpus(Path(work) / "frame", SOURCES, CORPUS["frame"])
-    noise = build_corpus(Path(work) / "noise", SOURCES, CORPUS["noise"],
-                         stages=("models.training.train_cgan",), rows=frame)
-    return {"frame": frame, "noise": noise}
 
 
 def adapt(clip: Path, paths: Paths, params: Params, seconds: float | None) -> tuple[Path, float, Path]:

@@ -4,7 +4,7 @@
 
 CLIP defaults to may_5s, speaker_15s and map_5s of the real fixtures (tasks/config/paths.py: REAL_FIXTURES;
 without them it stops in one line; none of them in the real-faces corpus), --audio to RD_Radio31_000.wav
-there (another speaker). From the real-faces corpus (evals/realface.py: real_faces_corpus, built once
+there (another speaker). From the real-faces corpus (evals/real_faces_corpus.py, built once
 into --work) each clip is made a target twice, as a user does:
 `reenact adapt CLIP --name NAME --seconds S` in the frame project (cgan.condition=frame) and in the noise
 project (the paper's generator, adapted the same way); then `reenact render --audio WAV --target NAME`
@@ -25,7 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from evals.realface import WORK, real_faces_corpus
+from evals.real_faces_corpus import WORK, real_faces_corpus
 from models.evaluation.baselines import read_face_rows
 from models.rendering.target import pingpong
 from models.training.targets import read_target

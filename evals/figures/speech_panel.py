@@ -6,7 +6,7 @@
 The speech: a clip of evals/speech.py's held-out people (its audio; its real lips are known, so the
 panel traces the real mouth opening beside the one asked for, and the loudness). The LSTM: the one
 evals/speech.py trained last (run it first). The target: a real person of the real-faces corpus,
-painted by that corpus's frame generator (evals/realface.py: real_faces_corpus, built once into
+painted by that corpus's frame generator (evals/real_faces_corpus.py, built once into
 .cache/realface; or --cgan, a generator trained on the same rows, e.g. another checkout's
 .cache/realface/frame/artifacts/cgan.pt). Needs the real fixtures (tasks/config/paths.py: REAL_FIXTURES);
 without them it stops in one line. The render is `reenact render`'s (output "panel": the target's
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> Path:
     args = parser().parse_args(argv)
     project, lstm = trained_lstm()
     if args.cgan is None:
-        from evals.realface import real_faces_corpus
+        from evals.real_faces_corpus import real_faces_corpus
 
         args.cgan = real_faces_corpus()["frame"].cgan
     params = load_params(project.params)
