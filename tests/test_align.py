@@ -16,12 +16,11 @@ from helpers import inter_ocular
 from PIL import Image
 
 from tasks.config.params import PreprocessParams
+from tasks.rows import align
 from tasks.rows import landmarks as lm
-from tasks.rows import search
-from tasks.rows.align import AlignedFrame, FaceTracker
-from tasks.rows.crop import anchors, apply, face_width
+from tasks.rows.align import UPSAMPLE, AlignedFrame, FaceTracker, anchors, apply, ladder
+from tasks.rows.crop import face_width
 from tasks.rows.decode import iter_frames
-from tasks.rows.search import UPSAMPLE, ladder
 from tasks.table.sheet import contact_sheet
 
 PARAMS = PreprocessParams()
@@ -89,8 +88,8 @@ def test_tracking_costs_no_accuracy(tracked, detected_every_frame):
     ]
     assert len(errors) >= 0.95 * len(source)
     assert np.mean(errors) <= 0.02
-    assert full_tracker.search.detections >= len(source)
-    assert tracker.search.detections <= len(source) / 5
+    assert full_tracker.detections >= len(source)
+    assert tracker.detections <= len(source) / 5
 
 
 @pytest.mark.real_media
@@ -217,8 +216,8 @@ def test_small_faces_are_found_by_upsampling(real_clip, tmp_path):
     tracker = FaceTracker(PARAMS)
     aligned = [tracker(frame) for frame in frames]
     assert sum(a.face_found for a in aligned) >= 0.9 * len(frames)
-    assert tracker.search.scale == UPSAMPLE  # the rung that worked is kept
-    assert tracker.search.detections <= len(frames) / 4  # tracked in between, not searched every frame
+    assert tracker.scale == UPSAMPLE  # the rung that worked is kept
+    assert tracker.detections <= len(frames) / 4  # tracked in between, not searched every frame
     widths = face_width(np.array([a.crop for a in aligned if a.face_found]), PARAMS.face_size)
     assert 30 < np.median(widths) < 55
 
@@ -244,8 +243,8 @@ def test_squashed_faces_are_shown_to_hog_restretched(real_frames, tracked):
     tracker = FaceTracker(PARAMS)
     aligned = [tracker(frame) for frame in squashed]
     assert sum(a.face_found for a in aligned) >= 0.95 * len(squashed)
-    assert 1.5 < tracker.search.stretch < 2.0  # the picture is 1.78x wider than it should be
-    assert tracked[0].search.stretch == 1.0  # an upright face is left as it is
+    assert 1.5 < tracker.stretch < 2.0  # the picture is 1.78x wider than it should be
+    assert tracked[0].stretch == 1.0  # an upright face is left as it is
 
 
 @pytest.mark.real_media
@@ -262,7 +261,7 @@ def test_a_squashed_close_up_is_found_from_its_first_frame_and_measured_right():
     tracker = FaceTracker(PARAMS)
     aligned, source = _run(tracker, squashed)
     assert all(a.face_found for a in aligned)
-    assert 1.5 < tracker.search.stretch < 2.0  # the picture is 1.78x wider than it should be
+    assert 1.5 < tracker.stretch < 2.0  # the picture is 1.78x wider than it should be
     _, reference = _run(FaceTracker(PARAMS), upright)
     restretched = [points[PARAMS.lip_indices] * [width / 641, height / 361] for points in source]
     lips = [
@@ -280,10 +279,10 @@ def test_upright_faces_in_a_wide_frame_are_tracked_as_before(real_frames, monkey
             for frame in real_frames]
     tracker = FaceTracker(PARAMS)
     aligned, source = _run(tracker, wide)
-    monkeypatch.setattr(search, "HOG_SQUASH", math.inf)  # never shown square
+    monkeypatch.setattr(align, "HOG_SQUASH", math.inf)  # never shown square
     before = FaceTracker(PARAMS)
     _, reference = _run(before, wide)
-    assert all(a.face_found for a in aligned) and tracker.search.stretch == 1.0
-    assert tracker.search.detections > before.search.detections
+    assert all(a.face_found for a in aligned) and tracker.stretch == 1.0
+    assert tracker.detections > before.detections
     for points, expected in zip(source, reference):
         np.testing.assert_array_equal(points, expected)

@@ -24,12 +24,11 @@ from prefect.exceptions import MissingContextError
 
 from tasks.config.files import safe_id, sha256_file
 from tasks.config.params import PreprocessParams
-from tasks.rows.align import FaceTracker
+from tasks.rows.align import UPSAMPLE, FaceTracker
 from tasks.rows.crop import face_width
 from tasks.rows.decode import DecodeError, MediaInfo, iter_frames, probe, read_audio
 from tasks.rows.features import audio_features
 from tasks.rows.rowkey import cache_key
-from tasks.rows.search import UPSAMPLE
 from tasks.table.shards import ShardWriter, is_current, list_column_as_array, read_frames
 
 # A video with a face in fewer of its frames than this is flagged: it gives little to train on.
@@ -57,7 +56,7 @@ def _row(path: Path, params: PreprocessParams, status: str, error: str = "", fra
 def face_warning(frames: int, with_face: int, widths: np.ndarray) -> str:
     """Why a video has a face in fewer than MIN_FACE_SHARE of its frames, or "" when it has enough.
 
-    `widths`: the face widths (px in the frame, tasks.rows.crop.face_width) of the frames with one.
+    `widths`: the face widths (px in the frame, tasks.rows.align.face_width) of the frames with one.
     """
     if frames == 0 or with_face >= MIN_FACE_SHARE * frames:
         return ""

@@ -5,9 +5,15 @@ for the first face and when tracking looks lost; every `detect_every` frames a c
 detection in a window around the tracked face confirms it. In between, the predictor starts
 from a box derived from the previous frame's landmarks, placed the way the last detection
 placed its box relative to its landmarks, so the predictor sees the boxes the detector
-would have given it: tracking costs no accuracy. A face that is lost is looked for first in a
-window around where it was. Where HOG looks, at what scales, and how a squashed picture is shown
-to it is tasks/rows/search.py's (FaceSearch).
+would have given it: tracking costs no accuracy.
+
+Faces of any size: HOG's window is 80 px, so a whole-frame search climbs a ladder of scales
+when it finds nothing (the frame downscaled to detect_width, the full frame, the frame
+upsampled 2x: faces down to ~40 px) and keeps the rung that found a face for the rest of
+the video. Windows around a face are scaled so the face is ROI_FACE px, up or down. A face
+that is lost is looked for first in a window around where it was. Faces squashed in the
+picture itself (anamorphic video that lost its aspect flag) are shown to HOG restretched: by
+the frame's shape until a face is found, then by the faces' own measure.
 
 The crop is a similarity transform from the eyes and nose (points that speech does not
 move) to a fixed template, exponentially smoothed over time so it streams without jitter.
@@ -25,7 +31,6 @@ import numpy as np
 from tasks.config.params import PreprocessParams
 from tasks.rows import landmarks as lm
 from tasks.rows.crop import TEMPLATE, anchors, apply, similarity, warp
-from tasks.rows.search import FaceSearch
 
 # A tracked face is distrusted when its scale or position jumps more than this between
 # frames, or when its crop stops looking like the previous frame's crop: the normalised
@@ -35,12 +40,27 @@ MAX_SCALE_STEP = 1.25
 MAX_JUMP = 0.5  # of the anchor spread, about 20 px a frame for a 512 px talking head
 MIN_LIKENESS = 0.8
 _LIKENESS_SIZE = 16
-# Scheduled detections search a window ROI_SIDE tracked boxes wide (scaled so the face is
-# tasks/rows/search.py's ROI_FACE px).
+# Scheduled detections search a window ROI_SIDE tracked boxes wide, scaled so the face is
+# ROI_FACE px: the detector's window is 80 px and its pyramid steps by 5/6.
 ROI_SIDE = 1.6
+ROI_FACE = 100
+# The top of the ladder of whole-frame search scales, and the most a window around a small
+# face is enlarged: HOG then finds faces of about 80 / UPSAMPLE px.
+UPSAMPLE = 2.0
 # A face lost since the last frame is looked for in a window this many face boxes wide
 # around where it was, before the whole frame is searched.
 LOST_SIDE = 3.0
+# The mouth's centre lies this many eye distances below the line of the eyes on a frontal face
+# in square pixels (1.03-1.14 over a real talking head). Well outside a natural range (pitch,
+# faces differ) the picture itself is squashed or stretched, as in anamorphic video that
+# lost its aspect flag, and HOG, which knows upright faces only, is shown it restretched.
+MOUTH_DROP = 1.07
+NATURAL_STRETCH = 1.3
+# HOG finds faces squashed up to about HOG_SQUASH (nine real close-ups: all frames at 1.3, most
+# at 1.4, half at 1.6). Shown square, upright faces in a 16:9 frame score 0.6-2.6 lower (at most
+# 0.07 higher), faces squashed into it 0.8-2.9 higher: hence SQUARE_MARGIN (_or_square).
+HOG_SQUASH = 1.4
+SQUARE_MARGIN = 0.25
 # Scheduled detections that may miss in a row (HOG misses turned faces) before a face that
 # still tracks plausibly is dropped anyway.
 MAX_MISSES = 2
@@ -87,16 +107,26 @@ class FaceTracker:
     def __init__(self, params: PreprocessParams, detect_every: int | None = None):
         self.size = params.face_size
         self.detect_every = detect_every or params.detect_every
+        self.detect_width = params.detect_width
         self.smoothing = params.crop_smoothing
         self.lip_indices = np.asarray(params.lip_indices)
         self.template = TEMPLATE * self.size
-        self.search = FaceSearch(params.detect_width, self.detect_every)  # where HOG looks, how often
+        self.detections = 0
         self.source_landmarks: np.ndarray | None = None
+        self._since_detect = 0
         self._misses = 0
+        # Whole-frame search scales (set by the first frame's width), the rung kept, and how
+        # many more faceless frames pass before the rungs above it are tried again.
+        self._ladder: list[float] = []
+        self._rung = 0
+        self._climb_wait = 0
         # The last detection's box relative to its own landmarks' anchors: offset of its
         # centre and its half side, in anchor spreads.
         self._box_offset = np.zeros(2)
         self._box_half = np.ones(2)  # half width, half height
+        # How much taller than it is HOG is shown the picture (1: as it is), from recent faces.
+        self._drops: list[float] = []
+        self.stretch = 1.0
         # Centre and spread of the last face seen (kept while it is lost, to prefer the
         # face nearest it on re-detection and to search around it first).
         self._centre: np.ndarray | None = None
@@ -105,13 +135,20 @@ class FaceTracker:
         self._likeness: np.ndarray | None = None
         self._transform: np.ndarray | None = None
 
+    @property
+    def scale(self) -> float:
+        """The whole-frame search scale kept so far (1: full resolution, 2: upsampled)."""
+        return self._ladder[self._rung] if self._ladder else 0.0
+
     def __call__(self, frame: np.ndarray) -> AlignedFrame:
         # What HOG and the shape predictor read: the RGB frame, or the Y plane of an I420 one.
         image = frame if frame.ndim == 3 else frame[: frame.shape[0] * 2 // 3]
-        due = self.search.due()
+        if not self._ladder:
+            self._ladder = ladder(image.shape[1], self.detect_width)
+        self._since_detect += 1
         box = self._tracked_box()
-        scheduled = box is not None and due
-        found = self._adopt(frame, image, self.search.near(image, box, ROI_SIDE)) if scheduled else None
+        scheduled = box is not None and self._since_detect >= self.detect_every
+        found = self._adopt(frame, image, self._search_near(image, box, ROI_SIDE)) if scheduled else None
         if found is None and box is not None:
             found = self._track(frame, image, box)
             if found is not None and scheduled:
@@ -151,11 +188,79 @@ class FaceTracker:
         """A face where none is tracked: around the last face first while it is freshly lost,
         then in the whole frame."""
         if self._centre is not None and self._lost_for < self.detect_every:
-            near = self.search.near(image, self._box_around(self._centre), LOST_SIDE)
+            near = self._search_near(image, self._box_around(self._centre), LOST_SIDE)
             found = self._adopt(frame, image, near)
             if found is not None:
                 return found
-        return self._adopt(frame, image, self.search.frame(image))
+        return self._adopt(frame, image, self._search_frame(image))
+
+    def _search_frame(self, image: np.ndarray) -> list[dlib.rectangle]:
+        """Faces in the whole frame, at the kept rung of the ladder, then the rungs above it.
+
+        A rung up costs 4x the one below, so on a run of faceless frames the rungs above the
+        kept one are tried once every detect_every frames: a face too small for the kept rung
+        is still found within detect_every frames, and a video without faces stays cheap.
+        The first search of a climb is weighed against the frame shown square (_or_square).
+        """
+        climb = self._climb_wait <= 0
+        top = len(self._ladder) if climb else self._rung + 1
+        for rung in range(self._rung, top):
+            rects, score = self._hog(image, self._ladder[rung], 0, 0, self.stretch)
+            if climb and rung == self._rung:
+                rects, rung = self._or_square(image, rects, score, rung)
+            if rects:
+                self._rung, self._climb_wait = rung, 0
+                return rects
+        self._climb_wait = self.detect_every if climb else self._climb_wait - 1
+        return []
+
+    def _or_square(
+        self, image: np.ndarray, rects: list[dlib.rectangle], score: float, rung: int
+    ) -> tuple[list[dlib.rectangle], int]:
+        """The faces found at `rung` (with `score`), or, when the frame's shape is more than
+        HOG_SQUASH from the stretch in use, those found in the frame shown square at the first
+        rung if they score SQUARE_MARGIN more. HOG misses faces of a picture squashed into the
+        frame, or finds them weakly in boxes too square for the shape predictor to measure the
+        squash; shown square they are found, and the stretch is measured afresh from them."""
+        height, width = image.shape[:2]
+        square = width / height
+        if 1 / HOG_SQUASH < square / self.stretch < HOG_SQUASH:
+            return rects, rung
+        squared, squared_score = self._hog(image, self._ladder[0], 0, 0, square)
+        if not squared or squared_score < score + SQUARE_MARGIN:
+            return rects, rung
+        self.stretch, self._drops = square, []
+        return squared, 0
+
+    def _search_near(self, image: np.ndarray, around: dlib.rectangle, side: float) -> list[dlib.rectangle]:
+        """Faces in a window `side` boxes wide around `around`, scaled so a face of its size is
+        ROI_FACE px: HOG's pyramid then covers just the scales a face that moved for a few
+        frames can have, at a fraction of a whole frame's cost, and a larger face elsewhere
+        cannot take over. Nothing when the face has left the frame."""
+        height, width = image.shape[:2]
+        half_x, half_y = around.width() * side / 2, around.height() * side / 2
+        centre = around.center()
+        left, top = max(0, round(centre.x - half_x)), max(0, round(centre.y - half_y))
+        right, bottom = min(width, round(centre.x + half_x)), min(height, round(centre.y + half_y))
+        if right - left < around.width() or bottom - top < around.height():
+            return []
+        scale = min(UPSAMPLE, ROI_FACE / around.width())
+        return self._hog(image[top:bottom, left:right], scale, left, top, self.stretch)[0]
+
+    def _hog(
+        self, region: np.ndarray, scale: float, left: int, top: int, stretch: float
+    ) -> tuple[list[dlib.rectangle], float]:
+        """HOG's faces in `region` resized by `scale` (and `stretch` more in height), in frame
+        pixels (region at left, top), and the best one's score."""
+        self._since_detect = 0
+        self.detections += 1
+        scales = (scale, scale * stretch)
+        if scales != (1.0, 1.0):
+            size = (round(region.shape[1] * scales[0]), round(region.shape[0] * scales[1]))
+            region = cv2.resize(region, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        grey = cv2.cvtColor(region, cv2.COLOR_RGB2GRAY) if region.ndim == 3 else np.ascontiguousarray(region)
+        rects, score = lm.detect_scored(grey)
+        return [_to_frame(r, *scales, left, top) for r in rects], score
 
     def _adopt(self, frame: np.ndarray, image: np.ndarray, rects: list[dlib.rectangle]):
         """Landmarks, their centre and spread, transform and crop of the face chosen among
@@ -171,10 +276,17 @@ class FaceTracker:
             np.array([(box.left() + box.right()) / 2, (box.top() + box.bottom()) / 2]) - centre
         ) / spread
         self._box_half = np.array([box.width(), box.height()]) / 2 / spread
-        self.search.measure_stretch(landmarks)
+        self._measure_stretch(landmarks)
         transform, face = self._align(frame, points)
         self._likeness = _small_grey(face)
         return landmarks, centre, spread, transform, face
+
+    def _measure_stretch(self, landmarks: np.ndarray) -> None:
+        """Update `stretch` from the mouth's drop below the eyes in the last few detections."""
+        self._drops = [*self._drops[-8:], lm.mouth_drop(landmarks)]
+        # The landmarks are in frame pixels, so this is the picture's distortion whatever HOG was shown.
+        factor = MOUTH_DROP / max(float(np.median(self._drops)), 1e-3)
+        self.stretch = 1.0 if 1 / NATURAL_STRETCH < factor < NATURAL_STRETCH else factor
 
     def _choose(self, rects: list[dlib.rectangle]) -> dlib.rectangle | None:
         """The largest face at first, later the one nearest the face followed so far."""
@@ -229,3 +341,19 @@ class FaceTracker:
             crop=transform.astype(np.float32),
         )
 
+
+def _to_frame(rect: dlib.rectangle, scale_x: float, scale_y: float, left: int, top: int) -> dlib.rectangle:
+    """A rectangle found in a region scaled by (scale_x, scale_y), back in frame pixels."""
+    return dlib.rectangle(
+        round(rect.left() / scale_x) + left,
+        round(rect.top() / scale_y) + top,
+        round(rect.right() / scale_x) + left,
+        round(rect.bottom() / scale_y) + top,
+    )
+
+
+def ladder(width: int, detect_width: int) -> list[float]:
+    """Whole-frame search scales for frames `width` px wide: detect_width, the full frame, then
+    UPSAMPLE x. Each rung finds faces half the size of the one below (HOG's window is 80 px)."""
+    first = min(1.0, detect_width / width)
+    return [first, 1.0, UPSAMPLE] if first < 1.0 else [1.0, UPSAMPLE]
