@@ -223,7 +223,7 @@ class LstmArtifact(Artifact):
 
     @property
     def shape(self) -> Shape:
-        """What final_lips scales the lips' shape with (models/training/lips.py: Shape)."""
+        """What final_lips scales the lips' shape with (models/records.py: Shape; models/training/lips.py: shaped_lips)."""
         return Shape(self.shape_gain, tuple(self.lip_indices))
 
     def to_disk(self) -> dict[str, Any]:
