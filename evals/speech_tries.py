@@ -15,9 +15,11 @@ render makes). One JSON line per try on stdout, then a markdown table; per-perso
 The settings a try combines (TRIES names them):
 - inputs: `mfcc` (the paper's 28-D audio), `energy` (its log energy and delta alone), `utterance` (the
   same standardised over each clip: whose voice and which microphone cancel out), `phones`
-  (tasks/rows/phones.py: PocketSphinx phone shares, 40 more), `augment` (copies of the training speech
-  with pitch shift, reverberation, noise, gain);
-- targets: `speaker` (each video's lips less their own mean, lstm.targets) or `corpus`;
+  (tasks/rows/phones.py: PocketSphinx phone shares, 40 more), `visemes` (the same summed into the 12 groups
+  of lstm.phone_classes visemes: models/networks/lstm.py), `cmn` (the cepstra less their mean over each
+  clip), `augment` (copies of the training speech with pitch shift, reverberation, noise, gain);
+- targets: `speaker` (each video's lips less their own mean, lstm.targets), `speakerz` (and over their own
+  std) or `corpus`; `balance`: every training person's frames weigh as much in the loss as another's;
 - `dropout`, `input_noise` (Gaussian, on the standardised inputs, while training), `context`, `hidden`;
 - `ensemble`: the mean of that many models trained from different seeds;
 - `sync`: each training clip's own lag between speech and mouth taken off before the final training
@@ -39,10 +41,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from evals.speech import HELD_OUT, OBAMA, SOURCES, WORK, build, corpus_sources, say
-from models.networks.lstm import AudioToLips, window_index
+from models.networks.lstm import AudioToLips, heard_features, window_index
 from models.records import LipsStats, Shape
 from models.training.data import Corpus, load_corpus
 from models.training.lips import lips_moments
@@ -54,38 +55,40 @@ from tasks.config.params import Params
 from tasks.config.params_loader import load_params
 from tasks.rows.decode import read_audio
 from tasks.rows.features import DELTA_LOG_ENERGY, LOG_ENERGY, audio_features
-from tasks.rows.phones import phone_features, phone_track
+from tasks.rows.phones import PHONES, phone_features, phone_track
 
 MAX_EPOCHS, EVERY = 20, 5
+PHONE_LAYOUT = [f"phone_{name}" for name in PHONES]
+REG = {"targets": "speaker", "dropout": 0.5, "input_noise": 0.3}  # speaker-centred lips, regularised
+SYNCED = {**REG, "hidden": 64, "sync": True}
+SHAPED = {**SYNCED, "shape": True}
 TRIES = {
     "paper": {"inputs": ["mfcc"], "targets": "corpus"},
     "utterance": {"inputs": ["utterance"], "targets": "corpus"},
     "speaker": {"inputs": ["mfcc"], "targets": "speaker"},
-    "speaker+reg": {"inputs": ["mfcc"], "targets": "speaker", "dropout": 0.5, "input_noise": 0.3},
-    "speaker+reg+context10": {"inputs": ["mfcc"], "targets": "speaker", "dropout": 0.5, "input_noise": 0.3,
-                              "context": 10},
+    "speaker+reg": {"inputs": ["mfcc"], **REG},
+    "speaker+reg+context10": {"inputs": ["mfcc"], **REG, "context": 10},
     "phones": {"inputs": ["mfcc", "phones"], "targets": "corpus"},
-    "speaker+reg+phones": {"inputs": ["mfcc", "phones"], "targets": "speaker", "dropout": 0.5,
-                           "input_noise": 0.3},
-    "speaker+reg+phones+energy": {"inputs": ["energy", "phones"], "targets": "speaker", "dropout": 0.5,
-                                  "input_noise": 0.3},
-    "speaker+reg+phones+context10": {"inputs": ["mfcc", "phones"], "targets": "speaker", "dropout": 0.5,
-                                     "input_noise": 0.3, "context": 10},
-    "speaker+reg+phones+hidden64": {"inputs": ["mfcc", "phones"], "targets": "speaker", "dropout": 0.5,
-                                    "input_noise": 0.3, "hidden": 64},
-    "speaker+reg+phones+hidden64+sync": {"inputs": ["mfcc", "phones"], "targets": "speaker", "dropout": 0.5,
-                                         "input_noise": 0.3, "hidden": 64, "sync": True},
-    "speaker+reg+phones+hidden64+sync+shape": {"inputs": ["mfcc", "phones"], "targets": "speaker",
-                                               "dropout": 0.5, "input_noise": 0.3, "hidden": 64, "sync": True,
-                                               "shape": True},
-    "speaker+reg+phones+hidden128": {"inputs": ["mfcc", "phones"], "targets": "speaker", "dropout": 0.5,
-                                     "input_noise": 0.3, "hidden": 128},
-    "speaker+reg+augment": {"inputs": ["mfcc"], "targets": "speaker", "dropout": 0.5, "input_noise": 0.3,
-                            "augment": 2},
-    "speaker+reg+sync": {"inputs": ["mfcc"], "targets": "speaker", "dropout": 0.5, "input_noise": 0.3,
-                         "sync": True},
-    "speaker+reg+ensemble3": {"inputs": ["mfcc"], "targets": "speaker", "dropout": 0.5, "input_noise": 0.3,
-                              "ensemble": 3},
+    "speaker+reg+phones": {"inputs": ["mfcc", "phones"], **REG},
+    "speaker+reg+phones+energy": {"inputs": ["energy", "phones"], **REG},
+    "speaker+reg+phones+context10": {"inputs": ["mfcc", "phones"], **REG, "context": 10},
+    "speaker+reg+phones+hidden64": {"inputs": ["mfcc", "phones"], **REG, "hidden": 64},
+    "speaker+reg+phones+hidden128": {"inputs": ["mfcc", "phones"], **REG, "hidden": 128},
+    "speaker+reg+phones+hidden64+sync": {"inputs": ["mfcc", "phones"], **SYNCED},
+    "speaker+reg+phones+hidden64+sync+shape": {"inputs": ["mfcc", "phones"], **SHAPED},
+    "speaker+reg+phones+hidden64+sync+shape+utterance": {"inputs": ["utterance", "phones"], **SHAPED},
+    "speaker+reg+phones+hidden64+sync+shape+cmn": {"inputs": ["cmn", "phones"], **SHAPED},
+    "speakerz+reg+phones+hidden64+sync+shape": {"inputs": ["mfcc", "phones"], **SHAPED,
+                                               "targets": "speakerz"},
+    "speaker+reg+phones+hidden64+sync+shape+ensemble3": {"inputs": ["mfcc", "phones"], **SHAPED,
+                                                        "ensemble": 3},
+    "speaker+reg+phones+hidden64+sync+shape+balance": {"inputs": ["mfcc", "phones"], **SHAPED,
+                                                      "balance": True},
+    "speaker+reg+visemes+hidden64+sync+shape": {"inputs": ["mfcc", "visemes"], **SHAPED},
+    "speaker+reg+phones+visemes+hidden64+sync+shape": {"inputs": ["mfcc", "phones", "visemes"], **SHAPED},
+    "speaker+reg+augment": {"inputs": ["mfcc"], **REG, "augment": 2},
+    "speaker+reg+sync": {"inputs": ["mfcc"], **REG, "sync": True},
+    "speaker+reg+ensemble3": {"inputs": ["mfcc"], **REG, "ensemble": 3},
 }
 Predict = Callable[[str], np.ndarray]  # video id -> raw lips (frames, LIPS_DIM) for its whole speech
 
@@ -153,7 +156,11 @@ def features(parts: dict[str, np.ndarray], setting: dict) -> np.ndarray:
         mfcc = mfcc[:, [LOG_ENERGY, DELTA_LOG_ENERGY]]
     if "utterance" in setting["inputs"]:
         mfcc = (mfcc - mfcc.mean(0)) / np.maximum(mfcc.std(0), 1e-3)
+    if "cmn" in setting["inputs"]:  # the cepstra less their mean over each clip (energy left as it is)
+        mfcc = np.concatenate([mfcc[:, :26] - mfcc[:, :26].mean(0), mfcc[:, 26:]], 1)
     extra = [parts["phones"].astype(np.float32)] if "phones" in setting["inputs"] else []
+    if "visemes" in setting["inputs"]:  # the phone shares summed into groups, as lstm.phone_classes visemes
+        extra.append(heard_features(parts["phones"].astype(np.float32), PHONE_LAYOUT, "visemes"))
     return np.concatenate([mfcc, *extra], 1)
 
 
@@ -163,28 +170,35 @@ def fit(setting: dict, train: dict[str, np.ndarray], inputs: Inputs, corpus: Cor
     """A model trained on the frames `train` names (per video) for `epochs`; (its predictor, dev's figure
     after every EVERY epochs when `dev` is given)."""
     context, shifts = setting.get("context", params.lstm.context), shifts or {}
-    xs, windows, ys, offset = [], [], [], 0
+    xs, windows, ys, offset, whose = [], [], [], 0, []
     for k in range(1 + setting.get("augment", 0)):
         for v in corpus.videos:
             rows = train.get(v.video_id)
             if rows is None or v.video_id not in inputs.copy(k) or not (rows & v.face_found).any():
                 continue
             frames = np.flatnonzero(rows & v.face_found)
-            lips = v.lips[frames] - (v.lips[frames].mean(0) if setting["targets"] == "speaker" else 0)
+            lips = v.lips[frames] - (v.lips[frames].mean(0) if setting["targets"] != "corpus" else 0)
+            if setting["targets"] == "speakerz":  # and over their own std: every mouth's motion at one scale
+                lips = lips / np.maximum(lips.std(0), 1e-4) * 0.01
             heard = np.clip(frames + shifts.get(v.video_id, 0), 0, len(v) - 1)
             xs.append(features(inputs.copy(k)[v.video_id], setting))
             windows.append(window_index(len(v), context)[heard] + offset)
             ys.append(lips)
+            whose.extend([speaker_of(v.video_id, params)] * len(lips))
             offset += len(v)
     x, y = np.concatenate(xs), np.concatenate(ys)
     x_mean, x_std = x.mean(0), np.maximum(x.std(0), 1e-6)
     lips_mean = np.concatenate([v.lips[r & v.face_found] for v in corpus.videos
                                 if (r := train.get(v.video_id)) is not None]).mean(0)
     y_std = np.maximum(y.std(0), 1e-6)
-    y_mean = 0 if setting["targets"] == "speaker" else lips_mean
+    y_mean = 0 if setting["targets"] != "corpus" else lips_mean
     audio = torch.from_numpy(((x - x_mean) / x_std).astype(np.float32))
     index = torch.from_numpy(np.concatenate(windows))
     target = torch.from_numpy(((y - y_mean) / y_std).astype(np.float32))
+    counts = {name: whose.count(name) for name in set(whose)}
+    weight = torch.tensor([len(whose) / len(counts) / counts[name] for name in whose], dtype=torch.float32)
+    if not setting.get("balance"):
+        weight = torch.ones_like(weight)
     torch.manual_seed(params.seed + seed)
     model = AudioToLips(features=x.shape[1], hidden=setting.get("hidden", params.lstm.hidden),
                         bidirectional=params.lstm.bidirectional, dropout=setting.get("dropout", 0.0))
@@ -204,7 +218,7 @@ def fit(setting: dict, train: dict[str, np.ndarray], inputs: Inputs, corpus: Cor
         for batch in torch.randperm(len(target)).split(params.lstm.batch_size):
             heard = audio[index[batch]]
             heard = heard + setting.get("input_noise", 0.0) * torch.randn_like(heard)
-            loss = F.mse_loss(model(heard), target[batch])
+            loss = ((model(heard) - target[batch]) ** 2).mean(1).mul(weight[batch]).mean()
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

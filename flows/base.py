@@ -114,10 +114,13 @@ def refresh_lstm_card(paths: Paths, into: Path = SHIPPED_BASE, alone: bool = Fal
     keys = ("best_val_loss", "baseline_val_loss", "lmd_px", "baseline_lmd_px", "mouth_open_r", "best_epoch",
             "shape_gain")
     figures = "\n".join(f"| `{key}` | {metrics[key]:.4g} |" for key in keys if key in metrics)
-    layout = LstmArtifact.load(paths.lstm).feature_layout
+    artifact = LstmArtifact.load(paths.lstm)
+    layout = artifact.feature_layout
     phones = sum(name.startswith("phone_") for name in layout)
+    grouped = (", summed into the groups that look alike on the lips (`lstm.phone_classes: visemes`)"
+               if phones and artifact.phone_classes == "visemes" else "")
     heard = (f"{len(layout)} audio features per frame ({len(layout) - phones} MFCC and loudness"
-             + (f", {phones} PocketSphinx phone shares: `preprocess.phones`)" if phones else ")"))
+             + (f", {phones} PocketSphinx phone shares: `preprocess.phones`{grouped})" if phones else ")"))
     section = LSTM_CARD.format(used=yaml.safe_dump(params.lstm.model_dump(mode="json"), sort_keys=False),
                                targets=params.lstm.targets, figures=figures, alone=ALONE if alone else "",
                                heard=heard)

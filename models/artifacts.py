@@ -211,8 +211,11 @@ class LstmArtifact(Artifact):
     lips_mean: np.ndarray  # (LIPS_DIM,) float32: the train split's, what the lips are z-scored with
     lips_std: np.ndarray
     face_size: int
-    feature_layout: list[str]  # tasks/rows/features.py: feature_layout
+    feature_layout: list[str]  # tasks/rows/features.py: feature_layout: what it is fed, as the rows hold it
     val_loss: float  # the best epoch's
+    # How it hears the phone shares of the layout (models/networks/lstm.py: heard_features): "visemes", or
+    # "phones" as they are (artifacts written before it was kept); audio_mean/std are of what it hears.
+    phone_classes: str = "phones"
     # The statistics of the lips it predicts for its training speech (voiced frames): how widely its mouth
     # swings on speech it knows, what a clip's own swing is judged against (models/training/lips.py:
     # source_stats). None in artifacts written before it was kept.
@@ -223,7 +226,8 @@ class LstmArtifact(Artifact):
 
     @property
     def shape(self) -> Shape:
-        """What final_lips scales the lips' shape with (models/records.py: Shape; models/training/lips.py: shaped_lips)."""
+        """What final_lips scales the lips' shape with (models/records.py: Shape; models/training/lips.py:
+        shaped_lips)."""
         return Shape(self.shape_gain, tuple(self.lip_indices))
 
     def to_disk(self) -> dict[str, Any]:
@@ -241,6 +245,7 @@ class LstmArtifact(Artifact):
             **cls._made(saved),
             output_stats=LipsStats.from_disk(output) if output is not None else None,
             shape_gain=float(saved.get("shape_gain", 1.0)),
+            phone_classes=str(saved.get("phone_classes", "phones")),
             context=int(saved["context"]),
             audio_mean=as_array(saved["audio_mean"]),
             audio_std=as_array(saved["audio_std"]),

@@ -3,7 +3,9 @@ then two hidden fully connected layers to the lips of that frame, (x, y) of 8 po
 
 The network works in normalised units: audio features standardised and lips z-scored with
 the training set's stats, which travel in the artifact (models/artifacts.py). `predict_lips` does the
-round trip from raw features to lips in [0, 1] of the crop.
+round trip from raw features to lips in [0, 1] of the crop. With `lstm.phone_classes: visemes` the LSTM
+hears the frame table's 40 phone shares summed into the 12 groups of VISEMES (`heard_features`), which
+followed voices it never heard better than the 40 (ARCHITECTURE.md: the tries of evals/speech_tries.py).
 """
 
 from __future__ import annotations
@@ -18,6 +20,25 @@ from models.artifacts import LstmArtifact
 from tasks.config.params import LstmParams
 from tasks.rows.features import FEATURE_DIM
 from tasks.rows.landmarks import LIPS_DIM
+
+# Phones that look alike on the lips, each group one input of an LSTM with phone_classes "visemes"; together
+# they are tasks/rows/phones.py's PHONES, each once (tests/test_lstm_inputs.py).
+VISEMES = (("SIL",), ("P", "B", "M"), ("F", "V"), ("TH", "DH"), ("AA", "AE", "AH", "AO", "AW", "AY"),
+           ("EH", "EY", "ER", "IH", "IY"), ("OW", "OY", "UH", "UW", "W"), ("CH", "JH", "SH", "ZH"),
+           ("S", "Z", "T", "D", "N"), ("K", "G", "NG", "HH", "Y"), ("L",), ("R",))
+
+
+def heard_features(features: np.ndarray, layout: list[str], phone_classes: str) -> np.ndarray:
+    """(frames, D) features in the frame table's `layout` -> what an LSTM with `phone_classes` hears: with
+    "visemes", the phone shares (layout's phone_* columns) summed into VISEMES' groups, in their place; else
+    (or without phones) the features as they are."""
+    phones = [i for i, name in enumerate(layout) if name.startswith("phone_")]
+    if phone_classes != "visemes" or not phones:
+        return features
+    column = {name: i for i, name in enumerate(layout)}
+    groups = [features[:, [column[f"phone_{p}"] for p in group]].sum(1) for group in VISEMES]
+    return np.concatenate([features[:, : phones[0]], np.stack(groups, 1).astype(features.dtype),
+                           features[:, phones[-1] + 1:]], 1)
 
 
 def window_index(frames: int, context: int) -> np.ndarray:
@@ -68,14 +89,16 @@ def predict_lips(model: AudioToLips, artifact: LstmArtifact, features: np.ndarra
     """(frames, D) raw audio features of a clip, in the artifact's feature layout (D = 28, or 68 with phones)
     -> (frames, LIPS_DIM) lips in [0, 1] of the crop. ValueError when D is not what the LSTM heard."""
     features = np.asarray(features, np.float32).reshape(len(features), -1)
-    if features.shape[1] != len(artifact.audio_mean):
+    expected = len(artifact.feature_layout) or len(artifact.audio_mean)  # older artifacts: no layout
+    if features.shape[1] != expected:
         phones = any(name.startswith("phone_") for name in artifact.feature_layout)
         heard = "with phones" if phones else "without phones"
-        raise ValueError(f"the LSTM hears {len(artifact.audio_mean)} audio features ({heard}), given "
+        raise ValueError(f"the LSTM hears {expected} audio features ({heard}), given "
                          f"{features.shape[1]}: rows made with another preprocess.phones or n_mfcc")
+    features = heard_features(features, artifact.feature_layout, artifact.phone_classes)
     device = next(model.parameters()).device
     normalised = torch.from_numpy(
-        ((np.asarray(features, np.float32) - artifact.audio_mean) / artifact.audio_std).astype(np.float32)
+        ((features - artifact.audio_mean) / artifact.audio_std).astype(np.float32)
     )
     windows = torch.from_numpy(window_index(len(normalised), artifact.context))
     lips = []

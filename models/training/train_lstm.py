@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from models.artifacts import LstmArtifact
 from models.common import autocast, code_digest, finite_or_none, pick_device, run_key, seed_everything
-from models.networks.lstm import AudioToLips, predict_lips
+from models.networks.lstm import AudioToLips, heard_features, predict_lips
 from models.training.data import Corpus, LipsWindows, audio_stats, lips_stats, load_corpus, speaker_means
 from models.training.lip_metrics import lip_metrics
 from models.training.run import TrainingRun, epoch_line, made_from
@@ -60,8 +60,12 @@ class LipsData:
 
 
 def lips_data(corpus: Corpus, split: Split, p: LstmParams, device: torch.device) -> LipsData:
-    """Both splits normalised with the stats of the train split only. With lstm.targets "speaker", each
+    """Both splits normalised with the stats of the train split only, the audio as the LSTM hears it
+    (lstm.phone_classes: models/networks/lstm.py: heard_features). With lstm.targets "speaker", each
     video's lips less their own mean (its train frames', else its val frames': data.speaker_mean)."""
+    layout = list(corpus.meta.get("feature_layout", []))
+    corpus = replace(corpus, videos=[replace(v, audio=heard_features(v.audio, layout, p.phone_classes))
+                                     for v in corpus.videos])
     stats = (*audio_stats(corpus, split.train), *lips_stats(corpus, split.train, p.targets))
     centre = speaker_means(corpus, split) if p.targets == "speaker" else None
     train = LipsWindows(corpus, split.train, p.context, *stats, centre=centre).to(device)
@@ -248,7 +252,7 @@ def lstm_artifact(model: AudioToLips, hparams: dict, data: LipsData, corpus: Cor
         audio_mean=data.audio_mean, audio_std=data.audio_std,
         lips_mean=data.lips_mean, lips_std=data.lips_std,
         face_size=int(corpus.meta["face_size"]),
-        feature_layout=list(corpus.meta.get("feature_layout", [])),
+        feature_layout=list(corpus.meta.get("feature_layout", [])), phone_classes=params.lstm.phone_classes,
         epoch=best["epoch"], val_loss=best["val_loss"], shape_gain=gain,
         **made_from(params.lstm, corpus, split),
     )

@@ -99,6 +99,7 @@ class SplitParams(_Section):
 class LstmParams(_Section):
     context: int = Field(5, ge=0, le=50)
     targets: Literal["corpus", "speaker"] = "speaker"
+    phone_classes: Literal["visemes", "phones"] = "visemes"
     hidden: int = Field(64, ge=4, le=4096)
     layers: int = Field(1, ge=1, le=8)
     bidirectional: bool = True

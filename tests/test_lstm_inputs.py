@@ -1,0 +1,71 @@
+"""What the LSTM hears of the frame table's audio (models/networks/lstm.py: heard_features, VISEMES):
+with lstm.phone_classes visemes, the 40 phone shares summed into the groups that look alike on the lips,
+the same in training, in every render and in artifacts read back; phones as they are otherwise."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from models.artifacts import LstmArtifact
+from models.networks.lstm import VISEMES, AudioToLips, heard_features, load_lstm, predict_lips, window_index
+from tasks.rows.features import feature_layout
+from tasks.rows.phones import PHONES
+
+LAYOUT = feature_layout(phones=True)  # 26 MFCC and deltas, 40 phone shares, log energy and its delta
+MADE = {"epoch": 1, "lip_indices": [48, 50, 52, 54, 56, 58, 62, 66], "fps": 30.0, "split_by": "time",
+        "val_videos": ["a"], "params": {}, "params_digest": "d", "data_fingerprint": "f"}
+
+
+def rows(frames: int = 12, seed: int = 0) -> np.ndarray:
+    """Feature rows as preprocessing makes them: each frame's phone shares sum to 1."""
+    rng = np.random.default_rng(seed)
+    features = rng.normal(size=(frames, len(LAYOUT))).astype(np.float32)
+    phones = [i for i, name in enumerate(LAYOUT) if name.startswith("phone_")]
+    features[:, phones] = rng.dirichlet(np.ones(len(phones)), frames)
+    return features
+
+
+def test_the_viseme_groups_hold_every_phone_once():
+    grouped = [phone for group in VISEMES for phone in group]
+    assert sorted(grouped) == sorted(PHONES) and len(grouped) == len(set(grouped))
+
+
+def test_visemes_sum_the_phone_shares_in_their_place_and_keep_the_rest():
+    features = rows()
+    heard = heard_features(features, LAYOUT, "visemes")
+    assert heard.shape == (12, len(LAYOUT) - len(PHONES) + len(VISEMES)) and heard.dtype == np.float32
+    first = LAYOUT.index("phone_SIL")
+    assert np.array_equal(heard[:, :first], features[:, :first])  # the MFCC and deltas
+    assert np.array_equal(heard[:, -2:], features[:, -2:])  # the loudness and its delta
+    groups = heard[:, first:first + len(VISEMES)]
+    assert np.allclose(groups.sum(1), 1.0, atol=1e-5)  # still shares
+    lips_shut = VISEMES.index(("P", "B", "M"))
+    assert np.allclose(groups[:, lips_shut], sum(features[:, LAYOUT.index(f"phone_{p}")] for p in "PBM"))
+    assert heard_features(features, LAYOUT, "phones") is features
+    paper = feature_layout(phones=False)
+    assert heard_features(features[:, :28], paper, "visemes").shape == (12, 28)  # no phones: as they are
+
+
+def test_an_lstm_that_hears_visemes_takes_the_rows_as_they_are_after_a_round_trip(tmp_path):
+    heard = len(LAYOUT) - len(PHONES) + len(VISEMES)
+    torch.manual_seed(0)
+    model = AudioToLips(features=heard, hidden=8, fc_hidden=8).eval()
+    rng = np.random.default_rng(1)
+    mean, std = rng.normal(size=heard).astype(np.float32), rng.uniform(0.5, 2, heard).astype(np.float32)
+    LstmArtifact(state_dict=model.state_dict(), hparams={"features": heard, "hidden": 8, "fc_hidden": 8},
+                 context=2, audio_mean=mean, audio_std=std, lips_mean=np.full(16, 0.5, np.float32),
+                 lips_std=np.full(16, 0.1, np.float32), face_size=128, feature_layout=LAYOUT, val_loss=0.5,
+                 phone_classes="visemes", **MADE).save(tmp_path / "lstm.pt")
+    loaded, artifact = load_lstm(tmp_path / "lstm.pt")
+    assert artifact.phone_classes == "visemes"
+    features = rows()
+    lips = predict_lips(loaded, artifact, features)  # the frame table's 68 columns, not the 40 it hears
+    expected = (heard_features(features, LAYOUT, "visemes") - mean) / std
+    with torch.no_grad():
+        direct = model(torch.from_numpy(expected.astype(np.float32))[window_index(12, 2)]).numpy()
+    assert np.allclose(lips, direct * 0.1 + 0.5, atol=1e-5)
+
+    saved = artifact.to_disk()
+    del saved["phone_classes"]  # an LSTM written before it was kept heard the phones as they are
+    assert LstmArtifact.from_disk(saved).phone_classes == "phones"
