@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import traceback
 import urllib.request
 from pathlib import Path
 
@@ -46,6 +47,27 @@ def reenact(*args: str, cwd: Path, timeout: float = 300) -> subprocess.Completed
         timeout=timeout,
         check=False,
     )
+
+
+def reenact_here(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
+    """`reenact ARGS` run in this process by click's test runner, in `cwd` with `env` set: its exit status,
+    stdout and stderr, as `reenact` gives them (an exception it lets out: its traceback on stderr).
+    For the checks around a test's real runs: a second interpreter's start (torch, Prefect: ~5 s on
+    2 cores) adds nothing to what they assert."""
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    previous = Path.cwd()
+    os.chdir(cwd)
+    try:
+        done = CliRunner().invoke(app, list(args), env=env)
+    finally:
+        os.chdir(previous)
+    stderr = done.stderr
+    if done.exception is not None and not isinstance(done.exception, SystemExit):
+        stderr += "".join(traceback.format_exception(done.exception))
+    return subprocess.CompletedProcess(["reenact", *args], done.exit_code, done.stdout, stderr)
 
 
 def dvc_project_copy(repo: Path, extra: tuple[str, ...] = ()) -> Path:

@@ -44,6 +44,20 @@ def shards(tmp_path_factory):
     return synthetic_shards(tmp_path_factory.mktemp("shards"), videos=3, frames=80)
 
 
+@pytest.fixture(scope="module")
+def corpus_cgan(tmp_path_factory, shards) -> Path:
+    """A tiny frame generator trained one epoch on `shards` in a project of its own (its params.yaml beside
+    it), trained once for the tests that fine-tune from it and only read it."""
+    root = tmp_path_factory.mktemp("corpus_cgan")
+    (root / "params.yaml").write_text("seed: 0\ndevice: cpu\n")
+    argv = ["--root", str(root), "--params", str(root / "params.yaml"), "--shards", str(shards),
+            "--cgan", str(root / "cgan.pt")]
+    for override in (*TINY_CGAN, "cgan.epochs=1", "cgan.finetune_epochs=0"):
+        argv += ["--override", override]
+    train_cgan.main(argv)
+    return root / "cgan.pt"
+
+
 @pytest.fixture
 def stage(tmp_path, shards):
     """Arguments that point a training script at the tiny corpus and at a project root in tmp_path
@@ -228,24 +242,23 @@ def test_torchrun_two_processes_with_gloo(tmp_path, stage):
     assert torch.load(tmp_path / "cgan.pt", weights_only=True)["epoch"] == 2
 
 
-def test_finetune_trains_a_copy_on_one_new_video_and_leaves_the_corpus_generator(tmp_path, stage):
-    train_cgan.main(stage("cgan", *TINY_CGAN, "cgan.epochs=1", "cgan.finetune_epochs=0"))
-    corpus_bytes = (tmp_path / "cgan.pt").read_bytes()
+def test_finetune_trains_a_copy_on_one_new_video_and_leaves_the_corpus_generator(tmp_path, corpus_cgan):
+    corpus_bytes = corpus_cgan.read_bytes()
     new = synthetic_shards(tmp_path / "new", videos=1, frames=40, seed=3)
     partition_dir(new, "synthetic_0").rename(partition_dir(new, "newcomer"))
-    paths = Paths.at(tmp_path, shards=new, cgan=tmp_path / "cgan.pt")
-    params = load_params(tmp_path / "params.yaml", dict(map(parse_override, TINY_CGAN))
+    paths = Paths.at(tmp_path, shards=new, cgan=corpus_cgan)
+    params = load_params(corpus_cgan.parent / "params.yaml", dict(map(parse_override, TINY_CGAN))
                          | {"cgan.finetune_epochs": 2, "cgan.batch_size": 8})
     calls = []
     out = tmp_path / "targets" / "newcomer.pt"
     artifact = finetune(paths, params, "newcomer", out, frames=slice(0, 30),
                         progress=lambda step, total: calls.append((step, total)))
 
-    assert (tmp_path / "cgan.pt").read_bytes() == corpus_bytes
+    assert corpus_cgan.read_bytes() == corpus_bytes
     faces = int(np.sum(np.arange(40)[:30] % 25 != 24))  # every 25th synthetic frame has no face
     assert calls == [(step, 2 * (faces // 8)) for step in range(1, 2 * (faces // 8) + 1)]
     _, saved = load_generator(out)
-    corpus = CganArtifact.load(tmp_path / "cgan.pt")
+    corpus = CganArtifact.load(corpus_cgan)
     assert saved.target_video == artifact.target_video == "newcomer"
     assert saved.lips_stats["newcomer"].frames == faces
     assert set(saved.lips_stats) == set(corpus.lips_stats) | {"newcomer"}
@@ -259,10 +272,9 @@ def test_finetune_trains_a_copy_on_one_new_video_and_leaves_the_corpus_generator
     assert changed, "the weights were trained"
 
 
-def test_finetune_stops_at_its_time_budget(tmp_path, stage, shards):
-    train_cgan.main(stage("cgan", *TINY_CGAN, "cgan.epochs=1", "cgan.finetune_epochs=0"))
-    paths = Paths.at(tmp_path, cgan=tmp_path / "cgan.pt", shards=shards)
-    params = load_params(tmp_path / "params.yaml", dict(map(parse_override, TINY_CGAN))
+def test_finetune_stops_at_its_time_budget(tmp_path, corpus_cgan, shards):
+    paths = Paths.at(tmp_path, cgan=corpus_cgan, shards=shards)
+    params = load_params(corpus_cgan.parent / "params.yaml", dict(map(parse_override, TINY_CGAN))
                          | {"cgan.epochs": 50, "cgan.finetune_epochs": 50, "cgan.batch_size": 4})
     calls = []
     finetune(paths, params, "synthetic_1", tmp_path / "one.pt", seconds=0.0,
