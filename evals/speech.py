@@ -15,22 +15,24 @@ of HELD_OUT (~55 s, 7 source repositories; never trained on, never used to choos
 paper measured on held-out addresses. The other 28 people (~5.5 min) are the training set.
 
 The LSTM is trained by the ordinary stage (`python -m models.training.train_lstm --root RUN --shards ...`,
-params.yaml's lstm section, a run folder of its own made afresh) for --epochs epochs, or, by default, for the
-number of epochs that cross-validation over the *training* speakers picks (choose_epochs: 2 folds of them held
-out in turn; the held-out people play no part in it). Then, on HELD_OUT, after the alignment a render makes
-to each speaker (models/training/speakers.py): the LSTM's mouth_open_r, lmd_px, sync_offset_frames, amp
-(the opening's swing over the speaker's own) and amp_min; the same prefixed loudness_ (the opening an affine
-function of log energy, fitted on the training speakers) and mean_ (the training mean); closed_gap and
-closed_std (crop px; their speech padded with 0.5-2 s silences: the mean opening asked for in the silences
-less their own closed-mouth opening, and its std there); obama_* (the same on his last 20 %, and
-obama_lag_frames, obama_mouth_open_r_at_lag: later_scores; his clip, as every training clip, with its lips
-moved by the sync offset the stage found on his first 80 % with models that never heard him,
-models/training/sync.py: `obama_sync_frames`); shape_gain (how much of the lips' shape beside the opening
-the LSTM is trusted with, models/training/shape.py); and train_seconds (the stage's wall time). stderr has
-the per-speaker figures; the last line of stdout is one flat JSON object. --override applies to the
-project's params (e.g. render.silence_db=0: no silence gate).
+params.yaml's lstm section, a run folder of its own made afresh) for --epochs epochs, or, by default, for
+the number of epochs that cross-validation over the *training* speakers picks (choose_epochs: 2 folds of
+them held out in turn; the held-out people play no part in it). Then, on HELD_OUT, after the alignment a
+render makes to each speaker (models/training/speakers.py): the LSTM's mouth_open_r, lmd_px,
+sync_offset_frames, amp (the opening's swing over the speaker's own) and amp_min; the same prefixed
+loudness_ (the opening an affine function of log energy, fitted on the training speakers) and mean_ (the
+training mean); closed_gap and closed_std (crop px; their speech padded with 0.5-2 s silences: the mean
+opening asked for in the silences less their own closed-mouth opening, and its std there); obama_* (the same
+on his last 20 %, and obama_lag_frames, obama_mouth_open_r_at_lag: later_scores; his clip, as every training
+clip, with its lips moved by the sync offset the stage found on his first 80 % with models that never heard
+him, models/training/sync.py: `obama_sync_frames`); obama_alone_* (the paper's own setting: the same stage
+with the same params trained on his first 80 % alone, as many steps, measured on his last 20 %, and his
+baselines fitted on his 80 % alone: evals/speech_paper.py); shape_gain (how much of the lips' shape beside
+the opening the LSTM is trusted with, models/training/shape.py); and train_seconds (the stage's wall time).
+stderr has the per-speaker figures; the last line of stdout is one flat JSON object. --override applies to
+the project's params (e.g. render.silence_db=0: no silence gate).
 
---obama also runs the paper's experiment on Obama alone and the paper's grid on it (evals/speech_paper.py);
+--obama also runs the paper's grid on Obama alone (evals/speech_paper.py);
 evals/speech_tries.py measures other inputs (phones, per-utterance normalisation, augmentation, ...).
 """
 
@@ -297,9 +299,10 @@ def main(argv: list[str] | None = None) -> dict:
     result = {**measure(lstm, corpus, split, params, project), "train_seconds": seconds, "epochs": epochs,
               "train_frames": frames, "silence_db": params.render.silence_db,
               "obama_sync_frames": metrics.get("sync_offsets", {}).get(OBAMA)}
-    if args.obama:
-        from evals.speech_paper import obama_experiment
+    from evals.speech_paper import obama_alone, obama_experiment
 
+    result.update(obama_alone(corpus, params, epochs))
+    if args.obama:
         obama_experiment(project, corpus, params, epochs)
     result = {key: finite_or_none(v) if isinstance(v, float) else v for key, v in result.items()}
     print(json.dumps(result))
