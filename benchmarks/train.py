@@ -28,10 +28,10 @@ from torch.utils.data import DataLoader
 
 from models.common import pick_device, seed_everything
 from models.networks.lstm import AudioToLips
-from models.training.data import LipsWindows, audio_stats, lips_stats, load_corpus, video_references
+from models.training.data import lips_stats, load_corpus, video_references
 from models.training.gan import STEPS, Gan, dataset, to_device
 from models.training.split import split_corpus
-from models.training.train_lstm import lstm_step
+from models.training.train_lstm import lips_data, lstm_step
 from tasks.config.params_loader import load_params, parse_override
 from tasks.config.paths import Paths
 from tasks.table.shards import video_ids
@@ -63,8 +63,7 @@ def rate(step, batches, seconds: float, device: torch.device) -> float:
 
 def lstm_rate(params, corpus, split, device, seconds: float, naive: bool) -> float:
     p = params.lstm
-    stats = (*audio_stats(corpus, split.train), *lips_stats(corpus, split.train))
-    dataset = LipsWindows(corpus, split.train, p.context, *stats)
+    dataset = lips_data(corpus, split, p, torch.device("cpu")).train  # the audio as the LSTM hears it
     model = AudioToLips(**AudioToLips.hparams(p, dataset.audio.shape[1])).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=p.lr)
     use_amp = p.amp and not naive and device.type == "cuda"
