@@ -28,6 +28,9 @@ held-out frame (the last 25%, never trained on) is painted given its own true li
     nearest_*                nearest-lips retrieval from the training frames (models/evaluation/baselines.py)
     mean_*                   the mean training face
     adapt_seconds            the wall time of the adaptation
+    measured_at              the crop side every method is scored at (--measure-size; default: the side
+                             `reenact adapt` paints the clip's face at, adapt.face_size auto): a
+                             generator painting smaller crops is scaled up to it, as a render scales it
 
 The frame generator paints from the held-out frame's masked crop, the reference a render picks for those
 lips from the adapted target's bank (adapt.references training crops), and the frame's own lips. noise_
@@ -79,7 +82,7 @@ from models.evaluation.mouth_metrics import (
 from models.networks.cgan import generate_faces, load_generator
 from models.networks.unet import UNetGenerator
 from models.rendering.composite import composite
-from tasks.config.params import Params
+from tasks.config.params import FACE_SIZES, Params
 from tasks.config.params_loader import ParamsError, load_params, parse_override
 from tasks.config.paths import PROJECT_ROOT, REAL_FIXTURES, Paths, require_real_fixtures
 from tasks.ingest.video import process_video, video_id_of
@@ -92,7 +95,8 @@ SHEETS = Path(tempfile.gettempdir()) / "reenact-realface"
 TRAIN_FRACTION = 0.75
 PREFIX = {"ours": "", "noise": "noise_", "nearest": "nearest_", "mean": "mean_"}
 SCORES = ("mouth_psnr", "mouth_ssim", "sharpness", "teeth", "detectability")  # every method's
-KEYS = ("clip", "adapt_seconds", *SCORES, "detectability_blurred", "full_lmd_px", "dlib_floor_px", "flicker",
+KEYS = ("clip", "measured_at", "adapt_seconds", *SCORES, "detectability_blurred", "full_lmd_px",
+        "dlib_floor_px", "flicker",
         *(PREFIX[name] + key for name in ("noise", "nearest", "mean") for key in SCORES))
 SHEET_ROWS = 6
 
@@ -109,6 +113,7 @@ def adapt(clip: Path, paths: Paths, params: Params, seconds: float | None) -> tu
     started = time.perf_counter()
     target = adapt_target(clip, video_id_of(clip), paths, params, train_fraction=TRAIN_FRACTION,
                           seconds=seconds)
+    say(f"{clip.name}: adapted at {target.face_size} px, {target.steps} steps in {target.finetune_seconds} s")
     return Path(target.paths.cgan), time.perf_counter() - started, target.paths.shards
 
 
@@ -193,6 +198,12 @@ def measure(clip: Path, scratch: Path, corpus: Paths, params: Params, plan: dict
         noise_generator, noise_artifact = load_generator(adapt(clip, noise, noise_params,
                                                                args.adapt_seconds)[0])
         painters["noise"] = generate_faces(noise_generator, noise_artifact, held.lips)  # whole faces
+    from models.training.adapt import auto_face_size  # `reenact adapt`'s choice
+
+    result["measured_at"] = args.measure_size or auto_face_size(clip, params.preprocess)[0]
+    if held.size != result["measured_at"]:
+        train, held, painters = at_size(clip, scratch / "measured", params, result["measured_at"], held,
+                                        painters)
     painters |= {"nearest": nearest_faces(train, held), "mean": mean_faces(train, held)}
     composites = {name: composite_crops(faces, held) for name, faces in painters.items()}
     masks = held.soft_masks()
@@ -216,6 +227,20 @@ def measure(clip: Path, scratch: Path, corpus: Paths, params: Params, plan: dict
     return {key: _rounded(value) for key, value in result.items()}
 
 
+def at_size(clip: Path, shards: Path, params: Params, size: int, held: FaceRows,
+            painters: dict[str, np.ndarray]) -> tuple[FaceRows, FaceRows, dict[str, np.ndarray]]:
+    """(training rows, held-out rows, paintings) at `size`: the clip's rows made again at that size, and
+    each painting of `held` scaled to it (cubic, as a render warps a crop into the frame), on the held-out
+    frames both have. A generator painting smaller crops than the face has pixels is measured at them."""
+    process_video(clip, shards, params.preprocess.model_copy(update={"face_size": size}))
+    rows, total = read_face_rows(shards, video_id_of(clip))
+    train, measured = split_in_time(rows, total, TRAIN_FRACTION)
+    both = np.isin(held.frames, measured.frames)
+    scaled = {name: np.stack([cv2.resize(face, (size, size), interpolation=cv2.INTER_CUBIC)
+                              for face in faces[both]]) for name, faces in painters.items()}
+    return train, measured.take(np.isin(measured.frames, held.frames)), scaled
+
+
 def lower_face_scores(images: np.ndarray, held: FaceRows, masks: np.ndarray) -> dict[str, float | None]:
     """SCORES of one method's composites against the held-out real crops."""
     return {**mouth_scores(images, held.faces, masks), "sharpness": sharpness(images, masks, held.faces),
@@ -233,7 +258,7 @@ def _detected(images: np.ndarray, held: FaceRows, masks: np.ndarray) -> float | 
 
 
 def _rounded(value):
-    if isinstance(value, str) or value is None:
+    if isinstance(value, str | int) or value is None:
         return value
     value = finite_or_none(value)
     return None if value is None else round(value, 4)
@@ -287,6 +312,9 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--adapt-seconds", type=float, default=None, help="adapt's time budget per clip")
     parser.add_argument("--baselines-only", action="store_true", help="no corpus models: the baselines")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default: %(default)s)")
+    parser.add_argument("--measure-size", type=int, choices=FACE_SIZES, default=None,
+                        help="the crop side every method is scored at (default: the one adapt.face_size "
+                        "auto picks for the clip's face); a smaller painting is scaled up to it")
     return parser
 
 

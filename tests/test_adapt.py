@@ -4,6 +4,7 @@ registered and nothing of the corpus touched; a good one is registered in paths.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -13,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import simplejpeg
 import torch
 import yaml
 from conftest import REAL_MEDIA, REAL_SPEECH
@@ -204,6 +206,61 @@ def test_train_fraction_fine_tunes_on_the_first_frames_only(footage, tmp_path):
     assert read_target(paths, "held") == target
 
 
+def test_a_target_adapted_at_256_px_grows_the_128_px_generator_and_renders(footage, tmp_path):
+    """adapt.face_size 256 from a 128 px corpus generator: the clip's crops are made at 256, the generator
+    is grown to paint them (its U-Net kept, a full-size level added) and fine-tuned, and a render of the
+    target pastes 256 px faces into its footage."""
+    clip = footage.paths.videos / f"{footage.target}.mp4"
+    paths = footage.paths.moved(targets=Paths.at(tmp_path / "p").targets)
+    params = footage.params.model_copy(update={"adapt": footage.params.adapt.model_copy(
+        update={"min_seconds": 1.0, "epochs": 1, "face_size": 256})})
+    corpus = CganArtifact.load(footage.paths.cgan)
+    target = adapt_target(clip, "big", paths, params)
+    assert corpus.face_size == 128 and target.face_size == 256
+    assert json.loads((target.folder / TARGET_RECORD).read_text())["face_size"] == 256
+    tuned = CganArtifact.load(target.paths.cgan)
+    assert tuned.face_size == 256 and (tuned.hparams["size"], tuned.hparams["inner"]) == (256, 128)
+    assert set(tuned.references) == {"big"} and tuned.references["big"].crops.shape[1:] == (256, 256, 3)
+    assert set(corpus.state_dict) < set(tuned.state_dict)
+    faces = read_frames(target.paths.shards, "big", ["face"]).column("face")
+    assert simplejpeg.decode_jpeg_header(faces[0].as_py())[:2] == (256, 256)
+
+    speech = write_voice(tmp_path / "speech.wav", 1.0)
+    done = reenact_here("render", "--audio", str(speech), "--out", str(tmp_path / "talk.mp4"), "--target",
+                        "big", *project_options(footage, tmp_path / "p"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    streams = {s["codec_type"]: s for s in probe(tmp_path / "talk.mp4")["streams"]}
+    first = next(iter_frames(clip, 30.0))
+    assert (streams["video"]["width"], streams["video"]["height"]) == first.shape[1::-1]
+
+
+def test_adapt_sizes_a_targets_crops_by_its_face_and_what_its_start_can_paint(footage, tmp_path):
+    """adapt.face_size auto: 256 px crops for a face wider than LARGE_FACE_PX in the footage, else
+    preprocess.face_size; a forced size is kept whatever the face; a size the generator adapt starts from
+    cannot paint (smaller than its own; bigger, for the paper's noise generator) is one line."""
+    clip = footage.paths.videos / f"{footage.target}.mp4"
+    start = CganArtifact.load(footage.paths.cgan)
+
+    def sized(size, generator=start):
+        params = footage.params.model_copy(update={"adapt": footage.params.adapt.model_copy(
+            update={"face_size": size})})
+        return adapt.face_size_for(clip, params, generator)
+
+    width = adapt.auto_face_size(clip, footage.params.preprocess)[1]
+    assert width > 0 and sized("auto") == (256 if width > adapt.LARGE_FACE_PX else 128)
+    assert sized(128) == 128 and sized(256) == 256
+    noise = dataclasses.replace(start, condition="noise")
+    assert sized("auto", noise) == 128
+    with pytest.raises(AdaptError, match="adapt.face_size 256: .* 128 px crops .*noise"):
+        sized(256, noise)
+    with pytest.raises(AdaptError, match="adapt.face_size 128: .* 256 px crops"):
+        sized(128, dataclasses.replace(start, face_size=256))
+    for name, expected in (("anchor_20s", 256), ("obama_30s", 128)):  # faces ~225 and ~112 px wide
+        real = REAL_MEDIA / f"{name}.mp4"
+        if real.exists():
+            assert adapt.auto_face_size(real, footage.params.preprocess)[0] == expected, name
+
+
 def test_adapt_ema_keeps_the_average_of_the_steps_and_mouth_weight_reaches_the_loss(footage, tmp_path):
     """adapt.ema > 0 keeps the moving average of the generator's weights over the steps: the same steps
     as without it, but weights nearer the corpus generator's they started from. adapt.mouth_weight, not
@@ -263,10 +320,12 @@ def test_a_real_person_adapts_and_speaks_another_voice(footage, tmp_path):
     if not clip.exists() or not REAL_SPEECH.exists():
         pytest.skip(f"{REAL_MEDIA} absent")
     project = project_options(footage, tmp_path / "p")
-    done = reenact("adapt", str(clip), "--name", "may", "--seconds", "20", *project, cwd=tmp_path)
+    done = reenact("adapt", str(clip), "--name", "may", "--seconds", "20",
+                   "--override", "adapt.face_size=auto", *project, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     target = read_target(Paths.at(tmp_path / "p"), "may")
     assert abs(target.frames - 150) <= 2 and target.frames_with_face >= 0.9 * target.frames
+    assert target.face_size == 256, "her face is ~240 px wide: painted at 256 px (adapt.face_size auto)"
     done = reenact("render", "--audio", str(REAL_SPEECH), "--out", str(tmp_path / "talk.mp4"),
                    "--target", "may", *project, cwd=tmp_path)
     assert done.returncode == 0, done.stderr

@@ -10,6 +10,8 @@ import simplejpeg
 import torch
 from test_composite import MEAN_FACE
 
+from models.networks import unet as unet_module
+from models.networks import unet_losses
 from models.networks.mask import lower_face_mask
 from models.networks.unet import (
     IN_CHANNELS,
@@ -37,6 +39,11 @@ from models.records import References
 from tasks.rows.landmarks import LIPS_DIM
 
 LIP_INDICES = [48, 50, 52, 54, 56, 58, 62, 66]
+
+
+def everywhere(mask: torch.Tensor, margin: int) -> tuple[slice, ...]:
+    """unet_losses.mask_box as if every mask covered the whole crop."""
+    return slice(None), slice(None), slice(0, mask.shape[-1]), slice(0, mask.shape[-1])
 
 
 def face_batch(size: int, batch: int = 2, seed: int = 0):
@@ -119,6 +126,35 @@ def test_a_residual_generator_starts_as_the_reference_and_a_plain_one_does_not()
     assert (plain - references)[mask.expand_as(plain) > 0].abs().mean() > 0.1
 
 
+def test_a_grown_generator_starts_as_the_smaller_ones_painting_on_the_full_size_reference():
+    """UNetGenerator.grown: the smaller generator's U-Net runs as it is on the input pooled to its size,
+    and its change, upsampled, is painted onto the full-size reference; the new level adds nothing yet.
+    What is under the mask still never reaches the output, and a grown one does not grow again."""
+    torch.manual_seed(0)
+    small = UNetGenerator(128, base=8).eval()
+    torch.nn.init.normal_(small.head.weight, 0.0, 0.02)  # as if trained
+    hparams, weights = UNetGenerator.grown(UNetGenerator.hparams(128, 8), small.state_dict(), 256)
+    assert (hparams["size"], hparams["inner"]) == (256, 128)
+    big = UNetGenerator(**hparams).eval()
+    big.load_state_dict(weights)
+    assert all(torch.equal(weights[name], value) for name, value in small.state_dict().items())
+    crops, mask, references, lips = face_batch(256)
+    x = generator_input(crops, mask, references, lips)
+    with torch.no_grad():
+        out = big(x)
+        pooled = torch.nn.functional.interpolate(x, size=128, mode="area")
+        change = torch.nn.functional.interpolate(small.head(small._features(pooled)), size=256,
+                                                 mode="bicubic", align_corners=False)
+        other = big(generator_input(torch.where(mask > 0, -crops, crops), mask, references, lips))
+    torch.testing.assert_close(out, torch.where(mask > 0, (references + change).clamp(-1, 1), crops))
+    assert change.abs().max() > 1e-3, "the smaller one's change is there"
+    assert torch.equal(out, other)
+    with pytest.raises(ValueError, match="cannot grow again"):
+        UNetGenerator.grown(hparams, weights, 256)
+    with pytest.raises(ValueError, match="inner 256"):
+        UNetGenerator(128, base=8, inner=256)
+
+
 @pytest.mark.parametrize("residual", [True, False])
 def test_what_is_under_the_mask_never_reaches_the_output_and_the_lips_do(residual):
     torch.manual_seed(0)
@@ -184,6 +220,15 @@ def test_the_detail_term_wants_as_much_texture_wherever_its_edges_lie():
     assert gradient_l1(moved, real, weights) > gradient_l1(blurred, real, weights)
     loss, parts = generator_loss(blurred, real, weights, l1_weight=1.0, detail_weight=3.0)
     assert loss.item() == pytest.approx(parts["l1"] + 3.0 * parts["detail"], rel=1e-5)
+
+
+def test_the_detail_term_over_the_masks_box_is_the_term_over_the_whole_crop(monkeypatch):
+    crops, mask, _, lips = face_batch(256, batch=2)
+    weights = mouth_weights(lips, mask, mouth=4.0)
+    fake = torch.nn.functional.avg_pool2d(crops, 3, 1, 1)
+    boxed = detail_l1(fake, crops, weights)
+    monkeypatch.setattr(unet_losses, "mask_box", everywhere)
+    torch.testing.assert_close(boxed, detail_l1(fake, crops, weights))
 
 
 def test_patches_outside_the_mask_say_nothing():
@@ -270,3 +315,24 @@ def test_references_are_the_nearest_lips_never_a_neighbour_and_spread_over_the_o
     assert (np.abs(bank.frames[far] - bank.frames) >= NEAR_GAP).all()
     crowded = References(bank.crops[:2], bank.lips[:2], np.array([50, 51]))
     assert pick_references(bank.lips[:2], crowded, at=np.array([50, 51])).tolist() == [0, 1]  # all near
+
+
+def test_a_grown_generator_paints_its_detail_where_the_mask_is_as_it_would_everywhere(monkeypatch):
+    """The full-size level runs over the masks' box alone (2 px beyond): inside the mask the output is
+    what running it over the whole crop gives."""
+    torch.manual_seed(0)
+    small = UNetGenerator(128, base=8)
+    hparams, weights = UNetGenerator.grown(UNetGenerator.hparams(128, 8), small.state_dict(), 256)
+    big = UNetGenerator(**hparams).eval()
+    big.load_state_dict(weights)
+    torch.nn.init.normal_(big.outer_head.weight, 0.0, 0.05)  # as if trained
+    crops, mask, references, lips = face_batch(256)
+    x = generator_input(crops, mask, references, lips)
+    with torch.no_grad():
+        boxed = big(x)
+        monkeypatch.setattr(unet_module, "mask_box", everywhere)
+        whole = big(x)
+    inside = mask.expand_as(boxed) > 0
+    assert (boxed - torch.where(mask > 0, references, crops))[inside].abs().max() > 1e-3, "detail painted"
+    torch.testing.assert_close(boxed[inside], whole[inside])
+    torch.testing.assert_close(boxed[~inside], whole[~inside])

@@ -35,6 +35,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from models.networks.mask import lower_face_mask
+from models.networks.unet_losses import mask_box
 from models.records import References
 from tasks.config.params import FACE_SIZES
 from tasks.rows.landmarks import LIPS_DIM, lips_opening
@@ -125,6 +126,19 @@ def generator_input(crop: torch.Tensor, mask: torch.Tensor, reference: torch.Ten
     return torch.cat([crop * (1 - mask), mask, reference, broadcast(lips.to(crop.dtype), side)], 1)
 
 
+def _upsampled(maps: torch.Tensor, box: tuple[slice, ...], mode: str) -> torch.Tensor:
+    """`maps` (B, C, s, s) upsampled 2x (`mode`: bilinear or bicubic), the part inside `box` (its rows and
+    columns of the 2s x 2s result, explicit slices) alone: what upsampling all of it and cutting gives,
+    from the rows and columns within two of the box's (the kernels' reach) plus the box itself."""
+    def source(span: slice, side: int) -> tuple[slice, int]:
+        low = max(span.start // 2 - 2, 0)
+        return slice(low, min((span.stop + 1) // 2 + 2, side)), span.start - 2 * low
+
+    (rows, top), (columns, left) = source(box[2], maps.shape[-2]), source(box[3], maps.shape[-1])
+    up = F.interpolate(maps[..., rows, columns], scale_factor=2, mode=mode, align_corners=False)
+    return up[..., top : top + box[2].stop - box[2].start, left : left + box[3].stop - box[3].start]
+
+
 def _norm(channels: int) -> nn.GroupNorm:
     # GroupNorm: the same statistics at batch 1 (rendering) as in training, unlike batch norm
     return nn.GroupNorm(min(8, channels // 4), channels)
@@ -143,15 +157,24 @@ class UNetGenerator(nn.Module):
     upsampling, the encoder's map at that scale concatenated, one 3x3 convolution (a second one per
     scale costs 1.7x the time on a CPU). fine: the decoder's channels at full size, where the skin's
     texture is made (None: half of base, at least 8, as generators saved before it was a choice).
-    residual: paint reference + change (see above)."""
+    residual: paint reference + change (see above).
+
+    inner: the side its U-Net runs at, when under `size` (a generator grown from a smaller one, `grown`):
+    the input is pooled to `inner`, the U-Net paints its change there, and one more level at full size
+    (`outer`: the U-Net's last features upsampled, beside the full-size frame, mask and reference) adds
+    the change only full size can paint, the teeth's and skin's finest detail, onto the full-size
+    reference."""
 
     def __init__(self, size: int = 128, base: int = 32, lips: int = LIPS_DIM, max_width: int = 256,
-                 residual: bool = True, fine: int | None = None):
+                 residual: bool = True, fine: int | None = None, inner: int | None = None):
         super().__init__()
         if size not in SIZES:
             raise ValueError(f"size must be one of {SIZES}, got {size}")
-        self.size, self.lips, self.residual = size, lips, residual
-        depth = int(math.log2(size // BOTTLENECK))
+        inner = inner or size
+        if inner not in SIZES or inner > size or (inner < size and not residual):
+            raise ValueError(f"inner {inner}: must be one of {SIZES}, at most size {size}, and residual")
+        self.size, self.inner, self.lips, self.residual = size, inner, lips, residual
+        depth = int(math.log2(inner // BOTTLENECK))
         widths = [min(base * 2**i, max_width) for i in range(depth)]
         inputs = FRAME + MASK + REFERENCE + lips
         self.down = nn.ModuleList(
@@ -169,6 +192,13 @@ class UNetGenerator(nn.Module):
         if residual:  # paints the reference itself until trained
             nn.init.zeros_(self.head.weight)
             nn.init.zeros_(self.head.bias)
+        if inner < size:  # starts as the inner U-Net's painting, upsampled onto the full-size reference
+            # no normalisation: computed over the mask's box alone (forward), it is the same as over all
+            self.outer = nn.Sequential(nn.Conv2d(outs[0] + skips[0], outs[0], 3, 1, 1),
+                                       nn.LeakyReLU(0.2, True))
+            self.outer_head = nn.Conv2d(outs[0], 3, 3, 1, 1)
+            nn.init.zeros_(self.outer_head.weight)
+            nn.init.zeros_(self.outer_head.bias)
 
     @staticmethod
     def hparams(size: int, base: int, max_width: int = 256, residual: bool = True) -> dict:
@@ -176,8 +206,47 @@ class UNetGenerator(nn.Module):
         return {"size": size, "base": base, "lips": LIPS_DIM, "max_width": max_width, "residual": residual,
                 "fine": base}
 
+    @staticmethod
+    def grown(hparams: dict, state_dict: dict[str, torch.Tensor], size: int) -> tuple[dict, dict]:
+        """The hparams and weights of a generator painting `size` px made from a smaller one's: its
+        U-Net as it is (`inner`), the full-size level new and adding nothing yet, so it starts painting
+        what the smaller one paints, upsampled onto the full-size reference."""
+        if hparams.get("inner", hparams["size"]) != hparams["size"]:
+            raise ValueError("a generator already grown cannot grow again")
+        grown = {**hparams, "size": size, "inner": hparams["size"]}
+        weights = UNetGenerator(**grown).state_dict()
+        weights.update(state_dict)
+        return grown, weights
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         frame, mask = x[:, :FRAME], x[:, FRAME : FRAME + MASK]
+        given = x[:, : FRAME + MASK + REFERENCE]
+        reference = given[:, FRAME + MASK :]
+        if self.inner < self.size:
+            return self._grown(x, frame, mask, given)
+        h = self._features(x)
+        painted = (reference + self.head(h)).clamp(-1, 1) if self.residual else torch.tanh(self.head(h))
+        return frame * (1 - mask) + painted * mask
+
+    def _grown(self, x: torch.Tensor, frame: torch.Tensor, mask: torch.Tensor,
+               given: torch.Tensor) -> torch.Tensor:
+        """forward, for a generator grown from a smaller one (`inner` < `size`). All at full size runs over
+        the masks' box alone (2 px beyond it, the two 3x3 convolutions' reach): the lower face, a third
+        of the crop; outside the mask the frame is returned as it is."""
+        lips = x[:, FRAME + MASK + REFERENCE :, :1, :1]  # constant channels: pooled, the same
+        small = F.interpolate(given, size=self.inner, mode="area")
+        h = self._features(torch.cat([small, lips.expand(-1, -1, self.inner, self.inner)], 1))
+        box = mask_box(mask, 2)
+        # bicubic, as a render warps a crop into the frame: the smaller one's painting as it shows
+        change = _upsampled(self.head(h), box, "bicubic")
+        detail = self.outer_head(self.outer(torch.cat([_upsampled(h, box, "bilinear"), given[box]], 1)))
+        painted = (given[box][:, FRAME + MASK :] + change + detail).clamp(-1, 1)
+        out = frame.clone()
+        out[box] = frame[box] * (1 - mask[box]) + painted * mask[box]
+        return out
+
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
+        """The U-Net's decoder features at its own side (`inner`)."""
         lips = x[:, FRAME + MASK + REFERENCE :, 0, 0]
         skips = [x[:, : FRAME + MASK + REFERENCE]]
         h = x
@@ -189,12 +258,7 @@ class UNetGenerator(nn.Module):
         for block, skip in zip(reversed(self.up), reversed(skips)):
             h = F.interpolate(h, scale_factor=2, mode="bilinear", align_corners=False)
             h = block(torch.cat([h, skip], 1))
-        if self.residual:
-            reference = x[:, FRAME + MASK : FRAME + MASK + REFERENCE]
-            painted = (reference + self.head(h)).clamp(-1, 1)
-        else:
-            painted = torch.tanh(self.head(h))
-        return frame * (1 - mask) + painted * mask
+        return h
 
 
 class PatchDiscriminator(nn.Module):

@@ -35,10 +35,10 @@ from typing import Any
 from models.artifacts import SHIPPED_BASE, CganArtifact, LstmArtifact
 from models.errors import AdaptError
 from models.training.finetune import finetune
-from models.training.footage import Footage, look_at
+from models.training.footage import Footage, face_px, look_at
 from models.training.targets import Adapted
 from tasks.config.files import Busy, atomic_path, exclusive, safe_id, sha256_file
-from tasks.config.params import Params
+from tasks.config.params import Params, PreprocessParams
 from tasks.config.paths import TARGET_RECORD, Paths
 from tasks.config.progress import Report, silent
 from tasks.ingest.download import SourceError, fetch, source_id
@@ -46,6 +46,10 @@ from tasks.ingest.video import MIN_FACE_SHARE, VideoError, process_video
 from tasks.rows.decode import DecodeError, MediaInfo, probe
 from tasks.table.shards import partition_dir
 
+# adapt.face_size auto: a face wider than this in the footage (px) is painted at LARGE_FACE_SIZE, grown
+# from a smaller generator (models/training/finetune.py: grown) where the one adapted from is smaller.
+LARGE_FACE_PX = 200.0
+LARGE_FACE_SIZE = 256
 # After fine-tuning, figures of the staged target (its project, its name) for target.json's held_out.
 Measure = Callable[[Paths, str], dict[str, Any]]
 
@@ -126,6 +130,28 @@ def _preprocess(video: Path, footage: Path, into: Paths, params: Params, report:
     return row
 
 
+def face_size_for(video: Path, params: Params, start: CganArtifact) -> int:
+    """The side of the target's crops, the generator `start` adapted to it: adapt.face_size, where auto is
+    LARGE_FACE_SIZE when the face in the clip is wider than LARGE_FACE_PX (a big face painted at nearly
+    its own pixels), else preprocess.face_size. A frame generator paints its own size or, grown
+    (models/training/finetune.py: grown), a bigger one, never a smaller; the paper's generator only its
+    own. AdaptError when adapt.face_size asks for what `start` cannot paint."""
+    asked = params.adapt.face_size
+    own, grows = start.face_size, start.condition == "frame"
+    if asked != "auto" and (asked < own or (asked > own and not grows)):
+        raise AdaptError(f"adapt.face_size {asked}: the generator adapt starts from paints {own} px crops "
+                         f"({start.condition}-conditioned) and cannot paint {asked} px ones")
+    if asked != "auto":
+        return int(asked)
+    return max(auto_face_size(video, params.preprocess)[0], own) if grows else own
+
+
+def auto_face_size(footage: Path, preprocess: PreprocessParams) -> tuple[int, float]:
+    """adapt.face_size auto's choice for `footage` (see face_size_for), and the face's width it saw."""
+    width = face_px(footage, preprocess)
+    return (LARGE_FACE_SIZE if width > LARGE_FACE_PX else preprocess.face_size), width
+
+
 def _finetune(name: str, paths: Paths, into: Paths, params: Params, frames: int, seconds: float,
               report: Report) -> int:
     """The corpus generator (paths.cgan) fine-tuned on the first `frames` rows of into.shards for
@@ -191,6 +217,8 @@ def adapt_target(video: str | Path, name: str, paths: Paths, params: Params, *, 
     check_name(name, paths, replace)
     base = check_models(paths)
     check_clip(video, params.adapt.min_seconds)
+    sized = params.preprocess.model_copy(update={"face_size": face_size_for(video, params, base)})
+    params = params.model_copy(update={"preprocess": sized})  # the target's rows are made at its size
     made_targets = not paths.targets.exists()
     try:
         # One adapt of a name at a time: the lock is held from before the name is checked again to after
@@ -237,7 +265,7 @@ def _staged(video: Path, name: str, paths: Paths, params: Params, into: Paths, t
     finished = time.perf_counter()
     held_out = measure(into, name) if measure is not None and train_fraction < 1.0 else None
     return {"sha256": row["sha256"], "frames": row["frames"], "frames_with_face": row["frames_with_face"],
-            "train_frames": train_frames, "steps": steps,
+            "train_frames": train_frames, "steps": steps, "face_size": params.preprocess.face_size,
             "preprocess_seconds": round(preprocessed - started, 1),
             "finetune_seconds": round(finished - preprocessed, 1),
             "footage": footage.figures | {"warning": footage.warning(params.adapt)}, "held_out": held_out}

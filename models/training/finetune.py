@@ -17,7 +17,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from models.artifacts import CganArtifact
 from models.common import Process, pick_device, seed_everything
 from models.networks.cgan import GENERATORS
-from models.networks.unet import reference_bank
+from models.networks.unet import UNetGenerator, reference_bank
 from models.training.data import Corpus, Video, load_video
 from models.training.gan import Gan, batches, dataset, train_epoch
 from models.training.lips import lips_moments
@@ -39,10 +39,10 @@ def finetune(
     of the frames trained on). `ema` > 0: the weights kept are the exponential moving average of the
     generator's over the steps, with that decay (Polyak averaging, torch.optim.swa_utils), not the
     last step's. Written to `out` (atomically) and returned."""
+    seed_everything(params.seed)  # before a grown generator's new level is drawn
     base = CganArtifact.load(paths.cgan)
-    video, rows = _finetune_rows(paths, base, video_id, frames)
+    video, rows, base = _finetune_rows(paths, base, video_id, frames)
     p, device = params.cgan, pick_device(params.device)
-    seed_everything(params.seed)
     corpus = Corpus([video], video_metadata(paths.shards, video_id))
     references = dict(base.references)
     if base.condition == "frame":
@@ -87,15 +87,28 @@ def finetune(
 
 
 def _finetune_rows(paths: Paths, base: CganArtifact, video_id: str,
-                   frames: slice | None) -> tuple[Video, np.ndarray]:
-    """The video to fine-tune on and which of its rows: those of `frames` with a face."""
+                   frames: slice | None) -> tuple[Video, np.ndarray, CganArtifact]:
+    """The video to fine-tune on, which of its rows (those of `frames` with a face), and the generator to
+    start from: `base`, or, for a frame generator and crops bigger than its own, `base` grown to their
+    size (`grown`)."""
     video = load_video(paths.shards, video_id, faces=True)
     meta = video_metadata(paths.shards, video_id)
-    if [int(i) for i in meta["lip_indices"]] != base.lip_indices or int(meta["face_size"]) != base.face_size:
+    size = int(meta["face_size"])
+    if base.condition == "frame" and size > base.face_size:
+        base = grown(base, size)
+    if [int(i) for i in meta["lip_indices"]] != base.lip_indices or size != base.face_size:
         raise ValueError(f"{video_id}: made with other lip points or crop size than {paths.cgan}")
     rows = np.zeros(len(video), bool)
     rows[frames if frames is not None else slice(None)] = True
     rows &= video.face_found
     if not rows.any():
         raise ValueError(f"{video_id}: no frame with a face to fine-tune on")
-    return video, rows
+    return video, rows, base
+
+
+def grown(base: CganArtifact, size: int) -> CganArtifact:
+    """The frame generator `base` made to paint `size` px crops (UNetGenerator.grown): its U-Net runs as
+    trained at its own size and one new full-size level adds detail; the lips' statistics are kept
+    (lips are in crop fractions) and the other videos' reference crops, at the old size, dropped."""
+    hparams, weights = UNetGenerator.grown(base.hparams, base.state_dict, size)
+    return replace(base, hparams=hparams, state_dict=weights, face_size=size, references={})

@@ -24,8 +24,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from tasks.config.params import AdaptParams
+from tasks.config.params import AdaptParams, PreprocessParams
+from tasks.ingest.video import frame_format
+from tasks.rows.align import FaceTracker
 from tasks.rows.crop import face_width
+from tasks.rows.decode import iter_frames, probe
 from tasks.table.shards import decode_crops, list_column_as_array, read_frames
 
 # A generic face (mm-like units, nose tip at the origin, y up, z towards the camera) and the dlib
@@ -38,6 +41,21 @@ SHARPNESS_SIZE = 128  # crops are measured at this size, whatever preprocess.fac
 FACE_ROWS, FACE_COLUMNS = slice(round(0.2 * SHARPNESS_SIZE), round(0.85 * SHARPNESS_SIZE)), slice(26, 102)
 ADVICE = {"turned": "mostly frontal footage", "small": "faces at least {min_face_px:g} px wide",
           "blurred": "sharp footage (no motion blur)", "no_face": "the face in view throughout"}
+
+
+def face_px(path: Path, params: PreprocessParams, count: int = 8) -> float:
+    """The median width in frame pixels of the face (tasks/rows/crop.py: face_width) in `count` frames
+    spread over the clip `path`, each found afresh; 0.0 when none shows one: what adapt sizes a target's
+    crops by (adapt.face_size auto), before the clip is preprocessed at that size."""
+    info = probe(path)
+    width, height, pix_fmt = frame_format(info)
+    widths = []
+    for image in iter_frames(path, count / max(info.duration, 1e-3), width=width, height=height,
+                             pix_fmt=pix_fmt, info=info):
+        aligned = FaceTracker(params, detect_every=1)(image)
+        if aligned.face_found:
+            widths.append(float(face_width(aligned.crop[None], params.face_size)[0]))
+    return float(np.median(widths)) if widths else 0.0
 
 
 def head_yaw(landmarks: np.ndarray, size: int) -> np.ndarray:

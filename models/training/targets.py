@@ -35,6 +35,7 @@ class Adapted:
     base: str = "project"  # what it started from: "shipped" (models/base/), or the project's cgan file
     base_sha256: str = ""  # of that generator's file ("": adapted before targets recorded it)
     base_videos: int = 0  # the videos that generator was trained on (0: not recorded)
+    face_size: int = 128  # the side of its crops and of what its generator paints (adapt.face_size)
     footage: dict[str, Any] | None = None  # what adapt saw in the clip, its warning (training/footage.py)
     held_out: dict[str, Any] | None = None  # figures of the frames held out of fine-tuning, when measured
 
@@ -90,7 +91,7 @@ def describe(target: Adapted) -> list[str]:
     in its clip and, when adapt measured them (--hold-out), the figures of its held-out frames."""
     t = target
     first = f"{t.name:<16} {t.frames:>6} frames  {t.steps:>5} steps  {t.adapt_seconds:>6.0f} s  {t.created}"
-    lines = [f"{first}  {t.source}", f"    base: {_base(t)}"]
+    lines = [f"{first}  {t.source}", f"    base: {_base(t)}; painted at {t.face_size} px"]
     if t.footage:
         f = t.footage
         warning = f"; warned of {f['warning'].removeprefix('footage: ')}" if f.get("warning") else ""
