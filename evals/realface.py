@@ -57,6 +57,7 @@ import torch
 import yaml
 
 from evals.real_faces_corpus import WORK, real_faces_corpus
+from evals.realface_frames import full_frame_lmd, held_frames, lower_face_sheet
 from models.artifacts import SHIPPED_BASE, CganArtifact
 from models.common import finite_or_none
 from models.errors import CheckpointError
@@ -73,22 +74,16 @@ from models.evaluation.detectability import blurred, control_sigma, detectabilit
 from models.evaluation.mouth_metrics import (
     dlib_floor_px,
     flicker,
-    full_lmd_px,
     mouth_scores,
-    redetected_lips,
     sharpness,
     teeth,
 )
 from models.networks.cgan import generate_faces, load_generator
 from models.networks.unet import UNetGenerator
-from models.rendering.composite import composite
 from tasks.config.params import FACE_SIZES, Params
 from tasks.config.params_loader import ParamsError, load_params, parse_override
 from tasks.config.paths import PROJECT_ROOT, REAL_FIXTURES, Paths, require_real_fixtures
 from tasks.ingest.video import process_video, video_id_of
-from tasks.rows.decode import iter_frames, probe
-from tasks.table.shards import evenly_spaced
-from tasks.table.sheet import contact_sheet
 
 CLIPS = [REAL_FIXTURES / f"{name}.mp4" for name in ("anchor_20s", "speaker_15s", "may_5s", "map_5s")]
 SHEETS = Path(tempfile.gettempdir()) / "reenact-realface"
@@ -98,7 +93,6 @@ SCORES = ("mouth_psnr", "mouth_ssim", "sharpness", "teeth", "detectability")  # 
 KEYS = ("clip", "measured_at", "adapt_seconds", *SCORES, "detectability_blurred", "full_lmd_px",
         "dlib_floor_px", "flicker",
         *(PREFIX[name] + key for name in ("noise", "nearest", "mean") for key in SCORES))
-SHEET_ROWS = 6
 
 
 def say(line: str) -> None:
@@ -123,59 +117,6 @@ def project(folder: Path, corpus: Paths, params: Params, cgan: Path | None = Non
     folder.mkdir(parents=True)
     paths.params.write_text(yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False))
     return paths
-
-
-def held_frames(clip: Path, held: FaceRows, fps: float) -> list[np.ndarray]:
-    """The held-out rows' full frames, decoded as preprocessing decodes them (square pixels)."""
-    width, height = probe(clip).square_pixel_size()
-    wanted, frames = set(held.frames.tolist()), []
-    start = int(held.frames[0])
-    for index, frame in enumerate(iter_frames(clip, fps, width=width, height=height, start=start), start):
-        if index in wanted:
-            frames.append(frame)
-        if index >= held.frames[-1]:
-            break
-    return frames
-
-
-def full_frame_lmd(frames: list[np.ndarray], faces: np.ndarray, held: FaceRows, indices: list[int]) -> float:
-    """full_lmd_px of `faces` composited into the held-out full frames as a render composites them."""
-    composites = (composite(frame, face, crop, points)[0]
-                  for frame, face, crop, points in zip(frames, faces, held.crops, held.landmarks))
-    return full_lmd_px(redetected_lips(composites, held.crops, indices, held.size), held.lips, held.size)
-
-
-def lower_face_sheet(out: Path, frames: list[np.ndarray], held: FaceRows,
-                     painters: dict[str, np.ndarray]) -> Path:
-    """Rows: evenly spaced held-out frames; columns: real | ours | nearest | mean, each the lower face as
-    the output shows it: composited into the full frame as a render composites it, and cut out of the
-    frame at its own pixels (1:1, not enlarged from the crop); a method without figures is black."""
-    picks = evenly_spaced(len(held), SHEET_ROWS)
-    hard = held.hard_masks()
-    boxes = np.array([_frame_box(hard[i], held.crops[i]) for i in picks])  # x0, y0, x1, y1 in frame px
-    width, height = (boxes[:, 2:] - boxes[:, :2]).max(0).astype(int)
-    names = ("real", "ours", "nearest", "mean")
-    tiles = [cv2.putText(np.zeros((height, width, 3), np.uint8), name, (8, height // 2),
-                         cv2.FONT_HERSHEY_SIMPLEX, 0.8, (255, 255, 255), 2, cv2.LINE_AA) for name in names]
-    for i, box in zip(picks, boxes):
-        frame = frames[i]
-        x0 = int(np.clip(round((box[0] + box[2] - width) / 2), 0, frame.shape[1] - width))
-        y0 = int(np.clip(round((box[1] + box[3] - height) / 2), 0, frame.shape[0] - height))
-        for name in names:
-            image = (frame if name == "real" else np.zeros_like(frame) if name not in painters
-                     else composite(frame, painters[name][i], held.crops[i], held.landmarks[i])[0])
-            tiles.append(image[y0 : y0 + height, x0 : x0 + width])
-    return contact_sheet(tiles, [np.full(2, np.nan)] * len(tiles), out, columns=len(names))
-
-
-def _frame_box(mask: np.ndarray, crop: np.ndarray) -> np.ndarray:
-    """The box (x0, y0, x1, y1), frame pixels, around a crop's mask (crop: frame pixels -> crop pixels)."""
-    rows, columns = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
-    corners = np.array([(x, y) for x in (columns[0], columns[-1] + 1)
-                        for y in (rows[0], rows[-1] + 1)], float)
-    back = cv2.invertAffineTransform(np.asarray(crop, np.float64).reshape(2, 3))
-    points = corners @ back[:, :2].T + back[:, 2]
-    return np.concatenate([np.floor(points.min(0)), np.ceil(points.max(0))])
 
 
 def measure(clip: Path, scratch: Path, corpus: Paths, params: Params, plan: dict, args) -> dict:
