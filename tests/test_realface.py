@@ -20,8 +20,8 @@ from models.artifacts import SHIPPED_BASE
 ROOT = Path(__file__).resolve().parents[1]
 MODULE = "evals.realface"
 SCORES = ["mouth_psnr", "mouth_ssim", "sharpness", "teeth", "detectability"]
-KEYS = ["clip", "adapt_seconds", *SCORES, "detectability_blurred", "full_lmd_px", "dlib_floor_px", "flicker",
-        *(f"{method}_{key}" for method in ("noise", "nearest", "mean") for key in SCORES)]
+KEYS = ["clip", "measured_at", "adapt_seconds", *SCORES, "detectability_blurred", "full_lmd_px",
+        "dlib_floor_px", "flicker", *(f"{method}_{key}" for method in ("noise", "nearest", "mean") for key in SCORES)]
 
 
 def realface(*args: str | Path) -> subprocess.CompletedProcess:
@@ -71,6 +71,7 @@ def test_baselines_on_a_real_clip(tmp_path):
     lines = result.stdout.strip().splitlines()
     one, every = json.loads(lines[0]), json.loads(lines[-1])
     assert every == [one] and list(one) == KEYS and one["clip"] == "may_5s.mp4"
+    assert one["measured_at"] == 256, "her face is ~240 px wide: scored at 256 px crops"
     for key in ("adapt_seconds", *SCORES, "detectability_blurred", "full_lmd_px", "flicker",
                 *(f"noise_{key}" for key in SCORES)):
         assert one[key] is None, key
