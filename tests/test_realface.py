@@ -21,7 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 MODULE = "evals.realface"
 SCORES = ["mouth_psnr", "mouth_ssim", "sharpness", "teeth", "detectability"]
 KEYS = ["clip", "measured_at", "adapt_seconds", *SCORES, "detectability_blurred", "full_lmd_px",
-        "dlib_floor_px", "flicker", *(f"{method}_{key}" for method in ("noise", "nearest", "mean") for key in SCORES)]
+        "dlib_floor_px", "flicker",
+        *(f"{method}_{key}" for method in ("noise", "nearest", "mean") for key in SCORES)]
 
 
 def realface(*args: str | Path) -> subprocess.CompletedProcess:
