@@ -14,6 +14,7 @@ from models.networks import unet as unet_module
 from models.networks import unet_losses
 from models.networks.mask import lower_face_mask
 from models.networks.unet import (
+    GIVEN,
     IN_CHANNELS,
     NEAR_GAP,
     MultiScaleDiscriminator,
@@ -293,6 +294,27 @@ def test_rendering_input_is_the_training_input_channels_last():
     assert mask[2].sum() == 0 and mask[0].sum() > 1000  # no face: nothing to paint
     assert torch.equal(x, generator_input(images(crops), mask, images(references), lips))
     assert x.is_contiguous(memory_format=torch.channels_last)
+    given = frame_input(crops, landmarks, references, None)  # the lips apart (a grown generator's input)
+    assert torch.equal(given, x[:, :GIVEN]) and given.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("size", [128, 256])
+def test_a_generator_given_its_lips_apart_paints_what_it_paints_given_them_as_channels(size):
+    """forward(x[:, :GIVEN], lips) is forward(x): how a render spares a grown generator 16 constant
+    channels at full size (models/networks/cgan.py: generate_faces)."""
+    torch.manual_seed(0)
+    small = UNetGenerator(128, base=8)
+    torch.nn.init.normal_(small.head.weight, 0.0, 0.02)
+    hparams, weights = UNetGenerator.grown(UNetGenerator.hparams(128, 8), small.state_dict(), size) \
+        if size > 128 else (UNetGenerator.hparams(128, 8), small.state_dict())
+    generator = UNetGenerator(**hparams).eval()
+    generator.load_state_dict(weights)
+    if size > 128:
+        torch.nn.init.normal_(generator.outer_head.weight, 0.0, 0.05)
+    crops, mask, references, lips = face_batch(size)
+    x = generator_input(crops, mask, references, lips)
+    with torch.no_grad():
+        torch.testing.assert_close(generator(x[:, :GIVEN], lips), generator(x))
 
 
 def test_references_are_the_nearest_lips_never_a_neighbour_and_spread_over_the_opening():

@@ -185,10 +185,13 @@ def generate_faces(generator: nn.Module, artifact: CganArtifact, lips: np.ndarra
         batch = z[start : start + batch_size]
         if artifact.condition == "frame":
             stop = start + len(batch)
+            # a grown generator takes its lips apart, not as 16 constant channels at full size
+            apart = getattr(generator, "inner", size) < size
             x = frame_input(frames.crops[start:stop], frames.landmarks[start:stop],
-                            frames.references[start:stop], batch)
+                            frames.references[start:stop], None if apart else batch)
             # NHWC: oneDNN's convolutions run ~1.4x faster on CPU (models/rendering/loading.py)
-            images = generator(x.to(device, memory_format=torch.channels_last))
+            x = x.to(device, memory_format=torch.channels_last)
+            images = generator(x, batch.to(device)) if apart else generator(x)
         else:
             images = generator(noise.expand(len(batch), -1).to(device), batch.to(device))
         faces.append(to_uint8(images.float()).cpu())

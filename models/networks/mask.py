@@ -10,6 +10,8 @@ the frame), and brought to 0 at the crop's edge.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import cv2
 import numpy as np
 
@@ -24,6 +26,9 @@ FEATHER = 0.04
 # The mask is forced to 0 over this many crop pixels at the crop's edge, so the warped mask never
 # ends in a step where the crop ends.
 EDGE = 3
+# Masks kept, by their landmarks and size: a render asks for each target frame's twice (the generator's hard
+# mask, then compositing), and again each time the footage loops back; 64 at 256 px is 16 MB.
+MASKS_KEPT = 64
 
 
 def _blur_sigma(size: int) -> float:
@@ -42,8 +47,15 @@ def lower_face_polygon(landmarks: np.ndarray, size: int) -> np.ndarray:
 
 def lower_face_mask(landmarks: np.ndarray, size: int) -> np.ndarray:
     """(size, size) float32 alpha in [0, 1]: 1 inside the lower face, feathered at its border,
-    0 at the crop's edge. `landmarks` are the frame table's, in crop pixels."""
-    polygon = lower_face_polygon(landmarks, size)
+    0 at the crop's edge. `landmarks` are the frame table's, in crop pixels. Read-only: the same array
+    comes back for the same landmarks and size (MASKS_KEPT of them)."""
+    points = np.ascontiguousarray(landmarks, np.float32).reshape(-1, 2)
+    return _mask(points.tobytes(), len(points), int(size))
+
+
+@lru_cache(maxsize=MASKS_KEPT)
+def _mask(points: bytes, count: int, size: int) -> np.ndarray:
+    polygon = lower_face_polygon(np.frombuffer(points, np.float32).reshape(count, 2), size)
     mask = np.zeros((size, size), np.float32)
     cv2.fillPoly(
         mask, [np.round(polygon * 16).astype(np.int32)], 1.0, cv2.LINE_AA, shift=4
@@ -51,4 +63,6 @@ def lower_face_mask(landmarks: np.ndarray, size: int) -> np.ndarray:
     sigma = _blur_sigma(size)
     mask = cv2.GaussianBlur(mask, (0, 0), sigma, borderType=cv2.BORDER_CONSTANT)
     ramp = np.clip(np.minimum(np.arange(size), np.arange(size)[::-1]) / EDGE, 0, 1).astype(np.float32)
-    return np.clip(mask, 0.0, 1.0) * ramp[:, None] * ramp[None, :]  # the blur's rounding overshoots 1
+    mask = np.clip(mask, 0.0, 1.0) * ramp[:, None] * ramp[None, :]  # the blur's rounding overshoots 1
+    mask.flags.writeable = False
+    return mask

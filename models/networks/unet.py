@@ -45,7 +45,8 @@ from tasks.table.shards import decode_crops, evenly_spaced
 # the nose base); outside it the composite fades to the frame, which is what the generator returns there.
 HARD_FROM = 0.5
 FRAME, MASK, REFERENCE = 3, 1, 3
-IN_CHANNELS = FRAME + MASK + REFERENCE + LIPS_DIM
+GIVEN = FRAME + MASK + REFERENCE  # the image channels: all but the lips
+IN_CHANNELS = GIVEN + LIPS_DIM
 BOTTLENECK = 4  # side of the U-Net's coarsest feature map, at every size
 SIZES = FACE_SIZES
 # A frame's reference is never one of its own neighbours (in training, and when a video's own frames are
@@ -97,18 +98,21 @@ def images(crops: np.ndarray) -> torch.Tensor:
 
 
 def frame_input(crops: np.ndarray, landmarks: np.ndarray, references: np.ndarray,
-                lips: torch.Tensor) -> torch.Tensor:
+                lips: torch.Tensor | None) -> torch.Tensor:
     """`generator_input` from uint8 crops and references (N, S, S, 3), the crops' landmarks (N, 68, 2)
     in crop pixels and z-scored lips (N, LIPS_DIM): the same values, made channels-last in one pass
-    (rendering's layout, models/rendering/loading.py) instead of concatenated and then reordered."""
+    (rendering's layout, models/rendering/loading.py) instead of concatenated and then reordered.
+    lips None: its first FRAME + MASK + REFERENCE channels alone, what a grown generator is given at full
+    size beside its lips (UNetGenerator.forward)."""
     n, side = len(crops), crops.shape[1]
     mask = np.stack([hard_mask(points, side) for points in landmarks])[..., None]
-    x = np.empty((n, side, side, IN_CHANNELS), np.float32)
+    x = np.empty((n, side, side, IN_CHANNELS if lips is not None else GIVEN), np.float32)
     scale, one = np.float32(127.5), np.float32(1.0)
     np.multiply(crops.astype(np.float32) / scale - one, one - mask, out=x[..., :FRAME])
     x[..., FRAME : FRAME + MASK] = mask
-    x[..., FRAME + MASK : FRAME + MASK + REFERENCE] = references.astype(np.float32) / scale - one
-    x[..., FRAME + MASK + REFERENCE :] = lips.numpy()[:, None, None, :]
+    x[..., FRAME + MASK : GIVEN] = references.astype(np.float32) / scale - one
+    if lips is not None:
+        x[..., GIVEN:] = lips.numpy()[:, None, None, :]
     return torch.from_numpy(x).permute(0, 3, 1, 2)
 
 
@@ -176,13 +180,13 @@ class UNetGenerator(nn.Module):
         self.size, self.inner, self.lips, self.residual = size, inner, lips, residual
         depth = int(math.log2(inner // BOTTLENECK))
         widths = [min(base * 2**i, max_width) for i in range(depth)]
-        inputs = FRAME + MASK + REFERENCE + lips
+        inputs = GIVEN + lips
         self.down = nn.ModuleList(
             _conv(cin, cout, 2) for cin, cout in zip([inputs, *widths[:-1]], widths)
         )
         self.middle = nn.Sequential(_conv(widths[-1] + lips, widths[-1]), _conv(widths[-1], widths[-1]))
         # up[i] takes scale i+1 to scale i, meeting the skip from the encoder's map there
-        skips = [FRAME + MASK + REFERENCE, *widths[:-1]]
+        skips = [GIVEN, *widths[:-1]]
         outs = [fine or max(base // 2, 8), *widths[:-1]]
         self.up = nn.ModuleList(
             _conv(cin + skip, cout)
@@ -218,24 +222,28 @@ class UNetGenerator(nn.Module):
         weights.update(state_dict)
         return grown, weights
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        frame, mask = x[:, :FRAME], x[:, FRAME : FRAME + MASK]
-        given = x[:, : FRAME + MASK + REFERENCE]
-        reference = given[:, FRAME + MASK :]
+    def forward(self, x: torch.Tensor, lips: torch.Tensor | None = None) -> torch.Tensor:
+        """x: `generator_input`; or its first GIVEN channels alone with `lips` (B, LIPS_DIM) apart, which
+        spares a grown generator 16 constant channels at full size (models/networks/cgan.py)."""
+        given = x[:, :GIVEN]
+        if lips is None:
+            lips = x[:, GIVEN:, 0, 0]
         if self.inner < self.size:
-            return self._grown(x, frame, mask, given)
+            return self._grown(given, lips.to(x.dtype))
+        if x.shape[1] < IN_CHANNELS:
+            x = torch.cat([given, broadcast(lips.to(x.dtype), x.shape[-1])], 1)
+        frame, mask, reference = given[:, :FRAME], given[:, FRAME : FRAME + MASK], given[:, FRAME + MASK :]
         h = self._features(x)
         painted = (reference + self.head(h)).clamp(-1, 1) if self.residual else torch.tanh(self.head(h))
         return frame * (1 - mask) + painted * mask
 
-    def _grown(self, x: torch.Tensor, frame: torch.Tensor, mask: torch.Tensor,
-               given: torch.Tensor) -> torch.Tensor:
+    def _grown(self, given: torch.Tensor, lips: torch.Tensor) -> torch.Tensor:
         """forward, for a generator grown from a smaller one (`inner` < `size`). All at full size runs over
         the masks' box alone (2 px beyond it, the two 3x3 convolutions' reach): the lower face, a third
         of the crop; outside the mask the frame is returned as it is."""
-        lips = x[:, FRAME + MASK + REFERENCE :, :1, :1]  # constant channels: pooled, the same
+        frame, mask = given[:, :FRAME], given[:, FRAME : FRAME + MASK]
         small = F.interpolate(given, size=self.inner, mode="area")
-        h = self._features(torch.cat([small, lips.expand(-1, -1, self.inner, self.inner)], 1))
+        h = self._features(torch.cat([small, broadcast(lips, self.inner)], 1))
         box = mask_box(mask, 2)
         # bicubic, as a render warps a crop into the frame: the smaller one's painting as it shows
         change = _upsampled(self.head(h), box, "bicubic")
@@ -247,8 +255,8 @@ class UNetGenerator(nn.Module):
 
     def _features(self, x: torch.Tensor) -> torch.Tensor:
         """The U-Net's decoder features at its own side (`inner`)."""
-        lips = x[:, FRAME + MASK + REFERENCE :, 0, 0]
-        skips = [x[:, : FRAME + MASK + REFERENCE]]
+        lips = x[:, GIVEN:, 0, 0]
+        skips = [x[:, :GIVEN]]
         h = x
         for block in self.down:
             h = block(h)
