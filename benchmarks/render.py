@@ -12,6 +12,8 @@ signing and the rename; the best of `--repeats` runs after one warm-up render.
 - realtime_factor_full: the full-frame composite onto the target's own 512x512 footage.
 - realtime_factor_720p: the same onto that footage scaled into 1280x720 (made and preprocessed
   here, in a temporary folder).
+- batch128_realtime_factor_full: the full frame again with 128 frames per generator call (the default
+  before 16), in the same run.
 - seamless_clone_*: the same full-frame renders with compositing done as SadTalker's paste_pic
   does it, the generated crop's whole box put back with cv2.seamlessClone frame by frame: the
   naive baseline, in the same run.
@@ -151,6 +153,7 @@ def main(argv: list[str] | None = None) -> None:
         full = {"full": {}, "720p": {"shards": shards_720p, "videos": videos_720p, "target": target_720p}}
         for name, where in full.items():
             runs[f"full_{name}"] = best(args.repeats, output="full", **where)
+        runs["full_batch128"] = best(args.repeats, output="full", **{"render.batch_size": 128})
         composite = layouts.composite
         layouts.composite = seamless_clone
         try:
@@ -179,6 +182,7 @@ def main(argv: list[str] | None = None) -> None:
                 "naive_realtime_factor": factor("naive"),
                 "realtime_factor_full": factor("full_full"),
                 "realtime_factor_720p": factor("full_720p"),
+                "batch128_realtime_factor_full": factor("full_batch128"),
                 "seamless_clone_realtime_factor_full": factor("seamless_full"),
                 "seamless_clone_realtime_factor_720p": factor("seamless_720p"),
                 "speedup_vs_seamless_clone_full": round(factor("full_full") / factor("seamless_full"), 2),

@@ -169,7 +169,7 @@ class RenderParams(_Section):
     shape_gain: Literal["auto"] | Annotated[float, Field(ge=0.0, le=1.0)] = "auto"
     silence_db: float = Field(50.0, ge=0.0, le=120.0)
     chunk_seconds: float = Field(10.0, ge=1.0, le=600.0)
-    batch_size: int = Field(128, ge=1, le=4096)
+    batch_size: int = Field(16, ge=1, le=4096)
     preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow"] = "veryfast"
     crf: int = Field(18, ge=0, le=51)
     audio_kbps: int = Field(128, ge=16, le=512)
