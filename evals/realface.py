@@ -20,6 +20,8 @@ held-out frame (the last 25%, never trained on) is painted given its own true li
     detectability            a classifier's accuracy telling its lower face from the real one (0.5: none)
     detectability_blurred    ... the same of the real frames blurred as soft as ours (at most sharpness
                              0.9: detectability.CONTROL_SHARPNESS): under 0.8, blind
+    detectability_neighbour  ... the same of the real frames with the real lower face of 2 frames later:
+                             the scale to read ours on (a real mouth 67 ms off)
                              (models/evaluation/detectability.py; mouth_metrics.py for the others)
     full_lmd_px              dlib on its full-frame composites vs the lips asked for (crop px) ...
     dlib_floor_px            ... and dlib on the real frames vs their own table lips: the floor
@@ -70,7 +72,7 @@ from models.evaluation.baselines import (
     read_face_rows,
     split_in_time,
 )
-from models.evaluation.detectability import blurred, control_sigma, detectability
+from models.evaluation.detectability import blurred, control_sigma, detectability, neighbours
 from models.evaluation.mouth_metrics import (
     dlib_floor_px,
     flicker,
@@ -90,8 +92,8 @@ SHEETS = Path(tempfile.gettempdir()) / "reenact-realface"
 TRAIN_FRACTION = 0.75
 PREFIX = {"ours": "", "noise": "noise_", "nearest": "nearest_", "mean": "mean_"}
 SCORES = ("mouth_psnr", "mouth_ssim", "sharpness", "teeth", "detectability")  # every method's
-KEYS = ("clip", "measured_at", "adapt_seconds", *SCORES, "detectability_blurred", "full_lmd_px",
-        "dlib_floor_px", "flicker",
+KEYS = ("clip", "measured_at", "adapt_seconds", *SCORES, "detectability_blurred", "detectability_neighbour",
+        "full_lmd_px", "dlib_floor_px", "flicker",
         *(PREFIX[name] + key for name in ("noise", "nearest", "mean") for key in SCORES))
 
 
@@ -153,6 +155,7 @@ def measure(clip: Path, scratch: Path, corpus: Paths, params: Params, plan: dict
             result[PREFIX[name] + key] = value
     frames, indices = held_frames(clip, held, params.preprocess.fps), params.preprocess.lip_indices
     result["dlib_floor_px"] = dlib_floor_px(frames, held.crops, held.lips, indices, held.size)
+    result["detectability_neighbour"] = _detected(neighbours(held.faces, masks), held, masks)
     if "ours" in composites:
         result["full_lmd_px"] = full_frame_lmd(frames, painters["ours"], held, indices)
         result["flicker"] = flicker(composites["ours"], masks, held.faces)

@@ -31,6 +31,7 @@ from models.evaluation.detectability import (
     detectability,
     detectability_scores,
     matched_blur,
+    neighbours,
 )
 from models.evaluation.detectability import (
     blurred as soft,
@@ -237,6 +238,21 @@ def test_teeth_sees_a_mouth_painted_without_them_and_forgives_a_darker_face(long
     assert teeth(soft(faces, masks, 3.0), masks, faces, rows.landmarks) < 0.9  # a smear pales them
     closed = ~is_open
     assert np.isnan(teeth(faces[closed], masks[closed], faces[closed], rows.landmarks[closed]))
+
+
+def test_the_neighbour_control_is_each_frame_with_the_lower_face_of_one_two_places_away():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (6, 16, 16, 3), dtype=np.uint8)
+    masks = np.zeros((6, 16, 16), np.float32)
+    masks[:, 8:, 4:12] = 1.0
+    masks[:, 7, 4:12] = 0.5
+    mixed = neighbours(images, masks, 2)
+    assert np.array_equal(mixed[:, :7], images[:, :7])  # outside the mask: the frame itself
+    assert np.array_equal(mixed[:, 8:, 4:12], images[[2, 3, 4, 5, 2, 3]][:, 8:, 4:12])  # the last: earlier
+    half = (images[:, 7, 4:12].astype(np.float32) + images[[2, 3, 4, 5, 2, 3]][:, 7, 4:12]) / 2
+    assert np.abs(mixed[:, 7, 4:12] - half).max() <= 0.5
+    with pytest.raises(ValueError, match="more than 2 needed"):
+        neighbours(images[:2], masks[:2], 2)
 
 
 def test_block_folds_test_every_frame_once_and_never_train_on_a_test_frames_neighbour():

@@ -20,8 +20,8 @@ from models.artifacts import SHIPPED_BASE
 ROOT = Path(__file__).resolve().parents[1]
 MODULE = "evals.realface"
 SCORES = ["mouth_psnr", "mouth_ssim", "sharpness", "teeth", "detectability"]
-KEYS = ["clip", "measured_at", "adapt_seconds", *SCORES, "detectability_blurred", "full_lmd_px",
-        "dlib_floor_px", "flicker",
+KEYS = ["clip", "measured_at", "adapt_seconds", *SCORES, "detectability_blurred", "detectability_neighbour",
+        "full_lmd_px", "dlib_floor_px", "flicker",
         *(f"{method}_{key}" for method in ("noise", "nearest", "mean") for key in SCORES)]
 
 
@@ -76,6 +76,7 @@ def test_baselines_on_a_real_clip(tmp_path):
     for key in ("adapt_seconds", *SCORES, "detectability_blurred", "full_lmd_px", "flicker",
                 *(f"noise_{key}" for key in SCORES)):
         assert one[key] is None, key
+    assert 0.5 <= one["detectability_neighbour"] <= 1, "the real frames' own scale is had without ours"
     assert "--baselines-only" in result.stderr
     for method in ("nearest", "mean"):  # a real face: neither a copy of the truth nor noise
         assert 20 < one[f"{method}_mouth_psnr"] < 35 and 0.6 < one[f"{method}_mouth_ssim"] < 0.97

@@ -14,6 +14,10 @@
   CONTROL_FLOOR) is blind to the softness a painted mouth shows; blur_sigma says how strong it was. The
   floor keeps the control a blur a viewer sees: matched to a mouth nearly as sharp as the real one, the
   blur would be too slight for any test to catch, and say nothing of the test.
+- detectability_neighbour: the same test of the real frames against themselves with the real lower face of
+  the held-out frame NEIGHBOUR places later blended in by the soft mask: a real mouth a few frames off,
+  whose jaw and cheeks no longer quite meet the frame's. A scale to read ours on: the test does not only
+  catch paintings, it catches any lower face that is not this frame's own.
 
 Features of an image (`lower_face_features`), over the box around its hard mask cut into GRID cells, at
 the crop's own pixels (no resizing, which would hide softness): per cell the log mean gradient
@@ -44,6 +48,7 @@ MAX_SIGMA = 8.0  # px: matched_blur's widest Gaussian
 # The control's sharpness when ours is sharper: the frame generator's when this test was first asked for
 # (0.88-0.93 of the real frames'), a softness a viewer sees.
 CONTROL_SHARPNESS = 0.9
+NEIGHBOUR = 2  # frames: the neighbour control's offset (67 ms at 30 fps)
 
 
 def lower_face_features(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -120,6 +125,17 @@ def blurred(images: np.ndarray, masks: np.ndarray, sigma: float) -> np.ndarray:
         soft = cv2.GaussianBlur(image, (0, 0), sigma).astype(np.float32)
         out.append(np.round(image * (1 - alpha) + soft * alpha).astype(np.uint8))
     return np.stack(out)
+
+
+def neighbours(images: np.ndarray, masks: np.ndarray, offset: int = NEIGHBOUR) -> np.ndarray:
+    """Each of `images` with the lower face of the image `offset` places later (earlier, for the last
+    `offset`) blended in by its soft mask, as `blurred` blends: a real mouth a few frames off."""
+    if len(images) <= offset:
+        raise ValueError(f"neighbours: {len(images)} images, more than {offset} needed")
+    places = np.arange(len(images)) + offset
+    places[places >= len(images)] -= 2 * offset
+    alpha = np.clip(np.asarray(masks, np.float32), 0, 1)[..., None]
+    return np.round(images * (1 - alpha) + images[np.abs(places)] * alpha).astype(np.uint8)
 
 
 def matched_blur(real: np.ndarray, masks: np.ndarray, target: float, steps: int = 20) -> float:
