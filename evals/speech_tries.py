@@ -25,6 +25,9 @@ The settings a try combines (TRIES names them):
 - `sync`: each training clip's own lag between speech and mouth taken off before the final training
   (models/training/sync.py: lstm.sync_folds folds of the people, each clip's lag found by a model trained
   on the other folds).
+- `person`: who speaks, heard as one more input (a one-hot of the training people), left out of that
+  share of the training windows and for every person not trained on, so the model learns a mouth for an
+  unknown voice and, for a person it knows (Obama), that person's own.
 - `shape`: the lips' motion beside the opening scaled by what the same fold models earn on it for people
   they never heard (models/training/shape.py), as a render does with the stage's LSTM.
 """
@@ -91,6 +94,8 @@ TRIES = {
     "speaker+reg+visemes+hidden32+sync+shape": {"inputs": ["mfcc", "visemes"], **SHAPED, "hidden": 32},
     "speaker+reg+visemes+hidden64+sync+shape+balance": {"inputs": ["mfcc", "visemes"], **SHAPED,
                                                         "balance": True},
+    "speaker+reg+visemes+hidden64+sync+shape+person": {"inputs": ["mfcc", "visemes"], **SHAPED,
+                                                       "person": 0.3},
     "speaker+reg+augment": {"inputs": ["mfcc"], **REG, "augment": 2},
     "speaker+reg+sync": {"inputs": ["mfcc"], **REG, "sync": True},
     "speaker+reg+ensemble3": {"inputs": ["mfcc"], **REG, "ensemble": 3},
@@ -193,6 +198,20 @@ def fit(setting: dict, train: dict[str, np.ndarray], inputs: Inputs, corpus: Cor
             offset += len(v)
     x, y = np.concatenate(xs), np.concatenate(ys)
     x_mean, x_std = x.mean(0), np.maximum(x.std(0), 1e-6)
+    people = sorted({speaker_of(v, params) for v in train}) if setting.get("person") else []
+
+    def who(video: str, frames: int) -> np.ndarray:  # (frames, people): the person's one-hot, 0 if unknown
+        code = np.zeros((frames, len(people)), np.float32)
+        if speaker_of(video, params) in people and video in train:
+            code[:, people.index(speaker_of(video, params))] = 1
+        return code
+
+    if people:
+        codes = [who(v.video_id, len(v)) for k in range(1 + setting.get("augment", 0)) for v in corpus.videos
+                 if (r := train.get(v.video_id)) is not None and v.video_id in inputs.copy(k)
+                 and (r & v.face_found).any()]
+        x = np.concatenate([x, np.concatenate(codes)], 1)
+        x_mean, x_std = np.r_[x_mean, np.zeros(len(people))], np.r_[x_std, np.ones(len(people))]
     lips_mean = np.concatenate([v.lips[r & v.face_found] for v in corpus.videos
                                 if (r := train.get(v.video_id)) is not None]).mean(0)
     y_std = np.maximum(y.std(0), 1e-6)
@@ -210,7 +229,10 @@ def fit(setting: dict, train: dict[str, np.ndarray], inputs: Inputs, corpus: Cor
     optimizer = torch.optim.Adam(model.parameters(), lr=params.lstm.lr)
 
     def predict(video: str) -> np.ndarray:
-        x_in = (features(inputs.copy(0)[video], setting) - x_mean) / x_std
+        heard_x = features(inputs.copy(0)[video], setting)
+        if people:
+            heard_x = np.concatenate([heard_x, who(video, len(heard_x))], 1)
+        x_in = (heard_x - x_mean) / x_std
         with torch.no_grad():
             windows = torch.from_numpy(window_index(len(x_in), context))
             heard = torch.from_numpy(x_in.astype(np.float32))[windows]
@@ -223,6 +245,9 @@ def fit(setting: dict, train: dict[str, np.ndarray], inputs: Inputs, corpus: Cor
         for batch in torch.randperm(len(target)).split(params.lstm.batch_size):
             heard = audio[index[batch]]
             heard = heard + setting.get("input_noise", 0.0) * torch.randn_like(heard)
+            if people:  # who speaks: kept in 1 - person of the windows, noiseless
+                known = (torch.rand(len(batch), 1, 1) >= setting["person"]).float()
+                heard[..., -len(people):] = audio[index[batch]][..., -len(people):] * known
             loss = ((model(heard) - target[batch]) ** 2).mean(1).mul(weight[batch]).mean()
             optimizer.zero_grad()
             loss.backward()
