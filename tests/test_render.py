@@ -4,6 +4,8 @@ and shards are tests/render_kit.py's `kit`."""
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -240,6 +242,29 @@ def test_a_failure_midway_leaves_no_broken_mp4(kit, tmp_path, monkeypatch):
     with pytest.raises(MemoryError):
         render(tmp_path / "speech.wav", tmp_path / "talk.mp4", kit.resolve(params), params)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["speech.wav"]
+
+
+def test_the_next_batch_is_painted_on_a_thread_of_its_own_while_this_one_is_used():
+    made = []
+
+    def batches():
+        for k in range(4):
+            made.append((k, threading.current_thread().name))
+            yield k, [np.full(2, k)]
+
+    assert [k for k, _ in layouts.ahead(batches())] == [0, 1, 2, 3]
+    assert all(name.startswith("reenact-paint") for _, name in made)
+    made.clear()
+    early = layouts.ahead(batches())
+    assert next(early)[0] == 0
+    for _ in range(100):  # the next one is made while this one is used, and no more
+        if len(made) == 2:
+            break
+        time.sleep(0.01)
+    time.sleep(0.05)
+    assert [k for k, _ in made] == [0, 1]
+    early.close()
+    assert [k for k, _ in made] == [0, 1]
 
 
 def test_a_tenth_of_a_second_gives_three_frames(kit, tmp_path):

@@ -8,6 +8,7 @@ composited into (`frame`: FramesToPaint); footage and rows come from models/rend
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,6 +103,18 @@ def _faces(models: Models, final: np.ndarray, batch: int,
                                         frames=frames)
 
 
+def ahead(batches: Batches) -> Batches:
+    """`batches`, the next made on a thread of its own while this one is used: the generator paints the
+    next batch while this one is composited and encoded (torch and OpenCV let go of the GIL). The worker's
+    error is raised here; stopping early waits for the batch under way."""
+    end = object()
+    with ThreadPoolExecutor(1, thread_name_prefix="reenact-paint") as worker:
+        pending = worker.submit(next, batches, end)
+        while (batch := pending.result()) is not end:
+            pending = worker.submit(next, batches, end)
+            yield batch
+
+
 class Layout:
     """What one render needs besides the lips: the output, the target (resolved: its models, rows,
     footage and lip statistics), the corpus video the speech comes from (`real`, for the traces), and
@@ -128,7 +141,7 @@ class Layout:
         """The frames to encode for the final lips `final` (T, LIPS_DIM), `raw` (T, LIPS_DIM + 1) the
         LSTM's lips and the loudness, both possibly memmaps."""
         r, fps = self.params.render, self.params.preprocess.fps
-        faces = _faces(self.models, final, r.batch_size, self.paint)
+        faces = ahead(_faces(self.models, final, r.batch_size, self.paint))
         if self.marker is not None and self.output in ("face", "face_panel"):
             faces = self._marked_faces(faces)
         traces = Traces(
