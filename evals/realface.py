@@ -2,6 +2,7 @@
 
     python -m evals.realface [CLIP ...] [--root DIR | --base | --work DIR] [--noise-cgan FILE] [--sheets DIR]
                              [--adapt-seconds S] [--baselines-only] [--threads 2] [--override K=V]
+                             [--keep-arrays]
 
 CLIP defaults to anchor_20s, speaker_15s, may_5s and map_5s of the real fixtures (tasks/config/paths.py:
 REAL_FIXTURES; without them it stops in one line). The corpus models: by default the real-faces corpus
@@ -41,7 +42,8 @@ that cannot be had is null, and stderr says why in one line. Prints one JSON obj
 JSON list of them all as the last line; stderr also has, per clip, each method's flicker (mouth_metrics.py),
 the blurred control's sigma and the nearest-lips composites' full_lmd_px. A contact sheet per clip (rows:
 held-out frames; columns: real | ours | nearest | mean, the lower face composited into the full frame and
-cut out at its own pixels) goes to --sheets.
+cut out at its own pixels) goes to --sheets; with --keep-arrays, beside it CLIP.npz: the held-out real crops,
+each method's composites, the soft masks and the frame numbers (what evals/detect_parts.py cuts apart).
 """
 
 from __future__ import annotations
@@ -168,6 +170,10 @@ def measure(clip: Path, scratch: Path, corpus: Paths, params: Params, plan: dict
                        for name, images in composites.items()}}))
     sheet = lower_face_sheet(args.sheets / f"{clip.stem}.png", frames, held, painters)
     say(f"{clip.name}: sheet {sheet}")
+    if args.keep_arrays:
+        arrays = args.sheets / f"{clip.stem}.npz"
+        np.savez_compressed(arrays, real=held.faces, masks=masks, frames=held.frames, **composites)
+        say(f"{clip.name}: arrays {arrays}")
     return {key: _rounded(value) for key, value in result.items()}
 
 
@@ -253,6 +259,8 @@ def parser() -> argparse.ArgumentParser:
                         "corpus's; none with --root or --base)")
     parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--sheets", type=Path, default=SHEETS, help="default: %(default)s")
+    parser.add_argument("--keep-arrays", action="store_true",
+                        help="also write each clip's held-out crops, composites, masks to --sheets/CLIP.npz")
     parser.add_argument("--adapt-seconds", type=float, default=None, help="adapt's time budget per clip")
     parser.add_argument("--baselines-only", action="store_true", help="no corpus models: the baselines")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default: %(default)s)")

@@ -30,6 +30,7 @@ from models.evaluation.detectability import (
     block_folds,
     detectability,
     detectability_scores,
+    lower_face_features,
     matched_blur,
     neighbours,
 )
@@ -253,6 +254,30 @@ def test_the_neighbour_control_is_each_frame_with_the_lower_face_of_one_two_plac
     assert np.abs(mixed[:, 7, 4:12] - half).max() <= 0.5
     with pytest.raises(ValueError, match="more than 2 needed"):
         neighbours(images[:2], masks[:2], 2)
+
+
+def test_detect_parts_cuts_the_test_apart_by_kind_and_place(longer_clip, tmp_path, capsys):
+    """evals.detect_parts on what evals.realface --keep-arrays writes: a smear is caught by its edges, not
+    by its colour; every feature is in `all` once; a method not in the arrays is one line."""
+    from evals import detect_parts
+
+    rows = longer_clip
+    masks = rows.soft_masks()
+    arrays = tmp_path / "clip.npz"
+    np.savez_compressed(arrays, real=rows.faces, masks=masks, frames=rows.frames,
+                        ours=soft(rows.faces, masks, 2.0))
+    found = {row["part"]: row for row in detect_parts.main([str(arrays)])}
+    assert found["all"]["ours"] >= 0.9 and found["edges"]["ours"] >= 0.9
+    assert found["colour"]["ours"] < found["edges"]["ours"]
+    assert {"neighbour_1", "neighbour_2", "neighbour_4", "jpeg_90"} <= set(found["all"])
+    parts = detect_parts.columns()
+    width = len(lower_face_features(rows.faces[0], masks[0]))
+    assert sorted(parts["all"]) == list(range(width))
+    assert sorted(parts["cells_top"] + parts["cells_middle"] + parts["cells_bottom"]
+                  + parts["colour"] + parts["colour_spread"]) == list(range(width))
+    assert len(capsys.readouterr().out.splitlines()) == len(parts)
+    with pytest.raises(SystemExit, match="no composites of 'noise'.*there are: ours"):
+        detect_parts.main([str(arrays), "--method", "noise"])
 
 
 def test_block_folds_test_every_frame_once_and_never_train_on_a_test_frames_neighbour():

@@ -98,20 +98,28 @@ def detectability(real: np.ndarray, ours: np.ndarray, masks: np.ndarray, frames:
     if not len(real) == len(ours) == len(masks) == len(frames):
         raise ValueError(f"detectability: {len(real)} real, {len(ours)} painted frames, {len(masks)} masks "
                          f"and {len(frames)} frame numbers; they must be the same frames")
+    return accuracy(features_of(real, masks), features_of(ours, masks), frames)
+
+
+def features_of(images: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """(N, features): `lower_face_features` of each image in its mask."""
+    return np.stack([lower_face_features(image, mask) for image, mask in zip(images, masks)])
+
+
+def accuracy(real: np.ndarray, ours: np.ndarray, frames: np.ndarray) -> float:
+    """`detectability` from the features of the real frames and of ours (N, features), or any of their
+    columns."""
     if len(frames) < MIN_FRAMES:
         raise ValueError(f"detectability: {len(frames)} frames, at least {MIN_FRAMES} needed")
-    features = [np.stack([lower_face_features(i, m) for i, m in zip(images, masks)])
-                for images in (real, ours)]
     correct = 0
     for train, test in block_folds(frames):
         if not len(train):
             raise ValueError(f"detectability: a test block leaves no frame to train on "
                              f"({len(frames)} frames)")
         classifier = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=5000))
-        classifier.fit(np.concatenate([features[0][train], features[1][train]]),
-                       np.repeat([1, 0], len(train)))
-        correct += int((classifier.predict(features[0][test]) == 1).sum())
-        correct += int((classifier.predict(features[1][test]) == 0).sum())
+        classifier.fit(np.concatenate([real[train], ours[train]]), np.repeat([1, 0], len(train)))
+        correct += int((classifier.predict(real[test]) == 1).sum())
+        correct += int((classifier.predict(ours[test]) == 0).sum())
     return correct / (2 * len(frames))
 
 
