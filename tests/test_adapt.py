@@ -25,9 +25,10 @@ from models.artifacts import SHIPPED_BASE, CganArtifact
 from models.errors import AdaptError
 from models.rendering import render as render_stage
 from models.training import adapt
-from models.training.adapt import adapt_target
+from models.training.adapt import adapt_target, detail_weight
 from models.training.targets import list_targets, read_target
-from tasks.config.paths import TARGET_RECORD, Paths
+from tasks.config.params_loader import load_params
+from tasks.config.paths import PROJECT_ROOT, TARGET_RECORD, Paths
 from tasks.rows import rowkey
 from tasks.rows.decode import iter_frames
 from tasks.table.shards import read_frames
@@ -259,6 +260,14 @@ def test_adapt_sizes_a_targets_crops_by_its_face_and_what_its_start_can_paint(fo
         real = REAL_MEDIA / f"{name}.mp4"
         if real.exists():
             assert adapt.auto_face_size(real, footage.params.preprocess)[0] == expected, name
+
+
+def test_a_256_px_face_is_fine_tuned_with_its_own_detail_weight():
+    overrides = {"adapt.detail_weight": 150, "adapt.detail_weight_256": 900}
+    params = load_params(PROJECT_ROOT / "params.yaml", overrides)
+    assert detail_weight(params) == 150
+    assert detail_weight(params.model_copy(update={
+        "preprocess": params.preprocess.model_copy(update={"face_size": 256})})) == 900
 
 
 def test_adapt_ema_keeps_the_average_of_the_steps_and_mouth_weight_reaches_the_loss(footage, tmp_path):

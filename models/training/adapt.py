@@ -152,6 +152,14 @@ def auto_face_size(footage: Path, preprocess: PreprocessParams) -> tuple[int, fl
     return (LARGE_FACE_SIZE if width > LARGE_FACE_PX else preprocess.face_size), width
 
 
+def detail_weight(params: Params) -> float:
+    """The fine-detail loss's weight at the crops' size: at 256 px its 1 px band is an octave finer and
+    holds about half the energy (1.85x less on may_5s), so the same weight hardly sharpens there
+    (ARCHITECTURE.md, Adapted targets)."""
+    a = params.adapt
+    return a.detail_weight_256 if params.preprocess.face_size == LARGE_FACE_SIZE else a.detail_weight
+
+
 def _finetune(name: str, paths: Paths, into: Paths, params: Params, frames: int, seconds: float,
               report: Report) -> int:
     """The corpus generator (paths.cgan) fine-tuned on the first `frames` rows of into.shards for
@@ -161,7 +169,7 @@ def _finetune(name: str, paths: Paths, into: Paths, params: Params, frames: int,
     cgan = params.cgan.model_copy(update={"finetune_epochs": epochs, "references": params.adapt.references,
                                           "epochs": max(params.cgan.epochs, epochs),
                                           "mouth_weight": params.adapt.mouth_weight,
-                                          "detail_weight": params.adapt.detail_weight,
+                                          "detail_weight": detail_weight(params),
                                           "gradient_weight": params.adapt.gradient_weight})
     steps, started = {"done": 0, "total": 0, "budget": seconds}, time.perf_counter()
 
