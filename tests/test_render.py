@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import simplejpeg
 import soundfile
+import torch
 from helpers import reenact
 from render_kit import SR, TINY, ffmpeg, probe, psnr, voice, voice_corpus, write_voice
 
@@ -254,6 +255,17 @@ def test_the_next_batch_is_painted_on_a_thread_of_its_own_while_this_one_is_used
 
     assert [k for k, _ in layouts.ahead(batches())] == [0, 1, 2, 3]
     assert all(name.startswith("reenact-paint") for _, name in made)
+
+    def counted():  # the worker paints on as many torch threads as its caller
+        yield 0, [torch.get_num_threads()]
+
+    threads = torch.get_num_threads()
+    try:
+        for asked in (1, 2):
+            torch.set_num_threads(asked)
+            assert next(layouts.ahead(counted()))[1] == [asked]
+    finally:
+        torch.set_num_threads(threads)
     made.clear()
     early = layouts.ahead(batches())
     assert next(early)[0] == 0

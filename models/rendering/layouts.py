@@ -105,13 +105,19 @@ def _faces(models: Models, final: np.ndarray, batch: int,
 
 def ahead(batches: Batches) -> Batches:
     """`batches`, the next made on a thread of its own while this one is used: the generator paints the
-    next batch while this one is composited and encoded (torch and OpenCV let go of the GIL). The worker's
-    error is raised here; stopping early waits for the batch under way."""
-    end = object()
+    next batch while this one is composited and encoded (torch and OpenCV let go of the GIL), on as many
+    torch threads as the caller's. The worker's error is raised here; stopping early waits for the batch
+    under way."""
+    end, threads = object(), torch.get_num_threads()
+
+    def step():  # on the caller's torch threads: OpenMP's count is each thread's own
+        torch.set_num_threads(threads)
+        return next(batches, end)
+
     with ThreadPoolExecutor(1, thread_name_prefix="reenact-paint") as worker:
-        pending = worker.submit(next, batches, end)
+        pending = worker.submit(step)
         while (batch := pending.result()) is not end:
-            pending = worker.submit(next, batches, end)
+            pending = worker.submit(step)
             yield batch
 
 
