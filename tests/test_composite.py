@@ -8,8 +8,17 @@ import numpy as np
 import pytest
 
 from models.evaluation.composite_metrics import boundary, outside_error, seam_gradients
-from models.networks.mask import lower_face_mask
-from models.rendering.composite import blend, composite, hard_paste, match_colour, warp_back
+from models.networks.mask import EDGE, FEATHER, lower_face_mask, lower_face_polygon
+from models.rendering.composite import (
+    DETAIL_SIGMA,
+    _region,
+    blend,
+    blend_bands,
+    composite,
+    hard_paste,
+    match_colour,
+    warp_back,
+)
 from models.rendering.target import pingpong
 from models.training.lips import bound_lips, lips_distance, lips_moments
 
@@ -137,6 +146,54 @@ def test_the_mask_covers_the_lower_face_only():
     # feathered: a band of partial values around the border, as wide as a share of the face
     partial = ((mask > 0.05) & (mask < 0.95)).sum(0)
     assert partial.max() > 8
+
+
+@pytest.mark.parametrize("size", [128, 256])
+@pytest.mark.parametrize("shift", [(0, 0), (-50, 20), (30, 40)])  # whole; past the left; past the foot
+def test_the_mask_is_made_over_its_box_as_over_the_whole_crop(size, shift):
+    """lower_face_mask blurs the polygon's box and the kernel's reach alone: the whole crop's mask."""
+    landmarks = MEAN_FACE / SIZE * size + np.array(shift, np.float32) * size / SIZE
+    polygon = lower_face_polygon(landmarks, size)
+    whole = np.zeros((size, size), np.float32)
+    cv2.fillPoly(whole, [np.round(polygon * 16).astype(np.int32)], 1.0, cv2.LINE_AA, shift=4)
+    whole = cv2.GaussianBlur(whole, (0, 0), FEATHER * size, borderType=cv2.BORDER_CONSTANT)
+    ramp = np.clip(np.minimum(np.arange(size), np.arange(size)[::-1]) / EDGE, 0, 1).astype(np.float32)
+    whole = np.clip(whole, 0, 1) * ramp[:, None] * ramp[None, :]
+    mask = lower_face_mask(landmarks, size)
+    assert mask.any()
+    np.testing.assert_allclose(mask, whole, atol=1e-6)
+
+
+@pytest.mark.parametrize("size", [128, 256])
+def test_the_composite_works_on_the_masks_box_as_on_the_whole_crop(size):
+    """In crop pixels the composite works on the mask's box (and what reaches it) alone: the frame it
+    gives is the one the whole crop gives, to a unit of rounding."""
+    scale = size / SIZE
+    landmarks = MEAN_FACE * scale
+    frame = textured_frame(seed=5)
+    crop = crop_transform(0.5, 0.3, (320.0, 180.0))
+    crop[:, :] *= scale  # source -> a crop of `size` px of the same face
+    real = cv2.warpAffine(frame, crop, (size, size), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
+    face = np.clip(real.astype(int) + np.random.default_rng(1).integers(-40, 40, real.shape), 0, 255)
+    face = face.astype(np.uint8)
+    out, _ = composite(frame, face, crop, landmarks)
+    # the same, over the whole crop
+    mask = lower_face_mask(landmarks, size)
+    region = _region(crop, size, frame.shape, _support(mask))
+    matched = match_colour(face, real, mask)
+    coarse = cv2.GaussianBlur(matched.astype(np.float32) - real.astype(np.float32), (0, 0), DETAIL_SIGMA,
+                              borderType=cv2.BORDER_REPLICATE)
+    whole = blend_bands(frame, warp_back(matched, crop, region, cv2.INTER_CUBIC, cv2.BORDER_REPLICATE),
+                        warp_back(coarse, crop, region, cv2.INTER_LINEAR, cv2.BORDER_REPLICATE),
+                        warp_back(mask, crop, region, cv2.INTER_LINEAR), region)
+    difference = np.abs(out.astype(int) - whole.astype(int))
+    assert difference.max() <= 1 and (difference > 0).mean() < 0.001
+    assert (out != frame).sum() > 1000
+
+
+def _support(mask: np.ndarray) -> tuple[int, int, int, int]:
+    rows, columns = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    return columns[0], rows[0], columns[-1] + 1, rows[-1] + 1
 
 
 def test_outside_the_mask_the_frame_is_untouched_and_inside_it_is_the_face():

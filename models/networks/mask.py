@@ -56,13 +56,20 @@ def lower_face_mask(landmarks: np.ndarray, size: int) -> np.ndarray:
 @lru_cache(maxsize=MASKS_KEPT)
 def _mask(points: bytes, count: int, size: int) -> np.ndarray:
     polygon = lower_face_polygon(np.frombuffer(points, np.float32).reshape(count, 2), size)
-    mask = np.zeros((size, size), np.float32)
-    cv2.fillPoly(
-        mask, [np.round(polygon * 16).astype(np.int32)], 1.0, cv2.LINE_AA, shift=4
-    )  # 4 fraction bits
     sigma = _blur_sigma(size)
-    mask = cv2.GaussianBlur(mask, (0, 0), sigma, borderType=cv2.BORDER_CONSTANT)
-    ramp = np.clip(np.minimum(np.arange(size), np.arange(size)[::-1]) / EDGE, 0, 1).astype(np.float32)
-    mask = np.clip(mask, 0.0, 1.0) * ramp[:, None] * ramp[None, :]  # the blur's rounding overshoots 1
+    mask = np.zeros((size, size), np.float32)
+    # Only the polygon's box and the blur's reach are made: beyond them the mask is 0 before and after
+    # blurring, so this is the whole crop's mask (tests/test_composite.py), for less work.
+    reach = (round(sigma * 4 * 2 + 1) | 1) // 2  # OpenCV's kernel radius for a float image
+    (x0, y0) = np.maximum(np.floor(polygon.min(0)).astype(int) - 1 - reach, 0)
+    (x1, y1) = np.minimum(np.ceil(polygon.max(0)).astype(int) + 2 + reach, size)
+    if x1 > x0 and y1 > y0:
+        box = mask[y0:y1, x0:x1]
+        corners = np.round((polygon - (x0, y0)) * 16).astype(np.int32)
+        cv2.fillPoly(box, [corners], 1.0, cv2.LINE_AA, shift=4)  # 4 fraction bits
+        box[:] = cv2.GaussianBlur(box, (0, 0), sigma, borderType=cv2.BORDER_CONSTANT)
+        ramp = np.clip(np.minimum(np.arange(size), np.arange(size)[::-1]) / EDGE, 0, 1).astype(np.float32)
+        np.clip(box, 0.0, 1.0, out=box)  # the blur's rounding overshoots 1
+        box *= ramp[y0:y1, None] * ramp[None, x0:x1]
     mask.flags.writeable = False
     return mask

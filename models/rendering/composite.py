@@ -30,6 +30,9 @@ DETAIL_SIGMA = 1.5
 DETAIL_START, DETAIL_FULL = 0.6, 0.9
 # Fewer pixels than this in the fading band (a face mostly off the crop): no colour to match.
 MIN_BAND = 16
+# Crop pixels worked on beyond the mask's box: the coarse band's blur (6 px at DETAIL_SIGMA) and the
+# warps' reach (2 px, cubic); beyond it nothing reaches a pixel the mask blends.
+BOX_MARGIN = 8
 
 
 def match_colour(face: np.ndarray, real: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -135,7 +138,16 @@ def composite(
     region = _region(crop, size, frame.shape, support) if support else None
     if region is None:
         return frame, None
-    real = cv2.warpAffine(frame, crop, (size, size), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
+    # In crop pixels, only the mask's box and BOX_MARGIN around it are worked on: all that reaches the
+    # blended pixels (the whole crop's values to a unit of rounding, tests/test_composite.py)
+    x0, y0, x1, y1 = support
+    x0, y0, x1, y1 = max(x0 - BOX_MARGIN, 0), max(y0 - BOX_MARGIN, 0), min(x1 + BOX_MARGIN, size), \
+        min(y1 + BOX_MARGIN, size)
+    crop = crop.copy()
+    crop[:, 2] -= (x0, y0)  # source pixels -> the box's pixels
+    mask, face = mask[y0:y1, x0:x1], face[y0:y1, x0:x1]
+    real = cv2.warpAffine(frame, crop, (x1 - x0, y1 - y0), flags=cv2.INTER_AREA,
+                          borderMode=cv2.BORDER_REPLICATE)
     face = match_colour(face, real, mask)
     # the coarse change, blurred where it is cheap: in crop pixels, then warped like the face
     change = face.astype(np.float32) - real.astype(np.float32)
