@@ -58,7 +58,7 @@ from tasks.config.params import Params
 from tasks.config.params_loader import load_params
 from tasks.rows.decode import read_audio
 from tasks.rows.features import DELTA_LOG_ENERGY, LOG_ENERGY, audio_features
-from tasks.rows.phones import PHONES, phone_features, phone_track
+from tasks.rows.phones import PHONES, phone_features, phone_track, word_phone_track
 
 MAX_EPOCHS, EVERY = 20, 5
 PHONE_LAYOUT = [f"phone_{name}" for name in PHONES]
@@ -96,6 +96,10 @@ TRIES = {
                                                         "balance": True},
     "speaker+reg+visemes+hidden64+sync+shape+person": {"inputs": ["mfcc", "visemes"], **SHAPED,
                                                        "person": 0.3},
+    "speaker+reg+words+hidden64+sync+shape": {"inputs": ["mfcc", "words"], **SHAPED},
+    "speaker+reg+visemes+words+hidden64+sync+shape": {"inputs": ["mfcc", "visemes", "words"], **SHAPED},
+    "speaker+reg+visemes+words+hidden64+sync+shape+live": {"inputs": ["mfcc", "visemes", "words"], **SHAPED,
+                                                            "live": True},
     "speaker+reg+augment": {"inputs": ["mfcc"], **REG, "augment": 2},
     "speaker+reg+sync": {"inputs": ["mfcc"], **REG, "sync": True},
     "speaker+reg+ensemble3": {"inputs": ["mfcc"], **REG, "ensemble": 3},
@@ -129,7 +133,7 @@ class Inputs:
 
     def _make(self, k: int) -> dict[str, dict[str, np.ndarray]]:
         # `mfcc`: the paper's 28 (the frame table's audio less its phones, which `phones` adds when asked).
-        p = self.params.preprocess.model_copy(update={"phones": False})
+        p = self.params.preprocess.model_copy(update={"phones": False, "words": False})
         rng, made = np.random.default_rng(k), {}
         for v in self.corpus.videos:
             if k and v.video_id in HELD_OUT:
@@ -139,7 +143,8 @@ class Inputs:
                 samples = altered(samples, p.sample_rate, rng)
             times = np.arange(len(v)) / p.fps
             made[v.video_id] = {"mfcc": audio_features(samples, p.sample_rate, times, p),
-                                "phones": phone_features(phone_track(samples, p.sample_rate), times)}
+                                "phones": phone_features(phone_track(samples, p.sample_rate), times),
+                                "words": phone_features(word_phone_track(samples, p.sample_rate), times)}
             say(f"speech tries: inputs of {v.video_id} (copy {k})")
         return made
 
@@ -171,6 +176,8 @@ def features(parts: dict[str, np.ndarray], setting: dict) -> np.ndarray:
     extra = [parts["phones"].astype(np.float32)] if "phones" in setting["inputs"] else []
     if "visemes" in setting["inputs"]:  # the phone shares summed into groups, as lstm.phone_classes visemes
         extra.append(heard_features(parts["phones"].astype(np.float32), PHONE_LAYOUT, "visemes"))
+    if "words" in setting["inputs"]:  # the same groups of the phones of the words decoded (word_phone_track)
+        extra.append(heard_features(parts["words"].astype(np.float32), PHONE_LAYOUT, "visemes"))
     return np.concatenate([mfcc, *extra], 1)
 
 
@@ -229,7 +236,10 @@ def fit(setting: dict, train: dict[str, np.ndarray], inputs: Inputs, corpus: Cor
     optimizer = torch.optim.Adam(model.parameters(), lr=params.lstm.lr)
 
     def predict(video: str) -> np.ndarray:
-        heard_x = features(inputs.copy(0)[video], setting)
+        parts = inputs.copy(0)[video]
+        if setting.get("live"):  # live speech has no words: the phone loop's phones heard in their place
+            parts = {**parts, "words": parts["phones"]}
+        heard_x = features(parts, setting)
         if people:
             heard_x = np.concatenate([heard_x, who(video, len(heard_x))], 1)
         x_in = (heard_x - x_mean) / x_std

@@ -117,10 +117,14 @@ def refresh_lstm_card(paths: Paths, into: Path = SHIPPED_BASE, alone: bool = Fal
     artifact = LstmArtifact.load(paths.lstm)
     layout = artifact.feature_layout
     phones = sum(name.startswith("phone_") for name in layout)
-    grouped = (", summed into the groups that look alike on the lips (`lstm.phone_classes: visemes`)"
-               if phones and artifact.phone_classes == "visemes" else "")
-    heard = (f"{len(layout)} audio features per frame ({len(layout) - phones} MFCC and loudness"
-             + (f", {phones} PocketSphinx phone shares: `preprocess.phones`{grouped})" if phones else ")"))
+    words = sum(name.startswith("word_") for name in layout)
+    grouped = (", each summed into the groups that look alike on the lips (`lstm.phone_classes: visemes`)"
+               if phones + words and artifact.phone_classes == "visemes" else "")
+    shares = [f"{phones} PocketSphinx phone shares (`preprocess.phones`)" if phones else "",
+              f"{words} shares of the phones of the words it hears (`preprocess.words`)" if words else ""]
+    shares = " and ".join(part for part in shares if part)
+    heard = (f"{len(layout)} audio features per frame ({len(layout) - phones - words} MFCC and loudness"
+             + (f", {shares}{grouped})" if shares else ")"))
     section = LSTM_CARD.format(used=yaml.safe_dump(params.lstm.model_dump(mode="json"), sort_keys=False),
                                targets=params.lstm.targets, figures=figures, alone=ALONE if alone else "",
                                heard=heard)

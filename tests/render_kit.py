@@ -144,7 +144,7 @@ def kit(tiny_models) -> Trained:
     """The face crop at 128 px (these shards are drawings with no footage behind them). Its voice is a
     loudness-shaped tone, not speech: no phones to hear (the paper's 28 features; `footage` has them)."""
     lstm = {"lstm.epochs": 12, "lstm.batch_size": 32, "lstm.lr": 0.003, "cgan.batch_size": 16,
-            "preprocess.phones": False}
+            "preprocess.phones": False, "preprocess.words": False}
     render = {"render.size": 128, "render.output": "face"}
     return tiny_models("voice", voice_corpus, {**TINY, **lstm, **render})
 

@@ -6,7 +6,7 @@ from tasks.rows.features import FEATURE_LAYOUT, audio_features, feature_dim, fea
 from tasks.rows.phones import PHONES, block_track, phone_track
 
 SR = 16000
-PARAMS = PreprocessParams(phones=False)  # the paper's 28-D; the phones have tests of their own below
+PARAMS = PreprocessParams(phones=False, words=False)  # the paper's 28-D; the phones are tested below
 LOG_ENERGY = FEATURE_LAYOUT.index("log_energy")
 
 
@@ -94,11 +94,11 @@ def test_deltas_follow_the_energy():
 
 def test_phones_sit_between_the_deltas_and_the_loudness():
     layout = feature_layout(13, phones=True)
-    assert len(layout) == 68 == feature_dim(PreprocessParams(phones=True)) == len(set(layout))
+    assert len(layout) == 68 == feature_dim(PreprocessParams(phones=True, words=False)) == len(set(layout))
     assert layout[26] == "phone_SIL" and layout[-2:] == ["log_energy", "delta_log_energy"]
     samples = _speechlike(1.5, seed=3)
     times = np.arange(45) / 30
-    with_phones = audio_features(samples, SR, times, PreprocessParams(phones=True))
+    with_phones = audio_features(samples, SR, times, PreprocessParams(phones=True, words=False))
     without = audio_features(samples, SR, times, PARAMS)
     np.testing.assert_array_equal(with_phones[:, :26], without[:, :26])
     np.testing.assert_array_equal(with_phones[:, -2:], without[:, -2:])
@@ -107,7 +107,8 @@ def test_phones_sit_between_the_deltas_and_the_loudness():
 
 
 def test_silence_is_the_silence_phone():
-    shares = audio_features(np.zeros(SR, np.float32), SR, np.arange(30) / 30, PreprocessParams(phones=True))
+    params = PreprocessParams(phones=True, words=False)
+    shares = audio_features(np.zeros(SR, np.float32), SR, np.arange(30) / 30, params)
     assert np.allclose(shares[:, 26], 1)
 
 
@@ -121,3 +122,19 @@ def test_blocks_decode_on_their_own(monkeypatch):
     track = block_track(samples, SR)
     assert len(track) == 100 + 100 + len(phone_track(samples[2 * SR:], SR))
     np.testing.assert_array_equal(track[100:200], phone_track(samples[SR : 2 * SR], SR)[:100])
+
+
+def test_the_words_phones_follow_the_phone_loop_s():
+    """preprocess.words: 40 more shares, of the phones of the words heard, after the phone loop's."""
+    layout = feature_layout(13, phones=True, words=True)
+    assert len(layout) == 108 == feature_dim(PreprocessParams(phones=True, words=True)) == len(set(layout))
+    assert layout[26] == "phone_SIL" and layout[66] == "word_SIL"
+    assert layout[-2:] == ["log_energy", "delta_log_energy"]
+    assert feature_layout(13, phones=False, words=True)[26] == "word_SIL"
+    samples = _speechlike(1.5, seed=3)
+    times = np.arange(45) / 30
+    both = audio_features(samples, SR, times, PreprocessParams(phones=True, words=True))
+    phones = audio_features(samples, SR, times, PreprocessParams(phones=True, words=False))
+    np.testing.assert_array_equal(both[:, :66], phones[:, :66])
+    np.testing.assert_array_equal(both[:, -2:], phones[:, -2:])
+    assert np.allclose(both[:, 66:-2].sum(1), 1)

@@ -47,6 +47,26 @@ def test_visemes_sum_the_phone_shares_in_their_place_and_keep_the_rest():
     assert heard_features(features[:, :28], paper, "visemes").shape == (12, 28)  # no phones: as they are
 
 
+def test_both_kinds_of_phone_shares_are_each_summed_into_visemes():
+    """With the words' phones too (preprocess.words), each kind is grouped in its own place."""
+    layout = feature_layout(phones=True, words=True)
+    rng = np.random.default_rng(2)
+    features = rng.normal(size=(9, len(layout))).astype(np.float32)
+    for kind in ("phone_", "word_"):
+        shares = [i for i, name in enumerate(layout) if name.startswith(kind)]
+        features[:, shares] = rng.dirichlet(np.ones(len(shares)), 9)
+    heard = heard_features(features, layout, "visemes")
+    assert heard.shape == (9, 26 + 2 * len(VISEMES) + 2)
+    assert np.array_equal(heard[:, :26], features[:, :26]) and np.array_equal(heard[:, -2:], features[:, -2:])
+    loop, words = heard[:, 26 : 26 + len(VISEMES)], heard[:, 26 + len(VISEMES) : -2]
+    assert np.allclose(loop.sum(1), 1, atol=1e-5) and np.allclose(words.sum(1), 1, atol=1e-5)
+    shut = VISEMES.index(("P", "B", "M"))
+    assert np.allclose(words[:, shut], sum(features[:, layout.index(f"word_{p}")] for p in "PBM"))
+    assert np.allclose(loop[:, shut], sum(features[:, layout.index(f"phone_{p}")] for p in "PBM"))
+    alone = feature_layout(phones=False, words=True)
+    assert heard_features(features[:, [layout.index(n) for n in alone]], alone, "visemes").shape == (9, 40)
+
+
 def test_an_lstm_that_hears_visemes_takes_the_rows_as_they_are_after_a_round_trip(tmp_path):
     heard = len(LAYOUT) - len(PHONES) + len(VISEMES)
     torch.manual_seed(0)

@@ -6,7 +6,16 @@ import numpy as np
 import pytest
 import soundfile
 
-from tasks.rows.phones import PHONES, PhoneStream, phone_features, phone_track
+from tasks.rows.phones import (
+    PHONES,
+    PhoneBlocks,
+    PhoneStream,
+    _spread,
+    phone_features,
+    phone_track,
+    shares_of,
+    word_phone_track,
+)
 
 SR = 16000
 
@@ -59,3 +68,38 @@ def test_live_phones_restart_their_utterance_without_losing_time(monkeypatch, sp
     assert stream.start == 400 and len(stream.track) == 425
     assert (stream.track > 0).mean() > 0.4
     np.testing.assert_allclose(phone_features(stream.track, np.array([1.5])).sum(), 1)
+
+
+def test_words_are_decoded_into_their_phones(speech):
+    """The words PocketSphinx hears, aligned to their phones: a track of the same steps. espeak's voice is
+    not one its English model knows well (it hears "the talk on the mood but that was a white guy"), so
+    only some of the steps are words; real voices are measured in evals/speech_tries.py."""
+    track = word_phone_track(speech, SR)
+    assert track.shape == phone_track(speech, SR).shape and track.dtype == np.int8
+    spoken = {PHONES[i] for i in track[track > 0]}
+    assert (track > 0).mean() > 0.25 and len(spoken) >= 8
+    assert {"P", "M", "AA", "B"} & spoken
+    assert not word_phone_track(np.zeros(2 * SR, np.float32), SR).any()
+    assert not word_phone_track(np.zeros(0, np.float32), SR).any()
+
+
+def test_words_whose_alignment_fails_share_their_steps_among_their_phones():
+    """Where the second pass finds no path (noise the first heard as words), each word's dictionary
+    phones share its steps evenly; fillers and silence are no phones."""
+    words = [("<s>", 0, 5), ("hello", 5, 13), ("<sil>", 13, 20), ("read(2)", 20, 26)]
+    dictionary = {"hello": "HH AH L OW", "read(2)": "R EH D"}
+    assert _spread(words, dictionary.get) == [("HH", 5, 7), ("AH", 7, 9), ("L", 9, 11), ("OW", 11, 13),
+                                              ("R", 20, 22), ("EH", 22, 24), ("D", 24, 26)]
+
+
+def test_blocks_of_both_kinds_are_what_each_file_decode_gives(speech):
+    """A stream's blocks (PhoneBlocks) with the words too: the phone loop's shares, then the words', as
+    a whole-file decode of each gives (shares_of)."""
+    blocks = PhoneBlocks(SR, (False, True))
+    for k in range(0, len(speech), 4000):
+        blocks.add(speech[k : k + 4000])
+    blocks.finish()
+    times = np.arange(0, 7.9, 1 / 30)
+    np.testing.assert_array_equal(blocks.features(times), shares_of(speech, SR, times, (False, True)))
+    np.testing.assert_array_equal(shares_of(speech, SR, times, (True,)),
+                                  phone_features(word_phone_track(speech, SR), times))

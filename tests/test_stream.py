@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from render_kit import SR, voice
 
 from models.errors import RenderError
@@ -100,7 +101,7 @@ def offline_lips(footage, params: Params, samples: np.ndarray, gate: bool) -> np
     raw = speech_lips(footage.models, samples, SR, p.fps, p)
     if not gate:
         return clip_lips(target, params, raw)
-    loud = p.model_copy(update={"phones": False}) if hasattr(p, "phones") else p
+    loud = p.model_copy(update={"phones": False, "words": False}) if hasattr(p, "phones") else p
     loudness = audio_features(samples, SR, np.arange(len(raw)) / p.fps, loud)[:, LOG_ENERGY]
     return clip_lips(target, params, raw, loudness, target.closed)
 
@@ -114,6 +115,34 @@ def test_with_the_lstm_s_whole_window_heard_the_live_lips_are_the_offline_ones(f
     # PhoneStream); in a file, its final one.
     assert any(name.startswith("phone_") for name in footage.models.lstm_artifact.feature_layout)
     np.testing.assert_allclose(live, offline_lips(footage, params, samples, gate=False), atol=2e-3)
+
+
+def test_live_an_lstm_that_hears_words_hears_the_phone_loop_s_in_their_place(footage):
+    """Words need the end of what is said: live, the phone loop's shares are heard in the words' place too,
+    so the lips are the offline ones given those shares twice (with the whole window heard, as above)."""
+    import dataclasses
+
+    from models.networks.lstm import AudioToLips, heard_features
+    from tasks.rows.features import feature_layout
+    from tasks.rows.phones import phone_features, phone_track
+
+    layout = feature_layout(phones=True, words=True)
+    heard = heard_features(np.zeros((1, len(layout)), np.float32), layout, "visemes").shape[1]
+    artifact = dataclasses.replace(footage.models.lstm_artifact, feature_layout=layout,
+                                   phone_classes="visemes", audio_mean=np.zeros(heard, np.float32),
+                                   audio_std=np.ones(heard, np.float32))
+    torch.manual_seed(0)
+    lstm = AudioToLips(features=heard, hidden=8, fc_hidden=8).eval()
+    models = dataclasses.replace(footage.models, lstm=lstm, lstm_artifact=artifact)
+    params = with_params(footage.params, {"lookahead_ms": 1000.0, "window_ms": 1000.0, "max_batch": 8},
+                         {"align": "none", "silence_db": 0.0})
+    target = dataclasses.replace(footage.resolve(params), models=models)
+    samples = speech()
+    live = np.stack([f.lips for f in run(LiveStream(target, params), samples)])
+    p = params.preprocess
+    loop = phone_features(phone_track(samples, SR), np.arange(len(live)) / p.fps)
+    raw = speech_lips(models, samples, SR, p.fps, p, np.concatenate([loop, loop], 1))
+    np.testing.assert_allclose(live, clip_lips(target, params, raw), atol=2e-3)
 
 
 def test_with_the_default_lookahead_the_mouth_opens_as_offline(footage):

@@ -28,17 +28,26 @@ VISEMES = (("SIL",), ("P", "B", "M"), ("F", "V"), ("TH", "DH"), ("AA", "AE", "AH
            ("S", "Z", "T", "D", "N"), ("K", "G", "NG", "HH", "Y"), ("L",), ("R",))
 
 
+# The prefixes of the layout's phone shares: the phone loop's, then the words' (tasks/rows/features.py)
+PHONE_KINDS = ("phone_", "word_")
+
+
 def heard_features(features: np.ndarray, layout: list[str], phone_classes: str) -> np.ndarray:
     """(frames, D) features in the frame table's `layout` -> what an LSTM with `phone_classes` hears: with
-    "visemes", the phone shares (layout's phone_* columns) summed into VISEMES' groups, in their place; else
-    (or without phones) the features as they are."""
-    phones = [i for i, name in enumerate(layout) if name.startswith("phone_")]
-    if phone_classes != "visemes" or not phones:
+    "visemes", each kind of phone shares (the layout's phone_* columns, the phone loop's; word_*, the words')
+    summed into VISEMES' groups, in their place; else (or without phones) the features as they are."""
+    if phone_classes != "visemes":
         return features
     column = {name: i for i, name in enumerate(layout)}
-    groups = [features[:, [column[f"phone_{p}"] for p in group]].sum(1) for group in VISEMES]
-    return np.concatenate([features[:, : phones[0]], np.stack(groups, 1).astype(features.dtype),
-                           features[:, phones[-1] + 1:]], 1)
+    parts, done = [], 0
+    for kind in PHONE_KINDS:
+        shares = [i for i, name in enumerate(layout) if name.startswith(kind)]
+        if not shares:
+            continue
+        groups = [features[:, [column[f"{kind}{p}"] for p in group]].sum(1) for group in VISEMES]
+        parts += [features[:, done : shares[0]], np.stack(groups, 1).astype(features.dtype)]
+        done = shares[-1] + 1
+    return np.concatenate([*parts, features[:, done:]], 1) if parts else features
 
 
 def window_index(frames: int, context: int) -> np.ndarray:
@@ -86,15 +95,16 @@ def load_lstm(path: str | Path, device: str | torch.device = "cpu") -> tuple[Aud
 @torch.no_grad()
 def predict_lips(model: AudioToLips, artifact: LstmArtifact, features: np.ndarray,
                  batch_size: int = 1024) -> np.ndarray:
-    """(frames, D) raw audio features of a clip, in the artifact's feature layout (D = 28, or 68 with phones)
+    """(frames, D) raw audio features of a clip, in the artifact's feature layout (D = 28; 68 with phones;
+    108 with words too)
     -> (frames, LIPS_DIM) lips in [0, 1] of the crop. ValueError when D is not what the LSTM heard."""
     features = np.asarray(features, np.float32).reshape(len(features), -1)
     expected = len(artifact.feature_layout) or len(artifact.audio_mean)  # older artifacts: no layout
     if features.shape[1] != expected:
-        phones = any(name.startswith("phone_") for name in artifact.feature_layout)
-        heard = "with phones" if phones else "without phones"
+        kinds = [k.rstrip("_") for k in PHONE_KINDS if any(n.startswith(k) for n in artifact.feature_layout)]
+        heard = f"with {' and '.join(kinds)} shares" if kinds else "without phones"
         raise ValueError(f"the LSTM hears {expected} audio features ({heard}), given "
-                         f"{features.shape[1]}: rows made with another preprocess.phones or n_mfcc")
+                         f"{features.shape[1]}: rows made with another preprocess.phones, words or n_mfcc")
     features = heard_features(features, artifact.feature_layout, artifact.phone_classes)
     device = next(model.parameters()).device
     normalised = torch.from_numpy(

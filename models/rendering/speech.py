@@ -2,8 +2,9 @@
 preprocessing (tasks.rows.features.audio_features), then the LSTM, a chunk of frames at a time in
 constant memory, equal to a whole-file run.
 
-What the LSTM hears is its own: its artifact's feature layout (with or without phones) decides, not the
-project's `preprocess.phones`, so a shipped or adapted LSTM renders in any project (`heard_params`).
+What the LSTM hears is its own: its artifact's feature layout (with or without phones and words) decides,
+not the project's `preprocess.phones` and `words`, so a shipped or adapted LSTM renders in any project
+(`heard_params`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from models.errors import RenderError
 from models.networks.lstm import predict_lips
 from models.rendering.loading import Models
 from tasks.config.params import PreprocessParams
-from tasks.rows.features import DELTA_WIDTH, audio_features, params_layout
+from tasks.rows.features import DELTA_WIDTH, audio_features, params_layout, phone_kinds
 from tasks.rows.phones import PHONE_WINDOW_S, STEP_S, PhoneBlocks, block_steps
 
 
@@ -27,12 +28,13 @@ def frame_count(samples: int, sample_rate: int, fps: float) -> int:
 
 
 def heard_params(models: Models, params: PreprocessParams) -> PreprocessParams:
-    """`params` with `phones` as the LSTM was trained (its artifact's feature layout); RenderError when
-    that layout is not one preprocessing makes with these params (another n_mfcc)."""
+    """`params` with `phones` and `words` as the LSTM was trained (its artifact's feature layout);
+    RenderError when that layout is not one preprocessing makes with these params (another n_mfcc)."""
     layout = list(models.lstm_artifact.feature_layout)
     if not layout:  # an artifact from before layouts were recorded: the paper's features
-        return params.model_copy(update={"phones": False})
-    heard = params.model_copy(update={"phones": any(name.startswith("phone_") for name in layout)})
+        return params.model_copy(update={"phones": False, "words": False})
+    heard = params.model_copy(update={"phones": any(name.startswith("phone_") for name in layout),
+                                      "words": any(name.startswith("word_") for name in layout)})
     if params_layout(heard) != layout:
         raise RenderError(f"{models.lstm_path}: the LSTM hears {len(layout)} audio features "
                           f"({layout[0]} .. {layout[-1]}), not what preprocess.n_mfcc={params.n_mfcc} makes "
@@ -46,7 +48,7 @@ def speech_lips(
 ) -> np.ndarray:
     """(T, LIPS_DIM) raw LSTM lips in [0, 1] for the whole of `samples` (mono float32), frames at times
     i / fps, T = ceil(len(samples) / sample_rate * fps). Holds the whole clip: `stream_lips` is the
-    same in constant memory. `phones`: the (T, len(PHONES)) phone shares when the LSTM hears phones and the
+    same in constant memory. `phones`: the phone shares (T, 40 per kind) when the LSTM hears phones and the
     caller has them (a live stream's PhoneStream); None: decoded from `samples`."""
     times = np.arange(frame_count(len(samples), sample_rate, fps)) / fps
     features = audio_features(samples, sample_rate, times, heard_params(models, params), phones)
@@ -107,7 +109,8 @@ def stream_lips(
     margin = models.lstm_artifact.context + DELTA_WIDTH
     # Half of the feature window, rounded up, and one sample of slack for the rounding of centres.
     pad = round(params.window_ms / 1000 * sample_rate) + 1
-    phones = PhoneBlocks(sample_rate) if params.phones else None
+    kinds = phone_kinds(params)
+    phones = PhoneBlocks(sample_rate, kinds) if kinds else None
     buffer, done = _Buffer(blocks, phones), 0
     while True:
         needed = math.ceil((done + chunk_frames + margin - 1) / fps * sample_rate) + pad

@@ -52,7 +52,7 @@ from models.training.lips import (
 from tasks.config.params import Params
 from tasks.provenance.manifest import draw_label
 from tasks.provenance.watermark import new_mark_id
-from tasks.rows.features import LOG_ENERGY, audio_features
+from tasks.rows.features import LOG_ENERGY, audio_features, phone_kinds
 from tasks.rows.phones import PhoneStream
 
 
@@ -124,9 +124,13 @@ class LiveStream:
         self.warmup = round(live.warmup_seconds * self.fps)
         self.levels: deque[float] = deque(maxlen=max(1, round(live.level_seconds * self.fps)))
         # the silence gate's loudness (the log energy) needs no phone features (tasks/rows/features.py)
-        self.loud_params = p.model_copy(update={"phones": False}) if hasattr(p, "phones") else p
-        # an LSTM that hears phones: decoded once, as the speech arrives (a file's are decoded in blocks)
-        self.phones = PhoneStream(self.rate) if heard_params(self.models, p).phones else None
+        quiet = {"phones": False, "words": False}
+        self.loud_params = p.model_copy(update=quiet) if hasattr(p, "phones") else p
+        # an LSTM that hears phones: decoded once, as the speech arrives (a file's are decoded in blocks).
+        # Words need the utterance's end: live, the phone loop's phones stand in for the words' (the
+        # cost on voices never heard: ARCHITECTURE.md, Live)
+        self.kinds = len(phone_kinds(heard_params(self.models, p)))
+        self.phones = PhoneStream(self.rate) if self.kinds else None
         self.samples, self.offset = np.zeros(0, np.float32), 0  # the speech kept, from sample `offset`
         self.next, self.dropped, self.painted = 0, 0, 0
 
@@ -202,6 +206,7 @@ class LiveStream:
         if self.phones is not None:
             shares = self.phones.features((first + np.arange(frame_count(len(window), self.rate, self.fps)))
                                           / self.fps)
+            shares = np.concatenate([shares] * self.kinds, 1)
         raw = speech_lips(self.models, window, self.rate, self.fps, self.params.preprocess, shares)
         r = self.params.render
         # the frames the smoothing and the gate reach from the new ones, as a file render's chunks take them

@@ -56,6 +56,7 @@ class PreprocessParams(_Section):
     n_mels: int = Field(40, ge=8, le=128)
     window_ms: float = Field(33.0, gt=5, le=200)
     phones: bool = True
+    words: bool = False
     jpeg_quality: int = Field(90, ge=10, le=100)
     row_group_size: int = Field(1024, ge=16)
     task_runner: Literal["threads", "processes", "dask"] = "threads"

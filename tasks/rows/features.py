@@ -1,6 +1,7 @@
 """Audio features per video frame: 13 MFCC, 13 delta, log energy, delta log energy (the paper's 28), and with
 `preprocess.phones` the share of each of PocketSphinx's 40 phones around the frame (tasks/rows/phones.py),
-between the deltas and the log energy, so that the loudness stays the last two columns.
+and with `preprocess.words` the same for the phones of the English words it hears, between the deltas and
+the log energy, so that the loudness stays the last two columns.
 
 Each frame's window is centred on the frame's time (audio and video are aligned by
 timestamps, never by integer frame ratios), so the same code serves the dataset (frame
@@ -15,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from tasks.config.params import PreprocessParams
-from tasks.rows.phones import PHONES, block_track, phone_features
+from tasks.rows.phones import PHONES, shares_of
 
 # librosa compiles with numba on first use; without a writable cache that costs ~15 s per process.
 os.environ.setdefault("NUMBA_CACHE_DIR", str(Path.home() / ".cache" / "reenact" / "numba"))
@@ -31,15 +32,22 @@ ENERGY_FLOOR = 1e-10
 BLOCK = 4096
 
 
-def feature_layout(n_mfcc: int = 13, phones: bool = False) -> list[str]:
+def feature_layout(n_mfcc: int = 13, phones: bool = False, words: bool = False) -> list[str]:
     """Names of the feature dimensions in column order, as stored in the shard metadata."""
     return ([f"mfcc_{i}" for i in range(n_mfcc)] + [f"delta_mfcc_{i}" for i in range(n_mfcc)]
-            + ([f"phone_{name}" for name in PHONES] if phones else []) + ["log_energy", "delta_log_energy"])
+            + ([f"phone_{name}" for name in PHONES] if phones else [])
+            + ([f"word_{name}" for name in PHONES] if words else []) + ["log_energy", "delta_log_energy"])
 
 
 def params_layout(params: PreprocessParams) -> list[str]:
     """The layout `audio_features` makes with these params."""
-    return feature_layout(params.n_mfcc, params.phones)
+    return feature_layout(params.n_mfcc, params.phones, params.words)
+
+
+def phone_kinds(params: PreprocessParams) -> tuple[bool, ...]:
+    """The phone shares these params put in the features, in order (tasks/rows/phones.py: shares_of):
+    False, the phone loop's (`preprocess.phones`); True, the words' (`preprocess.words`)."""
+    return (False,) * params.phones + (True,) * params.words
 
 
 FEATURE_LAYOUT = feature_layout()
@@ -92,9 +100,9 @@ def audio_features(samples: np.ndarray, sample_rate: int, times: np.ndarray,
     """(N, feature_dim(params)) float32 features for frame times `times` (seconds), in `params_layout` order.
 
     Deltas run over the sequence of frames given, so pass all the frames of a clip at once. With
-    `params.phones`, the phone shares are `phones` ((N, len(PHONES)), from a stream's PhoneBlocks) or, when
-    None, decoded from `samples` (which then start at the speech's first sample: block_track).
-    """
+    `params.phones` or `params.words`, the phone shares are `phones` ((N, 40 per kind), from a stream's
+    PhoneBlocks) or, when None, decoded from `samples` (which then start at the speech's first sample:
+    shares_of)."""
     times = np.asarray(times, np.float64)
     if times.ndim != 1:
         raise ValueError(f"times must be 1-D, got shape {times.shape}")
@@ -105,10 +113,8 @@ def audio_features(samples: np.ndarray, sample_rate: int, times: np.ndarray,
     static = _static(samples, sample_rate, times, params)
     deltas = _deltas(static)
     n = params.n_mfcc
-    if not params.phones:
-        shares = np.zeros((len(times), 0), np.float32)
-    elif phones is None:
-        shares = phone_features(block_track(samples, sample_rate), times)
+    if phones is None:
+        shares = shares_of(samples, sample_rate, times, phone_kinds(params))
     else:
         shares = np.asarray(phones, np.float32)
     return np.concatenate([static[:, :n], deltas[:, :n], shares, static[:, n:], deltas[:, n:]], axis=1)

@@ -6,6 +6,10 @@ Phones are what a mouth does, whoever speaks: the MFCC also say whose voice it i
 `preprocess.phones` they join the frame table's audio features (tasks/rows/features.py), and the LSTM hears
 them (ARCHITECTURE.md, Real voices; evals/speech_tries.py measured them).
 
+With `preprocess.words` the same speech is also decoded into English words (the wheel's language model and
+dictionary) and their phones (`word_phone_track`), 40 more shares beside the phone loop's; live speech has
+no words (they need the utterance's end), so a live stream hears the phone loop's in their place.
+
 Speech is decoded in absolute blocks of BLOCK_S seconds, each on its own (`block_track`), so that a file
 read whole and the same file arriving in pieces (`PhoneBlocks`, models/rendering/speech.py: stream_lips)
 get the same phones: a block's phones depend on its samples alone.
@@ -37,6 +41,61 @@ def _decoder():
     config = Config(lm=None, hmm=str(model / "en-us"), allphone=str(model / "en-us-phone.lm.bin"),
                     beam=1e-20, pbeam=1e-20, lw=2.0, loglevel="ERROR")
     return Decoder(config)
+
+
+def _word_decoder():
+    from pocketsphinx import Config, Decoder, get_model_path
+
+    model = Path(get_model_path()) / "en-us"
+    # The decoder's own search, both passes: one pass alone (0.3 s a second of speech against 0.5 s), and
+    # more so pruned harder (0.2 s), gave voices never heard less (evals/speech_tries.py; docs/results.md)
+    config = Config(hmm=str(model / "en-us"), lm=str(model / "en-us.lm.bin"),
+                    dict=str(model / "cmudict-en-us.dict"), loglevel="ERROR")
+    return Decoder(config)
+
+
+def word_phone_track(samples: np.ndarray, sample_rate: int) -> np.ndarray:
+    """`phone_track` by way of words: the speech decoded into English words with the wheel's language model
+    and dictionary (what Rhubarb Lip Sync does), then aligned to their phones in a second pass. A word the
+    decoder mishears is still a run of phones that fit the sound together, where the phone loop
+    (`phone_track`) picks each phone on its own. A whole file only: the words need the utterance's end."""
+    samples = np.asarray(samples, np.float32).reshape(-1)
+    if sample_rate != MODEL_RATE:
+        samples = resample_poly(samples, MODEL_RATE, sample_rate).astype(np.float32)
+    track = np.zeros(len(samples) * 100 // MODEL_RATE + 1, np.int8)
+    if not len(samples):
+        return track
+    pcm = (np.clip(np.nan_to_num(samples), -1, 1) * 32767).astype(np.int16).tobytes()
+    decoder = _word_decoder()
+    decoder.start_utt()
+    decoder.process_raw(pcm, False, True)
+    decoder.end_utt()
+    if decoder.hyp() is None or not decoder.hyp().hypstr.strip():
+        return track
+    words = [(w.word, w.start_frame, w.end_frame + 1) for w in decoder.seg()]
+    try:
+        decoder.set_alignment()
+        decoder.start_utt()
+        decoder.process_raw(pcm, False, True)
+        decoder.end_utt()
+        phones = [(p.name, p.start, p.start + p.duration) for p in decoder.get_alignment().phones()]
+    except RuntimeError:  # the second pass found no path (noise, not speech): each word's phones evenly
+        phones = _spread(words, decoder.lookup_word)
+    for name, start, end in phones:
+        track[max(start, 0) : end] = INDEX.get(name, 0)
+    _gate(track, samples)
+    return track
+
+
+def _spread(words, pronounce) -> list[tuple[str, int, int]]:
+    """(phone, first step, end step) of each word (word, first step, end step) heard: its dictionary
+    phones (`pronounce(word)`: "HH AH L OW", None for a filler or silence) sharing its steps evenly."""
+    phones = []
+    for word, start, end in words:
+        names = (pronounce(word) or "").split()
+        edges = np.linspace(start, end, len(names) + 1).round().astype(int)
+        phones += [(name, int(a), int(b)) for name, a, b in zip(names, edges[:-1], edges[1:])]
+    return phones
 
 
 def phone_track(samples: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -150,25 +209,36 @@ def block_steps(sample_rate: int) -> int:
     return BLOCK_S * sample_rate
 
 
-def block_track(samples: np.ndarray, sample_rate: int) -> np.ndarray:
-    """`phone_track` of `samples` decoded block by block (BLOCK_S seconds each, from sample 0): a full
-    block gives exactly BLOCK_S / STEP_S steps, the last one what it covers."""
+def block_track(samples: np.ndarray, sample_rate: int, words: bool = False) -> np.ndarray:
+    """`phone_track` (`words`: `word_phone_track`) of `samples` decoded block by block (BLOCK_S seconds
+    each, from sample 0): a full block gives exactly BLOCK_S / STEP_S steps, the last one what it covers."""
     samples = np.asarray(samples, np.float32).reshape(-1)
+    decode = word_phone_track if words else phone_track
     size = block_steps(sample_rate)
     if len(samples) <= size:
-        return phone_track(samples, sample_rate)
+        return decode(samples, sample_rate)
     steps = round(BLOCK_S / STEP_S)
-    pieces = [phone_track(samples[lo : lo + size], sample_rate) for lo in range(0, len(samples), size)]
+    pieces = [decode(samples[lo : lo + size], sample_rate) for lo in range(0, len(samples), size)]
     return np.concatenate([p[:steps] for p in pieces[:-1]] + [pieces[-1]])
 
 
+def shares_of(samples: np.ndarray, sample_rate: int, times: np.ndarray,
+              kinds: tuple[bool, ...]) -> np.ndarray:
+    """(len(times), 40 * len(kinds)): `phone_features` of `samples` decoded block by block, once per kind
+    (False: the phone loop, True: the words), side by side."""
+    if not kinds:
+        return np.zeros((len(times), 0), np.float32)
+    return np.concatenate([phone_features(block_track(samples, sample_rate, words), times)
+                           for words in kinds], 1)
+
+
 class PhoneBlocks:
-    """`block_track` of audio that arrives in pieces: `add` each piece (consecutive samples), `finish` at
+    """`shares_of` audio that arrives in pieces: `add` each piece (consecutive samples), `finish` at
     the end; `features(times)` (seconds from the first sample) for times whose blocks are decoded
     (`ready_until`). Blocks before `forget(seconds)` are let go, so memory stays bounded."""
 
-    def __init__(self, sample_rate: int):
-        self.rate, self.size = sample_rate, block_steps(sample_rate)
+    def __init__(self, sample_rate: int, kinds: tuple[bool, ...] = (False,)):
+        self.rate, self.size, self.kinds = sample_rate, block_steps(sample_rate), kinds
         self.pending: list[np.ndarray] = []
         self.pending_samples, self.tracks, self.first, self.ended = 0, {}, 0, False
 
@@ -194,7 +264,9 @@ class PhoneBlocks:
 
     def _decode(self) -> None:
         block = self.first + len(self.tracks)
-        self.tracks[block] = phone_track(np.concatenate(self.pending), self.rate)
+        samples = np.concatenate(self.pending)
+        self.tracks[block] = [(word_phone_track if words else phone_track)(samples, self.rate)
+                              for words in self.kinds]
         self.pending, self.pending_samples = [], 0
 
     def forget(self, seconds: float) -> None:
@@ -203,11 +275,16 @@ class PhoneBlocks:
             self.first += 1
 
     def features(self, times: np.ndarray) -> np.ndarray:
-        """`phone_features` of the blocks held, at `times` (seconds from the stream's first sample)."""
+        """`shares_of` the blocks held, at `times` (seconds from the stream's first sample)."""
         steps = round(BLOCK_S / STEP_S)
         blocks = sorted(self.tracks)
-        track = np.concatenate([self.tracks[b][:steps] for b in blocks[:-1]] + [self.tracks[blocks[-1]]])
-        return phone_features(track, np.asarray(times, np.float64) - self.first * BLOCK_S)
+        times = np.asarray(times, np.float64) - self.first * BLOCK_S
+        shares = []
+        for k in range(len(self.kinds)):
+            track = np.concatenate([self.tracks[b][k][:steps] for b in blocks[:-1]]
+                                   + [self.tracks[blocks[-1]][k]])
+            shares.append(phone_features(track, times))
+        return np.concatenate(shares, 1)
 
 
 def phone_features(track: np.ndarray, times: np.ndarray) -> np.ndarray:
