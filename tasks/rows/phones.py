@@ -54,18 +54,23 @@ def _word_decoder():
     return Decoder(config)
 
 
+def _prepared(samples: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray, bytes]:
+    """(the samples at MODEL_RATE, an empty track of their steps, their 16-bit PCM) for a decoder."""
+    samples = np.asarray(samples, np.float32).reshape(-1)
+    if sample_rate != MODEL_RATE:
+        samples = resample_poly(samples, MODEL_RATE, sample_rate).astype(np.float32)
+    track = np.zeros(len(samples) * 100 // MODEL_RATE + 1, np.int8)
+    return samples, track, (np.clip(np.nan_to_num(samples), -1, 1) * 32767).astype(np.int16).tobytes()
+
+
 def word_phone_track(samples: np.ndarray, sample_rate: int) -> np.ndarray:
     """`phone_track` by way of words: the speech decoded into English words with the wheel's language model
     and dictionary (what Rhubarb Lip Sync does), then aligned to their phones in a second pass. A word the
     decoder mishears is still a run of phones that fit the sound together, where the phone loop
     (`phone_track`) picks each phone on its own. A whole file only: the words need the utterance's end."""
-    samples = np.asarray(samples, np.float32).reshape(-1)
-    if sample_rate != MODEL_RATE:
-        samples = resample_poly(samples, MODEL_RATE, sample_rate).astype(np.float32)
-    track = np.zeros(len(samples) * 100 // MODEL_RATE + 1, np.int8)
+    samples, track, pcm = _prepared(samples, sample_rate)
     if not len(samples):
         return track
-    pcm = (np.clip(np.nan_to_num(samples), -1, 1) * 32767).astype(np.int16).tobytes()
     decoder = _word_decoder()
     decoder.start_utt()
     decoder.process_raw(pcm, False, True)
@@ -100,18 +105,14 @@ def _spread(words, pronounce) -> list[tuple[str, int, int]]:
 
 def phone_track(samples: np.ndarray, sample_rate: int) -> np.ndarray:
     """(ceil(seconds / STEP_S) + 1,) int8: the index into PHONES of the phone at each 10 ms step."""
-    samples = np.asarray(samples, np.float32).reshape(-1)
-    if sample_rate != MODEL_RATE:
-        samples = resample_poly(samples, MODEL_RATE, sample_rate).astype(np.float32)
-    track = np.zeros(len(samples) * 100 // MODEL_RATE + 1, np.int8)
+    samples, track, pcm = _prepared(samples, sample_rate)
     if not len(samples):
         return track
     decoder = _decoder()
     decoder.start_utt()
-    pcm = (np.clip(np.nan_to_num(samples), -1, 1) * 32767).astype(np.int16)
     # Not as one whole utterance (full_utt=False): the cepstral mean is then updated as the speech goes, as
     # it must be live (PhoneStream), so the phones a live stream hears are those the LSTM trained on.
-    decoder.process_raw(pcm.tobytes(), False, False)
+    decoder.process_raw(pcm, False, False)
     decoder.end_utt()
     _paint(track, decoder.seg())
     _gate(track, samples)
