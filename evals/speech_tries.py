@@ -30,6 +30,9 @@ The settings a try combines (TRIES names them):
   unknown voice and, for a person it knows (Obama), that person's own.
 - `shape`: the lips' motion beside the opening scaled by what the same fold models earn on it for people
   they never heard (models/training/shape.py), as a render does with the stage's LSTM.
+- `words` (inputs): the phones of the words PocketSphinx hears (tasks/rows/phones.py: word_phone_track),
+  summed into the viseme groups; `live`: measured as a live stream hears it, the phone loop's groups in the
+  words' place; `live_mix`: that share of the training windows hears them so too.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ import numpy as np
 import torch
 
 from evals.speech import HELD_OUT, OBAMA, SOURCES, WORK, build, corpus_sources, say
-from models.networks.lstm import AudioToLips, heard_features, window_index
+from models.networks.lstm import VISEMES, AudioToLips, heard_features, window_index
 from models.records import LipsStats, Shape
 from models.training.data import Corpus, load_corpus
 from models.training.lips import lips_moments
@@ -100,6 +103,10 @@ TRIES = {
     "speaker+reg+visemes+words+hidden64+sync+shape": {"inputs": ["mfcc", "visemes", "words"], **SHAPED},
     "speaker+reg+visemes+words+hidden64+sync+shape+live": {"inputs": ["mfcc", "visemes", "words"], **SHAPED,
                                                             "live": True},
+    "speaker+reg+visemes+words+hidden64+sync+shape+mix": {"inputs": ["mfcc", "visemes", "words"], **SHAPED,
+                                                           "live_mix": 0.5},
+    "speaker+reg+visemes+words+hidden64+sync+shape+mix+live": {"inputs": ["mfcc", "visemes", "words"],
+                                                                **SHAPED, "live_mix": 0.5, "live": True},
     "speaker+reg+augment": {"inputs": ["mfcc"], **REG, "augment": 2},
     "speaker+reg+sync": {"inputs": ["mfcc"], **REG, "sync": True},
     "speaker+reg+ensemble3": {"inputs": ["mfcc"], **REG, "ensemble": 3},
@@ -224,6 +231,12 @@ def fit(setting: dict, train: dict[str, np.ndarray], inputs: Inputs, corpus: Cor
     y_std = np.maximum(y.std(0), 1e-6)
     y_mean = 0 if setting["targets"] != "corpus" else lips_mean
     audio = torch.from_numpy(((x - x_mean) / x_std).astype(np.float32))
+    words = slice(x.shape[1] - len(VISEMES), x.shape[1]) if "words" in setting["inputs"] else None
+    if setting.get("live_mix"):  # the words' columns as live hears them: the phone loop's, on their scale
+        loop = slice(words.start - len(VISEMES), words.start)
+        standing_in = audio.clone()
+        standing_in[:, words] = torch.from_numpy(((x[:, loop] - x_mean[words]) / x_std[words])
+                                                 .astype(np.float32))
     index = torch.from_numpy(np.concatenate(windows))
     target = torch.from_numpy(((y - y_mean) / y_std).astype(np.float32))
     counts = {name: whose.count(name) for name in set(whose)}
@@ -254,6 +267,9 @@ def fit(setting: dict, train: dict[str, np.ndarray], inputs: Inputs, corpus: Cor
         model.train()
         for batch in torch.randperm(len(target)).split(params.lstm.batch_size):
             heard = audio[index[batch]]
+            if setting.get("live_mix"):  # that share of the windows hears the words as live does
+                live = torch.rand(len(batch)) < setting["live_mix"]
+                heard[live] = standing_in[index[batch][live]]
             heard = heard + setting.get("input_noise", 0.0) * torch.randn_like(heard)
             if people:  # who speaks: kept in 1 - person of the windows, noiseless
                 known = (torch.rand(len(batch), 1, 1) >= setting["person"]).float()
