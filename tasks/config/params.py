@@ -214,7 +214,7 @@ class AdaptParams(_Section):
     ema: float = Field(0.98, ge=0.0, lt=1.0)
     mouth_weight: float = Field(1.0, ge=0.0)
     detail_weight: float = Field(200.0, ge=0.0)  # the fine-tuning's cgan.detail_weight, at 128 px
-    detail_weight_256: float = Field(1600.0, ge=0.0)  # the same at 256 px (a finer band, less energy)
+    detail_weight_256: float = Field(2400.0, ge=0.0)  # the same at 256 px (a finer band, less energy)
     gradient_weight: float = Field(0.0, ge=0.0)  # the fine-tuning's cgan.gradient_weight
     max_yaw: float = Field(25.0, gt=0.0, le=90.0)
     min_face_px: float = Field(80.0, ge=0.0)
