@@ -71,8 +71,11 @@ lstm-grid: setup
 lstm-grid-real: setup
 	$(BIN)/python -m evals.speech --obama
 
+# Two test files at a time (pytest-xdist; a file's tests stay together, sharing its fixtures): on 2 cores the
+# suite waits on ffmpeg, DVC, Prefect and subprocesses as much as it computes. TEST_WORKERS=0: one at a time.
+TEST_WORKERS ?= 2
 test: setup
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 test-slow: setup
 	$(BIN)/pytest -q -m slow

@@ -163,6 +163,7 @@ def wait_for(log: Path, text: str, process: subprocess.Popen, timeout: float = 1
         time.sleep(0.2)
 
 
+@pytest.mark.slow  # a real build, 30-50 s; commands stopped alone stay in the default suite (test_stopped.py)
 def test_a_build_stopped_while_it_trains_leaves_the_workspace_as_it_was(prefect_server, tmp_path):
     """`python -m flows.corpus build` on one 1 s demo clip, stopped by SIGTERM once its LSTM trains: it
     ends the stage it runs and says so; the workspace's params.yaml, artifacts/ and data/ are unchanged,

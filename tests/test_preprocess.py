@@ -394,7 +394,8 @@ def threaded_shards(prefect_server, talking_raw, tmp_path_factory) -> Path:
     return shards_dir
 
 
-@pytest.mark.parametrize("runner", ["processes", "dask"])
+# dask, slow: the same shards through a third runner (the default suite runs processes beside threads)
+@pytest.mark.parametrize("runner", ["processes", pytest.param("dask", marks=pytest.mark.slow)])
 def test_parallel_task_runners_write_the_same_shards(
     prefect_server, talking_raw, threaded_shards, tmp_path, runner
 ):

@@ -136,7 +136,8 @@ def test_silence_padding_gives_a_closed_still_mouth(kit, tmp_path):
     assert std < 1e-4 < opening[~silent].std()  # still there, moving with the speech
 
 
-@pytest.mark.parametrize("kind", ["noise", "music"])
+# music, slow: the same path as noise, with a tune (the default suite keeps noise)
+@pytest.mark.parametrize("kind", ["noise", pytest.param("music", marks=pytest.mark.slow)])
 def test_music_or_noise_gives_a_face_not_an_error(kit, tmp_path, kind):
     rng = np.random.default_rng(6)
     t = np.arange(3 * SR) / SR
