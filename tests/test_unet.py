@@ -144,8 +144,8 @@ def test_a_grown_generator_starts_as_the_smaller_ones_painting_on_the_full_size_
     with torch.no_grad():
         out = big(x)
         pooled = torch.nn.functional.interpolate(x, size=128, mode="area")
-        change = torch.nn.functional.interpolate(small.head(small._features(pooled)), size=256,
-                                                 mode="bicubic", align_corners=False)
+        painted = small.head(small._features(pooled[:, :GIVEN], lips))
+        change = torch.nn.functional.interpolate(painted, size=256, mode="bicubic", align_corners=False)
         other = big(generator_input(torch.where(mask > 0, -crops, crops), mask, references, lips))
     torch.testing.assert_close(out, torch.where(mask > 0, (references + change).clamp(-1, 1), crops))
     assert change.abs().max() > 1e-3, "the smaller one's change is there"
@@ -315,6 +315,21 @@ def test_a_generator_given_its_lips_apart_paints_what_it_paints_given_them_as_ch
     x = generator_input(crops, mask, references, lips)
     with torch.no_grad():
         torch.testing.assert_close(generator(x[:, :GIVEN], lips), generator(x))
+
+
+def test_the_first_level_hears_the_lips_as_their_constant_maps_would_give_them():
+    """UNetGenerator._first adds the lips' share of the first convolution without making their maps: the
+    same as that level run over generator_input, the image's first row and column (which miss a tap)
+    included."""
+    torch.manual_seed(0)
+    generator = UNetGenerator(128, base=8).eval()
+    crops, mask, references, lips = face_batch(128)
+    lips = lips * 3  # large lips, so that a wrong share at the edges shows
+    x = generator_input(crops, mask, references, lips)
+    with torch.no_grad():
+        torch.testing.assert_close(generator._first(x[:, :GIVEN], lips), generator.down[0](x))
+        nhwc = x[:, :GIVEN].contiguous(memory_format=torch.channels_last)  # as a render gives it
+        torch.testing.assert_close(generator._first(nhwc, lips), generator.down[0](x))
 
 
 def test_references_are_the_nearest_lips_never_a_neighbour_and_spread_over_the_opening():

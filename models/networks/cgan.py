@@ -185,13 +185,12 @@ def generate_faces(generator: nn.Module, artifact: CganArtifact, lips: np.ndarra
         batch = z[start : start + batch_size]
         if artifact.condition == "frame":
             stop = start + len(batch)
-            # a grown generator takes its lips apart, not as 16 constant channels at full size
-            apart = getattr(generator, "inner", size) < size
+            # the lips apart, never 16 constant channels at every pixel (UNetGenerator._first)
             x = frame_input(frames.crops[start:stop], frames.landmarks[start:stop],
-                            frames.references[start:stop], None if apart else batch)
+                            frames.references[start:stop], None)
             # NHWC: oneDNN's convolutions run ~1.4x faster on CPU (models/rendering/loading.py)
             x = x.to(device, memory_format=torch.channels_last)
-            images = generator(x, batch.to(device)) if apart else generator(x)
+            images = generator(x, batch.to(device))
         else:
             images = generator(noise.expand(len(batch), -1).to(device), batch.to(device))
         faces.append(to_uint8(images.float()).cpu())

@@ -100,20 +100,25 @@ def images(crops: np.ndarray) -> torch.Tensor:
 def frame_input(crops: np.ndarray, landmarks: np.ndarray, references: np.ndarray,
                 lips: torch.Tensor | None) -> torch.Tensor:
     """`generator_input` from uint8 crops and references (N, S, S, 3), the crops' landmarks (N, 68, 2)
-    in crop pixels and z-scored lips (N, LIPS_DIM): the same values, made channels-last in one pass
-    (rendering's layout, models/rendering/loading.py) instead of concatenated and then reordered.
-    lips None: its first FRAME + MASK + REFERENCE channels alone, what a grown generator is given at full
-    size beside its lips (UNetGenerator.forward)."""
-    n, side = len(crops), crops.shape[1]
-    mask = np.stack([hard_mask(points, side) for points in landmarks])[..., None]
-    x = np.empty((n, side, side, IN_CHANNELS if lips is not None else GIVEN), np.float32)
-    scale, one = np.float32(127.5), np.float32(1.0)
-    np.multiply(crops.astype(np.float32) / scale - one, one - mask, out=x[..., :FRAME])
-    x[..., FRAME : FRAME + MASK] = mask
-    x[..., FRAME + MASK : GIVEN] = references.astype(np.float32) / scale - one
+    in crop pixels and z-scored lips (N, LIPS_DIM): the same values, channels-last (rendering's layout,
+    models/rendering/loading.py). lips None: its first FRAME + MASK + REFERENCE channels alone, what a
+    render gives the generator beside its lips (UNetGenerator.forward). Made by torch from the NHWC
+    arrays as they are: numpy's writes into every seventh float cost ~5x as much."""
+    side = crops.shape[1]
+    mask = torch.from_numpy(np.stack([hard_mask(points, side) for points in landmarks])[:, None])
+    frame = _channels_last(crops).float().div_(127.5).sub_(1.0).mul_(1 - mask)
+    parts = [frame, mask, _channels_last(references).float().div_(127.5).sub_(1.0)]
     if lips is not None:
-        x[..., GIVEN:] = lips.numpy()[:, None, None, :]
-    return torch.from_numpy(x).permute(0, 3, 1, 2)
+        parts.append(broadcast(lips, side))
+    # into a channels-last tensor: left to choose, cat makes an NCHW one (the mask's one channel is both)
+    x = torch.empty((len(crops), sum(part.shape[1] for part in parts), side, side),
+                    memory_format=torch.channels_last)
+    return torch.cat(parts, 1, out=x)
+
+
+def _channels_last(images: np.ndarray) -> torch.Tensor:
+    """(N, S, S, C) uint8 -> (N, C, S, S), the same memory (channels-last)."""
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
 
 
 def broadcast(lips: torch.Tensor, side: int) -> torch.Tensor:
@@ -223,17 +228,14 @@ class UNetGenerator(nn.Module):
         return grown, weights
 
     def forward(self, x: torch.Tensor, lips: torch.Tensor | None = None) -> torch.Tensor:
-        """x: `generator_input`; or its first GIVEN channels alone with `lips` (B, LIPS_DIM) apart, which
-        spares a grown generator 16 constant channels at full size (models/networks/cgan.py)."""
+        """x: `generator_input`; or its first GIVEN channels alone with `lips` (B, LIPS_DIM) apart, as a
+        render gives them (models/networks/cgan.py): the lips are never made into maps (`_first`)."""
         given = x[:, :GIVEN]
-        if lips is None:
-            lips = x[:, GIVEN:, 0, 0]
+        lips = (x[:, GIVEN:, 0, 0] if lips is None else lips).to(x.dtype)
         if self.inner < self.size:
-            return self._grown(given, lips.to(x.dtype))
-        if x.shape[1] < IN_CHANNELS:
-            x = torch.cat([given, broadcast(lips.to(x.dtype), x.shape[-1])], 1)
+            return self._grown(given, lips)
         frame, mask, reference = given[:, :FRAME], given[:, FRAME : FRAME + MASK], given[:, FRAME + MASK :]
-        h = self._features(x)
+        h = self._features(given, lips)
         painted = (reference + self.head(h)).clamp(-1, 1) if self.residual else torch.tanh(self.head(h))
         return frame * (1 - mask) + painted * mask
 
@@ -242,26 +244,54 @@ class UNetGenerator(nn.Module):
         the masks' box alone (2 px beyond it, the two 3x3 convolutions' reach): the lower face, a third
         of the crop; outside the mask the frame is returned as it is."""
         frame, mask = given[:, :FRAME], given[:, FRAME : FRAME + MASK]
-        small = F.interpolate(given, size=self.inner, mode="area")
-        h = self._features(torch.cat([small, broadcast(lips, self.inner)], 1))
+        # the mean of each k x k block: F.interpolate's "area" to `inner`, exactly, and faster in NHWC
+        h = self._features(F.avg_pool2d(given, self.size // self.inner), lips)
         box = mask_box(mask, 2)
         # bicubic, as a render warps a crop into the frame: the smaller one's painting as it shows
-        change = _upsampled(self.head(h), box, "bicubic")
+        change = _upsampled(self._head_over(h, box), box, "bicubic")
         detail = self.outer_head(self.outer(torch.cat([_upsampled(h, box, "bilinear"), given[box]], 1)))
         painted = (given[box][:, FRAME + MASK :] + change + detail).clamp(-1, 1)
         out = frame.clone()
         out[box] = frame[box] * (1 - mask[box]) + painted * mask[box]
         return out
 
-    def _features(self, x: torch.Tensor) -> torch.Tensor:
-        """The U-Net's decoder features at its own side (`inner`)."""
-        lips = x[:, GIVEN:, 0, 0]
-        skips = [x[:, :GIVEN]]
-        h = x
-        for block in self.down:
-            h = block(h)
+    def _head_over(self, h: torch.Tensor, box: tuple[slice, ...]) -> torch.Tensor:
+        """self.head(h) where `_upsampled(., box)` reads it (the box's rows and columns at half size, 2
+        beyond), zero elsewhere: the same values there as over all of h, from h's pixels within one more."""
+        side = h.shape[-1]
+
+        def reach(span: slice) -> tuple[slice, slice, slice]:  # what it reads, keeps, and where it goes
+            low, high = max(span.start // 2 - 2, 0), min((span.stop + 1) // 2 + 2, side)
+            read = slice(max(low - 1, 0), min(high + 1, side))
+            return read, slice(low - read.start, high - read.start), slice(low, high)
+
+        (rows, keep_rows, at_rows), (columns, keep_columns, at_columns) = reach(box[2]), reach(box[3])
+        out = h.new_zeros((h.shape[0], self.head.out_channels, side, side))
+        out[:, :, at_rows, at_columns] = self.head(h[:, :, rows, columns])[:, :, keep_rows, keep_columns]
+        return out
+
+    def _first(self, given: torch.Tensor, lips: torch.Tensor) -> torch.Tensor:
+        """The encoder's first level on the given channels and the lips as constant maps, without the
+        maps: its convolution is linear, so the lips add, at each output pixel, their weights summed over
+        the taps that fall inside the image. Those sums take four values (a stride-2 3x3 convolution
+        padded by 1 over an even side: the first row and column miss a tap), computed on a 4 x 4 canvas."""
+        conv, rest = self.down[0][0], self.down[0][1:]
+        if (conv.stride, conv.padding, conv.kernel_size) != ((2, 2), (1, 1), (3, 3)) or given.shape[-1] % 2:
+            raise ValueError("_first: written for a stride-2 3x3 convolution padded by 1, over an even side")
+        h = F.conv2d(given, conv.weight[:, :GIVEN], conv.bias, 2, 1)
+        canvas = F.conv2d(broadcast(lips, 4), conv.weight[:, GIVEN:], None, 2, 1)  # (B, C, 2, 2)
+        where = torch.ones(h.shape[-1], dtype=torch.long, device=h.device)
+        where[0] = 0
+        return rest(h + canvas[:, :, where][:, :, :, where])
+
+    def _features(self, given: torch.Tensor, lips: torch.Tensor) -> torch.Tensor:
+        """The U-Net's decoder features at its own side (`inner`), from the given channels at that side
+        and the lips (B, LIPS_DIM)."""
+        skips = [given]
+        h = self._first(given, lips)
+        for block in self.down[1:]:
             skips.append(h)
-        skips.pop()  # the bottleneck itself
+            h = block(h)
         h = self.middle(torch.cat([h, broadcast(lips, h.shape[-1])], 1))
         for block, skip in zip(reversed(self.up), reversed(skips)):
             h = F.interpolate(h, scale_factor=2, mode="bilinear", align_corners=False)

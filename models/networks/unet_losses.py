@@ -75,7 +75,8 @@ def mask_box(mask: torch.Tensor, margin: int) -> tuple[slice, ...]:
     non-zero, `margin` px beyond on each side (all of them for an empty mask), explicit (start, stop)
     slices of square maps: what a computation that
     matters only inside the masks, and reaches `margin` px, needs to run over."""
-    rows, columns = (torch.nonzero(mask.amax(dim=dims).flatten()) for dims in ((0, 1, 3), (0, 1, 2)))
+    anywhere = mask.amax(dim=(0, 1))
+    rows, columns = (torch.nonzero(anywhere.amax(dim=dim)).flatten() for dim in (1, 0))
     side = mask.shape[-1]
     if not len(rows):
         return slice(None), slice(None), slice(0, side), slice(0, side)
