@@ -13,12 +13,11 @@ from test_composite import MEAN_FACE
 from models.networks import unet as unet_module
 from models.networks import unet_losses
 from models.networks.mask import lower_face_mask
+from models.networks.patch import MultiScaleDiscriminator, PatchDiscriminator
 from models.networks.unet import (
     GIVEN,
     IN_CHANNELS,
     NEAR_GAP,
-    MultiScaleDiscriminator,
-    PatchDiscriminator,
     UNetGenerator,
     frame_input,
     generator_input,

@@ -18,9 +18,9 @@ bottleneck (4 x 4), where every output pixel sees them. With `residual` (the def
 reference plus a learned change, and starts as the reference itself: given the training frame whose
 lips are nearest as the reference, it begins at lips retrieval and learns to fit that mouth to this
 frame's pose, light and lips (on a CPU budget of minutes, from scratch it does not get that far).
-`PatchDiscriminator` judges (image, masked crop, lips) patches (`MultiScaleDiscriminator`, at several
-scales); what they are trained with is models/networks/unet_losses.py. Here too: the reference bank of
-a video and the reference each painted frame gets (`reference_bank`, `pick_references`).
+What judges its paintings is models/networks/patch.py; what they are trained with,
+models/networks/unet_losses.py. Here too: the reference bank of a video and the reference each painted
+frame gets (`reference_bank`, `pick_references`).
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ import pyarrow as pa
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils.parametrizations import spectral_norm
 
 from models.networks.mask import lower_face_mask
 from models.networks.unet_losses import mask_box
@@ -297,56 +296,3 @@ class UNetGenerator(nn.Module):
             h = F.interpolate(h, scale_factor=2, mode="bilinear", align_corners=False)
             h = block(torch.cat([h, skip], 1))
         return h
-
-
-class PatchDiscriminator(nn.Module):
-    """(image, masked crop, lips) -> (B, 1, S/8 - 2, S/8 - 2) logits, one per ~70-pixel patch, of "a
-    real lower face in this frame, with these lips". Spectral-normalised convolutions (pix2pix's
-    PatchGAN, without batch norm)."""
-
-    def __init__(self, lips: int = LIPS_DIM, base: int = 32, layers: int = 3):
-        super().__init__()
-        blocks: list[nn.Module] = []
-        cin = FRAME + FRAME + lips
-        for i in range(layers):
-            cout = base * 2**i
-            blocks += [spectral_norm(nn.Conv2d(cin, cout, 4, 2, 1)), nn.LeakyReLU(0.2, True)]
-            cin = cout
-        blocks += [spectral_norm(nn.Conv2d(cin, cin * 2, 4, 1, 1)), nn.LeakyReLU(0.2, True),
-                   spectral_norm(nn.Conv2d(cin * 2, 1, 4, 1, 1))]
-        self.main = nn.Sequential(*blocks)
-
-    def forward(self, image: torch.Tensor, masked: torch.Tensor, lips: torch.Tensor) -> torch.Tensor:
-        return self.features(image, masked, lips)[-1]
-
-    def features(self, image: torch.Tensor, masked: torch.Tensor, lips: torch.Tensor) -> list[torch.Tensor]:
-        """Each convolution's activations, the logits last (what feature matching compares)."""
-        h = torch.cat([image, masked, broadcast(lips.to(image.dtype), image.shape[-1])], 1)
-        out = []
-        for layer in self.main:
-            h = layer(h)
-            if isinstance(layer, nn.LeakyReLU):
-                out.append(h)
-        return [*out, h]
-
-
-class MultiScaleDiscriminator(nn.Module):
-    """`scales` PatchDiscriminators (pix2pixHD's), the k-th judging the images halved k times: the finest
-    sees teeth and skin texture, the coarser the mouth as a whole. forward: the logits of each scale;
-    `features`: each scale's activations (`PatchDiscriminator.features`)."""
-
-    def __init__(self, lips: int = LIPS_DIM, base: int = 32, layers: int = 3, scales: int = 1):
-        super().__init__()
-        self.scales = nn.ModuleList(PatchDiscriminator(lips, base, layers) for _ in range(scales))
-
-    def _inputs(self, image: torch.Tensor, masked: torch.Tensor):
-        for scale in self.scales:
-            yield scale, image, masked
-            image, masked = F.avg_pool2d(image, 2), F.avg_pool2d(masked, 2)
-
-    def forward(self, image: torch.Tensor, masked: torch.Tensor, lips: torch.Tensor) -> list[torch.Tensor]:
-        return [scale(i, m, lips) for scale, i, m in self._inputs(image, masked)]
-
-    def features(self, image: torch.Tensor, masked: torch.Tensor,
-                 lips: torch.Tensor) -> list[list[torch.Tensor]]:
-        return [scale.features(i, m, lips) for scale, i, m in self._inputs(image, masked)]

@@ -23,7 +23,8 @@ from torch.utils.data import DataLoader, DistributedSampler
 from models.artifacts import Condition
 from models.common import Process, autocast, distributed
 from models.networks.cgan import Discriminator, Generator, generator_hparams
-from models.networks.unet import MultiScaleDiscriminator, UNetGenerator, generator_input
+from models.networks.patch import MultiScaleDiscriminator
+from models.networks.unet import UNetGenerator, generator_input
 from models.networks.unet_losses import discriminator_loss, feature_matching, generator_loss
 from models.records import References
 from models.training.data import Corpus, FacesWithLips, FramesWithReferences
