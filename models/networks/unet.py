@@ -138,13 +138,16 @@ def _upsampled(maps: torch.Tensor, box: tuple[slice, ...], mode: str) -> torch.T
     """`maps` (B, C, s, s) upsampled 2x (`mode`: bilinear or bicubic), the part inside `box` (its rows and
     columns of the 2s x 2s result, explicit slices) alone: what upsampling all of it and cutting gives,
     from the rows and columns within two of the box's (the kernels' reach) plus the box itself."""
-    def source(span: slice, side: int) -> tuple[slice, int]:
-        low = max(span.start // 2 - 2, 0)
-        return slice(low, min((span.stop + 1) // 2 + 2, side)), span.start - 2 * low
-
-    (rows, top), (columns, left) = source(box[2], maps.shape[-2]), source(box[3], maps.shape[-1])
+    rows, columns = _upsampling_reads(box[2], maps.shape[-2]), _upsampling_reads(box[3], maps.shape[-1])
+    top, left = box[2].start - 2 * rows.start, box[3].start - 2 * columns.start
     up = F.interpolate(maps[..., rows, columns], scale_factor=2, mode=mode, align_corners=False)
     return up[..., top : top + box[2].stop - box[2].start, left : left + box[3].stop - box[3].start]
+
+
+def _upsampling_reads(span: slice, side: int) -> slice:
+    """The rows (or columns) of a map of `side` that upsampling it 2x reads for `span` of the result: those
+    within two of it, the kernels' reach (`_upsampled`, UNetGenerator._head_over)."""
+    return slice(max(span.start // 2 - 2, 0), min((span.stop + 1) // 2 + 2, side))
 
 
 def _norm(channels: int) -> nn.GroupNorm:
@@ -260,9 +263,9 @@ class UNetGenerator(nn.Module):
         side = h.shape[-1]
 
         def reach(span: slice) -> tuple[slice, slice, slice]:  # what it reads, keeps, and where it goes
-            low, high = max(span.start // 2 - 2, 0), min((span.stop + 1) // 2 + 2, side)
-            read = slice(max(low - 1, 0), min(high + 1, side))
-            return read, slice(low - read.start, high - read.start), slice(low, high)
+            wanted = _upsampling_reads(span, side)
+            read = slice(max(wanted.start - 1, 0), min(wanted.stop + 1, side))
+            return read, slice(wanted.start - read.start, wanted.stop - read.start), wanted
 
         (rows, keep_rows, at_rows), (columns, keep_columns, at_columns) = reach(box[2]), reach(box[3])
         out = h.new_zeros((h.shape[0], self.head.out_channels, side, side))
