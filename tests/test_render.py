@@ -170,6 +170,36 @@ def test_an_lstm_that_hears_words_renders_them_chunk_by_chunk_as_whole(footage, 
     np.testing.assert_allclose(np.concatenate([lips for lips, _ in pieces]), whole, atol=1e-5)
 
 
+def test_an_lstm_that_hears_whisper_renders_it_chunk_by_chunk_as_whole(footage, monkeypatch):
+    """An LSTM whose layout holds Whisper's states (preprocess.whisper) is fed them in a render, encoded
+    block by block as the speech streams in (tasks/rows/whisper.py: BLOCK_S made short), as a whole-file
+    pass encodes them, in a project whose own preprocess has none."""
+    import dataclasses
+
+    from models.networks.lstm import AudioToLips, heard_features
+    from tasks.rows import whisper
+    from tasks.rows.features import feature_layout
+
+    monkeypatch.setattr(whisper, "BLOCK_S", 1)
+    layout = feature_layout(phones=True, whisper=True)
+    heard = heard_features(np.zeros((1, len(layout)), np.float32), layout, "visemes").shape[1]
+    artifact = dataclasses.replace(footage.models.lstm_artifact, feature_layout=layout,
+                                   phone_classes="visemes", audio_mean=np.zeros(heard, np.float32),
+                                   audio_std=np.ones(heard, np.float32))
+    torch.manual_seed(0)
+    lstm = AudioToLips(features=heard, hidden=8, fc_hidden=8).eval()
+    models = dataclasses.replace(footage.models, lstm=lstm, lstm_artifact=artifact)
+    samples, p = voice(2.3, seed=4), footage.params.preprocess
+    assert not p.whisper
+    whole = speech_lips(models, samples, SR, p.fps, p)
+    assert whole.shape == (69, 16)
+    cuts = np.cumsum([0, 1000, 7919, 3, 12345])
+    blocks = [samples[a:b] for a, b in zip(cuts, [*cuts[1:], len(samples)])]
+    pieces = list(stream_lips(models, iter(blocks), SR, p.fps, p, chunk_frames=20))
+    assert all(features.shape[1] == len(layout) == 452 for _, features in pieces)
+    np.testing.assert_allclose(np.concatenate([lips for lips, _ in pieces]), whole, atol=1e-5)
+
+
 def test_render_lips_do_not_depend_on_the_chunk_size(kit, tmp_path):
     write_voice(tmp_path / "speech.wav", 3.4, seed=5)
     lips = {}

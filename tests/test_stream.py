@@ -145,6 +145,19 @@ def test_live_an_lstm_that_hears_words_hears_the_phone_loop_s_in_their_place(foo
     np.testing.assert_allclose(live, clip_lips(target, params, raw), atol=2e-3)
 
 
+def test_live_refuses_an_lstm_that_hears_whisper_naming_it(footage):
+    """Whisper hears 30 s at a time (tasks/rows/whisper.py): live cannot, and says so before it starts."""
+    import dataclasses
+
+    from tasks.rows.features import feature_layout
+
+    artifact = dataclasses.replace(footage.models.lstm_artifact, feature_layout=feature_layout(whisper=True))
+    models = dataclasses.replace(footage.models, lstm_artifact=artifact)
+    target = dataclasses.replace(footage.resolve(), models=models)
+    with pytest.raises(RenderError, match="hears Whisper's states.*trained without preprocess.whisper"):
+        LiveStream(target, footage.params)
+
+
 def test_with_the_default_lookahead_the_mouth_opens_as_offline(footage):
     params = footage.params
     samples = speech()

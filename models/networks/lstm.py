@@ -104,7 +104,8 @@ def predict_lips(model: AudioToLips, artifact: LstmArtifact, features: np.ndarra
         kinds = [k.rstrip("_") for k in PHONE_KINDS if any(n.startswith(k) for n in artifact.feature_layout)]
         heard = f"with {' and '.join(kinds)} shares" if kinds else "without phones"
         raise ValueError(f"the LSTM hears {expected} audio features ({heard}), given "
-                         f"{features.shape[1]}: rows made with another preprocess.phones, words or n_mfcc")
+                         f"{features.shape[1]}: rows made with another preprocess.phones, words, whisper or "
+                         "n_mfcc")
     features = heard_features(features, artifact.feature_layout, artifact.phone_classes)
     device = next(model.parameters()).device
     normalised = torch.from_numpy(

@@ -2,9 +2,9 @@
 preprocessing (tasks.rows.features.audio_features), then the LSTM, a chunk of frames at a time in
 constant memory, equal to a whole-file run.
 
-What the LSTM hears is its own: its artifact's feature layout (with or without phones and words) decides,
-not the project's `preprocess.phones` and `words`, so a shipped or adapted LSTM renders in any project
-(`heard_params`).
+What the LSTM hears is its own: its artifact's feature layout (with or without phones, words and Whisper's
+states) decides, not the project's `preprocess.phones`, `words` and `whisper`, so a shipped or adapted LSTM
+renders in any project (`heard_params`).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from models.rendering.loading import Models
 from tasks.config.params import PreprocessParams
 from tasks.rows.features import DELTA_WIDTH, audio_features, params_layout, phone_kinds
 from tasks.rows.phones import PHONE_WINDOW_S, STEP_S, PhoneBlocks, block_steps
+from tasks.rows.whisper import STATE_S, WhisperBlocks, block_samples
 
 
 def frame_count(samples: int, sample_rate: int, fps: float) -> int:
@@ -28,13 +29,15 @@ def frame_count(samples: int, sample_rate: int, fps: float) -> int:
 
 
 def heard_params(models: Models, params: PreprocessParams) -> PreprocessParams:
-    """`params` with `phones` and `words` as the LSTM was trained (its artifact's feature layout);
-    RenderError when that layout is not one preprocessing makes with these params (another n_mfcc)."""
+    """`params` with `phones`, `words` and `whisper` as the LSTM was trained (its artifact's feature
+    layout); RenderError when that layout is not one preprocessing makes with these params (another
+    n_mfcc)."""
     layout = list(models.lstm_artifact.feature_layout)
     if not layout:  # an artifact from before layouts were recorded: the paper's features
-        return params.model_copy(update={"phones": False, "words": False})
+        return params.model_copy(update={"phones": False, "words": False, "whisper": False})
     heard = params.model_copy(update={"phones": any(name.startswith("phone_") for name in layout),
-                                      "words": any(name.startswith("word_") for name in layout)})
+                                      "words": any(name.startswith("word_") for name in layout),
+                                      "whisper": any(name.startswith("whisper_") for name in layout)})
     if params_layout(heard) != layout:
         raise RenderError(f"{models.lstm_path}: the LSTM hears {len(layout)} audio features "
                           f"({layout[0]} .. {layout[-1]}), not what preprocess.n_mfcc={params.n_mfcc} makes "
@@ -56,12 +59,12 @@ def speech_lips(
 
 
 class _Buffer:
-    """The samples still needed: a window of the stream, `offset` the global index of its first. With
-    `phones` (a PhoneBlocks), every sample read also goes there."""
+    """The samples still needed: a window of the stream, `offset` the global index of its first. Every
+    sample read also goes to each of `decoders` (a PhoneBlocks, a WhisperBlocks)."""
 
-    def __init__(self, blocks: Iterable[np.ndarray], phones: PhoneBlocks | None = None):
+    def __init__(self, blocks: Iterable[np.ndarray], decoders: Iterable[PhoneBlocks | WhisperBlocks] = ()):
         self.blocks, self.samples, self.offset, self.ended = iter(blocks), np.zeros(0, np.float32), 0, False
-        self.phones = phones
+        self.decoders = list(decoders)
 
     @property
     def end(self) -> int:
@@ -74,13 +77,13 @@ class _Buffer:
             block = next(self.blocks, None)
             if block is None:
                 self.ended = True
-                if self.phones is not None:
-                    self.phones.finish()
+                for decoder in self.decoders:
+                    decoder.finish()
                 break
             pieces.append(np.asarray(block, np.float32).reshape(-1))
             have += len(pieces[-1])
-            if self.phones is not None:
-                self.phones.add(pieces[-1])
+            for decoder in self.decoders:
+                decoder.add(pieces[-1])
         self.samples = np.concatenate(pieces)
 
     def drop_before(self, keep: int) -> None:
@@ -102,8 +105,9 @@ def stream_lips(
     Each chunk is computed over its frames plus a margin on both sides, wide enough for the deltas
     (DELTA_WIDTH frames) and the LSTM's window (2 * context + 1 frames) to see the same neighbours as
     in a whole-file run; the margin frames are thrown away. Samples are kept from the first one the
-    next chunk's earliest window needs. When the LSTM hears phones, they are decoded block by block as
-    the samples pass (PhoneBlocks), and a chunk waits for the block its last frame falls in.
+    next chunk's earliest window needs. When the LSTM hears phones or Whisper's states, they are decoded
+    block by block as the samples pass (PhoneBlocks, WhisperBlocks), and a chunk waits for the block its
+    last frame falls in.
     """
     params = heard_params(models, params)
     margin = models.lstm_artifact.context + DELTA_WIDTH
@@ -111,12 +115,16 @@ def stream_lips(
     pad = round(params.window_ms / 1000 * sample_rate) + 1
     kinds = phone_kinds(params)
     phones = PhoneBlocks(sample_rate, kinds) if kinds else None
-    buffer, done = _Buffer(blocks, phones), 0
+    states = WhisperBlocks(sample_rate) if params.whisper else None
+    buffer, done = _Buffer(blocks, [d for d in (phones, states) if d is not None]), 0
     while True:
         needed = math.ceil((done + chunk_frames + margin - 1) / fps * sample_rate) + pad
         if phones is not None:  # the last frame's phones, up to the end of the block they fall in
             needed += math.ceil((PHONE_WINDOW_S + 2 * STEP_S) * sample_rate)
             needed = math.ceil(needed / block_steps(sample_rate)) * block_steps(sample_rate)
+        if states is not None:  # the states either side of the last frame, to the end of their block
+            needed += math.ceil(2 * STATE_S * sample_rate)
+            needed = math.ceil(needed / block_samples(sample_rate)) * block_samples(sample_rate)
         buffer.fill(needed)
         total = frame_count(buffer.end, sample_rate, fps) if buffer.ended else None
         if total is not None and done >= total:
@@ -127,10 +135,13 @@ def stream_lips(
         # Times relative to the buffer's start: the same window centres as over the whole file.
         times = np.arange(first, last) / fps - buffer.offset / sample_rate
         shares = None if phones is None else phones.features(np.arange(first, last) / fps)
-        features = audio_features(buffer.samples, sample_rate, times, params, shares)
+        heard = None if states is None else states.features(np.arange(first, last) / fps)
+        features = audio_features(buffer.samples, sample_rate, times, params, shares, heard)
         lips = predict_lips(models.lstm, models.lstm_artifact, features)
         yield lips[done - first : end - first], features[done - first : end - first]
         done = end
         buffer.drop_before(max(0, math.floor((done - margin) / fps * sample_rate) - pad))
         if phones is not None:
             phones.forget(max(0, done - margin) / fps - 2 * PHONE_WINDOW_S)
+        if states is not None:
+            states.forget(max(0, done - margin) / fps - 2 * STATE_S)

@@ -124,12 +124,16 @@ class LiveStream:
         self.warmup = round(live.warmup_seconds * self.fps)
         self.levels: deque[float] = deque(maxlen=max(1, round(live.level_seconds * self.fps)))
         # the silence gate's loudness (the log energy) needs no phone features (tasks/rows/features.py)
-        quiet = {"phones": False, "words": False}
+        quiet = {"phones": False, "words": False, "whisper": False}
         self.loud_params = p.model_copy(update=quiet) if hasattr(p, "phones") else p
         # an LSTM that hears phones: decoded once, as the speech arrives (a file's are decoded in blocks).
         # Words need the utterance's end: live, the phone loop's phones stand in for the words' (the
         # cost on voices never heard: ARCHITECTURE.md, Live)
-        self.kinds = len(phone_kinds(heard_params(self.models, p)))
+        heard = heard_params(self.models, p)
+        if heard.whisper:  # Whisper hears 30-s blocks (tasks/rows/whisper.py): a stream would wait for each
+            raise RenderError(f"{self.models.lstm_path}: the LSTM hears Whisper's states, which are encoded "
+                              "30 s at a time: live needs an LSTM trained without preprocess.whisper")
+        self.kinds = len(phone_kinds(heard))
         self.phones = PhoneStream(self.rate) if self.kinds else None
         self.samples, self.offset = np.zeros(0, np.float32), 0  # the speech kept, from sample `offset`
         self.next, self.dropped, self.painted = 0, 0, 0

@@ -57,6 +57,7 @@ class PreprocessParams(_Section):
     window_ms: float = Field(33.0, gt=5, le=200)
     phones: bool = True
     words: bool = False
+    whisper: bool = False
     jpeg_quality: int = Field(90, ge=10, le=100)
     row_group_size: int = Field(1024, ge=16)
     task_runner: Literal["threads", "processes", "dask"] = "threads"
