@@ -284,8 +284,8 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> dict:
     args = parser().parse_args(argv)
     work = args.work or WORK / ("real+demo" if args.with_demo else "real")
-    project = build(work, corpus_sources(work, args.sources, args.with_demo),
-                    dict(map(parse_override, args.override)))
+    overrides = dict(map(parse_override, args.override))
+    project = build(work, corpus_sources(work, args.sources, args.with_demo), overrides)
     torch.set_num_threads(2)
     params = load_params(project.params)
     corpus = load_corpus(project.shards)
@@ -301,9 +301,9 @@ def main(argv: list[str] | None = None) -> dict:
               "obama_sync_frames": metrics.get("sync_offsets", {}).get(OBAMA)}
     from evals.speech_paper import obama_alone, obama_experiment
 
-    result.update(obama_alone(corpus, params, epochs))
+    result.update(obama_alone(corpus, params, epochs, overrides))
     if args.obama:
-        obama_experiment(project, corpus, params, epochs)
+        obama_experiment(project, corpus, params, epochs, overrides)
     result = {key: finite_or_none(v) if isinstance(v, float) else v for key, v in result.items()}
     print(json.dumps(result))
     return result

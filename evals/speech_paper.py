@@ -9,6 +9,7 @@ one person) and measured so. A markdown table on stdout.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 
@@ -26,14 +27,16 @@ GRID = {"lstm.bidirectional": [False, True], "lstm.layers": [1, 2], "lstm.dropou
 KEYS = ("mouth_open_r", "lmd_px", "sync_offset_frames", "amp")
 
 
-def obama_project() -> tuple[Paths, Corpus, Params]:
-    """A project of Obama's address alone (WORK/obama, its frame table made once), split by time: his
-    first 80 % trains, his last 20 % is measured."""
-    work = WORK / "obama"
+def obama_project(overrides: dict | None = None) -> tuple[Paths, Corpus, Params]:
+    """A project of Obama's address alone (WORK/obama, its frame table made once; with `overrides` of the
+    params, a folder of their own), split by time: his first 80 % trains, his last 20 % is measured."""
+    overrides = overrides or {}
+    key = hashlib.sha256(json.dumps(overrides, sort_keys=True).encode()).hexdigest()[:8]
+    work = WORK / ("obama" if not overrides else f"obama-{key}")
     sources = WORK / "obama-sources.txt"
     sources.write_text(f"{REAL_FIXTURES.resolve() / f'{OBAMA}.mp4'}\n")
-    project = build(work, sources, {"split.by": "time", "split.held_out": [], "split.speakers": {},
-                                    "split.by_time": []})
+    alone = {"split.by": "time", "split.held_out": [], "split.speakers": {}, "split.by_time": []}
+    project = build(work, sources, {**overrides, **alone})
     return project, load_corpus(project.shards), load_params(project.params)
 
 
@@ -61,22 +64,23 @@ def alone_epochs(corpus: Corpus, params: Params, epochs: int) -> int:
     return alone
 
 
-def obama_alone(corpus: Corpus, params: Params, epochs: int) -> dict:
-    """The paper's setting with params.yaml's lstm section: trained on Obama's first 80 % alone for the
-    steps of `epochs` over everyone, measured on his last 20 %; keys obama_alone_* (his baselines
-    obama_alone_loudness_*, fitted on his 80 %, and obama_alone_mean_*)."""
+def obama_alone(corpus: Corpus, params: Params, epochs: int, overrides: dict | None = None) -> dict:
+    """The paper's setting with params.yaml's lstm section (and `overrides` of the params): trained on
+    Obama's first 80 % alone for the steps of `epochs` over everyone, measured on his last 20 %; keys
+    obama_alone_* (his baselines obama_alone_loudness_*, fitted on his 80 %, and obama_alone_mean_*)."""
     epochs = alone_epochs(corpus, params, epochs)
-    project, corpus, _ = obama_project()
+    project, corpus, _ = obama_project(overrides)
     scores = obama_run(project, corpus, "obama-alone", [f"lstm.epochs={epochs}"])
     return {key.replace("obama_", "obama_alone_", 1): value for key, value in scores.items()
             if key.startswith("obama_")}
 
 
-def obama_experiment(project: Paths, corpus: Corpus, params: Params, epochs: int) -> list[dict]:
+def obama_experiment(project: Paths, corpus: Corpus, params: Params, epochs: int,
+                     overrides: dict | None = None) -> list[dict]:
     """The paper's grid trained on Obama alone for as many steps as `epochs` over every training person
     take: Obama's later figures, his baselines, a markdown table."""
     epochs = alone_epochs(corpus, params, epochs)
-    project, corpus, params = obama_project()
+    project, corpus, params = obama_project(overrides)
     rows = []
     for values in itertools.product(*GRID.values()):
         setting = dict(zip(GRID, values, strict=True))

@@ -33,6 +33,7 @@ The settings a try combines (TRIES names them):
 - `words` (inputs): the phones of the words PocketSphinx hears (tasks/rows/phones.py: word_phone_track),
   summed into the viseme groups; `live`: measured as a live stream hears it, the phone loop's groups in the
   words' place; `live_mix`: that share of the training windows hears them so too.
+- `whisper` (inputs): Whisper tiny.en's 384 encoder states (tasks/rows/whisper.py), as they are.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ from tasks.config.params_loader import load_params
 from tasks.rows.decode import read_audio
 from tasks.rows.features import DELTA_LOG_ENERGY, LOG_ENERGY, audio_features
 from tasks.rows.phones import PHONES, phone_features, phone_track, word_phone_track
+from tasks.rows.whisper import whisper_states
 
 MAX_EPOCHS, EVERY = 20, 5
 PHONE_LAYOUT = [f"phone_{name}" for name in PHONES]
@@ -99,6 +101,9 @@ TRIES = {
                                                         "balance": True},
     "speaker+reg+visemes+hidden64+sync+shape+person": {"inputs": ["mfcc", "visemes"], **SHAPED,
                                                        "person": 0.3},
+    "speaker+reg+visemes+whisper+hidden64+sync+shape": {"inputs": ["mfcc", "visemes", "whisper"], **SHAPED},
+    "speaker+reg+visemes+words+whisper+hidden64+sync+shape": {
+        "inputs": ["mfcc", "visemes", "words", "whisper"], **SHAPED},
     "speaker+reg+words+hidden64+sync+shape": {"inputs": ["mfcc", "words"], **SHAPED},
     "speaker+reg+visemes+words+hidden64+sync+shape": {"inputs": ["mfcc", "visemes", "words"], **SHAPED},
     "speaker+reg+visemes+words+hidden64+sync+shape+live": {"inputs": ["mfcc", "visemes", "words"], **SHAPED,
@@ -132,26 +137,43 @@ class Inputs:
                 self.copies[k] = {}
                 for (video, part), value in parts.items():
                     self.copies[k].setdefault(video, {})[part] = value
+                if any("whisper" not in made for made in self.copies[k].values()):  # a cache from before
+                    self._add_whisper(k)
+                    self._save(k, file)
             else:
                 self.copies[k] = self._make(k)
-                flat = {f"{v}/{p}": a for v, parts in self.copies[k].items() for p, a in parts.items()}
-                np.savez(file, **flat)
+                self._save(k, file)
         return self.copies[k]
+
+    def _save(self, k: int, file: Path) -> None:
+        np.savez(file, **{f"{v}/{p}": a for v, parts in self.copies[k].items() for p, a in parts.items()})
+
+    def _samples(self, video: str, k: int, rng: np.random.Generator) -> np.ndarray:
+        rate = self.params.preprocess.sample_rate
+        samples = read_audio(self.videos / f"{video}.mp4", rate)
+        return altered(samples, rate, rng) if k else samples
+
+    def _add_whisper(self, k: int) -> None:
+        p, rng = self.params.preprocess, np.random.default_rng(k)
+        for v in self.corpus.videos:
+            if v.video_id in self.copies[k]:
+                samples = self._samples(v.video_id, k, rng)
+                times = np.arange(len(v)) / p.fps
+                self.copies[k][v.video_id]["whisper"] = whisper_states(samples, p.sample_rate, times)
 
     def _make(self, k: int) -> dict[str, dict[str, np.ndarray]]:
         # `mfcc`: the paper's 28 (the frame table's audio less its phones, which `phones` adds when asked).
-        p = self.params.preprocess.model_copy(update={"phones": False, "words": False})
+        p = self.params.preprocess.model_copy(update={"phones": False, "words": False, "whisper": False})
         rng, made = np.random.default_rng(k), {}
         for v in self.corpus.videos:
             if k and v.video_id in HELD_OUT:
                 continue
-            samples = read_audio(self.videos / f"{v.video_id}.mp4", p.sample_rate)
-            if k:
-                samples = altered(samples, p.sample_rate, rng)
+            samples = self._samples(v.video_id, k, rng)
             times = np.arange(len(v)) / p.fps
             made[v.video_id] = {"mfcc": audio_features(samples, p.sample_rate, times, p),
                                 "phones": phone_features(phone_track(samples, p.sample_rate), times),
-                                "words": phone_features(word_phone_track(samples, p.sample_rate), times)}
+                                "words": phone_features(word_phone_track(samples, p.sample_rate), times),
+                                "whisper": whisper_states(samples, p.sample_rate, times)}
             say(f"speech tries: inputs of {v.video_id} (copy {k})")
         return made
 
@@ -180,7 +202,10 @@ def features(parts: dict[str, np.ndarray], setting: dict) -> np.ndarray:
         mfcc = (mfcc - mfcc.mean(0)) / np.maximum(mfcc.std(0), 1e-3)
     if "cmn" in setting["inputs"]:  # the cepstra less their mean over each clip (energy left as it is)
         mfcc = np.concatenate([mfcc[:, :26] - mfcc[:, :26].mean(0), mfcc[:, 26:]], 1)
-    extra = [parts["phones"].astype(np.float32)] if "phones" in setting["inputs"] else []
+    # Whisper's states before the phone groups: the words' groups stay last (live_mix's columns in `fit`)
+    extra = [parts["whisper"].astype(np.float32)] if "whisper" in setting["inputs"] else []
+    if "phones" in setting["inputs"]:
+        extra.append(parts["phones"].astype(np.float32))
     if "visemes" in setting["inputs"]:  # the phone shares summed into groups, as lstm.phone_classes visemes
         extra.append(heard_features(parts["phones"].astype(np.float32), PHONE_LAYOUT, "visemes"))
     if "words" in setting["inputs"]:  # the same groups of the phones of the words decoded (word_phone_track)
