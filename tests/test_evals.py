@@ -21,7 +21,8 @@ import tasks.config.paths
 ROOT = Path(__file__).resolve().parents[1]
 EVALS = ["evals.realface", "evals.speech", "evals.speech_tries", "evals.visemes", "evals.figures.real_people",
          "evals.figures.speech_panel", "evals.figures.real_voice", "evals.figures.watermark"]
-BENCHMARKS = ["benchmarks.preprocess", "benchmarks.render", "benchmarks.train", "benchmarks.watermark"]
+BENCHMARKS = ["benchmarks.preprocess", "benchmarks.render", "benchmarks.speech_features", "benchmarks.train",
+              "benchmarks.watermark"]
 # the options (and the module constant WORK) that name where a script writes
 OUTPUT_OPTIONS = {"work", "sheets", "renders", "out", "keep"}
 CODE = ["benchmarks", "evals", "flows", "models", "tasks", "tests"]
