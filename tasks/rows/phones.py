@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 from scipy.signal import resample_poly
 
+from tasks.rows.blocks import SpeechBlocks
+
 # The acoustic model's phone set; anything else it outputs (noise models) counts as silence.
 PHONES = ("SIL", "AA", "AE", "AH", "AO", "AW", "AY", "B", "CH", "D", "DH", "EH", "ER", "EY", "F", "G", "HH",
           "IH", "IY", "JH", "K", "L", "M", "N", "NG", "OW", "OY", "P", "R", "S", "SH", "T", "TH", "UH", "UW",
@@ -233,42 +235,29 @@ def shares_of(samples: np.ndarray, sample_rate: int, times: np.ndarray,
                            for words in kinds], 1)
 
 
-class PhoneBlocks:
+class PhoneBlocks(SpeechBlocks):
     """`shares_of` audio that arrives in pieces: `add` each piece (consecutive samples), `finish` at
     the end; `features(times)` (seconds from the first sample) for times whose blocks are decoded
     (`ready_until`). Blocks before `forget(seconds)` are let go, so memory stays bounded."""
 
     def __init__(self, sample_rate: int, kinds: tuple[bool, ...] = (False,)):
-        self.rate, self.size, self.kinds = sample_rate, block_steps(sample_rate), kinds
-        self.pending: list[np.ndarray] = []
-        self.pending_samples, self.tracks, self.first, self.ended = 0, {}, 0, False
+        super().__init__(block_steps(sample_rate))
+        self.rate, self.kinds = sample_rate, kinds
+        self.tracks, self.first, self.ended = {}, 0, False
 
     @property
     def ready_until(self) -> float:
         """Seconds of speech whose phones are known (all of it once finished)."""
         return float("inf") if self.ended else len(self.tracks) * BLOCK_S + self.first * BLOCK_S
 
-    def add(self, samples: np.ndarray) -> None:
-        samples = np.asarray(samples, np.float32).reshape(-1)
-        while len(samples):
-            take = min(len(samples), self.size - self.pending_samples)
-            self.pending.append(samples[:take])
-            self.pending_samples += take
-            samples = samples[take:]
-            if self.pending_samples == self.size:
-                self._decode()
-
     def finish(self) -> None:
         if self.pending_samples:
-            self._decode()
+            self._flush()
         self.ended = True
 
-    def _decode(self) -> None:
-        block = self.first + len(self.tracks)
-        samples = np.concatenate(self.pending)
-        self.tracks[block] = [(word_phone_track if words else phone_track)(samples, self.rate)
-                              for words in self.kinds]
-        self.pending, self.pending_samples = [], 0
+    def _block(self, samples: np.ndarray) -> None:
+        self.tracks[self.first + len(self.tracks)] = [
+            (word_phone_track if words else phone_track)(samples, self.rate) for words in self.kinds]
 
     def forget(self, seconds: float) -> None:
         while self.first < int(seconds // BLOCK_S) and self.first in self.tracks:

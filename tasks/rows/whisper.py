@@ -23,6 +23,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from tasks.rows.blocks import SpeechBlocks
+
 RATE, N_FFT, HOP, N_MELS = 16000, 400, 160, 80  # Whisper's log-mel front end
 BLOCK_S = 30  # one encoder window; a divisor of tasks/rows/phones.py's BLOCK_S
 STATE_S = 0.02  # one encoder state per two mel frames
@@ -165,35 +167,21 @@ def _joined(blocks: list[np.ndarray]) -> np.ndarray:
     return np.concatenate([b[:full] for b in blocks[:-1]] + [blocks[-1]])
 
 
-class WhisperBlocks:
+class WhisperBlocks(SpeechBlocks):
     """`whisper_states` of audio that arrives in pieces: `add` each piece (consecutive samples), `finish`
     at the end; `features(times)` (seconds from the first sample) once the blocks they fall in are
     encoded. Blocks before `forget(seconds)` are let go, so memory stays bounded."""
 
     def __init__(self, sample_rate: int):
-        self.rate, self.size = sample_rate, block_samples(sample_rate)
-        self.pending: list[np.ndarray] = []
-        self.pending_samples, self.blocks, self.first = 0, {}, 0
-
-    def add(self, samples: np.ndarray) -> None:
-        samples = np.asarray(samples, np.float32).reshape(-1)
-        while len(samples):
-            take = min(len(samples), self.size - self.pending_samples)
-            self.pending.append(samples[:take])
-            self.pending_samples += take
-            samples = samples[take:]
-            if self.pending_samples == self.size:
-                self._encode()
+        super().__init__(block_samples(sample_rate))
+        self.rate, self.blocks, self.first = sample_rate, {}, 0
 
     def finish(self) -> None:
         if self.pending_samples or not self.blocks:
-            self._encode()
+            self._flush()
 
-    def _encode(self) -> None:
-        block = self.first + len(self.blocks)
-        samples = np.concatenate(self.pending) if self.pending else np.zeros(0, np.float32)
-        self.blocks[block] = block_states(samples, self.rate)
-        self.pending, self.pending_samples = [], 0
+    def _block(self, samples: np.ndarray) -> None:
+        self.blocks[self.first + len(self.blocks)] = block_states(samples, self.rate)
 
     def forget(self, seconds: float) -> None:
         while self.first < int(seconds // BLOCK_S) and len(self.blocks) > 1:
