@@ -155,6 +155,24 @@ def footage(tiny_models) -> Trained:
     return tiny_models("footage", demo_corpus, {**TINY, "lstm.epochs": 2, "render.size": 128})
 
 
+def random_lstm(models: Models, layout: list[str]) -> Models:
+    """`models` with a small untrained LSTM (seed 0) that hears `layout`, its phones in viseme groups:
+    what a render and a stream feed an LSTM of another layout, without training one."""
+    import dataclasses
+
+    import torch
+
+    from models.networks.lstm import AudioToLips, heard_features
+
+    heard = heard_features(np.zeros((1, len(layout)), np.float32), layout, "visemes").shape[1]
+    artifact = dataclasses.replace(models.lstm_artifact, feature_layout=layout, phone_classes="visemes",
+                                   audio_mean=np.zeros(heard, np.float32),
+                                   audio_std=np.ones(heard, np.float32))
+    torch.manual_seed(0)
+    lstm = AudioToLips(features=heard, hidden=8, fc_hidden=8).eval()
+    return dataclasses.replace(models, lstm=lstm, lstm_artifact=artifact)
+
+
 def voice(
     seconds: float,
     sample_rate: int = SR,

@@ -14,7 +14,7 @@ import simplejpeg
 import soundfile
 import torch
 from helpers import reenact
-from render_kit import SR, TINY, ffmpeg, probe, psnr, voice, voice_corpus, write_voice
+from render_kit import SR, TINY, ffmpeg, probe, psnr, random_lstm, voice, voice_corpus, write_voice
 
 from models.networks.cgan import generate_faces
 from models.networks.unet import hard_mask
@@ -144,22 +144,12 @@ def test_an_lstm_that_hears_words_renders_them_chunk_by_chunk_as_whole(footage, 
     """An LSTM whose layout holds the words' phone shares too (preprocess.words) is fed them in a render,
     decoded block by block as the speech streams in, as a whole-file pass gets them, in a project whose
     own preprocess has no words (what an LSTM hears is its own)."""
-    import dataclasses
-
-    from models.networks.lstm import AudioToLips, heard_features
     from tasks.rows import phones
     from tasks.rows.features import feature_layout
 
     monkeypatch.setattr(phones, "BLOCK_S", 2)
     layout = feature_layout(phones=True, words=True)
-    artifact = dataclasses.replace(footage.models.lstm_artifact, feature_layout=layout,
-                                   phone_classes="visemes")
-    heard = heard_features(np.zeros((1, len(layout)), np.float32), layout, "visemes").shape[1]
-    artifact = dataclasses.replace(artifact, audio_mean=np.zeros(heard, np.float32),
-                                   audio_std=np.ones(heard, np.float32))
-    torch.manual_seed(0)
-    lstm = AudioToLips(features=heard, hidden=8, fc_hidden=8).eval()
-    models = dataclasses.replace(footage.models, lstm=lstm, lstm_artifact=artifact)
+    models = random_lstm(footage.models, layout)
     samples, p = voice(4.3, seed=4), footage.params.preprocess.model_copy(update={"words": False})
     whole = speech_lips(models, samples, SR, p.fps, p)
     assert whole.shape == (129, 16)
@@ -174,21 +164,12 @@ def test_an_lstm_that_hears_whisper_renders_it_chunk_by_chunk_as_whole(footage, 
     """An LSTM whose layout holds Whisper's states (preprocess.whisper) is fed them in a render, encoded
     block by block as the speech streams in (tasks/rows/whisper.py: BLOCK_S made short), as a whole-file
     pass encodes them, in a project whose own preprocess has none."""
-    import dataclasses
-
-    from models.networks.lstm import AudioToLips, heard_features
     from tasks.rows import whisper
     from tasks.rows.features import feature_layout
 
     monkeypatch.setattr(whisper, "BLOCK_S", 1)
     layout = feature_layout(phones=True, whisper=True)
-    heard = heard_features(np.zeros((1, len(layout)), np.float32), layout, "visemes").shape[1]
-    artifact = dataclasses.replace(footage.models.lstm_artifact, feature_layout=layout,
-                                   phone_classes="visemes", audio_mean=np.zeros(heard, np.float32),
-                                   audio_std=np.ones(heard, np.float32))
-    torch.manual_seed(0)
-    lstm = AudioToLips(features=heard, hidden=8, fc_hidden=8).eval()
-    models = dataclasses.replace(footage.models, lstm=lstm, lstm_artifact=artifact)
+    models = random_lstm(footage.models, layout)
     samples, p = voice(2.3, seed=4), footage.params.preprocess
     assert not p.whisper
     whole = speech_lips(models, samples, SR, p.fps, p)

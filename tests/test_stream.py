@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
-from render_kit import SR, voice
+from render_kit import SR, random_lstm, voice
 
 from models.errors import RenderError
 from models.rendering.render import clip_lips
@@ -122,18 +121,11 @@ def test_live_an_lstm_that_hears_words_hears_the_phone_loop_s_in_their_place(foo
     so the lips are the offline ones given those shares twice (with the whole window heard, as above)."""
     import dataclasses
 
-    from models.networks.lstm import AudioToLips, heard_features
     from tasks.rows.features import feature_layout
     from tasks.rows.phones import phone_features, phone_track
 
     layout = feature_layout(phones=True, words=True)
-    heard = heard_features(np.zeros((1, len(layout)), np.float32), layout, "visemes").shape[1]
-    artifact = dataclasses.replace(footage.models.lstm_artifact, feature_layout=layout,
-                                   phone_classes="visemes", audio_mean=np.zeros(heard, np.float32),
-                                   audio_std=np.ones(heard, np.float32))
-    torch.manual_seed(0)
-    lstm = AudioToLips(features=heard, hidden=8, fc_hidden=8).eval()
-    models = dataclasses.replace(footage.models, lstm=lstm, lstm_artifact=artifact)
+    models = random_lstm(footage.models, layout)
     params = with_params(footage.params, {"lookahead_ms": 1000.0, "window_ms": 1000.0, "max_batch": 8},
                          {"align": "none", "silence_db": 0.0})
     target = dataclasses.replace(footage.resolve(params), models=models)
