@@ -34,6 +34,9 @@ The settings a try combines (TRIES names them):
   summed into the viseme groups; `live`: measured as a live stream hears it, the phone loop's groups in the
   words' place; `live_mix`: that share of the training windows hears them so too.
 - `whisper` (inputs): Whisper tiny.en's 384 encoder states (tasks/rows/whisper.py), as they are.
+- `readout`: `ridge` (the tries named `ridge+...`), a linear map of the inputs over the LSTM's window in
+  its place, or `mix` (`...+linear`), the mean of that and the LSTM (evals/readout.py).
+The inputs are made once per corpus and kept (evals/speech_inputs.py).
 """
 
 from __future__ import annotations
@@ -44,13 +47,14 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import torch
 
+from evals.readout import MIX_WEIGHT, RIDGE_WEIGHTS, Predict, fit_ridge, mixed
 from evals.speech import HELD_OUT, OBAMA, SOURCES, WORK, build, corpus_sources, say
-from models.networks.lstm import VISEMES, AudioToLips, heard_features, window_index
+from evals.speech_inputs import Inputs, features
+from models.networks.lstm import VISEMES, AudioToLips, window_index
 from models.records import LipsStats, Shape
 from models.training.data import Corpus, load_corpus
 from models.training.lips import lips_moments
@@ -60,16 +64,12 @@ from models.training.split import Split, speaker_of, split_corpus
 from models.training.sync import fold_fits, fold_offsets, in_sync
 from tasks.config.params import Params
 from tasks.config.params_loader import load_params
-from tasks.rows.decode import read_audio
-from tasks.rows.features import DELTA_LOG_ENERGY, LOG_ENERGY, audio_features
-from tasks.rows.phones import PHONES, phone_features, phone_track, word_phone_track
-from tasks.rows.whisper import whisper_states
 
 MAX_EPOCHS, EVERY = 20, 5
-PHONE_LAYOUT = [f"phone_{name}" for name in PHONES]
 REG = {"targets": "speaker", "dropout": 0.5, "input_noise": 0.3}  # speaker-centred lips, regularised
 SYNCED = {**REG, "hidden": 64, "sync": True}
 SHAPED = {**SYNCED, "shape": True}
+LINEAR = {"targets": "speaker", "sync": True, "shape": True, "readout": "ridge"}  # evals/readout.py
 TRIES = {
     "paper": {"inputs": ["mfcc"], "targets": "corpus"},
     "utterance": {"inputs": ["utterance"], "targets": "corpus"},
@@ -115,102 +115,14 @@ TRIES = {
     "speaker+reg+augment": {"inputs": ["mfcc"], **REG, "augment": 2},
     "speaker+reg+sync": {"inputs": ["mfcc"], **REG, "sync": True},
     "speaker+reg+ensemble3": {"inputs": ["mfcc"], **REG, "ensemble": 3},
+    "ridge+visemes+sync+shape": {"inputs": ["mfcc", "visemes"], **LINEAR},
+    "ridge+visemes+whisper+sync+shape": {"inputs": ["mfcc", "visemes", "whisper"], **LINEAR},
+    "ridge+visemes+words+whisper+sync+shape": {"inputs": ["mfcc", "visemes", "words", "whisper"], **LINEAR},
+    "speaker+reg+visemes+hidden64+sync+shape+linear": {"inputs": ["mfcc", "visemes"], **SHAPED,
+                                                       "readout": "mix"},
+    "speaker+reg+visemes+whisper+hidden64+sync+shape+linear": {"inputs": ["mfcc", "visemes", "whisper"],
+                                                               **SHAPED, "readout": "mix"},
 }
-Predict = Callable[[str], np.ndarray]  # video id -> raw lips (frames, LIPS_DIM) for its whole speech
-
-
-class Inputs:
-    """Per video (and per augmented copy), the features a try can combine, made once and kept in `cache`."""
-
-    def __init__(self, corpus: Corpus, videos: Path, params: Params, cache: Path):
-        self.corpus, self.videos, self.params, self.cache = corpus, videos, params, cache
-        cache.mkdir(parents=True, exist_ok=True)
-        self.copies: dict[int, dict[str, dict[str, np.ndarray]]] = {}
-
-    def copy(self, k: int) -> dict[str, dict[str, np.ndarray]]:
-        """Copy 0: the speech as recorded; copy k > 0: the training videos' speech altered (seed k)."""
-        if k not in self.copies:
-            file = self.cache / f"inputs-{k}-{self.corpus.fingerprint()}.npz"
-            if file.is_file():
-                saved = np.load(file)
-                parts = {tuple(name.split("/")): saved[name] for name in saved.files}
-                self.copies[k] = {}
-                for (video, part), value in parts.items():
-                    self.copies[k].setdefault(video, {})[part] = value
-                if any("whisper" not in made for made in self.copies[k].values()):  # a cache from before
-                    self._add_whisper(k)
-                    self._save(k, file)
-            else:
-                self.copies[k] = self._make(k)
-                self._save(k, file)
-        return self.copies[k]
-
-    def _save(self, k: int, file: Path) -> None:
-        np.savez(file, **{f"{v}/{p}": a for v, parts in self.copies[k].items() for p, a in parts.items()})
-
-    def _samples(self, video: str, k: int, rng: np.random.Generator) -> np.ndarray:
-        rate = self.params.preprocess.sample_rate
-        samples = read_audio(self.videos / f"{video}.mp4", rate)
-        return altered(samples, rate, rng) if k else samples
-
-    def _add_whisper(self, k: int) -> None:
-        p, rng = self.params.preprocess, np.random.default_rng(k)
-        for v in self.corpus.videos:
-            if v.video_id in self.copies[k]:
-                samples = self._samples(v.video_id, k, rng)
-                times = np.arange(len(v)) / p.fps
-                self.copies[k][v.video_id]["whisper"] = whisper_states(samples, p.sample_rate, times)
-
-    def _make(self, k: int) -> dict[str, dict[str, np.ndarray]]:
-        # `mfcc`: the paper's 28 (the frame table's audio less its phones, which `phones` adds when asked).
-        p = self.params.preprocess.model_copy(update={"phones": False, "words": False, "whisper": False})
-        rng, made = np.random.default_rng(k), {}
-        for v in self.corpus.videos:
-            if k and v.video_id in HELD_OUT:
-                continue
-            samples = self._samples(v.video_id, k, rng)
-            times = np.arange(len(v)) / p.fps
-            made[v.video_id] = {"mfcc": audio_features(samples, p.sample_rate, times, p),
-                                "phones": phone_features(phone_track(samples, p.sample_rate), times),
-                                "words": phone_features(word_phone_track(samples, p.sample_rate), times),
-                                "whisper": whisper_states(samples, p.sample_rate, times)}
-            say(f"speech tries: inputs of {v.video_id} (copy {k})")
-        return made
-
-
-def altered(samples: np.ndarray, rate: int, rng: np.random.Generator) -> np.ndarray:
-    """Another voice in another room: pitch +-3 semitones, reverberation (RT60 0.15-0.6 s), noise at
-    10-30 dB SNR, gain 0.3-1.5."""
-    import librosa
-
-    samples = librosa.effects.pitch_shift(samples, sr=rate, n_steps=float(rng.uniform(-3, 3)))
-    length = int(rng.uniform(0.15, 0.6) * rate)
-    response = rng.standard_normal(length) * np.exp(-6.9 * np.arange(length) / length)
-    response[0] = 1.0
-    samples = np.convolve(samples, response / np.sqrt(np.abs(response).sum()))[: len(samples)]
-    power = np.mean(samples**2)
-    samples = samples + rng.standard_normal(len(samples)) * np.sqrt(power / 10 ** (rng.uniform(10, 30) / 10))
-    return (samples * rng.uniform(0.3, 1.5)).astype(np.float32)
-
-
-def features(parts: dict[str, np.ndarray], setting: dict) -> np.ndarray:
-    """(frames, D) the inputs a try hears, before standardising over the training set."""
-    mfcc = parts["mfcc"].astype(np.float32)
-    if "energy" in setting["inputs"]:  # the loudness alone (log energy and its delta), no MFCC
-        mfcc = mfcc[:, [LOG_ENERGY, DELTA_LOG_ENERGY]]
-    if "utterance" in setting["inputs"]:
-        mfcc = (mfcc - mfcc.mean(0)) / np.maximum(mfcc.std(0), 1e-3)
-    if "cmn" in setting["inputs"]:  # the cepstra less their mean over each clip (energy left as it is)
-        mfcc = np.concatenate([mfcc[:, :26] - mfcc[:, :26].mean(0), mfcc[:, 26:]], 1)
-    # Whisper's states before the phone groups: the words' groups stay last (live_mix's columns in `fit`)
-    extra = [parts["whisper"].astype(np.float32)] if "whisper" in setting["inputs"] else []
-    if "phones" in setting["inputs"]:
-        extra.append(parts["phones"].astype(np.float32))
-    if "visemes" in setting["inputs"]:  # the phone shares summed into groups, as lstm.phone_classes visemes
-        extra.append(heard_features(parts["phones"].astype(np.float32), PHONE_LAYOUT, "visemes"))
-    if "words" in setting["inputs"]:  # the same groups of the phones of the words decoded (word_phone_track)
-        extra.append(heard_features(parts["words"].astype(np.float32), PHONE_LAYOUT, "visemes"))
-    return np.concatenate([mfcc, *extra], 1)
 
 
 def fit(setting: dict, train: dict[str, np.ndarray], inputs: Inputs, corpus: Corpus, params: Params,
@@ -310,9 +222,28 @@ def fit(setting: dict, train: dict[str, np.ndarray], inputs: Inputs, corpus: Cor
     return predict, curve
 
 
+def trained(setting: dict, train: dict[str, np.ndarray], inputs: Inputs, corpus: Corpus, params: Params,
+            epochs: int, seed: int = 0, shifts: dict[str, int] | None = None,
+            dev: Callable[[Predict], float] | None = None) -> tuple[Predict, list[float]]:
+    """`fit`, or with the setting's `readout` the linear one of evals/readout.py: `ridge` (dev's curve over
+    its RIDGE_WEIGHTS in the place of the epochs'; `epochs` picks the weight of that place) or `mix`."""
+    if setting.get("readout") is None:
+        return fit(setting, train, inputs, corpus, params, epochs, seed, shifts, dev)
+    at = fit_ridge(setting, train, inputs, corpus, params, shifts)
+    if setting["readout"] == "ridge":
+        if dev is None:
+            return at(RIDGE_WEIGHTS[min(epochs // EVERY, len(RIDGE_WEIGHTS)) - 1]), []
+        curve = [dev(at(weight)) for weight in RIDGE_WEIGHTS]
+        return at(RIDGE_WEIGHTS[int(np.argmax(curve))]), curve
+    linear = at(MIX_WEIGHT)
+    lstm, curve = fit(setting, train, inputs, corpus, params, epochs, seed, shifts,
+                      None if dev is None else lambda predict: dev(mixed(linear, predict)))
+    return mixed(linear, lstm), curve
+
+
 def ensemble(setting: dict, train: dict[str, np.ndarray], inputs: Inputs, corpus: Corpus, params: Params,
              epochs: int, shifts: dict[str, int] | None = None) -> Predict:
-    models = [fit(setting, train, inputs, corpus, params, epochs, seed, shifts)[0]
+    models = [trained(setting, train, inputs, corpus, params, epochs, seed, shifts)[0]
               for seed in range(setting.get("ensemble", 1))]
     return lambda video: np.mean([m(video) for m in models], 0)
 
@@ -341,8 +272,8 @@ def sync_shifts(setting: dict, train: dict[str, np.ndarray], inputs: Inputs, cor
     finds them (models/training/sync.py: lstm.sync_folds folds of the people, each measured by this try's
     model trained on the others; models/training/shape.py, with `shape` in the setting, else 1)."""
     def fitted(others: Split) -> tuple[Callable[[np.ndarray], np.ndarray], None]:
-        predict, _ = fit(setting, {v: r for v, r in others.train.items() if r.any()}, inputs, corpus, params,
-                         epochs)
+        predict, _ = trained(setting, {v: r for v, r in others.train.items() if r.any()}, inputs, corpus,
+                             params, epochs)
         return by_audio(predict, corpus, list(train)), None
 
     rows = {v.video_id: train.get(v.video_id, np.zeros(len(v), bool)) for v in corpus.videos}
@@ -363,8 +294,11 @@ def run_try(name: str, setting: dict, corpus: Corpus, params: Params, inputs: In
     people = sorted({speaker_of(v, params) for v in train if v != OBAMA}, key=by_hash)
     dev_videos = [v for v in train if speaker_of(v, params) in set(people[::3])]
     started = time.perf_counter()
-    _, curve = fit(setting, {v: r for v, r in train.items() if v not in dev_videos}, inputs, corpus, params,
-                   MAX_EPOCHS, dev=lambda p: scores(p, corpus, dev_videos, params)[0]["mouth_open_r"])
+    def dev(predict: Predict) -> float:
+        return scores(predict, corpus, dev_videos, params)[0]["mouth_open_r"]
+
+    _, curve = trained(setting, {v: r for v, r in train.items() if v not in dev_videos}, inputs, corpus,
+                       params, MAX_EPOCHS, dev=dev)
     epochs = EVERY * (int(np.argmax(curve)) + 1)
     chosen = time.perf_counter()
     shifts, gain = {}, 1.0
@@ -372,7 +306,7 @@ def run_try(name: str, setting: dict, corpus: Corpus, params: Params, inputs: In
         shifts, gain = sync_shifts(setting, train, inputs, corpus, params, epochs)
     shape = Shape(gain, tuple(corpus.meta["lip_indices"]))
     predict = ensemble(setting, train, inputs, corpus, params, epochs, shifts)
-    trained = time.perf_counter()
+    done = time.perf_counter()
     output = output_stats(by_audio(predict, corpus, list(train)), corpus, split.train, params)
     held, per_person = scores(predict, corpus, HELD_OUT, params, output=output, shape=shape)
     # his clip as the try trained on it: moved by its own offset when the try syncs (evals/speech.py too)
@@ -383,7 +317,7 @@ def run_try(name: str, setting: dict, corpus: Corpus, params: Params, inputs: In
                                                     for k, v in row.items()}))
     return {"try": name, **{k: round(v, 3) for k, v in held.items()},
             **{f"obama_{k}": round(v, 3) for k, v in obama.items()}, "dev_mouth_open_r": round(max(curve), 3),
-            "epochs": epochs, "train_seconds": round(trained - chosen, 1),
+            "epochs": epochs, "train_seconds": round(done - chosen, 1),
             "choose_seconds": round(chosen - started, 1)}
 
 

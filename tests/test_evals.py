@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 EVALS = ["evals.realface", "evals.speech", "evals.speech_tries", "evals.visemes", "evals.figures.real_people",
          "evals.figures.speech_panel", "evals.figures.real_voice", "evals.figures.watermark"]
 BENCHMARKS = ["benchmarks.preprocess", "benchmarks.render", "benchmarks.speech_features", "benchmarks.train",
-              "benchmarks.watermark"]
+              "benchmarks.watermark", "benchmarks.whisper_windows"]
 # the options (and the module constant WORK) that name where a script writes
 OUTPUT_OPTIONS = {"work", "sheets", "renders", "out", "keep"}
 CODE = ["benchmarks", "evals", "flows", "models", "tasks", "tests"]
@@ -78,7 +78,7 @@ def test_the_dvc_outputs_are_read_from_dvc_yaml():
     assert ROOT / "renders" not in outputs
 
 
-@pytest.mark.parametrize("name", EVALS + ["benchmarks.watermark"])
+@pytest.mark.parametrize("name", EVALS + ["benchmarks.watermark", "benchmarks.whisper_windows"])
 def test_no_default_output_is_tracked_by_dvc(name):
     outputs = dvc_outputs()
     written = default_outputs(name)
