@@ -2,8 +2,9 @@
 
 The MFCC of the frame table (`mfcc`; `energy`, `utterance` and `cmn` are made from it), PocketSphinx's phone
 shares (`phones`; `visemes` sums them into lstm.phone_classes' groups), the phones of the words it hears
-(`words`) and Whisper tiny.en's encoder states (`whisper`), of the speech as recorded (copy 0) and of altered
-copies of the training speech (`augment`).
+(`words`) and Whisper tiny.en's encoder states, of 30-s blocks as files hear them (`whisper`) or of short
+windows as a stream could (`whisper_window`), of the speech as recorded (copy 0) and of altered copies of
+the training speech (`augment`).
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from tasks.config.params import Params
 from tasks.rows.decode import read_audio
 from tasks.rows.features import DELTA_LOG_ENERGY, LOG_ENERGY, audio_features
 from tasks.rows.phones import PHONES, phone_features, phone_track, word_phone_track
-from tasks.rows.whisper import whisper_states
+from tasks.rows.whisper import RATE, WIDTH, encode, log_mel, states_at, whisper_states
 
 PHONE_LAYOUT = [f"phone_{name}" for name in PHONES]
+WINDOW_S, HOP_S, LOOKAHEAD_S = 2.0, 0.2, 0.2  # `whisper_window`: what a stream could encode, and when
 
 
 class Inputs:
@@ -42,8 +44,8 @@ class Inputs:
                 self.copies[k] = {}
                 for (video, part), value in parts.items():
                     self.copies[k].setdefault(video, {})[part] = value
-                if any("whisper" not in made for made in self.copies[k].values()):  # a cache from before
-                    self._add_whisper(k)
+                if any(LATER.keys() - made.keys() for made in self.copies[k].values()):  # a cache from before
+                    self._add_later(k)
                     self._save(k, file)
             else:
                 self.copies[k] = self._make(k)
@@ -58,13 +60,15 @@ class Inputs:
         samples = read_audio(self.videos / f"{video}.mp4", rate)
         return altered(samples, rate, rng) if k else samples
 
-    def _add_whisper(self, k: int) -> None:
+    def _add_later(self, k: int) -> None:
+        """The parts of LATER a cache made before them lacks."""
         p, rng = self.params.preprocess, np.random.default_rng(k)
         for v in self.corpus.videos:
             if v.video_id in self.copies[k]:
                 samples = self._samples(v.video_id, k, rng)
                 times = np.arange(len(v)) / p.fps
-                self.copies[k][v.video_id]["whisper"] = whisper_states(samples, p.sample_rate, times)
+                for part in LATER.keys() - self.copies[k][v.video_id].keys():
+                    self.copies[k][v.video_id][part] = LATER[part](samples, p.sample_rate, times)
 
     def _make(self, k: int) -> dict[str, dict[str, np.ndarray]]:
         # `mfcc`: the paper's 28 (the frame table's audio less its phones, which `phones` adds when asked).
@@ -78,7 +82,7 @@ class Inputs:
             made[v.video_id] = {"mfcc": audio_features(samples, p.sample_rate, times, p),
                                 "phones": phone_features(phone_track(samples, p.sample_rate), times),
                                 "words": phone_features(word_phone_track(samples, p.sample_rate), times),
-                                "whisper": whisper_states(samples, p.sample_rate, times)}
+                                **{part: make(samples, p.sample_rate, times) for part, make in LATER.items()}}
             say(f"speech tries: inputs of {v.video_id} (copy {k})")
         return made
 
@@ -98,6 +102,32 @@ def altered(samples: np.ndarray, rate: int, rng: np.random.Generator) -> np.ndar
     return (samples * rng.uniform(0.3, 1.5)).astype(np.float32)
 
 
+def window_states(samples: np.ndarray, sample_rate: int, times: np.ndarray) -> np.ndarray:
+    """(len(times), 384) Whisper's states as a stream could hear them: windows of WINDOW_S seconds of speech
+    (shorter at the start, silence past the end) ending every HOP_S seconds, each moment's state read from
+    the first window that ends LOOKAHEAD_S or more after it (benchmarks/whisper_windows.py: how far those
+    are from the 30-s block's)."""
+    samples = np.asarray(samples, np.float32).reshape(-1)
+    if sample_rate != RATE:
+        raise ValueError(f"window_states: {RATE} Hz speech, given {sample_rate}")
+    ends = np.arange(1, int((len(samples) / RATE + LOOKAHEAD_S) / HOP_S) + 2) * HOP_S
+    out, encoded = np.zeros((len(times), WIDTH), np.float32), {}
+    for i, moment in enumerate(times):
+        end = int(np.searchsorted(ends, moment + LOOKAHEAD_S - 1e-9))
+        if end not in encoded:
+            start = max(0.0, ends[end] - WINDOW_S)
+            heard = samples[round(start * RATE) : round(ends[end] * RATE)]
+            heard = np.pad(heard, (0, max(0, round((ends[end] - start) * RATE) - len(heard))))
+            encoded[end] = start, encode(log_mel(heard))
+        start, states = encoded[end]
+        out[i] = states_at(states, np.array([moment - start]))[0]
+    return out
+
+
+# parts made after the first caches: added to a cache that lacks them
+LATER = {"whisper": whisper_states, "whisper_window": window_states}
+
+
 def features(parts: dict[str, np.ndarray], setting: dict) -> np.ndarray:
     """(frames, D) the inputs a try hears, before standardising over the training set."""
     mfcc = parts["mfcc"].astype(np.float32)
@@ -108,7 +138,8 @@ def features(parts: dict[str, np.ndarray], setting: dict) -> np.ndarray:
     if "cmn" in setting["inputs"]:  # the cepstra less their mean over each clip (energy left as it is)
         mfcc = np.concatenate([mfcc[:, :26] - mfcc[:, :26].mean(0), mfcc[:, 26:]], 1)
     # Whisper's states before the phone groups: the words' groups stay last (live_mix's columns in `fit`)
-    extra = [parts["whisper"].astype(np.float32)] if "whisper" in setting["inputs"] else []
+    extra = [parts[name].astype(np.float32) for name in ("whisper", "whisper_window")
+             if name in setting["inputs"]]
     if "phones" in setting["inputs"]:
         extra.append(parts["phones"].astype(np.float32))
     if "visemes" in setting["inputs"]:  # the phone shares summed into groups, as lstm.phone_classes visemes

@@ -33,7 +33,8 @@ The settings a try combines (TRIES names them):
 - `words` (inputs): the phones of the words PocketSphinx hears (tasks/rows/phones.py: word_phone_track),
   summed into the viseme groups; `live`: measured as a live stream hears it, the phone loop's groups in the
   words' place; `live_mix`: that share of the training windows hears them so too.
-- `whisper` (inputs): Whisper tiny.en's 384 encoder states (tasks/rows/whisper.py), as they are.
+- `whisper` (inputs): Whisper tiny.en's 384 encoder states (tasks/rows/whisper.py), as they are;
+  `whisper_window`: the same of 2-s windows as a stream could encode them (evals/speech_inputs.py).
 - `readout`: `ridge` (the tries named `ridge+...`), a linear map of the inputs over the LSTM's window in
   its place, or `mix` (`...+linear`), the mean of that and the LSTM (evals/readout.py).
 The inputs are made once per corpus and kept (evals/speech_inputs.py).
@@ -118,6 +119,9 @@ TRIES = {
     "ridge+visemes+sync+shape": {"inputs": ["mfcc", "visemes"], **LINEAR},
     "ridge+visemes+whisper+sync+shape": {"inputs": ["mfcc", "visemes", "whisper"], **LINEAR},
     "ridge+visemes+words+whisper+sync+shape": {"inputs": ["mfcc", "visemes", "words", "whisper"], **LINEAR},
+    "ridge+visemes+whisper_window+sync+shape": {"inputs": ["mfcc", "visemes", "whisper_window"], **LINEAR},
+    "speaker+reg+visemes+whisper_window+hidden64+sync+shape": {
+        "inputs": ["mfcc", "visemes", "whisper_window"], **SHAPED},
     "speaker+reg+visemes+hidden64+sync+shape+linear": {"inputs": ["mfcc", "visemes"], **SHAPED,
                                                        "readout": "mix"},
     "speaker+reg+visemes+whisper+hidden64+sync+shape+linear": {"inputs": ["mfcc", "visemes", "whisper"],
