@@ -5,8 +5,9 @@ frames and stacked over the same window of frames the LSTM hears (lstm.context e
 ridge regression (numpy's solve of the normal equations) to each video's lips less their own mean. It has
 no epochs: the dev third of the training people chooses its ridge weight among RIDGE_WEIGHTS instead, in
 the place of the LSTM's epoch counts (the try's `epochs` is EVERY times the chosen weight's place, from
-1). `mix`: the mean of that readout (at the weight dev chose for Whisper's states, MIX_WEIGHT) and the
-LSTM, whose epochs dev chooses on the mean.
+1). `mix`: the mean of that readout (at the weight dev chose for Whisper's states, MIX_WEIGHT, or the
+setting's `linear_weight`) and the LSTM (or the setting's `linear_share` of the readout), whose epochs dev
+chooses on the mean.
 
 Whether the network or the data limits how far a voice never heard is followed: on Whisper's states the
 linear map follows the held-out people as well as the LSTM does (docs/results.md, Real voices).
@@ -66,5 +67,6 @@ def fit_ridge(setting: dict, train: dict[str, np.ndarray], inputs: Inputs, corpu
     return at
 
 
-def mixed(first: Predict, second: Predict) -> Predict:
-    return lambda video: (first(video) + second(video)) / 2
+def mixed(linear: Predict, lstm: Predict, share: float = 0.5) -> Predict:
+    """`share` of the linear readout's lips and the rest of the LSTM's."""
+    return lambda video: share * linear(video) + (1 - share) * lstm(video)

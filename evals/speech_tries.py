@@ -36,7 +36,8 @@ The settings a try combines (TRIES names them):
 - `whisper` (inputs): Whisper tiny.en's 384 encoder states (tasks/rows/whisper.py), as they are;
   `whisper_window`: the same of 2-s windows as a stream could encode them (evals/speech_inputs.py).
 - `readout`: `ridge` (the tries named `ridge+...`), a linear map of the inputs over the LSTM's window in
-  its place, or `mix` (`...+linear`), the mean of that and the LSTM (evals/readout.py).
+  its place, or `mix` (`...+linear`), the mean of that and the LSTM (evals/readout.py), the linear map
+  hearing `linear_inputs` when the setting names them (`...+linear_window`: Whisper's windowed states).
 The inputs are made once per corpus and kept (evals/speech_inputs.py).
 """
 
@@ -124,6 +125,15 @@ TRIES = {
         "inputs": ["mfcc", "visemes", "whisper_window"], **SHAPED},
     "speaker+reg+visemes+hidden64+sync+shape+linear": {"inputs": ["mfcc", "visemes"], **SHAPED,
                                                        "readout": "mix"},
+    "speaker+reg+visemes+hidden64+sync+shape+linear_window": {
+        "inputs": ["mfcc", "visemes"], **SHAPED, "readout": "mix",
+        "linear_inputs": ["mfcc", "visemes", "whisper_window"]},
+    "speaker+reg+visemes+hidden64+sync+shape+linear_window_third": {
+        "inputs": ["mfcc", "visemes"], **SHAPED, "readout": "mix",
+        "linear_inputs": ["mfcc", "visemes", "whisper_window"], "linear_share": 1 / 3},
+    "speaker+reg+visemes+hidden64+sync+shape+linear_window_3e5": {
+        "inputs": ["mfcc", "visemes"], **SHAPED, "readout": "mix",
+        "linear_inputs": ["mfcc", "visemes", "whisper_window"], "linear_weight": 3e5},
     "speaker+reg+visemes+whisper+hidden64+sync+shape+linear": {"inputs": ["mfcc", "visemes", "whisper"],
                                                                **SHAPED, "readout": "mix"},
 }
@@ -233,16 +243,17 @@ def trained(setting: dict, train: dict[str, np.ndarray], inputs: Inputs, corpus:
     its RIDGE_WEIGHTS in the place of the epochs'; `epochs` picks the weight of that place) or `mix`."""
     if setting.get("readout") is None:
         return fit(setting, train, inputs, corpus, params, epochs, seed, shifts, dev)
-    at = fit_ridge(setting, train, inputs, corpus, params, shifts)
+    at = fit_ridge({**setting, "inputs": setting.get("linear_inputs", setting["inputs"])}, train, inputs,
+                   corpus, params, shifts)
     if setting["readout"] == "ridge":
         if dev is None:
             return at(RIDGE_WEIGHTS[min(epochs // EVERY, len(RIDGE_WEIGHTS)) - 1]), []
         curve = [dev(at(weight)) for weight in RIDGE_WEIGHTS]
         return at(RIDGE_WEIGHTS[int(np.argmax(curve))]), curve
-    linear = at(MIX_WEIGHT)
+    linear, share = at(setting.get("linear_weight", MIX_WEIGHT)), setting.get("linear_share", 0.5)
     lstm, curve = fit(setting, train, inputs, corpus, params, epochs, seed, shifts,
-                      None if dev is None else lambda predict: dev(mixed(linear, predict)))
-    return mixed(linear, lstm), curve
+                      None if dev is None else lambda predict: dev(mixed(linear, predict, share)))
+    return mixed(linear, lstm, share), curve
 
 
 def ensemble(setting: dict, train: dict[str, np.ndarray], inputs: Inputs, corpus: Corpus, params: Params,
@@ -298,12 +309,16 @@ def run_try(name: str, setting: dict, corpus: Corpus, params: Params, inputs: In
     people = sorted({speaker_of(v, params) for v in train if v != OBAMA}, key=by_hash)
     dev_videos = [v for v in train if speaker_of(v, params) in set(people[::3])]
     started = time.perf_counter()
+    seen: list[dict] = []  # the dev third's figures, each time dev is asked
+
     def dev(predict: Predict) -> float:
-        return scores(predict, corpus, dev_videos, params)[0]["mouth_open_r"]
+        seen.append(scores(predict, corpus, dev_videos, params)[0])
+        return seen[-1]["mouth_open_r"]
 
     _, curve = trained(setting, {v: r for v, r in train.items() if v not in dev_videos}, inputs, corpus,
                        params, MAX_EPOCHS, dev=dev)
     epochs = EVERY * (int(np.argmax(curve)) + 1)
+    on_dev = seen[int(np.argmax(curve))]
     chosen = time.perf_counter()
     shifts, gain = {}, 1.0
     if setting.get("sync"):
@@ -321,6 +336,7 @@ def run_try(name: str, setting: dict, corpus: Corpus, params: Params, inputs: In
                                                     for k, v in row.items()}))
     return {"try": name, **{k: round(v, 3) for k, v in held.items()},
             **{f"obama_{k}": round(v, 3) for k, v in obama.items()}, "dev_mouth_open_r": round(max(curve), 3),
+            "dev_lmd_px": round(on_dev["lmd_px"], 3),
             "epochs": epochs, "train_seconds": round(done - chosen, 1),
             "choose_seconds": round(chosen - started, 1)}
 
