@@ -56,6 +56,7 @@ from models.common import finite_or_none
 from models.networks.lstm import AudioToLips, load_lstm, predict_lips
 from models.records import LipsStats, Shape
 from models.training.data import Corpus, load_corpus
+from models.training.linear import fit_linear
 from models.training.lips import lips_moments
 from models.training.speakers import (
     LoudnessLips,
@@ -185,12 +186,12 @@ def epoch_curve(corpus: Corpus, split: Split, held: list[str], params: Params) -
     model = AudioToLips(**hparams)
     optimizer = torch.optim.Adam(model.parameters(), lr=p.lr)
     scaler = torch.amp.GradScaler("cuda", enabled=False)
-    curve = []
+    curve, linear = [], fit_linear(corpus, split.train, params)  # the stage's mix, as it will measure it
     for epoch in range(MAX_EPOCHS):
         train_epoch(model, optimizer, scaler, data, p, device, False)
         model.eval()
         artifact = lstm_artifact(model, hparams, data, corpus, split, params,
-                                 {"epoch": epoch + 1, "val_loss": float("nan")})
+                                 {"epoch": epoch + 1, "val_loss": float("nan")}, linear=linear)
         scores = held_out_scores(lambda audio, a=artifact: predict_lips(model, a, audio), corpus, split.train,
                                  held, params, baselines=False, output=artifact.output_stats)
         curve.append(scores["mouth_open_r"])

@@ -3,7 +3,8 @@
 The MFCC of the frame table (`mfcc`; `energy`, `utterance` and `cmn` are made from it), PocketSphinx's phone
 shares (`phones`; `visemes` sums them into lstm.phone_classes' groups), the phones of the words it hears
 (`words`) and Whisper tiny.en's encoder states, of 30-s blocks as files hear them (`whisper`) or of short
-windows as a stream could (`whisper_window`), of the speech as recorded (copy 0) and of altered copies of
+windows as a stream hears them (`whisper_window`: tasks/rows/whisper.py, WhisperWindows), of the speech as
+recorded (copy 0) and of altered copies of
 the training speech (`augment`).
 """
 
@@ -20,10 +21,9 @@ from tasks.config.params import Params
 from tasks.rows.decode import read_audio
 from tasks.rows.features import DELTA_LOG_ENERGY, LOG_ENERGY, audio_features
 from tasks.rows.phones import PHONES, phone_features, phone_track, word_phone_track
-from tasks.rows.whisper import RATE, WIDTH, encode, log_mel, states_at, whisper_states
+from tasks.rows.whisper import whisper_states, window_states
 
 PHONE_LAYOUT = [f"phone_{name}" for name in PHONES]
-WINDOW_S, HOP_S, LOOKAHEAD_S = 2.0, 0.2, 0.2  # `whisper_window`: what a stream could encode, and when
 
 
 class Inputs:
@@ -100,28 +100,6 @@ def altered(samples: np.ndarray, rate: int, rng: np.random.Generator) -> np.ndar
     power = np.mean(samples**2)
     samples = samples + rng.standard_normal(len(samples)) * np.sqrt(power / 10 ** (rng.uniform(10, 30) / 10))
     return (samples * rng.uniform(0.3, 1.5)).astype(np.float32)
-
-
-def window_states(samples: np.ndarray, sample_rate: int, times: np.ndarray) -> np.ndarray:
-    """(len(times), 384) Whisper's states as a stream could hear them: windows of WINDOW_S seconds of speech
-    (shorter at the start, silence past the end) ending every HOP_S seconds, each moment's state read from
-    the first window that ends LOOKAHEAD_S or more after it (benchmarks/whisper_windows.py: how far those
-    are from the 30-s block's)."""
-    samples = np.asarray(samples, np.float32).reshape(-1)
-    if sample_rate != RATE:
-        raise ValueError(f"window_states: {RATE} Hz speech, given {sample_rate}")
-    ends = np.arange(1, int((len(samples) / RATE + LOOKAHEAD_S) / HOP_S) + 2) * HOP_S
-    out, encoded = np.zeros((len(times), WIDTH), np.float32), {}
-    for i, moment in enumerate(times):
-        end = int(np.searchsorted(ends, moment + LOOKAHEAD_S - 1e-9))
-        if end not in encoded:
-            start = max(0.0, ends[end] - WINDOW_S)
-            heard = samples[round(start * RATE) : round(ends[end] * RATE)]
-            heard = np.pad(heard, (0, max(0, round((ends[end] - start) * RATE) - len(heard))))
-            encoded[end] = start, encode(log_mel(heard))
-        start, states = encoded[end]
-        out[i] = states_at(states, np.array([moment - start]))[0]
-    return out
 
 
 # parts made after the first caches: added to a cache that lacks them

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from models.errors import CheckpointError
-from models.records import LipsStats, References, Shape, as_array
+from models.records import LinearLips, LipsStats, References, Shape, as_array
 from tasks.config.files import atomic_path
 
 # 2: the generator's `condition`, and this number. 1: what came before, read as format 2.
@@ -223,6 +223,9 @@ class LstmArtifact(Artifact):
     # How much of the lips' motion beside the opening to trust (models/training/shape.py: measured on
     # voices it never heard; 1: all of it, as artifacts written before it was kept).
     shape_gain: float = 1.0
+    # The linear map whose lips are mixed with the LSTM's (lstm.linear_share); None: the LSTM's alone, as
+    # artifacts written before it was kept.
+    linear: LinearLips | None = None
 
     @property
     def shape(self) -> Shape:
@@ -236,14 +239,19 @@ class LstmArtifact(Artifact):
             del saved["output_stats"]
         else:
             saved["output_stats"] = self.output_stats.to_disk()
+        if self.linear is None:
+            del saved["linear"]
+        else:
+            saved["linear"] = self.linear.to_disk()
         return saved
 
     @classmethod
     def from_disk(cls, saved: dict[str, Any]) -> LstmArtifact:
-        output = saved.get("output_stats")
+        output, linear = saved.get("output_stats"), saved.get("linear")
         return cls(
             **cls._made(saved),
             output_stats=LipsStats.from_disk(output) if output is not None else None,
+            linear=LinearLips.from_disk(linear) if linear is not None else None,
             shape_gain=float(saved.get("shape_gain", 1.0)),
             phone_classes=str(saved.get("phone_classes", "phones")),
             context=int(saved["context"]),

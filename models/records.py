@@ -1,6 +1,7 @@
 """The small records that travel inside the artifacts (models/artifacts.py) and between training,
 rendering and evaluation: a video's lip statistics (`LipsStats`), its reference crops for the frame
-generator (`References`) and how much of the lips' shape an LSTM is trusted with (`Shape`).
+generator (`References`), how much of the lips' shape an LSTM is trusted with (`Shape`) and the linear map
+whose lips an LSTM's are mixed with (`LinearLips`).
 
 In memory every array is a numpy array: float64 for the lip statistics (the alignment's linear algebra
 wants it), float32 for the references' lips; on disk (`to_disk`, `from_disk`) a dict of tensors and
@@ -76,3 +77,28 @@ class Shape:
     gain: float
     lip_indices: tuple[int, ...]
 
+
+
+@dataclass(eq=False)
+class LinearLips:
+    """A linear map to lips of the features an LSTM's artifact hears over its window (2 context + 1 frames),
+    every column of the frame table's layout, Whisper's windowed states included (models/networks/lstm.py:
+    linear_lips; fitted by models/training/linear.py): `share` of the lips asked for are its."""
+
+    matrix: np.ndarray  # ((2 context + 1) * D, LIPS_DIM) float32, on the features standardised
+    mean: np.ndarray  # (D,) float32: the training frames' features, what they are standardised with
+    std: np.ndarray
+    lips_mean: np.ndarray  # (LIPS_DIM,) float32: the training frames' lips, what the map moves them from
+    share: float
+
+    def __post_init__(self) -> None:
+        self.matrix, self.mean, self.std = as_array(self.matrix), as_array(self.mean), as_array(self.std)
+        self.lips_mean, self.share = as_array(self.lips_mean), float(self.share)
+
+    def to_disk(self) -> dict[str, Any]:
+        return {**{name: torch.from_numpy(np.array(getattr(self, name)))
+                   for name in ("matrix", "mean", "std", "lips_mean")}, "share": self.share}
+
+    @classmethod
+    def from_disk(cls, saved: dict[str, Any]) -> LinearLips:
+        return cls(saved["matrix"], saved["mean"], saved["std"], saved["lips_mean"], saved["share"])

@@ -144,7 +144,7 @@ def kit(tiny_models) -> Trained:
     """The face crop at 128 px (these shards are drawings with no footage behind them). Its voice is a
     loudness-shaped tone, not speech: no phones to hear (the paper's 28 features; `footage` has them)."""
     lstm = {"lstm.epochs": 12, "lstm.batch_size": 32, "lstm.lr": 0.003, "cgan.batch_size": 16,
-            "preprocess.phones": False, "preprocess.words": False}
+            "preprocess.phones": False, "preprocess.words": False, "preprocess.whisper": False}
     render = {"render.size": 128, "render.output": "face"}
     return tiny_models("voice", voice_corpus, {**TINY, **lstm, **render})
 
@@ -157,16 +157,16 @@ def footage(tiny_models) -> Trained:
 
 def random_lstm(models: Models, layout: list[str]) -> Models:
     """`models` with a small untrained LSTM (seed 0) that hears `layout`, its phones in viseme groups:
-    what a render and a stream feed an LSTM of another layout, without training one."""
+    what a render and a stream feed an LSTM of another layout, without training one (no linear map)."""
     import dataclasses
 
     import torch
 
-    from models.networks.lstm import AudioToLips, heard_features
+    from models.networks.lstm import AudioToLips, lstm_heard
 
-    heard = heard_features(np.zeros((1, len(layout)), np.float32), layout, "visemes").shape[1]
+    heard = lstm_heard(np.zeros((1, len(layout)), np.float32), layout, "visemes").shape[1]
     artifact = dataclasses.replace(models.lstm_artifact, feature_layout=layout, phone_classes="visemes",
-                                   audio_mean=np.zeros(heard, np.float32),
+                                   linear=None, audio_mean=np.zeros(heard, np.float32),
                                    audio_std=np.ones(heard, np.float32))
     torch.manual_seed(0)
     lstm = AudioToLips(features=heard, hidden=8, fc_hidden=8).eval()

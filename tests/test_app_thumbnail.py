@@ -15,14 +15,15 @@ from tasks.table.shards import ShardWriter
 def test_without_its_video_a_target_shows_its_first_face_from_the_shards(tmp_path):
     shards, cache = tmp_path / "shards", tmp_path / "cache"
     cache.mkdir()
-    paper = PreprocessParams(row_group_size=16, phones=False, words=False)
+    paper = PreprocessParams(row_group_size=16, phones=False, words=False, whisper=False)
     with ShardWriter(shards, "t", paper, "ab" * 32) as writer:
         for i in range(40):
             writer.add(frame=i, time=i / 30, face_found=i >= 30, landmarks=np.zeros((68, 2)),
                        lips=np.zeros(16), audio=np.zeros(28), face=f"jpeg of frame {i}".encode(),
                        crop=np.zeros(6))
         writer.commit()
-    with ShardWriter(shards, "faceless", PreprocessParams(phones=False, words=False), "cd" * 32) as writer:
+    paper_params = PreprocessParams(phones=False, words=False, whisper=False)
+    with ShardWriter(shards, "faceless", paper_params, "cd" * 32) as writer:
         writer.add(frame=0, time=0.0, face_found=False, landmarks=np.zeros((68, 2)), lips=np.zeros(16),
                    audio=np.zeros(28), face=b"no face", crop=np.zeros(6))
         writer.commit()

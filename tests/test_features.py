@@ -6,7 +6,9 @@ from tasks.rows.features import FEATURE_LAYOUT, audio_features, feature_dim, fea
 from tasks.rows.phones import PHONES, block_track, phone_track
 
 SR = 16000
-PARAMS = PreprocessParams(phones=False, words=False)  # the paper's 28-D; the phones are tested below
+PARAMS = PreprocessParams(phones=False, words=False, whisper=False)  # the paper's 28-D; phones below
+PHONES_ONLY = PreprocessParams(phones=True, words=False, whisper=False)
+WITH_WORDS = PreprocessParams(phones=True, words=True, whisper=False)
 LOG_ENERGY = FEATURE_LAYOUT.index("log_energy")
 
 
@@ -94,11 +96,11 @@ def test_deltas_follow_the_energy():
 
 def test_phones_sit_between_the_deltas_and_the_loudness():
     layout = feature_layout(13, phones=True)
-    assert len(layout) == 68 == feature_dim(PreprocessParams(phones=True, words=False)) == len(set(layout))
+    assert len(layout) == 68 == feature_dim(PHONES_ONLY) == len(set(layout))
     assert layout[26] == "phone_SIL" and layout[-2:] == ["log_energy", "delta_log_energy"]
     samples = _speechlike(1.5, seed=3)
     times = np.arange(45) / 30
-    with_phones = audio_features(samples, SR, times, PreprocessParams(phones=True, words=False))
+    with_phones = audio_features(samples, SR, times, PHONES_ONLY)
     without = audio_features(samples, SR, times, PARAMS)
     np.testing.assert_array_equal(with_phones[:, :26], without[:, :26])
     np.testing.assert_array_equal(with_phones[:, -2:], without[:, -2:])
@@ -107,7 +109,7 @@ def test_phones_sit_between_the_deltas_and_the_loudness():
 
 
 def test_silence_is_the_silence_phone():
-    params = PreprocessParams(phones=True, words=False)
+    params = PHONES_ONLY
     shares = audio_features(np.zeros(SR, np.float32), SR, np.arange(30) / 30, params)
     assert np.allclose(shares[:, 26], 1)
 
@@ -127,14 +129,14 @@ def test_blocks_decode_on_their_own(monkeypatch):
 def test_the_words_phones_follow_the_phone_loop_s():
     """preprocess.words: 40 more shares, of the phones of the words heard, after the phone loop's."""
     layout = feature_layout(13, phones=True, words=True)
-    assert len(layout) == 108 == feature_dim(PreprocessParams(phones=True, words=True)) == len(set(layout))
+    assert len(layout) == 108 == feature_dim(WITH_WORDS) == len(set(layout))
     assert layout[26] == "phone_SIL" and layout[66] == "word_SIL"
     assert layout[-2:] == ["log_energy", "delta_log_energy"]
     assert feature_layout(13, phones=False, words=True)[26] == "word_SIL"
     samples = _speechlike(1.5, seed=3)
     times = np.arange(45) / 30
-    both = audio_features(samples, SR, times, PreprocessParams(phones=True, words=True))
-    phones = audio_features(samples, SR, times, PreprocessParams(phones=True, words=False))
+    both = audio_features(samples, SR, times, WITH_WORDS)
+    phones = audio_features(samples, SR, times, PHONES_ONLY)
     np.testing.assert_array_equal(both[:, :66], phones[:, :66])
     np.testing.assert_array_equal(both[:, -2:], phones[:, -2:])
     assert np.allclose(both[:, 66:-2].sum(1), 1)

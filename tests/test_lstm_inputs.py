@@ -4,11 +4,14 @@ the same in training, in every render and in artifacts read back; phones as they
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
 
 from models.artifacts import LstmArtifact
 from models.networks.lstm import VISEMES, AudioToLips, heard_features, load_lstm, predict_lips, window_index
+from models.records import LinearLips
 from tasks.rows.features import feature_layout
 from tasks.rows.phones import PHONES
 
@@ -89,3 +92,35 @@ def test_an_lstm_that_hears_visemes_takes_the_rows_as_they_are_after_a_round_tri
     saved = artifact.to_disk()
     del saved["phone_classes"]  # an LSTM written before it was kept heard the phones as they are
     assert LstmArtifact.from_disk(saved).phone_classes == "phones"
+
+
+def test_a_linear_map_mixed_in_hears_whisper_s_windows_which_the_lstm_never_does(tmp_path):
+    """lstm.linear_share: predict_lips asks for that share of the lips from the artifact's linear map over
+    every column (Whisper's windowed states too) and the rest from the LSTM, which hears the layout less
+    those states (models/networks/lstm.py: LINEAR_ONLY); the map survives the artifact's round trip."""
+    layout = feature_layout(phones=True, whisper="window")
+    heard_all = len(layout) - len(PHONES) + len(VISEMES)
+    heard_lstm = heard_all - 384
+    torch.manual_seed(0)
+    model = AudioToLips(features=heard_lstm, hidden=8, fc_hidden=8).eval()
+    rng = np.random.default_rng(2)
+    linear = LinearLips(rng.normal(size=(5 * heard_all, 16)) * 0.01, rng.normal(size=heard_all),
+                        rng.uniform(0.5, 2, heard_all), np.full(16, 0.4), 0.25)
+    LstmArtifact(state_dict=model.state_dict(), hparams={"features": heard_lstm, "hidden": 8, "fc_hidden": 8},
+                 context=2, audio_mean=np.zeros(heard_lstm, np.float32),
+                 audio_std=np.ones(heard_lstm, np.float32),
+                 lips_mean=np.full(16, 0.5, np.float32), lips_std=np.full(16, 0.1, np.float32), face_size=128,
+                 feature_layout=layout, val_loss=0.5, phone_classes="visemes", linear=linear,
+                 **MADE).save(tmp_path / "lstm.pt")
+    loaded, artifact = load_lstm(tmp_path / "lstm.pt")
+    features = rng.normal(size=(12, len(layout))).astype(np.float32)
+    heard = heard_features(features, layout, "visemes")
+    stacked = ((heard - linear.mean) / linear.std)[window_index(12, 2)].reshape(12, -1)
+    by_map = stacked @ linear.matrix + linear.lips_mean
+    no_windows = [i for i, name in enumerate(layout) if not name.startswith("whisper_window_")]
+    with torch.no_grad():
+        heard_by_lstm = heard_features(features[:, no_windows], [layout[i] for i in no_windows], "visemes")
+        by_lstm = model(torch.from_numpy(heard_by_lstm)[window_index(12, 2)]).numpy() * 0.1 + 0.5
+    np.testing.assert_allclose(predict_lips(loaded, artifact, features), 0.25 * by_map + 0.75 * by_lstm,
+                               atol=1e-5)
+    assert "linear" not in dataclasses.replace(artifact, linear=None).to_disk()  # as an LSTM of before

@@ -12,7 +12,7 @@ from test_composite import MEAN_FACE
 from models.artifacts import CganArtifact, LstmArtifact, load_checkpoint, save_checkpoint
 from models.errors import CheckpointError, RenderError
 from models.networks.cgan import Discriminator, Frames, Generator, generate_faces, load_generator
-from models.networks.lstm import AudioToLips, load_lstm, predict_lips, window_index
+from models.networks.lstm import AudioToLips, linear_lips, load_lstm, predict_lips, window_index
 from models.networks.unet import UNetGenerator, hard_mask, images
 from models.records import LipsStats, References
 from models.rendering.layouts import check_output
@@ -25,6 +25,7 @@ from models.training.data import (
     load_corpus,
     video_references,
 )
+from models.training.linear import fit_linear
 from models.training.lip_metrics import lip_metrics
 from models.training.split import split_corpus, target_video
 from models.training.train_lstm import lips_data
@@ -393,3 +394,24 @@ def test_speaker_targets_take_off_whose_mouth_it_is(six_videos, params):
         assert count == 0 or np.abs(centred.mean(0)).max() < 1e-6
         offset += count
     np.testing.assert_allclose(by_speaker.lips_mean, as_they_are.lips_mean)  # predictions land on the corpus
+
+
+def test_the_linear_map_learns_how_the_features_move_the_lips_of_a_person_it_never_heard(six_videos, params):
+    """models/training/linear.py: lips a linear function of the features, each person's mouth elsewhere;
+    the map fitted on five people asks the sixth's lips to move as theirs do, around the training mean."""
+    corpus = load_corpus(six_videos)
+    rng = np.random.default_rng(0)
+    how = rng.normal(size=(corpus.videos[0].audio.shape[1], 16)) * 0.002
+    for k, v in enumerate(corpus.videos):
+        v.lips = (0.5 + 0.01 * k + (v.audio - v.audio.mean(0)) @ how).astype(np.float32)
+    split = split_corpus(corpus, params(**{"split.by": "speaker", "split.held_out": ["synthetic_5"]}))
+    p = params(**{"lstm.linear_weight": 1e-3, "lstm.context": 1, "lstm.phone_classes": "phones"})
+    linear = fit_linear(corpus, split.train, p)
+    held = corpus.video("synthetic_5")
+    asked = linear_lips(linear, held.audio, 1)
+    moved = held.lips - held.lips.mean(0)
+    assert np.abs(moved).max() > 0.005
+    error = np.linalg.norm(asked - asked.mean(0) - moved) / np.linalg.norm(moved)
+    assert error < 0.25  # what is left: each person's mean features, which their own mean lips absorb
+    assert abs(float(asked.mean()) - float(linear.lips_mean.mean())) < 0.02  # the training mean, not theirs
+    assert fit_linear(corpus, split.train, params(**{"lstm.linear_share": 0})) is None

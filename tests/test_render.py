@@ -170,8 +170,7 @@ def test_an_lstm_that_hears_whisper_renders_it_chunk_by_chunk_as_whole(footage, 
     monkeypatch.setattr(whisper, "BLOCK_S", 1)
     layout = feature_layout(phones=True, whisper=True)
     models = random_lstm(footage.models, layout)
-    samples, p = voice(2.3, seed=4), footage.params.preprocess
-    assert not p.whisper
+    samples, p = voice(2.3, seed=4), footage.params.preprocess.model_copy(update={"whisper": False})
     whole = speech_lips(models, samples, SR, p.fps, p)
     assert whole.shape == (69, 16)
     cuts = np.cumsum([0, 1000, 7919, 3, 12345])
@@ -179,6 +178,24 @@ def test_an_lstm_that_hears_whisper_renders_it_chunk_by_chunk_as_whole(footage, 
     pieces = list(stream_lips(models, iter(blocks), SR, p.fps, p, chunk_frames=20))
     assert all(features.shape[1] == len(layout) == 452 for _, features in pieces)
     np.testing.assert_allclose(np.concatenate([lips for lips, _ in pieces]), whole, atol=1e-5)
+
+
+def test_the_default_lstm_s_linear_map_hears_whisper_s_windows_chunk_by_chunk_as_whole(footage):
+    """The default (preprocess.whisper: window, lstm.linear_share): the windows are encoded as the speech
+    streams in (tasks/rows/whisper.py: WhisperWindows), and a render's chunks hear what a whole pass does;
+    without them the lips are other lips."""
+    import dataclasses
+
+    artifact, p = footage.models.lstm_artifact, footage.params.preprocess
+    assert artifact.linear is not None and "whisper_window_0" in artifact.feature_layout
+    samples = voice(2.9, seed=6)
+    whole = speech_lips(footage.models, samples, SR, p.fps, p)
+    cuts = np.cumsum([0, 1000, 7919, 3, 12345])
+    blocks = [samples[a:b] for a, b in zip(cuts, [*cuts[1:], len(samples)])]
+    pieces = list(stream_lips(footage.models, iter(blocks), SR, p.fps, p, chunk_frames=20))
+    np.testing.assert_allclose(np.concatenate([lips for lips, _ in pieces]), whole, atol=1e-5)
+    alone = dataclasses.replace(footage.models, lstm_artifact=dataclasses.replace(artifact, linear=None))
+    assert np.abs(speech_lips(alone, samples, SR, p.fps, p) - whole).max() > 1e-3
 
 
 def test_render_lips_do_not_depend_on_the_chunk_size(kit, tmp_path):

@@ -100,7 +100,8 @@ def offline_lips(footage, params: Params, samples: np.ndarray, gate: bool) -> np
     raw = speech_lips(footage.models, samples, SR, p.fps, p)
     if not gate:
         return clip_lips(target, params, raw)
-    loud = p.model_copy(update={"phones": False, "words": False}) if hasattr(p, "phones") else p
+    quiet = {"phones": False, "words": False, "whisper": False}
+    loud = p.model_copy(update=quiet) if hasattr(p, "phones") else p
     loudness = audio_features(samples, SR, np.arange(len(raw)) / p.fps, loud)[:, LOG_ENERGY]
     return clip_lips(target, params, raw, loudness, target.closed)
 
@@ -111,8 +112,9 @@ def test_with_the_lstm_s_whole_window_heard_the_live_lips_are_the_offline_ones(f
     samples = speech()
     live = np.stack([f.lips for f in run(LiveStream(footage.resolve(params), params), samples)])
     # Exact but for the phones: live, the decoder's best guess a second on (tasks/rows/phones.py:
-    # PhoneStream); in a file, its final one.
-    assert any(name.startswith("phone_") for name in footage.models.lstm_artifact.feature_layout)
+    # PhoneStream); in a file, its final one. Whisper's windows, each heard once it ends, are a file's.
+    layout = footage.models.lstm_artifact.feature_layout
+    assert any(name.startswith("phone_") for name in layout) and "whisper_window_0" in layout
     np.testing.assert_allclose(live, offline_lips(footage, params, samples, gate=False), atol=2e-3)
 
 
@@ -137,8 +139,9 @@ def test_live_an_lstm_that_hears_words_hears_the_phone_loop_s_in_their_place(foo
     np.testing.assert_allclose(live, clip_lips(target, params, raw), atol=2e-3)
 
 
-def test_live_refuses_an_lstm_that_hears_whisper_naming_it(footage):
-    """Whisper hears 30 s at a time (tasks/rows/whisper.py): live cannot, and says so before it starts."""
+def test_live_refuses_an_lstm_that_hears_whisper_s_blocks_naming_it(footage):
+    """Whisper's 30-s blocks (preprocess.whisper: true, tasks/rows/whisper.py): live cannot wait for them,
+    and says so before it starts (the windows it can: the default's, in the tests above)."""
     import dataclasses
 
     from tasks.rows.features import feature_layout
@@ -146,7 +149,7 @@ def test_live_refuses_an_lstm_that_hears_whisper_naming_it(footage):
     artifact = dataclasses.replace(footage.models.lstm_artifact, feature_layout=feature_layout(whisper=True))
     models = dataclasses.replace(footage.models, lstm_artifact=artifact)
     target = dataclasses.replace(footage.resolve(), models=models)
-    with pytest.raises(RenderError, match="hears Whisper's states.*trained without preprocess.whisper"):
+    with pytest.raises(RenderError, match="states of 30-s blocks.*preprocess.whisper window or false"):
         LiveStream(target, footage.params)
 
 

@@ -50,10 +50,43 @@ def test_the_states_sit_before_the_loudness_in_the_frame_table():
     assert layout[66] == "whisper_0" and layout[-2:] == ["log_energy", "delta_log_energy"]
     samples, times = voice(1.0, seed=3), np.arange(30) / 30
     heard = audio_features(samples, SR, times, PreprocessParams(whisper=True))
-    plain = audio_features(samples, SR, times, PreprocessParams())
+    plain = audio_features(samples, SR, times, PreprocessParams(whisper=False))
     np.testing.assert_array_equal(heard[:, :66], plain[:, :66])
     np.testing.assert_array_equal(heard[:, -2:], plain[:, -2:])
     np.testing.assert_allclose(heard[:, 66:-2], whisper.whisper_states(samples, SR, times), atol=1e-6)
+
+
+def test_a_stream_hears_the_windows_a_file_does_each_moment_from_the_first_window_ending_after_it():
+    """`preprocess.whisper: window`: moment t is read from the window ending at the first multiple of HOP_S
+    at least LOOKAHEAD_S after it, WINDOW_S of speech long (shorter at the start, silence past the end)."""
+    samples, times = voice(3.1, seed=4), np.arange(93) / 30
+    whole = whisper.window_states(samples, SR, times)
+    at = 45  # 1.5 s: the window ending at 1.8 s, from -0.2 (so 0) to 1.8 s
+    first = whisper.encode(whisper.log_mel(samples[: round(1.8 * SR)]))
+    np.testing.assert_allclose(whole[at], whisper.states_at(first, np.array([1.5]))[0], atol=1e-5)
+    late = whisper.encode(whisper.log_mel(np.pad(samples[round(1.4 * SR):], (0, round(0.3 * SR)))))
+    np.testing.assert_allclose(whole[-1], whisper.states_at(late, np.array([92 / 30 - 1.4]))[0], atol=1e-5)
+    windows = whisper.WhisperWindows(SR)
+    for lo, hi in [(0, 5), (5, 20000), (20000, 20001), (20001, len(samples))]:
+        windows.add(samples[lo:hi])
+    with pytest.raises(ValueError, match="not heard yet"):
+        windows.features(times)
+    np.testing.assert_allclose(windows.features(times[:80]), whole[:80], atol=1e-6)  # all ended by 3.0 s
+    # live: a moment whose window has not ended reads the last one heard
+    np.testing.assert_allclose(windows.features(times[-1:], latest=True)[0],
+                               whisper.states_at(windows._window(15), np.array([92 / 30 - 1.0]))[0],
+                               atol=1e-6)
+    windows.finish()
+    windows.forget(2.6)  # the speech before 0.4 s and the windows ending before 2.6 s let go
+    np.testing.assert_allclose(windows.features(times[78:]), whole[78:], atol=1e-6)
+    assert windows.offset == round(0.4 * SR) and min(windows.windows) == 13
+
+
+def test_the_windowed_states_have_names_of_their_own():
+    layout = feature_layout(13, phones=True, whisper="window")
+    assert layout[66] == "whisper_window_0" and whisper.whisper_kind(layout) == "window"
+    assert whisper.whisper_kind(feature_layout(whisper=True)) is True
+    assert whisper.whisper_kind(feature_layout()) is False
 
 
 def test_a_file_that_is_not_a_whisper_model_is_named(tmp_path):

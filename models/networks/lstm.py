@@ -6,6 +6,11 @@ the training set's stats, which travel in the artifact (models/artifacts.py). `p
 round trip from raw features to lips in [0, 1] of the crop. With `lstm.phone_classes: visemes` the LSTM
 hears the frame table's 40 phone shares summed into the 12 groups of VISEMES (`heard_features`), which
 followed voices it never heard better than the 40 (ARCHITECTURE.md: the tries of evals/speech_tries.py).
+
+An artifact may carry a linear map of every feature over the same window (models/records.py: LinearLips,
+`lstm.linear_share`): `predict_lips` then asks for that share of the lips from it, the rest from the LSTM.
+Whisper's windowed states (`preprocess.whisper: window`) go to the linear map alone: an LSTM that heard
+them followed voices it never heard worse than one without them (ARCHITECTURE.md, Real voices).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import torch
 from torch import nn
 
 from models.artifacts import LstmArtifact
+from models.records import LinearLips
 from tasks.config.params import LstmParams
 from tasks.rows.features import FEATURE_DIM
 from tasks.rows.landmarks import LIPS_DIM
@@ -48,6 +54,29 @@ def heard_features(features: np.ndarray, layout: list[str], phone_classes: str) 
         parts += [features[:, done : shares[0]], np.stack(groups, 1).astype(features.dtype)]
         done = shares[-1] + 1
     return np.concatenate([*parts, features[:, done:]], 1) if parts else features
+
+
+# The columns of Whisper's windowed states (tasks/rows/whisper.py: whisper_layout), which the LSTM never hears
+LINEAR_ONLY = "whisper_window_"
+
+
+def lstm_heard(features: np.ndarray, layout: list[str], phone_classes: str) -> np.ndarray:
+    """`heard_features` of the layout's columns the LSTM hears (all but LINEAR_ONLY's)."""
+    keep = [i for i, name in enumerate(layout) if not name.startswith(LINEAR_ONLY)]
+    if len(keep) == len(layout):
+        return heard_features(features, layout, phone_classes)
+    return heard_features(features[:, keep], [layout[i] for i in keep], phone_classes)
+
+
+def linear_lips(linear: LinearLips, heard: np.ndarray, context: int) -> np.ndarray:
+    """(frames, LIPS_DIM) the linear map's lips for `heard` ((frames, D): heard_features of every column),
+    each frame's window of 2 context + 1 frames edge-padded as the LSTM's (`window_index`)."""
+    x = ((heard - linear.mean) / linear.std).astype(np.float32)
+    lips = np.repeat(linear.lips_mean[None], len(x), 0).astype(np.float32)
+    index, width = window_index(len(x), context), x.shape[1]
+    for k in range(index.shape[1]):  # the stacked window's k-th frame times its rows of the matrix
+        lips += x[index[:, k]] @ linear.matrix[k * width : (k + 1) * width]
+    return lips
 
 
 def window_index(frames: int, context: int) -> np.ndarray:
@@ -97,7 +126,8 @@ def predict_lips(model: AudioToLips, artifact: LstmArtifact, features: np.ndarra
                  batch_size: int = 1024) -> np.ndarray:
     """(frames, D) raw audio features of a clip, in the artifact's feature layout (D = 28; 68 with phones;
     108 with words too)
-    -> (frames, LIPS_DIM) lips in [0, 1] of the crop. ValueError when D is not what the LSTM heard."""
+    -> (frames, LIPS_DIM) lips in [0, 1] of the crop, `linear.share` of them the artifact's linear map's
+    when it has one. ValueError when D is not what the LSTM heard."""
     features = np.asarray(features, np.float32).reshape(len(features), -1)
     expected = len(artifact.feature_layout) or len(artifact.audio_mean)  # older artifacts: no layout
     if features.shape[1] != expected:
@@ -106,7 +136,16 @@ def predict_lips(model: AudioToLips, artifact: LstmArtifact, features: np.ndarra
         raise ValueError(f"the LSTM hears {expected} audio features ({heard}), given "
                          f"{features.shape[1]}: rows made with another preprocess.phones, words, whisper or "
                          "n_mfcc")
-    features = heard_features(features, artifact.feature_layout, artifact.phone_classes)
+    layout, linear = artifact.feature_layout, artifact.linear
+    lips = _lstm_lips(model, artifact, lstm_heard(features, layout, artifact.phone_classes), batch_size)
+    if linear is None:
+        return lips
+    heard = heard_features(features, layout, artifact.phone_classes)
+    return linear.share * linear_lips(linear, heard, artifact.context) + (1 - linear.share) * lips
+
+
+def _lstm_lips(model: AudioToLips, artifact: LstmArtifact, features: np.ndarray,
+               batch_size: int) -> np.ndarray:
     device = next(model.parameters()).device
     normalised = torch.from_numpy(
         ((features - artifact.audio_mean) / artifact.audio_std).astype(np.float32)

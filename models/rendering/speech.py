@@ -20,7 +20,15 @@ from models.rendering.loading import Models
 from tasks.config.params import PreprocessParams
 from tasks.rows.features import DELTA_WIDTH, audio_features, params_layout, phone_kinds
 from tasks.rows.phones import PHONE_WINDOW_S, STEP_S, PhoneBlocks, block_steps
-from tasks.rows.whisper import STATE_S, WhisperBlocks, block_samples
+from tasks.rows.whisper import (
+    HOP_S,
+    LOOKAHEAD_S,
+    STATE_S,
+    WhisperBlocks,
+    WhisperWindows,
+    block_samples,
+    whisper_kind,
+)
 
 
 def frame_count(samples: int, sample_rate: int, fps: float) -> int:
@@ -37,7 +45,7 @@ def heard_params(models: Models, params: PreprocessParams) -> PreprocessParams:
         return params.model_copy(update={"phones": False, "words": False, "whisper": False})
     heard = params.model_copy(update={"phones": any(name.startswith("phone_") for name in layout),
                                       "words": any(name.startswith("word_") for name in layout),
-                                      "whisper": any(name.startswith("whisper_") for name in layout)})
+                                      "whisper": whisper_kind(layout)})
     if params_layout(heard) != layout:
         raise RenderError(f"{models.lstm_path}: the LSTM hears {len(layout)} audio features "
                           f"({layout[0]} .. {layout[-1]}), not what preprocess.n_mfcc={params.n_mfcc} makes "
@@ -47,22 +55,24 @@ def heard_params(models: Models, params: PreprocessParams) -> PreprocessParams:
 
 def speech_lips(
     models: Models, samples: np.ndarray, sample_rate: int, fps: float, params: PreprocessParams,
-    phones: np.ndarray | None = None,
+    phones: np.ndarray | None = None, states: np.ndarray | None = None,
 ) -> np.ndarray:
     """(T, LIPS_DIM) raw LSTM lips in [0, 1] for the whole of `samples` (mono float32), frames at times
     i / fps, T = ceil(len(samples) / sample_rate * fps). Holds the whole clip: `stream_lips` is the
     same in constant memory. `phones`: the phone shares (T, 40 per kind) when the LSTM hears phones and the
-    caller has them (a live stream's PhoneStream); None: decoded from `samples`."""
+    caller has them (a live stream's PhoneStream); `states`, Whisper's (T, 384) when it hears them (a live
+    stream's WhisperWindows); None: made from `samples`."""
     times = np.arange(frame_count(len(samples), sample_rate, fps)) / fps
-    features = audio_features(samples, sample_rate, times, heard_params(models, params), phones)
+    features = audio_features(samples, sample_rate, times, heard_params(models, params), phones, states)
     return predict_lips(models.lstm, models.lstm_artifact, features)
 
 
 class _Buffer:
     """The samples still needed: a window of the stream, `offset` the global index of its first. Every
-    sample read also goes to each of `decoders` (a PhoneBlocks, a WhisperBlocks)."""
+    sample read also goes to each of `decoders` (a PhoneBlocks, a WhisperBlocks, a WhisperWindows)."""
 
-    def __init__(self, blocks: Iterable[np.ndarray], decoders: Iterable[PhoneBlocks | WhisperBlocks] = ()):
+    def __init__(self, blocks: Iterable[np.ndarray],
+                 decoders: Iterable[PhoneBlocks | WhisperBlocks | WhisperWindows] = ()):
         self.blocks, self.samples, self.offset, self.ended = iter(blocks), np.zeros(0, np.float32), 0, False
         self.decoders = list(decoders)
 
@@ -106,8 +116,8 @@ def stream_lips(
     (DELTA_WIDTH frames) and the LSTM's window (2 * context + 1 frames) to see the same neighbours as
     in a whole-file run; the margin frames are thrown away. Samples are kept from the first one the
     next chunk's earliest window needs. When the LSTM hears phones or Whisper's states, they are decoded
-    block by block as the samples pass (PhoneBlocks, WhisperBlocks), and a chunk waits for the block its
-    last frame falls in.
+    block by block as the samples pass (PhoneBlocks, WhisperBlocks, WhisperWindows), and a chunk waits for
+    the block (or window) its last frame is read from.
     """
     params = heard_params(models, params)
     margin = models.lstm_artifact.context + DELTA_WIDTH
@@ -115,14 +125,17 @@ def stream_lips(
     pad = round(params.window_ms / 1000 * sample_rate) + 1
     kinds = phone_kinds(params)
     phones = PhoneBlocks(sample_rate, kinds) if kinds else None
-    states = WhisperBlocks(sample_rate) if params.whisper else None
+    windows = params.whisper == "window"
+    states = (WhisperWindows if windows else WhisperBlocks)(sample_rate) if params.whisper else None
     buffer, done = _Buffer(blocks, [d for d in (phones, states) if d is not None]), 0
     while True:
         needed = math.ceil((done + chunk_frames + margin - 1) / fps * sample_rate) + pad
         if phones is not None:  # the last frame's phones, up to the end of the block they fall in
             needed += math.ceil((PHONE_WINDOW_S + 2 * STEP_S) * sample_rate)
             needed = math.ceil(needed / block_steps(sample_rate)) * block_steps(sample_rate)
-        if states is not None:  # the states either side of the last frame, to the end of their block
+        if windows:  # the window the last frame is read from
+            needed += math.ceil((LOOKAHEAD_S + HOP_S) * sample_rate) + 1
+        elif states is not None:  # the states either side of the last frame, to the end of their block
             needed += math.ceil(2 * STATE_S * sample_rate)
             needed = math.ceil(needed / block_samples(sample_rate)) * block_samples(sample_rate)
         buffer.fill(needed)

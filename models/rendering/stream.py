@@ -6,7 +6,9 @@ A file render (models/rendering/render.py) sees the whole clip; a stream sees wh
 1. speech -> raw lips: `speech_lips` over a sliding window of the speech heard (`live.window_ms` before the
    first new frame, started on a frame boundary so that frame times are the file render's), up to the last
    sample heard. The BiLSTM hears the future, so frame i is made once `live.lookahead_ms` of speech past
-   i / fps has arrived; with less than its window's worth, its future is the window's end repeated.
+   i / fps has arrived; with less than its window's worth, its future is the window's end repeated. Whisper's
+   windowed states (`preprocess.whisper: window`) are encoded as each window ends; a frame whose window has
+   not ended yet reads the last one that has (a file render reads windows ending up to 0.4 s after it).
 2. raw -> final lips: `final_lips` over that window (aligned, smoothed, bounded, the silence gate), the
    statistics being the voice's so far (its voiced frames, after `live.warmup_seconds` of them; before, the
    LSTM's usual ones) and the loud level the last `live.level_seconds`' (a file render takes both from the
@@ -54,6 +56,7 @@ from tasks.provenance.manifest import draw_label
 from tasks.provenance.watermark import new_mark_id
 from tasks.rows.features import LOG_ENERGY, audio_features, phone_kinds
 from tasks.rows.phones import PhoneStream
+from tasks.rows.whisper import WhisperWindows
 
 
 @dataclass(frozen=True)
@@ -130,11 +133,13 @@ class LiveStream:
         # Words need the utterance's end: live, the phone loop's phones stand in for the words' (the
         # cost on voices never heard: ARCHITECTURE.md, Live)
         heard = heard_params(self.models, p)
-        if heard.whisper:  # Whisper hears 30-s blocks (tasks/rows/whisper.py): a stream would wait for each
-            raise RenderError(f"{self.models.lstm_path}: the LSTM hears Whisper's states, which are encoded "
-                              "30 s at a time: live needs an LSTM trained without preprocess.whisper")
+        if heard.whisper is True:  # Whisper's 30-s blocks (tasks/rows/whisper.py): a stream would wait
+            raise RenderError(f"{self.models.lstm_path}: the LSTM hears Whisper's states of 30-s blocks: "
+                              "live needs an LSTM trained with preprocess.whisper window or false")
         self.kinds = len(phone_kinds(heard))
         self.phones = PhoneStream(self.rate) if self.kinds else None
+        # Whisper's windows, encoded as they end; a frame whose window has not ended reads the last one's
+        self.states = WhisperWindows(self.rate) if heard.whisper == "window" else None
         self.samples, self.offset = np.zeros(0, np.float32), 0  # the speech kept, from sample `offset`
         self.next, self.dropped, self.painted = 0, 0, 0
 
@@ -163,8 +168,9 @@ class LiveStream:
         if not np.isfinite(chunk).all():
             raise RenderError(f"a speech chunk of {len(chunk)} samples holds NaN or infinite values")
         self.samples = np.concatenate([self.samples, chunk])
-        if self.phones is not None:
-            self.phones.add(chunk)
+        for decoder in (self.phones, self.states):
+            if decoder is not None:
+                decoder.add(chunk)
         return self._frames(self.ready())
 
     def flush(self) -> list[LiveFrame]:
@@ -211,7 +217,11 @@ class LiveStream:
             shares = self.phones.features((first + np.arange(frame_count(len(window), self.rate, self.fps)))
                                           / self.fps)
             shares = np.concatenate([shares] * self.kinds, 1)
-        raw = speech_lips(self.models, window, self.rate, self.fps, self.params.preprocess, shares)
+        states = None
+        if self.states is not None:
+            frames = first + np.arange(frame_count(len(window), self.rate, self.fps))
+            states = self.states.features(frames / self.fps, latest=True)
+        raw = speech_lips(self.models, window, self.rate, self.fps, self.params.preprocess, shares, states)
         r = self.params.render
         # the frames the smoothing and the gate reach from the new ones, as a file render's chunks take them
         half = max(r.smooth_window, GATE_WINDOW) // 2
@@ -252,3 +262,5 @@ class LiveStream:
             self.samples, self.offset = self.samples[keep - self.offset:], keep
             if self.phones is not None:
                 self.phones.forget(keep / self.rate - 0.1)  # a frame's phones reach PHONE_WINDOW_S back
+            if self.states is not None:
+                self.states.forget(keep / self.rate)

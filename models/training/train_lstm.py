@@ -25,8 +25,10 @@ import torch.nn.functional as F
 
 from models.artifacts import LstmArtifact
 from models.common import autocast, code_digest, finite_or_none, pick_device, run_key, seed_everything
-from models.networks.lstm import AudioToLips, heard_features, predict_lips
+from models.networks.lstm import AudioToLips, lstm_heard, predict_lips
+from models.records import LinearLips
 from models.training.data import Corpus, LipsWindows, audio_stats, lips_stats, load_corpus, speaker_means
+from models.training.linear import fit_linear
 from models.training.lip_metrics import lip_metrics
 from models.training.run import TrainingRun, epoch_line, made_from
 from models.training.shape import shape_gain
@@ -61,10 +63,10 @@ class LipsData:
 
 def lips_data(corpus: Corpus, split: Split, p: LstmParams, device: torch.device) -> LipsData:
     """Both splits normalised with the stats of the train split only, the audio as the LSTM hears it
-    (lstm.phone_classes: models/networks/lstm.py: heard_features). With lstm.targets "speaker", each
+    (lstm.phone_classes: models/networks/lstm.py: lstm_heard). With lstm.targets "speaker", each
     video's lips less their own mean (its train frames', else its val frames': data.speaker_mean)."""
     layout = list(corpus.meta.get("feature_layout", []))
-    corpus = replace(corpus, videos=[replace(v, audio=heard_features(v.audio, layout, p.phone_classes))
+    corpus = replace(corpus, videos=[replace(v, audio=lstm_heard(v.audio, layout, p.phone_classes))
                                      for v in corpus.videos])
     stats = (*audio_stats(corpus, split.train), *lips_stats(corpus, split.train, p.targets))
     centre = speaker_means(corpus, split) if p.targets == "speaker" else None
@@ -139,6 +141,10 @@ def train(root: Root = DEFAULT_ROOT, params_file: ParamsFile = None, override: O
     corpus, offsets, gain = synced(corpus, split, params, device)
     data = lips_data(corpus, split, p, device)
     print(f"lstm: {len(data.train)} train / {len(data.val)} val frames, split by {split.by}, on {device}")
+    linear = fit_linear(corpus, split.train, params)
+    if linear is not None:
+        print(f"lstm: {linear.share:g} of the lips from a linear map of {len(linear.mean)} features over the "
+              f"window (models/training/linear.py)")
 
     hparams = AudioToLips.hparams(p, features=data.train.audio.shape[1])
     model = AudioToLips(**hparams).to(device)
@@ -166,7 +172,8 @@ def train(root: Root = DEFAULT_ROOT, params_file: ParamsFile = None, override: O
         started = time.perf_counter()
         metrics = {"train_loss": train_epoch(model, optimizer, scaler, data, p, device, use_amp),
                    **evaluate(model, data, corpus.meta, device, use_amp),
-                   **speaker_figures(model, hparams, data, corpus, split, params, gain, baselines=False)}
+                   **speaker_figures(model, hparams, data, corpus, split, params, gain, linear,
+                                     baselines=False)}
         if keep_last or metrics["val_loss"] < best["val_loss"]:
             snapshot = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
             best = {"val_loss": metrics["val_loss"], "epoch": epoch + 1, "state_dict": snapshot}
@@ -176,11 +183,12 @@ def train(root: Root = DEFAULT_ROOT, params_file: ParamsFile = None, override: O
 
     if best["state_dict"] is not None:
         model.load_state_dict(best["state_dict"])
-    held_out = speaker_figures(model, hparams, data, corpus, split, params, gain)
+    held_out = speaker_figures(model, hparams, data, corpus, split, params, gain, linear)
     training.summarise({name: finite_or_none(value) for name, value in held_out.items()})
     if held_out:
         print("lstm: held-out videos, aligned as a render aligns: " + json.dumps(held_out))
-    training.finish(lstm_artifact(model, hparams, data, corpus, split, params, best, gain), paths.lstm)
+    artifact = lstm_artifact(model, hparams, data, corpus, split, params, best, gain, linear)
+    training.finish(artifact, paths.lstm)
     print(f"lstm: wrote {paths.lstm} (epoch {best['epoch']}, val_loss {best['val_loss']:.4f})")
 
 
@@ -207,8 +215,9 @@ def synced(corpus: Corpus, split: Split, params: Params,
 
 def fitted(corpus: Corpus, split: Split, params: Params, device: torch.device):
     """(a predictor of raw lips, its output stats): an LSTM trained in-process on split.train for
-    lstm.epochs epochs, the last kept, with no checkpoint and no log (models/training/sync.py measures
-    each video's offset with such a model that never heard it)."""
+    lstm.epochs epochs, the last kept, with no checkpoint and no log, and its linear map (fit_linear) as
+    the stage's has (models/training/sync.py measures each video's offset with such a model that never
+    heard it)."""
     p = params.lstm
     data = lips_data(corpus, split, p, device)
     hparams = AudioToLips.hparams(p, features=data.train.audio.shape[1])
@@ -218,12 +227,14 @@ def fitted(corpus: Corpus, split: Split, params: Params, device: torch.device):
     for _ in range(p.epochs):
         train_epoch(model, optimizer, scaler, data, p, device, False)
     last = {"epoch": p.epochs, "val_loss": 0.0}
-    artifact = lstm_artifact(model, hparams, data, corpus, split, params, last)
+    artifact = lstm_artifact(model, hparams, data, corpus, split, params, last,
+                             linear=fit_linear(corpus, split.train, params))
     return (lambda audio: predict_lips(model, artifact, audio)), artifact.output_stats
 
 
 def speaker_figures(model: AudioToLips, hparams: dict, data: LipsData, corpus: Corpus, split: Split,
-                    params: Params, gain: float = 1.0, baselines: bool = True) -> dict:
+                    params: Params, gain: float = 1.0, linear: LinearLips | None = None,
+                    baselines: bool = True) -> dict:
     """On the videos held out whole (split.held_out(): by speaker, people never heard), the lips a render
     asks for measured against theirs (models/training/speakers.py), keys prefixed held_out_; with
     `baselines`, also the loudness_ and mean_ baselines'. {} when no video is held out whole."""
@@ -232,7 +243,7 @@ def speaker_figures(model: AudioToLips, hparams: dict, data: LipsData, corpus: C
         return {}
     model.eval()
     artifact = lstm_artifact(model, hparams, data, corpus, split, params,
-                             {"epoch": 0, "val_loss": float("nan")}, gain)
+                             {"epoch": 0, "val_loss": float("nan")}, gain, linear)
     predict = lambda audio: predict_lips(model, artifact, audio)
     scores = held_out_scores(predict, corpus, split.train, held_out, params, baselines,
                              output=artifact.output_stats, shape=artifact.shape)
@@ -240,10 +251,11 @@ def speaker_figures(model: AudioToLips, hparams: dict, data: LipsData, corpus: C
 
 
 def lstm_artifact(model: AudioToLips, hparams: dict, data: LipsData, corpus: Corpus, split: Split,
-                  params: Params, best: dict, gain: float = 1.0) -> LstmArtifact:
+                  params: Params, best: dict, gain: float = 1.0,
+                  linear: LinearLips | None = None) -> LstmArtifact:
     """The model's weights (in eval mode) and everything needed to use them (models/networks/lstm.py:
-    predict_lips), with the statistics of what it predicts for its training speech (output_stats) and the
-    shape gain it is trusted with (`gain`: models/training/shape.py)."""
+    predict_lips), with the statistics of what it predicts for its training speech (output_stats), the
+    shape gain it is trusted with (`gain`: models/training/shape.py) and the linear map mixed in."""
     model.eval()
     artifact = LstmArtifact(
         state_dict={k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
@@ -253,7 +265,7 @@ def lstm_artifact(model: AudioToLips, hparams: dict, data: LipsData, corpus: Cor
         lips_mean=data.lips_mean, lips_std=data.lips_std,
         face_size=int(corpus.meta["face_size"]),
         feature_layout=list(corpus.meta.get("feature_layout", [])), phone_classes=params.lstm.phone_classes,
-        epoch=best["epoch"], val_loss=best["val_loss"], shape_gain=gain,
+        epoch=best["epoch"], val_loss=best["val_loss"], shape_gain=gain, linear=linear,
         **made_from(params.lstm, corpus, split),
     )
     predict = lambda audio: predict_lips(model, artifact, audio)

@@ -57,7 +57,7 @@ class PreprocessParams(_Section):
     window_ms: float = Field(33.0, gt=5, le=200)
     phones: bool = True
     words: bool = False
-    whisper: bool = False
+    whisper: bool | Literal["window"] = "window"  # true: 30-s blocks; window: as a stream hears them
     jpeg_quality: int = Field(90, ge=10, le=100)
     row_group_size: int = Field(1024, ge=16)
     task_runner: Literal["threads", "processes", "dask"] = "threads"
@@ -115,6 +115,10 @@ class LstmParams(_Section):
     # Folds of the training people whose LSTMs measure each training video's sound-picture offset, by
     # which its lips are moved before training (models/training/sync.py); 0: the clips as they are.
     sync_folds: int = Field(4, ge=0, le=16)
+    # The share of the lips asked for from a linear map of every feature over the same window
+    # (models/training/linear.py), the rest the LSTM's; 0: the LSTM's alone. Its ridge weight.
+    linear_share: float = Field(0.5, ge=0.0, le=1.0)
+    linear_weight: float = Field(1e5, gt=0.0)
 
 
 class CganParams(_Section):

