@@ -90,8 +90,8 @@ clips above, the last 20 % of each clip held out, hearing {heard}; params.yaml's
 ```yaml
 {used}```
 
-On the held-out 20 % of every clip, placed on each speaker's own mean mouth (`lstm.targets: {targets}`;
-`baseline_*`: the speaker's mean mouth, whatever the speech):
+On the held-out 20 % of every clip, the LSTM alone (without the linear map), placed on each speaker's own
+mean mouth (`lstm.targets: {targets}`; `baseline_*`: the speaker's mean mouth, whatever the speech):
 
 | metric | value |
 | --- | --- |
@@ -106,6 +106,30 @@ was retrained after the generator (`make base-lstm`): the Params and Held-out fi
 whole build, the LSTM it had then included."""
 
 
+def heard_text(artifact: LstmArtifact) -> str:
+    """What the artifact hears, in words: its feature layout's parts, and who hears Whisper's windows."""
+    layout = artifact.feature_layout
+    phones = sum(name.startswith("phone_") for name in layout)
+    words = sum(name.startswith("word_") for name in layout)
+    states = sum(name.startswith("whisper_") for name in layout)
+    grouped = (", each summed into the groups that look alike on the lips (`lstm.phone_classes: visemes`)"
+               if phones + words and artifact.phone_classes == "visemes" else "")
+    parts = [f"{len(layout) - phones - words - states} MFCC and loudness",
+             f"{phones} PocketSphinx phone shares (`preprocess.phones`)" if phones else "",
+             f"{words} shares of the phones of the words it hears (`preprocess.words`)" if words else ""]
+    heard = f"{len(layout)} audio features per frame ({', '.join(p for p in parts if p)}{grouped}"
+    if states and "whisper_window_0" in layout:
+        heard += (f", and Whisper tiny.en's {states} encoder states of 2-s windows "
+                  "(`preprocess.whisper: window`), which the linear map alone hears")
+    elif states:
+        heard += f", and Whisper tiny.en's {states} encoder states of 30-s blocks (`preprocess.whisper`)"
+    heard += ")"
+    if artifact.linear is not None:
+        heard += (f"; {artifact.linear.share:g} of the lips it asks for are a linear map's of all of them "
+                  "(`lstm.linear_share`, models/training/linear.py)")
+    return heard
+
+
 def refresh_lstm_card(paths: Paths, into: Path = SHIPPED_BASE, alone: bool = False) -> Path:
     """The model card's LSTM section (LSTM_CARD) written anew from the training run at `paths` (`alone`:
     retrained after the generator, which the card's other sections describe)."""
@@ -114,17 +138,7 @@ def refresh_lstm_card(paths: Paths, into: Path = SHIPPED_BASE, alone: bool = Fal
     keys = ("best_val_loss", "baseline_val_loss", "lmd_px", "baseline_lmd_px", "mouth_open_r", "best_epoch",
             "shape_gain")
     figures = "\n".join(f"| `{key}` | {metrics[key]:.4g} |" for key in keys if key in metrics)
-    artifact = LstmArtifact.load(paths.lstm)
-    layout = artifact.feature_layout
-    phones = sum(name.startswith("phone_") for name in layout)
-    words = sum(name.startswith("word_") for name in layout)
-    grouped = (", each summed into the groups that look alike on the lips (`lstm.phone_classes: visemes`)"
-               if phones + words and artifact.phone_classes == "visemes" else "")
-    shares = [f"{phones} PocketSphinx phone shares (`preprocess.phones`)" if phones else "",
-              f"{words} shares of the phones of the words it hears (`preprocess.words`)" if words else ""]
-    shares = " and ".join(part for part in shares if part)
-    heard = (f"{len(layout)} audio features per frame ({len(layout) - phones - words} MFCC and loudness"
-             + (f", {shares}{grouped})" if shares else ")"))
+    heard = heard_text(LstmArtifact.load(paths.lstm))
     section = LSTM_CARD.format(used=yaml.safe_dump(params.lstm.model_dump(mode="json"), sort_keys=False),
                                targets=params.lstm.targets, figures=figures, alone=ALONE if alone else "",
                                heard=heard)
