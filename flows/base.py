@@ -90,8 +90,9 @@ clips above, the last 20 % of each clip held out, hearing {heard}; params.yaml's
 ```yaml
 {used}```
 
-On the held-out 20 % of every clip, the LSTM alone (without the linear map), placed on each speaker's own
-mean mouth (`lstm.targets: {targets}`; `baseline_*`: the speaker's mean mouth, whatever the speech):
+On the held-out 20 % of every clip, the lips it asks for (the linear map's share mixed in), placed on each
+speaker's own mean mouth (`lstm.targets: {targets}`; `baseline_*`: the speaker's mean mouth, whatever the
+speech):
 
 | metric | value |
 | --- | --- |

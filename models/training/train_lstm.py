@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from models.artifacts import LstmArtifact
 from models.common import autocast, code_digest, finite_or_none, pick_device, run_key, seed_everything
-from models.networks.lstm import AudioToLips, lstm_heard, predict_lips
+from models.networks.lstm import AudioToLips, heard_features, linear_lips, lstm_heard, predict_lips
 from models.records import LinearLips
 from models.training.data import Corpus, LipsWindows, audio_stats, lips_stats, load_corpus, speaker_means
 from models.training.linear import fit_linear
@@ -59,6 +59,9 @@ class LipsData:
     audio_std: np.ndarray
     lips_mean: np.ndarray
     lips_std: np.ndarray
+    # (val frames, LIPS_DIM) z-scored as val's lips: the linear map's, which `evaluate` mixes in (its share)
+    val_linear: torch.Tensor | None = None
+    linear_share: float = 0.0
 
 
 def lips_data(corpus: Corpus, split: Split, p: LstmParams, device: torch.device) -> LipsData:
@@ -73,6 +76,23 @@ def lips_data(corpus: Corpus, split: Split, p: LstmParams, device: torch.device)
     train = LipsWindows(corpus, split.train, p.context, *stats, centre=centre).to(device)
     val = LipsWindows(corpus, split.val, p.context, *stats, centre=centre).to(device)
     return LipsData(train, val, *stats)
+
+
+def with_linear(data: LipsData, linear: LinearLips | None, corpus: Corpus, split: Split,
+                p: LstmParams) -> None:
+    """`data` given the linear map's lips of its val frames (in LipsWindows' order), so that the val
+    figures are of the lips the artifact asks for (models/networks/lstm.py: predict_lips)."""
+    if linear is None:
+        return
+    layout, val = list(corpus.meta.get("feature_layout", [])), []
+    for v in corpus.videos:
+        frames = np.flatnonzero(split.val[v.video_id] & v.face_found)
+        if len(frames):
+            lips = linear_lips(linear, heard_features(v.audio, layout, p.phone_classes), p.context)[frames]
+            val.append((lips - data.lips_mean) / data.lips_std)
+    device = data.val.lips.device
+    data.val_linear = torch.from_numpy(np.concatenate(val).astype(np.float32)).to(device) if val else None
+    data.linear_share = linear.share
 
 
 def lstm_step(model, optimizer, scaler, audio: torch.Tensor, lips: torch.Tensor, device: torch.device,
@@ -106,7 +126,8 @@ def train_epoch(model, optimizer, scaler, data: LipsData, p: LstmParams, device:
 def evaluate(model, data: LipsData, meta: dict, device: torch.device, use_amp: bool,
              predict_mean: bool = False) -> dict:
     """val_loss on z-scored lips, and the lip metrics on lips in [0, 1] of the crop (what they are
-    defined on). predict_mean: the baseline that always predicts the train mean (z-score 0)."""
+    defined on), of the LSTM's lips mixed with the linear map's as the artifact mixes them (with_linear).
+    predict_mean: the baseline that always predicts the train mean (z-score 0)."""
     model.eval()
     predicted = []
     for index in torch.arange(len(data.val), device=device).split(1024):
@@ -117,6 +138,8 @@ def evaluate(model, data: LipsData, meta: dict, device: torch.device, use_amp: b
             with autocast(device, use_amp):
                 predicted.append(model(audio).float())
     predicted = torch.cat(predicted)
+    if data.val_linear is not None and not predict_mean:
+        predicted = data.linear_share * data.val_linear + (1 - data.linear_share) * predicted
     metrics = {"val_loss": F.mse_loss(predicted, data.val.lips).item()}
     predicted_lips = predicted.cpu().numpy() * data.lips_std + data.lips_mean
     true_lips = data.val.lips.cpu().numpy() * data.lips_std + data.lips_mean
@@ -142,6 +165,7 @@ def train(root: Root = DEFAULT_ROOT, params_file: ParamsFile = None, override: O
     data = lips_data(corpus, split, p, device)
     print(f"lstm: {len(data.train)} train / {len(data.val)} val frames, split by {split.by}, on {device}")
     linear = fit_linear(corpus, split.train, params)
+    with_linear(data, linear, corpus, split, p)
     if linear is not None:
         print(f"lstm: {linear.share:g} of the lips from a linear map of {len(linear.mean)} features over the "
               f"window (models/training/linear.py)")

@@ -94,7 +94,7 @@ def synthetic_shards(
     Every 25th frame has no face.
     """
     # Its audio is a random mix, not speech: the paper's 28 columns, no phones to decode.
-    params = params or PreprocessParams(phones=False, words=False)
+    params = params or PreprocessParams(phones=False, words=False, whisper=False)
     size = params.face_size
     rng = np.random.default_rng(seed)
     dim = feature_dim(params)
