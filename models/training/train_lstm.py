@@ -95,6 +95,24 @@ def with_linear(data: LipsData, linear: LinearLips | None, corpus: Corpus, split
     data.linear_share = linear.share
 
 
+def baseline_figures(model, data: LipsData, meta: dict, device: torch.device, use_amp: bool) -> dict:
+    """The "predict the train mean" baseline's val_loss and lmd_px (keys baseline_*), said in one line."""
+    baseline = evaluate(model, data, meta, device, use_amp, predict_mean=True)
+    print(f"lstm: baseline (predict the train mean) val_loss {baseline['val_loss']:.4f} "
+          f"lmd_px {baseline['lmd_px']:.2f}")
+    return {f"baseline_{key}": baseline[key] for key in ("val_loss", "lmd_px")}
+
+
+def mixed_in(corpus: Corpus, split: Split, params: Params, data: LipsData) -> LinearLips | None:
+    """The linear map of the training frames (fit_linear), its val lips given to `data` (with_linear)."""
+    linear = fit_linear(corpus, split.train, params)
+    with_linear(data, linear, corpus, split, params.lstm)
+    if linear is not None:
+        print(f"lstm: {linear.share:g} of the lips from a linear map of {len(linear.mean)} features over the "
+              f"window (models/training/linear.py)")
+    return linear
+
+
 def lstm_step(model, optimizer, scaler, audio: torch.Tensor, lips: torch.Tensor, device: torch.device,
               use_amp: bool, input_noise: float = 0.0) -> torch.Tensor:
     """One Adam step on the MSE of z-scored lips (the standardised features with Gaussian noise of std
@@ -164,11 +182,7 @@ def train(root: Root = DEFAULT_ROOT, params_file: ParamsFile = None, override: O
     corpus, offsets, gain = synced(corpus, split, params, device)
     data = lips_data(corpus, split, p, device)
     print(f"lstm: {len(data.train)} train / {len(data.val)} val frames, split by {split.by}, on {device}")
-    linear = fit_linear(corpus, split.train, params)
-    with_linear(data, linear, corpus, split, p)
-    if linear is not None:
-        print(f"lstm: {linear.share:g} of the lips from a linear map of {len(linear.mean)} features over the "
-              f"window (models/training/linear.py)")
+    linear = mixed_in(corpus, split, params, data)
 
     hparams = AudioToLips.hparams(p, features=data.train.audio.shape[1])
     model = AudioToLips(**hparams).to(device)
@@ -185,11 +199,8 @@ def train(root: Root = DEFAULT_ROOT, params_file: ParamsFile = None, override: O
     if rng is not None:
         torch.set_rng_state(rng)
 
-    baseline = evaluate(model, data, corpus.meta, device, use_amp, predict_mean=True)
     training.summarise({"sync_offsets": offsets, "shape_gain": gain,
-                        **{f"baseline_{key}": baseline[key] for key in ("val_loss", "lmd_px")}})
-    print(f"lstm: baseline (predict the train mean) val_loss {baseline['val_loss']:.4f} "
-          f"lmd_px {baseline['lmd_px']:.2f}")
+                        **baseline_figures(model, data, corpus.meta, device, use_amp)})
     # By speaker, val_loss mostly says whose lips they are, which no speech tells: the last epoch is kept.
     keep_last = split.by == "speaker"
     for epoch in range(training.start_epoch, p.epochs):
