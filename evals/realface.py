@@ -151,7 +151,7 @@ def measure(clip: Path, scratch: Path, corpus: Paths, params: Params, plan: dict
                                         painters)
     painters |= {"nearest": nearest_faces(train, held), "mean": mean_faces(train, held)}
     composites = {name: composite_crops(faces, held) for name, faces in painters.items()}
-    masks = held.soft_masks()
+    masks = held.measured_masks()
     for name, images in composites.items():
         for key, value in lower_face_scores(images, held, masks).items():
             result[PREFIX[name] + key] = value

@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 
 from models.evaluation.composite_metrics import boundary, outside_error, seam_gradients
-from models.networks.mask import EDGE, FEATHER, lower_face_mask, lower_face_polygon
+from models.networks.mask import (
+    EDGE,
+    FEATHER,
+    JAW_MARGIN,
+    MEASURED_SIDE_MARGIN,
+    SIDE_MARGIN,
+    lower_face_mask,
+    lower_face_polygon,
+)
 from models.rendering.composite import (
     DETAIL_SIGMA,
     _region,
@@ -146,6 +154,24 @@ def test_the_mask_covers_the_lower_face_only():
     # feathered: a band of partial values around the border, as wide as a share of the face
     partial = ((mask > 0.05) & (mask < 0.95)).sum(0)
     assert partial.max() > 8
+
+
+def test_the_jaw_is_pushed_down_for_the_chin_and_hardly_sideways():
+    """Below the mouth the mask reaches JAW_MARGIN of the face past the chin (a generated chin may drop
+    there); beside it only SIDE_MARGIN past the cheek, so hair, earrings and background stay the frame's.
+    The region the metrics measure is pushed JAW_MARGIN every way, and holds the painted one."""
+    landmarks = MEAN_FACE  # crop pixels at SIZE
+    painted, measured = (lower_face_polygon(landmarks, SIZE, s) for s in (SIDE_MARGIN, MEASURED_SIDE_MARGIN))
+    chin, cheeks = 8 - 2, [0, 12]  # jaw points 8 (chin), 2 and 14 (beside the mouth) in the polygon
+    for polygon in (painted, measured):
+        assert polygon[chin, 1] - landmarks[8, 1] == pytest.approx(JAW_MARGIN * SIZE, rel=0.05)
+    for at, point in zip(cheeks, (2, 14)):
+        assert abs(painted[at, 0] - landmarks[point, 0]) < 1.5 * SIDE_MARGIN * SIZE
+        assert abs(measured[at, 0] - landmarks[point, 0]) > 0.8 * JAW_MARGIN * SIZE
+    soft, wide = lower_face_mask(landmarks, SIZE), lower_face_mask(landmarks, SIZE, MEASURED_SIDE_MARGIN)
+    assert (soft <= wide + 1e-6).all() and soft.sum() < 0.95 * wide.sum()
+    beside = (round(landmarks[2, 1]), round(landmarks[2, 0] - 0.03 * SIZE))  # hair beside the left cheek
+    assert soft[beside] < 0.5 <= wide[beside]
 
 
 @pytest.mark.parametrize("size", [128, 256])

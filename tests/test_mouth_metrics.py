@@ -100,7 +100,7 @@ def shifted(face: np.ndarray, dx: float, dy: float) -> np.ndarray:
 
 def test_identical_frames_score_the_top_and_one_and_only_the_mask_counts(clip):
     _, rows = clip
-    face, mask = rows.faces[3], rows.soft_masks()[3]
+    face, mask = rows.faces[3], rows.measured_masks()[3]
     top = 20 * np.log10(255)  # one grey level of error: as exact as 8 bits say
     assert mouth_psnr(face, face, mask) == pytest.approx(top)
     off_by_one = np.clip(face.astype(int) + 1, 0, 255).astype(np.uint8)
@@ -116,7 +116,7 @@ def test_identical_frames_score_the_top_and_one_and_only_the_mask_counts(clip):
 
 def test_a_smeared_mouth_scores_clearly_worse_than_the_real_frame_a_pixel_off(clip):
     _, rows = clip
-    masks = rows.soft_masks()
+    masks = rows.measured_masks()
     smear = mouth_scores(blurred(rows.faces, masks, 3.0), rows.faces, masks)
     off_by_one = mouth_scores(np.stack([shifted(face, 1, 0) for face in rows.faces]), rows.faces, masks)
     assert smear["mouth_psnr"] < off_by_one["mouth_psnr"] - 2.0
@@ -127,7 +127,7 @@ def test_a_smeared_mouth_scores_clearly_worse_than_the_real_frame_a_pixel_off(cl
 
 def test_a_smear_is_less_sharp_than_the_real_mouth_and_noise_sharper(clip):
     _, rows = clip
-    masks, faces = rows.soft_masks(), rows.faces
+    masks, faces = rows.measured_masks(), rows.faces
     assert sharpness(faces, masks, faces) == 1.0
     assert sharpness(blurred(faces, masks, 3.0), masks, faces) < 0.6
     assert 0.6 < sharpness(blurred(faces, masks, 1.0), masks, faces) < 0.9
@@ -137,7 +137,7 @@ def test_a_smear_is_less_sharp_than_the_real_mouth_and_noise_sharper(clip):
 
 def test_the_real_video_flickers_one_a_noisy_one_more_a_frozen_one_none(clip):
     _, rows = clip
-    masks, faces = rows.soft_masks(), rows.faces
+    masks, faces = rows.measured_masks(), rows.faces
     assert flicker(faces, masks, faces) == 1.0
     noise = np.random.default_rng(0).normal(0, 1, faces.shape)
     light, heavy = (flicker(np.clip(faces + sigma * noise, 0, 255).astype(np.uint8), masks, faces)
@@ -178,7 +178,7 @@ def test_nearest_lips_retrieves_the_same_mouth_and_beats_the_mean_face(clip):
     train, held = rows.take(np.arange(8)), rows.take(np.arange(8, 12))
     picked = nearest_lips(held.lips, train.lips)
     assert np.abs(np.take(OPENINGS, picked) - OPENINGS[8:]).max() <= 0.1 + 1e-9  # the nearest opening
-    masks = held.soft_masks()
+    masks = held.measured_masks()
     nearest = mouth_scores(nearest_baseline(train, held), held.faces, masks)
     mean = mouth_scores(mean_baseline(train, held), held.faces, masks)
     assert nearest["mouth_psnr"] > mean["mouth_psnr"] + 1 and nearest["mouth_ssim"] > mean["mouth_ssim"]
@@ -227,7 +227,7 @@ def without_teeth(rows: FaceRows) -> np.ndarray:
 
 def test_teeth_sees_a_mouth_painted_without_them_and_forgives_a_darker_face(longer_clip):
     rows = longer_clip
-    masks, faces = rows.soft_masks(), rows.faces
+    masks, faces = rows.measured_masks(), rows.faces
     is_open = mouth_open(rows.landmarks)
     assert is_open.sum() >= 12 and not is_open.all()  # the closed ones do not count
     assert sum(bright_in_mouth(f, p, m)[0] for f, p, m in zip(faces[is_open], rows.landmarks[is_open],
@@ -262,7 +262,7 @@ def test_detect_parts_cuts_the_test_apart_by_kind_and_place(longer_clip, tmp_pat
     from evals import detect_parts
 
     rows = longer_clip
-    masks = rows.soft_masks()
+    masks = rows.measured_masks()
     arrays = tmp_path / "clip.npz"
     np.savez_compressed(arrays, real=rows.faces, masks=masks, frames=rows.frames,
                         ours=soft(rows.faces, masks, 2.0))
@@ -293,7 +293,7 @@ def test_block_folds_test_every_frame_once_and_never_train_on_a_test_frames_neig
 
 def test_a_classifier_cannot_tell_the_real_mouth_from_itself_and_tells_a_blurred_one(longer_clip):
     rows = longer_clip
-    masks, faces = rows.soft_masks(), rows.faces
+    masks, faces = rows.measured_masks(), rows.faces
     assert detectability(faces, faces, masks, rows.frames) == 0.5  # each frame's two crops: one right
     smear = soft(faces, masks, 2.0)
     assert sharpness(smear, masks, faces) < 0.8

@@ -27,7 +27,7 @@ import torch
 
 from models.artifacts import CganArtifact
 from models.networks.cgan import to_uint8
-from models.networks.mask import lower_face_mask
+from models.networks.mask import MEASURED_SIDE_MARGIN, lower_face_mask
 from models.networks.unet import UNetGenerator, generator_input, hard_mask, pick_references
 from models.records import References
 from models.rendering.composite import composite
@@ -56,9 +56,11 @@ class FaceRows:
     def size(self) -> int:
         return self.faces.shape[1]
 
-    def soft_masks(self) -> np.ndarray:
-        """(N, S, S) float32: each row's compositing mask (models/rendering/composite.py)."""
-        return np.stack([lower_face_mask(points, self.size) for points in self.landmarks])
+    def measured_masks(self) -> np.ndarray:
+        """(N, S, S) float32: each row's soft mask of the region the metrics measure (wider at the sides than
+        the compositing mask, models/networks/mask.py: MEASURED_SIDE_MARGIN)."""
+        side = MEASURED_SIDE_MARGIN
+        return np.stack([lower_face_mask(points, self.size, side) for points in self.landmarks])
 
     def hard_masks(self) -> np.ndarray:
         """(N, S, S) float32 in {0, 1}: the region painted (models/networks/unet.py: hard_mask)."""

@@ -2,8 +2,9 @@
 frame generator paints (models/networks/unet.py: hard_mask, where it is at least HARD_FROM) and the alpha
 compositing blends a generated face into its frame with (models/rendering/composite.py).
 
-The jaw line from cheek to cheek, closed along the base of the nose, the jaw pushed outwards so that a
-generated chin lower than the real one is still inside, feathered by a Gaussian whose width is a share of
+The jaw line from cheek to cheek, closed along the base of the nose, the jaw pushed down so that a
+generated chin lower than the real one is still inside (and only a little sideways: hair, earrings and the
+background beside the cheeks stay the frame's own), feathered by a Gaussian whose width is a share of
 the face (the crop is scaled to the face, so a fixed width in crop pixels is proportional to the face in
 the frame), and brought to 0 at the crop's edge.
 """
@@ -18,9 +19,16 @@ import numpy as np
 # Lower face: dlib's jaw points 2..14 (cheek, chin, cheek), then back along the nose base 35..31.
 JAW = list(range(2, 15))
 NOSE_BASE = [35, 34, 33, 32, 31]
-# The jaw is pushed this share of the face size away from the mouth: an opened generated mouth
-# drops its chin below the real one, which must not show as a second chin.
+# The jaw is pushed away from the mouth by JAW_MARGIN of the face size where it runs below the mouth (an
+# opened generated mouth drops its chin below the real one, which must not show as a second chin), by
+# SIDE_MARGIN where it runs beside it (a cheek does not widen as the mouth moves; pushed further, the mask
+# takes in hair, earrings and background that the generator repaints softer), and in between by the
+# downward share of the direction.
 JAW_MARGIN = 0.06
+SIDE_MARGIN = 0.015
+# What the metrics measure (models/evaluation): the lower face with the jaw pushed JAW_MARGIN every way
+# (the mask before SIDE_MARGIN), fixed, so that a narrower mask is scored on the same pixels.
+MEASURED_SIDE_MARGIN = JAW_MARGIN
 # Feathering: Gaussian sigma as a share of the face size (5 px at 128: MuseTalk feathers ~10%).
 FEATHER = 0.04
 # The mask is forced to 0 over this many crop pixels at the crop's edge, so the warped mask never
@@ -35,27 +43,30 @@ def _blur_sigma(size: int) -> float:
     return FEATHER * size
 
 
-def lower_face_polygon(landmarks: np.ndarray, size: int) -> np.ndarray:
-    """(18, 2) float32 polygon of the lower face in crop pixels, the jaw pushed out by JAW_MARGIN."""
+def lower_face_polygon(landmarks: np.ndarray, size: int, side: float = SIDE_MARGIN) -> np.ndarray:
+    """(18, 2) float32 polygon of the lower face in crop pixels, the jaw pushed out by JAW_MARGIN
+    downwards and `side` sideways (crop y grows downwards)."""
     landmarks = np.asarray(landmarks, np.float32).reshape(-1, 2)
     jaw, nose = landmarks[JAW], landmarks[NOSE_BASE]
     centre = landmarks[48:68].mean(0)  # the mouth
     away = jaw - centre
     away /= np.linalg.norm(away, axis=1, keepdims=True) + 1e-6
-    return np.vstack([jaw + JAW_MARGIN * size * away, nose]).astype(np.float32)
+    share = side + (JAW_MARGIN - side) * np.clip(away[:, 1:], 0, 1)
+    return np.vstack([jaw + share * size * away, nose]).astype(np.float32)
 
 
-def lower_face_mask(landmarks: np.ndarray, size: int) -> np.ndarray:
+def lower_face_mask(landmarks: np.ndarray, size: int, side: float = SIDE_MARGIN) -> np.ndarray:
     """(size, size) float32 alpha in [0, 1]: 1 inside the lower face, feathered at its border,
-    0 at the crop's edge. `landmarks` are the frame table's, in crop pixels. Read-only: the same array
-    comes back for the same landmarks and size (MASKS_KEPT of them)."""
+    0 at the crop's edge. `landmarks` are the frame table's, in crop pixels; `side` the jaw's margin
+    beside the mouth (MEASURED_SIDE_MARGIN: the region the metrics measure). Read-only: the same array
+    comes back for the same landmarks, size and side (MASKS_KEPT of them)."""
     points = np.ascontiguousarray(landmarks, np.float32).reshape(-1, 2)
-    return _mask(points.tobytes(), len(points), int(size))
+    return _mask(points.tobytes(), len(points), int(size), float(side))
 
 
 @lru_cache(maxsize=MASKS_KEPT)
-def _mask(points: bytes, count: int, size: int) -> np.ndarray:
-    polygon = lower_face_polygon(np.frombuffer(points, np.float32).reshape(count, 2), size)
+def _mask(points: bytes, count: int, size: int, side: float) -> np.ndarray:
+    polygon = lower_face_polygon(np.frombuffer(points, np.float32).reshape(count, 2), size, side)
     sigma = _blur_sigma(size)
     mask = np.zeros((size, size), np.float32)
     # Only the polygon's box and the blur's reach are made: beyond them the mask is 0 before and after
