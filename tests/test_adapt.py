@@ -29,6 +29,7 @@ from models.training.adapt import adapt_target, detail_weight
 from models.training.targets import list_targets, read_target
 from tasks.config.params_loader import load_params
 from tasks.config.paths import PROJECT_ROOT, TARGET_RECORD, Paths
+from tasks.config.progress import EVERY_ENV
 from tasks.rows import rowkey
 from tasks.rows.decode import iter_frames
 from tasks.table.shards import read_frames
@@ -98,10 +99,12 @@ def silent(folder: Path) -> Path:
     (no_face, "a face in 0% of frames: no face found"),
     (silent, "has no audio stream"),
 ])
-def test_a_bad_clip_is_one_line_and_registers_nothing(footage, tmp_path, make, problem):
+def test_a_bad_clip_is_one_line_and_registers_nothing(footage, tmp_path, make, problem, monkeypatch):
     """The clip that goes furthest (a face looked for in every frame) runs as a user runs it, `reenact` in
     a process of its own, so that nothing that process prints beside the error goes unseen; the others
-    run the same command in this process (helpers.reenact_here): one line, exit status 1 all the same."""
+    run the same command in this process (helpers.reenact_here): one line, exit status 1 all the same.
+    Progress lines, which a run past 15 s gives (a busy machine's face search), are put off."""
+    monkeypatch.setenv(EVERY_ENV, "3600")
     clip = make(tmp_path)
     before = corpus_digest(footage)
     project = project_options(footage, tmp_path / "p")
