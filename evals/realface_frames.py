@@ -46,7 +46,7 @@ def lower_face_sheet(out: Path, frames: list[np.ndarray], held: FaceRows,
     frame at its own pixels (1:1, not enlarged from the crop); a method without figures is black."""
     picks = evenly_spaced(len(held), SHEET_ROWS)
     hard = held.hard_masks()
-    boxes = np.array([_frame_box(hard[i], held.crops[i]) for i in picks])  # x0, y0, x1, y1 in frame px
+    boxes = np.array([frame_box(hard[i], held.crops[i]) for i in picks])  # x0, y0, x1, y1 in frame px
     width, height = (boxes[:, 2:] - boxes[:, :2]).max(0).astype(int)
     names = ("real", "ours", "nearest", "mean")
     tiles = [cv2.putText(np.zeros((height, width, 3), np.uint8), name, (8, height // 2),
@@ -62,7 +62,7 @@ def lower_face_sheet(out: Path, frames: list[np.ndarray], held: FaceRows,
     return contact_sheet(tiles, [np.full(2, np.nan)] * len(tiles), out, columns=len(names))
 
 
-def _frame_box(mask: np.ndarray, crop: np.ndarray) -> np.ndarray:
+def frame_box(mask: np.ndarray, crop: np.ndarray) -> np.ndarray:
     """The box (x0, y0, x1, y1), frame pixels, around a crop's mask (crop: frame pixels -> crop pixels)."""
     rows, columns = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
     corners = np.array([(x, y) for x in (columns[0], columns[-1] + 1)

@@ -26,6 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from evals.realface_frames import frame_box
 from models.evaluation.baselines import read_face_rows
 from models.networks.mask import lower_face_mask
 from models.rendering.target import pingpong
@@ -52,33 +53,30 @@ def lower_face_box(crop: np.ndarray, landmarks: np.ndarray, size: int,
                    shape: tuple[int, ...]) -> tuple[slice, slice]:
     """The frame pixels of the box where the compositing mask reaches SHOWN_FROM (in a crop, `crop` its
     transform), MARGIN around it."""
-    mask = lower_face_mask(landmarks, size) >= SHOWN_FROM
-    ys, xs = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
-    corners = np.array([[xs[0], ys[0]], [xs[-1], ys[0]], [xs[0], ys[-1]], [xs[-1], ys[-1]]], np.float64)
-    inverse = cv2.invertAffineTransform(np.asarray(crop, np.float64))
-    points = corners @ inverse[:, :2].T + inverse[:, 2]
-    (x0, y0), (x1, y1) = points.min(0), points.max(0)
+    x0, y0, x1, y1 = frame_box(lower_face_mask(landmarks, size) >= SHOWN_FROM, crop)
     pad = MARGIN * max(x1 - x0, y1 - y0)
     x0, y0 = max(int(x0 - pad), 0), max(int(y0 - pad), 0)
     return np.s_[y0 : min(int(y1 + pad) + 1, shape[0])], np.s_[x0 : min(int(x1 + pad) + 1, shape[1])]
 
 
-def lower_faces(video: Path, target: Paths, name: str, fps: float, picks: list[int]) -> list[np.ndarray]:
-    """At each picked output frame, the target's real frame shown there and the output side by side,
-    cut to the lower face's box at the output's own pixels."""
+def lower_faces(video: Path, target: Paths, name: str, fps: float,
+                picks: list[int]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """(at each picked output frame, the target's real frame shown there and the output side by side, cut
+    to the lower face's box at the output's own pixels; the picked output frames whole)."""
     rows, total = read_face_rows(target.shards, name)
     by_frame = {int(f): i for i, f in enumerate(rows.frames)}
     shown = {index: int(pingpong(index, total)) for index in picks}
     real = {i: frame for i, frame in enumerate(iter_frames(target.videos / f"{name}.mp4", fps))
             if i in shown.values()}
-    out = []
+    out, whole = [], []
     for index, frame in enumerate(iter_frames(video, fps)):
         if index in picks:
             row = by_frame[shown[index]]
             box = lower_face_box(rows.crops[row], rows.landmarks[row], rows.size, frame.shape)
             out.append(np.concatenate([real[shown[index]][box], np.zeros_like(frame[box][:, :4]),
                                        frame[box]], 1))
-    return out
+            whole.append(frame)
+    return out, whole
 
 
 def person(clip: Path, project: Path, audio: Path, seconds: float | None,
@@ -92,8 +90,8 @@ def person(clip: Path, project: Path, audio: Path, seconds: float | None,
     record["render"] = said.strip().splitlines()[0]
     frames = sum(1 for _ in iter_frames(out, fps))
     picks = [int(m * frames) for m in MOMENTS]
-    tiles = lower_faces(out, read_target(Paths.at(project), name).paths, name, fps, picks)
-    middle = next(f for i, f in enumerate(iter_frames(out, fps)) if i == picks[1])
+    tiles, shown = lower_faces(out, read_target(Paths.at(project), name).paths, name, fps, picks)
+    middle = shown[1]
     height = max(ROW_HEIGHT, *(t.shape[0] for t in tiles))
     scale = ROW_HEIGHT / middle.shape[0]
     row = [cv2.resize(middle, (round(middle.shape[1] * scale), ROW_HEIGHT), interpolation=cv2.INTER_AREA),
