@@ -94,3 +94,21 @@ def test_a_file_that_is_not_a_whisper_model_is_named(tmp_path):
     bad.write_bytes(b"\x06\x00\x00\x00" + b"\x05\x00abcd\x00" + b"\x01\x00\x00\x00" + b"\x00\x00\x00\x00")
     with pytest.raises(RuntimeError, match="model.bin: not a CTranslate2 Whisper tiny model"):
         whisper.read_encoder(bad)
+
+
+def test_windows_encoded_together_are_each_as_encoded_alone():
+    """WhisperWindows encodes the windows of one length WINDOW_BATCH at a time; each state is the one its
+    window gives alone (to float rounding: states of up to ~10), and the batch's order is the windows'."""
+    samples = voice(2.6, seed=5)
+    mels = np.stack([whisper.log_mel(samples[lo : lo + 2 * SR]) for lo in (0, 1600, 4800, 9600)])
+    together = whisper.encode(mels)
+    assert together.shape == (4, 100, whisper.WIDTH)
+    for mel, states in zip(mels, together):
+        np.testing.assert_allclose(states, whisper.encode(mel), atol=2e-4)
+    windows = whisper.WhisperWindows(SR)
+    windows.add(samples)
+    windows.finish()
+    windows._encode_windows(range(1, 14))  # 0.2 .. 1.8 s long, then three of 2 s: one call of three
+    for k in (3, 11, 12, 13):
+        heard = samples[max(0, round((k * 0.2 - 2) * SR)) : round(k * 0.2 * SR)]
+        np.testing.assert_allclose(windows.windows[k], whisper.encode(whisper.log_mel(heard)), atol=2e-4)

@@ -9,12 +9,10 @@ renders in any project (`heard_params`).
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Iterable, Iterator
 
 import numpy as np
-import torch
 
 from models.errors import RenderError
 from models.networks.lstm import predict_lips
@@ -67,18 +65,6 @@ def speech_lips(
     times = np.arange(frame_count(len(samples), sample_rate, fps)) / fps
     features = audio_features(samples, sample_rate, times, heard_params(models, params), phones, states)
     return predict_lips(models.lstm, models.lstm_artifact, features)
-
-
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    """torch on one thread in the calling thread, then as it was: Whisper's small windows encode in ~27 ms on
-    one core, and on two threads of two cores others are using, 2-10x slower (benchmarks/render.py)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 class _Buffer:
@@ -162,8 +148,7 @@ def stream_lips(
         # Times relative to the buffer's start: the same window centres as over the whole file.
         times = np.arange(first, last) / fps - buffer.offset / sample_rate
         shares = None if phones is None else phones.features(np.arange(first, last) / fps)
-        with one_thread():
-            heard = None if states is None else states.features(np.arange(first, last) / fps)
+        heard = None if states is None else states.features(np.arange(first, last) / fps)
         features = audio_features(buffer.samples, sample_rate, times, params, shares, heard)
         lips = predict_lips(models.lstm, models.lstm_artifact, features)
         yield lips[done - first : end - first], features[done - first : end - first]
