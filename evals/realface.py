@@ -298,7 +298,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     corpus, made_by = corpus_models(args)
     try:
         plan = plan_methods(args, corpus, made_by)
-        params = load_params(corpus.params, dict(map(parse_override, args.override)))
+        # adapt from the models chosen above (corpus_models), never adapt.base's shipped ones in their place
+        overrides = {"adapt.base": "project", **dict(map(parse_override, args.override))}
+        params = load_params(corpus.params, overrides)
     except (ParamsError, CheckpointError) as exc:
         raise SystemExit(str(exc)) from None
     torch.set_num_threads(args.threads)
