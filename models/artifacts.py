@@ -281,6 +281,9 @@ class CganArtifact(Artifact):
     target_video: str  # the video the last epochs trained on alone
     face_size: int  # the crop's side
     references: dict[str, References] = field(default_factory=dict)  # by video id ("frame")
+    # The frame generator was trained on references warped onto each frame (cgan.warp_references), so is
+    # given them wherever it paints (models/networks/unet.py: chosen_references)
+    warps_references: bool = False
 
     def to_disk(self) -> dict[str, Any]:
         saved = super().to_disk()
@@ -306,4 +309,5 @@ class CganArtifact(Artifact):
             face_size=int(saved["face_size"]),
             references={str(video): References.from_disk(bank)
                         for video, bank in saved.get("references", {}).items()},
+            warps_references=bool(saved.get("warps_references", False)),
         )

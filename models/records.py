@@ -55,17 +55,23 @@ class References:
     crops: np.ndarray  # (K, S, S, 3) uint8
     lips: np.ndarray  # (K, LIPS_DIM) float32, in [0, 1] of the crop
     frames: np.ndarray  # (K,) int64: which frames of the video they are
+    # (K, 68, 2) float32, crop pixels: what warps them (models/networks/reference_warp.py); None in banks
+    # saved before they were kept, which are then never warped
+    landmarks: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.crops, self.lips = as_array(self.crops, np.uint8), as_array(self.lips)
         self.frames = as_array(self.frames, np.int64)
+        if self.landmarks is not None:
+            self.landmarks = as_array(self.landmarks).reshape(len(self.frames), -1, 2)
 
     def to_disk(self) -> dict[str, Any]:
-        return {name: torch.from_numpy(np.array(getattr(self, name))) for name in ("crops", "lips", "frames")}
+        names = ("crops", "lips", "frames") + (("landmarks",) if self.landmarks is not None else ())
+        return {name: torch.from_numpy(np.array(getattr(self, name))) for name in names}
 
     @classmethod
     def from_disk(cls, saved: dict[str, Any]) -> References:
-        return cls(saved["crops"], saved["lips"], saved["frames"])
+        return cls(saved["crops"], saved["lips"], saved["frames"], saved.get("landmarks"))
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from models.artifacts import CganArtifact, LstmArtifact, load_checkpoint, save_c
 from models.errors import CheckpointError, RenderError
 from models.networks.cgan import Discriminator, Frames, Generator, generate_faces, load_generator
 from models.networks.lstm import AudioToLips, linear_lips, load_lstm, predict_lips, window_index
+from models.networks.reference_warp import warp_reference
 from models.networks.unet import UNetGenerator, hard_mask, images
 from models.records import LipsStats, References
 from models.rendering.layouts import check_output
@@ -171,6 +172,12 @@ def test_frame_dataset_gives_the_crop_its_mask_a_far_reference_and_mouth_weights
     assert (np.abs(chosen - targets) >= 15).all()
     picked = dataset.references[10]
     assert torch.equal(reference, images(bank.crops[picked][None])[0])
+    # cgan.warp_references: the same crop, warped onto the frame's pose and its lips, item by item
+    warping = FramesWithReferences(corpus, split.train, *lips_stats(corpus, split.train), banks, 4.0, warp=True)
+    warped = warp_reference(bank.crops[picked], bank.landmarks[picked], first.landmarks[targets[10]],
+                            first.lips[targets[10]], list(corpus.meta["lip_indices"]))
+    assert torch.equal(warping[10][2], images(warped[None])[0]) and not torch.equal(warping[10][2], reference)
+    assert warping._reference(10) is warping._reference(10)  # warped once, then kept
 
 
 def test_lip_metrics():
@@ -335,17 +342,28 @@ def test_a_frame_artifact_round_trips_with_its_references_and_paints_only_the_ma
     assert np.array_equal(saved.crops, bank.crops) and np.array_equal(saved.lips, bank.lips)
     assert saved.frames.tolist() == [5, 40, 90]
 
+    assert saved.landmarks is None and not loaded.warps_references  # a bank saved without its points
     lips = bank.lips[[2, 0]] + 0.001
     with pytest.raises(ValueError, match="pass `frames`"):
         generate_faces(generator, loaded, lips)
     crops = rng.integers(0, 256, (2, 128, 128, 3), dtype=np.uint8)
     landmarks = np.stack([MEAN_FACE, np.full((68, 2), np.nan, np.float32)])  # the second: no face
-    frames = Frames.of(crops, landmarks, lips, saved)
+    frames = Frames.of(crops, landmarks, lips, saved, loaded)
     assert np.array_equal(frames.references, bank.crops[[2, 0]])  # the nearest lips' crops
     faces = generate_faces(generator, loaded, lips, frames=frames)
     mask = hard_mask(MEAN_FACE, 128) > 0
     assert np.array_equal(faces[0][~mask], crops[0][~mask]) and not np.array_equal(faces[0], crops[0])
     assert np.array_equal(faces[1], crops[1])  # nothing painted without a face
+
+    # trained on warped references: its bank keeps their points, and it is given them warped
+    artifact.references = {"a": References(bank.crops, bank.lips, bank.frames, np.stack([MEAN_FACE] * 3))}
+    artifact.warps_references = True
+    artifact.save(tmp_path / "warps.pt")
+    warps = load_generator(tmp_path / "warps.pt")[1]
+    assert warps.warps_references and np.array_equal(warps.references["a"].landmarks, np.stack([MEAN_FACE] * 3))
+    warped = Frames.of(crops, landmarks, lips, warps.references["a"], warps)
+    assert not np.array_equal(warped.references[0], bank.crops[2])  # bent onto the lips asked for
+    assert np.array_equal(warped.references[1], bank.crops[0])  # no face to bend it onto
 
 
 def test_render_outputs_are_named_once_and_checked_by_one_function():

@@ -293,7 +293,8 @@ def test_frame_generator_trains_and_paints_256_px_crops(tmp_path, stage):
     assert artifact.references["synthetic_0"].crops.shape == (4, 256, 256, 3)
     video = load_video(shards, "synthetic_0", faces=True)
     crops = decode_crops(video.faces, [3, 4])
-    frames = Frames.of(crops, video.landmarks[[3, 4]], video.lips[[3, 4]], artifact.references["synthetic_0"])
+    frames = Frames.of(crops, video.landmarks[[3, 4]], video.lips[[3, 4]], artifact.references["synthetic_0"],
+                       artifact)
     faces = generate_faces(generator, artifact, video.lips[[3, 4]], frames=frames)
     assert faces.shape == (2, 256, 256, 3)
     outside = hard_mask(video.landmarks[3], 256) == 0

@@ -339,7 +339,8 @@ def test_references_are_the_nearest_lips_never_a_neighbour_and_spread_over_the_o
     lips[::10] = np.nan  # no face
     faces = pa.array([simplejpeg.encode_jpeg(np.full((128, 128, 3), i, np.uint8)) for i in range(frames)])
     rows = np.arange(frames) < 80
-    bank = reference_bank(lips, rows, faces, LIP_INDICES, 6)
+    landmarks = np.tile(MEAN_FACE, (frames, 1, 1))
+    bank = reference_bank(lips, rows, faces, LIP_INDICES, 6, landmarks)
     assert len(bank.frames) == 6 and (bank.frames < 80).all() and (bank.frames % 10 != 0).all()
     assert bank.crops.shape == (6, 128, 128, 3) and np.abs(bank.crops[:, 0, 0, 0] - bank.frames).max() <= 2
     spread = opening[bank.frames]

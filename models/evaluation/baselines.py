@@ -28,7 +28,7 @@ import torch
 from models.artifacts import CganArtifact
 from models.networks.cgan import to_uint8
 from models.networks.mask import MEASURED_SIDE_MARGIN, lower_face_mask
-from models.networks.unet import UNetGenerator, generator_input, hard_mask, pick_references
+from models.networks.unet import UNetGenerator, chosen_references, generator_input, hard_mask
 from models.records import References
 from models.rendering.composite import composite
 from tasks.table.shards import list_column_as_array, read_frames
@@ -139,10 +139,11 @@ def _images(faces: np.ndarray) -> torch.Tensor:
 def paint_frames(generator: UNetGenerator, artifact: CganArtifact, held: FaceRows,
                  bank: References | None = None, batch: int = 16) -> np.ndarray:
     """The frame generator's faces for the held-out rows: each from its own masked crop, the reference
-    a render picks for its lips from the bank the artifact keeps of its target video (`pick_references`;
+    a render gives for its lips from the bank the artifact keeps of its target video (`chosen_references`;
     crops of the training frames only; or `bank`), and its own lips (z-scored by the artifact)."""
     bank = artifact.references[artifact.target_video] if bank is None else bank
-    references = bank.crops[pick_references(held.lips, bank)]
+    references = chosen_references(held.lips, bank, held.landmarks, artifact.lip_indices,
+                                   artifact.warps_references)
     masks = torch.from_numpy(held.hard_masks())[:, None]
     lips = torch.from_numpy(((held.lips - artifact.lips_mean) / artifact.lips_std).astype(np.float32))
     out = []

@@ -39,7 +39,7 @@ from models.evaluation.metrics import (
 from models.evaluation.report import BASELINES, counted, print_table, write_plots
 from models.networks.cgan import Frames, generate_faces
 from models.networks.lstm import predict_lips
-from models.networks.unet import pick_references
+from models.networks.unet import chosen_references
 from models.rendering import render
 from models.rendering.layouts import references_of
 from models.rendering.loading import Models, Target, load_models, models_stage, resolve_target
@@ -111,18 +111,20 @@ def own_frames(corpus: Corpus, models: Models, picks: list[tuple[str, int]],
                lips: np.ndarray) -> Frames | None:
     """What the frame generator paints into when corpus frames `picks` are driven by `lips`: their own
     crops and landmarks, each with the reference its video's crops give for its lips, never one of its
-    neighbours (models/networks/unet.py: pick_references); None for the noise generator."""
+    neighbours (models/networks/unet.py: chosen_references); None for the noise generator."""
     artifact = models.cgan_artifact
     if artifact.condition != "frame":
         return None
     crops = decode_faces(corpus, picks)
+    landmarks = np.stack([corpus.video(i).landmarks[f] for i, f in picks])
     chosen = np.empty_like(crops)
     videos, frames = np.array([i for i, _ in picks]), np.array([f for _, f in picks])
     for video_id in np.unique(videos):
         here, v = videos == video_id, corpus.video(str(video_id))
-        bank = references_of(artifact, v.video_id, v.lips, v.face_found, v.faces)
-        chosen[here] = bank.crops[pick_references(lips[here], bank, at=frames[here])]
-    return Frames(crops, np.stack([corpus.video(i).landmarks[f] for i, f in picks]), chosen)
+        bank = references_of(artifact, v.video_id, v.lips, v.face_found, v.faces, v.landmarks)
+        chosen[here] = chosen_references(lips[here], bank, landmarks[here], artifact.lip_indices,
+                                         artifact.warps_references, at=frames[here])
+    return Frames(crops, landmarks, chosen)
 
 
 def evaluate_generator(

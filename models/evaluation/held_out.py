@@ -47,7 +47,7 @@ def held_out_mouth(models: Models, shards: Path, video_id: str | None) -> dict:
         return metrics
     count = int(models.cgan_artifact.params.get("references", CganParams().references))
     picked = bank_rows(seen.lips, np.ones(len(seen), bool), models.cgan_artifact.lip_indices, count)
-    bank = References(seen.faces[picked], seen.lips[picked], seen.frames[picked])
+    bank = References(seen.faces[picked], seen.lips[picked], seen.frames[picked], seen.landmarks[picked])
     masks = held.measured_masks()
     ours = composite_crops(paint_frames(models.generator, models.cgan_artifact, held, bank), held)
     metrics.update({"mouth_video": video_id, "flicker": flicker(ours, masks, held.faces)})

@@ -19,7 +19,7 @@ from torch import nn
 
 from models.artifacts import CganArtifact
 from models.errors import CheckpointError
-from models.networks.unet import UNetGenerator, frame_input, pick_references
+from models.networks.unet import UNetGenerator, chosen_references, frame_input
 from models.records import References
 from tasks.config.params import CganParams
 from tasks.rows.landmarks import LIPS_DIM
@@ -160,9 +160,11 @@ class Frames:
 
     @classmethod
     def of(cls, crops: np.ndarray, landmarks: np.ndarray, lips: np.ndarray, bank: References,
-           at: np.ndarray | None = None) -> Frames:
-        """The crops with the references `pick_references` chooses from `bank` for `lips`."""
-        return cls(crops, landmarks, bank.crops[pick_references(lips, bank, at)])
+           artifact: CganArtifact) -> Frames:
+        """The crops with the references `chosen_references` gives from `bank` for `lips`, warped onto
+        each crop when the `artifact`'s generator was trained so."""
+        return cls(crops, landmarks, chosen_references(lips, bank, landmarks, artifact.lip_indices,
+                                                       artifact.warps_references))
 
 
 @torch.no_grad()

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.networks.mask import lower_face_mask
+from models.networks.reference_warp import warp_reference
 from models.networks.unet_losses import mask_box
 from models.records import References
 from tasks.config.params import FACE_SIZES
@@ -73,10 +74,11 @@ def bank_rows(lips: np.ndarray, rows: np.ndarray, lip_indices: list[int], count:
 
 
 def reference_bank(lips: np.ndarray, rows: np.ndarray, faces: pa.Array, lip_indices: list[int],
-                   count: int) -> References:
-    """A video's reference crops (`bank_rows`); faces: its frames' JPEG crops (the frame table's `face`)."""
+                   count: int, landmarks: np.ndarray) -> References:
+    """A video's reference crops (`bank_rows`); faces: its frames' JPEG crops (the frame table's `face`),
+    landmarks: theirs (frames, 68, 2), kept with the crops to warp them (`chosen_references`)."""
     frames = bank_rows(lips, rows, lip_indices, count)
-    return References(decode_crops(faces, frames), lips[frames], frames)
+    return References(decode_crops(faces, frames), lips[frames], frames, landmarks[frames])
 
 
 def pick_references(lips: np.ndarray, bank: References, at: np.ndarray | None = None) -> np.ndarray:
@@ -89,6 +91,19 @@ def pick_references(lips: np.ndarray, bank: References, at: np.ndarray | None = 
         near = np.abs(np.asarray(at)[:, None] - bank.frames[None]) < NEAR_GAP
         distance[near & ~near.all(1, keepdims=True)] = np.inf
     return distance.argmin(1)
+
+
+def chosen_references(lips: np.ndarray, bank: References, landmarks: np.ndarray, lip_indices: list[int],
+                      warp: bool, at: np.ndarray | None = None) -> np.ndarray:
+    """(N, S, S, 3) uint8: the reference crop of each frame painted, `pick_references`' choice for its
+    `lips` (N, LIPS_DIM), warped onto the frame's pose (its `landmarks`, (N, 68, 2) crop pixels) and those
+    lips when `warp` (the generator's cgan.warp_references) and the bank kept its landmarks
+    (models/networks/reference_warp.py). Rendering, evaluation and training's own choice all come here."""
+    picked = pick_references(lips, bank, at)
+    if not warp or bank.landmarks is None:
+        return bank.crops[picked]
+    return np.stack([warp_reference(bank.crops[k], bank.landmarks[k], points, wanted, lip_indices)
+                     for k, points, wanted in zip(picked, landmarks, lips)])
 
 
 def images(crops: np.ndarray) -> torch.Tensor:

@@ -60,18 +60,18 @@ class FrameStream:
 class FramesToPaint:
     """What the frame generator paints into for output frames start..: the crops of target frames
     `pingpong(i, N)` (the order the footage plays in, models/rendering/target.py) with their landmarks,
-    and for each the target's reference crop that `pick_references` chooses for its lips."""
+    and for each the target's reference crop that `chosen_references` gives for its lips."""
 
-    def __init__(self, rows: TargetRows, bank: References):
-        self.rows, self.bank = rows, bank
+    def __init__(self, rows: TargetRows, bank: References, artifact: CganArtifact):
+        self.rows, self.bank, self.artifact = rows, bank, artifact
 
     def __call__(self, start: int, lips: np.ndarray) -> Frames:
         index = pingpong(np.arange(start, start + len(lips)), len(self.rows))
-        return Frames.of(self.rows.crops(index), self.rows.landmarks[index], lips, self.bank)
+        return Frames.of(self.rows.crops(index), self.rows.landmarks[index], lips, self.bank, self.artifact)
 
 
 def references_of(artifact: CganArtifact, video_id: str, lips: np.ndarray, face_found: np.ndarray,
-                  faces: pa.Array) -> References:
+                  faces: pa.Array, landmarks: np.ndarray) -> References:
     """A video's reference crops: the generator's record of them, else as many of its frames as the
     generator has of a video (cgan.references; models/networks/unet.py: reference_bank), for a video it
     was not trained on."""
@@ -79,16 +79,17 @@ def references_of(artifact: CganArtifact, video_id: str, lips: np.ndarray, face_
     if known is not None:
         return known
     count = int(artifact.params.get("references", CganParams().references))
-    return reference_bank(lips, face_found, faces, artifact.lip_indices, count)
+    return reference_bank(lips, face_found, faces, artifact.lip_indices, count, landmarks)
 
 
 def painter(models: Models, rows: TargetRows) -> FramesToPaint | None:
     """What the frame generator paints into on the target of `rows` (read with faces=True); None for
     the noise generator."""
-    if models.cgan_artifact.condition != "frame":
+    artifact = models.cgan_artifact
+    if artifact.condition != "frame":
         return None
-    return FramesToPaint(rows, references_of(models.cgan_artifact, rows.video_id, rows.lips, rows.face_found,
-                                             rows.faces))
+    bank = references_of(artifact, rows.video_id, rows.lips, rows.face_found, rows.faces, rows.landmarks)
+    return FramesToPaint(rows, bank, artifact)
 
 
 def _faces(models: Models, final: np.ndarray, batch: int,

@@ -170,7 +170,8 @@ def _finetune(name: str, paths: Paths, into: Paths, params: Params, frames: int,
                                           "epochs": max(params.cgan.epochs, epochs),
                                           "mouth_weight": params.adapt.mouth_weight,
                                           "detail_weight": detail_weight(params),
-                                          "gradient_weight": params.adapt.gradient_weight})
+                                          "gradient_weight": params.adapt.gradient_weight,
+                                          "warp_references": params.adapt.warp_references})
     steps, started = {"done": 0, "total": 0, "budget": seconds}, time.perf_counter()
 
     def progress(step: int, total: int) -> None:

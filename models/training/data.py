@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import Dataset
 
 from models.networks.lstm import window_index
+from models.networks.reference_warp import warp_reference
 from models.networks.unet import hard_mask, images, pick_references, reference_bank
 from models.networks.unet_losses import mouth_weights
 from models.records import LipsStats, References
@@ -210,19 +211,26 @@ def video_references(corpus: Corpus, rows: dict[str, np.ndarray], count: int) ->
         usable = rows.get(v.video_id, np.zeros(len(v), bool)) & v.face_found
         if v.face_found.any():
             banks[v.video_id] = reference_bank(v.lips, usable if usable.any() else v.face_found, v.faces,
-                                               list(corpus.meta["lip_indices"]), count)
+                                               list(corpus.meta["lip_indices"]), count, v.landmarks)
     return banks
+
+
+# Warped references kept by a dataset (FramesWithReferences._reference): ~15 minutes of 128 px frames.
+WARPED_KEPT_BYTES = 2**30
 
 
 class FramesWithReferences(Dataset):
     """For each frame with a face in `rows`, what the frame generator (models/networks/unet.py) trains on:
     (real crop (3, S, S) in [-1, 1], hard mask (1, S, S), reference crop (3, S, S) in [-1, 1], z-scored
     lips, L1 weights (1, S, S): mouth_weights). The reference is its video's bank crop with the nearest
-    lips, never a neighbour (pick_references); crops are decoded and masks drawn per item."""
+    lips, never a neighbour (pick_references); crops are decoded, masks drawn and, with `warp`
+    (cgan.warp_references), references warped onto the frame's pose and lips per item
+    (models/networks/reference_warp.py)."""
 
     def __init__(self, corpus: Corpus, rows: dict[str, np.ndarray], lips_mean: np.ndarray,
-                 lips_std: np.ndarray, banks: dict[str, References], mouth: float):
+                 lips_std: np.ndarray, banks: dict[str, References], mouth: float, warp: bool = False):
         faces, landmarks, lips, references, crops, offset = [], [], [], [], [], 0
+        bank_landmarks = []
         for v in corpus.videos:
             if v.video_id not in rows:
                 continue
@@ -233,6 +241,7 @@ class FramesWithReferences(Dataset):
             lips.append(v.lips[targets])
             references.append(pick_references(v.lips[targets], bank, at=targets) + offset)
             crops.append(bank.crops)
+            bank_landmarks.append(bank.landmarks)
             offset += len(bank.crops)
         self.faces = pa.concat_arrays(faces) if faces else pa.array([], pa.large_binary())
         self.landmarks = np.concatenate(landmarks or [np.zeros((0, 68, 2), np.float32)])
@@ -241,13 +250,32 @@ class FramesWithReferences(Dataset):
         self.references = np.concatenate(references or [np.zeros(0, np.int64)])
         self.crops = np.concatenate(crops or [np.zeros((0, 1, 1, 3), np.uint8)])
         self.mouth = mouth
+        self.lip_indices = list(corpus.meta["lip_indices"])
+        # warped only where every bank kept its landmarks (banks of artifacts saved before they were kept)
+        self.reference_landmarks = (np.concatenate(bank_landmarks) if warp and bank_landmarks
+                                    and all(b is not None for b in bank_landmarks) else None)
+        self.warped: dict[int, np.ndarray] = {}
 
     def __len__(self) -> int:
         return len(self.lips)
 
+    def _reference(self, index: int) -> np.ndarray:
+        """Item `index`'s reference crop, warped when asked: each once, then kept while they fit in
+        WARPED_KEPT_BYTES (a 5 s clip's hundred frames are passed over a hundred times)."""
+        k = self.references[index]
+        if self.reference_landmarks is None:
+            return self.crops[k]
+        if index in self.warped:
+            return self.warped[index]
+        crop = warp_reference(self.crops[k], self.reference_landmarks[k], self.landmarks[index],
+                              self.raw_lips[index].numpy(), self.lip_indices)
+        if (len(self.warped) + 1) * crop.nbytes <= WARPED_KEPT_BYTES:
+            self.warped[index] = crop
+        return crop
+
     def __getitem__(self, index: int):
         real = decode_face(self.faces[index].as_py())
         mask = torch.from_numpy(hard_mask(self.landmarks[index], real.shape[-1]))[None]
-        reference = images(self.crops[self.references[index]][None])[0]
+        reference = images(self._reference(index)[None])[0]
         weights = mouth_weights(self.raw_lips[index][None], mask[None], self.mouth)[0]
         return real, mask, reference, self.lips[index], weights

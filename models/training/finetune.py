@@ -46,7 +46,8 @@ def finetune(
     corpus = Corpus([video], video_metadata(paths.shards, video_id))
     references = dict(base.references)
     if base.condition == "frame":
-        references[video_id] = reference_bank(video.lips, rows, video.faces, base.lip_indices, p.references)
+        references[video_id] = reference_bank(video.lips, rows, video.faces, base.lip_indices, p.references,
+                                                     video.landmarks)
     data = dataset(corpus, {video_id: rows}, base.lips_mean, base.lips_std, references, p, base.condition)
     netG = base.network(GENERATORS[base.condition], paths.cgan, device)
     use_amp = p.amp and device.type == "cuda"
@@ -79,6 +80,7 @@ def finetune(
         lips_stats={**base.lips_stats, video_id: lips_moments(video.lips[rows])},
         target_video=video_id,
         references=references,
+        warps_references=base.condition == "frame" and p.warp_references,
         epoch=base.epoch + done["epochs"],
     )
     out.parent.mkdir(parents=True, exist_ok=True)

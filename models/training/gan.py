@@ -38,7 +38,8 @@ def dataset(corpus: Corpus, rows: dict[str, np.ndarray], lips_mean: np.ndarray, 
             references: dict[str, References], p: CganParams, condition: str) -> Dataset:
     """The rows as the dataset of `condition`'s generator."""
     if condition == "frame":
-        return FramesWithReferences(corpus, rows, lips_mean, lips_std, references, p.mouth_weight)
+        return FramesWithReferences(corpus, rows, lips_mean, lips_std, references, p.mouth_weight,
+                                    p.warp_references)
     return FacesWithLips(corpus, rows, lips_mean, lips_std)
 
 

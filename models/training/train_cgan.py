@@ -230,6 +230,7 @@ def cgan_artifact(generator: nn.Module, noise: torch.Tensor, data: FaceData, p: 
         target_video=data.target,
         face_size=face_size,
         references=data.references,
+        warps_references=p.condition == "frame" and p.warp_references,
         epoch=p.epochs,
         **made_from(p, data.corpus, data.split),
     )

@@ -142,6 +142,7 @@ class CganParams(_Section):
     discriminator_scales: int = Field(1, ge=1, le=4)  # frame: PatchGANs, each at half the last's size
     feature_matching_weight: float = Field(0.0, ge=0.0)  # frame: with adversarial_weight > 0
     references: int = Field(16, ge=1, le=256)
+    warp_references: bool = False  # frame: each reference warped onto the frame's pose and lips first
     num_workers: int = Field(0, ge=0, le=64)
     val_frames: int = Field(256, ge=1)
     amp: bool = True
@@ -221,6 +222,7 @@ class AdaptParams(_Section):
     detail_weight: float = Field(200.0, ge=0.0)  # the fine-tuning's cgan.detail_weight, at 128 px
     detail_weight_256: float = Field(2400.0, ge=0.0)  # the same at 256 px (a finer band, less energy)
     gradient_weight: float = Field(0.0, ge=0.0)  # the fine-tuning's cgan.gradient_weight
+    warp_references: bool = True  # the fine-tuning's cgan.warp_references
     max_yaw: float = Field(25.0, gt=0.0, le=90.0)
     min_face_px: float = Field(80.0, ge=0.0)
     min_sharpness: float = Field(40.0, ge=0.0)
