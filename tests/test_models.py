@@ -173,7 +173,8 @@ def test_frame_dataset_gives_the_crop_its_mask_a_far_reference_and_mouth_weights
     picked = dataset.references[10]
     assert torch.equal(reference, images(bank.crops[picked][None])[0])
     # cgan.warp_references: the same crop, warped onto the frame's pose and its lips, item by item
-    warping = FramesWithReferences(corpus, split.train, *lips_stats(corpus, split.train), banks, 4.0, warp=True)
+    stats = lips_stats(corpus, split.train)
+    warping = FramesWithReferences(corpus, split.train, *stats, banks, 4.0, warp=True)
     warped = warp_reference(bank.crops[picked], bank.landmarks[picked], first.landmarks[targets[10]],
                             first.lips[targets[10]], list(corpus.meta["lip_indices"]))
     assert torch.equal(warping[10][2], images(warped[None])[0]) and not torch.equal(warping[10][2], reference)
@@ -360,7 +361,8 @@ def test_a_frame_artifact_round_trips_with_its_references_and_paints_only_the_ma
     artifact.warps_references = True
     artifact.save(tmp_path / "warps.pt")
     warps = load_generator(tmp_path / "warps.pt")[1]
-    assert warps.warps_references and np.array_equal(warps.references["a"].landmarks, np.stack([MEAN_FACE] * 3))
+    assert warps.warps_references
+    assert np.array_equal(warps.references["a"].landmarks, np.stack([MEAN_FACE] * 3))
     warped = Frames.of(crops, landmarks, lips, warps.references["a"], warps)
     assert not np.array_equal(warped.references[0], bank.crops[2])  # bent onto the lips asked for
     assert np.array_equal(warped.references[1], bank.crops[0])  # no face to bend it onto

@@ -1,5 +1,6 @@
-"""A reference crop warped onto the painted frame's pose and the lips asked for (models/networks/reference_warp.py),
-and where the frame generator is given it (models/networks/unet.py: chosen_references)."""
+"""A reference crop warped onto the painted frame's pose and the lips asked for
+(models/networks/reference_warp.py), and where the frame generator is given it (models/networks/unet.py:
+chosen_references)."""
 
 from __future__ import annotations
 
