@@ -4,6 +4,7 @@ chosen_references)."""
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 from test_composite import MEAN_FACE
@@ -20,8 +21,6 @@ def textured(seed: int = 0) -> np.ndarray:
     """A smooth random crop (so cubic sampling between pixels stays near the pixels' values)."""
     rng = np.random.default_rng(seed)
     coarse = rng.integers(0, 256, (16, 16, 3)).astype(np.float32)
-    import cv2
-
     return np.clip(cv2.resize(coarse, (SIDE, SIDE), interpolation=cv2.INTER_CUBIC), 0, 255).astype(np.uint8)
 
 
