@@ -36,7 +36,8 @@ held-out frame (the last 25%, never trained on) is painted given its own true li
                              generator painting smaller crops is scaled up to it, as a render scales it
 
 The frame generator paints from the held-out frame's masked crop, the reference a render picks for those
-lips from the adapted target's bank (adapt.references training crops), and the frame's own lips. noise_
+lips from the adapted target's bank (adapt.references training crops; bent onto the frame and those lips
+with adapt.warp_references), and the frame's own lips. noise_
 needs a noise-conditioned corpus generator (--noise-cgan, or --root's own when it is one). A figure
 that cannot be had is null, and stderr says why in one line. Prints one JSON object per clip, then the
 JSON list of them all as the last line; stderr also has, per clip, each method's flicker (mouth_metrics.py),
