@@ -98,7 +98,8 @@ def chosen_references(lips: np.ndarray, bank: References, landmarks: np.ndarray,
     """(N, S, S, 3) uint8: the reference crop of each frame painted, `pick_references`' choice for its
     `lips` (N, LIPS_DIM), warped onto the frame's pose (its `landmarks`, (N, 68, 2) crop pixels) and those
     lips when `warp` (the generator's cgan.warp_references) and the bank kept its landmarks
-    (models/networks/reference_warp.py). Rendering, evaluation and training's own choice all come here."""
+    (models/networks/reference_warp.py). Rendering, live and evaluation come here; fine-tuning bends each
+    item's reference with the same warp (models/training/data.py: FramesWithReferences)."""
     picked = pick_references(lips, bank, at)
     if not warp or bank.landmarks is None:
         return bank.crops[picked]
