@@ -23,6 +23,8 @@ held-out frame (the last 25%, never trained on) is painted given its own true li
                              0.9: detectability.CONTROL_SHARPNESS): under 0.8, blind
     detectability_neighbour  ... the same of the real frames with the real lower face of 2 frames later:
                              the scale to read ours on (a real mouth 67 ms off)
+    detectability_resampled  ... the same of the real frames through the side ours is painted at (down
+                             and back up): what the painting's size alone gives away (0.5 at its own)
                              (models/evaluation/detectability.py; mouth_metrics.py for the others)
     full_lmd_px              dlib on its full-frame composites vs the lips asked for (crop px) ...
     dlib_floor_px            ... and dlib on the real frames vs their own table lips: the floor
@@ -75,7 +77,7 @@ from models.evaluation.baselines import (
     read_face_rows,
     split_in_time,
 )
-from models.evaluation.detectability import blurred, control_sigma, detectability, neighbours
+from models.evaluation.detectability import blurred, control_sigma, detectability, neighbours, resampled
 from models.evaluation.mouth_metrics import (
     dlib_floor_px,
     flicker,
@@ -96,7 +98,7 @@ TRAIN_FRACTION = 0.75
 PREFIX = {"ours": "", "noise": "noise_", "nearest": "nearest_", "mean": "mean_"}
 SCORES = ("mouth_psnr", "mouth_ssim", "sharpness", "teeth", "detectability")  # every method's
 KEYS = ("clip", "measured_at", "adapt_seconds", *SCORES, "detectability_blurred", "detectability_neighbour",
-        "full_lmd_px", "dlib_floor_px", "flicker",
+        "detectability_resampled", "full_lmd_px", "dlib_floor_px", "flicker",
         *(PREFIX[name] + key for name in ("noise", "nearest", "mean") for key in SCORES))
 
 
@@ -164,6 +166,8 @@ def measure(clip: Path, scratch: Path, corpus: Paths, params: Params, plan: dict
         result["flicker"] = flicker(composites["ours"], masks, held.faces)
         sigma = control_sigma(held.faces, masks, result["sharpness"])
         result["detectability_blurred"] = _detected(blurred(held.faces, masks, sigma), held, masks)
+        result["detectability_resampled"] = _detected(resampled(held.faces, masks, artifact.face_size),
+                                                      held, masks)
         say(f"{clip.name}: the blurred control's sigma {sigma:.2f} px (sharpness {result['sharpness']:.3f})")
     say(json.dumps({"clip": clip.name, "train_frames": len(train), "held_out": len(held),
                     "nearest_full_lmd_px": full_frame_lmd(frames, painters["nearest"], held, indices),

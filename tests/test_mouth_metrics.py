@@ -33,6 +33,7 @@ from models.evaluation.detectability import (
     lower_face_features,
     matched_blur,
     neighbours,
+    resampled,
 )
 from models.evaluation.detectability import (
     blurred as soft,
@@ -278,6 +279,19 @@ def test_detect_parts_cuts_the_test_apart_by_kind_and_place(longer_clip, tmp_pat
     assert len(capsys.readouterr().out.splitlines()) == len(parts)
     with pytest.raises(SystemExit, match="no composites of 'noise'.*there are: ours"):
         detect_parts.main([str(arrays), "--method", "noise"])
+
+
+def test_the_resampled_control_is_the_real_lower_face_at_the_painted_side_and_is_caught(longer_clip):
+    rows = longer_clip
+    masks, faces = rows.measured_masks(), rows.faces
+    side = faces.shape[1]
+    assert np.array_equal(resampled(faces, masks, side), faces)  # painted at the side it is measured at
+    half = resampled(faces, masks, side // 2)
+    outside = masks <= 0
+    assert np.array_equal(half[outside], faces[outside])  # the frame's own pixels beyond the mask
+    assert np.abs(half.astype(int) - faces).mean() < 2  # the same face, its finest detail gone
+    assert sharpness(half, masks, faces) < 0.97  # softer than a painting may be (sharpness 0.97)
+    assert detectability(faces, half, masks, rows.frames) >= 0.8
 
 
 def test_block_folds_test_every_frame_once_and_never_train_on_a_test_frames_neighbour():

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 MODULE = "evals.realface"
 SCORES = ["mouth_psnr", "mouth_ssim", "sharpness", "teeth", "detectability"]
 KEYS = ["clip", "measured_at", "adapt_seconds", *SCORES, "detectability_blurred", "detectability_neighbour",
-        "full_lmd_px", "dlib_floor_px", "flicker",
+        "detectability_resampled", "full_lmd_px", "dlib_floor_px", "flicker",
         *(f"{method}_{key}" for method in ("noise", "nearest", "mean") for key in SCORES)]
 
 
@@ -73,7 +73,8 @@ def test_baselines_on_a_real_clip(tmp_path):
     one, every = json.loads(lines[0]), json.loads(lines[-1])
     assert every == [one] and list(one) == KEYS and one["clip"] == "may_5s.mp4"
     assert one["measured_at"] == 256, "her face is ~240 px wide: scored at 256 px crops"
-    for key in ("adapt_seconds", *SCORES, "detectability_blurred", "full_lmd_px", "flicker",
+    for key in ("adapt_seconds", *SCORES, "detectability_blurred", "detectability_resampled", "full_lmd_px",
+                "flicker",
                 *(f"noise_{key}" for key in SCORES)):
         assert one[key] is None, key
     assert 0.5 <= one["detectability_neighbour"] <= 1, "the real frames' own scale is had without ours"

@@ -18,6 +18,10 @@
   the held-out frame NEIGHBOUR places later blended in by the soft mask: a real mouth a few frames off,
   whose jaw and cheeks no longer quite meet the frame's. A scale to read ours on: the test does not only
   catch paintings, it catches any lower face that is not this frame's own.
+- detectability_resampled: the same test of the real frames against themselves with their lower face
+  brought down to the side ours was painted at and back up (`resampled`: area down, cubic up, as a
+  render scales a painting into the frame), blended in by the soft mask: what the painting's size alone
+  gives away, however well it is painted. 0.5 when ours is painted at the side it is measured at.
 
 Features of an image (`lower_face_features`), over the box around its hard mask cut into GRID cells, at
 the crop's own pixels (no resizing, which would hide softness): per cell the log mean gradient
@@ -144,6 +148,21 @@ def neighbours(images: np.ndarray, masks: np.ndarray, offset: int = NEIGHBOUR) -
     places[places >= len(images)] -= 2 * offset
     alpha = np.clip(np.asarray(masks, np.float32), 0, 1)[..., None]
     return np.round(images * (1 - alpha) + images[np.abs(places)] * alpha).astype(np.uint8)
+
+
+def resampled(images: np.ndarray, masks: np.ndarray, side: int) -> np.ndarray:
+    """Each of `images` with its own lower face brought down to `side` pixels and back (area down, cubic
+    up) blended in by its soft mask, as `blurred` blends: the real frame painted perfectly at `side`."""
+    size = images.shape[1]
+    if side == size:
+        return images.copy()
+    out = []
+    for image, mask in zip(images, masks):
+        alpha = np.clip(np.asarray(mask, np.float32), 0, 1)[..., None]
+        small = cv2.resize(image, (side, side), interpolation=cv2.INTER_AREA)
+        back = cv2.resize(small, (size, size), interpolation=cv2.INTER_CUBIC).astype(np.float32)
+        out.append(np.round(image * (1 - alpha) + back * alpha).astype(np.uint8))
+    return np.stack(out)
 
 
 def matched_blur(real: np.ndarray, masks: np.ndarray, target: float, steps: int = 20) -> float:
