@@ -54,6 +54,9 @@ TINY = {
     "cgan.ngf": 4,
     "cgan.ndf": 4,
     "cgan.val_frames": 8,
+    # the demo's faces are ~202 px wide, so adapt.face_size auto would paint them at 256 px, ~2x a step;
+    # tests/test_adapt.py adapts at 256 and tests auto's choice on its own
+    "adapt.face_size": 128,
 }
 
 Corpus = Callable[[Paths, Params], None]  # writes the project's shards (and raw videos)
