@@ -152,6 +152,9 @@ def measure(clip: Path, scratch: Path, corpus: Paths, params: Params, plan: dict
     if held.size != result["measured_at"]:
         train, held, painters = at_size(clip, scratch / "measured", params, result["measured_at"], held,
                                         painters)
+    # a painting of another side than the crops measured (the paper's generator paints 128 px beside ours
+    # at 256) scaled to them as a render scales it, never composited at the wrong size
+    painters = {name: scaled(faces, held.size) for name, faces in painters.items()}
     painters |= {"nearest": nearest_faces(train, held), "mean": mean_faces(train, held)}
     composites = {name: composite_crops(faces, held) for name, faces in painters.items()}
     masks = held.measured_masks()
@@ -191,9 +194,16 @@ def at_size(clip: Path, shards: Path, params: Params, size: int, held: FaceRows,
     rows, total = read_face_rows(shards, video_id_of(clip))
     train, measured = split_in_time(rows, total, TRAIN_FRACTION)
     both = np.isin(held.frames, measured.frames)
-    scaled = {name: np.stack([cv2.resize(face, (size, size), interpolation=cv2.INTER_CUBIC)
-                              for face in faces[both]]) for name, faces in painters.items()}
-    return train, measured.take(np.isin(measured.frames, held.frames)), scaled
+    return (train, measured.take(np.isin(measured.frames, held.frames)),
+            {name: scaled(faces[both], size) for name, faces in painters.items()})
+
+
+def scaled(faces: np.ndarray, size: int) -> np.ndarray:
+    """(N, size, size, 3): `faces` as they are when they have that side, else scaled to it (cubic, as a
+    render warps a crop into the frame)."""
+    if faces.shape[1] == size:
+        return faces
+    return np.stack([cv2.resize(face, (size, size), interpolation=cv2.INTER_CUBIC) for face in faces])
 
 
 def lower_face_scores(images: np.ndarray, held: FaceRows, masks: np.ndarray) -> dict[str, float | None]:
