@@ -212,7 +212,7 @@ class AdaptTarget(_Section):
 
 class AdaptParams(_Section):
     base: Literal["shipped", "project"] = "shipped"
-    face_size: Literal["auto", 128, 256] = 128  # the target's crops (auto: by its face's width)
+    face_size: Literal["auto", 128, 256] = "auto"  # the target's crops (auto: by its face's width)
     min_seconds: float = Field(3.0, gt=0.0)
     seconds: float = Field(420.0, gt=0.0)
     epochs: int = Field(100, ge=1)
