@@ -127,16 +127,19 @@ def accuracy(real: np.ndarray, ours: np.ndarray, frames: np.ndarray) -> float:
     return correct / (2 * len(frames))
 
 
+def blended(images: np.ndarray, others: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """`others` blended into `images` (uint8, one or a batch) by their soft `masks`, as a composite blends:
+    the controls' one way of putting a lower face in."""
+    alpha = np.clip(np.asarray(masks, np.float32), 0, 1)[..., None]
+    return np.round(images * (1 - alpha) + others * alpha).astype(np.uint8)
+
+
 def blurred(images: np.ndarray, masks: np.ndarray, sigma: float) -> np.ndarray:
     """`images` Gaussian-blurred (`sigma` px) inside their soft `masks`, blended as a composite is."""
     if sigma <= 0:
         return images.copy()
-    out = []
-    for image, mask in zip(images, masks):
-        alpha = np.clip(np.asarray(mask, np.float32), 0, 1)[..., None]
-        soft = cv2.GaussianBlur(image, (0, 0), sigma).astype(np.float32)
-        out.append(np.round(image * (1 - alpha) + soft * alpha).astype(np.uint8))
-    return np.stack(out)
+    return np.stack([blended(image, cv2.GaussianBlur(image, (0, 0), sigma).astype(np.float32), mask)
+                     for image, mask in zip(images, masks)])
 
 
 def neighbours(images: np.ndarray, masks: np.ndarray, offset: int = NEIGHBOUR) -> np.ndarray:
@@ -146,8 +149,7 @@ def neighbours(images: np.ndarray, masks: np.ndarray, offset: int = NEIGHBOUR) -
         raise ValueError(f"neighbours: {len(images)} images, more than {offset} needed")
     places = np.arange(len(images)) + offset
     places[places >= len(images)] -= 2 * offset
-    alpha = np.clip(np.asarray(masks, np.float32), 0, 1)[..., None]
-    return np.round(images * (1 - alpha) + images[np.abs(places)] * alpha).astype(np.uint8)
+    return blended(images, images[np.abs(places)], masks)
 
 
 def resampled(images: np.ndarray, masks: np.ndarray, side: int) -> np.ndarray:
@@ -156,13 +158,9 @@ def resampled(images: np.ndarray, masks: np.ndarray, side: int) -> np.ndarray:
     size = images.shape[1]
     if side == size:
         return images.copy()
-    out = []
-    for image, mask in zip(images, masks):
-        alpha = np.clip(np.asarray(mask, np.float32), 0, 1)[..., None]
-        small = cv2.resize(image, (side, side), interpolation=cv2.INTER_AREA)
-        back = cv2.resize(small, (size, size), interpolation=cv2.INTER_CUBIC).astype(np.float32)
-        out.append(np.round(image * (1 - alpha) + back * alpha).astype(np.uint8))
-    return np.stack(out)
+    down = [cv2.resize(image, (side, side), interpolation=cv2.INTER_AREA) for image in images]
+    return np.stack([blended(image, cv2.resize(small, (size, size), interpolation=cv2.INTER_CUBIC).astype(
+        np.float32), mask) for image, small, mask in zip(images, down, masks)])
 
 
 def matched_blur(real: np.ndarray, masks: np.ndarray, target: float, steps: int = 20) -> float:
